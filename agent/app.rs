@@ -1,0 +1,271 @@
+//! The agent's top level, callable from tests: load → build → run.
+//!
+//! `main.rs` parses the command line and calls one of [`run`], [`once`] or [`load_config`]
+//! with an [`Outside`]: everything that comes from outside the process (host root, environment,
+//! config file, output override, clock), so that a test drives the same code with a fixture
+//! tree and local servers.
+
+pub mod check;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, ConfigErrors, Env, Inputs, Output};
+use crate::host::procfs::{self, NodeCapacity};
+use crate::host::{CgroupMode, Clock, HostError, Root};
+use crate::metrics::compute::NodeAttributes;
+use crate::metrics::sample::Sampler;
+use crate::metrics::{Collector, Cycle};
+use crate::ship::{self, ShipError, Sink};
+use crate::telemetry::events::{ConfigReloaded, CycleCompleted, CycleSkipped, ReloadResult};
+use crate::telemetry::{self, Telemetry};
+
+/// Where the DaemonSet mounts the `cwagentconfig` ConfigMap (the CloudWatch agent's path).
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/cwagentconfig/cwagentconfig.json";
+
+/// Everything from outside the process, passed down from `main`.
+#[derive(Debug, Clone)]
+pub struct Outside {
+    /// `--host-root`: every node path resolves under it.
+    pub host_root: PathBuf,
+    pub env: Env,
+    /// `None` runs the embedded default configuration.
+    pub config_path: Option<PathBuf>,
+    /// `--output`, which wins over `kinsight.output`.
+    pub output_override: Option<Output>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("invalid configuration")]
+    Config(#[source] ConfigErrors),
+    #[error("cannot read the node")]
+    Host(#[source] HostError),
+    #[error("cannot set up the output")]
+    Ship(#[source] ShipError),
+    #[error("cannot serve telemetry on {addr}")]
+    Telemetry {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AppError {
+    /// `EX_CONFIG` (78) for a bad configuration, 1 for anything that fails at run time.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Config(_) => 78,
+            _ => 1,
+        }
+    }
+}
+
+/// The validation inputs for this process: environment, output override and the host name.
+pub fn inputs(outside: &Outside) -> Inputs {
+    let root = Root::new(&outside.host_root);
+    let host_name_fallback = procfs::read_hostname(&root).unwrap_or_else(|e| {
+        tracing::debug!(error = %telemetry::chain(&e), "host name unreadable; using \"localhost\"");
+        "localhost".to_string()
+    });
+    Inputs {
+        env: outside.env.clone(),
+        output_override: outside.output_override.clone(),
+        host_name_fallback,
+    }
+}
+
+/// Parse and validate: the same function for startup, `config validate` and reload.
+pub fn load_config(outside: &Outside) -> Result<Config, ConfigErrors> {
+    let inputs = inputs(outside);
+    match &outside.config_path {
+        Some(path) => config::load_file(path, &inputs),
+        None => config::load_str(config::DEFAULT_CONFIG, &inputs),
+    }
+}
+
+/// What `build` makes from a config: the collector and its output. Nothing is spawned.
+#[derive(Debug)]
+struct Pipeline {
+    collector: Collector,
+    sink: Box<dyn Sink>,
+}
+
+fn node_attributes(cfg: &Config) -> NodeAttributes {
+    NodeAttributes {
+        cluster_name: cfg.cluster_name.clone(),
+        node_name: cfg.node_name.clone(),
+        instance_id: None,
+    }
+}
+
+fn build(outside: &Outside, cfg: &Config, telemetry: &Telemetry) -> Result<Pipeline, AppError> {
+    let root = Root::new(&outside.host_root);
+    let mode = CgroupMode::detect(&root).map_err(AppError::Host)?;
+    let capacity: NodeCapacity = procfs::read_capacity(&root).map_err(AppError::Host)?;
+    tracing::info!(
+        cgroup = mode.name(),
+        cpus = capacity.cpus,
+        memory_bytes = capacity.memory_bytes,
+        host_root = %outside.host_root.display(),
+        "node read"
+    );
+    let sampler = Sampler::new(root, mode, telemetry.clone());
+    let collector = Collector::new(sampler, capacity, node_attributes(cfg), cfg.interval);
+    let sink = ship::build(&cfg.output, telemetry).map_err(AppError::Ship)?;
+    Ok(Pipeline { collector, sink })
+}
+
+fn log_startup(cfg: &Config, outside: &Outside) {
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        cluster = %cfg.cluster_name,
+        cluster_name_source = ?cfg.cluster_name_source,
+        node = %cfg.node_name,
+        interval_s = cfg.interval.as_secs(),
+        output = ?cfg.output,
+        config = %outside.config_path.as_ref().map_or("<embedded default>".to_string(), |p| p.display().to_string()),
+        "kinsight starting"
+    );
+}
+
+async fn write_cycle(sink: &dyn Sink, cycle: &Cycle) {
+    // The output counts and logs its own failures; the loop goes on with the next interval.
+    let _ = sink.write_metrics(&cycle.datums).await;
+}
+
+/// `kinsight once`: a priming sample, `interval` later the real one, written, done (TICK-4).
+pub async fn once(outside: Outside, interval: Duration) -> Result<(), AppError> {
+    let cfg = load_config(&outside).map_err(AppError::Config)?;
+    log_startup(&cfg, &outside);
+    let telemetry = Telemetry::new();
+    let mut p = build(&outside, &cfg, &telemetry)?;
+    let _priming = p.collector.collect(outside.clock.as_ref());
+    tokio::time::sleep(interval).await;
+    let started = outside.clock.monotonic();
+    let cycle = p.collector.collect(outside.clock.as_ref());
+    CycleCompleted {
+        records: cycle.records.len(),
+        datums: cycle.datums.len(),
+        elapsed: outside.clock.monotonic() - started,
+    }
+    .emit(&telemetry);
+    p.sink.write_metrics(&cycle.datums).await.map_err(AppError::Ship)
+}
+
+/// Delay from `now_ms` to the next tick: ticks fall on second 30 of the minute and every
+/// `interval` on that phase (TICK-2), so datapoints never straddle a minute boundary.
+pub fn next_tick_delay(now_ms: i64, interval: Duration) -> Duration {
+    let i = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX).max(1);
+    let offset = (now_ms - 30_000).rem_euclid(i);
+    Duration::from_millis(u64::try_from(i - offset).unwrap_or(0))
+}
+
+/// `kinsight run`: collect every interval until `cancel`, applying config reloads live.
+pub async fn run(outside: Outside, cancel: CancellationToken) -> Result<(), AppError> {
+    let cfg = Arc::new(load_config(&outside).map_err(AppError::Config)?);
+    log_startup(&cfg, &outside);
+    let telemetry = Telemetry::new();
+    let mut p = build(&outside, &cfg, &telemetry)?;
+    if let Some(addr) = cfg.telemetry.listen_address {
+        let (bound, _thread) = telemetry::serve(addr, telemetry.clone(), cancel.child_token())
+            .map_err(|source| AppError::Telemetry { addr, source })?;
+        tracing::info!(address = %bound, "telemetry endpoint listening (/healthz, /readyz, /metrics)");
+    }
+    let (tx, mut rx) = watch::channel(cfg.clone());
+    if let Some(path) = outside.config_path.clone() {
+        let t = telemetry.clone();
+        tokio::spawn(config::reload::watch(
+            path,
+            inputs(&outside),
+            cfg.clone(),
+            tx,
+            move |outcome: &config::reload::ReloadOutcome| {
+                let result = match outcome {
+                    config::reload::ReloadOutcome::Applied { .. } => ReloadResult::Applied,
+                    config::reload::ReloadOutcome::Invalid(_) => ReloadResult::Invalid,
+                    config::reload::ReloadOutcome::Unchanged => ReloadResult::Unchanged,
+                    config::reload::ReloadOutcome::ReadFailed(_) => ReloadResult::ReadFailed,
+                };
+                ConfigReloaded { result }.emit(&t);
+            },
+            cancel.child_token(),
+        ));
+    }
+    let mut cfg = cfg;
+    loop {
+        let delay = next_tick_delay(outside.clock.wall_ms(), cfg.interval);
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            changed = rx.changed() => {
+                if changed.is_err() { continue; }
+                let new = rx.borrow_and_update().clone();
+                apply_reload(&mut p, &cfg, &new, &telemetry);
+                cfg = new;
+            }
+            () = tokio::time::sleep(delay) => {
+                let started = outside.clock.monotonic();
+                let cycle = p.collector.collect(outside.clock.as_ref());
+                write_cycle(p.sink.as_ref(), &cycle).await;
+                let elapsed = outside.clock.monotonic() - started;
+                CycleCompleted { records: cycle.records.len(), datums: cycle.datums.len(), elapsed }.emit(&telemetry);
+                telemetry.set_ready(true);
+                if elapsed > cfg.interval {
+                    CycleSkipped.emit(&telemetry);
+                }
+            }
+        }
+    }
+    tracing::info!("kinsight stopping");
+    Ok(())
+}
+
+/// Rebuilds what a new config changes: node attributes, interval, output.
+fn apply_reload(p: &mut Pipeline, old: &Config, new: &Config, telemetry: &Telemetry) {
+    p.collector.reconfigure(node_attributes(new), new.interval);
+    if new.output != old.output {
+        match ship::build(&new.output, telemetry) {
+            Ok(sink) => p.sink = sink,
+            Err(e) => tracing::error!(error = %telemetry::chain(&e), "cannot switch output; keeping the previous one"),
+        }
+    }
+    tracing::info!(interval_s = new.interval.as_secs(), output = ?new.output, "configuration applied");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_fall_on_second_30_phase() {
+        // 12:00:10.000 with a 60 s interval → 12:00:30, 20 s later.
+        let noon_10 = 1_764_331_210_000; // a whole minute + 10 s
+        assert_eq!(noon_10 % 60_000, 10_000);
+        assert_eq!(
+            next_tick_delay(noon_10, Duration::from_mins(1)),
+            Duration::from_secs(20)
+        );
+        // With 10 s: the phase is :30, :40, … → next at :20.
+        assert_eq!(
+            next_tick_delay(noon_10, Duration::from_secs(10)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            next_tick_delay(noon_10 + 1, Duration::from_secs(10)),
+            Duration::from_millis(9_999)
+        );
+        // Exactly on a tick: the next one, a whole interval later.
+        assert_eq!(
+            next_tick_delay(noon_10 + 20_000, Duration::from_mins(1)),
+            Duration::from_mins(1)
+        );
+    }
+}

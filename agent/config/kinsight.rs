@@ -1,0 +1,297 @@
+//! The `kinsight` section: kinsight's own settings, which the `CloudWatch` agent does not have.
+//! Every object here is strict (unknown keys are errors).
+//!
+//! As in `upstream.rs`, each key is read once and the comment above the call is its reference:
+//! type, unit, default and range. Log settings come from `spec/LOGS.md` §11, metrics settings
+//! from `spec/METRICS.md` §16.2, identity from `spec/IDENTITY.md` §13.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::error::ErrorKind;
+use super::model::{
+    HostSource, LogFormat, Logs, MetadataSource, Metrics, MetricsDestination, Multiline, Output, OversizeEvent, Paths,
+    RecordProfile, StreamNames, Telemetry,
+};
+use super::upstream;
+use super::values;
+use super::walk::{Ctx, Obj, wrong_type};
+
+/// `PutLogEvents` counts each event as its UTF-8 message bytes plus 26 bytes, and one event may
+/// be at most 1,048,576 bytes counted that way, so a message is at most 1,048,550 bytes.
+/// <https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutLogEvents.html>
+pub const MAX_EVENT_BYTES: u64 = 1_048_576 - 26;
+
+/// Default `kinsight.telemetry.listen_address`: all interfaces (kubelet probes the pod IP), port
+/// 9464, the default port of OpenTelemetry's Prometheus exporter.
+pub const DEFAULT_LISTEN_ADDRESS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9464);
+
+const DEFAULT_DATAPLANE_CONTAINER_GLOBS: [&str; 2] = ["aws-node*", "kube-proxy*"];
+const DEFAULT_DATAPLANE_UNITS: [&str; 3] = ["kubelet.service", "containerd.service", "docker.service"];
+const DEFAULT_HOST_FILES: [&str; 3] = ["/var/log/messages", "/var/log/secure", "/var/log/dmesg"];
+
+const RECORD_PROFILES: [(&str, RecordProfile); 2] = [
+    ("fluent-bit", RecordProfile::FluentBit),
+    ("fluentd", RecordProfile::Fluentd),
+];
+const STREAM_NAMES: [(&str, StreamNames); 2] = [
+    ("fluent-bit", StreamNames::FluentBit),
+    ("fluentd", StreamNames::Fluentd),
+];
+const HOST_SOURCES: [(&str, HostSource); 2] = [("files", HostSource::Files), ("journald", HostSource::Journald)];
+const OVERSIZE_EVENTS: [(&str, OversizeEvent); 2] =
+    [("truncate", OversizeEvent::Truncate), ("split", OversizeEvent::Split)];
+
+/// `kinsight`, as read from the file.
+#[derive(Debug)]
+pub(super) struct Kinsight {
+    pub output: Option<Output>,
+    pub node_name: Option<String>,
+    pub metrics: Metrics,
+    pub logs: Logs,
+    pub paths: Paths,
+    pub require_workload_identity: bool,
+    pub telemetry: Telemetry,
+}
+
+/// Values that the upstream sections or the environment decide, needed to fill kinsight's
+/// structs.
+#[derive(Debug)]
+pub(super) struct Given {
+    /// `apiserver` in a cluster or with a kubeconfig, else `none` (METRICS.md §14.1 KUBE-3).
+    pub default_metadata_source: MetadataSource,
+    /// `logs.force_flush_interval`.
+    pub force_flush_interval: Duration,
+    /// `logs.endpoint_override`.
+    pub logs_endpoint_override: Option<String>,
+}
+
+/// The `kinsight` section.
+pub(super) fn section(mut o: Obj<'_>, cx: &mut Ctx, given: Given) -> Kinsight {
+    let k = Kinsight {
+        // "cloudwatch" | "stdout" | "dir:PATH", default "cloudwatch": where items go. The
+        // --output flag wins over this key.
+        output: o.parsed(cx, "output", values::output),
+        // string, no default: the node name; wins over
+        // logs.metrics_collected.kubernetes.host_name, HOST_NAME and the host name.
+        node_name: o.parsed(cx, "node_name", values::non_empty),
+        metrics: metrics(o.object(cx, "metrics"), cx, given.default_metadata_source),
+        logs: logs(
+            o.object(cx, "logs"),
+            cx,
+            given.force_flush_interval,
+            given.logs_endpoint_override,
+        ),
+        paths: paths(o.object(cx, "paths"), cx),
+        require_workload_identity: identity(o.object(cx, "identity"), cx),
+        telemetry: telemetry(o.object(cx, "telemetry"), cx),
+    };
+    o.finish(cx);
+    k
+}
+
+/// `kinsight.metrics` (METRICS.md §16.2).
+fn metrics(mut o: Obj<'_>, cx: &mut Ctx, default_source: MetadataSource) -> Metrics {
+    let m = Metrics {
+        // "put_metric_data" | "emf" | "both", default "put_metric_data" (METRICS.md §2.2).
+        destination: o
+            .choice(
+                cx,
+                "destination",
+                &[
+                    ("put_metric_data", MetricsDestination::PutMetricData),
+                    ("emf", MetricsDestination::Emf),
+                    ("both", MetricsDestination::Both),
+                ],
+            )
+            .unwrap_or(MetricsDestination::PutMetricData),
+        // "apiserver" | "file:PATH" | "none"; default "apiserver" when KUBERNETES_SERVICE_HOST
+        // is set or kube_config_path is given, else "none" (METRICS.md §14.1).
+        metadata_source: o
+            .parsed(cx, "metadata_source", values::metadata_source)
+            .unwrap_or(default_source),
+        // string, no default: CloudWatch (metrics) endpoint, http(s) URL or bare host.
+        endpoint_override: upstream::endpoint(cx, &mut o, "endpoint_override"),
+        // integer 1..=60, default 5: intervals held while CloudWatch is unreachable.
+        queue_intervals: o
+            .uint(cx, "queue_intervals", 1..=60, "intervals")
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(5),
+    };
+    o.finish(cx);
+    m
+}
+
+/// `kinsight.logs` (LOGS.md §11).
+fn logs(mut o: Obj<'_>, cx: &mut Ctx, force_flush_interval: Duration, endpoint_override: Option<String>) -> Logs {
+    let l = Logs {
+        // bool, default true: the log pipeline (application, dataplane and host groups).
+        enabled: o.bool(cx, "enabled", true),
+        // "fluent-bit" | "fluentd", default "fluent-bit": application record shape (LOGS.md §4).
+        record_profile: o
+            .choice(cx, "record_profile", &RECORD_PROFILES)
+            .unwrap_or(RecordProfile::FluentBit),
+        // "fluent-bit" | "fluentd", default "fluent-bit": log stream names (LOGS.md §3).
+        stream_names: o
+            .choice(cx, "stream_names", &STREAM_NAMES)
+            .unwrap_or(StreamNames::FluentBit),
+        // [glob], default []: container log files (by /var/log/containers basename) not shipped.
+        exclude_container_globs: o
+            .str_list(cx, "exclude_container_globs", values::glob)
+            .unwrap_or_default(),
+        // [glob], default ["aws-node*", "kube-proxy*"]: container logs routed to `dataplane`.
+        dataplane_container_globs: o
+            .str_list(cx, "dataplane_container_globs", values::glob)
+            .unwrap_or_else(|| owned(&DEFAULT_DATAPLANE_CONTAINER_GLOBS)),
+        // [string], default ["kubelet.service", "containerd.service", "docker.service"]:
+        // journald units routed to `dataplane`.
+        dataplane_units: o
+            .str_list(cx, "dataplane_units", values::non_empty)
+            .unwrap_or_else(|| owned(&DEFAULT_DATAPLANE_UNITS)),
+        // "files" | "journald", default "files": source of the `host` group (LOGS.md §2.4).
+        host_source: o.choice(cx, "host_source", &HOST_SOURCES).unwrap_or(HostSource::Files),
+        // [absolute path], default ["/var/log/messages", "/var/log/secure", "/var/log/dmesg"]:
+        // host files for host_source "files".
+        host_files: o
+            .str_list(cx, "host_files", values::absolute_path)
+            .unwrap_or_else(|| DEFAULT_HOST_FILES.iter().map(PathBuf::from).collect()),
+        // object, default none: multiline joining (LOGS.md §5.5); see `multiline`.
+        multiline: multiline(o.object(cx, "multiline"), cx),
+        // integer milliseconds 1..=600000, default 5000: flush of pending partial (P/F) and
+        // multiline records.
+        partial_flush_timeout: Duration::from_millis(
+            o.uint(cx, "partial_flush_timeout_ms", 1..=600_000, "milliseconds")
+                .unwrap_or(5000),
+        ),
+        // integer bytes 1..=1048550, default 1048550: per-event message cap (LOGS.md §8.3).
+        max_event_bytes: o
+            .uint(cx, "max_event_bytes", 1..=MAX_EVENT_BYTES, "bytes")
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(1_048_550),
+        // "truncate" | "split", default "truncate": events above max_event_bytes (LOGS.md §8.3).
+        oversize_event: o
+            .choice(cx, "oversize_event", &OVERSIZE_EVENTS)
+            .unwrap_or(OversizeEvent::Truncate),
+        // integer seconds 1..=60, default 5: age at which a log batch is sent (LOGS.md §8.2).
+        flush_interval: o.secs(cx, "flush_interval_secs", 1..=60, 5),
+        // bool, default true: create a missing log group (LOGS.md §8.6).
+        create_log_groups: o.bool(cx, "create_log_groups", true),
+        // integer days or null, default null (never expire): retention of groups kinsight
+        // creates; one of PutRetentionPolicy's values (LOGS.md §8.6).
+        retention_days: retention_days(cx, &mut o),
+        // integer seconds 1..=300, default 25: drain deadline on SIGTERM (LOGS.md §7.6).
+        shutdown_grace: o.secs(cx, "shutdown_grace_secs", 1..=300, 25),
+        // bool, default false: honour the fluentbit.io/exclude pod annotations (LOGS.md §4.2).
+        honour_exclude_annotation: o.bool(cx, "honour_exclude_annotation", false),
+        force_flush_interval,
+        endpoint_override,
+    };
+    o.finish(cx);
+    l
+}
+
+fn owned(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// `kinsight.logs.multiline`: absent means no multiline rule in the file.
+fn multiline(mut o: Obj<'_>, cx: &mut Ctx) -> Option<Multiline> {
+    if !o.is_present() {
+        o.finish(cx);
+        return None;
+    }
+    let present = o.value("first_line_regex").is_some();
+    // string, required: a line matching this regex (Rust `regex` syntax) starts a new record.
+    let first_line_regex = o.parsed(cx, "first_line_regex", values::regex);
+    if !present {
+        cx.error(o.path_of("first_line_regex"), ErrorKind::MissingKey);
+    }
+    // [glob], default ["*"]: the containers (by /var/log/containers basename) it applies to.
+    let container_globs = o
+        .str_list(cx, "container_globs", values::glob)
+        .unwrap_or_else(|| vec!["*".to_owned()]);
+    o.finish(cx);
+    Some(Multiline {
+        first_line_regex: first_line_regex?,
+        container_globs,
+    })
+}
+
+fn retention_days(cx: &mut Ctx, o: &mut Obj<'_>) -> Option<u32> {
+    if o.value("retention_days").is_some_and(Value::is_null) {
+        return None;
+    }
+    let days = o.uint(cx, "retention_days", 1..=u64::MAX, "days")?;
+    if values::RETENTION_DAYS.contains(&days) {
+        u32::try_from(days).ok()
+    } else {
+        let allowed: Vec<String> = values::RETENTION_DAYS.iter().map(u64::to_string).collect();
+        cx.error(
+            o.path_of("retention_days"),
+            ErrorKind::OutOfRange {
+                expected: format!("one of {} (days, as PutRetentionPolicy allows)", allowed.join(", ")),
+                got: days.to_string(),
+            },
+        );
+        None
+    }
+}
+
+/// `kinsight.paths` (LOGS.md §11): host paths, absolute, resolved under `--host-root`.
+fn paths(mut o: Obj<'_>, cx: &mut Ctx) -> Paths {
+    let mut path = |key: &'static str, default: &str| {
+        o.parsed(cx, key, values::absolute_path)
+            .unwrap_or_else(|| PathBuf::from(default))
+    };
+    let p = Paths {
+        // absolute path, default "/var/lib/kinsight": checkpoints (the one writable host path).
+        // Needs a restart to change.
+        state_dir: path("state_dir", "/var/lib/kinsight"),
+        // absolute path, default "/var/log/pods": kubelet's pod log directory.
+        pod_logs_dir: path("pod_logs_dir", "/var/log/pods"),
+        // absolute path, default "/var/log/containers": kubelet's container log symlinks.
+        container_logs_dir: path("container_logs_dir", "/var/log/containers"),
+    };
+    o.finish(cx);
+    p
+}
+
+/// `kinsight.identity` (IDENTITY.md §13).
+fn identity(mut o: Obj<'_>, cx: &mut Ctx) -> bool {
+    // bool, default false: accept only IRSA or EKS Pod Identity, never the node role (§6).
+    let require = o.bool(cx, "require_workload_identity", false);
+    o.finish(cx);
+    require
+}
+
+/// `kinsight.telemetry`: kinsight's own endpoints and log lines.
+fn telemetry(mut o: Obj<'_>, cx: &mut Ctx) -> Telemetry {
+    // "IP:PORT" or null, default "0.0.0.0:9464": /healthz, /readyz and /metrics; null disables
+    // the endpoint. Needs a restart to change.
+    let path = o.path_of("listen_address");
+    let listen_address = match o.value("listen_address") {
+        None => Some(DEFAULT_LISTEN_ADDRESS),
+        Some(Value::Null) => None,
+        Some(Value::String(s)) => values::socket_address(s).map_err(|kind| cx.error(path, kind)).ok(),
+        Some(other) => {
+            cx.error(path, wrong_type("a string or null", other));
+            None
+        }
+    };
+    let t = Telemetry {
+        listen_address,
+        // "text" | "json", default "text": format of kinsight's own log lines (stderr).
+        log_format: o
+            .choice(
+                cx,
+                "log_format",
+                &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            )
+            .unwrap_or(LogFormat::Text),
+    };
+    o.finish(cx);
+    t
+}

@@ -1,0 +1,221 @@
+//! The validated configuration: what every other module reads.
+//!
+//! These types are produced only by [`super::load_str`] / [`super::load_file`] (parse →
+//! validate), never built by hand outside tests. The raw JSON keys, their defaults and ranges
+//! are documented where they are read (`upstream.rs` for the `CloudWatch` agent's sections,
+//! `kinsight.rs` for kinsight's own) and in the README's configuration reference.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where metric and log items go. `--output` on the command line overrides
+/// `kinsight.output` in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// `CloudWatch` (`PutMetricData`) and `CloudWatch Logs`: the default in a cluster.
+    Cloudwatch,
+    /// JSON lines on standard output, one per item: exactly what would be sent.
+    Stdout,
+    /// The same JSON lines, appended to files in this directory.
+    Dir(PathBuf),
+}
+
+impl Output {
+    /// `stdout` and `dir:` need no AWS account and no cluster: "local mode".
+    pub fn is_local(&self) -> bool {
+        !matches!(self, Output::Cloudwatch)
+    }
+
+    /// Parses `cloudwatch`, `stdout` or `dir:PATH` (non-empty `PATH`): the value of the config
+    /// key `kinsight.output` and of the `--output` flag. The error is one line for the user.
+    pub fn parse(s: &str) -> Result<Output, String> {
+        super::values::output(s).map_err(|kind| kind.to_string())
+    }
+}
+
+impl std::str::FromStr for Output {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Output::parse(s)
+    }
+}
+
+/// How metrics reach `CloudWatch` (`spec/METRICS.md` §2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsDestination {
+    PutMetricData,
+    Emf,
+    Both,
+}
+
+/// Where pod metadata comes from (`spec/METRICS.md` §14.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataSource {
+    /// The apiserver (in-cluster); the default when running in a pod.
+    Apiserver,
+    /// A `PodList` JSON file, re-read when it changes.
+    File(PathBuf),
+    /// No pod metadata: node metrics only.
+    None,
+}
+
+/// Where the cluster name came from; `kinsight check` and the startup log say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterNameSource {
+    /// `logs.metrics_collected.kubernetes.cluster_name`.
+    Config,
+    /// The `K8S_CLUSTER_NAME` environment variable.
+    Env,
+    /// No name anywhere, but the output is local: the name is `local`.
+    LocalDefault,
+}
+
+/// Application log record shape (`spec/LOGS.md` §4.2–4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordProfile {
+    FluentBit,
+    Fluentd,
+}
+
+/// Log stream naming style (`spec/LOGS.md` §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamNames {
+    FluentBit,
+    Fluentd,
+}
+
+/// What happens to an event above `max_event_bytes` (`spec/LOGS.md` §8.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OversizeEvent {
+    Truncate,
+    Split,
+}
+
+/// Host log source (`spec/LOGS.md` §2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostSource {
+    Files,
+    Journald,
+}
+
+/// Format of kinsight's own diagnostic log lines (stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Multiline joining for application logs (`spec/LOGS.md` §5.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Multiline {
+    /// A line matching this regular expression starts a new record; other lines are appended.
+    pub first_line_regex: String,
+    /// Only containers whose `/var/log/containers` basename matches one of these globs.
+    pub container_globs: Vec<String>,
+}
+
+#[expect(clippy::struct_excessive_bools, reason = "one field per boolean key of the file")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kubernetes {
+    /// `enhanced_container_insights`, or `metric_granularity` > 1 (legacy switch).
+    pub enhanced_container_insights: bool,
+    /// `prefer_full_pod_name`, forced true by enhanced observability.
+    pub prefer_full_pod_name: bool,
+    pub tag_service: bool,
+    pub disable_metric_extraction: bool,
+    pub accelerated_compute_metrics: bool,
+    /// `kube_config_path`: kubeconfig for the apiserver when not running in a pod (in a pod the
+    /// in-cluster configuration is used). Given, it makes `apiserver` the default metadata source.
+    pub kube_config_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    pub destination: MetricsDestination,
+    pub metadata_source: MetadataSource,
+    /// `CloudWatch` (metrics) endpoint override. Always a URL: a bare host in the file becomes
+    /// `https://<host>`.
+    pub endpoint_override: Option<String>,
+    /// Intervals held while `CloudWatch` is unreachable; the oldest is dropped first.
+    pub queue_intervals: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logs {
+    pub enabled: bool,
+    pub record_profile: RecordProfile,
+    pub stream_names: StreamNames,
+    /// Container log files (by `/var/log/containers` basename glob) that are not shipped.
+    pub exclude_container_globs: Vec<String>,
+    pub dataplane_container_globs: Vec<String>,
+    pub dataplane_units: Vec<String>,
+    pub host_source: HostSource,
+    pub host_files: Vec<PathBuf>,
+    /// `None`: the file sets no rule (the profile presets of `spec/LOGS.md` §5.5 are not
+    /// applied here).
+    pub multiline: Option<Multiline>,
+    pub partial_flush_timeout: Duration,
+    pub max_event_bytes: usize,
+    pub oversize_event: OversizeEvent,
+    pub flush_interval: Duration,
+    pub create_log_groups: bool,
+    /// Retention applied to log groups kinsight creates; one of `CloudWatch Logs`' allowed values.
+    pub retention_days: Option<u32>,
+    pub shutdown_grace: Duration,
+    pub honour_exclude_annotation: bool,
+    /// `logs.force_flush_interval`: flush period for performance (EMF) events.
+    pub force_flush_interval: Duration,
+    /// `logs.endpoint_override`: `CloudWatch Logs` endpoint. Always a URL: a bare host in the file
+    /// becomes `https://<host>`.
+    pub endpoint_override: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// Checkpoints; the one writable host path. Relative to the host root unless absolute
+    /// paths are configured: see `host::Root`.
+    pub state_dir: PathBuf,
+    pub pod_logs_dir: PathBuf,
+    pub container_logs_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub require_workload_identity: bool,
+    /// `agent.credentials.role_arn`: assumed on top of the base identity for every call.
+    pub agent_role_arn: Option<String>,
+    /// `logs.credentials.role_arn`: assumed for `CloudWatch Logs` only.
+    pub logs_role_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Telemetry {
+    /// `/healthz`, `/readyz`, `/metrics`; `None` disables the endpoint.
+    pub listen_address: Option<SocketAddr>,
+    pub log_format: LogFormat,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub cluster_name: String,
+    pub cluster_name_source: ClusterNameSource,
+    pub node_name: String,
+    /// `agent.region`, else `AWS_REGION`; `None` means "ask IMDS" (identity issue).
+    pub region: Option<String>,
+    /// Collection interval (TICK-1).
+    pub interval: Duration,
+    pub debug: bool,
+    pub output: Output,
+    pub kubernetes: Kubernetes,
+    pub metrics: Metrics,
+    pub logs: Logs,
+    pub paths: Paths,
+    pub identity: Identity,
+    pub telemetry: Telemetry,
+    /// Sections kinsight does not implement, one warning each (e.g. `metrics`, `traces`), and
+    /// keys it accepts but ignores; `main` logs each once at startup.
+    pub warnings: Vec<String>,
+}

@@ -1,0 +1,478 @@
+//! Unit tests of whole loads: defaults, precedence rules and cross-key rules. Per-value rules
+//! are tested beside their code (`values.rs`, `walk.rs`, `error.rs`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+
+fn inputs() -> Inputs {
+    Inputs {
+        env: Env::default(),
+        output_override: None,
+        host_name_fallback: "test-node".into(),
+    }
+}
+
+fn local() -> Inputs {
+    Inputs {
+        output_override: Some(Output::Stdout),
+        ..inputs()
+    }
+}
+
+fn ok(text: &str, inputs: &Inputs) -> Config {
+    match load_str(text, inputs) {
+        Ok(cfg) => cfg,
+        Err(e) => panic!("expected a valid config, got:\n{e}"),
+    }
+}
+
+fn errors(text: &str, inputs: &Inputs) -> Vec<String> {
+    match load_str(text, inputs) {
+        Ok(cfg) => panic!("expected errors, got {cfg:?}"),
+        Err(e) => e.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const NAMED: &str = r#"{"logs":{"metrics_collected":{"kubernetes":{"cluster_name":"c1"}}}}"#;
+
+#[test]
+fn an_empty_object_takes_every_default() {
+    let cfg = ok("{}", &local());
+    assert_eq!(cfg.cluster_name, "local");
+    assert_eq!(cfg.cluster_name_source, ClusterNameSource::LocalDefault);
+    assert_eq!(cfg.node_name, "test-node");
+    assert_eq!(cfg.region, None);
+    assert_eq!(cfg.interval, Duration::from_mins(1));
+    assert!(!cfg.debug);
+    assert_eq!(cfg.output, Output::Stdout);
+    let k = &cfg.kubernetes;
+    assert!(!k.enhanced_container_insights && !k.prefer_full_pod_name);
+    assert!(k.tag_service && k.accelerated_compute_metrics && !k.disable_metric_extraction);
+    assert_eq!(k.kube_config_path, None);
+    let m = &cfg.metrics;
+    assert_eq!(m.destination, MetricsDestination::PutMetricData);
+    assert_eq!(m.metadata_source, MetadataSource::None);
+    assert_eq!((m.endpoint_override.as_deref(), m.queue_intervals), (None, 5));
+    let l = &cfg.logs;
+    assert!(l.enabled && l.create_log_groups && !l.honour_exclude_annotation);
+    assert_eq!(l.record_profile, RecordProfile::FluentBit);
+    assert_eq!(l.stream_names, StreamNames::FluentBit);
+    assert!(l.exclude_container_globs.is_empty());
+    assert_eq!(l.dataplane_container_globs, ["aws-node*", "kube-proxy*"]);
+    assert_eq!(
+        l.dataplane_units,
+        ["kubelet.service", "containerd.service", "docker.service"]
+    );
+    assert_eq!(l.host_source, HostSource::Files);
+    let host_files: Vec<PathBuf> = ["/var/log/messages", "/var/log/secure", "/var/log/dmesg"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    assert_eq!(l.host_files, host_files);
+    assert_eq!(l.multiline, None);
+    assert_eq!(l.partial_flush_timeout, Duration::from_secs(5));
+    assert_eq!(l.max_event_bytes, 1_048_550);
+    assert_eq!(l.oversize_event, OversizeEvent::Truncate);
+    assert_eq!(l.flush_interval, Duration::from_secs(5));
+    assert_eq!(l.retention_days, None);
+    assert_eq!(l.shutdown_grace, Duration::from_secs(25));
+    assert_eq!(l.force_flush_interval, Duration::from_secs(5));
+    assert_eq!(l.endpoint_override, None);
+    assert_eq!(cfg.paths.state_dir, PathBuf::from("/var/lib/kinsight"));
+    assert_eq!(cfg.paths.pod_logs_dir, PathBuf::from("/var/log/pods"));
+    assert_eq!(cfg.paths.container_logs_dir, PathBuf::from("/var/log/containers"));
+    assert_eq!(
+        cfg.identity,
+        Identity {
+            require_workload_identity: false,
+            agent_role_arn: None,
+            logs_role_arn: None
+        }
+    );
+    let addr: SocketAddr = "0.0.0.0:9464".parse().unwrap();
+    assert_eq!(cfg.telemetry.listen_address, Some(addr));
+    assert_eq!(cfg.telemetry.log_format, LogFormat::Text);
+    assert!(cfg.warnings.is_empty());
+}
+
+#[test]
+fn the_embedded_default_is_a_quiet_local_run() {
+    let cfg = ok(DEFAULT_CONFIG, &inputs());
+    assert_eq!(cfg.output, Output::Stdout);
+    assert_eq!(cfg.interval, Duration::from_secs(10));
+    assert_eq!(cfg.cluster_name_source, ClusterNameSource::LocalDefault);
+    assert_eq!(cfg.metrics.metadata_source, MetadataSource::None);
+    assert!(!cfg.logs.enabled);
+    assert_eq!(cfg.telemetry.listen_address, None);
+    assert!(cfg.warnings.is_empty());
+}
+
+#[test]
+fn interval_follows_tick_1() {
+    let both = r#"{"agent":{"metrics_collection_interval":30},
+        "logs":{"metrics_collected":{"kubernetes":{"metrics_collection_interval":15}}}}"#;
+    assert_eq!(ok(both, &local()).interval, Duration::from_secs(15));
+    let agent_only = r#"{"agent":{"metrics_collection_interval":30}}"#;
+    assert_eq!(ok(agent_only, &local()).interval, Duration::from_secs(30));
+    assert_eq!(ok("{}", &local()).interval, Duration::from_mins(1));
+}
+
+#[test]
+fn enhanced_forces_full_pod_names_and_granularity_above_one_means_enhanced() {
+    let k = |text: &str| ok(text, &local()).kubernetes;
+    let enhanced = k(r#"{"logs":{"metrics_collected":{"kubernetes":
+        {"enhanced_container_insights":true,"prefer_full_pod_name":false}}}}"#);
+    assert!(enhanced.enhanced_container_insights && enhanced.prefer_full_pod_name);
+    let legacy = k(r#"{"logs":{"metrics_collected":{"kubernetes":{"metric_granularity":2}}}}"#);
+    assert!(legacy.enhanced_container_insights && legacy.prefer_full_pod_name);
+    let one = k(r#"{"logs":{"metrics_collected":{"kubernetes":{"metric_granularity":1}}}}"#);
+    assert!(!one.enhanced_container_insights && !one.prefer_full_pod_name);
+    let full = k(r#"{"logs":{"metrics_collected":{"kubernetes":{"prefer_full_pod_name":true}}}}"#);
+    assert!(!full.enhanced_container_insights && full.prefer_full_pod_name);
+    assert_eq!(
+        errors(
+            r#"{"logs":{"metrics_collected":{"kubernetes":{"metric_granularity":0}}}}"#,
+            &local()
+        ),
+        ["logs.metrics_collected.kubernetes.metric_granularity: must be greater than 0, got 0"]
+    );
+}
+
+#[test]
+fn node_name_precedence() {
+    let mut inputs = local();
+    assert_eq!(ok("{}", &inputs).node_name, "test-node");
+    inputs.env.host_name = Some("from-env".into());
+    assert_eq!(ok("{}", &inputs).node_name, "from-env");
+    let host_name = r#"{"logs":{"metrics_collected":{"kubernetes":{"host_name":"from-k8s"}}}}"#;
+    assert_eq!(ok(host_name, &inputs).node_name, "from-k8s");
+    let both = r#"{"kinsight":{"node_name":"from-kinsight"},
+        "logs":{"metrics_collected":{"kubernetes":{"host_name":"from-k8s"}}}}"#;
+    assert_eq!(ok(both, &inputs).node_name, "from-kinsight");
+}
+
+#[test]
+fn region_precedence_and_validation() {
+    let mut inputs = local();
+    assert_eq!(ok("{}", &inputs).region, None);
+    inputs.env.aws_region = Some("eu-west-1".into());
+    assert_eq!(ok("{}", &inputs).region.as_deref(), Some("eu-west-1"));
+    let file = r#"{"agent":{"region":"us-west-2"}}"#;
+    assert_eq!(ok(file, &inputs).region.as_deref(), Some("us-west-2"));
+    inputs.env.aws_region = Some("Not A Region".into());
+    assert_eq!(ok(file, &inputs).region.as_deref(), Some("us-west-2"));
+    assert_eq!(
+        errors("{}", &inputs),
+        [
+            "env AWS_REGION: invalid region \"Not A Region\"; expected lowercase letters, digits \
+          and '-', as in \"us-east-1\""
+        ]
+    );
+}
+
+#[test]
+fn output_override_wins_and_decides_the_cluster_name_fallback() {
+    let dir = r#"{"kinsight":{"output":"dir:/tmp/out"}}"#;
+    assert_eq!(ok(dir, &inputs()).output, Output::Dir("/tmp/out".into()));
+    assert_eq!(ok(dir, &local()).output, Output::Stdout);
+    // A cloudwatch override makes the local file need a cluster name.
+    let cloudwatch = Inputs {
+        output_override: Some(Output::Cloudwatch),
+        ..inputs()
+    };
+    assert_eq!(
+        load_str(dir, &cloudwatch).unwrap_err().0[0].kind,
+        ErrorKind::MissingClusterName
+    );
+    assert_eq!(ok(NAMED, &inputs()).output, Output::Cloudwatch);
+}
+
+#[test]
+fn cluster_name_precedence() {
+    let mut inputs = inputs();
+    assert_eq!(
+        errors("{}", &inputs),
+        [
+            "logs.metrics_collected.kubernetes.cluster_name: cluster name is not set; set this key \
+          in cwagentconfig.json or the K8S_CLUSTER_NAME environment variable, or run with \
+          --output stdout or --output dir:PATH for a local run"
+        ]
+    );
+    inputs.env.k8s_cluster_name = Some("from-env".into());
+    let cfg = ok("{}", &inputs);
+    assert_eq!(
+        (cfg.cluster_name.as_str(), cfg.cluster_name_source),
+        ("from-env", ClusterNameSource::Env)
+    );
+    let cfg = ok(NAMED, &inputs);
+    assert_eq!(
+        (cfg.cluster_name.as_str(), cfg.cluster_name_source),
+        ("c1", ClusterNameSource::Config)
+    );
+    inputs.env.k8s_cluster_name = Some("bad name".into());
+    assert_eq!(
+        errors("{}", &inputs),
+        [
+            "env K8S_CLUSTER_NAME: invalid cluster name \"bad name\": ' ' cannot appear in a log \
+          group name; allowed are letters, digits and . - _ / #"
+        ]
+    );
+    // A bad name in the file is one error, not also "not set".
+    let bad = r#"{"logs":{"metrics_collected":{"kubernetes":{"cluster_name":""}}}}"#;
+    assert_eq!(errors(bad, &inputs).len(), 1);
+}
+
+#[test]
+fn metadata_source_defaults_to_apiserver_in_a_cluster_or_with_a_kubeconfig() {
+    let mut inputs = local();
+    assert_eq!(ok("{}", &inputs).metrics.metadata_source, MetadataSource::None);
+    let kubeconfig = r#"{"logs":{"metrics_collected":{"kubernetes":{"kube_config_path":"/root/.kube/config"}}}}"#;
+    let cfg = ok(kubeconfig, &inputs);
+    assert_eq!(cfg.metrics.metadata_source, MetadataSource::Apiserver);
+    assert_eq!(
+        cfg.kubernetes.kube_config_path,
+        Some(PathBuf::from("/root/.kube/config"))
+    );
+    inputs.env.kubernetes_service_host = Some("10.100.0.1".into());
+    assert_eq!(ok("{}", &inputs).metrics.metadata_source, MetadataSource::Apiserver);
+    let none = r#"{"kinsight":{"metrics":{"metadata_source":"none"}}}"#;
+    assert_eq!(ok(none, &inputs).metrics.metadata_source, MetadataSource::None);
+}
+
+#[test]
+fn misspelt_keys_get_a_suggestion() {
+    let text = r#"{"logs":{"metrics_collected":{"kubernetes":{"metrics_colection_interval":60}}}}"#;
+    assert_eq!(
+        errors(text, &local()),
+        [
+            "logs.metrics_collected.kubernetes.metrics_colection_interval: unknown key; did you \
+          mean \"metrics_collection_interval\"?"
+        ]
+    );
+    assert_eq!(
+        errors(r#"{"kinsigth":{}}"#, &local()),
+        ["kinsigth: unknown key; did you mean \"kinsight\"?"]
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let text = r#"{
+        "agent": {"debug": "yes"},
+        "logs": {"force_flush_interval": 0},
+        "kinsight": {"metrics": {"destination": "cloudwatch"}}
+    }"#;
+    assert_eq!(
+        errors(text, &local()),
+        [
+            "agent.debug: expected a boolean, got a string",
+            "kinsight.metrics.destination: invalid value \"cloudwatch\"; expected one of \
+             \"put_metric_data\", \"emf\", \"both\"",
+            "logs.force_flush_interval: must be 1..=172800 seconds, got 0",
+        ]
+    );
+}
+
+#[test]
+fn disable_metric_extraction_needs_a_destination_that_sends_events() {
+    let text = |dest: &str| {
+        format!(
+            r#"{{"logs":{{"metrics_collected":{{"kubernetes":{{"disable_metric_extraction":true}}}}}},
+                "kinsight":{{"metrics":{{"destination":"{dest}"}}}}}}"#
+        )
+    };
+    let e = errors(&text("put_metric_data"), &local());
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("logs.metrics_collected.kubernetes.disable_metric_extraction: true sends no metrics"),
+        "{e:?}"
+    );
+    assert!(ok(&text("emf"), &local()).kubernetes.disable_metric_extraction);
+    assert!(ok(&text("both"), &local()).kubernetes.disable_metric_extraction);
+}
+
+#[test]
+fn pasted_cloudwatch_agent_sections_warn_once_each() {
+    let text = r#"{
+        "agent": {"logfile": "/opt/aws/amazon-cloudwatch-agent/logs/amazon-cloudwatch-agent.log",
+                  "run_as_user": "root"},
+        "metrics": {"namespace": "ContainerInsights"},
+        "traces": {"traces_collected": {"app_signals": {}}},
+        "logs": {"metrics_collected": {"kubernetes": {"cluster_name": "c1"},
+                                       "app_signals": {}},
+                 "logs_collected": {"files": {}}}
+    }"#;
+    let cfg = ok(text, &inputs());
+    assert_eq!(
+        cfg.warnings,
+        [
+            "agent.logfile: accepted for compatibility with the CloudWatch agent and ignored",
+            "agent.run_as_user: accepted for compatibility with the CloudWatch agent and ignored",
+            "logs.metrics_collected.app_signals: not implemented by kinsight and ignored",
+            "logs.logs_collected is not implemented; kinsight collects container, dataplane and \
+             host logs itself",
+            "section \"metrics\" is not implemented by kinsight and is ignored",
+            "section \"traces\" is not implemented by kinsight and is ignored",
+        ]
+    );
+}
+
+#[test]
+fn kueue_and_jmx_warn_only_when_true_and_plain_http_endpoints_warn() {
+    let text = r#"{"logs":{"endpoint_override":"http://logs.internal:8080",
+        "metrics_collected":{"kubernetes":{"kueue_container_insights":true,
+        "jmx_container_insights":false}}}}"#;
+    let cfg = ok(text, &local());
+    assert_eq!(cfg.logs.endpoint_override.as_deref(), Some("http://logs.internal:8080"));
+    assert_eq!(
+        cfg.warnings,
+        [
+            "logs.endpoint_override: \"http://logs.internal:8080\" is plain http to a host that \
+             is not loopback; data travels unencrypted",
+            "logs.metrics_collected.kubernetes.kueue_container_insights: not supported by \
+             kinsight; ignored",
+        ]
+    );
+}
+
+#[test]
+fn kinsight_values_are_checked() {
+    let text = r#"{"kinsight":{
+        "output": "dir:",
+        "metrics": {"queue_intervals": 61, "endpoint_override": "ftp://x"},
+        "logs": {"host_files": ["var/log/messages"], "retention_days": 2,
+                 "exclude_container_globs": ["a/b"],
+                 "multiline": {"container_globs": ["*"]},
+                 "max_event_bytes": 1048551},
+        "paths": {"state_dir": "state"},
+        "telemetry": {"listen_address": 9464, "log_format": "xml"}
+    }}"#;
+    assert_eq!(
+        errors(text, &local()),
+        [
+            "kinsight.logs.exclude_container_globs[0]: invalid glob \"a/b\": matches a file \
+             name, so it cannot contain '/'",
+            "kinsight.logs.host_files[0]: must be an absolute path, got \"var/log/messages\"",
+            "kinsight.logs.max_event_bytes: must be 1..=1048550 bytes, got 1048551",
+            "kinsight.logs.multiline.first_line_regex: required key is missing",
+            "kinsight.logs.retention_days: must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, \
+             180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653 (days, as \
+             PutRetentionPolicy allows), got 2",
+            "kinsight.metrics.endpoint_override: invalid endpoint \"ftp://x\": scheme \"ftp\" is \
+             not http or https; expected an http or https URL or a host name",
+            "kinsight.metrics.queue_intervals: must be 1..=60 intervals, got 61",
+            "kinsight.output: \"dir:\" needs a directory, as in \"dir:/tmp/kinsight\"",
+            "kinsight.paths.state_dir: must be an absolute path, got \"state\"",
+            "kinsight.telemetry.listen_address: expected a string or null, got a number",
+            "kinsight.telemetry.log_format: invalid value \"xml\"; expected one of \"text\", \
+             \"json\"",
+        ]
+    );
+}
+
+#[test]
+fn role_arns_and_endpoints_reach_the_config() {
+    let text = r#"{
+        "agent": {"credentials": {"role_arn": "arn:aws:iam::123456789012:role/a"}},
+        "logs": {"credentials": {"role_arn": "arn:aws:iam::123456789012:role/l"},
+                 "endpoint_override": "vpce-1.logs.us-east-1.vpce.amazonaws.com"},
+        "kinsight": {"metrics": {"endpoint_override": "http://127.0.0.1:4566"},
+                     "identity": {"require_workload_identity": true}}
+    }"#;
+    let cfg = ok(text, &local());
+    assert_eq!(
+        cfg.identity,
+        Identity {
+            require_workload_identity: true,
+            agent_role_arn: Some("arn:aws:iam::123456789012:role/a".into()),
+            logs_role_arn: Some("arn:aws:iam::123456789012:role/l".into()),
+        }
+    );
+    assert_eq!(
+        cfg.logs.endpoint_override.as_deref(),
+        Some("https://vpce-1.logs.us-east-1.vpce.amazonaws.com")
+    );
+    assert_eq!(cfg.metrics.endpoint_override.as_deref(), Some("http://127.0.0.1:4566"));
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    let bad = r#"{"agent":{"credentials":{"role_arn":"x","external_id":"y"}}}"#;
+    assert_eq!(errors(bad, &local()).len(), 2);
+}
+
+#[test]
+fn odd_documents_give_errors_not_panics() {
+    let cases = [
+        ("[]", "the configuration must be a JSON object, got an array"),
+        ("null", "the configuration must be a JSON object, got null"),
+        ("42", "the configuration must be a JSON object, got a number"),
+        ("\"x\"", "the configuration must be a JSON object, got a string"),
+        (r#"{"agent":[]}"#, "agent: expected an object, got an array"),
+        (
+            r#"{"logs":{"metrics_collected":7}}"#,
+            "logs.metrics_collected: expected an object, got a number",
+        ),
+        (
+            r#"{"logs":{"metrics_collected":{"kubernetes":null}}}"#,
+            "logs.metrics_collected.kubernetes: expected an object, got null",
+        ),
+        (
+            r#"{"kinsight":{"logs":{"host_files":{}}}}"#,
+            "kinsight.logs.host_files: expected an array of strings, got an object",
+        ),
+        (
+            r#"{"kinsight":{"logs":{"multiline":"^x"}}}"#,
+            "kinsight.logs.multiline: expected an object, got a string",
+        ),
+        (r#"{"agent":{"metrics_collection_interval":1e400}}"#, ""),
+        (
+            r#"{"agent":{"metrics_collection_interval":18446744073709551616}}"#,
+            "agent.metrics_collection_interval: must be 1..=172800 seconds, got 1.8446744073709552e+19",
+        ),
+        ("", ""),
+        ("{\"a\":1,}", ""),
+    ];
+    for (text, expected) in cases {
+        let got = load_str(text, &local()).expect_err(text);
+        assert!(!got.is_empty(), "{text}");
+        if !expected.is_empty() {
+            assert_eq!(got.to_string(), expected, "{text}");
+        }
+    }
+}
+
+#[test]
+fn malformed_json_reports_line_and_column() {
+    let got = load_str("{\n  \"agent\": {\n    debug: true\n  }\n}", &local()).unwrap_err();
+    assert_eq!(
+        got.to_string(),
+        "malformed JSON at line 3, column 5: key must be a string"
+    );
+}
+
+#[test]
+fn load_file_names_the_file() {
+    let dir = std::env::temp_dir().join(format!("kinsight-config-test-{}", std::process::id()));
+    let missing = dir.join("missing.json");
+    let got = load_file(&missing, &local()).unwrap_err();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got.0[0].path, "");
+    assert!(
+        got.to_string()
+            .starts_with(&format!("cannot read {}: ", missing.display())),
+        "{got}"
+    );
+}
+
+#[test]
+fn output_parse_is_shared_with_the_cli() {
+    assert_eq!(Output::parse("cloudwatch"), Ok(Output::Cloudwatch));
+    assert_eq!("stdout".parse::<Output>(), Ok(Output::Stdout));
+    assert_eq!(Output::parse("dir:out"), Ok(Output::Dir("out".into())));
+    assert_eq!(
+        Output::parse("dir:"),
+        Err("\"dir:\" needs a directory, as in \"dir:/tmp/kinsight\"".to_owned())
+    );
+    assert!(Output::parse("s3").is_err());
+}

@@ -1,0 +1,332 @@
+//! Rules for single string values: regions, role ARNs, cluster names, endpoints, globs, paths.
+//!
+//! Each is a pure `fn(&str) -> Result<T, ErrorKind>`, used by the section walkers through
+//! `Obj::parsed` / `Obj::str_list`, and for the environment fallbacks in `parse.rs`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::error::ErrorKind;
+use super::model::{MetadataSource, Output};
+
+/// The log groups kinsight writes are `/aws/containerinsights/<cluster>/<suffix>`
+/// (`spec/LOGS.md` §2.1, `spec/METRICS.md` §12.1); the longest suffix decides the limit.
+const LOG_GROUP_PREFIX: &str = "/aws/containerinsights/";
+const LOG_GROUP_SUFFIXES: [&str; 4] = ["/performance", "/application", "/dataplane", "/host"];
+
+/// A log group name is 1..=512 characters of `[\.\-_/#A-Za-z0-9]`.
+/// <https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_CreateLogGroup.html>
+pub(super) const MAX_LOG_GROUP_NAME: usize = 512;
+
+/// `retentionInDays` values `PutRetentionPolicy` accepts.
+/// <https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html>
+pub(super) const RETENTION_DAYS: [u64; 22] = [
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+];
+
+/// Cluster names: the characters of a log group name, short enough that every group fits.
+pub(super) fn cluster_name(s: &str) -> Result<String, ErrorKind> {
+    let invalid = |reason: String| ErrorKind::InvalidClusterName {
+        value: s.to_owned(),
+        reason,
+    };
+    if s.is_empty() {
+        return Err(invalid("must not be empty".into()));
+    }
+    if let Some(c) = s.chars().find(|c| !is_log_group_char(*c)) {
+        return Err(invalid(format!(
+            "{c:?} cannot appear in a log group name; allowed are letters, digits and . - _ / #"
+        )));
+    }
+    let longest = LOG_GROUP_SUFFIXES.iter().map(|s| s.len()).max().unwrap_or(0);
+    let max = MAX_LOG_GROUP_NAME - LOG_GROUP_PREFIX.len() - longest;
+    if s.len() > max {
+        return Err(invalid(format!(
+            "{} characters; at most {max} fit in the log group name \
+             {LOG_GROUP_PREFIX}<cluster>/performance ({MAX_LOG_GROUP_NAME} characters)",
+            s.len()
+        )));
+    }
+    Ok(s.to_owned())
+}
+
+fn is_log_group_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '#')
+}
+
+/// AWS regions: lowercase letters, digits and `-` (`us-east-1`, `us-gov-west-1`).
+pub(super) fn region(s: &str) -> Result<String, ErrorKind> {
+    let ok = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(ErrorKind::invalid(format!(
+            "invalid region {s:?}; expected lowercase letters, digits and '-', as in \"us-east-1\""
+        )))
+    }
+}
+
+/// IAM role ARNs: `arn:<partition>:iam::<12-digit account>:role/<path and name>`.
+pub(super) fn role_arn(s: &str) -> Result<String, ErrorKind> {
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    let ok = matches!(
+        parts.as_slice(),
+        ["arn", partition, "iam", "", account, resource]
+            if partition.starts_with("aws")
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && resource.len() > "role/".len()
+                && resource.starts_with("role/")
+    );
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(ErrorKind::invalid(format!(
+            "invalid role ARN {s:?}; expected arn:aws:iam::<12-digit account>:role/<name>"
+        )))
+    }
+}
+
+/// An endpoint override: an `http`/`https` URL, or a bare host (with an optional port) that
+/// means `https://<host>` (`spec/IDENTITY.md` §9). Returns the URL and whether it sends data
+/// unencrypted to a host that is not loopback (worth a warning).
+pub(super) fn endpoint(s: &str) -> Result<(String, bool), ErrorKind> {
+    let bad = |why: &str| {
+        ErrorKind::invalid(format!(
+            "invalid endpoint {s:?}: {why}; expected an http or https URL or a host name"
+        ))
+    };
+    let (scheme, rest) = match s.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => ("https".to_owned(), s),
+    };
+    if scheme != "http" && scheme != "https" {
+        return Err(bad(&format!("scheme {scheme:?} is not http or https")));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(bad("no host"));
+    }
+    if s.chars().any(char::is_whitespace) {
+        return Err(bad("contains whitespace"));
+    }
+    let host = authority_host(authority);
+    let is_loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let url = if s.contains("://") {
+        s.to_owned()
+    } else {
+        format!("https://{s}")
+    };
+    Ok((url, scheme == "http" && !is_loopback))
+}
+
+/// The host of `host[:port]` or `[v6]:port`, without brackets or port.
+fn authority_host(authority: &str) -> &str {
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+/// A file-name glob on a `/var/log/containers` basename: only `*` and `?` are wildcards.
+pub(super) fn glob(s: &str) -> Result<String, ErrorKind> {
+    let bad = |reason| ErrorKind::InvalidGlob {
+        glob: s.to_owned(),
+        reason,
+    };
+    if s.is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    if s.contains('/') {
+        return Err(bad("matches a file name, so it cannot contain '/'"));
+    }
+    if s.contains(['[', ']', '{', '}', '\\']) {
+        return Err(bad("only '*' and '?' are wildcards; [ ] { } \\ are not supported"));
+    }
+    Ok(s.to_owned())
+}
+
+pub(super) fn absolute_path(s: &str) -> Result<PathBuf, ErrorKind> {
+    let path = PathBuf::from(s);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(ErrorKind::NotAbsolute { value: s.to_owned() })
+    }
+}
+
+pub(super) fn non_empty(s: &str) -> Result<String, ErrorKind> {
+    if s.is_empty() {
+        Err(ErrorKind::invalid("must not be empty"))
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+/// A regular expression in the `regex` crate's syntax (no look-around; `spec/LOGS.md` §5.5).
+pub(super) fn regex(s: &str) -> Result<String, ErrorKind> {
+    match regex::Regex::new(s) {
+        Ok(_) => Ok(s.to_owned()),
+        Err(e) => Err(ErrorKind::InvalidRegex {
+            pattern: s.to_owned(),
+            msg: one_line_regex_error(&e),
+        }),
+    }
+}
+
+/// `regex::Error` prints the pattern with a caret under the fault and the message on a last
+/// line starting `error: `; the pattern is already in our message, so keep that line.
+fn one_line_regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("error: "))
+        .map_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "), str::to_owned)
+}
+
+/// `IP:PORT`, as in `0.0.0.0:9464` or `[::]:9464`.
+pub(super) fn socket_address(s: &str) -> Result<SocketAddr, ErrorKind> {
+    s.parse().map_err(|_| {
+        ErrorKind::invalid(format!(
+            "invalid socket address {s:?}; expected IP:PORT, as in \"0.0.0.0:9464\", or null to \
+             disable the endpoint"
+        ))
+    })
+}
+
+/// `cloudwatch`, `stdout` or `dir:PATH` (config key `kinsight.output` and the `--output` flag).
+pub(super) fn output(s: &str) -> Result<Output, ErrorKind> {
+    match s {
+        "cloudwatch" => Ok(Output::Cloudwatch),
+        "stdout" => Ok(Output::Stdout),
+        _ => match s.strip_prefix("dir:") {
+            Some("") => Err(ErrorKind::invalid(
+                "\"dir:\" needs a directory, as in \"dir:/tmp/kinsight\"",
+            )),
+            Some(dir) => Ok(Output::Dir(PathBuf::from(dir))),
+            None => Err(ErrorKind::InvalidValue {
+                value: s.to_owned(),
+                allowed: vec!["cloudwatch", "stdout", "dir:PATH"],
+            }),
+        },
+    }
+}
+
+/// `apiserver`, `file:PATH` or `none`.
+pub(super) fn metadata_source(s: &str) -> Result<MetadataSource, ErrorKind> {
+    match s {
+        "apiserver" => Ok(MetadataSource::Apiserver),
+        "none" => Ok(MetadataSource::None),
+        _ => match s.strip_prefix("file:") {
+            Some("") => Err(ErrorKind::invalid(
+                "\"file:\" needs the path of a PodList JSON file, as in \"file:/tmp/pods.json\"",
+            )),
+            Some(file) => Ok(MetadataSource::File(PathBuf::from(file))),
+            None => Err(ErrorKind::InvalidValue {
+                value: s.to_owned(),
+                allowed: vec!["apiserver", "file:PATH", "none"],
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_names_follow_the_log_group_rule() {
+        assert!(cluster_name("my-cluster_1.prod/#x").is_ok());
+        assert!(cluster_name("").is_err());
+        assert_eq!(
+            cluster_name("my cluster").unwrap_err().to_string(),
+            "invalid cluster name \"my cluster\": ' ' cannot appear in a log group name; \
+             allowed are letters, digits and . - _ / #"
+        );
+        // 512 - len("/aws/containerinsights/") - len("/performance") = 477.
+        assert!(cluster_name(&"a".repeat(477)).is_ok());
+        let long = cluster_name(&"a".repeat(478)).unwrap_err().to_string();
+        assert!(long.contains("478 characters; at most 477 fit"), "{long}");
+    }
+
+    #[test]
+    fn regions_and_role_arns() {
+        assert!(region("us-east-1").is_ok());
+        assert!(region("us-gov-west-1").is_ok());
+        assert!(region("US-EAST-1").is_err());
+        assert!(region("us_east_1").is_err());
+        assert!(region("").is_err());
+        assert!(role_arn("arn:aws:iam::123456789012:role/kinsight").is_ok());
+        assert!(role_arn("arn:aws-cn:iam::123456789012:role/path/name").is_ok());
+        assert!(role_arn("arn:aws:iam::12345:role/x").is_err());
+        assert!(role_arn("arn:aws:iam::123456789012:user/x").is_err());
+        assert!(role_arn("arn:aws:iam::123456789012:role/").is_err());
+        assert!(role_arn("kinsight").is_err());
+    }
+
+    #[test]
+    fn endpoints_become_urls_and_flag_plain_http() {
+        assert_eq!(
+            endpoint("logs.example.com").unwrap(),
+            ("https://logs.example.com".to_owned(), false)
+        );
+        assert_eq!(
+            endpoint("http://127.0.0.1:4566").unwrap(),
+            ("http://127.0.0.1:4566".to_owned(), false)
+        );
+        assert_eq!(
+            endpoint("http://localhost:4566/").unwrap(),
+            ("http://localhost:4566/".to_owned(), false)
+        );
+        assert_eq!(
+            endpoint("http://[::1]:4566").unwrap(),
+            ("http://[::1]:4566".to_owned(), false)
+        );
+        assert!(endpoint("http://vpce.example.com").unwrap().1);
+        assert!(endpoint("ftp://x").is_err());
+        assert!(endpoint("https://").is_err());
+        assert!(endpoint("").is_err());
+        assert!(endpoint("a b").is_err());
+    }
+
+    #[test]
+    fn globs_paths_and_regexes() {
+        assert!(glob("aws-node*").is_ok());
+        assert!(glob("kube-?roxy*").is_ok());
+        assert!(glob("").is_err());
+        assert!(glob("/var/log/*").is_err());
+        assert!(glob("[ab]*").is_err());
+        assert!(absolute_path("/var/lib/kinsight").is_ok());
+        assert!(absolute_path("var/lib").is_err());
+        assert!(regex(r"^\S").is_ok());
+        assert_eq!(
+            regex("(abc").unwrap_err().to_string(),
+            "invalid regular expression \"(abc\": unclosed group"
+        );
+    }
+
+    #[test]
+    fn outputs_and_sources() {
+        assert_eq!(output("stdout"), Ok(Output::Stdout));
+        assert_eq!(output("dir:/tmp/x"), Ok(Output::Dir("/tmp/x".into())));
+        assert!(output("dir:").is_err());
+        assert_eq!(
+            output("file").unwrap_err().to_string(),
+            "invalid value \"file\"; expected one of \"cloudwatch\", \"stdout\", \"dir:PATH\""
+        );
+        assert_eq!(
+            metadata_source("file:/p.json"),
+            Ok(MetadataSource::File("/p.json".into()))
+        );
+        assert!(metadata_source("file:").is_err());
+        assert!(metadata_source("kubelet").is_err());
+        assert!(socket_address("0.0.0.0:9464").is_ok());
+        assert!(socket_address("[::]:9464").is_ok());
+        assert!(socket_address("localhost:9464").is_err());
+    }
+}

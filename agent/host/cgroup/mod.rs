@@ -1,0 +1,187 @@
+//! cgroup layouts and the per-cgroup counters the metrics are computed from.
+//!
+//! [`CgroupMode`] is detected once at build time from files under the host root:
+//! - `sys/fs/cgroup/cgroup.controllers` present ⇒ the unified hierarchy is mounted at the cgroup
+//!   root: **v2** (AL2023, Bottlerocket) — `spec/METRICS.md` HOST-2;
+//! - otherwise v1 controllers at `sys/fs/cgroup/<controller>`, either co-mounted as
+//!   `cpu,cpuacct` (EKS AL2, with `cpu` and `cpuacct` symlinks) or mounted separately (this
+//!   project's test machines); if a cgroup2 tree is also mounted at `sys/fs/cgroup/unified`,
+//!   the node is **hybrid** (systemd's layout), and the resource counters still come from v1.
+
+mod parse;
+pub mod v1;
+pub mod v2;
+
+use std::path::PathBuf;
+
+use super::{HostError, Root};
+
+/// Where the v1 controllers this agent reads are mounted (host paths, before re-rooting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V1Layout {
+    pub cpu: PathBuf,
+    pub cpuacct: PathBuf,
+    pub memory: PathBuf,
+    pub blkio: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupMode {
+    V1(V1Layout),
+    /// v1 controllers plus a controller-less cgroup2 mount at `/sys/fs/cgroup/unified`.
+    Hybrid(V1Layout),
+    V2,
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+impl CgroupMode {
+    /// Detects the layout; an error means no usable cgroup hierarchy is mounted at
+    /// `<root>/sys/fs/cgroup` (in the DaemonSet: the `/sys` host mount is missing).
+    pub fn detect(root: &Root) -> Result<CgroupMode, HostError> {
+        if root.exists(format!("{CGROUP_ROOT}/cgroup.controllers")) {
+            return Ok(CgroupMode::V2);
+        }
+        let pick = |candidates: &[&str], probe: &str| -> Option<PathBuf> {
+            candidates
+                .iter()
+                .map(|c| PathBuf::from(format!("{CGROUP_ROOT}/{c}")))
+                .find(|p| root.exists(p.join(probe)))
+        };
+        let cpuacct = pick(&["cpuacct", "cpu,cpuacct", "cpuacct,cpu"], "cpuacct.usage");
+        let memory = pick(&["memory"], "memory.usage_in_bytes");
+        let (Some(cpuacct), Some(memory)) = (cpuacct, memory) else {
+            return Err(HostError::Read {
+                path: root.path(CGROUP_ROOT),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no cgroup v2 root (cgroup.controllers) and no cgroup v1 cpuacct and memory \
+                     controllers: is the host /sys mounted?",
+                ),
+            });
+        };
+        let cpu = pick(&["cpu", "cpu,cpuacct", "cpuacct,cpu"], "cpu.shares").unwrap_or_else(|| cpuacct.clone());
+        let blkio = PathBuf::from(format!("{CGROUP_ROOT}/blkio"));
+        let layout = V1Layout {
+            cpu,
+            cpuacct,
+            memory,
+            blkio,
+        };
+        if root.exists(format!("{CGROUP_ROOT}/unified/cgroup.controllers")) {
+            Ok(CgroupMode::Hybrid(layout))
+        } else {
+            Ok(CgroupMode::V1(layout))
+        }
+    }
+
+    /// `v1`, `v2` or `hybrid`, for logs and `kinsight check`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CgroupMode::V1(_) => "v1",
+            CgroupMode::Hybrid(_) => "hybrid",
+            CgroupMode::V2 => "v2",
+        }
+    }
+
+    /// CPU counters of the cgroup at `rel` (`""` is the root cgroup).
+    pub fn read_cpu(&self, root: &Root, rel: &str) -> Result<CpuStats, HostError> {
+        match self {
+            CgroupMode::V1(l) | CgroupMode::Hybrid(l) => v1::read_cpu(root, l, rel),
+            CgroupMode::V2 => v2::read_cpu(root, rel),
+        }
+    }
+
+    /// Memory counters of the cgroup at `rel` (`""` is the root cgroup).
+    pub fn read_memory(&self, root: &Root, rel: &str) -> Result<MemoryStats, HostError> {
+        match self {
+            CgroupMode::V1(l) | CgroupMode::Hybrid(l) => v1::read_memory(root, l, rel),
+            CgroupMode::V2 => v2::read_memory(root, rel),
+        }
+    }
+}
+
+/// CPU time consumed by a cgroup, in nanoseconds (cumulative counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuStats {
+    pub usage_ns: u64,
+    pub user_ns: Option<u64>,
+    pub system_ns: Option<u64>,
+}
+
+/// Memory of a cgroup in bytes; fault counters are cumulative counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemoryStats {
+    pub usage: u64,
+    /// `total_inactive_file` (v1, hierarchical) or `inactive_file` (v2).
+    pub inactive_file: u64,
+    pub cache: u64,
+    pub rss: u64,
+    pub swap: u64,
+    pub mapped_file: u64,
+    pub pgfault: u64,
+    pub pgmajfault: u64,
+    /// v1 `memory.max_usage_in_bytes`; v2 `memory.peak` (absent at the root ⇒ 0).
+    pub max_usage: u64,
+    /// v1 `memory.failcnt`; v2 has none ⇒ 0 (`spec/METRICS.md` trap 11).
+    pub failcnt: u64,
+}
+
+fn join(dir: &std::path::Path, rel: &str, file: &str) -> PathBuf {
+    let rel = rel.trim_matches('/');
+    if rel.is_empty() {
+        dir.join(file)
+    } else {
+        dir.join(rel).join(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(dir: &std::path::Path, p: &str) {
+        let path = dir.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "0\n").unwrap();
+    }
+
+    #[test]
+    fn detects_each_layout() {
+        let v2 = tempfile::tempdir().unwrap();
+        touch(v2.path(), "sys/fs/cgroup/cgroup.controllers");
+        assert_eq!(CgroupMode::detect(&Root::new(v2.path())).unwrap(), CgroupMode::V2);
+
+        let sep = tempfile::tempdir().unwrap();
+        touch(sep.path(), "sys/fs/cgroup/cpuacct/cpuacct.usage");
+        touch(sep.path(), "sys/fs/cgroup/cpu/cpu.shares");
+        touch(sep.path(), "sys/fs/cgroup/memory/memory.usage_in_bytes");
+        let m = CgroupMode::detect(&Root::new(sep.path())).unwrap();
+        assert_eq!(m.name(), "v1");
+        let CgroupMode::V1(l) = m else { unreachable!() };
+        assert_eq!(l.cpu, PathBuf::from("/sys/fs/cgroup/cpu"));
+        assert_eq!(l.cpuacct, PathBuf::from("/sys/fs/cgroup/cpuacct"));
+
+        touch(sep.path(), "sys/fs/cgroup/unified/cgroup.controllers");
+        assert_eq!(CgroupMode::detect(&Root::new(sep.path())).unwrap().name(), "hybrid");
+
+        let co = tempfile::tempdir().unwrap();
+        touch(co.path(), "sys/fs/cgroup/cpu,cpuacct/cpuacct.usage");
+        touch(co.path(), "sys/fs/cgroup/cpu,cpuacct/cpu.shares");
+        touch(co.path(), "sys/fs/cgroup/memory/memory.usage_in_bytes");
+        let CgroupMode::V1(l) = CgroupMode::detect(&Root::new(co.path())).unwrap() else {
+            panic!("co-mounted v1 not detected")
+        };
+        assert_eq!(l.cpuacct, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(l.cpu, l.cpuacct);
+    }
+
+    #[test]
+    fn missing_mount_is_a_clear_error() {
+        let empty = tempfile::tempdir().unwrap();
+        let err = CgroupMode::detect(&Root::new(empty.path())).unwrap_err();
+        assert!(err.is_not_found());
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(chain.contains("is the host /sys mounted?"), "{chain}");
+    }
+}

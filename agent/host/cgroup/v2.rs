@@ -1,0 +1,93 @@
+//! cgroup v2 readers: `cpu.stat`, `memory.current`, `memory.stat`.
+
+use std::path::PathBuf;
+
+use super::parse::flat_keyed;
+use super::{CpuStats, MemoryStats, join};
+use crate::host::{HostError, Root};
+
+fn dir() -> PathBuf {
+    PathBuf::from(super::CGROUP_ROOT)
+}
+
+pub fn read_cpu(root: &Root, rel: &str) -> Result<CpuStats, HostError> {
+    let rel_path = join(&dir(), rel, "cpu.stat");
+    let text = root.read(&rel_path)?;
+    let path = root.path(&rel_path);
+    let mut v = [None; 3];
+    flat_keyed(&path, &text, &["usage_usec", "user_usec", "system_usec"], &mut v)?;
+    let ns = |x: Option<u64>| x.and_then(|us| us.checked_mul(1000));
+    let usage_ns = ns(v[0]).ok_or_else(|| HostError::parse(&path, "no usage_usec"))?;
+    Ok(CpuStats {
+        usage_ns,
+        user_ns: ns(v[1]),
+        system_ns: ns(v[2]),
+    })
+}
+
+const STAT_KEYS: [&str; 6] = ["inactive_file", "file", "anon", "file_mapped", "pgfault", "pgmajfault"];
+
+pub fn read_memory(root: &Root, rel: &str) -> Result<MemoryStats, HostError> {
+    let stat_rel = join(&dir(), rel, "memory.stat");
+    let text = root.read(&stat_rel)?;
+    let mut v = [None; STAT_KEYS.len()];
+    flat_keyed(&root.path(&stat_rel), &text, &STAT_KEYS, &mut v)?;
+    let (file, anon) = (v[1].unwrap_or(0), v[2].unwrap_or(0));
+    let is_root = rel.trim_matches('/').is_empty();
+    // The v2 root has no memory.current: usage = anon + file from the root memory.stat, as
+    // opencontainers/cgroups does (spec/METRICS.md §5.1, trap 6).
+    let usage = if is_root {
+        anon.saturating_add(file)
+    } else {
+        root.read_u64(join(&dir(), rel, "memory.current"))?
+    };
+    let optional = |f: &str| root.read_u64(join(&dir(), rel, f)).unwrap_or(0);
+    Ok(MemoryStats {
+        usage,
+        inactive_file: v[0].unwrap_or(0),
+        cache: file,
+        rss: anon,
+        swap: if is_root { 0 } else { optional("memory.swap.current") },
+        mapped_file: v[3].unwrap_or(0),
+        pgfault: v[4].unwrap_or(0),
+        pgmajfault: v[5].unwrap_or(0),
+        max_usage: if is_root { 0 } else { optional("memory.peak") },
+        failcnt: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_usage_is_anon_plus_file() {
+        let d = tempfile::tempdir().unwrap();
+        let cg = d.path().join("sys/fs/cgroup");
+        std::fs::create_dir_all(&cg).unwrap();
+        std::fs::write(
+            cg.join("cpu.stat"),
+            "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\nnr_periods 0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            cg.join("memory.stat"),
+            "anon 1000\nfile 3000\ninactive_file 1200\npgfault 7\n",
+        )
+        .unwrap();
+        let r = Root::new(d.path());
+        let cpu = read_cpu(&r, "").unwrap();
+        assert_eq!(
+            cpu,
+            CpuStats {
+                usage_ns: 2_500_000,
+                user_ns: Some(2_000_000),
+                system_ns: Some(500_000)
+            }
+        );
+        let m = read_memory(&r, "").unwrap();
+        assert_eq!((m.usage, m.inactive_file, m.pgfault, m.failcnt), (4000, 1200, 7, 0));
+        std::fs::write(cg.join("cpu.stat"), "user_usec 1\n").unwrap();
+        assert_eq!(read_cpu(&r, "").unwrap_err().kind(), "parse");
+    }
+}

@@ -1,0 +1,41 @@
+use std::path::PathBuf;
+
+/// A failed read of a node file. Each variant names the file, so one log line is enough.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot parse {}: {what}", path.display())]
+    Parse { path: PathBuf, what: String },
+}
+
+impl HostError {
+    pub(crate) fn parse(path: &std::path::Path, what: impl Into<String>) -> Self {
+        HostError::Parse {
+            path: path.to_path_buf(),
+            what: what.into(),
+        }
+    }
+
+    /// The file vanished between listing and reading (a cgroup of a container that just
+    /// stopped): expected churn, counted apart from real errors.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, HostError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+
+    /// A short, bounded label for counters (`kind` label; never a path).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HostError::Read { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => "not_found",
+                std::io::ErrorKind::PermissionDenied => "permission_denied",
+                _ => "io",
+            },
+            HostError::Parse { .. } => "parse",
+        }
+    }
+}

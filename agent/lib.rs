@@ -1,0 +1,11 @@
+//! kinsight: one agent for Amazon CloudWatch Container Insights on EKS.
+//!
+//! The module map and data flow are fixed in `ARCHITECTURE.md`; `main.rs` is a thin CLI over
+//! [`app`], which takes everything from outside (host root, environment, output) as values.
+
+pub mod app;
+pub mod config;
+pub mod host;
+pub mod metrics;
+pub mod ship;
+pub mod telemetry;

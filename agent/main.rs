@@ -1,0 +1,244 @@
+//! The `kinsight` command line: parse → validate → build → run (STYLE.md §2).
+//!
+//! Exit codes: 0 success, 64 usage error (`EX_USAGE`), 78 configuration error (`EX_CONFIG`),
+//! 1 run-time failure. A bad command line or config fails before any port or task exists.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use kinsight::app::{self, AppError, Outside};
+use kinsight::config::{Env, Output};
+use kinsight::host::SystemClock;
+use kinsight::telemetry;
+use tokio_util::sync::CancellationToken;
+
+const EX_USAGE: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kinsight",
+    version,
+    about = "Container Insights metrics and logs for Amazon EKS, in one agent"
+)]
+#[command(after_help = "A first run needs no AWS account and no cluster:\n  kinsight run --output stdout")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// cwagentconfig.json to use [default: /etc/cwagentconfig/cwagentconfig.json if it exists,
+    /// else the embedded default, which prints node metrics to stdout]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where items go: cloudwatch, stdout, or dir:PATH (JSON lines); overrides kinsight.output
+    #[arg(long, value_name = "OUTPUT", value_parser = parse_output)]
+    output: Option<Output>,
+    /// Root of the node's filesystem: /proc, /sys and log directories resolve under it (the
+    /// DaemonSet mounts the host's / read-only at /rootfs)
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    host_root: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Collect and ship every interval until SIGTERM; config changes apply without a restart
+    Run {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Collect one interval (a priming sample, then the real one), write it and exit
+    Once {
+        #[command(flatten)]
+        common: Common,
+        /// Time between the priming sample and the collected one (e.g. 2s, 500ms)
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+        interval: Duration,
+    },
+    /// Preflight: configuration, host mounts, cgroup mode, state directory; exits non-zero on a problem
+    Check {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Configuration file commands
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate FILE: exit 0, or print every error with its JSON path and exit 78
+    Validate {
+        /// The cwagentconfig.json to check
+        file: PathBuf,
+        /// Validate as if run with this output (local outputs need no cluster name)
+        #[arg(long, value_name = "OUTPUT", value_parser = parse_output)]
+        output: Option<Output>,
+    },
+}
+
+fn parse_output(s: &str) -> Result<Output, String> {
+    Output::parse(s)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "main reads the environment once and passes it down"
+)]
+fn log_filter_from_env() -> Option<String> {
+    std::env::var("KINSIGHT_LOG").ok().filter(|s| !s.is_empty())
+}
+
+fn outside(common: &Common, env: Env) -> Outside {
+    let config_path = common.config.clone().or_else(|| {
+        let default = PathBuf::from(app::DEFAULT_CONFIG_PATH);
+        default.exists().then_some(default)
+    });
+    Outside {
+        host_root: common.host_root.clone(),
+        env,
+        config_path,
+        output_override: common.output.clone(),
+        clock: Arc::new(SystemClock),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EX_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let env = Env::from_process();
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Validate { file, output },
+        } => validate(&file, output, env),
+        Command::Check { common } => check(&outside(&common, env)),
+        Command::Once { common, interval } => start(outside(&common, env), |o, _| app::once(o, interval)),
+        Command::Run { common } => start(outside(&common, env), app::run),
+    }
+}
+
+fn validate(file: &std::path::Path, output: Option<Output>, env: Env) -> ExitCode {
+    let o = Outside {
+        host_root: PathBuf::from("/"),
+        env,
+        config_path: Some(file.to_path_buf()),
+        output_override: output,
+        clock: Arc::new(SystemClock),
+    };
+    match app::load_config(&o) {
+        Ok(cfg) => {
+            for w in &cfg.warnings {
+                eprintln!("warning: {w}");
+            }
+            eprintln!(
+                "{}: valid (cluster {}, interval {} s)",
+                file.display(),
+                cfg.cluster_name,
+                cfg.interval.as_secs()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{}: invalid configuration", file.display());
+            eprintln!("{errors}");
+            ExitCode::from(AppError::Config(errors).exit_code())
+        }
+    }
+}
+
+fn check(o: &Outside) -> ExitCode {
+    let report = kinsight::app::check::run(o);
+    eprint!("{}", report.render());
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn start<F, Fut>(o: Outside, f: F) -> ExitCode
+where
+    F: FnOnce(Outside, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), AppError>>,
+{
+    // Validate before anything starts, so a bad config exits 78 with every error listed.
+    let cfg = match app::load_config(&o) {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprintln!(
+                "kinsight: invalid configuration ({}):",
+                o.config_path
+                    .as_ref()
+                    .map_or("<embedded default>".into(), |p| p.display().to_string())
+            );
+            eprintln!("{errors}");
+            return ExitCode::from(AppError::Config(errors).exit_code());
+        }
+    };
+    telemetry::init_logging(cfg.telemetry.log_format, cfg.debug, log_filter_from_env().as_deref());
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cancel = CancellationToken::new();
+    let result = rt.block_on(async {
+        let signals = tokio::spawn(shutdown_on_signal(cancel.clone()));
+        let r = f(o, cancel.clone()).await;
+        signals.abort();
+        r
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = telemetry::chain(&e);
+            tracing::error!(error = %msg, "kinsight failed");
+            // kubectl describe pod shows this file's content as the termination message; the
+            // kubelet creates it in containers, and outside one we must not create it.
+            let log = std::path::Path::new("/dev/termination-log");
+            if log.exists() {
+                let _ = std::fs::write(log, format!("{msg}\n"));
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn shutdown_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    cancel.cancel();
+}

@@ -1,0 +1,3 @@
+//! Encoders from records to what `ship` sends: PutMetricData datums ([`datum`]).
+
+pub mod datum;

@@ -1,0 +1,123 @@
+//! Per-counter rates from two samples (`spec/METRICS.md` RATE-1 … RATE-5).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// RATE-2: upstream's `MinTimeDiff`; a smaller Δt gives no rate.
+pub const MIN_TIME_DIFF: Duration = Duration::from_micros(50);
+
+/// RATE-5: previous samples expire after max(300 s, 2 × interval).
+pub fn expiry_for(interval: Duration) -> Duration {
+    Duration::from_mins(5).max(interval * 2)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Prev {
+    value: u64,
+    at: Instant,
+}
+
+/// Holds the previous value of every counter, keyed by whatever identifies it (cgroup +
+/// field, interface + field, …).
+#[derive(Debug)]
+pub struct RateCalculator<K> {
+    prev: HashMap<K, Prev>,
+    expiry: Duration,
+}
+
+impl<K: Hash + Eq> RateCalculator<K> {
+    pub fn new(expiry: Duration) -> Self {
+        RateCalculator {
+            prev: HashMap::new(),
+            expiry,
+        }
+    }
+
+    pub fn set_expiry(&mut self, expiry: Duration) {
+        self.expiry = expiry;
+    }
+
+    /// Per-second rate of `value` since the previous call for `key`, or `None` when there is
+    /// no usable previous sample.
+    pub fn rate(&mut self, key: K, value: u64, at: Instant) -> Option<f64> {
+        let Some(prev) = self.prev.get_mut(&key) else {
+            self.prev.insert(key, Prev { value, at });
+            return None;
+        };
+        let dt = at.saturating_duration_since(prev.at);
+        if dt <= MIN_TIME_DIFF {
+            // RATE-3: keep the previous sample as it is.
+            return None;
+        }
+        let Some(delta) = value.checked_sub(prev.value) else {
+            // RATE-4: a decrease is a reset (or a restarted container reusing a key): no rate,
+            // and start over from the current value so the next tick has one.
+            *prev = Prev { value, at };
+            return None;
+        };
+        *prev = Prev { value, at };
+        Some(delta as f64 / dt.as_secs_f64())
+    }
+
+    /// RATE-5: forgets counters not updated within the expiry (vanished cgroups, interfaces).
+    pub fn evict_stale(&mut self, now: Instant) {
+        let expiry = self.expiry;
+        self.prev.retain(|_, p| now.saturating_duration_since(p.at) <= expiry);
+    }
+
+    pub fn len(&self) -> usize {
+        self.prev.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.prev.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn first_sample_has_no_rate_then_rates_follow() {
+        let mut r = RateCalculator::new(expiry_for(Duration::from_mins(1)));
+        let t0 = Instant::now();
+        assert_eq!(r.rate("cpu", 1_000, t0), None);
+        assert_eq!(r.rate("cpu", 3_000, t0 + Duration::from_secs(2)), Some(1_000.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reset_gives_no_rate_and_restarts_from_current() {
+        let mut r = RateCalculator::new(Duration::from_mins(5));
+        let t0 = Instant::now();
+        r.rate("c", 500, t0);
+        assert_eq!(r.rate("c", 100, t0 + Duration::from_secs(1)), None, "never negative");
+        assert_eq!(r.rate("c", 300, t0 + Duration::from_secs(2)), Some(200.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tiny_dt_keeps_previous_sample() {
+        let mut r = RateCalculator::new(Duration::from_mins(5));
+        let t0 = Instant::now();
+        r.rate("c", 0, t0);
+        assert_eq!(r.rate("c", 10, t0 + Duration::from_micros(50)), None);
+        // The kept sample is still the first one: Δ = 20 over 1 s.
+        assert_eq!(r.rate("c", 20, t0 + Duration::from_secs(1)), Some(20.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_entries_expire() {
+        let interval = Duration::from_mins(10);
+        assert_eq!(expiry_for(interval), Duration::from_mins(20));
+        assert_eq!(expiry_for(Duration::from_secs(10)), Duration::from_mins(5));
+        let mut r = RateCalculator::new(Duration::from_mins(5));
+        let t0 = Instant::now();
+        r.rate("gone", 1, t0);
+        r.rate("kept", 1, t0 + Duration::from_secs(200));
+        r.evict_stale(t0 + Duration::from_secs(301));
+        assert_eq!(r.len(), 1);
+    }
+}

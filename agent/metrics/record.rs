@@ -1,0 +1,81 @@
+//! A record: one `Type` of Container Insights data for one object at one tick (`spec/METRICS.md`
+//! §3.1), with its attributes (the dimension candidates) and numeric fields.
+
+/// The record types of §3.1 (only those kinsight emits so far; the metrics issue adds the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordType {
+    Node,
+    NodeFS,
+    NodeDiskIO,
+    NodeNet,
+    Pod,
+    PodNet,
+    Container,
+    Cluster,
+    ClusterNamespace,
+    ClusterService,
+}
+
+impl RecordType {
+    /// The `Type` attribute as the performance events spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::Node => "Node",
+            RecordType::NodeFS => "NodeFS",
+            RecordType::NodeDiskIO => "NodeDiskIO",
+            RecordType::NodeNet => "NodeNet",
+            RecordType::Pod => "Pod",
+            RecordType::PodNet => "PodNet",
+            RecordType::Container => "Container",
+            RecordType::Cluster => "Cluster",
+            RecordType::ClusterNamespace => "ClusterNamespace",
+            RecordType::ClusterService => "ClusterService",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub kind: RecordType,
+    /// Milliseconds since the epoch; all records of a tick share the tick's time (TS-1).
+    pub timestamp_ms: i64,
+    /// Dimension candidates (`ClusterName`, `NodeName`, `InstanceId`, …). An absent or empty
+    /// attribute removes every dimension set that needs it (DIM-1).
+    pub attributes: Vec<(&'static str, String)>,
+    /// Metric fields. An absent field (no rate yet) is simply not in the list.
+    pub fields: Vec<(&'static str, f64)>,
+}
+
+impl Record {
+    pub fn new(kind: RecordType, timestamp_ms: i64) -> Self {
+        Record {
+            kind,
+            timestamp_ms,
+            attributes: Vec::new(),
+            fields: Vec::new(),
+        }
+    }
+
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn field(&self, name: &str) -> Option<f64> {
+        self.fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+    }
+
+    pub fn set_attribute(&mut self, name: &'static str, value: impl Into<String>) {
+        self.attributes.push((name, value.into()));
+    }
+
+    /// Adds a field when it has a value; `None` (unknown) leaves it absent, never zero.
+    pub fn set_field(&mut self, name: &'static str, value: Option<f64>) {
+        if let Some(v) = value.filter(|v| v.is_finite()) {
+            self.fields.push((name, v));
+        }
+    }
+}

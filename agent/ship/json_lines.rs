@@ -1,0 +1,68 @@
+//! The JSON-lines contract of the local outputs (README "Output format"):
+//!
+//! - metric datum: `{"kind":"metric","namespace":"ContainerInsights","metric_name":…,
+//!   "dimensions":{"ClusterName":…,…},"value":…,"unit":…,"timestamp":<ms>}`
+//! - EMF event: `{"kind":"emf","log_group":…,"log_stream":…,"timestamp":<ms>,"message":"…"}`
+//! - log event: `{"kind":"log","log_group":…,"log_stream":…,"timestamp":<ms>,"message":…}`
+
+use serde::ser::{SerializeMap, Serializer};
+
+use crate::metrics::Datum;
+use crate::metrics::encode::datum::NAMESPACE;
+
+struct Dimensions<'a>(&'a [(&'static str, String)]);
+
+impl serde::Serialize for Dimensions<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// Appends one datum as a JSON line (with the trailing newline) to `buf`.
+pub fn write_datum(buf: &mut Vec<u8>, d: &Datum) {
+    let mut ser = serde_json::Serializer::new(&mut *buf);
+    let result = (|| {
+        let mut m = ser.serialize_map(Some(8))?;
+        m.serialize_entry("kind", "metric")?;
+        m.serialize_entry("namespace", NAMESPACE)?;
+        m.serialize_entry("metric_name", d.metric_name)?;
+        m.serialize_entry("dimensions", &Dimensions(&d.dimensions))?;
+        m.serialize_entry("value", &d.value)?;
+        m.serialize_entry("unit", d.unit.as_str())?;
+        m.serialize_entry("timestamp", &d.timestamp_ms)?;
+        m.end()
+    })();
+    // Serializing strings and finite floats into a Vec cannot fail; records drop non-finite
+    // values before they become datums (Record::set_field).
+    debug_assert!(result.is_ok(), "datum serialization failed: {result:?}");
+    buf.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Unit;
+
+    #[test]
+    fn datum_line_matches_the_contract() {
+        let d = Datum {
+            metric_name: "node_cpu_utilization",
+            dimensions: vec![("ClusterName", "local".into()), ("NodeName", "a\"b".into())],
+            value: 12.5,
+            unit: Unit::Percent,
+            timestamp_ms: 1_764_300_000_000,
+        };
+        let mut buf = vec![];
+        write_datum(&mut buf, &d);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "{\"kind\":\"metric\",\"namespace\":\"ContainerInsights\",\"metric_name\":\"node_cpu_utilization\",\
+             \"dimensions\":{\"ClusterName\":\"local\",\"NodeName\":\"a\\\"b\"},\"value\":12.5,\"unit\":\"Percent\",\
+             \"timestamp\":1764300000000}\n"
+        );
+    }
+}

@@ -1,0 +1,34 @@
+//! The agent's own telemetry: typed counters, structured logs, and the HTTP endpoints
+//! `/healthz`, `/readyz`, `/metrics` (Prometheus text).
+//!
+//! Owns: the one list of exported metric names ([`Name`]), the typed events that bump them
+//! ([`events`]), the log subscriber set-up, and the HTTP server. Components get a [`Telemetry`]
+//! handle at build time; there is no global registry (STYLE.md §8).
+//!
+//! The decision a newcomer would question: counters live behind one mutex-guarded map instead
+//! of lock-free atomics per series. Hot loops count locally and add once per batch or tick, so
+//! the lock is taken a handful of times per interval, and one map keeps label sets bounded and
+//! rendering trivial.
+
+pub mod events;
+mod http;
+mod logging;
+mod names;
+mod registry;
+
+pub use http::serve;
+pub use logging::init_logging;
+pub use names::Name;
+pub use registry::Telemetry;
+
+/// The whole error chain on one line (`outer: cause: root cause`), for logs and exit messages.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cur = e.source();
+    }
+    out
+}

@@ -1,0 +1,115 @@
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::Name;
+
+/// Label pairs of one series. Names and values are `'static` on purpose: only bounded, code-defined
+/// values can be labels, so cardinality cannot grow with pods or files.
+pub type Labels<'a> = &'a [(&'static str, &'static str)];
+
+type Key = (Name, Vec<(&'static str, &'static str)>);
+
+#[derive(Debug, Default)]
+struct Inner {
+    series: Mutex<BTreeMap<Key, f64>>,
+    ready: AtomicBool,
+}
+
+/// Cheap to clone; every component holds one.
+#[derive(Debug, Clone, Default)]
+pub struct Telemetry {
+    inner: Arc<Inner>,
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let t = Telemetry::default();
+        t.set(Name::BuildInfo, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+        t
+    }
+
+    pub fn add(&self, name: Name, labels: Labels<'_>, by: u64) {
+        let mut map = self.inner.series.lock().unwrap_or_else(PoisonError::into_inner);
+        *map.entry((name, labels.to_vec())).or_insert(0.0) += by as f64;
+    }
+
+    pub fn set(&self, name: Name, labels: Labels<'_>, value: f64) {
+        let mut map = self.inner.series.lock().unwrap_or_else(PoisonError::into_inner);
+        map.insert((name, labels.to_vec()), value);
+    }
+
+    /// Current value of one series (tests and `/readyz` use it).
+    pub fn get(&self, name: Name, labels: Labels<'_>) -> f64 {
+        let map = self.inner.series.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(&(name, labels.to_vec())).copied().unwrap_or(0.0)
+    }
+
+    /// Ready once the agent has completed its first cycle.
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Relaxed)
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let map = self.inner.series.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = String::with_capacity(4096);
+        let mut last: Option<Name> = None;
+        for ((name, labels), value) in map.iter() {
+            if last != Some(*name) {
+                let kind = if name.is_gauge() { "gauge" } else { "counter" };
+                let _ = writeln!(out, "# HELP {} {}", name.as_str(), name.help());
+                let _ = writeln!(out, "# TYPE {} {kind}", name.as_str());
+                last = Some(*name);
+            }
+            out.push_str(name.as_str());
+            if !labels.is_empty() {
+                out.push('{');
+                for (i, (k, v)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    // Label values are code-defined identifiers; escape anyway for safety.
+                    let _ = write!(out, "{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+                }
+                out.push('}');
+            }
+            let _ = writeln!(out, " {value}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let t = Telemetry::new();
+        t.add(Name::ConfigReloads, &[("result", "invalid")], 1);
+        t.add(Name::ConfigReloads, &[("result", "invalid")], 2);
+        t.add(Name::ConfigReloads, &[("result", "applied")], 1);
+        let text = t.render();
+        assert!(
+            text.contains("# TYPE kinsight_config_reloads_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kinsight_config_reloads_total{result=\"invalid\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kinsight_config_reloads_total{result=\"applied\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("kinsight_build_info{version=\""), "{text}");
+        assert_eq!(text.matches("# TYPE kinsight_config_reloads_total").count(), 1);
+        assert!((t.get(Name::ConfigReloads, &[("result", "invalid")]) - 3.0).abs() < f64::EPSILON);
+    }
+}

@@ -1,0 +1,368 @@
+//! The built binary, end to end on this machine: exit codes, `once` on the real host and on a
+//! fixture tree, `run` with live reload, and the telemetry endpoint.
+
+#![allow(
+    clippy::float_cmp,
+    reason = "fixture values are exact binary fractions, and the spec's oracle is exact"
+)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{find_metric, json_lines, kinsight, run, try_http_request, wait_until};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn config_validate_exit_codes() {
+    let ok = run(kinsight()
+        .args(["config", "validate"])
+        .arg(repo("config/cwagentconfig-standard.json")));
+    assert_eq!(ok.status.code(), Some(0), "{}", ok.stderr);
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    write(
+        &bad,
+        r#"{"logs":{"force_flush_interval":0,"metrics_collected":{"kubernetes":{"cluster_name":"c","metrics_colection_interval":5}}}}"#,
+    );
+    let r = run(kinsight().args(["config", "validate"]).arg(&bad));
+    assert_eq!(r.status.code(), Some(78), "{}", r.stderr);
+    assert!(r.stderr.contains("logs.force_flush_interval"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("metrics_collection_interval"),
+        "did-you-mean missing: {}",
+        r.stderr
+    );
+
+    let missing = run(kinsight()
+        .args(["config", "validate"])
+        .arg(dir.path().join("nope.json")));
+    assert_eq!(missing.status.code(), Some(78), "{}", missing.stderr);
+    assert!(missing.stderr.contains("nope.json"), "{}", missing.stderr);
+}
+
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    let r = run(kinsight().args(["run", "--no-such-flag"]));
+    assert_eq!(r.status.code(), Some(64), "{}", r.stderr);
+    let r = run(kinsight().args(["once", "--output", "kafka"]));
+    assert_eq!(r.status.code(), Some(64), "{}", r.stderr);
+    let r = run(kinsight().args(["once", "--interval", "soon"]));
+    assert_eq!(r.status.code(), Some(64), "{}", r.stderr);
+    let r = run(kinsight().arg("--help"));
+    assert_eq!(r.status.code(), Some(0));
+    assert!(r.stdout.contains("kinsight run --output stdout"), "{}", r.stdout);
+}
+
+#[test]
+fn a_bad_config_stops_run_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("c.json");
+    write(&bad, "{\n  \"agent\": {\"debug\": \"yes\"}\n");
+    let r = run(kinsight().args(["run", "--output", "stdout", "--config"]).arg(&bad));
+    assert_eq!(r.status.code(), Some(78), "{}", r.stderr);
+    assert!(r.stderr.contains("line"), "malformed JSON must say where: {}", r.stderr);
+    assert!(r.stdout.is_empty());
+}
+
+/// The README's first command, as a one-shot: node CPU and memory utilisation from this
+/// machine's /proc and cgroups, on the embedded default configuration.
+#[test]
+fn once_on_this_machine_emits_node_utilization() {
+    let r = run(kinsight().args(["once", "--output", "stdout", "--interval", "1s"]));
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    let lines = json_lines(&r.stdout);
+    for name in ["node_cpu_utilization", "node_memory_utilization"] {
+        let found = find_metric(&lines, name);
+        assert!(!found.is_empty(), "{name} missing from:\n{}", r.stdout);
+        for d in found {
+            assert_eq!(d["namespace"], "ContainerInsights");
+            assert_eq!(d["unit"], "Percent");
+            assert_eq!(d["dimensions"]["ClusterName"], "local");
+            let v = d["value"].as_f64().unwrap();
+            assert!((0.0..=100.0).contains(&v), "{name} = {v}");
+        }
+    }
+    let mem = find_metric(&lines, "node_memory_utilization")[0]["value"]
+        .as_f64()
+        .unwrap();
+    assert!(mem > 0.0, "a running machine uses some memory");
+    let limit = find_metric(&lines, "node_cpu_limit")[0]["value"].as_f64().unwrap();
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    assert_eq!(limit, cpus as f64 * 1000.0);
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let ts = lines[0]["timestamp"].as_i64().unwrap();
+    assert!((now_ms - ts).abs() < 60_000, "timestamp {ts} is not now ({now_ms})");
+}
+
+/// A cgroup v2 node as a fixture tree: exact values, and `--host-root` really re-roots.
+fn v2_fixture(root: &Path) {
+    write(
+        &root.join("proc/cpuinfo"),
+        "processor\t: 0\n\nprocessor\t: 1\n\nprocessor\t: 2\n\nprocessor\t: 3\n",
+    );
+    write(
+        &root.join("proc/meminfo"),
+        "MemTotal:        4194304 kB\nMemFree:          100 kB\n",
+    );
+    write(&root.join("proc/sys/kernel/hostname"), "fixture-node\n");
+    write(&root.join("sys/fs/cgroup/cgroup.controllers"), "cpu io memory pids\n");
+    write(
+        &root.join("sys/fs/cgroup/cpu.stat"),
+        "usage_usec 1000000\nuser_usec 600000\nsystem_usec 400000\n",
+    );
+    // anon + file = 1 GiB + 1 GiB; inactive_file 1 GiB ⇒ working set 1 GiB of 4 GiB = 25 %.
+    write(
+        &root.join("sys/fs/cgroup/memory.stat"),
+        "anon 1073741824\nfile 1073741824\ninactive_file 1073741824\n",
+    );
+}
+
+#[test]
+fn once_on_a_v2_fixture_tree_gives_exact_values() {
+    let dir = tempfile::tempdir().unwrap();
+    v2_fixture(dir.path());
+    let r = run(kinsight()
+        .args(["once", "--output", "stdout", "--interval", "100ms", "--host-root"])
+        .arg(dir.path()));
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    let lines = json_lines(&r.stdout);
+    let one = |name: &str| -> f64 {
+        let found = find_metric(&lines, name);
+        assert_eq!(found.len(), 1, "{name}: {found:?}");
+        found[0]["value"].as_f64().unwrap()
+    };
+    assert_eq!(one("node_memory_utilization"), 25.0);
+    assert_eq!(one("node_memory_working_set"), 1_073_741_824.0);
+    assert_eq!(one("node_memory_limit"), 4_294_967_296.0);
+    assert_eq!(one("node_cpu_limit"), 4000.0);
+    // The counters did not move between the two samples: a real zero rate, not an absent one.
+    assert_eq!(one("node_cpu_utilization"), 0.0);
+    assert_eq!(one("node_cpu_usage_total"), 0.0);
+    let d = &find_metric(&lines, "node_memory_utilization")[0]["dimensions"];
+    assert_eq!(
+        d,
+        &serde_json::json!({"ClusterName": "local"}),
+        "no InstanceId ⇒ only the C set (DIM-1)"
+    );
+}
+
+#[test]
+fn a_missing_host_mount_is_a_clear_runtime_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("proc/cpuinfo"), "processor\t: 0\n");
+    write(&dir.path().join("proc/meminfo"), "MemTotal: 1024 kB\n");
+    let r = run(kinsight()
+        .args(["once", "--output", "stdout", "--host-root"])
+        .arg(dir.path()));
+    assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("is the host /sys mounted?"), "{}", r.stderr);
+}
+
+#[test]
+fn once_to_a_directory_writes_the_same_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    v2_fixture(dir.path());
+    let out = dir.path().join("out");
+    let r = run(kinsight()
+        .args(["once", "--interval", "50ms", "--host-root"])
+        .arg(dir.path())
+        .arg("--output")
+        .arg(format!("dir:{}", out.display())));
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "dir output must not print data: {}", r.stdout);
+    let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let lines = json_lines(&text);
+    assert!(!find_metric(&lines, "node_memory_utilization").is_empty(), "{text}");
+}
+
+/// A running agent and its stdout lines, delivered through a channel as they come.
+struct Agent {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Agent {
+    fn start(args: &[&str], config: &Path, host_root: &Path) -> Agent {
+        let mut cmd = kinsight();
+        cmd.args(args)
+            .arg("--config")
+            .arg(config)
+            .arg("--host-root")
+            .arg(host_root);
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::sync_channel(10_000);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Agent { child, lines }
+    }
+
+    fn next_metric(&self, name: &str, timeout: Duration) -> Option<Value> {
+        let deadline = std::time::SystemTime::now() + timeout;
+        loop {
+            let left = deadline.duration_since(std::time::SystemTime::now()).ok()?;
+            let v = self.lines.recv_timeout(left).ok()?;
+            if v["metric_name"] == name {
+                return Some(v);
+            }
+        }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        let mut status = None;
+        assert!(
+            wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+                status = self.child.try_wait().unwrap();
+                status.is_some()
+            }),
+            "kinsight did not stop on SIGTERM"
+        );
+        status.unwrap()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// ConfigMap mechanics: the file is a symlink through `..data`, swapped atomically by kubelet.
+fn configmap_swap(dir: &Path, generation: u32, text: &str) {
+    let gen_dir = dir.join(format!("..2026_11_28_00_00_0{generation}.000"));
+    write(&gen_dir.join("cwagentconfig.json"), text);
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(gen_dir.file_name().unwrap(), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    let link = dir.join("cwagentconfig.json");
+    if link.symlink_metadata().is_err() {
+        std::os::unix::fs::symlink("..data/cwagentconfig.json", &link).unwrap();
+    }
+}
+
+fn local_config(interval: u32, output: &str, telemetry: &str) -> String {
+    format!(
+        r#"{{"agent":{{"metrics_collection_interval":{interval}}},
+            "kinsight":{{"output":"{output}","metrics":{{"metadata_source":"none"}},"logs":{{"enabled":false}},
+                         "telemetry":{{"listen_address":{telemetry}}}}}}}"#
+    )
+}
+
+#[test]
+fn run_serves_telemetry_and_applies_a_new_output_without_restart() {
+    let root = tempfile::tempdir().unwrap();
+    v2_fixture(root.path());
+    let cm = root.path().join("configmap");
+    let port = free_port();
+    configmap_swap(&cm, 1, &local_config(1, "stdout", &format!("\"127.0.0.1:{port}\"")));
+    let agent = Agent::start(&["run"], &cm.join("cwagentconfig.json"), root.path());
+
+    let first = agent.next_metric("node_memory_utilization", Duration::from_secs(15));
+    assert_eq!(first.expect("no datum within 15 s")["value"], 25.0);
+    let base = format!("http://127.0.0.1:{port}");
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            matches!(
+                try_http_request("GET", &format!("{base}/readyz"), &[], ""),
+                Ok((200, _))
+            )
+        }),
+        "/readyz never became ready"
+    );
+    let (status, body) = try_http_request("GET", &format!("{base}/healthz"), &[], "").unwrap();
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (_, metrics) = try_http_request("GET", &format!("{base}/metrics"), &[], "").unwrap();
+    assert!(
+        metrics.contains("# TYPE kinsight_metrics_cycles_total counter"),
+        "{metrics}"
+    );
+
+    // Switch the output to a directory through the ConfigMap: lines must appear there while
+    // the process keeps running (same PID, no restart).
+    let out = root.path().join("out");
+    configmap_swap(
+        &cm,
+        2,
+        &local_config(1, &format!("dir:{}", out.display()), &format!("\"127.0.0.1:{port}\"")),
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
+            std::fs::read_to_string(out.join("metrics.jsonl")).is_ok_and(|t| t.contains("node_memory_utilization"))
+        }),
+        "the new output was not applied"
+    );
+    let (_, metrics) = try_http_request("GET", &format!("{base}/metrics"), &[], "").unwrap();
+    assert!(
+        metrics.contains("kinsight_config_reloads_total{result=\"applied\"} 1"),
+        "{metrics}"
+    );
+
+    // A broken edit keeps the running config and is counted.
+    configmap_swap(&cm, 3, "{\"agent\": {\"metrics_collection_interval\": 0}}");
+    assert!(
+        wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
+            try_http_request("GET", &format!("{base}/metrics"), &[], "")
+                .is_ok_and(|(_, m)| m.contains("kinsight_config_reloads_total{result=\"invalid\"} 1"))
+        }),
+        "the invalid reload was not counted"
+    );
+    let before = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            std::fs::read_to_string(out.join("metrics.jsonl"))
+                .unwrap()
+                .lines()
+                .count()
+                > before
+        }),
+        "collection stopped after an invalid config"
+    );
+
+    let status = agent.terminate();
+    assert!(status.success(), "SIGTERM must exit 0, got {status:?}");
+}

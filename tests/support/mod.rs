@@ -1,0 +1,111 @@
+//! Test support shared by the integration tests in `tests/` (TESTING.md §3, §7.2, §7.5).
+//!
+//! A file in `tests/` says `mod support;` and uses what it needs:
+//! - [`require_env`]: a prerequisite that `scripts/test-env.sh` provides. Missing, the test skips
+//!   with one line on stderr; under `CI=true` it fails instead.
+//! - [`Moto`]: a `moto_server` of the test's own on a free port (STS and `CloudWatch Logs`), killed
+//!   on drop.
+//! - [`http_request`]: a tiny HTTP/1.1 client over `TcpStream`, for raw AWS calls and read-back.
+//! - [`kinsight`], [`run`], [`json_lines`], [`metrics`], [`find_metric`]: run the built binary
+//!   with a clean environment and read its `--output stdout` JSON lines.
+//! - [`wait_until`]: wait for a condition instead of sleeping for luck.
+
+// Every file in tests/ is a crate of its own and uses only part of this module; the rest would be
+// reported as dead code (and the re-exports below as unused imports) in each of them.
+#![allow(dead_code, unused_imports)]
+
+mod http;
+mod moto;
+mod process;
+
+use std::thread;
+use std::time::Duration;
+
+pub use self::http::{http_request, try_http_request};
+pub use self::moto::{FAKE_SIGV4_AUTHORIZATION, Moto};
+pub use self::process::{
+    RUN_TIMEOUT, Run, find_metric, json_lines, kinsight, kinsight_bin, metrics, of_kind, run, run_with_timeout,
+};
+
+/// The value of `var`, an environment variable that `scripts/test-env.sh` sets for one tier's
+/// prerequisite (TESTING.md §3).
+///
+/// When it is missing or empty, this prints `skipping: VAR not set (run scripts/test)` to stderr
+/// and returns `None`, and the test returns early:
+///
+/// ```ignore
+/// let Some(server) = support::require_env("KINSIGHT_TEST_MOTO_SERVER") else { return };
+/// ```
+///
+/// Under `CI=true` it panics instead, so that a broken `.ci/run` cannot hide a whole tier.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the harness passes KINSIGHT_TEST_* to the test process itself; no agent code reads them"
+)]
+pub fn require_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if in_ci() => panic!(
+            "{var} is not set under CI=true: scripts/test-env.sh (sourced by scripts/test, which \
+             .ci/run runs) must export it, or a whole test tier would silently not run \
+             (TESTING.md §3)"
+        ),
+        _ => {
+            eprintln!("skipping: {var} not set (run scripts/test)");
+            None
+        }
+    }
+}
+
+/// Whether the tests run under CI (`CI` set to anything but empty, `0` or `false`).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "CI=true is the harness's own switch (TESTING.md §3); no agent code reads it"
+)]
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"))
+}
+
+/// Calls `cond` until it returns `true` (then `true`) or `timeout` has passed (then `false`),
+/// sleeping `poll` between calls. For conditions that other processes make true, such as a file
+/// appearing or a server answering; never sleep for luck instead.
+pub fn wait_until(timeout: Duration, poll: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Deadline::after(timeout);
+    loop {
+        if cond() {
+            return true;
+        }
+        if deadline.passed() {
+            return false;
+        }
+        thread::sleep(poll);
+    }
+}
+
+pub use self::clock::Deadline;
+
+mod clock {
+    //! The wall clock, in one place. clippy.toml bans `std::time::Instant` so that the agent's
+    //! timers follow paused tokio time; test support waits on *other processes*, which paused
+    //! time does not move, so it needs the real clock.
+    #![allow(
+        clippy::disallowed_types,
+        reason = "waits on other processes need the wall clock, not tokio's paused one"
+    )]
+
+    use std::time::{Duration, Instant};
+
+    /// A point on the wall clock after which a wait gives up.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Deadline(Instant);
+
+    impl Deadline {
+        pub fn after(timeout: Duration) -> Self {
+            Self(Instant::now() + timeout)
+        }
+
+        pub fn passed(self) -> bool {
+            Instant::now() >= self.0
+        }
+    }
+}

@@ -50,7 +50,7 @@ impl Collector {
         let records = vec![node];
         let mut datums = Vec::with_capacity(32);
         for r in &records {
-            datum::encode(r, &mut datums);
+            datum::encode(r, false, &mut datums);
         }
         Cycle { records, datums }
     }

@@ -11,6 +11,10 @@ pub const SET_N: &[&str] = &["ClusterName", "InstanceId", "NodeName"];
 pub const SET_NS: &[&str] = &["ClusterName", "Namespace"];
 pub const SET_P: &[&str] = &["ClusterName", "Namespace", "PodName"];
 pub const SET_S: &[&str] = &["ClusterName", "Namespace", "Service"];
+/// [E] sets (`spec/METRICS.md` §3.2).
+pub const SET_FP: &[&str] = &["ClusterName", "FullPodName", "Namespace", "PodName"];
+pub const SET_CT: &[&str] = &["ClusterName", "ContainerName", "Namespace", "PodName"];
+pub const SET_FCT: &[&str] = &["ClusterName", "ContainerName", "FullPodName", "Namespace", "PodName"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Declaration {
@@ -34,8 +38,10 @@ const fn d(
     }
 }
 
-use RecordType::{Cluster, ClusterNamespace, ClusterService, Node, NodeFS, Pod};
-use Unit::{Bytes, BytesPerSecond, Count, None as NoUnit, Percent};
+use RecordType::{
+    Cluster, ClusterNamespace, ClusterService, Container, Node, NodeDiskIO, NodeFS, NodeNet, Pod, PodNet,
+};
+use Unit::{Bytes, BytesPerSecond, Count, CountPerSecond, None as NoUnit, Percent};
 
 /// The 25 standard metrics, §3.3, in the table's order.
 pub const STANDARD: [Declaration; 25] = [
@@ -92,9 +98,208 @@ pub const STANDARD: [Declaration; 25] = [
     d("cluster_failed_node_count", Cluster, Count, &[SET_C]),
 ];
 
+const N_C: &[&[&str]] = &[SET_N, SET_C];
+const POD_E: &[&[&str]] = &[SET_P, SET_C, SET_S, SET_NS, SET_FP];
+const POD_STATE_E: &[&[&str]] = &[SET_P, SET_C, SET_FP, SET_S];
+const CONTAINER_E: &[&[&str]] = &[SET_C, SET_FCT, SET_CT];
+
+/// Enhanced observability (§13): the effective declarations when
+/// `enhanced_container_insights` is on — the standard ones with the [E] sets added, plus the
+/// [E] groups kinsight implements (container, pod extras, pod state, node net/disk/FS).
+/// Groups that need the apiserver (node conditions, workloads, control plane) or external
+/// exporters (accelerated compute, EBS) are not here; `missing_enhanced_groups` names them.
+pub const ENHANCED: [Declaration; 66] = [
+    // Node: the 11 standard node metrics, all with N and C.
+    d("node_cpu_utilization", Node, Percent, N_C),
+    d("node_memory_utilization", Node, Percent, N_C),
+    d("node_network_total_bytes", Node, BytesPerSecond, N_C),
+    d("node_cpu_reserved_capacity", Node, Percent, N_C),
+    d("node_memory_reserved_capacity", Node, Percent, N_C),
+    d("node_number_of_running_pods", Node, Count, N_C),
+    d("node_number_of_running_containers", Node, Count, N_C),
+    d("node_cpu_usage_total", Node, NoUnit, N_C),
+    d("node_cpu_limit", Node, NoUnit, N_C),
+    d("node_memory_working_set", Node, Bytes, N_C),
+    d("node_memory_limit", Node, Bytes, N_C),
+    // Node net / disk / FS.
+    d("node_interface_network_rx_dropped", NodeNet, CountPerSecond, N_C),
+    d("node_interface_network_tx_dropped", NodeNet, CountPerSecond, N_C),
+    d("node_diskio_io_service_bytes_total", NodeDiskIO, BytesPerSecond, N_C),
+    d("node_diskio_io_serviced_total", NodeDiskIO, CountPerSecond, N_C),
+    d("node_filesystem_utilization", NodeFS, Percent, N_C),
+    d("node_filesystem_inodes", NodeFS, Count, N_C),
+    d("node_filesystem_inodes_free", NodeFS, Count, N_C),
+    // Pod: the six standard utilisation/network metrics gain FP.
+    d("pod_cpu_utilization", Pod, Percent, POD_E),
+    d("pod_memory_utilization", Pod, Percent, POD_E),
+    d("pod_network_rx_bytes", Pod, BytesPerSecond, POD_E),
+    d("pod_network_tx_bytes", Pod, BytesPerSecond, POD_E),
+    d("pod_cpu_utilization_over_pod_limit", Pod, Percent, POD_E),
+    d("pod_memory_utilization_over_pod_limit", Pod, Percent, POD_E),
+    // Pod net.
+    d(
+        "pod_interface_network_rx_dropped",
+        PodNet,
+        CountPerSecond,
+        &[SET_FP, SET_P, SET_NS, SET_C],
+    ),
+    d(
+        "pod_interface_network_tx_dropped",
+        PodNet,
+        CountPerSecond,
+        &[SET_FP, SET_P, SET_NS, SET_C],
+    ),
+    // Pod state and resources.
+    d("pod_cpu_reserved_capacity", Pod, Percent, POD_STATE_E),
+    d("pod_memory_reserved_capacity", Pod, Percent, POD_STATE_E),
+    d("pod_number_of_container_restarts", Pod, Count, POD_STATE_E),
+    d("pod_number_of_containers", Pod, Count, POD_STATE_E),
+    d("pod_number_of_running_containers", Pod, Count, POD_STATE_E),
+    d("pod_status_ready", Pod, Count, POD_STATE_E),
+    d("pod_status_scheduled", Pod, Count, POD_STATE_E),
+    d("pod_status_running", Pod, Count, POD_STATE_E),
+    d("pod_status_pending", Pod, Count, POD_STATE_E),
+    d("pod_status_failed", Pod, Count, POD_STATE_E),
+    d("pod_status_unknown", Pod, Count, POD_STATE_E),
+    d("pod_status_succeeded", Pod, Count, POD_STATE_E),
+    d("pod_memory_request", Pod, Bytes, POD_STATE_E),
+    d("pod_memory_limit", Pod, Bytes, POD_STATE_E),
+    d("pod_cpu_request", Pod, NoUnit, POD_STATE_E),
+    d("pod_cpu_limit", Pod, NoUnit, POD_STATE_E),
+    d("pod_cpu_usage_total", Pod, NoUnit, POD_STATE_E),
+    d("pod_memory_working_set", Pod, Bytes, POD_STATE_E),
+    d("pod_container_status_running", Pod, Count, POD_STATE_E),
+    d("pod_container_status_terminated", Pod, Count, POD_STATE_E),
+    d("pod_container_status_waiting", Pod, Count, POD_STATE_E),
+    d(
+        "pod_container_status_waiting_reason_crash_loop_back_off",
+        Pod,
+        Count,
+        POD_STATE_E,
+    ),
+    d(
+        "pod_container_status_waiting_reason_image_pull_error",
+        Pod,
+        Count,
+        POD_STATE_E,
+    ),
+    d(
+        "pod_container_status_waiting_reason_start_error",
+        Pod,
+        Count,
+        POD_STATE_E,
+    ),
+    d(
+        "pod_container_status_waiting_reason_create_container_error",
+        Pod,
+        Count,
+        POD_STATE_E,
+    ),
+    d(
+        "pod_container_status_waiting_reason_create_container_config_error",
+        Pod,
+        Count,
+        POD_STATE_E,
+    ),
+    d(
+        "pod_container_status_terminated_reason_oom_killed",
+        Pod,
+        Count,
+        POD_STATE_E,
+    ),
+    // Container.
+    d("container_cpu_utilization", Container, Percent, CONTAINER_E),
+    d(
+        "container_cpu_utilization_over_container_limit",
+        Container,
+        Percent,
+        CONTAINER_E,
+    ),
+    d("container_cpu_limit", Container, NoUnit, CONTAINER_E),
+    d("container_cpu_request", Container, NoUnit, CONTAINER_E),
+    d("container_memory_utilization", Container, Percent, CONTAINER_E),
+    d(
+        "container_memory_utilization_over_container_limit",
+        Container,
+        Percent,
+        CONTAINER_E,
+    ),
+    d(
+        "container_memory_failures_total",
+        Container,
+        CountPerSecond,
+        CONTAINER_E,
+    ),
+    d("container_memory_limit", Container, Bytes, CONTAINER_E),
+    d("container_memory_request", Container, Bytes, CONTAINER_E),
+    // Namespace, service and cluster (leader).
+    d("service_number_of_running_pods", ClusterService, Count, &[SET_S, SET_C]),
+    d(
+        "namespace_number_of_running_pods",
+        ClusterNamespace,
+        Count,
+        &[SET_NS, SET_C],
+    ),
+    d("cluster_node_count", Cluster, Count, &[SET_C]),
+    d("cluster_failed_node_count", Cluster, Count, &[SET_C]),
+];
+
+/// [E] groups kinsight does not implement yet (ENH-2: said once at start, never silently).
+pub const MISSING_ENHANCED_GROUPS: &[&str] = &[
+    "container filesystem (absent on containerd nodes upstream too)",
+    "node conditions and pod capacity (node_status_*)",
+    "workloads (replicas_*)",
+    "namespace_ingress_count, cluster_number_of_running_pods",
+    "control plane",
+    "accelerated compute",
+    "EBS and instance-store storage",
+    "HyperPod",
+];
+
+/// The effective table for a mode.
+pub fn table(enhanced: bool) -> &'static [Declaration] {
+    if enhanced { &ENHANCED } else { &STANDARD }
+}
+
 /// The declaration of `metric` for records of type `record`, if it is a declared metric.
-pub fn lookup(record: RecordType, metric: &str) -> Option<&'static Declaration> {
-    STANDARD.iter().find(|d| d.record == record && d.metric == metric)
+pub fn lookup(enhanced: bool, record: RecordType, metric: &str) -> Option<&'static Declaration> {
+    table(enhanced)
+        .iter()
+        .find(|d| d.record == record && d.metric == metric)
+}
+
+/// The unit of a field by its suffix (`spec/METRICS.md` §10.2), for performance events and
+/// for checking the declaration tables.
+pub fn unit_of(field: &str) -> Unit {
+    let f = field;
+    if f == "number_of_container_restarts"
+        || f.contains("_cpu_usage_")
+        || f.ends_with("_cpu_limit")
+        || f.ends_with("_cpu_request")
+    {
+        return NoUnit;
+    }
+    if f.ends_with("_utilization") || f.ends_with("_reserved_capacity") || f.contains("_over_") {
+        return Percent;
+    }
+    if f.contains("_network_") && (f.ends_with("_bytes")) || f.contains("_io_service_bytes_") {
+        return BytesPerSecond;
+    }
+    if f.contains("pgfault")
+        || f.contains("pgmajfault")
+        || f.contains("_network_")
+        || f.contains("_io_serviced_")
+        || f.ends_with("_failures_total")
+    {
+        return CountPerSecond;
+    }
+    if f.contains("_memory_") || f.contains("_filesystem_") && !f.contains("inodes") {
+        if f.ends_with("_failcnt") {
+            return Count;
+        }
+        return Bytes;
+    }
+    Count
 }
 
 #[cfg(test)]
@@ -116,5 +321,37 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), 25);
+    }
+
+    #[test]
+    fn units_follow_the_suffix_rules() {
+        for decl in STANDARD.iter().chain(ENHANCED.iter()) {
+            assert_eq!(unit_of(decl.metric), decl.unit, "{}", decl.metric);
+        }
+        assert_eq!(unit_of("node_memory_failcnt"), Count);
+        assert_eq!(unit_of("node_memory_pgfault"), CountPerSecond);
+        assert_eq!(unit_of("node_interface_network_rx_packets"), CountPerSecond);
+        assert_eq!(unit_of("node_filesystem_capacity"), Bytes);
+        assert_eq!(unit_of("node_filesystem_inodes_free"), Count);
+        assert_eq!(unit_of("number_of_container_restarts"), NoUnit);
+    }
+
+    #[test]
+    fn enhanced_is_a_superset_of_standard() {
+        for s in &STANDARD {
+            let e = lookup(true, s.record, s.metric).unwrap_or_else(|| panic!("{} missing in [E]", s.metric));
+            for set in s.sets {
+                assert!(e.sets.contains(set), "{}: [E] lost a standard set", s.metric);
+            }
+        }
+        for decl in &ENHANCED {
+            for set in decl.sets {
+                assert!(
+                    set.windows(2).all(|w| w[0] < w[1]),
+                    "{} has an unsorted set",
+                    decl.metric
+                );
+            }
+        }
     }
 }

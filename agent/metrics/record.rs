@@ -42,6 +42,9 @@ pub struct Record {
     /// Dimension candidates (`ClusterName`, `NodeName`, `InstanceId`, …). An absent or empty
     /// attribute removes every dimension set that needs it (DIM-1).
     pub attributes: Vec<(&'static str, String)>,
+    /// Attributes that are JSON values in performance events (`Sources`, `kubernetes`);
+    /// built only when events are written (modes `emf` and `both`).
+    pub json_attributes: Vec<(&'static str, serde_json::Value)>,
     /// Metric fields. An absent field (no rate yet) is simply not in the list.
     pub fields: Vec<(&'static str, f64)>,
 }
@@ -52,6 +55,7 @@ impl Record {
             kind,
             timestamp_ms,
             attributes: Vec::new(),
+            json_attributes: Vec::new(),
             fields: Vec::new(),
         }
     }

@@ -4,22 +4,48 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use crate::metrics::Datum;
+use crate::metrics::encode::emf::EmfEvent;
 use crate::telemetry::Telemetry;
 use crate::telemetry::events::{ItemsDropped, ItemsWritten};
 
 use super::ShipError;
-use super::json_lines::write_datum;
+use super::json_lines::{datum_lines, emf_lines};
 use super::output::{BoxFuture, Sink};
 
 /// File that metric datums are appended to inside the `dir:` output directory.
 pub const METRICS_FILE: &str = "metrics.jsonl";
+/// File that EMF performance events are appended to.
+pub const EMF_FILE: &str = "emf.jsonl";
 
-/// The same JSON lines as `stdout`, appended to `PATH/metrics.jsonl` (EMF events go to
-/// `emf.jsonl` and log events to `logs.jsonl` once those pipelines exist).
+#[derive(Debug)]
+struct Target {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl Target {
+    fn open(path: PathBuf) -> Result<Self, ShipError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| ShipError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Target {
+            path,
+            file: Mutex::new(file),
+        })
+    }
+}
+
+/// The same JSON lines as `stdout`, appended to `PATH/metrics.jsonl` and `PATH/emf.jsonl` (log
+/// events will go to `logs.jsonl`).
 #[derive(Debug)]
 pub struct DirSink {
-    metrics_path: PathBuf,
-    metrics: Mutex<File>,
+    metrics: Target,
+    emf: Target,
     telemetry: Telemetry,
 }
 
@@ -29,20 +55,39 @@ impl DirSink {
             path: dir.to_path_buf(),
             source,
         })?;
-        let metrics_path = dir.join(METRICS_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&metrics_path)
-            .map_err(|source| ShipError::Write {
-                path: metrics_path.clone(),
-                source,
-            })?;
         Ok(DirSink {
-            metrics_path,
-            metrics: Mutex::new(file),
+            metrics: Target::open(dir.join(METRICS_FILE))?,
+            emf: Target::open(dir.join(EMF_FILE))?,
             telemetry,
         })
+    }
+
+    fn write(&self, target: &Target, kind: &'static str, count: usize, buf: &[u8]) -> Result<(), ShipError> {
+        let mut file = target.file.lock().unwrap_or_else(PoisonError::into_inner);
+        match file.write_all(buf).and_then(|()| file.flush()) {
+            Ok(()) => {
+                ItemsWritten {
+                    output: "dir",
+                    kind,
+                    count,
+                }
+                .emit(&self.telemetry);
+                Ok(())
+            }
+            Err(source) => {
+                ItemsDropped {
+                    output: "dir",
+                    count,
+                    target: &target.path,
+                    error: &source,
+                }
+                .emit(&self.telemetry);
+                Err(ShipError::Write {
+                    path: target.path.clone(),
+                    source,
+                })
+            }
+        }
     }
 }
 
@@ -52,36 +97,17 @@ impl Sink for DirSink {
     }
 
     fn write_metrics<'a>(&'a self, datums: &'a [Datum]) -> BoxFuture<'a, Result<(), ShipError>> {
-        Box::pin(async move {
-            let mut buf = Vec::with_capacity(datums.len() * 192);
-            for d in datums {
-                write_datum(&mut buf, d);
-            }
-            let mut file = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
-            match file.write_all(&buf).and_then(|()| file.flush()) {
-                Ok(()) => {
-                    ItemsWritten {
-                        output: "dir",
-                        kind: "metric",
-                        count: datums.len(),
-                    }
-                    .emit(&self.telemetry);
-                    Ok(())
-                }
-                Err(source) => {
-                    ItemsDropped {
-                        output: "dir",
-                        count: datums.len(),
-                        target: &self.metrics_path,
-                        error: &source,
-                    }
-                    .emit(&self.telemetry);
-                    Err(ShipError::Write {
-                        path: self.metrics_path.clone(),
-                        source,
-                    })
-                }
-            }
-        })
+        let buf = datum_lines(datums);
+        Box::pin(std::future::ready(self.write(
+            &self.metrics,
+            "metric",
+            datums.len(),
+            &buf,
+        )))
+    }
+
+    fn write_emf<'a>(&'a self, events: &'a [EmfEvent]) -> BoxFuture<'a, Result<(), ShipError>> {
+        let buf = emf_lines(events);
+        Box::pin(std::future::ready(self.write(&self.emf, "emf", events.len(), &buf)))
     }
 }

@@ -9,6 +9,7 @@ use serde::ser::{SerializeMap, Serializer};
 
 use crate::metrics::Datum;
 use crate::metrics::encode::datum::NAMESPACE;
+use crate::metrics::encode::emf::EmfEvent;
 
 struct Dimensions<'a>(&'a [(&'static str, String)]);
 
@@ -40,6 +41,40 @@ pub fn write_datum(buf: &mut Vec<u8>, d: &Datum) {
     // values before they become datums (Record::set_field).
     debug_assert!(result.is_ok(), "datum serialization failed: {result:?}");
     buf.push(b'\n');
+}
+
+/// Appends one EMF event as a JSON line (with the trailing newline) to `buf`.
+pub fn write_emf(buf: &mut Vec<u8>, e: &EmfEvent) {
+    let mut ser = serde_json::Serializer::new(&mut *buf);
+    let result = (|| {
+        let mut m = ser.serialize_map(Some(5))?;
+        m.serialize_entry("kind", "emf")?;
+        m.serialize_entry("log_group", &e.log_group)?;
+        m.serialize_entry("log_stream", &e.log_stream)?;
+        m.serialize_entry("timestamp", &e.timestamp_ms)?;
+        m.serialize_entry("message", &e.message)?;
+        m.end()
+    })();
+    debug_assert!(result.is_ok(), "EMF line serialization failed: {result:?}");
+    buf.push(b'\n');
+}
+
+/// All datums of an interval as JSON lines, ready for one write.
+pub fn datum_lines(datums: &[Datum]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(datums.len() * 192);
+    for d in datums {
+        write_datum(&mut buf, d);
+    }
+    buf
+}
+
+/// All EMF events of an interval as JSON lines, ready for one write.
+pub fn emf_lines(events: &[EmfEvent]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(events.len() * 1024);
+    for e in events {
+        write_emf(&mut buf, e);
+    }
+    buf
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@ use std::pin::Pin;
 
 use crate::config::Output;
 use crate::metrics::Datum;
+use crate::metrics::encode::emf::EmfEvent;
 use crate::telemetry::Telemetry;
 
 use super::{DirSink, ShipError, StdoutSink};
@@ -17,6 +18,9 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
 
     /// Writes one interval's metric datums.
     fn write_metrics<'a>(&'a self, datums: &'a [Datum]) -> BoxFuture<'a, Result<(), ShipError>>;
+
+    /// Writes one interval's EMF performance events (destinations `emf` and `both`).
+    fn write_emf<'a>(&'a self, events: &'a [EmfEvent]) -> BoxFuture<'a, Result<(), ShipError>>;
 }
 
 /// Builds the sink for a configured output.

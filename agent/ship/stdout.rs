@@ -2,11 +2,12 @@ use std::io::Write as _;
 use std::path::Path;
 
 use crate::metrics::Datum;
+use crate::metrics::encode::emf::EmfEvent;
 use crate::telemetry::Telemetry;
 use crate::telemetry::events::{ItemsDropped, ItemsWritten};
 
 use super::ShipError;
-use super::json_lines::write_datum;
+use super::json_lines::{datum_lines, emf_lines};
 use super::output::{BoxFuture, Sink};
 
 /// JSON lines on standard output; diagnostics never go there (they go to stderr).
@@ -19,6 +20,36 @@ impl StdoutSink {
     pub fn new(telemetry: Telemetry) -> Self {
         StdoutSink { telemetry }
     }
+
+    /// One write per interval, so lines of concurrent writers never interleave.
+    fn write(&self, kind: &'static str, count: usize, buf: &[u8]) -> Result<(), ShipError> {
+        let mut out = std::io::stdout().lock();
+        match out.write_all(buf).and_then(|()| out.flush()) {
+            Ok(()) => {
+                ItemsWritten {
+                    output: "stdout",
+                    kind,
+                    count,
+                }
+                .emit(&self.telemetry);
+                Ok(())
+            }
+            Err(source) => {
+                let path = Path::new("<stdout>");
+                ItemsDropped {
+                    output: "stdout",
+                    count,
+                    target: path,
+                    error: &source,
+                }
+                .emit(&self.telemetry);
+                Err(ShipError::Write {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
 }
 
 impl Sink for StdoutSink {
@@ -27,38 +58,14 @@ impl Sink for StdoutSink {
     }
 
     fn write_metrics<'a>(&'a self, datums: &'a [Datum]) -> BoxFuture<'a, Result<(), ShipError>> {
-        Box::pin(async move {
-            let mut buf = Vec::with_capacity(datums.len() * 192);
-            for d in datums {
-                write_datum(&mut buf, d);
-            }
-            // One write of the whole interval: lines of concurrent writers never interleave.
-            let mut out = std::io::stdout().lock();
-            match out.write_all(&buf).and_then(|()| out.flush()) {
-                Ok(()) => {
-                    ItemsWritten {
-                        output: "stdout",
-                        kind: "metric",
-                        count: datums.len(),
-                    }
-                    .emit(&self.telemetry);
-                    Ok(())
-                }
-                Err(source) => {
-                    let path = Path::new("<stdout>");
-                    ItemsDropped {
-                        output: "stdout",
-                        count: datums.len(),
-                        target: path,
-                        error: &source,
-                    }
-                    .emit(&self.telemetry);
-                    Err(ShipError::Write {
-                        path: path.to_path_buf(),
-                        source,
-                    })
-                }
-            }
-        })
+        let buf = datum_lines(datums);
+        let r = self.write("metric", datums.len(), &buf);
+        Box::pin(std::future::ready(r))
+    }
+
+    fn write_emf<'a>(&'a self, events: &'a [EmfEvent]) -> BoxFuture<'a, Result<(), ShipError>> {
+        let buf = emf_lines(events);
+        let r = self.write("emf", events.len(), &buf);
+        Box::pin(std::future::ready(r))
     }
 }

@@ -44,9 +44,9 @@ pub struct Datum {
 pub const NAMESPACE: &str = "ContainerInsights";
 
 /// Appends the datums of `record` to `out` (reused across records to avoid reallocating).
-pub fn encode(record: &Record, out: &mut Vec<Datum>) {
+pub fn encode(record: &Record, enhanced: bool, out: &mut Vec<Datum>) {
     for &(field, value) in &record.fields {
-        let Some(decl) = declare::lookup(record.kind, field) else {
+        let Some(decl) = declare::lookup(enhanced, record.kind, field) else {
             continue;
         };
         'sets: for set in decl.sets {
@@ -83,7 +83,7 @@ mod tests {
         r.set_field("node_cpu_utilization", Some(12.5));
         r.set_field("node_memory_usage", Some(1.0)); // log-only field: no datum
         let mut out = vec![];
-        encode(&r, &mut out);
+        encode(&r, false, &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(out[0].dimensions, vec![("ClusterName", "c".to_string())]);
         assert_eq!(out[0].unit, Unit::Percent);
@@ -91,7 +91,7 @@ mod tests {
         r.attributes.retain(|(k, _)| *k != "InstanceId");
         r.set_attribute("InstanceId", "i-0123");
         out.clear();
-        encode(&r, &mut out);
+        encode(&r, false, &mut out);
         assert_eq!(out.len(), 2);
         let names: Vec<_> = out[0].dimensions.iter().map(|(k, _)| *k).collect();
         assert_eq!(names, ["ClusterName", "InstanceId", "NodeName"]);

@@ -1,0 +1,305 @@
+//! EMF "version 0" performance events (`spec/METRICS.md` §12): one event per record, to
+//! `/aws/containerinsights/<cluster>/performance`, stream = node name.
+
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+
+use super::super::declare::{self, Declaration};
+use super::super::record::Record;
+use super::datum::{NAMESPACE, Unit};
+
+/// One performance log event, exactly what PutLogEvents sends. `message` is the event JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmfEvent {
+    pub log_group: String,
+    pub log_stream: String,
+    pub timestamp_ms: i64,
+    pub message: String,
+}
+
+/// The performance log group of a cluster (§12.1).
+pub fn performance_log_group(cluster_name: &str) -> String {
+    format!("/aws/containerinsights/{cluster_name}/performance")
+}
+
+/// How events are written for the configured destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmfOptions {
+    /// Mode `emf` (and extraction not disabled): add the `CloudWatchMetrics` directive. Mode
+    /// `both` leaves it out, so a datapoint reaches CloudWatch by one path only (OUT-3, OUT-6).
+    pub with_directive: bool,
+    pub enhanced: bool,
+}
+
+/// Integer-valued fields (counts, sizes, limits, requests) are written without a fractional
+/// part (§10.2): `"node_cpu_limit": 4000`, not `4000.0`.
+fn is_integer_valued(field: &str) -> bool {
+    match declare::unit_of(field) {
+        Unit::Bytes | Unit::Count => true,
+        Unit::None => !field.contains("_usage_"),
+        _ => false,
+    }
+}
+
+/// A group of declared metrics that share their dimension sets: one `CloudWatchMetrics` entry.
+struct Group {
+    sets: &'static [&'static [&'static str]],
+    metrics: Vec<&'static Declaration>,
+}
+
+fn groups(record: &Record, enhanced: bool) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    for (field, _) in &record.fields {
+        let Some(decl) = declare::lookup(enhanced, record.kind, field) else {
+            continue;
+        };
+        match groups.iter_mut().find(|g| g.sets == decl.sets) {
+            Some(g) => g.metrics.push(decl),
+            None => groups.push(Group {
+                sets: decl.sets,
+                metrics: vec![decl],
+            }),
+        }
+    }
+    groups
+}
+
+/// Appends the event of `record` to `out`. In enhanced mode a record with no declared metric
+/// is dropped (DIM-4); in standard mode it is still written (log-only data).
+pub fn encode(record: &Record, opts: EmfOptions, out: &mut Vec<EmfEvent>) {
+    let groups = groups(record, opts.enhanced);
+    if opts.enhanced && groups.is_empty() {
+        return;
+    }
+    let mut buf = Vec::with_capacity(1024);
+    let mut ser = serde_json::Serializer::new(&mut buf);
+    let result = (|| {
+        let mut m = ser.serialize_map(None)?;
+        m.serialize_entry("Type", record.kind.as_str())?;
+        for (k, v) in &record.attributes {
+            m.serialize_entry(k, v)?;
+        }
+        for (k, v) in &record.json_attributes {
+            m.serialize_entry(k, v)?;
+        }
+        for &(k, v) in &record.fields {
+            if is_integer_valued(k) && v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    reason = "checked integral and below 2^53 just above"
+                )]
+                m.serialize_entry(k, &(v as i64))?;
+            } else {
+                m.serialize_entry(k, &v)?;
+            }
+        }
+        m.serialize_entry("Version", "0")?;
+        m.serialize_entry("Timestamp", &record.timestamp_ms.to_string())?;
+        if opts.with_directive {
+            let directive = Directive {
+                record,
+                groups: &groups,
+            };
+            if directive.has_entries() {
+                m.serialize_entry("CloudWatchMetrics", &directive)?;
+            }
+        }
+        SerializeMap::end(m)
+    })();
+    debug_assert!(result.is_ok(), "EMF serialization failed: {result:?}");
+    let cluster = record.attribute("ClusterName").unwrap_or("undefined");
+    out.push(EmfEvent {
+        log_group: performance_log_group(cluster),
+        log_stream: record.attribute("NodeName").unwrap_or("undefined").to_string(),
+        timestamp_ms: record.timestamp_ms,
+        // serde_json writes valid UTF-8.
+        message: String::from_utf8(buf).unwrap_or_default(),
+    });
+}
+
+struct Directive<'a> {
+    record: &'a Record,
+    groups: &'a [Group],
+}
+
+impl Directive<'_> {
+    /// The dimension sets of a group that the record satisfies (DIM-1), de-duplicated.
+    fn satisfied(&self, g: &Group) -> Vec<&'static [&'static str]> {
+        let mut sets: Vec<&'static [&'static str]> = Vec::new();
+        for &set in g.sets {
+            if set.iter().all(|d| self.record.attribute(d).is_some()) && !sets.contains(&set) {
+                sets.push(set);
+            }
+        }
+        sets
+    }
+
+    fn has_entries(&self) -> bool {
+        self.groups.iter().any(|g| !self.satisfied(g).is_empty())
+    }
+}
+
+impl serde::Serialize for Directive<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        for g in self.groups {
+            let dims = self.satisfied(g);
+            if dims.is_empty() {
+                continue;
+            }
+            seq.serialize_element(&Entry {
+                dims,
+                metrics: &g.metrics,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+struct Entry<'a> {
+    dims: Vec<&'static [&'static str]>,
+    metrics: &'a [&'static Declaration],
+}
+
+impl serde::Serialize for Entry<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("Namespace", NAMESPACE)?;
+        m.serialize_entry("Dimensions", &self.dims)?;
+        m.serialize_entry("Metrics", &MetricList(self.metrics))?;
+        SerializeMap::end(m)
+    }
+}
+
+struct MetricList<'a>(&'a [&'static Declaration]);
+
+impl serde::Serialize for MetricList<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for d in self.0 {
+            seq.serialize_element(&MetricRef(d))?;
+        }
+        seq.end()
+    }
+}
+
+struct MetricRef<'a>(&'a Declaration);
+
+impl serde::Serialize for MetricRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // A metric without a unit is written as {"Name": …} with no Unit key (§12.2).
+        let with_unit = self.0.unit != Unit::None;
+        let mut m = s.serialize_map(Some(if with_unit { 2 } else { 1 }))?;
+        m.serialize_entry("Name", self.0.metric)?;
+        if with_unit {
+            m.serialize_entry("Unit", self.0.unit.as_str())?;
+        }
+        SerializeMap::end(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::metrics::RecordType;
+
+    fn node() -> Record {
+        let mut r = Record::new(RecordType::Node, 1_764_300_030_000);
+        r.set_attribute("ClusterName", "c");
+        r.set_attribute("NodeName", "ip-1");
+        r.set_attribute("InstanceId", "i-1");
+        r.json_attributes
+            .push(("Sources", json!(["cadvisor", "/proc", "pod", "calculated"])));
+        r.set_field("node_cpu_utilization", Some(12.5));
+        r.set_field("node_cpu_limit", Some(4000.0));
+        r.set_field("node_memory_utilization", Some(50.0));
+        r.set_field("node_memory_rss", Some(1024.0));
+        r
+    }
+
+    #[test]
+    fn directive_groups_by_dimension_sets() {
+        let mut out = vec![];
+        encode(
+            &node(),
+            EmfOptions {
+                with_directive: true,
+                enhanced: false,
+            },
+            &mut out,
+        );
+        assert_eq!(out[0].log_group, "/aws/containerinsights/c/performance");
+        assert_eq!(out[0].log_stream, "ip-1");
+        let v: Value = serde_json::from_str(&out[0].message).unwrap();
+        assert_eq!(v["Type"], "Node");
+        assert_eq!(v["Version"], "0");
+        assert_eq!(v["Timestamp"], "1764300030000");
+        assert_eq!(v["node_cpu_limit"], json!(4000), "integers stay integers");
+        assert!(v["node_cpu_limit"].is_u64());
+        assert_eq!(v["node_memory_rss"], json!(1024));
+        assert_eq!(v["Sources"][1], "/proc");
+        let cwm = v["CloudWatchMetrics"].as_array().unwrap();
+        assert_eq!(cwm.len(), 2, "{cwm:?}");
+        assert_eq!(cwm[0]["Namespace"], "ContainerInsights");
+        assert_eq!(
+            cwm[0]["Dimensions"],
+            json!([["ClusterName", "InstanceId", "NodeName"], ["ClusterName"]])
+        );
+        assert_eq!(
+            cwm[0]["Metrics"],
+            json!([{"Name": "node_cpu_utilization", "Unit": "Percent"}, {"Name": "node_memory_utilization", "Unit": "Percent"}])
+        );
+        assert_eq!(cwm[1]["Dimensions"], json!([["ClusterName"]]));
+        assert_eq!(
+            cwm[1]["Metrics"],
+            json!([{"Name": "node_cpu_limit"}]),
+            "no Unit key for millicores"
+        );
+    }
+
+    #[test]
+    fn both_mode_has_no_directive_and_enhanced_drops_undeclared_records() {
+        let mut out = vec![];
+        encode(
+            &node(),
+            EmfOptions {
+                with_directive: false,
+                enhanced: false,
+            },
+            &mut out,
+        );
+        let v: Value = serde_json::from_str(&out[0].message).unwrap();
+        assert!(v.get("CloudWatchMetrics").is_none());
+        assert_eq!(v["node_cpu_utilization"], json!(12.5));
+
+        let mut net = Record::new(RecordType::NodeNet, 1);
+        net.set_attribute("ClusterName", "c");
+        net.set_field("node_interface_network_rx_bytes", Some(10.0));
+        out.clear();
+        encode(
+            &net,
+            EmfOptions {
+                with_directive: true,
+                enhanced: false,
+            },
+            &mut out,
+        );
+        assert_eq!(out.len(), 1, "standard mode keeps log-only records");
+        let v: Value = serde_json::from_str(&out[0].message).unwrap();
+        assert!(
+            v.get("CloudWatchMetrics").is_none(),
+            "no declared metric ⇒ no directive"
+        );
+        out.clear();
+        encode(
+            &net,
+            EmfOptions {
+                with_directive: true,
+                enhanced: true,
+            },
+            &mut out,
+        );
+        assert!(out.is_empty(), "[E] drops records with no declared metric (DIM-4)");
+    }
+}

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config, ConfigErrors, Env, Inputs, Output};
 use crate::host::procfs::{self, NodeCapacity};
 use crate::host::{CgroupMode, Clock, HostError, Root};
+use crate::metrics::collect::Settings;
 use crate::metrics::compute::NodeAttributes;
 use crate::metrics::sample::Sampler;
 use crate::metrics::{Collector, Cycle};
@@ -96,11 +97,16 @@ struct Pipeline {
     sink: Box<dyn Sink>,
 }
 
+fn settings(cfg: &Config) -> Settings {
+    Settings::from_config(cfg, node_attributes(cfg))
+}
+
 fn node_attributes(cfg: &Config) -> NodeAttributes {
     NodeAttributes {
         cluster_name: cfg.cluster_name.clone(),
         node_name: cfg.node_name.clone(),
         instance_id: None,
+        instance_type: None,
     }
 }
 
@@ -116,7 +122,7 @@ fn build(outside: &Outside, cfg: &Config, telemetry: &Telemetry) -> Result<Pipel
         "node read"
     );
     let sampler = Sampler::new(root, mode, telemetry.clone());
-    let collector = Collector::new(sampler, capacity, node_attributes(cfg), cfg.interval);
+    let collector = Collector::new(sampler, capacity, settings(cfg));
     let sink = ship::build(&cfg.output, telemetry).map_err(AppError::Ship)?;
     Ok(Pipeline { collector, sink })
 }
@@ -124,6 +130,20 @@ fn build(outside: &Outside, cfg: &Config, telemetry: &Telemetry) -> Result<Pipel
 fn log_startup(cfg: &Config, outside: &Outside) {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
+    }
+    if cfg.kubernetes.enhanced_container_insights {
+        // ENH-2: never ignore the flag silently; name what is not implemented.
+        tracing::warn!(
+            missing = ?crate::metrics::declare::MISSING_ENHANCED_GROUPS,
+            "enhanced_container_insights: these enhanced metric groups are not implemented by kinsight"
+        );
+        // ENH-3: PutMetricData bills every series as a custom metric, unlike EMF extraction.
+        if cfg.metrics.destination != crate::config::MetricsDestination::Emf {
+            tracing::warn!(
+                "enhanced_container_insights with destination put_metric_data or both: every FullPodName and \
+                 ContainerName series is a billed custom metric; destination emf is billed per observation"
+            );
+        }
     }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -137,9 +157,15 @@ fn log_startup(cfg: &Config, outside: &Outside) {
     );
 }
 
-async fn write_cycle(sink: &dyn Sink, cycle: &Cycle) {
-    // The output counts and logs its own failures; the loop goes on with the next interval.
-    let _ = sink.write_metrics(&cycle.datums).await;
+/// Hands one cycle to the output. The output counts and logs its own failures.
+async fn write_cycle(sink: &dyn Sink, cycle: &Cycle) -> Result<(), ShipError> {
+    if !cycle.datums.is_empty() {
+        sink.write_metrics(&cycle.datums).await?;
+    }
+    if !cycle.events.is_empty() {
+        sink.write_emf(&cycle.events).await?;
+    }
+    Ok(())
 }
 
 /// `kinsight once`: a priming sample, `interval` later the real one, written, done (TICK-4).
@@ -158,7 +184,7 @@ pub async fn once(outside: Outside, interval: Duration) -> Result<(), AppError> 
         elapsed: outside.clock.monotonic() - started,
     }
     .emit(&telemetry);
-    p.sink.write_metrics(&cycle.datums).await.map_err(AppError::Ship)
+    write_cycle(p.sink.as_ref(), &cycle).await.map_err(AppError::Ship)
 }
 
 /// Delay from `now_ms` to the next tick: ticks fall on second 30 of the minute and every
@@ -214,7 +240,8 @@ pub async fn run(outside: Outside, cancel: CancellationToken) -> Result<(), AppE
             () = tokio::time::sleep(delay) => {
                 let started = outside.clock.monotonic();
                 let cycle = p.collector.collect(outside.clock.as_ref());
-                write_cycle(p.sink.as_ref(), &cycle).await;
+                // A failed write was counted by the output; the loop goes on with the next interval.
+                let _ = write_cycle(p.sink.as_ref(), &cycle).await;
                 let elapsed = outside.clock.monotonic() - started;
                 CycleCompleted { records: cycle.records.len(), datums: cycle.datums.len(), elapsed }.emit(&telemetry);
                 telemetry.set_ready(true);
@@ -230,7 +257,7 @@ pub async fn run(outside: Outside, cancel: CancellationToken) -> Result<(), AppE
 
 /// Rebuilds what a new config changes: node attributes, interval, output.
 fn apply_reload(p: &mut Pipeline, old: &Config, new: &Config, telemetry: &Telemetry) {
-    p.collector.reconfigure(node_attributes(new), new.interval);
+    p.collector.reconfigure(settings(new));
     if new.output != old.output {
         match ship::build(&new.output, telemetry) {
             Ok(sink) => p.sink = sink,

@@ -366,3 +366,88 @@ fn run_serves_telemetry_and_applies_a_new_output_without_restart() {
     let status = agent.terminate();
     assert!(status.success(), "SIGTERM must exit 0, got {status:?}");
 }
+
+fn destination_config(dir: &Path, destination: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{destination}.json"));
+    write(
+        &path,
+        &format!(
+            r#"{{"logs":{{"metrics_collected":{{"kubernetes":{{"cluster_name":"fixture"{extra}}}}}}},
+                "kinsight":{{"output":"stdout","node_name":"node-a","metrics":{{"destination":"{destination}","metadata_source":"none"}},
+                             "logs":{{"enabled":false}},"telemetry":{{"listen_address":null}}}}}}"#
+        ),
+    );
+    path
+}
+
+/// Mode `emf`: performance events only, with the `CloudWatchMetrics` directive (OUT-2).
+#[test]
+fn destination_emf_writes_performance_events_with_the_directive() {
+    let dir = tempfile::tempdir().unwrap();
+    v2_fixture(dir.path());
+    let cfg = destination_config(dir.path(), "emf", "");
+    let r = run(kinsight()
+        .args(["once", "--interval", "50ms", "--host-root"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&cfg));
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    let lines = json_lines(&r.stdout);
+    assert!(
+        lines.iter().all(|l| l["kind"] == "emf"),
+        "only events in mode emf:\n{}",
+        r.stdout
+    );
+    let node = lines
+        .iter()
+        .find(|l| l["message"].as_str().unwrap().contains("\"Type\":\"Node\""))
+        .expect("a Node event");
+    assert_eq!(node["log_group"], "/aws/containerinsights/fixture/performance");
+    assert_eq!(node["log_stream"], "node-a");
+    let event: Value = serde_json::from_str(node["message"].as_str().unwrap()).unwrap();
+    assert_eq!(event["Version"], "0");
+    assert_eq!(event["ClusterName"], "fixture");
+    assert_eq!(event["node_cpu_limit"], serde_json::json!(4000));
+    assert_eq!(event["node_memory_utilization"], serde_json::json!(25.0));
+    assert_eq!(event["Timestamp"], node["timestamp"].as_i64().unwrap().to_string());
+    assert_eq!(event["kubernetes"]["host"], "node-a");
+    let cwm = event["CloudWatchMetrics"].as_array().expect("directive in mode emf");
+    assert!(cwm.iter().all(|e| e["Namespace"] == "ContainerInsights"));
+}
+
+/// Mode `both`: datums, plus events without the directive, so nothing is counted twice (OUT-3).
+#[test]
+fn destination_both_sends_each_datapoint_once() {
+    let dir = tempfile::tempdir().unwrap();
+    v2_fixture(dir.path());
+    let cfg = destination_config(dir.path(), "both", "");
+    let r = run(kinsight()
+        .args(["once", "--interval", "50ms", "--host-root"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&cfg));
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    let lines = json_lines(&r.stdout);
+    assert!(!find_metric(&lines, "node_memory_utilization").is_empty());
+    let events: Vec<Value> = lines
+        .iter()
+        .filter(|l| l["kind"] == "emf")
+        .map(|l| serde_json::from_str(l["message"].as_str().unwrap()).unwrap())
+        .collect();
+    assert!(!events.is_empty());
+    assert!(
+        events.iter().all(|e| e.get("CloudWatchMetrics").is_none()),
+        "mode both must not extract"
+    );
+
+    // disable_metric_extraction with both: events only, still without the directive (OUT-6).
+    let cfg = destination_config(dir.path(), "both", r#","disable_metric_extraction":true"#);
+    let r = run(kinsight()
+        .args(["once", "--interval", "50ms", "--host-root"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&cfg));
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    let lines = json_lines(&r.stdout);
+    assert!(lines.iter().all(|l| l["kind"] == "emf"), "{}", r.stdout);
+}

@@ -14,9 +14,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, ConfigErrors, Env, Inputs, Output};
+use crate::auth::{self, AuthError, AwsContext, NodeMetadata};
+use crate::config::{self, Config, ConfigErrors, Env, Inputs, MetadataSource, Output};
 use crate::host::procfs::{self, NodeCapacity};
 use crate::host::{CgroupMode, Clock, HostError, Root};
+use crate::kube::{self, PodIndex};
 use crate::metrics::collect::Settings;
 use crate::metrics::compute::NodeAttributes;
 use crate::metrics::sample::Sampler;
@@ -38,6 +40,8 @@ pub struct Outside {
     pub config_path: Option<PathBuf>,
     /// `--output`, which wins over `kinsight.output`.
     pub output_override: Option<Output>,
+    /// `--pods-file`, which wins over `kinsight.metrics.metadata_source`.
+    pub pods_file: Option<PathBuf>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -49,6 +53,8 @@ pub enum AppError {
     Host(#[source] HostError),
     #[error("cannot set up the output")]
     Ship(#[source] ShipError),
+    #[error("cannot establish the AWS identity")]
+    Auth(#[source] AuthError),
     #[error("cannot serve telemetry on {addr}")]
     Telemetry {
         addr: std::net::SocketAddr,
@@ -62,6 +68,9 @@ impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
             AppError::Config(_) => 78,
+            // A refused identity (require_workload_identity) or no region is a configuration
+            // problem too (spec/IDENTITY.md §6).
+            AppError::Auth(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -95,22 +104,98 @@ pub fn load_config(outside: &Outside) -> Result<Config, ConfigErrors> {
 struct Pipeline {
     collector: Collector,
     sink: Box<dyn Sink>,
+    /// The pod list file to keep re-reading (metadata source `file:`).
+    pods_file: Option<(PathBuf, PodIndex)>,
+    /// Instance id and type from IMDS, for the node attributes.
+    node: NodeMetadata,
+    /// Credentials and SDK configs, with the CloudWatch output.
+    aws: Option<AwsContext>,
 }
 
-fn settings(cfg: &Config) -> Settings {
-    Settings::from_config(cfg, node_attributes(cfg))
-}
-
-fn node_attributes(cfg: &Config) -> NodeAttributes {
-    NodeAttributes {
-        cluster_name: cfg.cluster_name.clone(),
-        node_name: cfg.node_name.clone(),
-        instance_id: None,
-        instance_type: None,
+impl Pipeline {
+    /// Ready while cycles complete and, with the CloudWatch output, while the credentials are
+    /// valid (spec/IDENTITY.md §15).
+    fn is_ready(&self) -> bool {
+        self.aws.as_ref().is_none_or(|a| a.identity.is_valid())
     }
 }
 
-fn build(outside: &Outside, cfg: &Config, telemetry: &Telemetry) -> Result<Pipeline, AppError> {
+/// The pod index for the metadata source: `--pods-file`, else the configured source.
+fn pod_index(outside: &Outside, cfg: &Config) -> Option<(PathBuf, PodIndex)> {
+    let source = match &outside.pods_file {
+        Some(path) => MetadataSource::File(path.clone()),
+        None => cfg.metrics.metadata_source.clone(),
+    };
+    match source {
+        MetadataSource::File(path) => {
+            // KUBE-2: every item of the file is taken as a pod of this node.
+            let index = PodIndex::new(None);
+            // A cluster dump (a List with Node items) keeps only this node's pods in the index
+            // and feeds the cluster records; a plain pod list is all this node's (KUBE-2).
+            match kube::load_file_scoped(
+                &path,
+                &kube::NodeScope::NodeOfClusterDump(cfg.node_name.clone()),
+                &index,
+            ) {
+                Ok(n) => tracing::info!(pods = n, file = %path.display(), "pod list loaded"),
+                // The file source keeps retrying; pod records wait for a good load (KUBE-4).
+                Err(e) => {
+                    tracing::warn!(error = %telemetry::chain(&e), "pod list not loaded yet; node metrics only until it is");
+                }
+            }
+            Some((path, index))
+        }
+        MetadataSource::Apiserver => {
+            tracing::warn!(
+                "metadata source apiserver: the apiserver pod watch is not part of this build; collecting node-level \
+                 metrics only. Use --pods-file FILE or kinsight.metrics.metadata_source \"file:PATH\" for pod metrics"
+            );
+            None
+        }
+        MetadataSource::None => {
+            tracing::info!("metadata source none: node-level metrics only (KUBE-3)");
+            None
+        }
+    }
+}
+
+fn settings(cfg: &Config, node: &NodeMetadata) -> Settings {
+    let attrs = NodeAttributes {
+        cluster_name: cfg.cluster_name.clone(),
+        node_name: cfg.node_name.clone(),
+        instance_id: node.instance_id.clone(),
+        instance_type: node.instance_type.clone(),
+    };
+    Settings::from_config(cfg, attrs)
+}
+
+/// Whether to ask IMDS and AWS at all: the CloudWatch output needs both; in a pod the
+/// instance id is worth the lookup even with a local output (it adds the N dimension set).
+fn uses_aws(outside: &Outside, cfg: &Config) -> bool {
+    cfg.output == Output::Cloudwatch || outside.env.kubernetes_service_host.is_some()
+}
+
+async fn build(
+    outside: &Outside,
+    cfg: &Config,
+    telemetry: &Telemetry,
+    cancel: &CancellationToken,
+) -> Result<Pipeline, AppError> {
+    // Identity first: a refused identity must stop the agent before anything else starts.
+    let aws = if cfg.output == Output::Cloudwatch {
+        Some(
+            auth::build(cfg, &outside.env, telemetry, cancel.child_token())
+                .await
+                .map_err(AppError::Auth)?,
+        )
+    } else {
+        None
+    };
+    let node = if uses_aws(outside, cfg) {
+        auth::node_metadata(&outside.env.aws).await
+    } else {
+        NodeMetadata::default()
+    };
     let root = Root::new(&outside.host_root);
     let mode = CgroupMode::detect(&root).map_err(AppError::Host)?;
     let capacity: NodeCapacity = procfs::read_capacity(&root).map_err(AppError::Host)?;
@@ -122,9 +207,24 @@ fn build(outside: &Outside, cfg: &Config, telemetry: &Telemetry) -> Result<Pipel
         "node read"
     );
     let sampler = Sampler::new(root, mode, telemetry.clone());
-    let collector = Collector::new(sampler, capacity, settings(cfg));
-    let sink = ship::build(&cfg.output, telemetry).map_err(AppError::Ship)?;
-    Ok(Pipeline { collector, sink })
+    let pods_file = pod_index(outside, cfg);
+    let collector = Collector::new(
+        sampler,
+        capacity,
+        settings(cfg, &node),
+        pods_file.as_ref().map(|(_, i)| i.clone()),
+    );
+    let sink = match &aws {
+        Some(ctx) => ship::build_cloudwatch(cfg, &ctx.metrics, &ctx.logs, telemetry, cancel.child_token()),
+        None => ship::build(&cfg.output, telemetry).map_err(AppError::Ship)?,
+    };
+    Ok(Pipeline {
+        collector,
+        sink,
+        pods_file,
+        node,
+        aws,
+    })
 }
 
 fn log_startup(cfg: &Config, outside: &Outside) {
@@ -173,7 +273,9 @@ pub async fn once(outside: Outside, interval: Duration) -> Result<(), AppError> 
     let cfg = load_config(&outside).map_err(AppError::Config)?;
     log_startup(&cfg, &outside);
     let telemetry = Telemetry::new();
-    let mut p = build(&outside, &cfg, &telemetry)?;
+    let cancel = CancellationToken::new();
+    // Boxed: the AWS SDK set-up makes this future large.
+    let mut p = Box::pin(build(&outside, &cfg, &telemetry, &cancel)).await?;
     let _priming = p.collector.collect(outside.clock.as_ref());
     tokio::time::sleep(interval).await;
     let started = outside.clock.monotonic();
@@ -184,7 +286,13 @@ pub async fn once(outside: Outside, interval: Duration) -> Result<(), AppError> 
         elapsed: outside.clock.monotonic() - started,
     }
     .emit(&telemetry);
-    write_cycle(p.sink.as_ref(), &cycle).await.map_err(AppError::Ship)
+    let written = write_cycle(p.sink.as_ref(), &cycle).await.map_err(AppError::Ship);
+    // The CloudWatch output sends in the background: give it the time a pod would have.
+    p.sink
+        .flush(tokio::time::Instant::now() + Duration::from_secs(20))
+        .await;
+    cancel.cancel();
+    written
 }
 
 /// Delay from `now_ms` to the next tick: ticks fall on second 30 of the minute and every
@@ -200,11 +308,17 @@ pub async fn run(outside: Outside, cancel: CancellationToken) -> Result<(), AppE
     let cfg = Arc::new(load_config(&outside).map_err(AppError::Config)?);
     log_startup(&cfg, &outside);
     let telemetry = Telemetry::new();
-    let mut p = build(&outside, &cfg, &telemetry)?;
+    // Boxed: the AWS SDK set-up makes this future large.
+    let mut p = Box::pin(build(&outside, &cfg, &telemetry, &cancel)).await?;
     if let Some(addr) = cfg.telemetry.listen_address {
         let (bound, _thread) = telemetry::serve(addr, telemetry.clone(), cancel.child_token())
             .map_err(|source| AppError::Telemetry { addr, source })?;
         tracing::info!(address = %bound, "telemetry endpoint listening (/healthz, /readyz, /metrics)");
+    }
+    if let Some((path, index)) = p.pods_file.clone() {
+        let scope = kube::NodeScope::NodeOfClusterDump(cfg.node_name.clone());
+        let source = kube::FileSource::new(path, None, index, telemetry.clone()).with_scope(scope);
+        tokio::spawn(source.run(cancel.child_token()));
     }
     let (tx, mut rx) = watch::channel(cfg.clone());
     if let Some(path) = outside.config_path.clone() {
@@ -244,21 +358,32 @@ pub async fn run(outside: Outside, cancel: CancellationToken) -> Result<(), AppE
                 let _ = write_cycle(p.sink.as_ref(), &cycle).await;
                 let elapsed = outside.clock.monotonic() - started;
                 CycleCompleted { records: cycle.records.len(), datums: cycle.datums.len(), elapsed }.emit(&telemetry);
-                telemetry.set_ready(true);
+                telemetry.set_ready(p.is_ready());
                 if elapsed > cfg.interval {
                     CycleSkipped.emit(&telemetry);
                 }
             }
         }
     }
-    tracing::info!("kinsight stopping");
+    // Drain under a deadline shorter than the pod's terminationGracePeriodSeconds.
+    tracing::info!("kinsight stopping: flushing queued data");
+    p.sink
+        .flush(tokio::time::Instant::now() + cfg.logs.shutdown_grace)
+        .await;
     Ok(())
 }
 
 /// Rebuilds what a new config changes: node attributes, interval, output.
 fn apply_reload(p: &mut Pipeline, old: &Config, new: &Config, telemetry: &Telemetry) {
-    p.collector.reconfigure(settings(new));
-    if new.output != old.output {
+    if new.metrics.metadata_source != old.metrics.metadata_source {
+        tracing::warn!(
+            "kinsight.metrics.metadata_source changed: this setting needs a restart; keeping the running source"
+        );
+    }
+    p.collector.reconfigure(settings(new, &p.node));
+    if new.output != old.output && (new.output == Output::Cloudwatch || old.output == Output::Cloudwatch) {
+        tracing::warn!("switching to or from the cloudwatch output needs a restart; keeping the running output");
+    } else if new.output != old.output {
         match ship::build(&new.output, telemetry) {
             Ok(sink) => p.sink = sink,
             Err(e) => tracing::error!(error = %telemetry::chain(&e), "cannot switch output; keeping the previous one"),

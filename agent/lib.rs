@@ -4,8 +4,10 @@
 //! [`app`], which takes everything from outside (host root, environment, output) as values.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod host;
+pub mod kube;
 pub mod metrics;
 pub mod ship;
 pub mod telemetry;

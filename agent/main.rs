@@ -42,6 +42,10 @@ struct Common {
     /// DaemonSet mounts the host's / read-only at /rootfs)
     #[arg(long, value_name = "DIR", default_value = "/")]
     host_root: PathBuf,
+    /// Pod metadata from a `PodList` JSON file (`kubectl get pods -o json`), re-read when it
+    /// changes; overrides `kinsight.metrics.metadata_source`
+    #[arg(long, value_name = "FILE")]
+    pods_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +67,10 @@ enum Command {
     Check {
         #[command(flatten)]
         common: Common,
+        /// Also send one datum (namespace ContainerInsights/kinsight-check) and one log event
+        /// (the application log group) to prove the write permissions end to end
+        #[arg(long)]
+        send_test: bool,
     },
     /// Configuration file commands
     Config {
@@ -113,6 +121,7 @@ fn outside(common: &Common, env: Env) -> Outside {
         env,
         config_path,
         output_override: common.output.clone(),
+        pods_file: common.pods_file.clone(),
         clock: Arc::new(SystemClock),
     }
 }
@@ -131,7 +140,7 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Validate { file, output },
         } => validate(&file, output, env),
-        Command::Check { common } => check(&outside(&common, env)),
+        Command::Check { common, send_test } => check(&outside(&common, env), send_test),
         Command::Once { common, interval } => start(outside(&common, env), |o, _| app::once(o, interval)),
         Command::Run { common } => start(outside(&common, env), app::run),
     }
@@ -143,6 +152,7 @@ fn validate(file: &std::path::Path, output: Option<Output>, env: Env) -> ExitCod
         env,
         config_path: Some(file.to_path_buf()),
         output_override: output,
+        pods_file: None,
         clock: Arc::new(SystemClock),
     };
     match app::load_config(&o) {
@@ -166,14 +176,14 @@ fn validate(file: &std::path::Path, output: Option<Output>, env: Env) -> ExitCod
     }
 }
 
-fn check(o: &Outside) -> ExitCode {
-    let report = kinsight::app::check::run(o);
-    eprint!("{}", report.render());
-    if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+fn check(o: &Outside, send_test: bool) -> ExitCode {
+    // The identity checks log their report like a start does (secrets never appear, §14).
+    if let Ok(cfg) = app::load_config(o) {
+        telemetry::init_logging(cfg.telemetry.log_format, cfg.debug, log_filter_from_env().as_deref());
     }
+    let report = kinsight::app::check::run_with(o, kinsight::app::check::Options { send_test });
+    eprint!("{}", report.render());
+    ExitCode::from(report.exit_code())
 }
 
 fn start<F, Fut>(o: Outside, f: F) -> ExitCode

@@ -11,10 +11,10 @@
 # shell first stops what the previous sourcing started.
 #
 # One function per step; a new tier adds a line or two to the step it needs:
-#   1. _ks_env_debs      Debian packages       (later: containerd runc busybox-static)
+#   1. _ks_env_debs      Debian packages: containerd runc busybox-static (as root)
 #   2. _ks_env_venvs     Python tools, one venv each under .venv/ (git-ignored):
 #                        moto; later ministack + cbor2 in a venv of its own
-#   3. _ks_env_services  scratch directory, then background services (later: containerd)
+#   3. _ks_env_services  scratch directory, then background services: containerd (as root)
 #   4. _ks_env_exports   KINSIGHT_TEST_* for the tests
 #
 # moto is not started here: each test starts its own moto_server on a free port
@@ -82,6 +82,8 @@ _ks_venv() {
 }
 
 _ks_check_moto() { "$1/bin/moto_server" --help; }
+# ministack without cbor2 answers PutMetricData with 200 and stores nothing (TESTING.md §7.3.2).
+_ks_check_ministack() { [ -x "$1/bin/ministack" ] && "$1/bin/python" -c 'import cbor2, ministack'; }
 
 # _ks_start NAME CMD…: run CMD in the background, output to $KINSIGHT_TEST_SCRATCH/NAME.log;
 # kinsight_test_env_stop kills it by PID.
@@ -105,10 +107,16 @@ _ks_wait() {
   return 1
 }
 
-# 1. Debian packages (TESTING.md §11 step 1). None yet; tier 5 adds:
-#      _ks_apt_install containerd runc busybox-static || return 1
+# 1. Debian packages (TESTING.md §11 step 1). Tier 5 (containerd and runc, §8): containerd,
+#    runc and the static busybox for the hand-made test image; about 20 s the first time, nothing
+#    when present. Only as root: containerd cannot run containers otherwise, and the tier-5 tests
+#    then skip (or fail under CI=true, which runs as root).
 _ks_env_debs() {
-  :
+  if [ "$(id -u)" -eq 0 ]; then
+    _ks_apt_install containerd runc busybox-static iproute2 || return 1 # ip: the pod veth
+  else
+    _ks_say "not root: containerd tests (tier 5) will skip"
+  fi
 }
 
 # 2. Python tools, one venv each (TESTING.md §7.2, §13). Tier 4 metrics adds, in its own venv
@@ -117,15 +125,61 @@ _ks_env_debs() {
 #    with a check that imports cbor2: without it ministack fails silently (§7.3.2).
 _ks_env_venvs() {
   _ks_venv moto _ks_check_moto 'moto[server]==5.2.5' || return 1
+  _ks_venv ministack _ks_check_ministack ministack==1.5.33 cbor2==6.3.0 || return 1
 }
 
 # 3. Scratch directory and background services (TESTING.md §11 step 3). The scratch path is
-#    short because containerd's socket paths must be. Tier 5 adds containerd here:
-#      _ks_start containerd containerd --config "$KINSIGHT_TEST_SCRATCH/ctr/config.toml"
-#      _ks_wait containerd ctr -a "$KINSIGHT_TEST_SCRATCH/ctr/containerd.sock" version || return 1
+#    short because containerd's socket paths must be. Tier 5 starts containerd here.
 _ks_env_services() {
   KINSIGHT_TEST_SCRATCH=$(mktemp -d /tmp/ks.XXXXXX) || { _ks_say "mktemp failed"; return 1; }
   export KINSIGHT_TEST_SCRATCH
+  _ks_containerd_start || return 1
+}
+
+# Tier 5 (TESTING.md §8, §11): a containerd of our own — own root, state and socket under the
+# scratch directory (Unix socket paths are limited to 108 bytes, hence /tmp/ks.XXXXXX), the CRI
+# plugin disabled (no kubelet here) — and the hand-made busybox image (scripts/mk-test-image.sh).
+# No systemd runs on the test machines, so installing the package starts no daemon.
+_ks_containerd_sock=
+_ks_containerd_start() {
+  if [ "$(id -u)" -ne 0 ] || ! command -v containerd >/dev/null; then return 0; fi
+  local c=$KINSIGHT_TEST_SCRATCH/ctr
+  mkdir -p "$c/root" "$c/state"
+  cat >"$c/config.toml" <<EOF
+version = 2
+root = "$c/root"
+state = "$c/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$c/containerd.sock"
+[ttrpc]
+  address = "$c/containerd.sock.ttrpc"
+[debug]
+  address = "$c/debug.sock"
+  level = "info"
+EOF
+  _ks_start containerd containerd --config "$c/config.toml"
+  _ks_wait containerd ctr -a "$c/containerd.sock" version || return 1
+  bash "$KINSIGHT_TEST_ROOT/scripts/mk-test-image.sh" "$KINSIGHT_TEST_SCRATCH" ||
+    { _ks_say "scripts/mk-test-image.sh failed"; return 1; }
+  _ks_containerd_sock=$c/containerd.sock
+}
+
+# Deletes every task and container in our own containerd (tests delete theirs; this catches a
+# crashed test), so that no shim outlives it. Snapshots go with the scratch directory.
+_ks_containerd_clean() {
+  local a=$_ks_containerd_sock id i
+  if [ -z "$a" ] || [ ! -S "$a" ]; then return 0; fi
+  for id in $(ctr -a "$a" -n k8s.io tasks ls -q 2>/dev/null); do
+    ctr -a "$a" -n k8s.io tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+    for ((i = 0; i < 50; i++)); do
+      ctr -a "$a" -n k8s.io tasks delete "$id" >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+  done
+  for id in $(ctr -a "$a" -n k8s.io containers ls -q 2>/dev/null); do
+    ctr -a "$a" -n k8s.io containers delete "$id" >/dev/null 2>&1 || true
+  done
 }
 
 # 4. Tell the tests where everything is (TESTING.md §11 step 4). tests/support reads these with
@@ -133,11 +187,18 @@ _ks_env_services() {
 _ks_env_exports() {
   export KINSIGHT_TEST_SCRATCH
   export KINSIGHT_TEST_MOTO_SERVER="$KINSIGHT_TEST_ROOT/.venv/moto/bin/moto_server"
+  if [ -n "$_ks_containerd_sock" ]; then # tier 5: the tests import the image themselves
+    export KINSIGHT_TEST_CONTAINERD=$_ks_containerd_sock
+    export KINSIGHT_TEST_IMAGE=$KINSIGHT_TEST_SCRATCH/kinsight-busybox.oci.tar
+  fi
+  # like moto, each test starts its own ministack on a free port (tests/support, `Ministack`)
+  export KINSIGHT_TEST_MINISTACK_SERVER="$KINSIGHT_TEST_ROOT/.venv/ministack/bin/ministack"
 }
 
 # Stop what steps 3–4 started, by PID, and remove what crashed tests left. Safe to call twice.
 kinsight_test_env_stop() {
   local p d i
+  _ks_containerd_clean
   for p in "${KINSIGHT_TEST_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${KINSIGHT_TEST_PIDS[@]}"; do
     for ((i = 0; i < 50; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -150,6 +211,19 @@ kinsight_test_env_stop() {
     /sys/fs/cgroup/*/kubepods/*/pod7e570000-*/ /sys/fs/cgroup/*/kubepods/pod7e570000-*/; do
     if [ -d "$d" ]; then rmdir "$d" 2>/dev/null || true; fi
   done
+  # the same for the systemd layout (kubepods.slice/…/kubepods-<qos>-pod<uid_>.slice/<scope>)
+  for d in /sys/fs/cgroup/*/kubepods.slice/*/*-pod7e570000_*.slice/*/ \
+    /sys/fs/cgroup/*/kubepods.slice/*-pod7e570000_*.slice/*/ \
+    /sys/fs/cgroup/*/kubepods.slice/*/*-pod7e570000_*.slice/ /sys/fs/cgroup/*/kubepods.slice/*-pod7e570000_*.slice/; do
+    if [ -d "$d" ]; then rmdir "$d" 2>/dev/null || true; fi
+  done
+  # overlay mounts of a containerd that died with tasks left, before the scratch goes
+  if [ -n "${KINSIGHT_TEST_SCRATCH:-}" ]; then
+    awk -v s="$KINSIGHT_TEST_SCRATCH/" 'index($2, s) == 1 { print $2 }' /proc/self/mounts | sort -r |
+      while read -r d; do umount "$d" 2>/dev/null || umount -l "$d" 2>/dev/null || true; done
+  fi
+  _ks_containerd_sock=
+  unset KINSIGHT_TEST_CONTAINERD KINSIGHT_TEST_IMAGE
   case ${KINSIGHT_TEST_SCRATCH:-} in
     /tmp/ks.?*) rm -rf "$KINSIGHT_TEST_SCRATCH" ;;
   esac

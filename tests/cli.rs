@@ -94,7 +94,11 @@ fn once_on_this_machine_emits_node_utilization() {
             assert_eq!(d["unit"], "Percent");
             assert_eq!(d["dimensions"]["ClusterName"], "local");
             let v = d["value"].as_f64().unwrap();
-            assert!((0.0..=100.0).contains(&v), "{name} = {v}");
+            // A fully loaded machine can read a little above 100 % CPU: the counter is read a
+            // moment after the sample's timestamp, and over a 1 s window a few ms of scheduling
+            // delay show. Upstream does not clamp either; 10 % of slack covers it.
+            let max = if name == "node_cpu_utilization" { 110.0 } else { 100.0 };
+            assert!((0.0..=max).contains(&v), "{name} = {v}");
         }
     }
     let mem = find_metric(&lines, "node_memory_utilization")[0]["value"]

@@ -26,6 +26,9 @@ pub struct Line {
 #[derive(Debug, Default)]
 pub struct Report {
     pub lines: Vec<Line>,
+    /// A failure only a configuration change can fix (a refused identity, no region): the
+    /// command exits 78 (`EX_CONFIG`) instead of 1.
+    pub config_failure: bool,
 }
 
 impl Report {
@@ -39,6 +42,17 @@ impl Report {
 
     pub fn ok(&self) -> bool {
         self.lines.iter().all(|l| l.verdict != Verdict::Fail)
+    }
+
+    /// 0 when nothing failed, 78 for a configuration failure, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if self.ok() {
+            0
+        } else if self.config_failure {
+            78
+        } else {
+            1
+        }
     }
 
     pub fn render(&self) -> String {
@@ -57,7 +71,18 @@ impl Report {
     }
 }
 
+/// What `kinsight check` was asked to do besides the read-only checks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `--send-test`: one datum and one log event, to prove the write permissions end to end.
+    pub send_test: bool,
+}
+
 pub fn run(o: &Outside) -> Report {
+    run_with(o, Options::default())
+}
+
+pub fn run_with(o: &Outside, opts: Options) -> Report {
     let mut r = Report::default();
     let source = o
         .config_path
@@ -113,11 +138,14 @@ pub fn run(o: &Outside) -> Report {
     if let Some(cfg) = &cfg {
         state_dir(&mut r, &root, cfg);
     }
-    r.push(
-        Verdict::Skip,
-        "aws identity",
-        "not checked by this build (identity issue #4)",
-    );
+    match &cfg {
+        Some(cfg) => aws_identity(&mut r, o, cfg, opts),
+        None => r.push(
+            Verdict::Skip,
+            "aws identity",
+            "not checked: the configuration is invalid",
+        ),
+    }
     r
 }
 
@@ -142,5 +170,148 @@ fn state_dir(r: &mut Report, root: &Root, cfg: &crate::config::Config) {
             "state dir",
             format!("{} not writable: {e}; mount it read-write (hostPath)", dir.display()),
         ),
+    }
+}
+
+/// The identity lines (`spec/IDENTITY.md` §15): kind and ARN, region and its source, endpoints,
+/// expiry; `OK` for IRSA and Pod Identity, `WARN` for the fallbacks, `FAIL` when refused or
+/// when no credentials or region are found. With `--send-test`, one datum and one log event.
+fn aws_identity(r: &mut Report, o: &Outside, cfg: &crate::config::Config, opts: Options) {
+    if cfg.output.is_local() {
+        r.push(
+            Verdict::Skip,
+            "aws identity",
+            format!(
+                "output {:?} makes no AWS call; no credentials or region needed",
+                cfg.output
+            ),
+        );
+        return;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            r.push(Verdict::Fail, "aws identity", format!("cannot start a runtime: {e}"));
+            return;
+        }
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let telemetry = crate::telemetry::Telemetry::new();
+    rt.block_on(async {
+        let ctx = match crate::auth::build(cfg, &o.env, &telemetry, cancel.clone()).await {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                r.config_failure |= e.exit_code() == 78;
+                r.push(Verdict::Fail, "aws identity", chain(&e));
+                return;
+            }
+        };
+        identity_lines(r, cfg, &ctx.report);
+        if opts.send_test {
+            send_test(r, cfg, &ctx).await;
+        }
+    });
+    cancel.cancel();
+}
+
+fn identity_lines(r: &mut Report, cfg: &crate::config::Config, rep: &crate::auth::IdentityReport) {
+    use crate::auth::IdentityKind;
+    let arn = if rep.arn.is_empty() {
+        "unknown"
+    } else {
+        rep.arn.as_str()
+    };
+    let mut detail = format!("kind {}, arn {arn}", rep.kind);
+    if let Some(s) = rep.imds_source {
+        let _ = write!(detail, ", imds_source {}", s.as_str());
+    }
+    if let Some(role) = &rep.role_arn {
+        let _ = write!(detail, ", role {role}");
+    }
+    if let Some(f) = &rep.token_file {
+        let _ = write!(detail, ", token file {f}");
+    }
+    if let Some(a) = &rep.agent_role_arn {
+        let _ = write!(detail, ", then assumes {a} (agent.credentials.role_arn)");
+    }
+    if let Some(a) = &rep.logs_role_arn {
+        let _ = write!(detail, ", logs assume {a} (logs.credentials.role_arn)");
+    }
+    let verdict = match rep.kind {
+        IdentityKind::Irsa | IdentityKind::PodIdentity => Verdict::Ok,
+        _ if rep.is_fallback() || rep.kind == IdentityKind::Ecs => Verdict::Warn,
+        // Static keys or a profile outside a pod: a local run.
+        _ => Verdict::Ok,
+    };
+    if let Some(risk) = rep.risk() {
+        let _ = write!(detail, ". {risk}");
+    }
+    r.push(verdict, "aws identity", detail);
+    if let Some(e) = &rep.caller_identity_error {
+        r.push(
+            Verdict::Warn,
+            "aws identity",
+            format!("sts:GetCallerIdentity failed: {e}"),
+        );
+    }
+    for w in &rep.warnings {
+        r.push(Verdict::Warn, "aws identity", w.clone());
+    }
+    r.push(
+        Verdict::Ok,
+        "aws region",
+        format!("{} (from {})", rep.region, rep.region_source.as_str()),
+    );
+    r.push(
+        Verdict::Ok,
+        "aws endpoints",
+        format!(
+            "cloudwatch {}, logs {}, sts {}",
+            rep.endpoints.metrics, rep.endpoints.logs, rep.endpoints.sts
+        ),
+    );
+    let expiry = match rep.expiry {
+        Some(e) => {
+            let left = e.duration_since(std::time::SystemTime::now()).map_or_else(
+                |_| "already".into(),
+                |d| humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string(),
+            );
+            format!(
+                "access key {}…, expire {} (in {left}), background refresh ahead of expiry",
+                rep.access_key_prefix,
+                humantime::format_rfc3339_seconds(e)
+            )
+        }
+        None => format!("access key {}…, no expiry (static keys)", rep.access_key_prefix),
+    };
+    r.push(Verdict::Ok, "aws creds", expiry);
+    let account = if rep.account.is_empty() {
+        "<account>"
+    } else {
+        rep.account.as_str()
+    };
+    r.push(
+        Verdict::Ok,
+        "iam policy",
+        format!(
+            "expects manifests/iam-policy.json with <region>={}, <account>={account}, <cluster>={}",
+            rep.region, cfg.cluster_name
+        ),
+    );
+}
+
+async fn send_test(r: &mut Report, cfg: &crate::config::Config, ctx: &crate::auth::AwsContext) {
+    use crate::auth::send_test::{CHECK_NAMESPACE, put_test_event, put_test_metric};
+    match put_test_metric(&ctx.metrics, &cfg.cluster_name, &cfg.node_name).await {
+        Ok(()) => r.push(
+            Verdict::Ok,
+            "send test",
+            format!("PutMetricData: 1 datum to namespace {CHECK_NAMESPACE}"),
+        ),
+        Err(e) => r.push(Verdict::Fail, "send test", chain(&e)),
+    }
+    match put_test_event(&ctx.logs, &cfg.cluster_name, &cfg.node_name).await {
+        Ok(target) => r.push(Verdict::Ok, "send test", format!("PutLogEvents: 1 event to {target}")),
+        Err(e) => r.push(Verdict::Fail, "send test", chain(&e)),
     }
 }

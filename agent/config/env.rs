@@ -23,6 +23,42 @@ pub struct Env {
     /// `KUBERNETES_SERVICE_HOST`: set by kubelet in every pod; its presence means "in a cluster"
     /// and makes `apiserver` the default metadata source.
     pub kubernetes_service_host: Option<String>,
+    /// The AWS SDK's variables that `auth` inspects for its report and builds links from
+    /// (`spec/IDENTITY.md` §12).
+    pub aws: AwsEnv,
+}
+
+/// The AWS variables of `spec/IDENTITY.md` §12, as `auth` needs them. Secrets are not kept: of
+/// `AWS_ACCESS_KEY_ID` only the 4-character prefix, of the token variables only their presence.
+/// The SDK's providers read the process environment themselves; these copies decide which links
+/// are built and what the startup report says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsEnv {
+    pub default_region: Option<String>,
+    pub role_arn: Option<String>,
+    pub web_identity_token_file: Option<String>,
+    pub role_session_name: Option<String>,
+    pub container_credentials_full_uri: Option<String>,
+    pub container_credentials_relative_uri: Option<String>,
+    pub container_authorization_token_file: Option<String>,
+    /// `AWS_CONTAINER_AUTHORIZATION_TOKEN` is set (its value is never kept).
+    pub container_authorization_token_set: bool,
+    /// The first 4 characters of `AWS_ACCESS_KEY_ID` (`ASIA`, `AKIA`), when it and
+    /// `AWS_SECRET_ACCESS_KEY` are both set.
+    pub access_key_prefix: Option<String>,
+    pub profile: Option<String>,
+    /// `AWS_EC2_METADATA_DISABLED=true`.
+    pub ec2_metadata_disabled: bool,
+    pub ec2_metadata_service_endpoint: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub endpoint_url_sts: Option<String>,
+    pub endpoint_url_cloudwatch: Option<String>,
+    pub endpoint_url_cloudwatch_logs: Option<String>,
+    pub endpoint_url_ec2: Option<String>,
+    /// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`.
+    pub ignore_configured_endpoint_urls: bool,
+    /// `AWS_STS_REGIONAL_ENDPOINTS`: not read by the Rust SDK (always regional); reported.
+    pub sts_regional_endpoints: Option<String>,
 }
 
 impl Env {
@@ -42,6 +78,37 @@ impl Env {
             aws_region: get("AWS_REGION"),
             pod_name: get("POD_NAME"),
             kubernetes_service_host: get("KUBERNETES_SERVICE_HOST"),
+            aws: AwsEnv::from_lookup(&get),
+        }
+    }
+}
+
+impl AwsEnv {
+    /// Builds the AWS part from a variable lookup (`None` when unset or empty).
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> AwsEnv {
+        let is_true = |name: &str| get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        AwsEnv {
+            default_region: get("AWS_DEFAULT_REGION"),
+            role_arn: get("AWS_ROLE_ARN"),
+            web_identity_token_file: get("AWS_WEB_IDENTITY_TOKEN_FILE"),
+            role_session_name: get("AWS_ROLE_SESSION_NAME"),
+            container_credentials_full_uri: get("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+            container_credentials_relative_uri: get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
+            container_authorization_token_file: get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
+            container_authorization_token_set: get("AWS_CONTAINER_AUTHORIZATION_TOKEN").is_some(),
+            access_key_prefix: get("AWS_ACCESS_KEY_ID")
+                .filter(|_| get("AWS_SECRET_ACCESS_KEY").is_some())
+                .map(|k| k.chars().take(4).collect()),
+            profile: get("AWS_PROFILE"),
+            ec2_metadata_disabled: is_true("AWS_EC2_METADATA_DISABLED"),
+            ec2_metadata_service_endpoint: get("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
+            endpoint_url: get("AWS_ENDPOINT_URL"),
+            endpoint_url_sts: get("AWS_ENDPOINT_URL_STS"),
+            endpoint_url_cloudwatch: get("AWS_ENDPOINT_URL_CLOUDWATCH"),
+            endpoint_url_cloudwatch_logs: get("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"),
+            endpoint_url_ec2: get("AWS_ENDPOINT_URL_EC2"),
+            ignore_configured_endpoint_urls: is_true("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"),
+            sts_regional_endpoints: get("AWS_STS_REGIONAL_ENDPOINTS"),
         }
     }
 }

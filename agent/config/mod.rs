@@ -31,7 +31,7 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-pub use env::Env;
+pub use env::{AwsEnv, Env};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use kinsight::{DEFAULT_LISTEN_ADDRESS, MAX_EVENT_BYTES};
 pub use model::*;

@@ -13,7 +13,11 @@
 
 pub mod cgroup;
 mod clock;
+pub mod disk;
 mod error;
+pub mod fs;
+pub mod net;
+pub mod pids;
 pub mod procfs;
 mod root;
 

@@ -8,7 +8,20 @@ use crate::config::{Config, MetricsDestination};
 use crate::host::Clock;
 use crate::host::procfs::NodeCapacity;
 
-use super::compute::{NodeAttributes, RateKey, node_record};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::host::cgroup::PodCgroup;
+use crate::host::net as host_net;
+use crate::host::pids::PidMap;
+use crate::kube::{PodIndex, PodInfo, RestartTracker, Snapshot};
+use crate::telemetry::events::{HostSource, PodsUnknown};
+
+use super::compute::cpumem::Tick;
+use super::compute::pod::{self, PodRead, PodSettings};
+use super::compute::{self, NodeAttributes, RateKey, net, node_record, storage};
 use super::encode::datum::{self, Datum};
 use super::encode::emf::{self, EmfEvent, EmfOptions};
 use super::rate::{RateCalculator, expiry_for};
@@ -29,6 +42,8 @@ pub struct Settings {
     pub attrs: NodeAttributes,
     pub interval: Duration,
     pub enhanced: bool,
+    pub prefer_full_pod_name: bool,
+    pub tag_service: bool,
     pub produce: Produce,
 }
 
@@ -74,6 +89,8 @@ impl Settings {
             attrs,
             interval: cfg.interval,
             enhanced: k.enhanced_container_insights,
+            prefer_full_pod_name: k.prefer_full_pod_name,
+            tag_service: k.tag_service,
             produce,
         }
     }
@@ -97,16 +114,23 @@ pub struct Collector {
     capacity: NodeCapacity,
     settings: Settings,
     rates: RateCalculator<RateKey>,
+    /// `None` with metadata source `none`: node-level records only (KUBE-3).
+    pods: Option<PodIndex>,
+    restarts: RestartTracker,
+    pids: PidMap,
 }
 
 impl Collector {
-    pub fn new(sampler: Sampler, capacity: NodeCapacity, settings: Settings) -> Self {
+    pub fn new(sampler: Sampler, capacity: NodeCapacity, settings: Settings, pods: Option<PodIndex>) -> Self {
         let rates = RateCalculator::new(expiry_for(settings.interval));
         Collector {
             sampler,
             capacity,
             settings,
             rates,
+            pods,
+            restarts: RestartTracker::new(),
+            pids: PidMap::default(),
         }
     }
 
@@ -122,10 +146,145 @@ impl Collector {
 
     pub fn collect(&mut self, clock: &dyn Clock) -> Cycle {
         let sample = self.sampler.sample_node(clock);
-        let (node, _usage) = node_record(&sample, self.capacity, &self.settings.attrs, &mut self.rates);
+        let (mut node, usage) = node_record(&sample, self.capacity, &self.settings.attrs, &mut self.rates);
+        let mut records = Vec::with_capacity(16);
+        if let Some(index) = &self.pods {
+            let snapshot = index.snapshot();
+            // KUBE-4: pod-derived fields wait for the index's first complete load.
+            if snapshot.is_synced() {
+                let capacity = crate::kube::NodeCapacity {
+                    cpu_millicores: f64::from(self.capacity.cpus) * 1000.0,
+                    memory_bytes: self.capacity.memory_bytes as f64,
+                };
+                pod::add_node_totals(&mut node, &snapshot.node_totals_clamped(&capacity), usage);
+                self.collect_pods(&snapshot, &node, sample.at, &mut records);
+                // File mode with a cluster dump: this agent is the leader (see README).
+                if let Some(cluster) = snapshot.cluster() {
+                    let events = self.settings.produce.events().is_some();
+                    records.extend(compute::cluster::cluster_records(cluster, &node, events));
+                }
+            }
+        }
+        let nets = net::add(
+            &mut node,
+            &net::NODE_NET,
+            "node",
+            &sample.interfaces,
+            &mut self.rates,
+            sample.at,
+            true,
+        );
+        for (mount, stats) in &sample.filesystems {
+            records.push(storage::filesystem_record(&node, mount, stats));
+        }
+        if let Some(io) = &sample.io {
+            records.extend(storage::diskio_records(
+                &node,
+                io,
+                &sample.device_names,
+                &mut self.rates,
+                sample.at,
+            ));
+        }
+        records.extend(nets);
+        records.insert(0, node);
         self.rates.evict_stale(sample.at);
-        let records = vec![node];
         self.encode(records)
+    }
+
+    /// Pod, PodNet and Container records for every pod cgroup the index knows (POD-3: an
+    /// unknown pod produces nothing this tick and is counted).
+    fn collect_pods(&mut self, snapshot: &Snapshot, node: &Record, at: Instant, out: &mut Vec<Record>) {
+        let (root, mode) = (&self.sampler.root, &self.sampler.mode);
+        let Some(cgroups) = self.sampler.counted(HostSource::Cgroup, mode.list_pods(root)) else {
+            return;
+        };
+        let s = &self.settings;
+        let events = s.produce.events().is_some();
+        // Container and PodNet records carry no standard metric: skip them when nothing would
+        // send them (`put_metric_data` without enhanced observability).
+        let containers = events || s.enhanced;
+        let pod_settings = PodSettings {
+            enhanced: s.enhanced,
+            prefer_full_pod_name: s.prefer_full_pod_name,
+            tag_service: s.tag_service,
+            kubernetes_object: events,
+        };
+        let known: Vec<(Arc<PodInfo>, &PodCgroup)> = cgroups
+            .iter()
+            .filter_map(|c| snapshot.by_uid(&c.uid).map(|p| (p, c)))
+            .collect();
+        let unknown = cgroups.len() - known.len();
+        if unknown > 0 {
+            PodsUnknown { count: unknown }.emit(&self.sampler.telemetry);
+        }
+        let wanted: HashSet<&str> = known.iter().map(|(_, c)| c.uid.as_str()).collect();
+        self.sampler
+            .counted(HostSource::Procfs, self.pids.refresh(root, &wanted));
+        let mut tick = Tick {
+            capacity: self.capacity,
+            rates: &mut self.rates,
+            at,
+        };
+        for (pod, cg) in &known {
+            let cpu = self.sampler.counted(HostSource::Cgroup, mode.read_cpu(root, &cg.rel));
+            let memory = self
+                .sampler
+                .counted(HostSource::Cgroup, mode.read_memory(root, &cg.rel));
+            let restarts = self.restarts.delta_at(pod, at);
+            let read = PodRead {
+                pod,
+                cgroup: &cg.rel,
+                cpu,
+                memory,
+            };
+            let (mut rec, _) = pod::pod_record(node, &read, restarts, pod_settings, &mut tick);
+            let interfaces = self.pids.get(&cg.uid).and_then(|pid| {
+                self.sampler
+                    .counted(HostSource::Procfs, host_net::read_net_dev(root, pid))
+            });
+            if let Some(ifaces) = interfaces {
+                let nets = compute::net::add(
+                    &mut rec,
+                    &compute::net::POD_NET,
+                    &cg.rel,
+                    &ifaces,
+                    tick.rates,
+                    at,
+                    events,
+                );
+                out.push(rec);
+                out.extend(nets);
+            } else {
+                out.push(rec);
+            }
+            if !containers {
+                continue;
+            }
+            for cc in &cg.containers {
+                // MAP-4: an id no status names is the sandbox (or not published yet).
+                let Some((owner, i)) = snapshot.by_container_id(&cc.id) else {
+                    continue;
+                };
+                let Some(container) = owner.container(i).filter(|_| owner.uid == pod.uid) else {
+                    continue;
+                };
+                let cpu = self.sampler.counted(HostSource::Cgroup, mode.read_cpu(root, &cc.rel));
+                let memory = self
+                    .sampler
+                    .counted(HostSource::Cgroup, mode.read_memory(root, &cc.rel));
+                let restarts = self.restarts.container_delta_at(pod, i, at);
+                out.push(pod::container_record(
+                    node,
+                    pod,
+                    container,
+                    (&cc.rel, cpu, memory),
+                    restarts,
+                    pod_settings,
+                    &mut tick,
+                ));
+            }
+        }
     }
 
     fn encode(&self, mut records: Vec<Record>) -> Cycle {
@@ -146,7 +305,12 @@ impl Collector {
             };
             for r in &mut records {
                 r.json_attributes.push(("Sources", sources(r.kind)));
-                if !r.json_attributes.iter().any(|(k, _)| *k == "kubernetes") {
+                // §12.3: node, pod and container types carry {"host"}; Cluster carries none.
+                let needs_host = !matches!(
+                    r.kind,
+                    RecordType::Cluster | RecordType::ClusterNamespace | RecordType::ClusterService
+                );
+                if needs_host && !r.json_attributes.iter().any(|(k, _)| *k == "kubernetes") {
                     r.json_attributes
                         .push(("kubernetes", json!({ "host": s.attrs.node_name })));
                 }

@@ -108,7 +108,7 @@ const CONTAINER_E: &[&[&str]] = &[SET_C, SET_FCT, SET_CT];
 /// [E] groups kinsight implements (container, pod extras, pod state, node net/disk/FS).
 /// Groups that need the apiserver (node conditions, workloads, control plane) or external
 /// exporters (accelerated compute, EBS) are not here; `missing_enhanced_groups` names them.
-pub const ENHANCED: [Declaration; 66] = [
+pub const ENHANCED: [Declaration; 67] = [
     // Node: the 11 standard node metrics, all with N and C.
     d("node_cpu_utilization", Node, Percent, N_C),
     d("node_memory_utilization", Node, Percent, N_C),
@@ -242,6 +242,7 @@ pub const ENHANCED: [Declaration; 66] = [
     ),
     d("cluster_node_count", Cluster, Count, &[SET_C]),
     d("cluster_failed_node_count", Cluster, Count, &[SET_C]),
+    d("cluster_number_of_running_pods", Cluster, Count, &[SET_C]),
 ];
 
 /// [E] groups kinsight does not implement yet (ENH-2: said once at start, never silently).
@@ -249,7 +250,7 @@ pub const MISSING_ENHANCED_GROUPS: &[&str] = &[
     "container filesystem (absent on containerd nodes upstream too)",
     "node conditions and pod capacity (node_status_*)",
     "workloads (replicas_*)",
-    "namespace_ingress_count, cluster_number_of_running_pods",
+    "namespace_ingress_count",
     "control plane",
     "accelerated compute",
     "EBS and instance-store storage",

@@ -1,28 +1,38 @@
 //! Sampling: read the node's counters at one instant (SAMP-1, SAMP-2).
 
+use std::collections::HashMap;
+
 use tokio::time::Instant;
 
-use crate::host::cgroup::{CpuStats, MemoryStats};
-use crate::host::{CgroupMode, Clock, Root};
+use crate::host::cgroup::{CpuStats, IoStats, MemoryStats};
+use crate::host::fs::{FsStats, Mount};
+use crate::host::net::InterfaceCounters;
+use crate::host::{CgroupMode, Clock, HostError, Root, disk, fs, net};
 use crate::telemetry::Telemetry;
 use crate::telemetry::events::{HostReadFailed, HostSource};
 
-/// The root cgroup's counters at one instant. A field that could not be read is `None`: the
-/// error was counted, and the fields derived from it are absent this tick.
-#[derive(Debug, Clone, Copy)]
+/// The node's counters at one instant. A part that could not be read is `None` (or empty):
+/// the error was counted, and the fields derived from it are absent this tick.
+#[derive(Debug, Clone)]
 pub struct NodeSample {
     pub at: Instant,
     pub wall_ms: i64,
     pub cpu: Option<CpuStats>,
     pub memory: Option<MemoryStats>,
+    /// Host network namespace, through host PID 1 (NET-1).
+    pub interfaces: Vec<InterfaceCounters>,
+    pub filesystems: Vec<(Mount, FsStats)>,
+    pub io: Option<IoStats>,
+    /// `major:minor` → `/dev/<name>`, from `/proc/diskstats`.
+    pub device_names: HashMap<(u32, u32), String>,
 }
 
 /// Reads samples through the host root; holds no state between ticks.
 #[derive(Debug)]
 pub struct Sampler {
-    root: Root,
-    mode: CgroupMode,
-    telemetry: Telemetry,
+    pub(crate) root: Root,
+    pub(crate) mode: CgroupMode,
+    pub(crate) telemetry: Telemetry,
 }
 
 impl Sampler {
@@ -34,28 +44,50 @@ impl Sampler {
         &self.mode
     }
 
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
     pub fn sample_node(&self, clock: &dyn Clock) -> NodeSample {
         let at = clock.monotonic();
         let wall_ms = clock.wall_ms();
-        let cpu = self.counted(self.mode.read_cpu(&self.root, ""));
-        let memory = self.counted(self.mode.read_memory(&self.root, ""));
+        let cpu = self.counted(HostSource::Cgroup, self.mode.read_cpu(&self.root, ""));
+        let memory = self.counted(HostSource::Cgroup, self.mode.read_memory(&self.root, ""));
+        let io = self.counted(HostSource::Cgroup, self.mode.read_io(&self.root, ""));
+        let interfaces = self
+            .counted(HostSource::Procfs, net::read_net_dev(&self.root, 1))
+            .unwrap_or_default();
+        let device_names = self
+            .counted(HostSource::Procfs, disk::read_diskstats(&self.root))
+            .map(|d| disk::device_names(&d))
+            .unwrap_or_default();
+        let mounts = self
+            .counted(HostSource::Procfs, fs::block_filesystems(&self.root))
+            .unwrap_or_default();
+        let mut filesystems = Vec::with_capacity(mounts.len());
+        for m in mounts {
+            if let Some(stats) = self.counted(HostSource::Procfs, fs::statvfs(&self.root, &m.mount_point)) {
+                filesystems.push((m, stats));
+            }
+        }
         NodeSample {
             at,
             wall_ms,
             cpu,
             memory,
+            interfaces,
+            filesystems,
+            io,
+            device_names,
         }
     }
 
-    fn counted<T>(&self, r: Result<T, crate::host::HostError>) -> Option<T> {
+    /// Turns a failed read into a counted event and `None`.
+    pub(crate) fn counted<T>(&self, source: HostSource, r: Result<T, HostError>) -> Option<T> {
         match r {
             Ok(v) => Some(v),
             Err(error) => {
-                HostReadFailed {
-                    source: HostSource::Cgroup,
-                    error: &error,
-                }
-                .emit(&self.telemetry);
+                HostReadFailed { source, error: &error }.emit(&self.telemetry);
                 None
             }
         }

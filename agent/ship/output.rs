@@ -21,6 +21,13 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
 
     /// Writes one interval's EMF performance events (destinations `emf` and `both`).
     fn write_emf<'a>(&'a self, events: &'a [EmfEvent]) -> BoxFuture<'a, Result<(), ShipError>>;
+
+    /// At shutdown (and at the end of `kinsight once`): sends what is still queued, waiting at
+    /// most until `deadline`; what is left then is counted as dropped. Outputs that write
+    /// synchronously (`stdout`, `dir`) have nothing to flush.
+    fn flush(&self, _deadline: tokio::time::Instant) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Builds the sink for a configured output.

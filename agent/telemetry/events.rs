@@ -147,3 +147,341 @@ impl ItemsDropped<'_> {
         );
     }
 }
+
+/// Time left on one identity's AWS credentials (`spec/IDENTITY.md` §15); `None` (static keys)
+/// sets nothing.
+#[derive(Debug)]
+pub struct CredentialsExpiry {
+    pub role: &'static str,
+    pub seconds_left: Option<f64>,
+}
+
+impl CredentialsExpiry {
+    pub fn emit(&self, t: &Telemetry) {
+        if let Some(s) = self.seconds_left {
+            t.set(Name::AwsCredentialsExpiry, &[("role", self.role)], s);
+        }
+    }
+}
+
+/// A background credential refresh succeeded (`spec/IDENTITY.md` §7.2).
+#[derive(Debug)]
+pub struct CredentialsRefreshed<'a> {
+    pub identity: &'a str,
+    pub role: &'static str,
+    /// Failed attempts before this one; > 0 means kinsight recovered.
+    pub after_failures: u32,
+    pub expiry: Option<std::time::SystemTime>,
+}
+
+impl CredentialsRefreshed<'_> {
+    pub fn emit(&self, t: &Telemetry) {
+        let expires = self
+            .expiry
+            .map(|e| humantime::format_rfc3339_seconds(e).to_string())
+            .unwrap_or_default();
+        if self.after_failures > 0 {
+            tracing::info!(identity = self.identity, failures = self.after_failures, expires = %expires, "AWS credentials refreshed after failures");
+        } else {
+            tracing::debug!(identity = self.identity, expires = %expires, "AWS credentials refreshed");
+        }
+        t.add(Name::AwsCredentialsRefresh, &[("result", "ok"), ("role", self.role)], 1);
+    }
+}
+
+/// A background credential refresh failed; the current credentials are kept while valid.
+/// `log` is false for failures inside the one-line-a-minute window (the counter still counts).
+#[derive(Debug)]
+pub struct CredentialsRefreshFailed<'a> {
+    pub identity: &'a str,
+    pub role: &'static str,
+    /// One line, free of secrets.
+    pub error: &'a str,
+    pub failures: u32,
+    pub expiry: Option<std::time::SystemTime>,
+    /// The current credentials have expired: AWS calls fail now.
+    pub expired: bool,
+    pub log: bool,
+}
+
+impl CredentialsRefreshFailed<'_> {
+    pub fn emit(&self, t: &Telemetry) {
+        if self.log {
+            let expires = self
+                .expiry
+                .map(|e| humantime::format_rfc3339_seconds(e).to_string())
+                .unwrap_or_default();
+            if self.expired {
+                tracing::error!(identity = self.identity, failures = self.failures, expired = %expires, error = self.error, "AWS credentials refresh failed and the credentials have expired: AWS calls fail until a refresh succeeds; retrying with backoff");
+            } else {
+                tracing::warn!(identity = self.identity, failures = self.failures, expires = %expires, error = self.error, "AWS credentials refresh failed; the current credentials stay in use until they expire, retrying with backoff");
+            }
+        }
+        t.add(
+            Name::AwsCredentialsRefresh,
+            &[("result", "error"), ("role", self.role)],
+            1,
+        );
+    }
+}
+
+/// The kind of AWS identity in use, set once at startup (`spec/IDENTITY.md` §15).
+#[derive(Debug)]
+pub struct IdentityInUse {
+    pub kind: &'static str,
+    /// `node-role` | `metadata-proxy` for IMDS, `none` otherwise.
+    pub imds_source: &'static str,
+}
+
+impl IdentityInUse {
+    pub fn emit(&self, t: &Telemetry) {
+        t.set(
+            Name::AwsIdentityInfo,
+            &[("imds_source", self.imds_source), ("kind", self.kind)],
+            1.0,
+        );
+    }
+}
+
+/// AWS answered `AccessDenied` for an action (`spec/IDENTITY.md` §11). The caller logs the ERROR
+/// line (once per action and resource per 10 min, with the identity ARN); this counts it.
+#[derive(Debug)]
+pub struct AccessDenied {
+    /// The IAM action, e.g. `cloudwatch:PutMetricData`, `logs:PutLogEvents`.
+    pub action: &'static str,
+}
+
+impl AccessDenied {
+    pub fn emit(&self, t: &Telemetry) {
+        t.add(Name::AwsAccessDenied, &[("action", self.action)], 1);
+    }
+}
+
+/// Outcome of one pod index load by a source (`kube::file`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodIndexReloadResult {
+    Applied,
+    Invalid,
+    ReadFailed,
+}
+
+/// A pod source loaded a new list, or failed to and kept the previous index.
+#[derive(Debug)]
+pub struct PodIndexReloaded<'a> {
+    pub source: &'a Path,
+    pub result: PodIndexReloadResult,
+    /// Pods of this node in the index afterwards.
+    pub pods: usize,
+    pub error: Option<&'a crate::kube::PodListError>,
+}
+
+impl PodIndexReloaded<'_> {
+    pub fn emit(&self, t: &Telemetry) {
+        let label = match self.result {
+            PodIndexReloadResult::Applied => "applied",
+            PodIndexReloadResult::Invalid => "invalid",
+            PodIndexReloadResult::ReadFailed => "read_failed",
+        };
+        let source = self.source.display();
+        match self.error {
+            None => tracing::info!(%source, pods = self.pods, "pod index loaded"),
+            Some(e) => tracing::warn!(
+                %source,
+                result = label,
+                pods = self.pods,
+                error = %super::chain(e),
+                "pod list not loaded; the pod index keeps its previous content"
+            ),
+        }
+        t.add(Name::PodIndexReloads, &[("result", label)], 1);
+        t.set(Name::PodIndexPods, &[], self.pods as f64);
+    }
+}
+
+/// Parts of one pod list skipped or treated as unset; the rest of the list loaded.
+#[derive(Debug)]
+pub struct PodListWarned<'a> {
+    pub source: &'a Path,
+    pub warnings: &'a [crate::kube::Warning],
+}
+
+impl PodListWarned<'_> {
+    /// A list with one systematic mistake warns about every pod; the log names the first few.
+    const MAX_LOGGED: usize = 10;
+
+    pub fn emit(&self, t: &Telemetry) {
+        let source = self.source.display();
+        for (i, warning) in self.warnings.iter().enumerate() {
+            if i < Self::MAX_LOGGED {
+                tracing::warn!(%source, %warning, "pod list entry not fully usable");
+            }
+            t.add(Name::PodIndexWarnings, &[("kind", warning.kind())], 1);
+        }
+        if self.warnings.len() > Self::MAX_LOGGED {
+            tracing::warn!(%source, more = self.warnings.len() - Self::MAX_LOGGED, "more pod list entries not fully usable");
+        }
+    }
+}
+
+/// Why metric datums or EMF events were not delivered (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShipDropReason {
+    /// The bounded queue was full; the oldest interval (or events) made room.
+    QueueFull,
+    /// AWS rejected the request (`InvalidParameterValue`, `InvalidParameterException`, …).
+    Rejected,
+    /// The identity lacks the action (`AccessDenied`).
+    AccessDenied,
+    /// A metric value CloudWatch cannot store (NaN, ±Inf, beyond ±2^360).
+    InvalidValue,
+    /// A datum timestamp older than two weeks or more than two hours ahead.
+    OutOfWindow,
+    /// An event older than 14 days (checked before sending, or rejected by CloudWatch Logs).
+    TooOld,
+    /// An event more than 2 h ahead.
+    TooNew,
+    /// An event larger than one PutLogEvents request can carry.
+    TooLarge,
+    /// The agent stopped before the data could be sent.
+    Shutdown,
+}
+
+impl ShipDropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShipDropReason::QueueFull => "queue_full",
+            ShipDropReason::Rejected => "rejected",
+            ShipDropReason::AccessDenied => "access_denied",
+            ShipDropReason::InvalidValue => "invalid_value",
+            ShipDropReason::OutOfWindow => "out_of_window",
+            ShipDropReason::TooOld => "too_old",
+            ShipDropReason::TooNew => "too_new",
+            ShipDropReason::TooLarge => "too_large",
+            ShipDropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Metric datums that will not reach CloudWatch (PMD-5, ARCHITECTURE "Delivery guarantees").
+/// `log` is false for repeats inside a rate-limit window (the counter still counts).
+#[derive(Debug)]
+pub struct MetricsDropped<'a> {
+    pub reason: ShipDropReason,
+    pub count: usize,
+    /// The AWS error code, when AWS refused the request.
+    pub code: Option<&'a str>,
+    /// One line: the AWS message or error chain.
+    pub detail: &'a str,
+    pub log: bool,
+}
+
+impl MetricsDropped<'_> {
+    pub fn emit(&self, t: &Telemetry) {
+        let reason = self.reason.as_str();
+        let code = self.code.unwrap_or("");
+        if self.log {
+            match self.reason {
+                ShipDropReason::Rejected | ShipDropReason::AccessDenied => tracing::error!(
+                    reason,
+                    code,
+                    count = self.count,
+                    detail = self.detail,
+                    "PutMetricData refused; the batch is dropped"
+                ),
+                _ => tracing::warn!(
+                    reason,
+                    count = self.count,
+                    detail = self.detail,
+                    "metric datums dropped"
+                ),
+            }
+        }
+        t.add(Name::MetricsDropped, &[("reason", reason)], self.count as u64);
+    }
+}
+
+/// EMF performance events that will not reach CloudWatch Logs.
+#[derive(Debug)]
+pub struct EmfEventsDropped<'a> {
+    pub reason: ShipDropReason,
+    pub count: usize,
+    pub log_group: &'a str,
+    pub code: Option<&'a str>,
+    pub detail: &'a str,
+}
+
+impl EmfEventsDropped<'_> {
+    pub fn emit(&self, t: &Telemetry) {
+        let reason = self.reason.as_str();
+        let code = self.code.unwrap_or("");
+        match self.reason {
+            ShipDropReason::Rejected | ShipDropReason::AccessDenied => tracing::error!(
+                reason,
+                code,
+                count = self.count,
+                log_group = self.log_group,
+                detail = self.detail,
+                "PutLogEvents refused; the performance events are dropped"
+            ),
+            _ => tracing::warn!(
+                reason,
+                count = self.count,
+                log_group = self.log_group,
+                detail = self.detail,
+                "performance events dropped"
+            ),
+        }
+        t.add(Name::EmfEventsDropped, &[("reason", reason)], self.count as u64);
+    }
+}
+
+/// Outcome of one AWS call made by an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsCallResult {
+    Ok,
+    /// Failed; the same request will be sent again.
+    Retry,
+    /// Failed for good.
+    Error,
+}
+
+/// One AWS call by an output (`PutMetricData`, `PutLogEvents`, `CreateLogGroup`, …).
+#[derive(Debug)]
+pub struct AwsCall<'a> {
+    pub api: &'static str,
+    pub result: AwsCallResult,
+    pub code: Option<&'a str>,
+    pub detail: &'a str,
+}
+
+impl AwsCall<'_> {
+    pub fn emit(&self, t: &Telemetry) {
+        let result = match self.result {
+            AwsCallResult::Ok => "ok",
+            AwsCallResult::Retry => "retry",
+            AwsCallResult::Error => "error",
+        };
+        if self.result == AwsCallResult::Retry {
+            tracing::debug!(
+                api = self.api,
+                code = self.code.unwrap_or(""),
+                detail = self.detail,
+                "AWS call failed; retrying with backoff"
+            );
+        }
+        t.add(Name::AwsRequests, &[("api", self.api), ("result", result)], 1);
+    }
+}
+
+/// Pod cgroups whose pod is not (yet) in the pod index: no records this tick (POD-3).
+#[derive(Debug)]
+pub struct PodsUnknown {
+    pub count: usize,
+}
+
+impl PodsUnknown {
+    pub fn emit(&self, t: &Telemetry) {
+        tracing::debug!(count = self.count, "pod cgroups without pod metadata skipped this tick");
+        t.add(Name::PodsUnknown, &[], self.count as u64);
+    }
+}

@@ -18,8 +18,34 @@ pub enum Name {
     ItemsWritten,
     /// Items an output could not write, by `output` and `reason`.
     ItemsDropped,
+    /// Pod cgroups skipped because the pod index does not know the pod (POD-3).
+    PodsUnknown,
     /// Constant 1, labelled with the running version.
     BuildInfo,
+    /// Constant 1, labelled with the AWS identity `kind` and `imds_source` (`spec/IDENTITY.md` §15).
+    AwsIdentityInfo,
+    /// Seconds until the current AWS credentials expire, by `role` (`base` | `agent_role` |
+    /// `logs_role`); absent for static keys.
+    AwsCredentialsExpiry,
+    /// Background credential refreshes by `role` and `result` (`ok` | `error`).
+    AwsCredentialsRefresh,
+    /// `AccessDenied` answers from AWS by `action` (e.g. `cloudwatch:PutMetricData`).
+    AwsAccessDenied,
+    /// Pod index loads by a source, by `result` = `applied` | `invalid` | `read_failed`.
+    PodIndexReloads,
+    /// Parts of a pod list skipped or treated as unset, by `kind` (see `kube::Warning::kind`).
+    PodIndexWarnings,
+    /// Pods in the index after the last load.
+    PodIndexPods,
+    /// Metric datums not delivered to `CloudWatch`, by `reason` (`queue_full` | `rejected` |
+    /// `access_denied` | `invalid_value` | `out_of_window` | `shutdown`).
+    MetricsDropped,
+    /// Calls to AWS by the outputs, by `api` (`PutMetricData`, `PutLogEvents`, `CreateLogGroup`, …)
+    /// and `result` (`ok` | `retry` | `error`).
+    AwsRequests,
+    /// EMF performance events not delivered to `CloudWatch Logs`, by `reason` (`queue_full` |
+    /// `too_old` | `too_new` | `too_large` | `rejected` | `access_denied` | `shutdown`).
+    EmfEventsDropped,
 }
 
 impl Name {
@@ -32,7 +58,18 @@ impl Name {
             Name::HostReadErrors => "kinsight_host_read_errors_total",
             Name::ItemsWritten => "kinsight_output_items_written_total",
             Name::ItemsDropped => "kinsight_output_items_dropped_total",
+            Name::PodsUnknown => "kinsight_metrics_pods_unknown_total",
             Name::BuildInfo => "kinsight_build_info",
+            Name::PodIndexReloads => "kinsight_pod_index_reloads_total",
+            Name::PodIndexWarnings => "kinsight_pod_index_warnings_total",
+            Name::PodIndexPods => "kinsight_pod_index_pods",
+            Name::AwsIdentityInfo => "kinsight_aws_identity_info",
+            Name::AwsCredentialsExpiry => "kinsight_aws_credentials_expiry_seconds",
+            Name::AwsCredentialsRefresh => "kinsight_aws_credentials_refresh_total",
+            Name::AwsAccessDenied => "kinsight_aws_access_denied_total",
+            Name::MetricsDropped => "kinsight_metrics_dropped_total",
+            Name::AwsRequests => "kinsight_aws_requests_total",
+            Name::EmfEventsDropped => "kinsight_emf_events_dropped_total",
         }
     }
 
@@ -45,11 +82,29 @@ impl Name {
             Name::HostReadErrors => "Failed reads of node files by source and kind.",
             Name::ItemsWritten => "Items handed to an output by output and kind.",
             Name::ItemsDropped => "Items an output dropped by output and reason.",
+            Name::PodsUnknown => "Pod cgroups skipped because the pod is not in the pod index.",
             Name::BuildInfo => "Always 1; the version label names the running build.",
+            Name::PodIndexReloads => "Pod index loads by result.",
+            Name::PodIndexWarnings => "Pod list items skipped or fields treated as unset, by kind.",
+            Name::PodIndexPods => "Pods of this node in the pod index after the last load.",
+            Name::AwsIdentityInfo => "Always 1; the labels name the kind of AWS identity in use.",
+            Name::AwsCredentialsExpiry => "Seconds until the current AWS credentials expire.",
+            Name::AwsCredentialsRefresh => "Background AWS credential refreshes by result.",
+            Name::AwsAccessDenied => "AccessDenied answers from AWS by IAM action.",
+            Name::MetricsDropped => "Metric datums not delivered to CloudWatch by reason.",
+            Name::AwsRequests => "Calls to AWS by the outputs by api and result.",
+            Name::EmfEventsDropped => "EMF performance events not delivered to CloudWatch Logs by reason.",
         }
     }
 
     pub fn is_gauge(self) -> bool {
-        matches!(self, Name::MetricCycleSeconds | Name::BuildInfo)
+        matches!(
+            self,
+            Name::MetricCycleSeconds
+                | Name::BuildInfo
+                | Name::AwsIdentityInfo
+                | Name::AwsCredentialsExpiry
+                | Name::PodIndexPods
+        )
     }
 }

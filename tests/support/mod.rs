@@ -9,20 +9,34 @@
 //! - [`kinsight`], [`run`], [`json_lines`], [`metrics`], [`find_metric`]: run the built binary
 //!   with a clean environment and read its `--output stdout` JSON lines.
 //! - [`wait_until`]: wait for a condition instead of sleeping for luck.
+//! - [`StrictCloudwatch`]: the strict local CloudWatch metrics endpoint (rpc-v2-cbor
+//!   `PutMetricData`, real limits, scripted faults), in-process; [`test_sdk_config`] points an SDK
+//!   client at a local server with static test credentials.
 
 // Every file in tests/ is a crate of its own and uses only part of this module; the rest would be
 // reported as dead code (and the re-exports below as unused imports) in each of them.
 #![allow(dead_code, unused_imports)]
 
+mod cloudwatch;
+pub mod fake_server;
 mod http;
+pub mod imds;
 mod moto;
+pub mod pod_identity;
 mod process;
 
 use std::thread;
 use std::time::Duration;
 
+pub use self::cloudwatch::{
+    AcceptedDatum, Cbor, Fault, Ministack, PUT_METRIC_DATA_PATH, RecordedRequest, StrictCloudwatch, decode_value,
+    test_sdk_config,
+};
+pub use self::fake_server::{FakeServer, Request as FakeRequest, Response as FakeResponse, expiration_in};
 pub use self::http::{http_request, try_http_request};
+pub use self::imds::Imds;
 pub use self::moto::{FAKE_SIGV4_AUTHORIZATION, Moto};
+pub use self::pod_identity::PodIdentity;
 pub use self::process::{
     RUN_TIMEOUT, Run, find_metric, json_lines, kinsight, kinsight_bin, metrics, of_kind, run, run_with_timeout,
 };

@@ -8,9 +8,16 @@
 //!   project's test machines); if a cgroup2 tree is also mounted at `sys/fs/cgroup/unified`,
 //!   the node is **hybrid** (systemd's layout), and the resource counters still come from v1.
 
+mod discover;
+mod io;
 mod parse;
+mod procs;
 pub mod v1;
 pub mod v2;
+
+pub use discover::{ContainerCgroup, PodCgroup, Qos, Runtime};
+pub(crate) use discover::{container_from_name, uid_from_component};
+pub use io::{DeviceIo, IoCounters, IoStats};
 
 use std::path::PathBuf;
 
@@ -97,6 +104,52 @@ impl CgroupMode {
         match self {
             CgroupMode::V1(l) | CgroupMode::Hybrid(l) => v1::read_memory(root, l, rel),
             CgroupMode::V2 => v2::read_memory(root, rel),
+        }
+    }
+
+    /// Every pod cgroup below `kubepods` / `kubepods.slice` with its container cgroups
+    /// (`spec/METRICS.md` §14.2). On v1 the tree is listed in the `cpuacct` hierarchy; the
+    /// `rel` paths are valid in every controller hierarchy. The layouts are in `cgroup/discover.rs`.
+    pub fn list_pods(&self, root: &Root) -> Result<Vec<PodCgroup>, HostError> {
+        discover::list_pods(root, self.listing_dir())
+    }
+
+    /// Block I/O counters of the cgroup at `rel` (`""` is the root cgroup; §5.3 reads only
+    /// the root). v1 from the `blkio` hierarchy, v2 from `io.stat`.
+    pub fn read_io(&self, root: &Root, rel: &str) -> Result<IoStats, HostError> {
+        match self {
+            CgroupMode::V1(l) | CgroupMode::Hybrid(l) => io::read_v1(root, &l.blkio, rel),
+            CgroupMode::V2 => io::read_v2(root, std::path::Path::new(CGROUP_ROOT), rel),
+        }
+    }
+
+    /// A PID of a process in the cgroup at `rel` or below it (a pod cgroup's own
+    /// `cgroup.procs` is empty; its containers hold the processes). `None`: no process visible
+    /// in this PID namespace (then use [`crate::host::pids::PidMap`]).
+    pub fn first_pid(&self, root: &Root, rel: &str) -> Result<Option<u32>, HostError> {
+        procs::first_pid(root, self.listing_dir(), rel)
+    }
+
+    /// The kubelet's cgroup driver, from the presence of `kubepods.slice` (systemd) or
+    /// `kubepods` (cgroupfs) in the listing hierarchy (HOST-2); `None` without a kubelet tree.
+    /// For `kinsight check` and logs; [`CgroupMode::list_pods`] walks both anyway.
+    pub fn driver(&self, root: &Root) -> Option<&'static str> {
+        let dir = self.listing_dir();
+        if root.path(dir.join("kubepods.slice")).is_dir() {
+            Some("systemd")
+        } else if root.path(dir.join("kubepods")).is_dir() {
+            Some("cgroupfs")
+        } else {
+            None
+        }
+    }
+
+    /// The hierarchy pods are listed in: `cpuacct` on v1 (always mounted where CPU is read),
+    /// the unified root on v2.
+    fn listing_dir(&self) -> &std::path::Path {
+        match self {
+            CgroupMode::V1(l) | CgroupMode::Hybrid(l) => &l.cpuacct,
+            CgroupMode::V2 => std::path::Path::new(CGROUP_ROOT),
         }
     }
 }

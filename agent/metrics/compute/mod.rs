@@ -4,10 +4,13 @@
 //! prefix ([`cpumem`]); rates are keyed by the cgroup (or interface, or device) and the field,
 //! so a restarted container (new id, new cgroup) starts without a previous sample (§4.3).
 
+pub mod cluster;
 pub mod cpumem;
-// net: enabled once host::net lands (same session)
+pub mod net;
 
 pub mod node;
+pub mod pod;
+pub mod storage;
 
 pub use node::{NodeAttributes, node_record};
 

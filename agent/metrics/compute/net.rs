@@ -63,7 +63,16 @@ const FIELDS: [Field; 8] = [
 ];
 
 fn counters(c: &InterfaceCounters) -> [u64; 8] {
-    [c.rx_bytes, c.tx_bytes, c.rx_packets, c.tx_packets, c.rx_dropped, c.tx_dropped, c.rx_errors, c.tx_errors]
+    [
+        c.rx_bytes,
+        c.tx_bytes,
+        c.rx_packets,
+        c.tx_packets,
+        c.rx_dropped,
+        c.tx_dropped,
+        c.rx_errors,
+        c.tx_errors,
+    ]
 }
 
 /// Adds the sums to `owner` (the Node or Pod record) and returns one record per counted
@@ -86,9 +95,16 @@ pub fn add(
         let values = counters(iface);
         let mut per = [None; 8];
         for (i, field) in FIELDS.iter().enumerate() {
-            per[i] = rates.rate(RateKey { scope: s, field: *field }, values[i], at);
+            per[i] = rates.rate(
+                RateKey {
+                    scope: s,
+                    field: *field,
+                },
+                values[i],
+                at,
+            );
             if let Some(v) = per[i] {
-                *sums.get_mut(i).expect("8 fields") = Some(sums[i].unwrap_or(0.0) + v);
+                sums[i] = Some(sums[i].unwrap_or(0.0) + v);
             }
         }
         if per_interface_records {

@@ -83,6 +83,10 @@ mod tests {
                 inactive_file: inactive,
                 ..MemoryStats::default()
             }),
+            interfaces: Vec::new(),
+            filesystems: Vec::new(),
+            io: None,
+            device_names: std::collections::HashMap::new(),
         }
     }
 

@@ -1,0 +1,509 @@
+//! [`build`]: region, chain, first load, identity report, refresher, and the `SdkConfig`s every
+//! AWS client is built from (`spec/IDENTITY.md` §5).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_config::BehaviorVersion;
+use aws_config::identity::IdentityCache;
+use aws_config::meta::region::ProvideRegion;
+use aws_config::provider_config::ProviderConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_types::SdkConfig;
+use aws_types::origin::Origin;
+use aws_types::region::Region;
+use tokio_util::sync::CancellationToken;
+
+use super::AuthError;
+use super::chain::{self, found_instead};
+use super::identity::Identity;
+use super::kind::{IdentityKind, ImdsSource, account_of, session_name};
+use crate::config::{AwsEnv, Config, Env};
+use crate::host::{Clock, SystemClock};
+use crate::telemetry::Telemetry;
+use crate::telemetry::events::IdentityInUse;
+
+/// `sts:GetCallerIdentity` at startup: answered in milliseconds; a private subnet without an STS
+/// endpoint must not hold startup for the SDK's full retry budget.
+const CALLER_IDENTITY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the region came from (§8); reported as `region_source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionSource {
+    /// Config `agent.region`.
+    Config,
+    /// `AWS_REGION`.
+    AwsRegion,
+    /// `AWS_DEFAULT_REGION`.
+    AwsDefaultRegion,
+    /// The selected profile's `region`.
+    Profile,
+    /// `IMDSv2` `placement/region`.
+    Imds,
+}
+
+impl RegionSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegionSource::Config => "agent.region",
+            RegionSource::AwsRegion => "AWS_REGION",
+            RegionSource::AwsDefaultRegion => "AWS_DEFAULT_REGION",
+            RegionSource::Profile => "profile",
+            RegionSource::Imds => "imds",
+        }
+    }
+}
+
+/// Which endpoint each service uses (§9): the override in effect, or `default`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub metrics: String,
+    pub logs: String,
+    pub sts: String,
+}
+
+impl Endpoints {
+    pub fn resolve(cfg: &Config, aws: &AwsEnv) -> Endpoints {
+        let env_ok = !aws.ignore_configured_endpoint_urls;
+        let pick = |config: Option<(&str, &String)>, specific: (&str, &Option<String>)| -> String {
+            if let Some((key, url)) = config {
+                return format!("{url} ({key})");
+            }
+            if env_ok {
+                if let Some(url) = specific.1 {
+                    return format!("{url} ({})", specific.0);
+                }
+                if let Some(url) = &aws.endpoint_url {
+                    return format!("{url} (AWS_ENDPOINT_URL)");
+                }
+            }
+            "default".into()
+        };
+        Endpoints {
+            metrics: pick(
+                cfg.metrics
+                    .endpoint_override
+                    .as_ref()
+                    .map(|u| ("kinsight.metrics.endpoint_override", u)),
+                ("AWS_ENDPOINT_URL_CLOUDWATCH", &aws.endpoint_url_cloudwatch),
+            ),
+            logs: pick(
+                cfg.logs
+                    .endpoint_override
+                    .as_ref()
+                    .map(|u| ("logs.endpoint_override", u)),
+                ("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", &aws.endpoint_url_cloudwatch_logs),
+            ),
+            sts: {
+                let s = pick(None, ("AWS_ENDPOINT_URL_STS", &aws.endpoint_url_sts));
+                if s == "default" { "regional".into() } else { s }
+            },
+        }
+    }
+}
+
+/// What kinsight knows about its AWS identity: logged at startup, shown by `kinsight check`.
+#[derive(Debug, Clone)]
+pub struct IdentityReport {
+    /// The base identity: the chain link that answered.
+    pub kind: IdentityKind,
+    /// For `imds`: node role or metadata proxy, from the caller ARN (`None` when unknown).
+    pub imds_source: Option<ImdsSource>,
+    /// The caller ARN from `sts:GetCallerIdentity` (of the agent-wide identity, so the assumed
+    /// role when `agent.credentials.role_arn` is set); empty when that call failed.
+    pub arn: String,
+    pub account: String,
+    pub region: String,
+    pub region_source: RegionSource,
+    /// Expiry of the agent-wide credentials; `None` for static keys.
+    pub expiry: Option<SystemTime>,
+    /// When the refresher will next refresh them (mid-jitter estimate).
+    pub refresh_at: Option<SystemTime>,
+    /// `ASIA` / `AKIA`: the only part of the keys ever shown (§14).
+    pub access_key_prefix: String,
+    /// IRSA: `AWS_ROLE_ARN`.
+    pub role_arn: Option<String>,
+    /// IRSA: the token file path (never its content).
+    pub token_file: Option<String>,
+    /// IRSA: the session name sent to STS.
+    pub session_name: Option<String>,
+    /// `agent.credentials.role_arn`, assumed on top of the base identity.
+    pub agent_role_arn: Option<String>,
+    /// `logs.credentials.role_arn`, assumed for CloudWatch Logs only.
+    pub logs_role_arn: Option<String>,
+    pub endpoints: Endpoints,
+    /// Why `GetCallerIdentity` failed, when it did (startup goes on, §5).
+    pub caller_identity_error: Option<String>,
+    /// Things worth a WARN besides the kind itself (both IRSA and Pod Identity set…).
+    pub warnings: Vec<String>,
+    /// Running in a pod (`KUBERNETES_SERVICE_HOST` set).
+    pub in_pod: bool,
+}
+
+impl IdentityReport {
+    /// Whether the identity deserves a WARN (§6): IMDS always; static keys or a profile in a pod.
+    pub fn is_fallback(&self) -> bool {
+        match self.kind {
+            IdentityKind::Imds => true,
+            IdentityKind::Environment | IdentityKind::Profile => self.in_pod,
+            _ => false,
+        }
+    }
+
+    /// The explanation that goes with a fallback identity (§6), or `None`.
+    pub fn risk(&self) -> Option<String> {
+        let fix = "Give the ServiceAccount amazon-cloudwatch/cloudwatch-agent an IAM role (IRSA or EKS Pod \
+                   Identity) and remove the CloudWatch permissions from the node role. Set \
+                   kinsight.identity.require_workload_identity to true to refuse this fallback.";
+        match self.kind {
+            IdentityKind::Imds => Some(format!(
+                "using the EC2 instance role from the instance metadata service (no IRSA or Pod Identity found). \
+                 Every pod on this node that can reach the metadata service holds these permissions. {fix}"
+            )),
+            IdentityKind::Environment if self.in_pod => {
+                let long_term = if self.access_key_prefix == "AKIA" {
+                    " The key is a long-term IAM user key (AKIA…): it never expires and should be rotated and removed."
+                } else {
+                    ""
+                };
+                Some(format!(
+                    "using static keys from AWS_ACCESS_KEY_ID in a pod: anyone who can read the pod spec holds them.{long_term} {fix}"
+                ))
+            }
+            IdentityKind::Profile if self.in_pod => Some(format!("using an AWS profile in a pod. {fix}")),
+            _ => None,
+        }
+    }
+
+    /// Logs the startup identity line (§5 step 5): INFO, or WARN with the explanation (§6).
+    pub fn log(&self) {
+        let expires_in = self
+            .expiry
+            .and_then(|e| e.duration_since(SystemTime::now()).ok())
+            .map_or_else(
+                || "never".into(),
+                |d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string(),
+            );
+        let refresh_in = self
+            .refresh_at
+            .and_then(|e| e.duration_since(SystemTime::now()).ok())
+            .map_or_else(
+                || "-".into(),
+                |d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string(),
+            );
+        let imds_source = self.imds_source.map_or("-", ImdsSource::as_str);
+        macro_rules! line {
+            ($level:ident, $msg:expr) => {
+                tracing::$level!(
+                    kind = self.kind.as_str(),
+                    imds_source,
+                    arn = %self.arn,
+                    account = %self.account,
+                    role_arn = self.role_arn.as_deref().unwrap_or("-"),
+                    token_file = self.token_file.as_deref().unwrap_or("-"),
+                    session_name = self.session_name.as_deref().unwrap_or("-"),
+                    agent_role_arn = self.agent_role_arn.as_deref().unwrap_or("-"),
+                    logs_role_arn = self.logs_role_arn.as_deref().unwrap_or("-"),
+                    access_key = %format!("{}…", self.access_key_prefix),
+                    expires_in = %expires_in,
+                    refresh_in = %refresh_in,
+                    region = %self.region,
+                    region_source = self.region_source.as_str(),
+                    metrics_endpoint = %self.endpoints.metrics,
+                    logs_endpoint = %self.endpoints.logs,
+                    sts_endpoint = %self.endpoints.sts,
+                    "{}", $msg
+                )
+            };
+        }
+        if let Some(risk) = self.risk() {
+            line!(warn, risk);
+        } else {
+            line!(info, "AWS identity");
+        }
+        if let Some(e) = &self.caller_identity_error {
+            tracing::warn!(error = %e, "sts:GetCallerIdentity failed; the identity kind is known from the credential chain, the ARN is not");
+        }
+        for w in &self.warnings {
+            tracing::warn!("{w}");
+        }
+    }
+}
+
+/// Everything the AWS side of kinsight is built from.
+#[derive(Debug, Clone)]
+pub struct AwsContext {
+    /// For `CloudWatch` `PutMetricData` (`kinsight.metrics.endpoint_override` applied).
+    pub metrics: SdkConfig,
+    /// For `CloudWatch Logs`: may carry `logs.credentials.role_arn`; `logs.endpoint_override`
+    /// applied.
+    pub logs: SdkConfig,
+    pub report: IdentityReport,
+    /// The agent-wide credentials (base, or `agent.credentials.role_arn` on top). `ship` calls
+    /// [`Identity::refresh_now`] on `ExpiredToken`-like answers; `/readyz` asks
+    /// [`Identity::is_valid`].
+    pub identity: Identity,
+    /// The `CloudWatch Logs` credentials (the same as `identity` unless `logs.credentials.role_arn`).
+    pub logs_identity: Identity,
+}
+
+/// Resolves the region (§8): `agent.region` / `AWS_REGION` (already merged into `cfg.region`),
+/// `AWS_DEFAULT_REGION`, the profile, then IMDS unless disabled or `workload_only`.
+pub async fn resolve_region(cfg: &Config, env: &Env) -> Result<(Region, RegionSource), AuthError> {
+    if let Some(r) = &cfg.region {
+        // The config merged agent.region over AWS_REGION; equal to the variable means it may
+        // have come from either, and the variable is then the likelier source.
+        let source = if env.aws_region.as_deref() == Some(r.as_str()) {
+            RegionSource::AwsRegion
+        } else {
+            RegionSource::Config
+        };
+        return Ok((Region::new(r.clone()), source));
+    }
+    if let Some(r) = &env.aws.default_region {
+        return Ok((Region::new(r.clone()), RegionSource::AwsDefaultRegion));
+    }
+    if let Some(r) = aws_config::profile::region::ProfileFileRegionProvider::new()
+        .region()
+        .await
+    {
+        return Ok((r, RegionSource::Profile));
+    }
+    if cfg.identity.require_workload_identity {
+        return Err(AuthError::NoRegion {
+            imds: "not asked (require_workload_identity)",
+        });
+    }
+    if env.aws.ec2_metadata_disabled {
+        return Err(AuthError::NoRegion { imds: "disabled" });
+    }
+    match aws_config::imds::region::ImdsRegionProvider::builder()
+        .build()
+        .region()
+        .await
+    {
+        Some(r) => Ok((r, RegionSource::Imds)),
+        None => Err(AuthError::NoRegion { imds: "did not answer" }),
+    }
+}
+
+/// [`build_with_clock`] with the system clock.
+pub async fn build(
+    cfg: &Config,
+    env: &Env,
+    telemetry: &Telemetry,
+    cancel: CancellationToken,
+) -> Result<AwsContext, AuthError> {
+    build_with_clock(cfg, env, telemetry, cancel, Arc::new(SystemClock)).await
+}
+
+/// Startup (§5): region, environment inspection, links, first load, identity report, refusal,
+/// refresher. The refreshers stop with `cancel`.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the startup sequence of spec/IDENTITY.md §5, step by step"
+)]
+pub async fn build_with_clock(
+    cfg: &Config,
+    env: &Env,
+    telemetry: &Telemetry,
+    cancel: CancellationToken,
+    clock: Arc<dyn Clock>,
+) -> Result<AwsContext, AuthError> {
+    let aws = &env.aws;
+    let workload_only = cfg.identity.require_workload_identity;
+    let irsa_set = aws.role_arn.is_some() && aws.web_identity_token_file.is_some();
+    let pod_identity_set = aws.container_credentials_full_uri.is_some();
+    // A configuration error: refuse before any network call (§6).
+    if workload_only && !irsa_set && !pod_identity_set {
+        return Err(AuthError::Refused {
+            found: found_instead(aws),
+        });
+    }
+    let (region, region_source) = resolve_region(cfg, env).await?;
+    let pc = ProviderConfig::default().with_region(Some(region.clone()));
+    let session = session_name(
+        aws.role_session_name.as_deref(),
+        env.host_name.as_deref(),
+        Some(cfg.node_name.as_str()),
+    );
+    let pinned = chain::walk(chain::links(&pc, aws, session.clone(), workload_only), aws).await?;
+    if workload_only && !pinned.kind.is_workload_identity() {
+        return Err(AuthError::RefusedKind { kind: pinned.kind });
+    }
+    let mut warnings = Vec::new();
+    if irsa_set && pod_identity_set {
+        warnings.push(format!(
+            "both IRSA (AWS_ROLE_ARN {}) and EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI) are set up; IRSA \
+             wins. Remove the eks.amazonaws.com/role-arn annotation or the pod identity association",
+            aws.role_arn.as_deref().unwrap_or_default()
+        ));
+    }
+    if let Some(v) = &aws.sts_regional_endpoints {
+        tracing::info!(value = %v, "AWS_STS_REGIONAL_ENDPOINTS is ignored: kinsight always uses the regional STS endpoint");
+    }
+    let base = Identity::new(
+        pinned.kind.as_str(),
+        "base",
+        pinned.provider,
+        pinned.first,
+        clock.clone(),
+        telemetry.clone(),
+    );
+    base.spawn_refresher(cancel.child_token());
+    let base_sdk = sdk_config(&region, &base).await;
+
+    let (agent, agent_sdk) = match &cfg.identity.agent_role_arn {
+        Some(arn) => {
+            let id = assume(
+                &base_sdk,
+                arn,
+                "agent.credentials.role_arn",
+                "agent_role",
+                session.clone(),
+                &clock,
+                telemetry,
+            )
+            .await?;
+            id.spawn_refresher(cancel.child_token());
+            let sdk = sdk_config(&region, &id).await;
+            (id, sdk)
+        }
+        None => (base.clone(), base_sdk),
+    };
+    let (logs_identity, logs_sdk) = match &cfg.identity.logs_role_arn {
+        Some(arn) => {
+            let id = assume(
+                &agent_sdk,
+                arn,
+                "logs.credentials.role_arn",
+                "logs_role",
+                session.clone(),
+                &clock,
+                telemetry,
+            )
+            .await?;
+            id.spawn_refresher(cancel.child_token());
+            let sdk = sdk_config(&region, &id).await;
+            (id, sdk)
+        }
+        None => (agent.clone(), agent_sdk.clone()),
+    };
+
+    let (arn, caller_identity_error) = caller_identity(&agent_sdk).await;
+    let imds_source = (pinned.kind == IdentityKind::Imds && !arn.is_empty()).then(|| ImdsSource::from_arn(&arn));
+    IdentityInUse {
+        kind: pinned.kind.as_str(),
+        imds_source: imds_source.map_or("none", ImdsSource::as_str),
+    }
+    .emit(telemetry);
+    let report = IdentityReport {
+        kind: pinned.kind,
+        imds_source,
+        account: account_of(&arn).unwrap_or_default().to_string(),
+        arn,
+        region: region.to_string(),
+        region_source,
+        expiry: agent.expiry(),
+        refresh_at: agent.refresh_at(),
+        access_key_prefix: agent.access_key_prefix(),
+        role_arn: (pinned.kind == IdentityKind::Irsa)
+            .then(|| aws.role_arn.clone())
+            .flatten(),
+        token_file: match pinned.kind {
+            IdentityKind::Irsa => aws.web_identity_token_file.clone(),
+            IdentityKind::PodIdentity => aws.container_authorization_token_file.clone(),
+            _ => None,
+        },
+        session_name: (pinned.kind == IdentityKind::Irsa).then_some(session).flatten(),
+        agent_role_arn: cfg.identity.agent_role_arn.clone(),
+        logs_role_arn: cfg.identity.logs_role_arn.clone(),
+        endpoints: Endpoints::resolve(cfg, aws),
+        caller_identity_error,
+        warnings,
+        in_pod: env.kubernetes_service_host.is_some(),
+    };
+    report.log();
+    let metrics = with_endpoint(agent_sdk, cfg.metrics.endpoint_override.as_deref());
+    let logs = with_endpoint(logs_sdk, cfg.logs.endpoint_override.as_deref());
+    Ok(AwsContext {
+        metrics,
+        logs,
+        report,
+        identity: agent,
+        logs_identity,
+    })
+}
+
+/// One `SdkConfig` over `identity`, with the SDK-side cache off so that every request asks
+/// `identity`, which answers from memory (§7.4). Endpoint variables are read by the loader.
+pub async fn sdk_config(region: &Region, identity: &Identity) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(region.clone())
+        .credentials_provider(identity.clone())
+        .identity_cache(IdentityCache::no_cache())
+        .load()
+        .await
+}
+
+/// A config key's endpoint wins over `AWS_ENDPOINT_URL_*` (§9 row 1): marked as set in code,
+/// which the service config builders rank above the environment.
+fn with_endpoint(sdk: SdkConfig, url: Option<&str>) -> SdkConfig {
+    match url {
+        None => sdk,
+        Some(url) => {
+            let mut b = sdk.into_builder();
+            b.set_endpoint_url(Some(url.to_string()));
+            b.insert_origin("endpoint_url", Origin::shared_config());
+            b.build()
+        }
+    }
+}
+
+/// `sts:AssumeRole` of `arn` on top of `base` (`agent.credentials.role_arn`,
+/// `logs.credentials.role_arn`), refreshed like the base identity.
+async fn assume(
+    base: &SdkConfig,
+    arn: &str,
+    key: &'static str,
+    role: &'static str,
+    session: Option<String>,
+    clock: &Arc<dyn Clock>,
+    telemetry: &Telemetry,
+) -> Result<Identity, AuthError> {
+    let mut b = AssumeRoleProvider::builder(arn).configure(base);
+    if let Some(s) = session {
+        b = b.session_name(s);
+    }
+    let provider = b.build().await;
+    let first = provider
+        .provide_credentials()
+        .await
+        .map_err(|source| AuthError::AssumeRole {
+            key,
+            role_arn: arn.to_string(),
+            source,
+        })?;
+    Ok(Identity::new(
+        format!("{key} {arn}"),
+        role,
+        SharedCredentialsProvider::new(provider),
+        first,
+        clock.clone(),
+        telemetry.clone(),
+    ))
+}
+
+/// `sts:GetCallerIdentity` (needs no permission): the ARN, or why it failed (§5 step 5).
+async fn caller_identity(sdk: &SdkConfig) -> (String, Option<String>) {
+    let sts = aws_sdk_sts::Client::new(sdk);
+    match tokio::time::timeout(CALLER_IDENTITY_TIMEOUT, sts.get_caller_identity().send()).await {
+        Ok(Ok(out)) => (out.arn().unwrap_or_default().to_string(), None),
+        Ok(Err(e)) => (String::new(), Some(crate::telemetry::chain(&e))),
+        Err(_) => (
+            String::new(),
+            Some(format!("no answer within {} s", CALLER_IDENTITY_TIMEOUT.as_secs())),
+        ),
+    }
+}

@@ -1,0 +1,92 @@
+//! Node metadata from `IMDSv2` for the metrics side (`spec/METRICS.md`: `InstanceId`,
+//! `InstanceType`; `spec/IDENTITY.md` §8 for the region): instance id and type, region,
+//! availability zone.
+//!
+//! The SDK's IMDS client does the `IMDSv2` dance (a `PUT /latest/api/token` with the
+//! `x-aws-ec2-metadata-token-ttl-seconds` header, the token reused for every `GET`) and honours
+//! `AWS_EC2_METADATA_SERVICE_ENDPOINT`. With the common hop limit of 1, a pod without
+//! `hostNetwork` never gets an answer, so every call here is short and the whole lookup is
+//! bounded: startup never waits more than [`LOOKUP_BUDGET`] on it, and a missing field is `None`
+//! (the `kube` module's Node labels are the fallback).
+
+use std::time::Duration;
+
+use aws_config::imds::Client;
+use aws_config::provider_config::ProviderConfig;
+
+use crate::config::AwsEnv;
+
+/// The most the whole lookup may take.
+pub const LOOKUP_BUDGET: Duration = Duration::from_secs(3);
+/// One connect or read: IMDS answers in about a millisecond when reachable.
+const IO_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What IMDS said about this node; `None` for each field it did not answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeMetadata {
+    pub instance_id: Option<String>,
+    pub instance_type: Option<String>,
+    pub region: Option<String>,
+    pub availability_zone: Option<String>,
+}
+
+/// Reads the four fields, concurrently, within [`LOOKUP_BUDGET`]. Nothing at all with
+/// `AWS_EC2_METADATA_DISABLED=true`.
+pub async fn node_metadata(aws: &AwsEnv) -> NodeMetadata {
+    if aws.ec2_metadata_disabled {
+        tracing::debug!("IMDS disabled (AWS_EC2_METADATA_DISABLED); no node metadata from it");
+        return NodeMetadata::default();
+    }
+    let mut builder = Client::builder()
+        .configure(&ProviderConfig::default())
+        .max_attempts(1)
+        .connect_timeout(IO_TIMEOUT)
+        .read_timeout(IO_TIMEOUT)
+        .operation_timeout(LOOKUP_BUDGET);
+    // The value main captured wins over the process environment, so tests can pass one in.
+    if let Some(url) = &aws.ec2_metadata_service_endpoint {
+        match builder.endpoint(url) {
+            Ok(b) => builder = b,
+            Err(e) => {
+                tracing::warn!(endpoint = %url, error = %e, "AWS_EC2_METADATA_SERVICE_ENDPOINT is not a URL; no node metadata from IMDS");
+                return NodeMetadata::default();
+            }
+        }
+    }
+    let client = builder.build();
+    let get = |path: &'static str| {
+        let client = client.clone();
+        async move {
+            match client.get(path).await {
+                Ok(v) => Some(v.as_ref().trim().to_string()).filter(|s| !s.is_empty()),
+                Err(e) => {
+                    tracing::debug!(path, error = %crate::telemetry::chain(&e), "IMDS did not answer");
+                    None
+                }
+            }
+        }
+    };
+    let all = async {
+        tokio::join!(
+            get("/latest/meta-data/instance-id"),
+            get("/latest/meta-data/instance-type"),
+            get("/latest/meta-data/placement/region"),
+            get("/latest/meta-data/placement/availability-zone"),
+        )
+    };
+    if let Ok((instance_id, instance_type, region, availability_zone)) = tokio::time::timeout(LOOKUP_BUDGET, all).await
+    {
+        NodeMetadata {
+            instance_id,
+            instance_type,
+            region,
+            availability_zone,
+        }
+    } else {
+        tracing::info!(
+            budget_s = LOOKUP_BUDGET.as_secs(),
+            "IMDS did not answer in time (hop limit 1 without hostNetwork?); no node metadata from it"
+        );
+        NodeMetadata::default()
+    }
+}

@@ -1,0 +1,40 @@
+//! AWS identity: the credential chain, background refresh, region and endpoints, and the
+//! `SdkConfig`s every AWS client is built from (`spec/IDENTITY.md`).
+//!
+//! Owns: which credentials kinsight uses and keeping them fresh; the startup identity report;
+//! the refusal of non-workload identities; node metadata from `IMDSv2`. Must not: send metrics or logs (`ship` does, with the `SdkConfig`s from
+//! [`build`]).
+//!
+//! Inputs: the validated [`crate::config::Config`], the environment captured by `main`
+//! ([`crate::config::Env`]; the SDK's providers also read the process environment themselves),
+//! a [`crate::telemetry::Telemetry`] handle, a cancellation token for the refreshers.
+//!
+//! The decision a newcomer would question: kinsight walks the SDK's credential chain link by
+//! link instead of using `DefaultCredentialsChain`, and turns the SDK's identity cache off in
+//! favour of its own [`Identity`]. The stock chain hides which link answered (so an IRSA setup
+//! silently falling through to the node role goes unnoticed), and the stock cache refreshes
+//! 5–10 s before expiry *on the request path*, dropping the old credentials first: one STS
+//! hiccup at the hour becomes failed sends. [`Identity`] answers from memory and refreshes in
+//! the background 15 minutes ahead (§7).
+//!
+//! Files: `kind.rs` (identity kinds, session name), `chain.rs` (links, walk, hints),
+//! `identity.rs` (the credentials owner and its refresher), `context.rs` ([`build`], region,
+//! endpoints, the report), `imds.rs` (node metadata),
+//! `send_test.rs` (`kinsight check --send-test`), `error.rs`.
+
+mod chain;
+mod context;
+mod error;
+mod identity;
+mod imds;
+mod kind;
+pub mod send_test;
+
+pub use chain::token_claims;
+pub use context::{
+    AwsContext, Endpoints, IdentityReport, RegionSource, build, build_with_clock, resolve_region, sdk_config,
+};
+pub use error::AuthError;
+pub use identity::{ATTEMPT_TIMEOUT, CredentialsExpired, FORCE_DEBOUNCE, Identity, backoff, refresh_due};
+pub use imds::{LOOKUP_BUDGET, NodeMetadata, node_metadata};
+pub use kind::{IdentityKind, ImdsSource, sanitise_session_name, session_name};

@@ -1,0 +1,142 @@
+//! Host PIDs of pods, from `<root>/proc/<pid>/cgroup` (`spec/METRICS.md` MAP-5, PNET-1).
+//!
+//! A pod's network counters are read through one of its processes (`/proc/<pid>/net/dev`).
+//! `cgroup.procs` lists PIDs in the *reader's* PID namespace and leaves out what it cannot see,
+//! so an agent without `hostPID` finds the pod cgroups empty. The host procfs under the root
+//! does show every host PID, and each one's `cgroup` file names its cgroup, relative to the
+//! agent's cgroup namespace: `0::/../../kubepods-burstable-pod<uid_>.slice/cri-containerd-<id>.scope`.
+//! Leading components may be missing or `..`, so a pod is recognised by its `pod<uid>` component
+//! and never by comparing whole paths.
+
+use std::collections::{HashMap, HashSet};
+
+use super::cgroup::{Runtime, container_from_name, uid_from_component};
+use super::{HostError, Root};
+
+/// Where a process sits, as far as its cgroup path tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcPod {
+    pub pod_uid: String,
+    /// The container cgroup right below the pod cgroup, when the process is in one.
+    pub container_id: Option<String>,
+    pub runtime: Option<Runtime>,
+}
+
+/// The pod of a process, or `None` for a process outside `kubepods` (or in a nested cgroup
+/// whose pod component cannot be found). A vanished process is a `not_found` error; callers
+/// that cache a pod's PID re-validate it with this each tick.
+pub fn pod_of_pid(root: &Root, pid: u32) -> Result<Option<ProcPod>, HostError> {
+    let text = root.read(format!("/proc/{pid}/cgroup"))?;
+    Ok(pod_of_cgroup_file(&text))
+}
+
+/// Parses a `/proc/<pid>/cgroup` file (`hierarchy-id:controllers:path` per line, v1 and v2).
+/// The first line naming a pod wins; all lines of one process name the same pod.
+pub fn pod_of_cgroup_file(text: &str) -> Option<ProcPod> {
+    text.lines().find_map(|line| {
+        let path = line.splitn(3, ':').nth(2)?;
+        let mut parts = path.split('/').filter(|c| !c.is_empty() && *c != "..");
+        let pod_uid = parts.by_ref().find_map(uid_from_component)?;
+        let container = parts.next().and_then(container_from_name);
+        Some(ProcPod {
+            pod_uid,
+            container_id: container.map(|(id, _)| id.to_string()),
+            runtime: container.map(|(_, r)| r),
+        })
+    })
+}
+
+/// The lowest host PID of every pod that has a process, by pod UID (as in the cgroup path:
+/// dashes restored, or the static pod's config hash). Processes that exit during the scan are
+/// skipped; only an unreadable `<root>/proc` is an error.
+pub fn pod_pids(root: &Root) -> Result<HashMap<String, u32>, HostError> {
+    let proc_dir = root.path("/proc");
+    let rd = std::fs::read_dir(&proc_dir).map_err(|source| HostError::Read {
+        path: proc_dir.clone(),
+        source,
+    })?;
+    let mut out: HashMap<String, u32> = HashMap::new();
+    for entry in rd.filter_map(Result::ok) {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // Kernel threads and exited processes have no pod: skip read errors of single PIDs.
+        let Ok(Some(p)) = pod_of_pid(root, pid) else { continue };
+        out.entry(p.pod_uid).and_modify(|v| *v = (*v).min(pid)).or_insert(pid);
+    }
+    Ok(out)
+}
+
+/// Pod UID → a host PID of that pod, kept across ticks (MAP-5: "cache pod → PID and
+/// re-validate the cached PID each tick"). Re-validating costs one small read per pod; the
+/// full `/proc` scan runs only when a wanted pod has no valid PID.
+#[derive(Debug, Default)]
+pub struct PidMap {
+    by_uid: HashMap<String, u32>,
+}
+
+impl PidMap {
+    /// Keeps the entries of `wanted` pods whose PID still belongs to them, forgets the rest,
+    /// and scans `<root>/proc` once if a wanted pod is left without a PID. The error is the
+    /// scan's (an unreadable `<root>/proc`): the map keeps what it re-validated.
+    pub fn refresh(&mut self, root: &Root, wanted: &HashSet<&str>) -> Result<(), HostError> {
+        self.by_uid.retain(|uid, pid| {
+            wanted.contains(uid.as_str()) && matches!(pod_of_pid(root, *pid), Ok(Some(ref p)) if p.pod_uid == *uid)
+        });
+        if wanted.iter().all(|uid| self.by_uid.contains_key(*uid)) {
+            return Ok(());
+        }
+        for (uid, pid) in pod_pids(root)? {
+            if wanted.contains(uid.as_str()) {
+                self.by_uid.entry(uid).or_insert(pid);
+            }
+        }
+        Ok(())
+    }
+
+    /// A PID whose `<root>/proc/<pid>/net/dev` shows the pod's network namespace.
+    pub fn get(&self, uid: &str) -> Option<u32> {
+        self.by_uid.get(uid).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_and_v1_paths() {
+        let c = "c".repeat(64);
+        let v2 = format!(
+            "0::/../../kubepods-burstable-pod3f1c2b7a_8d9e_4f10_a1b2_c3d4e5f60718.slice/cri-containerd-{c}.scope\n"
+        );
+        let p = pod_of_cgroup_file(&v2).unwrap();
+        assert_eq!(p.pod_uid, "3f1c2b7a-8d9e-4f10-a1b2-c3d4e5f60718");
+        assert_eq!(p.container_id.as_deref(), Some(c.as_str()));
+        assert_eq!(p.runtime, Some(Runtime::Containerd));
+
+        let v1 = format!(
+            "12:pids:/kubepods/besteffort/pod9b8c7d6e-5f4a-4b3c-9d2e-1f0a9b8c7d6e/{c}\n\
+             4:cpu,cpuacct:/kubepods/besteffort/pod9b8c7d6e-5f4a-4b3c-9d2e-1f0a9b8c7d6e/{c}\n1:name=systemd:/x\n"
+        );
+        let p = pod_of_cgroup_file(&v1).unwrap();
+        assert_eq!(p.pod_uid, "9b8c7d6e-5f4a-4b3c-9d2e-1f0a9b8c7d6e");
+        assert_eq!(p.runtime, Some(Runtime::Unknown));
+
+        // The pod cgroup itself (no container component), and processes outside kubepods.
+        let p = pod_of_cgroup_file("0::/kubepods.slice/kubepods-pod6d3f0c1e2b4a59788c7d6e5f4a3b2c1d.slice\n").unwrap();
+        assert_eq!(
+            (p.pod_uid.as_str(), p.container_id),
+            ("6d3f0c1e2b4a59788c7d6e5f4a3b2c1d", None)
+        );
+        for none in [
+            "0::/init.scope\n",
+            "0::/system.slice/containerd.service\n",
+            "",
+            "garbage\n",
+            "1:cpu\n",
+        ] {
+            assert_eq!(pod_of_cgroup_file(none), None, "{none}");
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! The cluster view the leader's records need (`spec/METRICS.md` §9): Nodes and their
+//! conditions, running pods per namespace cluster-wide, and ready pod endpoints per Service.
+//!
+//! Upstream builds this only on the elected leader, from apiserver watches (LEAD-1, LEAD-2).
+//! The file source builds it when its `List` holds `Node` items — what
+//! `kubectl get nodes,pods,services,endpointslices -A -o json` prints — and this agent then acts
+//! as the leader for that file (§14.6: in file mode this agent is the leader). A plain pod list
+//! has no Node items and gives no cluster view (KUBE-2), so no cluster records.
+//!
+//! The view holds counts, not objects: a few bytes per namespace and Service, and per Node its
+//! name and conditions. Service counts come from `discovery.k8s.io/v1` `EndpointSlices` (LEAD-4),
+//! or from `v1` Endpoints for a Service that has no slice in the list.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::model::{ConditionStatus, PodInfo, PodPhase};
+use super::podlist::Warning;
+
+/// The node conditions that make a node "failed" for `cluster_failed_node_count` when present
+/// with a status other than `False`; `Ready` is not among them (trap 4)
+/// [amazon-contributing/opentelemetry-collector-contrib: `internal/aws/k8s/k8sclient/node.go`
+/// `failedNodeConditions`].
+pub const FAILED_NODE_CONDITIONS: [&str; 4] = ["MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable"];
+
+/// The label that ties an `EndpointSlice` to its Service
+/// (`k8s.io/api/discovery/v1` `LabelServiceName`).
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// One `status.conditions[]` entry of a Node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCondition {
+    /// `type`: `Ready`, `MemoryPressure`, …
+    pub kind: String,
+    /// `status`; a missing or unrecognised status is `Unknown` (≠ `False`, so it counts as failed
+    /// for the four conditions, as upstream's `!= ConditionFalse` does).
+    pub status: ConditionStatus,
+}
+
+/// What the leader needs of one Node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeState {
+    pub name: String,
+    pub conditions: Vec<NodeCondition>,
+}
+
+impl NodeState {
+    /// §9: any *present* condition of type `MemoryPressure`, `DiskPressure`, `PIDPressure` or
+    /// `NetworkUnavailable` whose status is not `False`. Absent conditions do not count, `Ready`
+    /// is ignored.
+    pub fn is_failed(&self) -> bool {
+        self.conditions
+            .iter()
+            .any(|c| FAILED_NODE_CONDITIONS.contains(&c.kind.as_str()) && c.status != ConditionStatus::False)
+    }
+}
+
+/// A Service by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// The cluster as the leader sees it (§9). Namespaces and Services with a count of 0 are not
+/// in the maps: they emit nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClusterState {
+    /// Every Node object, in list order.
+    pub nodes: Vec<NodeState>,
+    /// Pods in phase `Running` per namespace, cluster-wide (`namespace_number_of_running_pods`).
+    pub namespace_running_pods: BTreeMap<String, u64>,
+    /// Distinct ready pod endpoints per Service (`service_number_of_running_pods`, LEAD-4).
+    pub service_ready_pods: BTreeMap<ServiceKey, u64>,
+}
+
+impl ClusterState {
+    /// `cluster_node_count`: the number of Node objects.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// `cluster_failed_node_count` (§9).
+    pub fn failed_node_count(&self) -> usize {
+        self.nodes.iter().filter(|n| n.is_failed()).count()
+    }
+
+    /// `cluster_number_of_running_pods`: Σ of the namespace counts (§9).
+    pub fn running_pods(&self) -> u64 {
+        self.namespace_running_pods.values().sum()
+    }
+
+    /// Whether `node` is one of the Nodes.
+    pub fn has_node(&self, node: &str) -> bool {
+        self.nodes.iter().any(|n| n.name == node)
+    }
+}
+
+/// Collects the cluster objects of a `List` while the pod list parser walks its items.
+#[derive(Debug, Default)]
+pub(crate) struct ClusterBuilder {
+    nodes: Vec<NodeState>,
+    node_names: HashSet<String>,
+    /// Service → distinct ready pods (namespace, name) from `EndpointSlices`.
+    from_slices: BTreeMap<ServiceKey, BTreeSet<(String, String)>>,
+    /// Service → distinct ready pods from v1 Endpoints.
+    from_endpoints: BTreeMap<ServiceKey, BTreeSet<(String, String)>>,
+}
+
+impl ClusterBuilder {
+    /// Takes one item of kind `Node`, `EndpointSlice` or `Endpoints`; returns false for any
+    /// other kind. An item that does not fit is skipped with a warning.
+    pub(crate) fn take(&mut self, index: usize, kind: &str, item: Value, warnings: &mut Vec<Warning>) -> bool {
+        let skipped = |reason: String| Warning::ObjectSkipped {
+            index,
+            kind: kind.to_string(),
+            reason,
+        };
+        match kind {
+            "Node" => match RawNode::deserialize(item) {
+                Ok(raw) => match raw.into_state() {
+                    Some(node) if self.node_names.insert(node.name.clone()) => self.nodes.push(node),
+                    Some(node) => warnings.push(skipped(format!("Node {} repeats an earlier item", node.name))),
+                    None => warnings.push(skipped("metadata.name is missing".to_string())),
+                },
+                Err(e) => warnings.push(skipped(e.to_string())),
+            },
+            "EndpointSlice" => match RawEndpointSlice::deserialize(item) {
+                Ok(raw) => raw.add_to(&mut self.from_slices),
+                Err(e) => warnings.push(skipped(e.to_string())),
+            },
+            "Endpoints" => match RawEndpoints::deserialize(item) {
+                Ok(raw) => raw.add_to(&mut self.from_endpoints),
+                Err(e) => warnings.push(skipped(e.to_string())),
+            },
+            _ => return false,
+        }
+        true
+    }
+
+    /// The cluster view, or `None` when the list held no Node item (a plain pod list, KUBE-2).
+    /// `pods` are all pods of the list, of every node.
+    pub(crate) fn build(self, pods: &[PodInfo]) -> Option<ClusterState> {
+        if self.nodes.is_empty() {
+            return None;
+        }
+        let mut namespace_running_pods = BTreeMap::new();
+        for pod in pods.iter().filter(|p| p.phase == PodPhase::Running) {
+            *namespace_running_pods.entry(pod.namespace.clone()).or_insert(0) += 1;
+        }
+        // A Service with any EndpointSlice in the list is counted from its slices only; v1
+        // Endpoints serve the Services that have none (an older dump, or `kubectl get endpoints`).
+        // Both mirror the same state, so adding them would count every pod twice.
+        let mut services = self.from_endpoints;
+        services.retain(|key, _| !self.from_slices.contains_key(key));
+        services.extend(self.from_slices);
+        let service_ready_pods = services
+            .into_iter()
+            .filter(|(_, pods)| !pods.is_empty())
+            .map(|(key, pods)| (key, pods.len() as u64))
+            .collect();
+        Some(ClusterState {
+            nodes: self.nodes,
+            namespace_running_pods,
+            service_ready_pods,
+        })
+    }
+}
+
+// The lenient shapes, as in `podlist`: every field optional, unknown fields ignored.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawNode {
+    metadata: Option<RawMeta>,
+    status: Option<RawNodeStatus>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawNodeStatus {
+    conditions: Option<Vec<RawCondition>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawCondition {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    status: Option<String>,
+}
+
+impl RawNode {
+    fn into_state(self) -> Option<NodeState> {
+        let name = self.metadata?.name.filter(|n| !n.is_empty())?;
+        let conditions = self
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| {
+                Some(NodeCondition {
+                    kind: c.kind.filter(|k| !k.is_empty())?,
+                    status: ConditionStatus::parse(c.status.as_deref()),
+                })
+            })
+            .collect();
+        Some(NodeState { name, conditions })
+    }
+}
+
+/// `targetRef` of an endpoint or address.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawTargetRef {
+    kind: Option<String>,
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+impl RawTargetRef {
+    /// The pod (namespace, name) an endpoint points at; `None` for another kind or no name.
+    fn pod(self, default_namespace: &str) -> Option<(String, String)> {
+        if self.kind.as_deref() != Some("Pod") {
+            return None;
+        }
+        let name = self.name.filter(|n| !n.is_empty())?;
+        let namespace = self
+            .namespace
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| default_namespace.to_string());
+        Some((namespace, name))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawEndpointSlice {
+    metadata: Option<RawMeta>,
+    endpoints: Option<Vec<RawSliceEndpoint>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct RawSliceEndpoint {
+    conditions: Option<RawSliceConditions>,
+    target_ref: Option<RawTargetRef>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawSliceConditions {
+    ready: Option<bool>,
+}
+
+/// The namespace of an object that names none, as the apiserver defaults it.
+const DEFAULT_NAMESPACE: &str = "default";
+
+fn namespace_of(meta: &RawMeta) -> String {
+    meta.namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
+}
+
+impl RawEndpointSlice {
+    /// LEAD-4: group by the `kubernetes.io/service-name` label; count distinct pods over all
+    /// slices of a Service; skip endpoints whose `conditions.ready` is `false` (unset counts as
+    /// ready) and endpoints without a Pod `targetRef`. A slice without the label belongs to no
+    /// Service and is ignored.
+    fn add_to(self, services: &mut BTreeMap<ServiceKey, BTreeSet<(String, String)>>) {
+        let meta = self.metadata.unwrap_or_default();
+        let namespace = namespace_of(&meta);
+        let Some(service) = meta
+            .labels
+            .and_then(|mut l| l.remove(SERVICE_NAME_LABEL))
+            .filter(|s| !s.is_empty())
+        else {
+            return;
+        };
+        let pods = services
+            .entry(ServiceKey {
+                namespace: namespace.clone(),
+                name: service,
+            })
+            .or_default();
+        for endpoint in self.endpoints.into_iter().flatten() {
+            let is_ready = endpoint.conditions.and_then(|c| c.ready).unwrap_or(true);
+            if let Some(pod) = endpoint.target_ref.filter(|_| is_ready).and_then(|t| t.pod(&namespace)) {
+                pods.insert(pod);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawEndpoints {
+    metadata: Option<RawMeta>,
+    subsets: Option<Vec<RawSubset>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawSubset {
+    // Only `addresses` (ready); `notReadyAddresses` is not read.
+    addresses: Option<Vec<RawAddress>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct RawAddress {
+    target_ref: Option<RawTargetRef>,
+}
+
+impl RawEndpoints {
+    /// Upstream's rule for v1 Endpoints: the ready `subsets[].addresses[]` whose `targetRef`
+    /// is a Pod [ACC: `internal/aws/k8s/k8sclient/endpoint.go`]; counted distinct here, like
+    /// the slices, so that a pod listed in two subsets (different port sets) counts once.
+    fn add_to(self, services: &mut BTreeMap<ServiceKey, BTreeSet<(String, String)>>) {
+        let meta = self.metadata.unwrap_or_default();
+        let namespace = namespace_of(&meta);
+        let Some(name) = meta.name.filter(|n| !n.is_empty()) else {
+            return;
+        };
+        let pods = services
+            .entry(ServiceKey {
+                namespace: namespace.clone(),
+                name,
+            })
+            .or_default();
+        let addresses = self
+            .subsets
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s.addresses.into_iter().flatten());
+        for address in addresses {
+            if let Some(pod) = address.target_ref.and_then(|t| t.pod(&namespace)) {
+                pods.insert(pod);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn node(conditions: &[(&str, &str)]) -> NodeState {
+        NodeState {
+            name: "n".into(),
+            conditions: conditions
+                .iter()
+                .map(|(k, s)| NodeCondition {
+                    kind: (*k).into(),
+                    status: ConditionStatus::parse(Some(s)),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn failed_nodes_follow_the_four_conditions_and_ignore_ready() {
+        assert!(!node(&[]).is_failed(), "absent conditions do not count");
+        assert!(!node(&[("Ready", "False"), ("MemoryPressure", "False")]).is_failed());
+        assert!(!node(&[("Ready", "Unknown")]).is_failed());
+        assert!(node(&[("DiskPressure", "True")]).is_failed());
+        assert!(node(&[("PIDPressure", "Unknown")]).is_failed());
+        assert!(node(&[("NetworkUnavailable", "True")]).is_failed());
+        assert!(node(&[("MemoryPressure", "")]).is_failed(), "a status other than False");
+        assert!(!node(&[("NetworkUnavailable", "False"), ("KernelDeadlock", "True")]).is_failed());
+    }
+
+    fn build(items: Vec<Value>) -> (Option<ClusterState>, Vec<Warning>) {
+        let mut b = ClusterBuilder::default();
+        let mut warnings = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let kind = item["kind"].as_str().unwrap().to_string();
+            assert!(b.take(i, &kind, item, &mut warnings));
+        }
+        (b.build(&[]), warnings)
+    }
+
+    fn endpoint(pod: Option<&str>, ready: Option<bool>) -> Value {
+        let mut e = json!({"addresses": ["10.0.0.1"]});
+        if let Some(pod) = pod {
+            e["targetRef"] = json!({"kind": "Pod", "name": pod});
+        }
+        if let Some(ready) = ready {
+            e["conditions"] = json!({ "ready": ready });
+        }
+        e
+    }
+
+    fn slice(ns: &str, service: Option<&str>, endpoints: &[Value]) -> Value {
+        let labels = service.map_or(json!({}), |s| json!({ SERVICE_NAME_LABEL: s }));
+        json!({"kind": "EndpointSlice", "metadata": {"name": "x", "namespace": ns, "labels": labels},
+               "endpoints": endpoints})
+    }
+
+    #[test]
+    fn slices_count_distinct_ready_pods_over_all_slices_of_a_service() {
+        let node = json!({"kind": "Node", "metadata": {"name": "n1"}});
+        let (cluster, warnings) = build(vec![
+            node,
+            // Two slices of one Service (dual stack): p1 in both counts once.
+            slice(
+                "a",
+                Some("s"),
+                &[endpoint(Some("p1"), Some(true)), endpoint(Some("p2"), None)],
+            ),
+            slice(
+                "a",
+                Some("s"),
+                &[endpoint(Some("p1"), Some(true)), endpoint(Some("p3"), Some(false))],
+            ),
+            // Same name in another namespace is another Service.
+            slice("b", Some("s"), &[endpoint(Some("p1"), Some(true))]),
+            // No targetRef, not ready, no label: nothing.
+            slice(
+                "c",
+                Some("t"),
+                &[endpoint(None, Some(true)), endpoint(Some("q"), Some(false))],
+            ),
+            slice("c", None, &[endpoint(Some("q"), Some(true))]),
+        ]);
+        assert_eq!(warnings, vec![]);
+        let counts: Vec<(String, String, u64)> = cluster
+            .unwrap()
+            .service_ready_pods
+            .into_iter()
+            .map(|(k, n)| (k.namespace, k.name, n))
+            .collect();
+        assert_eq!(counts, [("a".into(), "s".into(), 2), ("b".into(), "s".into(), 1)]);
+    }
+
+    #[test]
+    fn endpoints_count_ready_addresses_and_slices_win_for_the_same_service() {
+        let node = json!({"kind": "Node", "metadata": {"name": "n1"}});
+        let endpoints = |name: &str| {
+            json!({"kind": "Endpoints", "metadata": {"name": name, "namespace": "a"}, "subsets": [
+                {"addresses": [{"ip": "1", "targetRef": {"kind": "Pod", "name": "p1", "namespace": "a"}},
+                               {"ip": "2", "targetRef": {"kind": "Pod", "name": "p2"}},
+                               {"ip": "3"}],
+                 "notReadyAddresses": [{"ip": "4", "targetRef": {"kind": "Pod", "name": "p4"}}]},
+                {"addresses": [{"ip": "1", "targetRef": {"kind": "Pod", "name": "p1", "namespace": "a"}}]}]})
+        };
+        let (cluster, _) = build(vec![
+            node,
+            endpoints("old"),
+            endpoints("both"),
+            slice("a", Some("both"), &[endpoint(Some("p9"), None)]),
+        ]);
+        let cluster = cluster.unwrap();
+        let count = |name: &str| {
+            cluster.service_ready_pods.get(&ServiceKey {
+                namespace: "a".into(),
+                name: name.into(),
+            })
+        };
+        assert_eq!(
+            count("old"),
+            Some(&2),
+            "p1 (twice) and p2; not the not-ready p4 nor no targetRef"
+        );
+        assert_eq!(count("both"), Some(&1), "the slice wins over the Endpoints object");
+    }
+
+    #[test]
+    fn bad_and_repeated_nodes_are_skipped_with_a_warning() {
+        let (cluster, warnings) = build(vec![
+            json!({"kind": "Node", "metadata": {"name": "n1"}, "status": {"conditions": [
+                {"type": "DiskPressure", "status": "True"}, {"status": "True"}]}}),
+            json!({"kind": "Node", "metadata": {"name": "n1"}}),
+            json!({"kind": "Node", "metadata": {}}),
+            json!({"kind": "Node", "metadata": {"name": "n2"}, "status": {"conditions": 5}}),
+            json!({"kind": "EndpointSlice", "endpoints": "x"}),
+        ]);
+        let cluster = cluster.unwrap();
+        assert_eq!((cluster.node_count(), cluster.failed_node_count()), (1, 1));
+        assert_eq!(
+            cluster.nodes[0].conditions.len(),
+            1,
+            "a condition without a type is dropped"
+        );
+        let kinds: Vec<&str> = warnings.iter().map(Warning::kind).collect();
+        assert_eq!(kinds, ["object_skipped"; 4]);
+        assert_eq!(
+            warnings[0].to_string(),
+            "item 1: Node skipped: Node n1 repeats an earlier item"
+        );
+        assert_eq!(
+            warnings[1].to_string(),
+            "item 2: Node skipped: metadata.name is missing"
+        );
+    }
+
+    #[test]
+    fn no_node_items_no_cluster() {
+        let (cluster, _) = build(vec![slice("a", Some("s"), &[endpoint(Some("p1"), None)])]);
+        assert_eq!(cluster, None);
+    }
+}

@@ -1,0 +1,51 @@
+//! The node-scoped pod index and the pod metadata the metrics and log code read from it.
+//!
+//! Owns: [`PodIndex`] (query by pod UID — static pods by their config hash — and by container
+//! id, node totals), the §14.4 workload name ([`derive_workload`]), Service membership by
+//! selector ([`service_for`]), Kubernetes quantities ([`Quantity`]), restart deltas
+//! ([`RestartTracker`]), the leader's cluster view ([`ClusterState`]: Nodes, running pods per
+//! namespace, ready endpoints per Service; §9), and the sources that fill the index: today the
+//! `file` source ([`run_file_source`], [`load_file_now`]), which also yields the cluster view
+//! when its file is a cluster dump; the apiserver watch plugs into the same
+//! [`PodIndex::replace`] later. Specification: `spec/METRICS.md` §7, §8, §9, §14.
+//!
+//! Must not: block the metric or log path. Readers take an immutable [`Snapshot`] and never
+//! wait on a source's I/O; a source builds a whole new snapshot and swaps it in.
+//!
+//! Inputs: the pod list file (`--pods-file PATH`, `kinsight.metrics.metadata_source:
+//! "file:PATH"`) and the node name (`HOST_NAME` / config `host_name`), both passed from `main`.
+//!
+//! The decision a newcomer would question: the index holds plain owned values (`PodInfo`), not
+//! Kubernetes API types, so that the metrics and log code and their tests need no Kubernetes
+//! crate, and every source — file now, apiserver later — produces the same shape.
+
+mod cluster;
+mod error;
+mod file;
+mod index;
+mod model;
+mod podlist;
+mod quantity;
+mod restarts;
+mod service;
+mod workload;
+
+#[cfg(test)]
+mod tests;
+
+pub use cluster::{ClusterState, FAILED_NODE_CONDITIONS, NodeCondition, NodeState, SERVICE_NAME_LABEL, ServiceKey};
+pub use error::{PodListError, QuantityError};
+pub use file::{
+    FileSource, NodeScope, POLL_INTERVAL, RESCAN_INTERVAL, load_file_now, load_file_scoped, run_file_source,
+};
+pub use index::{PodIndex, Snapshot, is_bound_to};
+pub use model::{
+    ConditionStatus, ContainerInfo, ContainerState, NodeCapacity, NodeTotals, PodInfo, PodPhase, PodResources,
+};
+pub use podlist::{CONFIG_MIRROR_ANNOTATION, ParsedList, Warning, parse_list, parse_pod_list};
+pub use quantity::Quantity;
+pub use restarts::{RESTART_EXPIRY, RestartTracker};
+pub use service::{ServiceSelector, service_for};
+pub use workload::{
+    Owner, OwnerRef, Workload, cron_job_from_job, deployment_from_replica_set, derive_workload, job_name_prefix,
+};

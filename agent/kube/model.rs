@@ -1,0 +1,292 @@
+//! The plain values the pod index holds: what the metrics and log code need of a pod
+//! (`spec/METRICS.md` KUBE-6), nothing more.
+
+use std::collections::BTreeMap;
+
+use super::workload::Owner;
+
+/// `status.phase`. A missing or unrecognised phase is [`PodPhase::Unknown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PodPhase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+impl PodPhase {
+    pub fn parse(s: Option<&str>) -> PodPhase {
+        match s {
+            Some("Pending") => PodPhase::Pending,
+            Some("Running") => PodPhase::Running,
+            Some("Succeeded") => PodPhase::Succeeded,
+            Some("Failed") => PodPhase::Failed,
+            _ => PodPhase::Unknown,
+        }
+    }
+
+    /// The `pod_status` attribute value (§8.3): the phase as Kubernetes spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodPhase::Pending => "Pending",
+            PodPhase::Running => "Running",
+            PodPhase::Succeeded => "Succeeded",
+            PodPhase::Failed => "Failed",
+            PodPhase::Unknown => "Unknown",
+        }
+    }
+
+    /// Succeeded and Failed pods hold no resources: REQ-5 leaves them out of node sums.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, PodPhase::Succeeded | PodPhase::Failed)
+    }
+}
+
+/// The status of a pod condition (`Ready`, `PodScheduled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn parse(s: Option<&str>) -> ConditionStatus {
+        match s {
+            Some("True") => ConditionStatus::True,
+            Some("False") => ConditionStatus::False,
+            _ => ConditionStatus::Unknown,
+        }
+    }
+}
+
+/// `status.containerStatuses[].state`, reduced to what §8.3 reports.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ContainerState {
+    /// No status published yet, or a state with none of the three keys.
+    #[default]
+    Unknown,
+    Running,
+    Waiting {
+        reason: Option<String>,
+    },
+    Terminated {
+        reason: Option<String>,
+        exit_code: Option<i32>,
+    },
+}
+
+impl ContainerState {
+    /// The `container_status` attribute: `Running` / `Waiting` / `Terminated`; `None` when
+    /// the status is not known (the attribute is then omitted, never invented).
+    pub fn as_status(&self) -> Option<&'static str> {
+        match self {
+            ContainerState::Unknown => None,
+            ContainerState::Running => Some("Running"),
+            ContainerState::Waiting { .. } => Some("Waiting"),
+            ContainerState::Terminated { .. } => Some("Terminated"),
+        }
+    }
+
+    /// The `container_status_reason` attribute: the waiting or terminated reason, when
+    /// non-empty.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            ContainerState::Waiting { reason } | ContainerState::Terminated { reason, .. } => reason.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(self, ContainerState::Running)
+    }
+}
+
+/// One container of a pod: its spec resources (for `spec.containers` only, trap 3) joined by
+/// name with its status.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ContainerInfo {
+    pub name: String,
+    /// The container id without its `runtime://` prefix (64 hex digits on real nodes; it is
+    /// what cgroup scope names carry). `None` until the runtime created the container.
+    pub id: Option<String>,
+    /// The prefix of `containerID`: `containerd`, `docker`, `cri-o`. `None` when the id had no
+    /// `runtime://` prefix (§12.4 then writes a plain `container_id` key).
+    pub runtime: Option<String>,
+    /// Whether `status.{init,}containerStatuses` has an entry for this container (§8.1 counts
+    /// entries, not spec containers).
+    pub has_status: bool,
+    pub restart_count: u64,
+    pub state: ContainerState,
+    /// `lastState.terminated.reason` (the `container_last_termination_reason` attribute).
+    pub last_termination_reason: Option<String>,
+    /// True for `spec.initContainers` (including restartable sidecars). Their resources are
+    /// never read: requests and limits count `spec.containers` only (REQ-1).
+    pub is_init: bool,
+    /// Whether the container is in the spec (`spec.containers` / `spec.initContainers`); false
+    /// for a status entry whose container the spec does not name.
+    pub in_spec: bool,
+    pub cpu_request_millicores: Option<f64>,
+    pub cpu_limit_millicores: Option<f64>,
+    pub memory_request_bytes: Option<f64>,
+    pub memory_limit_bytes: Option<f64>,
+}
+
+/// The node's capacity, which every pod's request and limit sums are clamped to (REQ-4).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NodeCapacity {
+    /// Logical CPUs × 1000.
+    pub cpu_millicores: f64,
+    /// `MemTotal` in bytes.
+    pub memory_bytes: f64,
+}
+
+/// A pod's resource sums as the Pod record reports them (REQ-2, REQ-3). Each is `None` when
+/// it must be omitted: a request sum of 0, or a limit that some container does not set.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PodResources {
+    pub cpu_request_millicores: Option<f64>,
+    pub cpu_limit_millicores: Option<f64>,
+    pub memory_request_bytes: Option<f64>,
+    pub memory_limit_bytes: Option<f64>,
+}
+
+/// What one pod of this node is, for metrics and log enrichment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodInfo {
+    pub uid: String,
+    /// The real pod name (`kubernetes.pod_name`, the [E] `FullPodName` dimension).
+    pub name: String,
+    pub namespace: String,
+    pub node_name: Option<String>,
+    pub phase: PodPhase,
+    /// The `PodName` dimension with `prefer_full_pod_name` false (§14.4); see
+    /// [`PodInfo::pod_name`] for the other setting.
+    pub workload_name: String,
+    /// `kubernetes.pod_owners` with `prefer_full_pod_name` false, after the §14.4 rewriting.
+    pub owners: Vec<Owner>,
+    /// [`Self::workload_name`] and [`Self::owners`] as `prefer_full_pod_name: true` gives them.
+    pub workload_name_preferring_full: String,
+    pub owners_preferring_full: Vec<Owner>,
+    pub labels: BTreeMap<String, String>,
+    pub host_network: bool,
+    /// The `kubernetes.io/config.mirror` annotation of a mirror pod: the kubelet's config hash,
+    /// which a static pod's cgroup path carries instead of `metadata.uid` (MAP-3).
+    pub mirror_of: Option<String>,
+    /// `spec.containers` in spec order, each joined with its status by name; statuses without a
+    /// spec container follow, with no resources.
+    pub containers: Vec<ContainerInfo>,
+    /// `spec.initContainers` joined with `initContainerStatuses`: their ids resolve cgroups
+    /// (MAP-4), but they count neither for requests (REQ-1) nor for container counts (§8.1).
+    pub init_containers: Vec<ContainerInfo>,
+    /// The `Service` attribute (§14.5). The file source fills it only when the file is a
+    /// `List` that also holds `Service` objects (`kubectl get pods,services -o json`).
+    pub service: Option<String>,
+    /// The `Ready` condition, `None` when absent.
+    pub ready: Option<ConditionStatus>,
+    /// The `PodScheduled` condition, `None` when absent.
+    pub scheduled: Option<ConditionStatus>,
+}
+
+impl PodInfo {
+    /// The `PodName` dimension value (§14.4).
+    pub fn pod_name(&self, prefer_full_pod_name: bool) -> &str {
+        if prefer_full_pod_name {
+            &self.workload_name_preferring_full
+        } else {
+            &self.workload_name
+        }
+    }
+
+    /// The [E] `FullPodName` dimension and `kubernetes.pod_name`: always the real pod name.
+    pub fn full_pod_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The `kubernetes.pod_owners` entries (§12.4).
+    pub fn pod_owners(&self, prefer_full_pod_name: bool) -> &[Owner] {
+        if prefer_full_pod_name {
+            &self.owners_preferring_full
+        } else {
+            &self.owners
+        }
+    }
+
+    /// The `pod_status` attribute (§8.3).
+    pub fn pod_status(&self) -> &'static str {
+        self.phase.as_str()
+    }
+
+    /// A mirror pod of a static pod.
+    pub fn is_static_pod(&self) -> bool {
+        self.mirror_of.is_some()
+    }
+
+    /// A container by the index [`crate::kube::PodIndex::by_container_id`] returns: indices
+    /// below `containers.len()` are application containers, the rest init containers.
+    pub fn container(&self, index: usize) -> Option<&ContainerInfo> {
+        match index.checked_sub(self.containers.len()) {
+            None => self.containers.get(index),
+            Some(i) => self.init_containers.get(i),
+        }
+    }
+
+    /// `pod_number_of_containers`: entries of `status.containerStatuses` (§8.1).
+    pub fn number_of_containers(&self) -> usize {
+        self.containers.iter().filter(|c| c.has_status).count()
+    }
+
+    /// `pod_number_of_running_containers`: those entries in state `running` (§8.1).
+    pub fn number_of_running_containers(&self) -> usize {
+        self.containers.iter().filter(|c| c.state.is_running()).count()
+    }
+
+    /// Σ `restartCount` over `status.containerStatuses` (RST-1's input).
+    pub fn restart_count_sum(&self) -> u64 {
+        self.containers.iter().map(|c| c.restart_count).sum()
+    }
+
+    /// The request and limit sums of the Pod record (REQ-1…REQ-4), clamped to `capacity`
+    /// when given. Gating on the usage fields (§7.2) is the caller's.
+    pub fn resources(&self, capacity: Option<&NodeCapacity>) -> PodResources {
+        let clamp_cpu = |v: f64| capacity.map_or(v, |c| v.min(c.cpu_millicores));
+        let clamp_mem = |v: f64| capacity.map_or(v, |c| v.min(c.memory_bytes));
+        let spec = || self.containers.iter().filter(|c| c.in_spec);
+        let request = |f: fn(&ContainerInfo) -> Option<f64>| -> Option<f64> {
+            let sum: f64 = spec().filter_map(f).sum();
+            (sum != 0.0).then_some(sum)
+        };
+        // A limit sum exists only when every spec container sets that limit (REQ-3).
+        let limit = |f: fn(&ContainerInfo) -> Option<f64>| -> Option<f64> {
+            let mut any = false;
+            let mut sum = 0.0;
+            for c in spec() {
+                sum += f(c)?;
+                any = true;
+            }
+            (any && sum != 0.0).then_some(sum)
+        };
+        PodResources {
+            cpu_request_millicores: request(|c| c.cpu_request_millicores).map(clamp_cpu),
+            cpu_limit_millicores: limit(|c| c.cpu_limit_millicores).map(clamp_cpu),
+            memory_request_bytes: request(|c| c.memory_request_bytes).map(clamp_mem),
+            memory_limit_bytes: limit(|c| c.memory_limit_bytes).map(clamp_mem),
+        }
+    }
+}
+
+/// The Node record's pod-derived fields (§7.1 REQ-5, §8.1).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct NodeTotals {
+    /// `node_number_of_running_pods`: pods in phase Running.
+    pub running_pods: usize,
+    /// `node_number_of_running_containers`: `containerStatuses` entries in state `running`
+    /// over all pods (init containers not counted).
+    pub running_containers: usize,
+    /// `node_cpu_request`: Σ of the pods' CPU request sums, Succeeded and Failed pods left out,
+    /// Pending pods bound to the node counted.
+    pub cpu_request_millicores: f64,
+    /// `node_memory_request`, likewise.
+    pub memory_request_bytes: f64,
+}

@@ -1,0 +1,314 @@
+//! Pod and Container records (`spec/METRICS.md` §6–§8) and the pod-derived Node fields.
+
+use serde_json::{Map, Value, json};
+
+use crate::host::cgroup::{CpuStats, MemoryStats};
+use crate::kube::{ContainerInfo, NodeTotals, PodInfo};
+
+use super::super::record::{Record, RecordType};
+use super::cpumem::{self, Tick, Usage};
+use super::scope;
+
+/// Settings that shape pod and container records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "four independent switches, each from its own config key"
+)]
+pub struct PodSettings {
+    pub enhanced: bool,
+    pub prefer_full_pod_name: bool,
+    pub tag_service: bool,
+    /// Build the `kubernetes` object (only performance events carry it).
+    pub kubernetes_object: bool,
+}
+
+/// What was read for one pod cgroup.
+#[derive(Debug)]
+pub struct PodRead<'a> {
+    pub pod: &'a PodInfo,
+    pub cgroup: &'a str,
+    pub cpu: Option<CpuStats>,
+    pub memory: Option<MemoryStats>,
+}
+
+fn pod_attributes(r: &mut Record, owner: &Record, pod: &PodInfo, s: PodSettings) {
+    r.attributes.clone_from(&owner.attributes);
+    r.set_attribute("Namespace", pod.namespace.as_str());
+    r.set_attribute("PodName", pod.pod_name(s.prefer_full_pod_name));
+    if s.enhanced {
+        // FullPodName [E] is always the real pod name (§14.4).
+        r.set_attribute("FullPodName", pod.name.as_str());
+    }
+    if s.tag_service
+        && let Some(svc) = &pod.service
+    {
+        r.set_attribute("Service", svc.as_str());
+    }
+}
+
+/// The `kubernetes` object of Pod and Container events (§12.4).
+fn kubernetes_object(node_name: &str, pod: &PodInfo, s: PodSettings, container: Option<&ContainerInfo>) -> Value {
+    let mut k = Map::new();
+    k.insert("host".into(), json!(node_name));
+    k.insert("namespace_name".into(), json!(pod.namespace));
+    k.insert("pod_name".into(), json!(pod.name));
+    k.insert("pod_id".into(), json!(pod.uid));
+    if let Some(svc) = pod.service.as_ref().filter(|_| s.tag_service) {
+        k.insert("service_name".into(), json!(svc));
+    }
+    if !pod.labels.is_empty() {
+        k.insert("labels".into(), json!(pod.labels));
+    }
+    let owners: Vec<Value> = pod
+        .pod_owners(s.prefer_full_pod_name)
+        .iter()
+        .map(|o| json!({"owner_kind": o.kind, "owner_name": o.name}))
+        .collect();
+    if !owners.is_empty() {
+        k.insert("pod_owners".into(), Value::Array(owners));
+    }
+    if let Some(c) = container {
+        k.insert("container_name".into(), json!(c.name));
+        match (&c.runtime, &c.id) {
+            (Some(rt), Some(id)) => {
+                k.insert(rt.clone(), json!({ "container_id": id }));
+            }
+            (None, Some(id)) => {
+                k.insert("container_id".into(), json!(id));
+            }
+            _ => {}
+        }
+    }
+    Value::Object(k)
+}
+
+/// Requests, limits and the fields derived from them, gated on this tick's usage (§7.2).
+fn add_resources(r: &mut Record, pod: &PodInfo, usage: Usage, capacity: &crate::kube::NodeCapacity) {
+    let res = pod.resources(Some(capacity));
+    if let Some(cpu) = usage.cpu_millicores {
+        r.set_field("pod_cpu_request", res.cpu_request_millicores);
+        r.set_field("pod_cpu_limit", res.cpu_limit_millicores);
+        r.set_field(
+            "pod_cpu_reserved_capacity",
+            res.cpu_request_millicores.map(|q| q / capacity.cpu_millicores * 100.0),
+        );
+        r.set_field(
+            "pod_cpu_utilization_over_pod_limit",
+            res.cpu_limit_millicores.map(|l| cpu / l * 100.0),
+        );
+    }
+    if let Some(ws) = usage.working_set_bytes {
+        r.set_field("pod_memory_request", res.memory_request_bytes);
+        r.set_field("pod_memory_limit", res.memory_limit_bytes);
+        r.set_field(
+            "pod_memory_reserved_capacity",
+            res.memory_request_bytes.map(|q| q / capacity.memory_bytes * 100.0),
+        );
+        r.set_field(
+            "pod_memory_utilization_over_pod_limit",
+            res.memory_limit_bytes.map(|l| ws / l * 100.0),
+        );
+    }
+}
+
+/// [E] pod status fields (§8.3).
+fn add_status_fields(r: &mut Record, pod: &PodInfo) {
+    use crate::kube::{ConditionStatus, ContainerState, PodPhase};
+    let phase = pod.phase;
+    let one = |b: bool| Some(if b { 1.0 } else { 0.0 });
+    r.set_field("pod_status_running", one(phase == PodPhase::Running));
+    r.set_field("pod_status_pending", one(phase == PodPhase::Pending));
+    r.set_field("pod_status_succeeded", one(phase == PodPhase::Succeeded));
+    r.set_field("pod_status_failed", one(phase == PodPhase::Failed));
+    let unknown = pod.ready == Some(ConditionStatus::Unknown) || pod.scheduled == Some(ConditionStatus::Unknown);
+    r.set_field("pod_status_unknown", one(unknown));
+    r.set_field("pod_status_ready", one(pod.ready == Some(ConditionStatus::True)));
+    r.set_field(
+        "pod_status_scheduled",
+        one(pod.scheduled == Some(ConditionStatus::True)),
+    );
+    let (mut running, mut waiting, mut terminated, mut oom) = (0.0, 0.0, 0.0, 0.0);
+    let mut reasons = [0.0_f64; 5];
+    for c in pod.containers.iter().filter(|c| c.has_status) {
+        match &c.state {
+            ContainerState::Running => running += 1.0,
+            ContainerState::Terminated { .. } => terminated += 1.0,
+            ContainerState::Waiting { reason } => {
+                waiting += 1.0;
+                // Upstream's WaitingReasonLookup (§8.3).
+                let i = match reason.as_deref() {
+                    Some("CrashLoopBackOff") => Some(0),
+                    Some("ErrImagePull" | "ImagePullBackOff" | "InvalidImageName") => Some(1),
+                    Some("StartError") => Some(2),
+                    Some("CreateContainerError") => Some(3),
+                    Some("CreateContainerConfigError") => Some(4),
+                    _ => None,
+                };
+                if let Some(i) = i {
+                    reasons[i] += 1.0;
+                }
+            }
+            ContainerState::Unknown => {}
+        }
+        if c.last_termination_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("OOMKilled"))
+        {
+            oom += 1.0;
+        }
+    }
+    r.set_field("pod_container_status_running", Some(running));
+    r.set_field("pod_container_status_waiting", Some(waiting));
+    r.set_field("pod_container_status_terminated", Some(terminated));
+    r.set_field(
+        "pod_container_status_waiting_reason_crash_loop_back_off",
+        Some(reasons[0]),
+    );
+    r.set_field("pod_container_status_waiting_reason_image_pull_error", Some(reasons[1]));
+    r.set_field("pod_container_status_waiting_reason_start_error", Some(reasons[2]));
+    r.set_field(
+        "pod_container_status_waiting_reason_create_container_error",
+        Some(reasons[3]),
+    );
+    r.set_field(
+        "pod_container_status_waiting_reason_create_container_config_error",
+        Some(reasons[4]),
+    );
+    r.set_field("pod_container_status_terminated_reason_oom_killed", Some(oom));
+}
+
+/// The Pod record: CPU and memory of the pod cgroup, counts, restarts, requests and limits.
+/// The caller adds network fields (they need the pod's PID). Returns the usage that gated
+/// the derived fields.
+pub fn pod_record(
+    owner: &Record,
+    read: &PodRead<'_>,
+    restarts_delta: Option<f64>,
+    s: PodSettings,
+    tick: &mut Tick<'_>,
+) -> (Record, Usage) {
+    let pod = read.pod;
+    let mut r = Record::new(RecordType::Pod, owner.timestamp_ms);
+    pod_attributes(&mut r, owner, pod, s);
+    r.set_attribute("pod_status", pod.pod_status());
+    let usage = cpumem::add(
+        &mut r,
+        &cpumem::POD,
+        scope(&["pod", read.cgroup]),
+        read.cpu,
+        read.memory,
+        tick,
+    );
+    r.set_field("pod_number_of_containers", Some(pod.number_of_containers() as f64));
+    r.set_field(
+        "pod_number_of_running_containers",
+        Some(pod.number_of_running_containers() as f64),
+    );
+    // RST-1: a per-tick delta, absent on the first observation.
+    r.set_field("pod_number_of_container_restarts", restarts_delta);
+    let capacity = crate::kube::NodeCapacity {
+        cpu_millicores: f64::from(tick.capacity.cpus) * 1000.0,
+        memory_bytes: tick.capacity.memory_bytes as f64,
+    };
+    add_resources(&mut r, pod, usage, &capacity);
+    if s.enhanced {
+        add_status_fields(&mut r, pod);
+    }
+    if s.kubernetes_object {
+        let node = owner.attribute("NodeName").unwrap_or_default();
+        r.json_attributes
+            .push(("kubernetes", kubernetes_object(node, pod, s, None)));
+    }
+    (r, usage)
+}
+
+/// The Container record of one application container (§6.1, §7.2, §8.2–§8.3).
+pub fn container_record(
+    owner: &Record,
+    pod: &PodInfo,
+    container: &ContainerInfo,
+    read: (&str, Option<CpuStats>, Option<MemoryStats>),
+    restarts_delta: Option<f64>,
+    s: PodSettings,
+    tick: &mut Tick<'_>,
+) -> Record {
+    let (cgroup, cpu, memory) = read;
+    let mut r = Record::new(RecordType::Container, owner.timestamp_ms);
+    pod_attributes(&mut r, owner, pod, s);
+    if s.enhanced {
+        r.set_attribute("ContainerName", container.name.as_str());
+    }
+    if let Some(status) = container.state.as_status() {
+        r.set_attribute("container_status", status);
+    }
+    if let Some(reason) = container.state.reason().filter(|r| !r.is_empty()) {
+        r.set_attribute("container_status_reason", reason);
+    }
+    if let Some(reason) = container.last_termination_reason.as_deref().filter(|r| !r.is_empty()) {
+        r.set_attribute("container_last_termination_reason", reason);
+    }
+    let usage = cpumem::add(
+        &mut r,
+        &cpumem::CONTAINER,
+        scope(&["container", cgroup]),
+        cpu,
+        memory,
+        tick,
+    );
+    if let Some(cpu) = usage.cpu_millicores {
+        r.set_field("container_cpu_limit", container.cpu_limit_millicores);
+        r.set_field("container_cpu_request", container.cpu_request_millicores);
+        if s.enhanced {
+            let over = container
+                .cpu_limit_millicores
+                .filter(|l| *l > 0.0)
+                .map(|l| cpu / l * 100.0);
+            r.set_field("container_cpu_utilization_over_container_limit", over);
+        }
+    }
+    if let Some(ws) = usage.working_set_bytes {
+        r.set_field("container_memory_limit", container.memory_limit_bytes);
+        r.set_field("container_memory_request", container.memory_request_bytes);
+        if s.enhanced {
+            let over = container
+                .memory_limit_bytes
+                .filter(|l| *l > 0.0)
+                .map(|l| ws / l * 100.0);
+            r.set_field("container_memory_utilization_over_container_limit", over);
+        }
+    }
+    // RST-3: the per-container twin, without prefix and without unit (quirk, parity).
+    r.set_field("number_of_container_restarts", restarts_delta);
+    if s.kubernetes_object {
+        let node = owner.attribute("NodeName").unwrap_or_default();
+        r.json_attributes
+            .push(("kubernetes", kubernetes_object(node, pod, s, Some(container))));
+    }
+    r
+}
+
+/// The Node record's pod-derived fields (§7.1, §8.1), gated like the pod's (§7.2).
+pub fn add_node_totals(node: &mut Record, totals: &NodeTotals, usage: Usage) {
+    node.set_field("node_number_of_running_pods", Some(totals.running_pods as f64));
+    node.set_field(
+        "node_number_of_running_containers",
+        Some(totals.running_containers as f64),
+    );
+    let cpu_limit = node.field("node_cpu_limit");
+    let mem_limit = node.field("node_memory_limit");
+    if usage.cpu_millicores.is_some() {
+        node.set_field("node_cpu_request", Some(totals.cpu_request_millicores));
+        node.set_field(
+            "node_cpu_reserved_capacity",
+            cpu_limit.map(|l| totals.cpu_request_millicores / l * 100.0),
+        );
+    }
+    if usage.working_set_bytes.is_some() {
+        node.set_field("node_memory_request", Some(totals.memory_request_bytes));
+        node.set_field(
+            "node_memory_reserved_capacity",
+            mem_limit.map(|l| totals.memory_request_bytes / l * 100.0),
+        );
+    }
+}

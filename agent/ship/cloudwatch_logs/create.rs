@@ -1,0 +1,120 @@
+//! Lazy creation of a log stream, and of its group when that is missing too
+//! (`spec/METRICS.md` §12.1, `spec/LOGS.md` §8.6).
+//!
+//! Only after PutLogEvents answered `ResourceNotFoundException`: `CreateLogStream`; if that says
+//! the group is missing, `CreateLogGroup`, then `PutRetentionPolicy` only when this call created
+//! the group and a retention is configured (kinsight never changes another creator's retention),
+//! then `CreateLogStream` again. `ResourceAlreadyExistsException` means another node won the race
+//! and counts as success.
+
+use aws_sdk_cloudwatchlogs::Client;
+
+use crate::telemetry::Telemetry;
+use crate::telemetry::events::{AwsCall, AwsCallResult};
+
+use super::super::cloudwatch::retry::{Failure, classify};
+
+/// What [`ensure`] created (both false: someone else had just created them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Created {
+    pub group: bool,
+    pub stream: bool,
+}
+
+const NOT_FOUND: &str = "ResourceNotFoundException";
+const ALREADY_EXISTS: &str = "ResourceAlreadyExistsException";
+
+/// Makes sure `group`/`stream` exist.
+pub async fn ensure(
+    client: &Client,
+    group: &str,
+    stream: &str,
+    retention_days: Option<u32>,
+    telemetry: &Telemetry,
+) -> Result<Created, Failure> {
+    match create_stream(client, group, stream, telemetry).await {
+        Ok(stream) => return Ok(Created { group: false, stream }),
+        Err(f) if f.code.as_deref() == Some(NOT_FOUND) => {}
+        Err(f) => return Err(f),
+    }
+    let created_group = create_group(client, group, telemetry).await?;
+    if created_group && let Some(days) = retention_days {
+        put_retention(client, group, days, telemetry).await?;
+    }
+    let stream = create_stream(client, group, stream, telemetry).await?;
+    Ok(Created {
+        group: created_group,
+        stream,
+    })
+}
+
+/// `Ok(true)` created, `Ok(false)` already there.
+async fn create_stream(client: &Client, group: &str, stream: &str, t: &Telemetry) -> Result<bool, Failure> {
+    let r = client
+        .create_log_stream()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .send()
+        .await;
+    settle("CreateLogStream", r.map(|_| ()).map_err(|e| classify(&e)), t)
+}
+
+async fn create_group(client: &Client, group: &str, t: &Telemetry) -> Result<bool, Failure> {
+    let r = client.create_log_group().log_group_name(group).send().await;
+    settle("CreateLogGroup", r.map(|_| ()).map_err(|e| classify(&e)), t)
+}
+
+async fn put_retention(client: &Client, group: &str, days: u32, t: &Telemetry) -> Result<(), Failure> {
+    let days = i32::try_from(days).unwrap_or(i32::MAX);
+    let r = client
+        .put_retention_policy()
+        .log_group_name(group)
+        .retention_in_days(days)
+        .send()
+        .await;
+    settle("PutRetentionPolicy", r.map(|_| ()).map_err(|e| classify(&e)), t).map(|_| ())
+}
+
+/// Counts the call; `ResourceAlreadyExistsException` is success (`Ok(false)`).
+fn settle(api: &'static str, r: Result<(), Failure>, t: &Telemetry) -> Result<bool, Failure> {
+    match r {
+        Ok(()) => {
+            AwsCall {
+                api,
+                result: AwsCallResult::Ok,
+                code: None,
+                detail: "",
+            }
+            .emit(t);
+            Ok(true)
+        }
+        Err(f) if f.code.as_deref() == Some(ALREADY_EXISTS) => {
+            AwsCall {
+                api,
+                result: AwsCallResult::Ok,
+                code: f.code.as_deref(),
+                detail: "",
+            }
+            .emit(t);
+            Ok(false)
+        }
+        Err(f) => {
+            let result = if f.class.is_retryable() {
+                AwsCallResult::Retry
+            } else {
+                AwsCallResult::Error
+            };
+            AwsCall {
+                api,
+                result,
+                code: f.code.as_deref(),
+                detail: &f.message,
+            }
+            .emit(t);
+            if !f.class.is_retryable() && f.code.as_deref() != Some(NOT_FOUND) {
+                tracing::error!(api, code = f.code.as_deref().unwrap_or(""), error = %f.message, "cannot create the performance log group or stream");
+            }
+            Err(f)
+        }
+    }
+}

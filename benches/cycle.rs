@@ -1,0 +1,82 @@
+//! One metric collection cycle (sample + compute + encode) on a synthetic cgroup v2 node with
+//! 110, 250 and 737 pods of 3 containers each (issue #3's performance targets: at most 20 ms of
+//! CPU for 737 pods). The tree lives on tmpfs (`/dev/shm`) so the figure is the agent's cost,
+//! not the disk's; a real node's `/sys/fs/cgroup` and `/proc` are in-memory filesystems too.
+//!
+//! Run: `cargo bench --bench cycle` (README "Performance").
+
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use kinsight::config::{self, Inputs, Output};
+use kinsight::host::{CgroupMode, Root, SystemClock, procfs};
+use kinsight::kube::{self, PodIndex};
+use kinsight::metrics::Collector;
+use kinsight::metrics::collect::Settings;
+use kinsight::metrics::compute::NodeAttributes;
+use kinsight::metrics::sample::Sampler;
+use kinsight::telemetry::Telemetry;
+
+fn collector(root: &Path, config_json: &str) -> Collector {
+    let inputs = Inputs {
+        output_override: Some(Output::Stdout),
+        host_name_fallback: "bench".into(),
+        ..Inputs::default()
+    };
+    let cfg = config::load_str(config_json, &inputs).expect("bench config is valid");
+    let root = Root::new(root);
+    let mode = CgroupMode::detect(&root).expect("synthetic tree has a cgroup v2 root");
+    let capacity = procfs::read_capacity(&root).expect("synthetic /proc");
+    let index = PodIndex::new(None);
+    kube::load_file_now(&root.path("/proc/podlist.json"), None, &index).expect("synthetic pod list");
+    let attrs = NodeAttributes {
+        cluster_name: cfg.cluster_name.clone(),
+        node_name: cfg.node_name.clone(),
+        instance_id: Some("i-0123456789abcdef0".into()),
+        instance_type: Some("m5.4xlarge".into()),
+    };
+    let sampler = Sampler::new(root, mode, Telemetry::new());
+    Collector::new(sampler, capacity, Settings::from_config(&cfg, attrs), Some(index))
+}
+
+const STANDARD: &str = r#"{"logs":{"metrics_collected":{"kubernetes":{"cluster_name":"bench"}}}}"#;
+const ENHANCED_EMF: &str = r#"{"logs":{"metrics_collected":{"kubernetes":{"cluster_name":"bench","enhanced_container_insights":true}}},
+    "kinsight":{"metrics":{"destination":"emf"}}}"#;
+
+fn tmpfs_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    }
+    .expect("temporary directory")
+}
+
+fn cycle(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cycle");
+    group.sample_size(30).measurement_time(Duration::from_secs(6));
+    for (mode, config_json) in [("put_metric_data", STANDARD), ("emf_enhanced", ENHANCED_EMF)] {
+        for pods in [110, 250, 737] {
+            let dir = tmpfs_dir();
+            let mut node = synthetic::Node::create(dir.path(), pods, 3);
+            let mut col = collector(dir.path(), config_json);
+            // Two warm-up ticks with moving counters: the measured ones then have rates.
+            col.collect(&SystemClock);
+            node.advance();
+            col.collect(&SystemClock);
+            group.bench_with_input(BenchmarkId::new(mode, pods), &pods, |b, _| {
+                b.iter(|| black_box(col.collect(&SystemClock)));
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, cycle);
+criterion_main!(benches);

@@ -455,3 +455,51 @@ fn destination_both_sends_each_datapoint_once() {
     let lines = json_lines(&r.stdout);
     assert!(lines.iter().all(|l| l["kind"] == "emf"), "{}", r.stdout);
 }
+
+/// `check` reports the apiserver: reachable when something listens at
+/// `KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT`, a warning when nothing does, skipped
+/// outside a pod.
+#[test]
+fn check_reports_apiserver_reachability() {
+    let dir = tempfile::tempdir().unwrap();
+    v2_fixture(dir.path());
+    let cfg = dir.path().join("c.json");
+    write(&cfg, &local_config(60, "stdout", "null"));
+    let check = |env: &[(&str, String)]| {
+        let mut cmd = kinsight();
+        cmd.args(["check", "--output", "stdout", "--host-root"])
+            .arg(dir.path())
+            .arg("--config")
+            .arg(&cfg);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    };
+    let outside = check(&[]);
+    assert!(outside.stderr.contains("SKIP  apiserver"), "{}", outside.stderr);
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let up = check(&[
+        ("KUBERNETES_SERVICE_HOST", "127.0.0.1".into()),
+        ("KUBERNETES_SERVICE_PORT", port.clone()),
+    ]);
+    assert!(
+        up.stderr
+            .contains(&format!("OK    apiserver      127.0.0.1:{port} reachable")),
+        "{}",
+        up.stderr
+    );
+
+    drop(listener);
+    let down = check(&[
+        ("KUBERNETES_SERVICE_HOST", "127.0.0.1".into()),
+        ("KUBERNETES_SERVICE_PORT", port.clone()),
+    ]);
+    assert!(
+        down.stderr.contains("WARN  apiserver") && down.stderr.contains("unreachable"),
+        "{}",
+        down.stderr
+    );
+}

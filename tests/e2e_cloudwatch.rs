@@ -101,7 +101,10 @@ fn aws_env(cmd: &mut Command, endpoints: &[(&str, &str)]) {
 type Series = (String, Vec<(String, String)>);
 
 #[tokio::test(flavor = "multi_thread")]
-#[expect(clippy::too_many_lines, reason = "one scenario: print, send, list, read back, compare")]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: print, send, list, read back, compare"
+)]
 async fn put_metric_data_reads_back_what_stdout_prints() {
     let (Some(moto), Some(ms)) = (Moto::start(), Ministack::start()) else {
         return;

@@ -21,7 +21,10 @@
 //!   and FCT, the burner at one core, the holder's memory; pod metrics gain FP.
 //!
 //! The burner's cgroups get the maximum `cpu.shares`, so that it holds a whole core while builds
-//! keep the shared 2-core machine busy; without that, it got 0.5–0.7 of a core here.
+//! keep the shared 2-core machine busy; without that, it got 0.5–0.7 of a core here. When the
+//! kernel's own accounting still shows it below 0.85 cores over a measurement (the machine, not
+//! kinsight, decided the value), the measurement is repeated, at most 3 times; the checks are
+//! the same on every attempt.
 //!
 //! Needs root and cgroup v1 (this project's machines): otherwise the tests say so and return,
 //! and under `CI=true` they fail. Never run on a real Kubernetes node: they write into kubepods.

@@ -58,7 +58,7 @@ fn assert_parse_error(err: &HostError, file: &str, what: &str) {
 #[test]
 fn a_cgroup_vanishing_between_listing_and_reading_is_not_found() {
     let (_dir, r) = copy_of("cgroup-v2-systemd/t1");
-    let mode = CgroupMode::V2;
+    let mode = CgroupMode::V2(kinsight::host::cgroup::V2Files::ALL);
     let pods = mode.list_pods(&r).unwrap();
     let a = pods.iter().find(|p| p.uid == A_UID).unwrap();
     let app = a.containers.iter().find(|c| c.id.starts_with('a')).unwrap();
@@ -86,7 +86,7 @@ fn a_cgroup_vanishing_between_listing_and_reading_is_not_found() {
 #[test]
 fn empty_and_unparsable_cgroup_files_are_parse_errors_naming_the_file() {
     let (_dir, r) = copy_of("cgroup-v2-systemd/t1");
-    let mode = CgroupMode::V2;
+    let mode = CgroupMode::V2(kinsight::host::cgroup::V2Files::ALL);
     let pod = pod_a_v2();
     let put = |file: &str, text: &str| std::fs::write(r.path(format!("/sys/fs/cgroup/{pod}/{file}")), text).unwrap();
 
@@ -160,7 +160,7 @@ fn is_root() -> bool {
 #[test]
 fn unreadable_directories_are_errors_for_the_listing() {
     let (_dir, r) = copy_of("cgroup-v2-systemd/t1");
-    let mode = CgroupMode::V2;
+    let mode = CgroupMode::V2(kinsight::host::cgroup::V2Files::ALL);
     // Only a directory is a cgroup: a file where a QoS slice should be is skipped by the walk.
     let slice = r.path("/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice");
     std::fs::remove_dir_all(&slice).unwrap();

@@ -66,7 +66,7 @@ fn v2_systemd_lists_oracle_pods_at_both_ticks() {
     for tick in [0, 1] {
         let r = tree("cgroup-v2-systemd", tick);
         let mode = CgroupMode::detect(&r).unwrap();
-        assert_eq!(mode, CgroupMode::V2);
+        assert!(matches!(mode, CgroupMode::V2(_)), "{mode:?}");
         assert_eq!(mode.driver(&r), Some("systemd"));
         let a = systemd_pod("burstable", A_UID);
         let b = systemd_pod("besteffort", B_UID);
@@ -104,7 +104,7 @@ fn v2_systemd_lists_oracle_pods_at_both_ticks() {
 #[test]
 fn v2_systemd_node_values_match_the_oracle() {
     let (r0, r1) = (tree("cgroup-v2-systemd", 0), tree("cgroup-v2-systemd", 1));
-    let mode = CgroupMode::V2;
+    let mode = CgroupMode::V2(kinsight::host::cgroup::V2Files::ALL);
     let cap = procfs::read_capacity(&r1).unwrap();
     assert_eq!((cap.cpus, cap.memory_bytes), (4, 8_192_000_000));
     assert_eq!(
@@ -193,7 +193,7 @@ fn v2_systemd_node_values_match_the_oracle() {
 #[test]
 fn v2_systemd_pod_values_match_the_oracle() {
     let (r0, r1) = (tree("cgroup-v2-systemd", 0), tree("cgroup-v2-systemd", 1));
-    let mode = CgroupMode::V2;
+    let mode = CgroupMode::V2(kinsight::host::cgroup::V2Files::ALL);
     let a = systemd_pod("burstable", A_UID);
     let b = systemd_pod("besteffort", B_UID);
     let mem_total = 8_192_000_000f64;

@@ -34,7 +34,7 @@ fn prerequisites() -> Option<V1Layout> {
     let missing = if is_root() {
         match CgroupMode::detect(&Root::new("/")) {
             Ok(CgroupMode::V1(l) | CgroupMode::Hybrid(l)) => return Some(l),
-            Ok(CgroupMode::V2) => "cgroup v1 (this machine has the unified hierarchy only)".to_string(),
+            Ok(CgroupMode::V2(_)) => "cgroup v1 (this machine has the unified hierarchy only)".to_string(),
             Err(e) => format!("a cgroup mount ({e})"),
         }
     } else {

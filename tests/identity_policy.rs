@@ -86,6 +86,8 @@ const USED: &[Used] = &[
             namespace: None,
         },
     },
+    // The cluster name from the instance tag (agent/auth/ec2.rs). DescribeTags supports no
+    // resource-level permissions or condition keys: IAM only accepts `*` for it.
     Used {
         marker: "Action=DescribeTags",
         action: "ec2:DescribeTags",
@@ -481,6 +483,9 @@ fn the_policy_is_no_broader_than_its_purpose() {
         "logs:DeleteLogGroup",
         "cloudwatch:GetMetricData",
         "ec2:DescribeVolumes",
+        "ec2:DescribeInstances",
+        "ec2:CreateTags",
+        "ec2:*",
         "ssm:GetParameter",
         "logs:*",
     ] {

@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,8 +17,8 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_types::region::Region;
-use kinsight::auth::{self, Identity};
-use kinsight::host::SystemClock;
+use kinsight::auth::{self, Identity, IdentityKind};
+use kinsight::host::{Clock, SystemClock};
 use kinsight::telemetry::Telemetry;
 use support::{FakeResponse, FakeServer, expiration_in};
 use tokio::time::Instant;
@@ -35,14 +35,35 @@ struct Sts {
     server: FakeServer,
     mode: Arc<Mutex<Mode>>,
     issued: Arc<AtomicU32>,
+    /// Whether `GetCallerIdentity` answers (otherwise `InvalidClientTokenId`, not retried).
+    caller_ok: Arc<AtomicBool>,
 }
 
 /// A fake STS answering `AssumeRole` with credentials valid for `lifetime_secs`.
 fn sts(lifetime_secs: Arc<AtomicU64>) -> Sts {
     let mode = Arc::new(Mutex::new(Mode::Up));
     let issued = Arc::new(AtomicU32::new(0));
-    let (m, n) = (mode.clone(), issued.clone());
+    let caller_ok = Arc::new(AtomicBool::new(true));
+    let (m, n, ok) = (mode.clone(), issued.clone(), caller_ok.clone());
     let server = FakeServer::start(move |req| {
+        if req.body_text().contains("Action=GetCallerIdentity") {
+            return if ok.load(Ordering::SeqCst) {
+                FakeResponse::new(
+                    200,
+                    "text/xml",
+                    "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult>\
+                     <Arn>arn:aws:sts::123456789012:assumed-role/kinsight/kinsight-test</Arn><UserId>AROATEST:kinsight-test</UserId>\
+                     <Account>123456789012</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>0</RequestId>\
+                     </ResponseMetadata></GetCallerIdentityResponse>",
+                )
+            } else {
+                FakeResponse::new(
+                    403,
+                    "text/xml",
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>not yet</Message></Error></ErrorResponse>",
+                )
+            };
+        }
         if !req.body_text().contains("Action=AssumeRole") {
             return FakeResponse::text(400, "");
         }
@@ -73,7 +94,12 @@ fn sts(lifetime_secs: Arc<AtomicU64>) -> Sts {
             ),
         )
     });
-    Sts { server, mode, issued }
+    Sts {
+        server,
+        mode,
+        issued,
+        caller_ok,
+    }
 }
 
 /// A fake CloudWatch Logs that accepts `PutLogEvents` at once.
@@ -96,6 +122,10 @@ struct Setup {
 }
 
 async fn setup(lifetime_secs: u64) -> Setup {
+    setup_with_clock(lifetime_secs, Arc::new(SystemClock)).await
+}
+
+async fn setup_with_clock(lifetime_secs: u64, clock: Arc<dyn Clock>) -> Setup {
     let lifetime = Arc::new(AtomicU64::new(lifetime_secs));
     let sts = sts(lifetime);
     let logs = logs();
@@ -117,7 +147,7 @@ async fn setup(lifetime_secs: u64) -> Setup {
         "agent_role",
         SharedCredentialsProvider::new(provider),
         first,
-        Arc::new(SystemClock),
+        clock,
         Telemetry::new(),
     );
     let cancel = CancellationToken::new();
@@ -314,4 +344,71 @@ async fn node_metadata_comes_from_imdsv2_and_never_blocks_long() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Wall time as the system's; monotonic time the test moves past the forced-refresh debounce.
+#[derive(Debug, Default)]
+struct SteppedClock {
+    ahead: Mutex<Duration>,
+}
+
+impl Clock for SteppedClock {
+    fn wall_ms(&self) -> i64 {
+        SystemClock.wall_ms()
+    }
+    fn monotonic(&self) -> Instant {
+        Instant::now() + *self.ahead.lock().unwrap()
+    }
+}
+
+/// spec/IDENTITY.md §5 step 5: a `GetCallerIdentity` that failed at startup is retried after each
+/// successful refresh, until it succeeds once; nothing is asked before a refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_identity_failed_at_startup_is_retried_after_each_refresh_until_it_succeeds() {
+    let clock = Arc::new(SteppedClock::default());
+    let s = setup_with_clock(3600, clock.clone()).await;
+    s.sts.caller_ok.store(false, Ordering::SeqCst);
+    let callers = || {
+        s.sts
+            .server
+            .requests()
+            .iter()
+            .filter(|r| r.body_text().contains("Action=GetCallerIdentity"))
+            .count()
+    };
+    let sdk = auth::sdk_config(&Region::new("us-east-1"), &s.identity)
+        .await
+        .into_builder()
+        .endpoint_url(s.sts.server.url())
+        .build();
+    let task = auth::retry_caller_identity(&s.identity, sdk, IdentityKind::Irsa, s.cancel.child_token());
+    send(&s.client).await.expect("a send");
+    assert_eq!(callers(), 0, "nothing is asked before a refresh");
+
+    // Refresh 1: GetCallerIdentity still fails; the task keeps waiting.
+    assert!(s.identity.refresh_now("test: first refresh"));
+    assert!(
+        wait_for(Duration::from_secs(10), || callers() == 1).await,
+        "asked after refresh 1"
+    );
+    assert!(!task.is_finished());
+
+    // Refresh 2: it answers; the task ends with the ARN and asks no more.
+    s.sts.caller_ok.store(true, Ordering::SeqCst);
+    *clock.ahead.lock().unwrap() += auth::FORCE_DEBOUNCE;
+    assert!(s.identity.refresh_now("test: second refresh"));
+    let arn = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the retry ends after a successful call")
+        .expect("task");
+    assert_eq!(
+        arn.as_deref(),
+        Some("arn:aws:sts::123456789012:assumed-role/kinsight/kinsight-test")
+    );
+    assert_eq!(callers(), 2);
+    *clock.ahead.lock().unwrap() += auth::FORCE_DEBOUNCE;
+    assert!(s.identity.refresh_now("test: third refresh"));
+    assert!(wait_for(Duration::from_secs(10), || s.sts.issued.load(Ordering::SeqCst) >= 4).await);
+    assert_eq!(callers(), 2, "no more GetCallerIdentity once it succeeded");
+    s.cancel.cancel();
 }

@@ -246,10 +246,13 @@ fn datums_of_the_cluster_records_match_section_19_6() {
     assert_eq!(sets, want, "exactly the S, NS and C sets of §3.3 rows 22–25");
     let web = datums
         .iter()
-        .find(|d| d.metric_name == "service_number_of_running_pods" && d.dimensions.iter().any(|(_, v)| v == "web-svc"))
+        .find(|d| {
+            d.metric_name == "service_number_of_running_pods" && d.dimensions.iter().any(|(_, v)| &**v == "web-svc")
+        })
         .unwrap();
+    let web_dims: Vec<(&str, String)> = web.dimensions.iter().map(|(k, v)| (*k, v.to_string())).collect();
     assert_eq!(
-        web.dimensions,
+        web_dims,
         vec![
             ("ClusterName", "demo".to_string()),
             ("Namespace", "shop".to_string()),

@@ -33,9 +33,9 @@ fn interval(tag: &str, n: usize) -> Vec<Datum> {
         .map(|i| Datum {
             metric_name: "pod_cpu_utilization",
             dimensions: vec![
-                ("ClusterName", tag.to_string()),
-                ("Namespace", "default".to_string()),
-                ("PodName", format!("pod-{i}")),
+                ("ClusterName", tag.into()),
+                ("Namespace", "default".into()),
+                ("PodName", format!("pod-{i}").into()),
             ],
             value: i as f64 + 0.25,
             unit: Unit::Percent,
@@ -297,7 +297,7 @@ async fn splits_2500_datums_into_1000_1000_500_gzipped_and_sends_each_once() {
         let dims: Vec<(String, String)> = d
             .dimensions
             .iter()
-            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .map(|(k, v)| ((*k).to_string(), v.to_string()))
             .collect();
         assert_eq!(a.dimensions, dims);
         assert_eq!(a.value, Some(d.value));

@@ -48,9 +48,9 @@ fn datums(cluster: &str, ts_ms: i64) -> Vec<Datum> {
             Datum {
                 metric_name,
                 dimensions: vec![
-                    ("ClusterName", cluster.to_string()),
-                    ("Namespace", "default".to_string()),
-                    ("PodName", format!("pod-{i}")),
+                    ("ClusterName", cluster.into()),
+                    ("Namespace", "default".into()),
+                    ("PodName", format!("pod-{i}").into()),
                 ],
                 value: i as f64 * 1.5 + 0.25,
                 unit,
@@ -104,7 +104,7 @@ async fn datums_read_back_from_ministack_equal_what_was_sent() {
             let dims: Vec<Dimension> = d
                 .dimensions
                 .iter()
-                .map(|(k, v)| Dimension::builder().name(*k).value(v).build())
+                .map(|(k, v)| Dimension::builder().name(*k).value(&**v).build())
                 .collect();
             (series(d.metric_name, &dims), (d.value, d.unit))
         })

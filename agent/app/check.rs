@@ -138,6 +138,7 @@ pub fn run_with(o: &Outside, opts: Options) -> Report {
     if let Some(cfg) = &cfg {
         state_dir(&mut r, &root, cfg);
     }
+    apiserver(&mut r, &o.env);
     match &cfg {
         Some(cfg) => aws_identity(&mut r, o, cfg, opts),
         None => r.push(
@@ -147,6 +148,40 @@ pub fn run_with(o: &Outside, opts: Options) -> Report {
         ),
     }
     r
+}
+
+/// Whether the apiserver answers TCP at `KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT`.
+/// A WARN, not a FAIL: a failing pod watch never stops the agent (KUBE-5), and this build's
+/// metadata sources are the pod list file and `none`.
+fn apiserver(r: &mut Report, env: &crate::config::Env) {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let Some(host) = &env.kubernetes_service_host else {
+        r.push(
+            Verdict::Skip,
+            "apiserver",
+            "not in a pod (KUBERNETES_SERVICE_HOST is unset)",
+        );
+        return;
+    };
+    let port = env.kubernetes_service_port.as_deref().unwrap_or("443");
+    let target = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let addr = match target.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(a)) => a,
+        Ok(None) => return r.push(Verdict::Warn, "apiserver", format!("{target} resolves to no address")),
+        Err(e) => return r.push(Verdict::Warn, "apiserver", format!("{target}: {e}")),
+    };
+    match TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)) {
+        Ok(_) => r.push(Verdict::Ok, "apiserver", format!("{target} reachable (TCP)")),
+        Err(e) => r.push(
+            Verdict::Warn,
+            "apiserver",
+            format!("{target} unreachable: {e}; pod metadata from the apiserver will be missing"),
+        ),
+    }
 }
 
 fn state_dir(r: &mut Report, root: &Root, cfg: &crate::config::Config) {

@@ -328,10 +328,7 @@ pub async fn build_with_clock(
         env.host_name.as_deref(),
         Some(cfg.node_name.as_str()),
     );
-    let pinned = chain::walk(chain::links(&pc, aws, session.clone(), workload_only), aws).await?;
-    if workload_only && !pinned.kind.is_workload_identity() {
-        return Err(AuthError::RefusedKind { kind: pinned.kind });
-    }
+    let (kind, base) = base_identity(&pc, aws, session.clone(), workload_only, clock.clone(), telemetry).await?;
     let mut warnings = Vec::new();
     if irsa_set && pod_identity_set {
         warnings.push(format!(
@@ -343,14 +340,6 @@ pub async fn build_with_clock(
     if let Some(v) = &aws.sts_regional_endpoints {
         tracing::info!(value = %v, "AWS_STS_REGIONAL_ENDPOINTS is ignored: kinsight always uses the regional STS endpoint");
     }
-    let base = Identity::new(
-        pinned.kind.as_str(),
-        "base",
-        pinned.provider,
-        pinned.first,
-        clock.clone(),
-        telemetry.clone(),
-    );
     base.spawn_refresher(cancel.child_token());
     let base_sdk = sdk_config(&region, &base).await;
 
@@ -392,14 +381,17 @@ pub async fn build_with_clock(
     };
 
     let (arn, caller_identity_error) = caller_identity(&agent_sdk).await;
-    let imds_source = (pinned.kind == IdentityKind::Imds && !arn.is_empty()).then(|| ImdsSource::from_arn(&arn));
+    if caller_identity_error.is_some() {
+        retry_caller_identity(&agent, agent_sdk.clone(), kind, cancel.child_token());
+    }
+    let imds_source = (kind == IdentityKind::Imds && !arn.is_empty()).then(|| ImdsSource::from_arn(&arn));
     IdentityInUse {
-        kind: pinned.kind.as_str(),
+        kind: kind.as_str(),
         imds_source: imds_source.map_or("none", ImdsSource::as_str),
     }
     .emit(telemetry);
     let report = IdentityReport {
-        kind: pinned.kind,
+        kind,
         imds_source,
         account: account_of(&arn).unwrap_or_default().to_string(),
         arn,
@@ -408,15 +400,13 @@ pub async fn build_with_clock(
         expiry: agent.expiry(),
         refresh_at: agent.refresh_at(),
         access_key_prefix: agent.access_key_prefix(),
-        role_arn: (pinned.kind == IdentityKind::Irsa)
-            .then(|| aws.role_arn.clone())
-            .flatten(),
-        token_file: match pinned.kind {
+        role_arn: (kind == IdentityKind::Irsa).then(|| aws.role_arn.clone()).flatten(),
+        token_file: match kind {
             IdentityKind::Irsa => aws.web_identity_token_file.clone(),
             IdentityKind::PodIdentity => aws.container_authorization_token_file.clone(),
             _ => None,
         },
-        session_name: (pinned.kind == IdentityKind::Irsa).then_some(session).flatten(),
+        session_name: (kind == IdentityKind::Irsa).then_some(session).flatten(),
         agent_role_arn: cfg.identity.agent_role_arn.clone(),
         logs_role_arn: cfg.identity.logs_role_arn.clone(),
         endpoints: Endpoints::resolve(cfg, aws),
@@ -433,6 +423,71 @@ pub async fn build_with_clock(
         report,
         identity: agent,
         logs_identity,
+    })
+}
+
+/// The base identity (§4, §7): the chain built from `pc` (region, HTTP client) and `aws`, walked,
+/// and the link that answered pinned in an [`Identity`] with its first credentials. Its
+/// refresher is not started ([`Identity::spawn_refresher`]). With `workload_only`, only IRSA and
+/// the container link are built, and any other kind is refused. [`build_with_clock`] uses it;
+/// tests call it with a `ProviderConfig` whose HTTP client reaches a local STS.
+pub async fn base_identity(
+    pc: &ProviderConfig,
+    aws: &AwsEnv,
+    session: Option<String>,
+    workload_only: bool,
+    clock: Arc<dyn Clock>,
+    telemetry: &Telemetry,
+) -> Result<(IdentityKind, Identity), AuthError> {
+    let pinned = chain::walk(chain::links(pc, aws, session, workload_only), aws).await?;
+    if workload_only && !pinned.kind.is_workload_identity() {
+        return Err(AuthError::RefusedKind { kind: pinned.kind });
+    }
+    let identity = Identity::new(
+        pinned.kind.as_str(),
+        "base",
+        pinned.provider,
+        pinned.first,
+        clock,
+        telemetry.clone(),
+    );
+    Ok((pinned.kind, identity))
+}
+
+/// §5 step 5: `GetCallerIdentity` failed at startup (a private subnet without an STS endpoint,
+/// STS briefly down), so it is retried after each successful refresh of `identity` until it
+/// succeeds once; that logs the ARN the startup line could not show. The task ends with the ARN,
+/// or `None` when `cancel` fires first.
+pub fn retry_caller_identity(
+    identity: &Identity,
+    sdk: SdkConfig,
+    kind: IdentityKind,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<Option<String>> {
+    let mut refreshes = identity.refreshes();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return None,
+                changed = refreshes.changed() => if changed.is_err() { return None },
+            }
+            match caller_identity(&sdk).await {
+                (arn, None) => {
+                    let imds_source = (kind == IdentityKind::Imds).then(|| ImdsSource::from_arn(&arn));
+                    tracing::info!(
+                        kind = kind.as_str(),
+                        imds_source = imds_source.map_or("-", ImdsSource::as_str),
+                        arn = %arn,
+                        account = account_of(&arn).unwrap_or_default(),
+                        "sts:GetCallerIdentity succeeded after a credentials refresh"
+                    );
+                    return Some(arn);
+                }
+                (_, Some(e)) => {
+                    tracing::debug!(error = %e, "sts:GetCallerIdentity still failing; retried after the next refresh");
+                }
+            }
+        }
     })
 }
 

@@ -48,6 +48,14 @@ pub enum AuthError {
         #[source]
         source: aws_credential_types::provider::error::CredentialsError,
     },
+    /// No cluster name anywhere (`spec/METRICS.md` §15.1 CLN-2): a configuration error. `tag` says
+    /// why the instance tag did not give one.
+    #[error(
+        "no cluster name: set logs.metrics_collected.kubernetes.cluster_name in cwagentconfig.json, or the \
+         K8S_CLUSTER_NAME environment variable, or tag the instance kubernetes.io/cluster/<name>=owned and allow \
+         ec2:DescribeTags; the instance tag: {tag}"
+    )]
+    NoClusterName { tag: String },
     /// An AWS call failed (check's test sends, `ec2:DescribeTags`).
     #[error("{operation} failed: {message}")]
     Call { operation: &'static str, message: String },
@@ -55,10 +63,13 @@ pub enum AuthError {
 
 impl AuthError {
     /// `EX_CONFIG` (78) for what only a configuration change can fix (no region, a refused
-    /// identity); 1 for the rest.
+    /// identity, no cluster name); 1 for the rest.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AuthError::NoRegion { .. } | AuthError::Refused { .. } | AuthError::RefusedKind { .. } => 78,
+            AuthError::NoRegion { .. }
+            | AuthError::Refused { .. }
+            | AuthError::RefusedKind { .. }
+            | AuthError::NoClusterName { .. } => 78,
             _ => 1,
         }
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::host::Clock;
@@ -90,6 +90,8 @@ struct Inner {
     state: RwLock<State>,
     force: Notify,
     last_forced: Mutex<Option<tokio::time::Instant>>,
+    /// Counts successful refreshes; [`Identity::refreshes`] hands out receivers.
+    refreshed: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -134,6 +136,7 @@ impl Identity {
                 }),
                 force: Notify::new(),
                 last_forced: Mutex::new(None),
+                refreshed: watch::Sender::new(0),
             }),
         };
         identity.update_gauge();
@@ -198,6 +201,12 @@ impl Identity {
         true
     }
 
+    /// A receiver that changes after every successful refresh (the value counts them). For work
+    /// that waits on fresh credentials, such as retrying `sts:GetCallerIdentity` (§5 step 5).
+    pub fn refreshes(&self) -> watch::Receiver<u64> {
+        self.inner.refreshed.subscribe()
+    }
+
     /// Starts the background refresher; it stops when `cancel` fires.
     pub fn spawn_refresher(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
@@ -257,6 +266,7 @@ impl Identity {
                     }
                     failures = 0;
                     last_failure_log = None;
+                    self.inner.refreshed.send_modify(|n| *n += 1);
                     self.update_gauge();
                     due = self.next_due(unit());
                 }

@@ -2,7 +2,8 @@
 //! `SdkConfig`s every AWS client is built from (`spec/IDENTITY.md`).
 //!
 //! Owns: which credentials kinsight uses and keeping them fresh; the startup identity report;
-//! the refusal of non-workload identities; node metadata from `IMDSv2`. Must not: send metrics or logs (`ship` does, with the `SdkConfig`s from
+//! the refusal of non-workload identities; node metadata from `IMDSv2`; the instance tags and
+//! the cluster name they carry (`ec2:DescribeTags`). Must not: send metrics or logs (`ship` does, with the `SdkConfig`s from
 //! [`build`]).
 //!
 //! Inputs: the validated [`crate::config::Config`], the environment captured by `main`
@@ -19,11 +20,13 @@
 //!
 //! Files: `kind.rs` (identity kinds, session name), `chain.rs` (links, walk, hints),
 //! `identity.rs` (the credentials owner and its refresher), `context.rs` ([`build`], region,
-//! endpoints, the report), `imds.rs` (node metadata),
+//! endpoints, the report), `imds.rs` (node metadata), `ec2.rs` (instance tags and the cluster
+//! name from `ec2:DescribeTags`),
 //! `send_test.rs` (`kinsight check --send-test`), `error.rs`.
 
 mod chain;
 mod context;
+mod ec2;
 mod error;
 mod identity;
 mod imds;
@@ -32,7 +35,12 @@ pub mod send_test;
 
 pub use chain::token_claims;
 pub use context::{
-    AwsContext, Endpoints, IdentityReport, RegionSource, build, build_with_clock, resolve_region, sdk_config,
+    AwsContext, Endpoints, IdentityReport, RegionSource, base_identity, build, build_with_clock, resolve_region,
+    retry_caller_identity, sdk_config,
+};
+pub use ec2::{
+    ASG_TAG, CLUSTER_TAG_PREFIX, ClusterNameFrom, ClusterTag, Tag, cluster_name_from_tags, cluster_tag,
+    describe_instance_tags, resolve_cluster_name,
 };
 pub use error::AuthError;
 pub use identity::{ATTEMPT_TIMEOUT, CredentialsExpired, FORCE_DEBOUNCE, Identity, backoff, refresh_due};

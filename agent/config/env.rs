@@ -23,6 +23,8 @@ pub struct Env {
     /// `KUBERNETES_SERVICE_HOST`: set by kubelet in every pod; its presence means "in a cluster"
     /// and makes `apiserver` the default metadata source.
     pub kubernetes_service_host: Option<String>,
+    /// `KUBERNETES_SERVICE_PORT`: the apiserver's port inside the cluster (kubelet sets it).
+    pub kubernetes_service_port: Option<String>,
     /// The AWS SDK's variables that `auth` inspects for its report and builds links from
     /// (`spec/IDENTITY.md` §12).
     pub aws: AwsEnv,
@@ -78,6 +80,7 @@ impl Env {
             aws_region: get("AWS_REGION"),
             pod_name: get("POD_NAME"),
             kubernetes_service_host: get("KUBERNETES_SERVICE_HOST"),
+            kubernetes_service_port: get("KUBERNETES_SERVICE_PORT"),
             aws: AwsEnv::from_lookup(&get),
         }
     }

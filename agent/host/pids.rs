@@ -73,7 +73,17 @@ pub fn pod_pids(root: &Root) -> Result<HashMap<String, u32>, HostError> {
 #[derive(Debug, Default)]
 pub struct PidMap {
     by_uid: HashMap<String, u32>,
+    /// Pods that had no process at the last scan (completed pods keep their cgroup for a
+    /// while, hostNetwork-less pods between restarts): they do not trigger a scan every tick.
+    missing_at_scan: HashSet<String>,
+    /// Refreshes since the last full scan.
+    since_scan: u32,
 }
+
+/// A pod left without a PID triggers a new scan at most every this many refreshes (ticks),
+/// unless it is a pod the last scan did not know yet. A full scan reads one small file per host
+/// process: on a busy node, a few thousand reads that should not run every tick.
+const RESCAN_EVERY: u32 = 10;
 
 impl PidMap {
     /// Keeps the entries of `wanted` pods whose PID still belongs to them, forgets the rest,
@@ -83,14 +93,26 @@ impl PidMap {
         self.by_uid.retain(|uid, pid| {
             wanted.contains(uid.as_str()) && matches!(pod_of_pid(root, *pid), Ok(Some(ref p)) if p.pod_uid == *uid)
         });
-        if wanted.iter().all(|uid| self.by_uid.contains_key(*uid)) {
+        self.since_scan = self.since_scan.saturating_add(1);
+        let mut missing = wanted.iter().filter(|uid| !self.by_uid.contains_key(**uid)).peekable();
+        if missing.peek().is_none() {
             return Ok(());
         }
+        let new_pod_missing = missing.any(|uid| !self.missing_at_scan.contains(*uid));
+        if !new_pod_missing && self.since_scan < RESCAN_EVERY {
+            return Ok(());
+        }
+        self.since_scan = 0;
         for (uid, pid) in pod_pids(root)? {
             if wanted.contains(uid.as_str()) {
                 self.by_uid.entry(uid).or_insert(pid);
             }
         }
+        self.missing_at_scan = wanted
+            .iter()
+            .filter(|uid| !self.by_uid.contains_key(**uid))
+            .map(|u| (*u).to_string())
+            .collect();
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! Per-counter rates from two samples (`spec/METRICS.md` RATE-1 … RATE-5).
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -20,18 +20,44 @@ struct Prev {
     at: Instant,
 }
 
+/// A multiply-rotate hasher (the `FxHash` scheme). Rate keys are already well-mixed 64-bit
+/// hashes of local cgroup paths plus a small field tag, so `SipHash`'s flood resistance buys
+/// nothing here, and this map is probed thousands of times per tick.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_isize(&mut self, i: isize) {
+        self.write_u64(u64::from_ne_bytes(i.to_ne_bytes()));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Holds the previous value of every counter, keyed by whatever identifies it (cgroup +
 /// field, interface + field, …).
 #[derive(Debug)]
 pub struct RateCalculator<K> {
-    prev: HashMap<K, Prev>,
+    prev: HashMap<K, Prev, BuildHasherDefault<KeyHasher>>,
     expiry: Duration,
 }
 
 impl<K: Hash + Eq> RateCalculator<K> {
     pub fn new(expiry: Duration) -> Self {
         RateCalculator {
-            prev: HashMap::new(),
+            prev: HashMap::default(),
             expiry,
         }
     }

@@ -1,6 +1,8 @@
 //! A record: one `Type` of Container Insights data for one object at one tick (`spec/METRICS.md`
 //! §3.1), with its attributes (the dimension candidates) and numeric fields.
 
+use std::sync::Arc;
+
 /// The record types of §3.1 (only those kinsight emits so far; the metrics issue adds the rest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordType {
@@ -41,7 +43,9 @@ pub struct Record {
     pub timestamp_ms: i64,
     /// Dimension candidates (`ClusterName`, `NodeName`, `InstanceId`, …). An absent or empty
     /// attribute removes every dimension set that needs it (DIM-1).
-    pub attributes: Vec<(&'static str, String)>,
+    /// Values are shared (`Arc<str>`): a pod's attributes are copied into each of its records
+    /// and datums, and a clone is a reference count, not an allocation.
+    pub attributes: Vec<(&'static str, Arc<str>)>,
     /// Attributes that are JSON values in performance events (`Sources`, `kubernetes`);
     /// built only when events are written (modes `emf` and `both`).
     pub json_attributes: Vec<(&'static str, serde_json::Value)>,
@@ -64,15 +68,23 @@ impl Record {
         self.attributes
             .iter()
             .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
             .filter(|v| !v.is_empty())
+    }
+
+    /// The shared value of a non-empty attribute (for datums, without copying the text).
+    pub fn attribute_shared(&self, name: &str) -> Option<&Arc<str>> {
+        self.attributes
+            .iter()
+            .find(|(k, v)| *k == name && !v.is_empty())
+            .map(|(_, v)| v)
     }
 
     pub fn field(&self, name: &str) -> Option<f64> {
         self.fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
     }
 
-    pub fn set_attribute(&mut self, name: &'static str, value: impl Into<String>) {
+    pub fn set_attribute(&mut self, name: &'static str, value: impl Into<Arc<str>>) {
         self.attributes.push((name, value.into()));
     }
 

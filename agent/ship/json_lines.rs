@@ -11,13 +11,13 @@ use crate::metrics::Datum;
 use crate::metrics::encode::datum::NAMESPACE;
 use crate::metrics::encode::emf::EmfEvent;
 
-struct Dimensions<'a>(&'a [(&'static str, String)]);
+struct Dimensions<'a>(&'a [(&'static str, std::sync::Arc<str>)]);
 
 impl serde::Serialize for Dimensions<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in self.0 {
-            m.serialize_entry(k, v)?;
+            m.serialize_entry(k, &**v)?;
         }
         m.end()
     }

@@ -486,7 +486,34 @@ pub struct Runs {
     pub burner_cores: f64,
 }
 
+/// How often [`run_both`] measures when the machine keeps the busy process off its core.
+const ATTEMPTS: u32 = 3;
+/// The premise of the ±15 % check: the kernel accounted at least this many cores to the busy
+/// process over the runs.
+const PREMISE_CORES: f64 = 0.85;
+
+/// The two runs, measured again (at most [`ATTEMPTS`] times) while their premise fails: the
+/// kernel's own accounting shows the busy process got less than [`PREMISE_CORES`] of a core, so
+/// the machine, not kinsight, decided the value (on the shared 2-core machine a host-level
+/// squeeze did this even with the raised `cpu.shares`). No check is loosened: the caller checks
+/// the last runs as they are, and the log shows every attempt.
 pub fn run_both(dir: &Path, pod: &PodSpec, burner_pid: u32) -> Runs {
+    let mut attempt = 1;
+    loop {
+        let runs = run_both_once(dir, pod, burner_pid);
+        if runs.burner_cores >= PREMISE_CORES || attempt == ATTEMPTS {
+            return runs;
+        }
+        eprintln!(
+            "attempt {attempt}: the busy process got {:.3} cores by the kernel's accounting (< {PREMISE_CORES}); \
+             the machine is overloaded, measuring again",
+            runs.burner_cores
+        );
+        attempt += 1;
+    }
+}
+
+fn run_both_once(dir: &Path, pod: &PodSpec, burner_pid: u32) -> Runs {
     let pods = dir.join("pods.json");
     std::fs::write(&pods, pod.list_json()).unwrap();
     let (standard_cfg, enhanced_cfg) = (write_config(dir, false), write_config(dir, true));

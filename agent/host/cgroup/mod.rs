@@ -37,7 +37,37 @@ pub enum CgroupMode {
     V1(V1Layout),
     /// v1 controllers plus a controller-less cgroup2 mount at `/sys/fs/cgroup/unified`.
     Hybrid(V1Layout),
-    V2,
+    V2(V2Files),
+}
+
+/// Optional cgroup v2 files, probed once at detection on the kubepods cgroup, so a kernel that
+/// lacks them costs no failed `open` per pod and tick (`memory.peak` needs Linux 5.19;
+/// `memory.swap.current` needs swap accounting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct V2Files {
+    pub memory_peak: bool,
+    pub memory_swap_current: bool,
+}
+
+impl V2Files {
+    /// Try every optional file (no kubepods cgroup to probe yet).
+    pub const ALL: V2Files = V2Files {
+        memory_peak: true,
+        memory_swap_current: true,
+    };
+
+    fn probe(root: &Root) -> V2Files {
+        for parent in ["kubepods.slice", "kubepods"] {
+            let dir = format!("{CGROUP_ROOT}/{parent}");
+            if root.exists(&dir) {
+                return V2Files {
+                    memory_peak: root.exists(format!("{dir}/memory.peak")),
+                    memory_swap_current: root.exists(format!("{dir}/memory.swap.current")),
+                };
+            }
+        }
+        V2Files::ALL
+    }
 }
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -47,7 +77,7 @@ impl CgroupMode {
     /// `<root>/sys/fs/cgroup` (in the DaemonSet: the `/sys` host mount is missing).
     pub fn detect(root: &Root) -> Result<CgroupMode, HostError> {
         if root.exists(format!("{CGROUP_ROOT}/cgroup.controllers")) {
-            return Ok(CgroupMode::V2);
+            return Ok(CgroupMode::V2(V2Files::probe(root)));
         }
         let pick = |candidates: &[&str], probe: &str| -> Option<PathBuf> {
             candidates
@@ -87,7 +117,7 @@ impl CgroupMode {
         match self {
             CgroupMode::V1(_) => "v1",
             CgroupMode::Hybrid(_) => "hybrid",
-            CgroupMode::V2 => "v2",
+            CgroupMode::V2(_) => "v2",
         }
     }
 
@@ -95,7 +125,7 @@ impl CgroupMode {
     pub fn read_cpu(&self, root: &Root, rel: &str) -> Result<CpuStats, HostError> {
         match self {
             CgroupMode::V1(l) | CgroupMode::Hybrid(l) => v1::read_cpu(root, l, rel),
-            CgroupMode::V2 => v2::read_cpu(root, rel),
+            CgroupMode::V2(_) => v2::read_cpu(root, rel),
         }
     }
 
@@ -103,7 +133,7 @@ impl CgroupMode {
     pub fn read_memory(&self, root: &Root, rel: &str) -> Result<MemoryStats, HostError> {
         match self {
             CgroupMode::V1(l) | CgroupMode::Hybrid(l) => v1::read_memory(root, l, rel),
-            CgroupMode::V2 => v2::read_memory(root, rel),
+            CgroupMode::V2(files) => v2::read_memory(root, rel, *files),
         }
     }
 
@@ -119,7 +149,7 @@ impl CgroupMode {
     pub fn read_io(&self, root: &Root, rel: &str) -> Result<IoStats, HostError> {
         match self {
             CgroupMode::V1(l) | CgroupMode::Hybrid(l) => io::read_v1(root, &l.blkio, rel),
-            CgroupMode::V2 => io::read_v2(root, std::path::Path::new(CGROUP_ROOT), rel),
+            CgroupMode::V2(_) => io::read_v2(root, std::path::Path::new(CGROUP_ROOT), rel),
         }
     }
 
@@ -149,7 +179,7 @@ impl CgroupMode {
     fn listing_dir(&self) -> &std::path::Path {
         match self {
             CgroupMode::V1(l) | CgroupMode::Hybrid(l) => &l.cpuacct,
-            CgroupMode::V2 => std::path::Path::new(CGROUP_ROOT),
+            CgroupMode::V2(_) => std::path::Path::new(CGROUP_ROOT),
         }
     }
 }
@@ -203,7 +233,10 @@ mod tests {
     fn detects_each_layout() {
         let v2 = tempfile::tempdir().unwrap();
         touch(v2.path(), "sys/fs/cgroup/cgroup.controllers");
-        assert_eq!(CgroupMode::detect(&Root::new(v2.path())).unwrap(), CgroupMode::V2);
+        assert_eq!(
+            CgroupMode::detect(&Root::new(v2.path())).unwrap(),
+            CgroupMode::V2(V2Files::ALL)
+        );
 
         let sep = tempfile::tempdir().unwrap();
         touch(sep.path(), "sys/fs/cgroup/cpuacct/cpuacct.usage");

@@ -27,7 +27,7 @@ pub fn read_cpu(root: &Root, rel: &str) -> Result<CpuStats, HostError> {
 
 const STAT_KEYS: [&str; 6] = ["inactive_file", "file", "anon", "file_mapped", "pgfault", "pgmajfault"];
 
-pub fn read_memory(root: &Root, rel: &str) -> Result<MemoryStats, HostError> {
+pub fn read_memory(root: &Root, rel: &str, files: super::V2Files) -> Result<MemoryStats, HostError> {
     let stat_rel = join(&dir(), rel, "memory.stat");
     let text = root.read(&stat_rel)?;
     let mut v = [None; STAT_KEYS.len()];
@@ -47,11 +47,19 @@ pub fn read_memory(root: &Root, rel: &str) -> Result<MemoryStats, HostError> {
         inactive_file: v[0].unwrap_or(0),
         cache: file,
         rss: anon,
-        swap: if is_root { 0 } else { optional("memory.swap.current") },
+        swap: if is_root || !files.memory_swap_current {
+            0
+        } else {
+            optional("memory.swap.current")
+        },
         mapped_file: v[3].unwrap_or(0),
         pgfault: v[4].unwrap_or(0),
         pgmajfault: v[5].unwrap_or(0),
-        max_usage: if is_root { 0 } else { optional("memory.peak") },
+        max_usage: if is_root || !files.memory_peak {
+            0
+        } else {
+            optional("memory.peak")
+        },
         failcnt: 0,
     })
 }
@@ -85,7 +93,7 @@ mod tests {
                 system_ns: Some(500_000)
             }
         );
-        let m = read_memory(&r, "").unwrap();
+        let m = read_memory(&r, "", super::super::V2Files::ALL).unwrap();
         assert_eq!((m.usage, m.inactive_file, m.pgfault, m.failcnt), (4000, 1200, 7, 0));
         std::fs::write(cg.join("cpu.stat"), "user_usec 1\n").unwrap();
         assert_eq!(read_cpu(&r, "").unwrap_err().kind(), "parse");

@@ -23,7 +23,7 @@ pub fn cluster_records(cluster: &ClusterState, node: &Record, kubernetes_object:
         let mut r = Record::new(kind, node.timestamp_ms);
         for name in ["ClusterName", "NodeName"] {
             if let Some((_, value)) = node.attributes.iter().find(|(k, _)| *k == name) {
-                r.set_attribute(name, value.as_str());
+                r.set_attribute(name, value.clone());
             }
         }
         r

@@ -1,6 +1,8 @@
 //! Records → PutMetricData datums (`spec/METRICS.md` §11): one datum per declared field and
 //! per dimension set whose attributes are all present (DIM-1), dimensions sorted by name (DIM-2).
 
+use std::sync::Arc;
+
 use super::super::declare;
 use super::super::record::Record;
 
@@ -33,8 +35,8 @@ impl Unit {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Datum {
     pub metric_name: &'static str,
-    /// Sorted by name (DIM-2).
-    pub dimensions: Vec<(&'static str, String)>,
+    /// Sorted by name (DIM-2). Values are shared with the record they came from.
+    pub dimensions: Vec<(&'static str, Arc<str>)>,
     pub value: f64,
     pub unit: Unit,
     pub timestamp_ms: i64,
@@ -53,10 +55,10 @@ pub fn encode(record: &Record, enhanced: bool, out: &mut Vec<Datum>) {
             let mut dimensions = Vec::with_capacity(set.len());
             for &name in *set {
                 // DIM-1: a set with a missing or empty attribute is skipped, not sent empty.
-                let Some(v) = record.attribute(name) else {
+                let Some(v) = record.attribute_shared(name) else {
                     continue 'sets;
                 };
-                dimensions.push((name, v.to_string()));
+                dimensions.push((name, Arc::clone(v)));
             }
             out.push(Datum {
                 metric_name: decl.metric,
@@ -85,7 +87,7 @@ mod tests {
         let mut out = vec![];
         encode(&r, false, &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
-        assert_eq!(out[0].dimensions, vec![("ClusterName", "c".to_string())]);
+        assert_eq!(out[0].dimensions, vec![("ClusterName", std::sync::Arc::from("c"))]);
         assert_eq!(out[0].unit, Unit::Percent);
 
         r.attributes.retain(|(k, _)| *k != "InstanceId");

@@ -76,7 +76,7 @@ pub fn encode(record: &Record, opts: EmfOptions, out: &mut Vec<EmfEvent>) {
         let mut m = ser.serialize_map(None)?;
         m.serialize_entry("Type", record.kind.as_str())?;
         for (k, v) in &record.attributes {
-            m.serialize_entry(k, v)?;
+            m.serialize_entry(k, &**v)?;
         }
         for (k, v) in &record.json_attributes {
             m.serialize_entry(k, v)?;

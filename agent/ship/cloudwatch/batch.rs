@@ -71,7 +71,10 @@ mod tests {
     fn datum(i: usize, dim_len: usize) -> Datum {
         Datum {
             metric_name: "pod_cpu_utilization",
-            dimensions: vec![("ClusterName", "c".repeat(dim_len)), ("PodName", format!("p{i}"))],
+            dimensions: vec![
+                ("ClusterName", "c".repeat(dim_len).into()),
+                ("PodName", format!("p{i}").into()),
+            ],
             value: 1.0,
             unit: Unit::Percent,
             timestamp_ms: 1_700_000_000_000,
@@ -83,8 +86,8 @@ mod tests {
         let batches = split((0..2500).map(|i| datum(i, 1)).collect());
         let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
         assert_eq!(sizes, [1000, 1000, 500]);
-        assert_eq!(batches[1][0].dimensions[1].1, "p1000");
-        assert_eq!(batches[2][499].dimensions[1].1, "p2499");
+        assert_eq!(&*batches[1][0].dimensions[1].1, "p1000");
+        assert_eq!(&*batches[2][499].dimensions[1].1, "p2499");
     }
 
     #[test]

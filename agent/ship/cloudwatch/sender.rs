@@ -225,7 +225,7 @@ pub fn to_sdk(d: &Datum) -> MetricDatum {
     let dims = d
         .dimensions
         .iter()
-        .map(|(name, value)| Dimension::builder().name(*name).value(value).build())
+        .map(|(name, value)| Dimension::builder().name(*name).value(&**value).build())
         .collect();
     MetricDatum::builder()
         .metric_name(d.metric_name)

@@ -99,6 +99,51 @@ pub fn load_config(outside: &Outside) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// Whether the only thing wrong with the configuration is the missing cluster name, which
+/// validation reports only for the `cloudwatch` output: startup then asks the EC2 instance tag.
+pub fn only_missing_cluster_name(errors: &ConfigErrors) -> bool {
+    !errors.0.is_empty()
+        && errors
+            .0
+            .iter()
+            .all(|e| matches!(e.kind, config::ErrorKind::MissingClusterName))
+}
+
+/// The configuration, with the cluster name resolved as §15.1 orders it: config key,
+/// `K8S_CLUSTER_NAME`, then the instance tag `kubernetes.io/cluster/<name>` = `owned` (asked only
+/// with the `cloudwatch` output, through the agent's own identity). Returns the `Outside` to
+/// reload with (the tag's name stands in for `K8S_CLUSTER_NAME`) and the identity built on the
+/// way, so it is not built twice.
+async fn load_resolving_cluster_name(
+    outside: &Outside,
+    telemetry: &Telemetry,
+    cancel: &CancellationToken,
+) -> Result<(Outside, Config, Option<AwsContext>), AppError> {
+    let errors = match load_config(outside) {
+        Ok(cfg) => return Ok((outside.clone(), cfg, None)),
+        Err(errors) if only_missing_cluster_name(&errors) => errors,
+        Err(errors) => return Err(AppError::Config(errors)),
+    };
+    // A syntactically valid stand-in lets the identity be built; it names nothing and is
+    // replaced below before any record is made.
+    let mut probe = outside.clone();
+    probe.env.k8s_cluster_name = Some("kinsight-cluster-name-pending".into());
+    let probe_cfg = load_config(&probe).map_err(|_| AppError::Config(errors))?;
+    let ctx = auth::build(&probe_cfg, &outside.env, telemetry, cancel.child_token())
+        .await
+        .map_err(AppError::Auth)?;
+    let node = auth::node_metadata(&outside.env.aws).await;
+    let (name, _) = auth::resolve_cluster_name(None, &outside.env, Some(&ctx.metrics), node.instance_id.as_deref())
+        .await
+        .map_err(AppError::Auth)?;
+    tracing::info!(cluster = %name, "cluster name from the EC2 instance tag kubernetes.io/cluster/<name>=owned");
+    let mut resolved = outside.clone();
+    resolved.env.k8s_cluster_name = Some(name);
+    let mut cfg = load_config(&resolved).map_err(AppError::Config)?;
+    cfg.cluster_name_source = config::ClusterNameSource::Ec2Tag;
+    Ok((resolved, cfg, Some(ctx)))
+}
+
 /// What `build` makes from a config: the collector and its output. Nothing is spawned.
 #[derive(Debug)]
 struct Pipeline {
@@ -178,11 +223,14 @@ fn uses_aws(outside: &Outside, cfg: &Config) -> bool {
 async fn build(
     outside: &Outside,
     cfg: &Config,
+    prebuilt: Option<AwsContext>,
     telemetry: &Telemetry,
     cancel: &CancellationToken,
 ) -> Result<Pipeline, AppError> {
     // Identity first: a refused identity must stop the agent before anything else starts.
-    let aws = if cfg.output == Output::Cloudwatch {
+    let aws = if prebuilt.is_some() {
+        prebuilt
+    } else if cfg.output == Output::Cloudwatch {
         Some(
             auth::build(cfg, &outside.env, telemetry, cancel.child_token())
                 .await
@@ -270,12 +318,12 @@ async fn write_cycle(sink: &dyn Sink, cycle: &Cycle) -> Result<(), ShipError> {
 
 /// `kinsight once`: a priming sample, `interval` later the real one, written, done (TICK-4).
 pub async fn once(outside: Outside, interval: Duration) -> Result<(), AppError> {
-    let cfg = load_config(&outside).map_err(AppError::Config)?;
-    log_startup(&cfg, &outside);
     let telemetry = Telemetry::new();
     let cancel = CancellationToken::new();
-    // Boxed: the AWS SDK set-up makes this future large.
-    let mut p = Box::pin(build(&outside, &cfg, &telemetry, &cancel)).await?;
+    // Boxed: the AWS SDK set-up makes these futures large.
+    let (outside, cfg, aws) = Box::pin(load_resolving_cluster_name(&outside, &telemetry, &cancel)).await?;
+    log_startup(&cfg, &outside);
+    let mut p = Box::pin(build(&outside, &cfg, aws, &telemetry, &cancel)).await?;
     let _priming = p.collector.collect(outside.clock.as_ref());
     tokio::time::sleep(interval).await;
     let started = outside.clock.monotonic();
@@ -305,11 +353,13 @@ pub fn next_tick_delay(now_ms: i64, interval: Duration) -> Duration {
 
 /// `kinsight run`: collect every interval until `cancel`, applying config reloads live.
 pub async fn run(outside: Outside, cancel: CancellationToken) -> Result<(), AppError> {
-    let cfg = Arc::new(load_config(&outside).map_err(AppError::Config)?);
-    log_startup(&cfg, &outside);
     let telemetry = Telemetry::new();
-    // Boxed: the AWS SDK set-up makes this future large.
-    let mut p = Box::pin(build(&outside, &cfg, &telemetry, &cancel)).await?;
+    // Boxed: the AWS SDK set-up makes these futures large. `outside` now carries a cluster name
+    // from the instance tag, if one was needed, so that reloads validate with it too.
+    let (outside, cfg, aws) = Box::pin(load_resolving_cluster_name(&outside, &telemetry, &cancel)).await?;
+    let cfg = Arc::new(cfg);
+    log_startup(&cfg, &outside);
+    let mut p = Box::pin(build(&outside, &cfg, aws, &telemetry, &cancel)).await?;
     if let Some(addr) = cfg.telemetry.listen_address {
         let (bound, _thread) = telemetry::serve(addr, telemetry.clone(), cancel.child_token())
             .map_err(|source| AppError::Telemetry { addr, source })?;

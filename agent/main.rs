@@ -192,8 +192,11 @@ where
     Fut: std::future::Future<Output = Result<(), AppError>>,
 {
     // Validate before anything starts, so a bad config exits 78 with every error listed.
-    let cfg = match app::load_config(&o) {
-        Ok(cfg) => cfg,
+    let (log_format, debug) = match app::load_config(&o) {
+        Ok(cfg) => (cfg.telemetry.log_format, cfg.debug),
+        // Only the cluster name is missing: startup asks the EC2 instance tag (and exits 78 with
+        // every way to set the name if that fails too); log with the defaults until then.
+        Err(errors) if app::only_missing_cluster_name(&errors) => (kinsight::config::LogFormat::Text, false),
         Err(errors) => {
             eprintln!(
                 "kinsight: invalid configuration ({}):",
@@ -205,7 +208,7 @@ where
             return ExitCode::from(AppError::Config(errors).exit_code());
         }
     };
-    telemetry::init_logging(cfg.telemetry.log_format, cfg.debug, log_filter_from_env().as_deref());
+    telemetry::init_logging(log_format, debug, log_filter_from_env().as_deref());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -70,6 +70,9 @@ pub enum ClusterNameSource {
     Env,
     /// No name anywhere, but the output is local: the name is `local`.
     LocalDefault,
+    /// The EC2 instance tag `kubernetes.io/cluster/<name>` = `owned`, asked at startup when
+    /// neither the config nor `K8S_CLUSTER_NAME` names the cluster (`spec/METRICS.md` §15.1).
+    Ec2Tag,
 }
 
 /// Application log record shape (`spec/LOGS.md` §4.2–4.3).

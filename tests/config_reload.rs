@@ -282,3 +282,65 @@ async fn an_unwatchable_directory_falls_back_to_the_periodic_read() {
     cancel.cancel();
     tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
 }
+
+/// Reading the file is not a change: the watcher's own re-read must not wake it again, or it
+/// re-reads the file forever (each read opens the file, which is an event in the directory).
+/// Observed from outside: a second watcher counts opens of the file while nothing changes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_the_file_does_not_trigger_reloads() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use notify::Watcher as _;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cwagentconfig.json");
+    std::fs::write(&file, r#"{"agent":{"metrics_collection_interval":60}}"#).unwrap();
+    let inputs = kinsight::config::Inputs {
+        output_override: Some(kinsight::config::Output::Stdout),
+        host_name_fallback: "n".into(),
+        ..Default::default()
+    };
+    let current = Arc::new(kinsight::config::load_file(&file, &inputs).unwrap());
+    let (tx, mut rx) = tokio::sync::watch::channel(current.clone());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut reloader = kinsight::config::reload::Reloader::new(file.clone(), inputs);
+    reloader.rescan_interval = std::time::Duration::from_secs(3600);
+    let task = tokio::spawn(reloader.run(
+        current,
+        tx,
+        |_o: &kinsight::config::reload::ReloadOutcome| {},
+        cancel.clone(),
+    ));
+
+    // Prove the watch is in place: a real change arrives (and makes the reloader read the file).
+    std::fs::write(&file, r#"{"agent":{"metrics_collection_interval":30}}"#).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), rx.changed())
+        .await
+        .expect("the change was not noticed")
+        .unwrap();
+
+    // Count opens of the file from now on; nothing in this test opens it any more.
+    let opens = Arc::new(AtomicUsize::new(0));
+    let counted = opens.clone();
+    let target = file.clone();
+    let mut spy = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+        if let Ok(e) = e
+            && matches!(e.kind, notify::EventKind::Access(notify::event::AccessKind::Open(_)))
+            && e.paths.iter().any(|p| p == &target)
+        {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .unwrap();
+    spy.watch(dir.path(), notify::RecursiveMode::NonRecursive).unwrap();
+    // A quiet second: several debounce periods of the reloader. With the feedback loop, the
+    // reloader reopens the file about ten times in it.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        opens.load(Ordering::SeqCst),
+        0,
+        "the reloader keeps re-reading an unchanged file"
+    );
+    cancel.cancel();
+    let _ = task.await;
+}

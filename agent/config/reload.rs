@@ -157,9 +157,17 @@ impl Reloader {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        // Runs on notify's thread. Any event, even an error (e.g. a queue overflow), means
-        // "look again"; a full channel means a look is already pending.
-        let handler = move |_event: notify::Result<notify::Event>| {
+        // Runs on notify's thread. Any change, even an error (e.g. a queue overflow), means
+        // "look again"; a full channel means a look is already pending. Access events (open,
+        // read, close without writing) are not changes: the re-read itself causes them, and
+        // reacting to them re-reads the file forever (kubelet's `..data` swap creates, renames
+        // and removes, it never only reads).
+        let handler = move |event: notify::Result<notify::Event>| {
+            if let Ok(e) = &event
+                && matches!(e.kind, notify::EventKind::Access(_))
+            {
+                return;
+            }
             let _ = wake.try_send(());
         };
         let watched = notify::recommended_watcher(handler).and_then(|mut w| {

@@ -304,7 +304,7 @@ async fn reading_the_file_does_not_trigger_reloads() {
     let (tx, mut rx) = tokio::sync::watch::channel(current.clone());
     let cancel = tokio_util::sync::CancellationToken::new();
     let mut reloader = kinsight::config::reload::Reloader::new(file.clone(), inputs);
-    reloader.rescan_interval = std::time::Duration::from_secs(3600);
+    reloader.rescan_interval = std::time::Duration::from_hours(1);
     let task = tokio::spawn(reloader.run(
         current,
         tx,

@@ -473,3 +473,32 @@ fn hybrid_reads_v1_and_finds_static_pods_among_odd_names() {
     assert_eq!(mode.first_pid(&r, &s.rel).unwrap(), Some(8181));
     assert_eq!(mode.read_cpu(&r, "").unwrap().usage_ns, 1_072_000_000_000);
 }
+
+/// The pod-only listing (the default `put_metric_data` mode) finds the same pods, in the same
+/// order, with the same QoS and paths as the full listing, only without their containers.
+#[test]
+fn pod_only_listing_matches_the_full_listing_without_containers() {
+    for (name, tick) in [
+        ("cgroup-v2-systemd", 1),
+        ("cgroup-v1-cgroupfs", 1),
+        ("cgroup-v1-comounted", 1),
+        ("cgroup-hybrid", 1),
+    ] {
+        let r = tree(name, tick);
+        let mode = CgroupMode::detect(&r).unwrap();
+        let full = mode.list_pods(&r).unwrap();
+        let shallow = mode.list_pod_cgroups_only(&r).unwrap();
+        assert!(!full.is_empty(), "{name}: no pods listed");
+        assert!(
+            full.iter().any(|p| !p.containers.is_empty()),
+            "{name}: no containers in the full listing"
+        );
+        let key = |p: &PodCgroup| (p.uid.clone(), format!("{:?}", p.qos), p.rel.clone());
+        assert_eq!(
+            shallow.iter().map(key).collect::<Vec<_>>(),
+            full.iter().map(key).collect::<Vec<_>>(),
+            "{name}"
+        );
+        assert!(shallow.iter().all(|p| p.containers.is_empty()), "{name}");
+    }
+}

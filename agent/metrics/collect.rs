@@ -196,14 +196,20 @@ impl Collector {
     /// unknown pod produces nothing this tick and is counted).
     fn collect_pods(&mut self, snapshot: &Snapshot, node: &Record, at: Instant, out: &mut Vec<Record>) {
         let (root, mode) = (&self.sampler.root, &self.sampler.mode);
-        let Some(cgroups) = self.sampler.counted(HostSource::Cgroup, mode.list_pods(root)) else {
-            return;
-        };
         let s = &self.settings;
         let events = s.produce.events().is_some();
         // Container and PodNet records carry no standard metric: skip them when nothing would
-        // send them (`put_metric_data` without enhanced observability).
+        // send them (`put_metric_data` without enhanced observability), and then do not even
+        // list the container cgroups.
         let containers = events || s.enhanced;
+        let listed = if containers {
+            mode.list_pods(root)
+        } else {
+            mode.list_pod_cgroups_only(root)
+        };
+        let Some(cgroups) = self.sampler.counted(HostSource::Cgroup, listed) else {
+            return;
+        };
         let pod_settings = PodSettings {
             enhanced: s.enhanced,
             prefer_full_pod_name: s.prefer_full_pod_name,

@@ -63,7 +63,7 @@ pub enum Runtime {
 /// Lists the pods below `kubepods` and `kubepods.slice` of the hierarchy at `dir` (a host path:
 /// `/sys/fs/cgroup` on v2, the `cpuacct` mount on v1). No `kubepods` at all is an empty list: a
 /// machine without a kubelet, such as a local run.
-pub(super) fn list_pods(root: &Root, dir: &Path) -> Result<Vec<PodCgroup>, HostError> {
+pub(super) fn list_pods(root: &Root, dir: &Path, with_containers: bool) -> Result<Vec<PodCgroup>, HostError> {
     let mut pods = Vec::new();
     // cgroupfs driver.
     for name in children(root, dir, "kubepods")? {
@@ -77,13 +77,29 @@ pub(super) fn list_pods(root: &Root, dir: &Path) -> Result<Vec<PodCgroup>, HostE
                 let parent = format!("kubepods/{name}");
                 for pod in children(root, dir, &parent)? {
                     if let Some(uid) = pod.strip_prefix("pod").and_then(uid_from_path) {
-                        push_pod(root, dir, &mut pods, uid, qos, format!("{parent}/{pod}"))?;
+                        push_pod(
+                            root,
+                            dir,
+                            with_containers,
+                            &mut pods,
+                            uid,
+                            qos,
+                            format!("{parent}/{pod}"),
+                        )?;
                     }
                 }
             }
             _ => {
                 if let Some(uid) = name.strip_prefix("pod").and_then(uid_from_path) {
-                    push_pod(root, dir, &mut pods, uid, Qos::Guaranteed, format!("kubepods/{name}"))?;
+                    push_pod(
+                        root,
+                        dir,
+                        with_containers,
+                        &mut pods,
+                        uid,
+                        Qos::Guaranteed,
+                        format!("kubepods/{name}"),
+                    )?;
                 }
             }
         }
@@ -101,6 +117,7 @@ pub(super) fn list_pods(root: &Root, dir: &Path) -> Result<Vec<PodCgroup>, HostE
                     push_pod(
                         root,
                         dir,
+                        with_containers,
                         &mut pods,
                         uid,
                         Qos::Guaranteed,
@@ -118,7 +135,15 @@ pub(super) fn list_pods(root: &Root, dir: &Path) -> Result<Vec<PodCgroup>, HostE
                 .and_then(|s| s.strip_suffix(".slice"))
                 .and_then(uid_from_path);
             if let Some(uid) = uid {
-                push_pod(root, dir, &mut pods, uid, qos, format!("{parent}/{pod}"))?;
+                push_pod(
+                    root,
+                    dir,
+                    with_containers,
+                    &mut pods,
+                    uid,
+                    qos,
+                    format!("{parent}/{pod}"),
+                )?;
             }
         }
     }
@@ -128,11 +153,23 @@ pub(super) fn list_pods(root: &Root, dir: &Path) -> Result<Vec<PodCgroup>, HostE
 fn push_pod(
     root: &Root,
     dir: &Path,
+    with_containers: bool,
     pods: &mut Vec<PodCgroup>,
     uid: String,
     qos: Qos,
     rel: String,
 ) -> Result<(), HostError> {
+    if !with_containers {
+        // Pod-level records only: one directory read per pod fewer (a pod that went away
+        // shows up as a not-found read, which is counted as ordinary churn).
+        pods.push(PodCgroup {
+            uid,
+            qos,
+            rel,
+            containers: Vec::new(),
+        });
+        return Ok(());
+    }
     let Some(entries) = children_if_present(root, dir, &rel)? else {
         return Ok(()); // the pod went away while we listed its parent
     };

@@ -475,7 +475,7 @@ fn hybrid_reads_v1_and_finds_static_pods_among_odd_names() {
 }
 
 /// The pod-only listing (the default `put_metric_data` mode) finds the same pods, in the same
-/// order, with the same QoS and paths as the full listing, only without their containers.
+/// order, with the same `QoS` and paths as the full listing, only without their containers.
 #[test]
 fn pod_only_listing_matches_the_full_listing_without_containers() {
     for (name, tick) in [

@@ -244,6 +244,11 @@ async fn build(
     } else {
         NodeMetadata::default()
     };
+    let open_files = crate::host::pids::raise_open_files_limit();
+    tracing::debug!(
+        open_files,
+        "open files limit (soft, after raising it to the hard limit)"
+    );
     let root = Root::new(&outside.host_root);
     let mode = CgroupMode::detect(&root).map_err(AppError::Host)?;
     let capacity: NodeCapacity = procfs::read_capacity(&root).map_err(AppError::Host)?;

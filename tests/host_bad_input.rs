@@ -6,7 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use kinsight::host::cgroup::CgroupMode;
-use kinsight::host::{HostError, Root, disk, fs, net};
+use std::collections::HashSet;
+
+use kinsight::host::{HostError, Root, disk, fs, net, pids};
 
 const A_UID: &str = "3f1c2b7a-8d9e-4f10-a1b2-c3d4e5f60718";
 
@@ -35,7 +37,9 @@ fn copy_of(name: &str) -> (tempfile::TempDir, Root) {
     }
     let dir = tempfile::tempdir().unwrap();
     copy(&fixture(name), dir.path());
-    let root = Root::new(dir.path());
+    // Anchored as the agent's sampler does: reads below /sys/fs/cgroup and /proc go through
+    // `openat`, and their errors must still name the whole path.
+    let root = Root::new(dir.path()).anchored();
     (dir, root)
 }
 
@@ -249,4 +253,64 @@ fn net_dev_and_diskstats_with_garbage_are_parse_errors() {
         "proc/diskstats",
         "fewer than 14",
     );
+}
+
+/// MAP-5: a pod's process exits between ticks. The PID map holds the process's `/proc/<pid>`
+/// directory, so the next read through it fails as not found (a reused PID number cannot
+/// answer for it); the pod is forgotten for this tick, and the next refresh adopts another
+/// process of the pod at once.
+#[test]
+fn a_pods_process_exiting_is_forgotten_and_another_one_adopted() {
+    let (_dir, r) = copy_of("cgroup-v2-systemd/t1");
+    let wanted = HashSet::from([A_UID]);
+    let mut map = pids::PidMap::default();
+    map.refresh(&r, &wanted).unwrap();
+    assert_eq!(map.get(A_UID), Some(4242));
+    let eth0 = |v: Vec<net::InterfaceCounters>| v.into_iter().find(|i| i.name == "eth0").unwrap().rx_bytes;
+    let before = eth0(map.read_net_dev(&r, A_UID).unwrap().unwrap());
+
+    // The process exits; a new one of the same pod (another container) starts.
+    std::fs::remove_dir_all(r.path("/proc/4242")).unwrap();
+    assert!(
+        map.read_net_dev(&r, A_UID).is_none(),
+        "an exited process answers nothing"
+    );
+    assert_eq!(map.get(A_UID), None);
+    let new = r.path("/proc/4300");
+    std::fs::create_dir_all(new.join("net")).unwrap();
+    let cgroup = std::fs::read_to_string(fixture("cgroup-v2-systemd/t1/proc/4242/cgroup")).unwrap();
+    std::fs::write(new.join("cgroup"), cgroup).unwrap();
+    let dev = std::fs::read_to_string(fixture("cgroup-v2-systemd/t1/proc/4242/net/dev")).unwrap();
+    std::fs::write(new.join("net/dev"), dev).unwrap();
+
+    map.refresh(&r, &wanted).unwrap();
+    assert_eq!(
+        map.get(A_UID),
+        Some(4300),
+        "rescanned right away: the pod had a PID before"
+    );
+    assert_eq!(eth0(map.read_net_dev(&r, A_UID).unwrap().unwrap()), before);
+
+    // The pod's last process exits: no network counters, and no error either.
+    std::fs::remove_dir_all(&new).unwrap();
+    assert!(map.read_net_dev(&r, A_UID).is_none());
+    map.refresh(&r, &wanted).unwrap();
+    assert_eq!(map.get(A_UID), None);
+}
+
+/// Without descriptors to spare (budget 0), the PID map re-validates each PID through its
+/// `cgroup` file every tick: a PID number now used by a process of another cgroup is dropped.
+#[test]
+fn without_a_descriptor_budget_pids_are_revalidated_through_their_cgroup_file() {
+    let (_dir, r) = copy_of("cgroup-v2-systemd/t1");
+    let wanted = HashSet::from([A_UID]);
+    let mut map = pids::PidMap::with_budget(0);
+    map.refresh(&r, &wanted).unwrap();
+    assert_eq!((map.get(A_UID), map.held()), (Some(4242), 0));
+    assert!(map.read_net_dev(&r, A_UID).unwrap().is_ok());
+    // PID 4242 exited and the number went to a host daemon.
+    std::fs::write(r.path("/proc/4242/cgroup"), "0::/system.slice/chronyd.service\n").unwrap();
+    map.refresh(&r, &wanted).unwrap();
+    assert_eq!(map.get(A_UID), None);
+    assert!(map.read_net_dev(&r, A_UID).is_none());
 }

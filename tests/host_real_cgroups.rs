@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use kinsight::host::cgroup::{CgroupMode, Qos, Runtime, V1Layout};
+use kinsight::host::cgroup::{At, CgroupDirs, CgroupMode, Qos, Runtime, V1Layout};
 use kinsight::host::{Root, disk, fs, net, pids};
 
 /// The two layouts burn CPU on a 2-core machine: one at a time.
@@ -275,10 +275,13 @@ fn check_listing(t: &Pod) {
 /// The burner's cgroup advances about one core-second per second.
 fn check_cpu(t: &Pod) {
     let (mode, root) = (&t.mode, &t.root);
-    let (c0, p0, pod_cpu_t0, t0) = (
+    // The pod is read before the container at t0 and after it at t1: its window contains the
+    // container's, so its delta cannot be smaller (with the reads in the same order, a busy
+    // burner made the pod's window a few microseconds shorter, and the check flaky).
+    let (pod_cpu_t0, c0, p0, t0) = (
+        mode.read_cpu(root, &t.rel).unwrap(),
         mode.read_cpu(root, &t.burn_rel).unwrap(),
         process_cpu_ticks(t.burner),
-        mode.read_cpu(root, &t.rel).unwrap(),
         wall_now(),
     );
     std::thread::sleep(Duration::from_secs(1)); // the measurement window, not a wait for luck
@@ -365,10 +368,46 @@ fn run_layout(systemd: bool) {
     check_cpu(&pod);
     check_memory(&pod);
     check_pids(&pod);
+    let held = check_held_files(&pod);
     drop(cleanup);
     for h in &pod.hierarchies {
         assert!(!h.join(&pod.rel).exists(), "{} left behind", h.join(&pod.rel).display());
     }
+    // The cgroups are gone: their held files answer ENODEV, reported as "not found" (the
+    // collector then forgets them); no stale counters.
+    for dirs in &held {
+        let at = At::Held(dirs);
+        let cpu = pod.mode.read_cpu_at(&pod.root, &at, true).unwrap_err();
+        let memory = pod.mode.read_memory_at(&pod.root, &at, true).unwrap_err();
+        for err in [cpu, memory] {
+            assert!(err.is_not_found(), "{err}: {:?}", std::error::Error::source(&err));
+        }
+    }
+}
+
+/// The collector's way of reading: directories and files held open, re-read with `pread` at
+/// offset 0 each tick. The kernel must regenerate the counters for each such read.
+fn check_held_files(t: &Pod) -> Vec<CgroupDirs> {
+    let burn = t.mode.open_dirs(&t.root, &t.burn_rel).unwrap();
+    let hold = t.mode.open_dirs(&t.root, &t.hold_rel).unwrap();
+    let first = t.mode.read_cpu_at(&t.root, &At::Held(&burn), true).unwrap();
+    let by_path = t.mode.read_cpu(&t.root, &t.burn_rel).unwrap();
+    assert!(by_path.usage_ns >= first.usage_ns);
+    let advanced = support::wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        let again = t.mode.read_cpu_at(&t.root, &At::Held(&burn), true).unwrap();
+        again.usage_ns > by_path.usage_ns
+    });
+    assert!(advanced, "a held cpuacct.usage re-read at offset 0 did not advance");
+    let m = t.mode.read_memory_at(&t.root, &At::Held(&hold), true).unwrap();
+    let p = t.mode.read_memory(&t.root, &t.hold_rel).unwrap();
+    // The idle holder's charge barely moves between the two reads (per-CPU charge batches).
+    let near = |a: u64, b: u64| a.abs_diff(b) <= 4 << 20;
+    assert!(
+        near(m.usage, p.usage) && near(m.rss, p.rss),
+        "held {m:?} vs by path {p:?}"
+    );
+    assert!(m.usage >= HELD_BYTES && m.max_usage >= m.usage, "{m:?}");
+    vec![burn, hold]
 }
 
 #[test]

@@ -23,19 +23,33 @@ impl HostError {
 
     /// The file vanished between listing and reading (a cgroup of a container that just
     /// stopped): expected churn, counted apart from real errors.
+    ///
+    /// Below a `/proc/<pid>` directory held open after its process exited, procfs answers
+    /// `ESRCH` ("No such process"), and a held file of a removed cgroup `ENODEV`, instead of
+    /// `ENOENT`: the same thing, an object that is gone.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, HostError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+        matches!(self, HostError::Read { source, .. } if is_gone(source))
     }
 
     /// A short, bounded label for counters (`kind` label; never a path).
     pub fn kind(&self) -> &'static str {
         match self {
+            HostError::Read { source, .. } if is_gone(source) => "not_found",
             HostError::Read { source, .. } => match source.kind() {
-                std::io::ErrorKind::NotFound => "not_found",
                 std::io::ErrorKind::PermissionDenied => "permission_denied",
                 _ => "io",
             },
             HostError::Parse { .. } => "parse",
         }
     }
+}
+
+/// `ENOENT`; `ESRCH` below a held `/proc/<pid>` of an exited process; `ENODEV` from a held
+/// file of a removed cgroup (kernfs deactivates the node).
+fn is_gone(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    e.kind() == std::io::ErrorKind::NotFound
+        || [Errno::SRCH, Errno::NODEV]
+            .iter()
+            .any(|g| e.raw_os_error() == Some(g.raw_os_error()))
 }

@@ -24,4 +24,4 @@ mod root;
 pub use cgroup::CgroupMode;
 pub use clock::{Clock, SystemClock};
 pub use error::HostError;
-pub use root::Root;
+pub use root::{Dir, Root};

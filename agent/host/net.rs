@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::{HostError, Root};
+use super::{Dir, HostError, Root};
 
 /// Cumulative counters of one interface, as `/proc/<pid>/net/dev` prints them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -38,8 +38,12 @@ pub fn is_counted_interface(name: &str) -> bool {
 /// [`is_counted_interface`]).
 pub fn read_net_dev(root: &Root, pid: u32) -> Result<Vec<InterfaceCounters>, HostError> {
     let host_path = format!("/proc/{pid}/net/dev");
-    let text = root.read(&host_path)?;
-    parse_net_dev(&root.path(&host_path), &text)
+    root.read_with(&host_path, |text| parse_net_dev(Path::new(&host_path), text))
+}
+
+/// [`read_net_dev`] through a process's `/proc/<pid>` directory (see [`crate::host::pids`]).
+pub fn read_net_dev_in(root: &Root, proc_pid: &Dir) -> Result<Vec<InterfaceCounters>, HostError> {
+    root.read_in(proc_pid, "net/dev", |text| parse_net_dev(Path::new("net/dev"), text))
 }
 
 /// Parses the `net/dev` table: two header lines (no `:`), then `  name: 16 numbers`.

@@ -11,7 +11,8 @@
 use std::collections::{HashMap, HashSet};
 
 use super::cgroup::{Runtime, container_from_name, uid_from_component};
-use super::{HostError, Root};
+use super::net::{self, InterfaceCounters};
+use super::{Dir, HostError, Root};
 
 /// Where a process sits, as far as its cgroup path tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +27,7 @@ pub struct ProcPod {
 /// whose pod component cannot be found). A vanished process is a `not_found` error; callers
 /// that cache a pod's PID re-validate it with this each tick.
 pub fn pod_of_pid(root: &Root, pid: u32) -> Result<Option<ProcPod>, HostError> {
-    let text = root.read(format!("/proc/{pid}/cgroup"))?;
-    Ok(pod_of_cgroup_file(&text))
+    root.read_with(format!("/proc/{pid}/cgroup"), |text| Ok(pod_of_cgroup_file(text)))
 }
 
 /// Parses a `/proc/<pid>/cgroup` file (`hierarchy-id:controllers:path` per line, v1 and v2).
@@ -68,11 +68,20 @@ pub fn pod_pids(root: &Root) -> Result<HashMap<String, u32>, HostError> {
 }
 
 /// Pod UID → a host PID of that pod, kept across ticks (MAP-5: "cache pod → PID and
-/// re-validate the cached PID each tick"). Re-validating costs one small read per pod; the
-/// full `/proc` scan runs only when a wanted pod has no valid PID.
-#[derive(Debug, Default)]
+/// re-validate the cached PID each tick").
+///
+/// Each PID is pinned by a descriptor of its `<root>/proc/<pid>` directory, opened right after
+/// its `cgroup` file named the pod. Such a descriptor stands for the process, not the number:
+/// after the process exits, lookups below it fail with `ENOENT` even if the PID is reused, so
+/// the read of `net/dev` through it is the re-validation, with no extra file per pod and tick
+/// (and no window between checking `cgroup` and reading `net/dev`). Where the directory cannot
+/// be opened (descriptor limit reached), the PID is re-validated through its `cgroup` file each
+/// tick instead. The full `/proc` scan runs only when a wanted pod has no PID.
+#[derive(Debug)]
 pub struct PidMap {
-    by_uid: HashMap<String, u32>,
+    by_uid: HashMap<String, Held>,
+    /// How many `/proc/<pid>` directories may be held open (see [`open_files_budget`]).
+    max_held: usize,
     /// Pods that had no process at the last scan (completed pods keep their cgroup for a
     /// while, hostNetwork-less pods between restarts): they do not trigger a scan every tick.
     missing_at_scan: HashSet<String>,
@@ -80,18 +89,79 @@ pub struct PidMap {
     since_scan: u32,
 }
 
+#[derive(Debug)]
+struct Held {
+    pid: u32,
+    /// `None`: the directory could not be opened; re-validate through `cgroup` each tick.
+    dir: Option<Dir>,
+}
+
 /// A pod left without a PID triggers a new scan at most every this many refreshes (ticks),
 /// unless it is a pod the last scan did not know yet. A full scan reads one small file per host
 /// process: on a busy node, a few thousand reads that should not run every tick.
 const RESCAN_EVERY: u32 = 10;
 
+/// Descriptors left for everything else (files read during a tick, sockets, the config watch).
+const OTHER_FILES: u64 = 256;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, as the Go runtime does at start (and so
+/// the CloudWatch agent): container runtimes may start containers with a soft limit of 1024,
+/// and the PID map holds one descriptor per pod (737 pods on the largest instances). Returns
+/// the soft limit in force afterwards.
+pub fn raise_open_files_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
+    limit.current.unwrap_or(u64::MAX)
+}
+
+/// How many directories the agent may hold open across ticks (the PID map's `/proc/<pid>` and
+/// the held cgroup directories share it): the soft limit minus room for the rest. Past it,
+/// reads go by path (slower, same results).
+pub fn open_files_budget() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    usize::try_from(soft.saturating_sub(OTHER_FILES)).unwrap_or(usize::MAX)
+}
+
+impl Default for PidMap {
+    fn default() -> Self {
+        PidMap::with_budget(open_files_budget() / 4)
+    }
+}
+
 impl PidMap {
+    /// A map that holds at most `max_held` directories open.
+    pub fn with_budget(max_held: usize) -> Self {
+        PidMap {
+            by_uid: HashMap::new(),
+            max_held,
+            missing_at_scan: HashSet::new(),
+            since_scan: 0,
+        }
+    }
+
+    /// `/proc/<pid>` directories held open now.
+    pub fn held(&self) -> usize {
+        self.by_uid.values().filter(|h| h.dir.is_some()).count()
+    }
+
     /// Keeps the entries of `wanted` pods whose PID still belongs to them, forgets the rest,
     /// and scans `<root>/proc` once if a wanted pod is left without a PID. The error is the
     /// scan's (an unreadable `<root>/proc`): the map keeps what it re-validated.
     pub fn refresh(&mut self, root: &Root, wanted: &HashSet<&str>) -> Result<(), HostError> {
-        self.by_uid.retain(|uid, pid| {
-            wanted.contains(uid.as_str()) && matches!(pod_of_pid(root, *pid), Ok(Some(ref p)) if p.pod_uid == *uid)
+        self.by_uid.retain(|uid, held| {
+            wanted.contains(uid.as_str())
+                && (held.dir.is_some() || matches!(pod_of_pid(root, held.pid), Ok(Some(ref p)) if p.pod_uid == *uid))
         });
         self.since_scan = self.since_scan.saturating_add(1);
         let mut missing = wanted.iter().filter(|uid| !self.by_uid.contains_key(**uid)).peekable();
@@ -103,9 +173,17 @@ impl PidMap {
             return Ok(());
         }
         self.since_scan = 0;
+        let mut held = self.held();
         for (uid, pid) in pod_pids(root)? {
-            if wanted.contains(uid.as_str()) {
-                self.by_uid.entry(uid).or_insert(pid);
+            if wanted.contains(uid.as_str()) && !self.by_uid.contains_key(&uid) {
+                let entry = if held < self.max_held {
+                    adopt(root, &uid, pid)
+                } else {
+                    Some(Held { pid, dir: None })
+                };
+                let Some(entry) = entry else { continue };
+                held += usize::from(entry.dir.is_some());
+                self.by_uid.insert(uid, entry);
             }
         }
         self.missing_at_scan = wanted
@@ -118,8 +196,40 @@ impl PidMap {
 
     /// A PID whose `<root>/proc/<pid>/net/dev` shows the pod's network namespace.
     pub fn get(&self, uid: &str) -> Option<u32> {
-        self.by_uid.get(uid).copied()
+        self.by_uid.get(uid).map(|h| h.pid)
     }
+
+    /// The pod's network counters, read through its process (PNET-1). `None` when the pod has
+    /// no known process, or its process exited since the last tick (it is forgotten, and the
+    /// next refresh looks for another one).
+    pub fn read_net_dev(&mut self, root: &Root, uid: &str) -> Option<Result<Vec<InterfaceCounters>, HostError>> {
+        let held = self.by_uid.get(uid)?;
+        let result = match &held.dir {
+            Some(dir) => net::read_net_dev_in(root, dir),
+            None => net::read_net_dev(root, held.pid),
+        };
+        match result {
+            Err(e) if e.is_not_found() => {
+                self.by_uid.remove(uid);
+                None
+            }
+            other => Some(other),
+        }
+    }
+}
+
+/// Pins `pid` for `uid`: opens its `/proc` directory, then checks that the process behind the
+/// descriptor is still in the pod (the PID could have been reused since the scan read it).
+fn adopt(root: &Root, uid: &str, pid: u32) -> Option<Held> {
+    let Ok(dir) = root.open_dir(format!("/proc/{pid}")) else {
+        return Some(Held { pid, dir: None });
+    };
+    let in_pod = root
+        .read_in(&dir, "cgroup", |text| Ok(pod_of_cgroup_file(text)))
+        .ok()
+        .flatten()
+        .is_some_and(|p| p.pod_uid == uid);
+    in_pod.then_some(Held { pid, dir: Some(dir) })
 }
 
 #[cfg(test)]

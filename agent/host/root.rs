@@ -1,4 +1,12 @@
+use std::cell::Cell;
+use std::fs::File;
+use std::io::Read as _;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::{Mode, OFlags};
 
 use super::HostError;
 
@@ -6,14 +14,84 @@ use super::HostError;
 ///
 /// `Root::new("/rootfs").path("/proc/stat")` is `/rootfs/proc/stat`. Absolute host paths are
 /// always re-rooted; that is the whole point of the type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// [`Root::anchored`] opens the directories read on every tick (`/sys/fs/cgroup`, `/proc`)
+/// once, and reads below them with `openat` relative to that descriptor: the kernel then walks
+/// the few components below the anchor instead of the whole path. A pod's `cpu.stat` is eight
+/// components deep under `/rootfs`; on a node with 700 pods, path lookup was the largest single
+/// cost of a tick.
+#[derive(Debug, Clone)]
 pub struct Root {
     base: PathBuf,
+    anchors: Arc<[Anchor]>,
 }
+
+#[derive(Debug)]
+struct Anchor {
+    /// Host path without a trailing slash (`/sys/fs/cgroup`).
+    host: &'static str,
+    dir: OwnedFd,
+}
+
+impl PartialEq for Root {
+    fn eq(&self, other: &Self) -> bool {
+        self.base == other.base
+    }
+}
+
+impl Eq for Root {}
+
+/// A directory of the node opened with [`Root::open_dir`].
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    /// The host path, for error messages.
+    host: PathBuf,
+}
+
+impl Dir {
+    pub fn host_path(&self) -> &Path {
+        &self.host
+    }
+}
+
+const READ_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::CLOEXEC).union(OFlags::NOCTTY);
+
+/// The host directories a tick reads below, in every cgroup mode.
+const ANCHORS: [&str; 2] = ["/sys/fs/cgroup", "/proc"];
 
 impl Root {
     pub fn new(base: impl Into<PathBuf>) -> Self {
-        Root { base: base.into() }
+        Root {
+            base: base.into(),
+            anchors: Arc::new([]),
+        }
+    }
+
+    /// The same root, with the per-tick directories opened (`O_PATH`, no read rights needed).
+    /// A directory that cannot be opened is read through its full path, as without anchors.
+    ///
+    /// The descriptors pin the directories: the DaemonSet's host mounts do not change while
+    /// the pod runs, but a test that deletes and re-creates an anchor directory must build a
+    /// new `Root`.
+    #[must_use]
+    pub fn anchored(self) -> Self {
+        let anchors: Vec<Anchor> = ANCHORS
+            .iter()
+            .filter_map(|host| {
+                let dir = rustix::fs::open(
+                    self.path(host),
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .ok()?;
+                Some(Anchor { host, dir })
+            })
+            .collect();
+        Root {
+            base: self.base,
+            anchors: anchors.into(),
+        }
     }
 
     pub fn base(&self) -> &Path {
@@ -32,46 +110,223 @@ impl Root {
 
     /// Reads a whole small file (kernel interface files are a few KiB at most).
     pub fn read(&self, host_path: impl AsRef<Path>) -> Result<String, HostError> {
-        let path = self.path(host_path);
-        read_small(&path).map_err(|source| HostError::Read { path, source })
+        self.read_with(host_path, |text| Ok(text.to_owned()))
+    }
+
+    /// Reads a whole small file into a buffer reused across calls and hands its text to
+    /// `parse`: no allocation per file on the per-pod paths. An error from `parse` that names
+    /// `host_path` (as [`HostError::parse`] with the host path does) is reported with the file's
+    /// path under the root.
+    pub fn read_with<T>(
+        &self,
+        host_path: impl AsRef<Path>,
+        parse: impl FnOnce(&str) -> Result<T, HostError>,
+    ) -> Result<T, HostError> {
+        let host_path = host_path.as_ref();
+        let file = self.open(host_path).map_err(|source| HostError::Read {
+            path: self.path(host_path),
+            source,
+        })?;
+        Self::read_file(file, parse, host_path, || self.path(host_path))
+    }
+
+    fn read_file<T>(
+        file: File,
+        parse: impl FnOnce(&str) -> Result<T, HostError>,
+        named: &Path,
+        full: impl Fn() -> PathBuf,
+    ) -> Result<T, HostError> {
+        let mut buf = BUF.take();
+        let result = match read_small(file, &mut buf) {
+            Ok(text) => parse(text).map_err(|e| match e {
+                HostError::Parse { path, what } if path == named => HostError::Parse { path: full(), what },
+                other => other,
+            }),
+            Err(source) => Err(HostError::Read { path: full(), source }),
+        };
+        // A file that grew the buffer past the usual size does not keep the memory.
+        if buf.capacity() <= BUF_KEEP {
+            BUF.set(buf);
+        }
+        result
     }
 
     /// Reads a file that holds a single unsigned integer (`cpuacct.usage`, `memory.current`).
     pub fn read_u64(&self, host_path: impl AsRef<Path>) -> Result<u64, HostError> {
-        let path = self.path(&host_path);
-        let text = read_small(&path).map_err(|source| HostError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let t = text.trim();
-        t.parse::<u64>()
-            .map_err(|_| HostError::parse(&path, format!("expected an unsigned integer, got {t:?}")))
+        let host_path = host_path.as_ref();
+        self.read_with(host_path, |text| {
+            let t = text.trim();
+            t.parse::<u64>()
+                .map_err(|_| HostError::parse(host_path, format!("expected an unsigned integer, got {t:?}")))
+        })
     }
 
     pub fn exists(&self, host_path: impl AsRef<Path>) -> bool {
         self.path(host_path).exists()
     }
+
+    /// Opens a directory to read files in it with [`Root::read_in`] (`O_PATH`: no read right
+    /// on the directory needed, and it pins nothing but the directory entry). On procfs, a
+    /// `/proc/<pid>` descriptor refers to that process, not to the number: once the process
+    /// has exited every lookup below it fails with `ENOENT`, even if the PID is reused.
+    pub fn open_dir(&self, host_path: impl AsRef<Path>) -> Result<Dir, HostError> {
+        let host_path = host_path.as_ref();
+        let fd = self
+            .open_flags(host_path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC)
+            .map_err(|source| HostError::Read {
+                path: self.path(host_path),
+                source,
+            })?;
+        Ok(Dir {
+            fd,
+            host: host_path.to_path_buf(),
+        })
+    }
+
+    /// [`Root::read_with`] for the file `name` (a relative path) in `dir`; a parse error that
+    /// names `name` is reported with the file's full path.
+    pub fn read_in<T>(
+        &self,
+        dir: &Dir,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, HostError>,
+    ) -> Result<T, HostError> {
+        let full = || self.path(dir.host.join(name));
+        let file = rustix::fs::openat(&dir.fd, name, READ_FLAGS, Mode::empty())
+            .map(File::from)
+            .map_err(|e| HostError::Read {
+                path: full(),
+                source: e.into(),
+            })?;
+        Self::read_file(file, parse, Path::new(name), full)
+    }
+
+    /// Opens the file `name` in `dir` to hold it across ticks and re-read it with
+    /// [`Root::reread`].
+    pub fn open_in(&self, dir: &Dir, name: &str) -> Result<File, HostError> {
+        rustix::fs::openat(&dir.fd, name, READ_FLAGS, Mode::empty())
+            .map(File::from)
+            .map_err(|e| HostError::Read {
+                path: self.path(dir.host.join(name)),
+                source: e.into(),
+            })
+    }
+
+    /// Reads a file held open (opened with [`Root::open_in`] as `name` in `dir`) from its start,
+    /// with `pread` at offset 0: one system call instead of `open`, `read` and `close`. The
+    /// kernel's seq_file-backed files (cgroup, proc) generate their content afresh for a read
+    /// at offset 0 (`seq_read_iter` resets its iterator then), so each call sees the current
+    /// counters. A held cgroup file whose cgroup was removed answers `ENODEV`, reported as
+    /// "not found".
+    pub fn reread<T>(
+        &self,
+        file: &File,
+        dir: &Dir,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, HostError>,
+    ) -> Result<T, HostError> {
+        let full = || self.path(dir.host.join(name));
+        let mut buf = BUF.take();
+        let result = match pread_small(file, &mut buf) {
+            Ok(text) => parse(text).map_err(|e| match e {
+                HostError::Parse { path, what } if path == Path::new(name) => HostError::Parse { path: full(), what },
+                other => other,
+            }),
+            Err(source) => Err(HostError::Read { path: full(), source }),
+        };
+        if buf.capacity() <= BUF_KEEP {
+            BUF.set(buf);
+        }
+        result
+    }
+
+    /// Opens `host_path` read-only, relative to the deepest anchor that contains it.
+    fn open(&self, host_path: &Path) -> std::io::Result<File> {
+        self.open_flags(host_path, READ_FLAGS).map(File::from)
+    }
+
+    fn open_flags(&self, host_path: &Path, flags: OFlags) -> std::io::Result<OwnedFd> {
+        let bytes = host_path.as_os_str().as_encoded_bytes();
+        for a in self.anchors.iter() {
+            let Some(rest) = bytes.strip_prefix(a.host.as_bytes()) else {
+                continue;
+            };
+            // `/procfoo` is not below `/proc`; and `openat` ignores the directory for an
+            // absolute path, so the separator is stripped.
+            if !rest.starts_with(b"/") {
+                continue;
+            }
+            let rest = trim_slashes(rest);
+            if rest.is_empty() {
+                continue;
+            }
+            let fd = rustix::fs::openat(
+                &a.dir,
+                Path::new(std::ffi::OsStr::from_bytes(rest)),
+                flags,
+                Mode::empty(),
+            )?;
+            return Ok(fd);
+        }
+        Ok(rustix::fs::open(self.path(host_path), flags, Mode::empty())?)
+    }
 }
 
-/// `open` + `read` + `close`, nothing else. `std::fs::read_to_string` first asks `statx` for a
-/// size hint, which cgroup and proc files answer with 0 or 4096 anyway; on a node with 700 pods
-/// that is thousands of useless system calls per tick. A file that is not UTF-8 is an
-/// `InvalidData` error.
-fn read_small(path: &Path) -> std::io::Result<String> {
-    use std::io::Read as _;
-    let mut file = std::fs::File::open(path)?;
-    // 4 KiB holds a v2 `memory.stat` (about 1.5 KiB) in one read. A read that returns less than
-    // asked is the end of the file for regular files and for the kernel's seq_file-backed
-    // proc, sysfs and cgroup files (they fill the buffer until their end), so the usual second
-    // `read` that returns 0 is skipped: one system call fewer per file and tick.
-    let mut buf = vec![0_u8; 4096];
-    let n = file.read(&mut buf)?;
-    if n < buf.len() {
-        buf.truncate(n);
-    } else {
-        file.take(u64::MAX).read_to_end(&mut buf)?;
+fn trim_slashes(mut b: &[u8]) -> &[u8] {
+    while let Some(rest) = b.strip_prefix(b"/") {
+        b = rest;
     }
-    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    b
+}
+
+/// What one read asks for: 4 KiB holds a v2 `memory.stat` (about 1.5 KiB) and a pod's
+/// `net/dev` in one `read`.
+const BUF_START: usize = 4096;
+/// A buffer that grew beyond this (a huge `mountinfo`) is dropped after use.
+const BUF_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    /// The read buffer of this thread; taken out while in use, so a nested read (a parser
+    /// that reads another file) allocates its own instead of failing.
+    static BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// [`read_small`] with `pread` from offset 0, for files held open.
+fn pread_small<'b>(file: &File, buf: &'b mut Vec<u8>) -> std::io::Result<&'b str> {
+    use std::os::unix::fs::FileExt as _;
+    if buf.len() < BUF_START {
+        buf.resize(BUF_START, 0);
+    }
+    let mut n = file.read_at(buf, 0)?;
+    while n == buf.len() {
+        buf.resize(2 * buf.len(), 0);
+        let more = file.read_at(&mut buf[n..], n as u64)?;
+        if more == 0 {
+            break;
+        }
+        n += more;
+    }
+    std::str::from_utf8(&buf[..n]).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// `read` until the end, nothing else. `std::fs::read_to_string` first asks `statx` for a
+/// size hint, which cgroup and proc files answer with 0 or 4096 anyway, and reads once more to
+/// see the end. A read that returns less than asked is the end of the file for regular files
+/// and for the kernel's seq_file-backed proc, sysfs and cgroup files (they fill the buffer
+/// until their end), so that second `read` is skipped: one system call fewer per file and
+/// tick. A file that is not UTF-8 is an `InvalidData` error.
+fn read_small(mut file: File, buf: &mut Vec<u8>) -> std::io::Result<&str> {
+    if buf.len() < BUF_START {
+        // Zero-filled once per thread; later reads overwrite what they use.
+        buf.resize(BUF_START, 0);
+    }
+    let mut n = file.read(buf)?;
+    if n == buf.len() {
+        buf.truncate(n);
+        file.read_to_end(buf)?;
+        n = buf.len();
+    }
+    std::str::from_utf8(&buf[..n]).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 #[cfg(test)]
@@ -99,5 +354,76 @@ mod tests {
         let missing = r.read_u64("/missing").unwrap_err();
         assert!(missing.is_not_found());
         assert_eq!(missing.kind(), "not_found");
+    }
+
+    #[test]
+    fn anchored_reads_stay_below_their_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, text) in [
+            ("proc/stat", "cpu 1\n"),
+            ("procfoo/stat", "other\n"),
+            ("sys/fs/cgroup/a/cpu.stat", "usage_usec 5\n"),
+        ] {
+            let path = dir.path().join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let r = Root::new(dir.path()).anchored();
+        assert_eq!(r.anchors.len(), 2);
+        assert_eq!(r.read("/proc/stat").unwrap(), "cpu 1\n");
+        assert_eq!(r.read("/procfoo/stat").unwrap(), "other\n", "not below /proc");
+        assert_eq!(r.read("/sys/fs/cgroup//a/cpu.stat").unwrap(), "usage_usec 5\n");
+        let missing = r.read("/sys/fs/cgroup/b/cpu.stat").unwrap_err();
+        assert!(missing.is_not_found());
+        assert_eq!(
+            missing.to_string(),
+            format!("cannot read {}", dir.path().join("sys/fs/cgroup/b/cpu.stat").display())
+        );
+        // A parse error of the host path is reported with the rooted path.
+        let err = r.read_u64("/sys/fs/cgroup/a/cpu.stat").unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "cannot parse {}",
+                dir.path().join("sys/fs/cgroup/a/cpu.stat").display()
+            )),
+            "{err}"
+        );
+        // Without anchors (a missing /sys), reads go through the full path.
+        let bare = Root::new(dir.path().join("proc")).anchored();
+        assert!(bare.anchors.is_empty());
+        assert_eq!(bare.read("/stat").unwrap(), "cpu 1\n");
+    }
+
+    #[test]
+    fn files_larger_than_one_read_are_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Root::new(dir.path());
+        for len in [0, 1, BUF_START - 1, BUF_START, BUF_START + 1, 3 * BUF_KEEP] {
+            let text: String = "abcdefghijklmnopqrstuvwxyz".chars().cycle().take(len).collect();
+            std::fs::write(dir.path().join("f"), &text).unwrap();
+            assert_eq!(r.read("/f").unwrap(), text, "{len} bytes");
+        }
+        std::fs::write(dir.path().join("f"), [b'o', b'k', 0xff]).unwrap();
+        let err = r.read("/f").unwrap_err();
+        assert_eq!(err.kind(), "io", "{err}");
+    }
+
+    /// The guarantee [`crate::host::pids::PidMap`] relies on, checked on the real procfs: a
+    /// `/proc/<pid>` descriptor answers for that process only, and not at all once it exited.
+    #[test]
+    fn a_proc_pid_directory_dies_with_its_process() {
+        let r = Root::new("/").anchored();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let dir = r.open_dir(format!("/proc/{}", child.id())).unwrap();
+        let dev = r.read_in(&dir, "net/dev", |t| Ok(t.to_owned())).unwrap();
+        assert!(dev.contains("lo:"), "{dev}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let err = r.read_in(&dir, "net/dev", |t| Ok(t.len())).unwrap_err();
+        assert!(err.is_not_found(), "{err}: {:?}", std::error::Error::source(&err));
+        assert!(
+            err.to_string().contains(&format!("/proc/{}/net/dev", child.id())),
+            "{err}"
+        );
     }
 }

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::host::cgroup::PodCgroup;
-use crate::host::net as host_net;
+use crate::host::cgroup::{At, CgroupMode, CpuStats, HeldDirs, MemoryStats, PodCgroup};
 use crate::host::pids::PidMap;
+use crate::host::{HostError, Root};
 use crate::kube::{PodIndex, PodInfo, RestartTracker, Snapshot};
 use crate::telemetry::events::{HostSource, PodsUnknown};
 
@@ -107,6 +107,26 @@ fn sources(kind: RecordType) -> serde_json::Value {
     }
 }
 
+/// CPU and memory of one cgroup, through its held directories when possible. A cgroup that
+/// went away is forgotten (its reads are "not found", counted as ordinary churn).
+fn read_cgroup(
+    dirs: &mut HeldDirs,
+    mode: &CgroupMode,
+    root: &Root,
+    rel: &str,
+    full: bool,
+) -> (Result<CpuStats, HostError>, Result<MemoryStats, HostError>) {
+    let at: At<'_> = dirs.at(mode, root, rel);
+    let cpu = mode.read_cpu_at(root, &at, full);
+    let memory = mode.read_memory_at(root, &at, full);
+    let held = matches!(at, At::Held(_));
+    if held && (cpu.as_ref().is_err_and(HostError::is_not_found) || memory.as_ref().is_err_and(HostError::is_not_found))
+    {
+        dirs.forget(rel);
+    }
+    (cpu, memory)
+}
+
 /// Holds the rate state across ticks.
 #[derive(Debug)]
 pub struct Collector {
@@ -118,11 +138,17 @@ pub struct Collector {
     pods: Option<PodIndex>,
     restarts: RestartTracker,
     pids: PidMap,
+    /// Pod and container cgroup directories, held across ticks.
+    dirs: HeldDirs,
+    /// Datums of the last cycle: the next one reserves that many at once instead of growing
+    /// (and copying) a vector of tens of thousands of datums several times.
+    last_datums: usize,
 }
 
 impl Collector {
     pub fn new(sampler: Sampler, capacity: NodeCapacity, settings: Settings, pods: Option<PodIndex>) -> Self {
         let rates = RateCalculator::new(expiry_for(settings.interval));
+        let budget = crate::host::pids::open_files_budget();
         Collector {
             sampler,
             capacity,
@@ -130,7 +156,9 @@ impl Collector {
             rates,
             pods,
             restarts: RestartTracker::new(),
-            pids: PidMap::default(),
+            pids: PidMap::with_budget(budget / 4),
+            dirs: HeldDirs::with_budget(budget - budget / 4),
+            last_datums: 0,
         }
     }
 
@@ -232,11 +260,14 @@ impl Collector {
             rates: &mut self.rates,
             at,
         };
+        // Fields from the optional cgroup files (peak, swap, failcnt, user/system time on v1)
+        // are only sent as container metrics or in performance events.
+        let full = containers;
+        self.dirs.begin_tick();
         for (pod, cg) in &known {
-            let cpu = self.sampler.counted(HostSource::Cgroup, mode.read_cpu(root, &cg.rel));
-            let memory = self
-                .sampler
-                .counted(HostSource::Cgroup, mode.read_memory(root, &cg.rel));
+            let (cpu, memory) = read_cgroup(&mut self.dirs, mode, root, &cg.rel, full);
+            let cpu = self.sampler.counted(HostSource::Cgroup, cpu);
+            let memory = self.sampler.counted(HostSource::Cgroup, memory);
             let restarts = self.restarts.delta_at(pod, at);
             let read = PodRead {
                 pod,
@@ -245,10 +276,10 @@ impl Collector {
                 memory,
             };
             let (mut rec, _) = pod::pod_record(node, &read, restarts, pod_settings, &mut tick);
-            let interfaces = self.pids.get(&cg.uid).and_then(|pid| {
-                self.sampler
-                    .counted(HostSource::Procfs, host_net::read_net_dev(root, pid))
-            });
+            let interfaces = self
+                .pids
+                .read_net_dev(root, &cg.uid)
+                .and_then(|read| self.sampler.counted(HostSource::Procfs, read));
             if let Some(ifaces) = interfaces {
                 let nets = compute::net::add(
                     &mut rec,
@@ -275,10 +306,9 @@ impl Collector {
                 let Some(container) = owner.container(i).filter(|_| owner.uid == pod.uid) else {
                     continue;
                 };
-                let cpu = self.sampler.counted(HostSource::Cgroup, mode.read_cpu(root, &cc.rel));
-                let memory = self
-                    .sampler
-                    .counted(HostSource::Cgroup, mode.read_memory(root, &cc.rel));
+                let (cpu, memory) = read_cgroup(&mut self.dirs, mode, root, &cc.rel, full);
+                let cpu = self.sampler.counted(HostSource::Cgroup, cpu);
+                let memory = self.sampler.counted(HostSource::Cgroup, memory);
                 let restarts = self.restarts.container_delta_at(pod, i, at);
                 out.push(pod::container_record(
                     node,
@@ -291,17 +321,19 @@ impl Collector {
                 ));
             }
         }
+        self.dirs.end_tick();
     }
 
-    fn encode(&self, mut records: Vec<Record>) -> Cycle {
+    fn encode(&mut self, mut records: Vec<Record>) -> Cycle {
         let s = &self.settings;
         let mut datums = Vec::new();
         let mut events = Vec::new();
         if s.produce.datums() {
-            datums.reserve(records.len() * 8);
+            datums.reserve((records.len() * 8).max(self.last_datums + self.last_datums / 8));
             for r in &records {
                 datum::encode(r, s.enhanced, &mut datums);
             }
+            self.last_datums = datums.len();
         }
         if let Some(with_directive) = s.produce.events() {
             events.reserve(records.len());

@@ -37,7 +37,11 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(root: Root, mode: CgroupMode, telemetry: Telemetry) -> Self {
-        Sampler { root, mode, telemetry }
+        Sampler {
+            root: root.anchored(),
+            mode,
+            telemetry,
+        }
     }
 
     pub fn mode(&self) -> &CgroupMode {

@@ -19,9 +19,11 @@ pub use discover::{ContainerCgroup, PodCgroup, Qos, Runtime};
 pub(crate) use discover::{container_from_name, uid_from_component};
 pub use io::{DeviceIo, IoCounters, IoStats};
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::{HostError, Root};
+use super::{Dir, HostError, Root};
 
 /// Where the v1 controllers this agent reads are mounted (host paths, before re-rooting).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,19 +123,55 @@ impl CgroupMode {
         }
     }
 
-    /// CPU counters of the cgroup at `rel` (`""` is the root cgroup).
+    /// CPU counters of the cgroup at `rel` (`""` is the root cgroup), all of them.
     pub fn read_cpu(&self, root: &Root, rel: &str) -> Result<CpuStats, HostError> {
+        self.read_cpu_at(root, &self.at(rel), true)
+    }
+
+    /// Memory counters of the cgroup at `rel` (`""` is the root cgroup), all of them.
+    pub fn read_memory(&self, root: &Root, rel: &str) -> Result<MemoryStats, HostError> {
+        self.read_memory_at(root, &self.at(rel), true)
+    }
+
+    /// The cgroup at `rel`, read by path.
+    pub fn at<'a>(&'a self, rel: &'a str) -> At<'a> {
         match self {
-            CgroupMode::V1(l) | CgroupMode::Hybrid(l) => v1::read_cpu(root, l, rel),
-            CgroupMode::V2(_) => v2::read_cpu(root, rel),
+            CgroupMode::V1(l) | CgroupMode::Hybrid(l) => At::Rel(Hierarchy::V1(l), rel),
+            CgroupMode::V2(_) => At::Rel(Hierarchy::V2, rel),
         }
     }
 
-    /// Memory counters of the cgroup at `rel` (`""` is the root cgroup).
-    pub fn read_memory(&self, root: &Root, rel: &str) -> Result<MemoryStats, HostError> {
+    /// Opens the directories of the cgroup at `rel` (one on v2; the `cpuacct` and `memory`
+    /// ones on v1), to read it through [`At::Held`] at every tick.
+    pub fn open_dirs(&self, root: &Root, rel: &str) -> Result<CgroupDirs, HostError> {
         match self {
-            CgroupMode::V1(l) | CgroupMode::Hybrid(l) => v1::read_memory(root, l, rel),
-            CgroupMode::V2(files) => v2::read_memory(root, rel, *files),
+            CgroupMode::V1(l) | CgroupMode::Hybrid(l) => Ok(CgroupDirs::new(
+                root.open_dir(join(&l.cpuacct, rel, ""))?,
+                Some(root.open_dir(join(&l.memory, rel, ""))?),
+            )),
+            CgroupMode::V2(_) => Ok(CgroupDirs::new(
+                root.open_dir(join(std::path::Path::new(CGROUP_ROOT), rel, ""))?,
+                None,
+            )),
+        }
+    }
+
+    /// CPU counters; `full: false` skips the files only detailed fields use (v1
+    /// `cpuacct.stat`: user and system time).
+    pub fn read_cpu_at(&self, root: &Root, at: &At<'_>, full: bool) -> Result<CpuStats, HostError> {
+        match self {
+            CgroupMode::V1(_) | CgroupMode::Hybrid(_) => v1::read_cpu(root, at, full),
+            CgroupMode::V2(_) => v2::read_cpu(root, at),
+        }
+    }
+
+    /// Memory counters; `full: false` skips the files only detailed fields use (v1
+    /// `memory.max_usage_in_bytes` and `memory.failcnt`, v2 `memory.peak` and
+    /// `memory.swap.current`): those fields are then 0.
+    pub fn read_memory_at(&self, root: &Root, at: &At<'_>, full: bool) -> Result<MemoryStats, HostError> {
+        match self {
+            CgroupMode::V1(_) | CgroupMode::Hybrid(_) => v1::read_memory(root, at, full),
+            CgroupMode::V2(files) => v2::read_memory(root, at, *files, full),
         }
     }
 
@@ -190,6 +228,188 @@ impl CgroupMode {
     }
 }
 
+/// Where each controller's files are, for a cgroup read by path.
+#[derive(Debug, Clone, Copy)]
+pub enum Hierarchy<'a> {
+    V1(&'a V1Layout),
+    V2,
+}
+
+/// The controller whose files are read (on v1 each has its own hierarchy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Controller {
+    /// `cpuacct` on v1.
+    Cpu,
+    Memory,
+}
+
+/// A cgroup's directories and files held open ([`CgroupMode::open_dirs`]). Each file is opened
+/// at its first read, relative to its directory, and then re-read from its start at every tick
+/// ([`Root::reread`]): one `pread` instead of `open` (a walk of four or five path components
+/// below `/sys/fs/cgroup` on a systemd node), `read` and `close`. On a node with 737 pods that
+/// is about 4 400 system calls fewer per tick.
+///
+/// Holding the files does not keep a removed cgroup alive: kernfs deactivates the node on
+/// `rmdir`, and reads of its open files answer `ENODEV` ("not found" here).
+#[derive(Debug)]
+pub struct CgroupDirs {
+    /// The unified directory on v2; the `cpuacct` one on v1.
+    cpu: Dir,
+    /// The `memory` directory on v1.
+    memory: Option<Dir>,
+    files: RefCell<Vec<(Controller, &'static str, std::fs::File)>>,
+}
+
+impl CgroupDirs {
+    fn new(cpu: Dir, memory: Option<Dir>) -> Self {
+        CgroupDirs {
+            cpu,
+            memory,
+            files: RefCell::new(Vec::with_capacity(3)),
+        }
+    }
+
+    fn read<T>(
+        &self,
+        root: &Root,
+        ctl: Controller,
+        name: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, HostError>,
+    ) -> Result<T, HostError> {
+        let dir = match (ctl, &self.memory) {
+            (Controller::Memory, Some(m)) => m,
+            _ => &self.cpu,
+        };
+        let held = self.files.borrow().iter().position(|(c, n, _)| *c == ctl && *n == name);
+        let i = if let Some(i) = held {
+            i
+        } else {
+            let file = root.open_in(dir, name)?;
+            let mut files = self.files.borrow_mut();
+            files.push((ctl, name, file));
+            files.len() - 1
+        };
+        let files = self.files.borrow();
+        root.reread(&files[i].2, dir, name, parse)
+    }
+}
+
+/// The directories of the cgroups read at every tick, held across ticks (see [`CgroupDirs`]).
+/// A cgroup that was not seen during a tick is closed at its end; one whose read says "not
+/// found" (removed) is forgotten at once. Past the budget of descriptors, cgroups are read by
+/// path, with the same results.
+#[derive(Debug)]
+pub struct HeldDirs {
+    by_rel: HashMap<String, (CgroupDirs, u64)>,
+    tick: u64,
+    max: usize,
+}
+
+impl HeldDirs {
+    /// Holds at most `max` cgroups (two descriptors each on v1).
+    pub fn with_budget(max: usize) -> Self {
+        HeldDirs {
+            by_rel: HashMap::default(),
+            tick: 0,
+            max,
+        }
+    }
+
+    /// Cgroups held now.
+    pub fn len(&self) -> usize {
+        self.by_rel.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_rel.is_empty()
+    }
+
+    /// Starts a tick: what is not asked for until [`HeldDirs::end_tick`] is closed then.
+    pub fn begin_tick(&mut self) {
+        self.tick += 1;
+    }
+
+    /// Closes the cgroups not asked for since [`HeldDirs::begin_tick`].
+    pub fn end_tick(&mut self) {
+        let tick = self.tick;
+        self.by_rel.retain(|_, (_, seen)| *seen == tick);
+    }
+
+    /// Where to read the cgroup at `rel`: its held directories (opened now if new), or its path
+    /// when they cannot be opened (it is being removed, or the budget is spent).
+    pub fn at<'a>(&'a mut self, mode: &'a CgroupMode, root: &Root, rel: &'a str) -> At<'a> {
+        let tick = self.tick;
+        if !self.by_rel.contains_key(rel) {
+            if self.by_rel.len() >= self.max {
+                return mode.at(rel);
+            }
+            let Ok(dirs) = mode.open_dirs(root, rel) else {
+                return mode.at(rel);
+            };
+            self.by_rel.insert(rel.to_owned(), (dirs, tick));
+        }
+        match self.by_rel.get_mut(rel) {
+            Some((dirs, seen)) => {
+                *seen = tick;
+                At::Held(dirs)
+            }
+            None => mode.at(rel),
+        }
+    }
+
+    /// Drops the cgroup at `rel` (a read through it said it is gone).
+    pub fn forget(&mut self, rel: &str) {
+        self.by_rel.remove(rel);
+    }
+}
+
+/// A cgroup to read: by path, or through its held directories.
+#[derive(Debug, Clone, Copy)]
+pub enum At<'a> {
+    /// `rel` below the controller's mount (`""` is the root cgroup).
+    Rel(Hierarchy<'a>, &'a str),
+    Held(&'a CgroupDirs),
+}
+
+impl At<'_> {
+    /// Reads `file` of the cgroup for `ctl`; `parse` gets the text and the path to name in its
+    /// errors (the reader reports it under the root).
+    pub(crate) fn read<T>(
+        &self,
+        root: &Root,
+        ctl: Controller,
+        file: &'static str,
+        parse: impl FnOnce(&str, &std::path::Path) -> Result<T, HostError>,
+    ) -> Result<T, HostError> {
+        match *self {
+            At::Rel(h, rel) => {
+                let dir = match (h, ctl) {
+                    (Hierarchy::V1(l), Controller::Cpu) => l.cpuacct.as_path(),
+                    (Hierarchy::V1(l), Controller::Memory) => l.memory.as_path(),
+                    (Hierarchy::V2, _) => std::path::Path::new(CGROUP_ROOT),
+                };
+                let path = join(dir, rel, file);
+                root.read_with(&path, |text| parse(text, &path))
+            }
+            At::Held(d) => d.read(root, ctl, file, |text| parse(text, std::path::Path::new(file))),
+        }
+    }
+
+    /// Reads a file that holds one unsigned integer (`cpuacct.usage`, `memory.current`).
+    pub(crate) fn read_u64(&self, root: &Root, ctl: Controller, file: &'static str) -> Result<u64, HostError> {
+        self.read(root, ctl, file, |text, path| {
+            let t = text.trim();
+            t.parse::<u64>()
+                .map_err(|_| HostError::parse(path, format!("expected an unsigned integer, got {t:?}")))
+        })
+    }
+
+    /// The root cgroup (never held: it is read once per tick).
+    pub(crate) fn is_root(&self) -> bool {
+        matches!(self, At::Rel(_, rel) if rel.trim_matches('/').is_empty())
+    }
+}
+
 /// CPU time consumed by a cgroup, in nanoseconds (cumulative counters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CpuStats {
@@ -218,10 +438,11 @@ pub struct MemoryStats {
 
 fn join(dir: &std::path::Path, rel: &str, file: &str) -> PathBuf {
     let rel = rel.trim_matches('/');
-    if rel.is_empty() {
-        dir.join(file)
-    } else {
-        dir.join(rel).join(file)
+    match (rel.is_empty(), file.is_empty()) {
+        (true, true) => dir.to_path_buf(),
+        (true, false) => dir.join(file),
+        (false, true) => dir.join(rel),
+        (false, false) => dir.join(rel).join(file),
     }
 }
 

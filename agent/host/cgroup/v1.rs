@@ -1,20 +1,29 @@
 //! cgroup v1 readers: `cpuacct.usage`, `cpuacct.stat`, `memory.*`.
 
 use super::parse::flat_keyed;
-use super::{CpuStats, MemoryStats, V1Layout, join};
+use super::{At, Controller, CpuStats, MemoryStats};
 use crate::host::{HostError, Root};
 
 /// `cpuacct.stat` counts in USER_HZ ticks, which is 100 on every Linux architecture the
 /// kernel exports to user space (`USER_HZ` in include/asm-generic/param.h): 1 tick = 10 ms.
 const NS_PER_USER_HZ_TICK: u64 = 10_000_000;
 
-pub fn read_cpu(root: &Root, l: &V1Layout, rel: &str) -> Result<CpuStats, HostError> {
-    let usage_ns = root.read_u64(join(&l.cpuacct, rel, "cpuacct.usage"))?;
-    let stat_path = root.path(join(&l.cpuacct, rel, "cpuacct.stat"));
+/// `full`: also `cpuacct.stat` (user and system time), which only the container-level and
+/// performance-event fields use.
+pub fn read_cpu(root: &Root, at: &At<'_>, full: bool) -> Result<CpuStats, HostError> {
+    let usage_ns = at.read_u64(root, Controller::Cpu, "cpuacct.usage")?;
     let mut out = [None; 2];
     // `cpuacct.stat` is optional detail: a missing file leaves user/system unknown.
-    if let Ok(text) = root.read(join(&l.cpuacct, rel, "cpuacct.stat")) {
-        flat_keyed(&stat_path, &text, &["user", "system"], &mut out)?;
+    let stat = if full {
+        at.read(root, Controller::Cpu, "cpuacct.stat", |text, path| {
+            flat_keyed(path, text, &["user", "system"], &mut out)
+        })
+    } else {
+        Ok(())
+    };
+    match stat {
+        Err(e @ HostError::Parse { .. }) => return Err(e),
+        Ok(()) | Err(HostError::Read { .. }) => {}
     }
     let ticks = |v: Option<u64>| v.and_then(|t| t.checked_mul(NS_PER_USER_HZ_TICK));
     Ok(CpuStats {
@@ -35,13 +44,21 @@ const STAT_KEYS: [&str; 7] = [
     "total_pgmajfault",
 ];
 
-pub fn read_memory(root: &Root, l: &V1Layout, rel: &str) -> Result<MemoryStats, HostError> {
-    let usage = root.read_u64(join(&l.memory, rel, "memory.usage_in_bytes"))?;
-    let stat_rel = join(&l.memory, rel, "memory.stat");
-    let text = root.read(&stat_rel)?;
+/// `full`: also `memory.max_usage_in_bytes` and `memory.failcnt`, which only the
+/// container-level and performance-event fields use.
+pub fn read_memory(root: &Root, at: &At<'_>, full: bool) -> Result<MemoryStats, HostError> {
+    let usage = at.read_u64(root, Controller::Memory, "memory.usage_in_bytes")?;
     let mut v = [None; STAT_KEYS.len()];
-    flat_keyed(&root.path(&stat_rel), &text, &STAT_KEYS, &mut v)?;
-    let optional = |file: &str| root.read_u64(join(&l.memory, rel, file)).unwrap_or(0);
+    at.read(root, Controller::Memory, "memory.stat", |text, path| {
+        flat_keyed(path, text, &STAT_KEYS, &mut v)
+    })?;
+    let optional = |file: &'static str| {
+        if full {
+            at.read_u64(root, Controller::Memory, file).unwrap_or(0)
+        } else {
+            0
+        }
+    };
     Ok(MemoryStats {
         usage,
         inactive_file: v[0].unwrap_or(0),

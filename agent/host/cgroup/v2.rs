@@ -1,53 +1,48 @@
 //! cgroup v2 readers: `cpu.stat`, `memory.current`, `memory.stat`.
 
-use std::path::PathBuf;
-
 use super::parse::flat_keyed;
-use super::{CpuStats, MemoryStats, join};
+use super::{At, Controller, CpuStats, MemoryStats};
 use crate::host::{HostError, Root};
 
-fn dir() -> PathBuf {
-    PathBuf::from(super::CGROUP_ROOT)
-}
-
-pub fn read_cpu(root: &Root, rel: &str) -> Result<CpuStats, HostError> {
-    let rel_path = join(&dir(), rel, "cpu.stat");
-    let text = root.read(&rel_path)?;
-    let path = root.path(&rel_path);
-    let mut v = [None; 3];
-    flat_keyed(&path, &text, &["usage_usec", "user_usec", "system_usec"], &mut v)?;
-    let ns = |x: Option<u64>| x.and_then(|us| us.checked_mul(1000));
-    let usage_ns = ns(v[0]).ok_or_else(|| HostError::parse(&path, "no usage_usec"))?;
-    Ok(CpuStats {
-        usage_ns,
-        user_ns: ns(v[1]),
-        system_ns: ns(v[2]),
+pub fn read_cpu(root: &Root, at: &At<'_>) -> Result<CpuStats, HostError> {
+    at.read(root, Controller::Cpu, "cpu.stat", |text, path| {
+        let mut v = [None; 3];
+        flat_keyed(path, text, &["usage_usec", "user_usec", "system_usec"], &mut v)?;
+        let ns = |x: Option<u64>| x.and_then(|us| us.checked_mul(1000));
+        let usage_ns = ns(v[0]).ok_or_else(|| HostError::parse(path, "no usage_usec"))?;
+        Ok(CpuStats {
+            usage_ns,
+            user_ns: ns(v[1]),
+            system_ns: ns(v[2]),
+        })
     })
 }
 
 const STAT_KEYS: [&str; 6] = ["inactive_file", "file", "anon", "file_mapped", "pgfault", "pgmajfault"];
 
-pub fn read_memory(root: &Root, rel: &str, files: super::V2Files) -> Result<MemoryStats, HostError> {
-    let stat_rel = join(&dir(), rel, "memory.stat");
-    let text = root.read(&stat_rel)?;
+/// `full`: also the optional files (`memory.peak`, `memory.swap.current`), which only the
+/// container-level and performance-event fields use.
+pub fn read_memory(root: &Root, at: &At<'_>, files: super::V2Files, full: bool) -> Result<MemoryStats, HostError> {
     let mut v = [None; STAT_KEYS.len()];
-    flat_keyed(&root.path(&stat_rel), &text, &STAT_KEYS, &mut v)?;
+    at.read(root, Controller::Memory, "memory.stat", |text, path| {
+        flat_keyed(path, text, &STAT_KEYS, &mut v)
+    })?;
     let (file, anon) = (v[1].unwrap_or(0), v[2].unwrap_or(0));
-    let is_root = rel.trim_matches('/').is_empty();
+    let is_root = at.is_root();
     // The v2 root has no memory.current: usage = anon + file from the root memory.stat, as
     // opencontainers/cgroups does (spec/METRICS.md §5.1, trap 6).
     let usage = if is_root {
         anon.saturating_add(file)
     } else {
-        root.read_u64(join(&dir(), rel, "memory.current"))?
+        at.read_u64(root, Controller::Memory, "memory.current")?
     };
-    let optional = |f: &str| root.read_u64(join(&dir(), rel, f)).unwrap_or(0);
+    let optional = |f: &'static str| at.read_u64(root, Controller::Memory, f).unwrap_or(0);
     Ok(MemoryStats {
         usage,
         inactive_file: v[0].unwrap_or(0),
         cache: file,
         rss: anon,
-        swap: if is_root || !files.memory_swap_current {
+        swap: if is_root || !full || !files.memory_swap_current {
             0
         } else {
             optional("memory.swap.current")
@@ -55,7 +50,7 @@ pub fn read_memory(root: &Root, rel: &str, files: super::V2Files) -> Result<Memo
         mapped_file: v[3].unwrap_or(0),
         pgfault: v[4].unwrap_or(0),
         pgmajfault: v[5].unwrap_or(0),
-        max_usage: if is_root || !files.memory_peak {
+        max_usage: if is_root || !full || !files.memory_peak {
             0
         } else {
             optional("memory.peak")
@@ -84,7 +79,8 @@ mod tests {
         )
         .unwrap();
         let r = Root::new(d.path());
-        let cpu = read_cpu(&r, "").unwrap();
+        let at = At::Rel(super::super::Hierarchy::V2, "");
+        let cpu = read_cpu(&r, &at).unwrap();
         assert_eq!(
             cpu,
             CpuStats {
@@ -93,9 +89,9 @@ mod tests {
                 system_ns: Some(500_000)
             }
         );
-        let m = read_memory(&r, "", super::super::V2Files::ALL).unwrap();
+        let m = read_memory(&r, &at, super::super::V2Files::ALL, true).unwrap();
         assert_eq!((m.usage, m.inactive_file, m.pgfault, m.failcnt), (4000, 1200, 7, 0));
         std::fs::write(cg.join("cpu.stat"), "user_usec 1\n").unwrap();
-        assert_eq!(read_cpu(&r, "").unwrap_err().kind(), "parse");
+        assert_eq!(read_cpu(&r, &at).unwrap_err().kind(), "parse");
     }
 }

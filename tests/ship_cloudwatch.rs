@@ -36,7 +36,8 @@ fn interval(tag: &str, n: usize) -> Vec<Datum> {
                 ("ClusterName", tag.into()),
                 ("Namespace", "default".into()),
                 ("PodName", format!("pod-{i}").into()),
-            ],
+            ]
+            .into(),
             value: i as f64 + 0.25,
             unit: Unit::Percent,
             timestamp_ms: ts,

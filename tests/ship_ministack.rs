@@ -51,7 +51,8 @@ fn datums(cluster: &str, ts_ms: i64) -> Vec<Datum> {
                     ("ClusterName", cluster.into()),
                     ("Namespace", "default".into()),
                     ("PodName", format!("pod-{i}").into()),
-                ],
+                ]
+                .into(),
                 value: i as f64 * 1.5 + 0.25,
                 unit,
                 timestamp_ms: ts_ms,

@@ -27,10 +27,20 @@ struct Prev {
 pub struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
+    /// Eight bytes at a time: strings (metric names, about 20 bytes) are hashed too.
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.write_u64(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
         }
+        let mut tail = [0_u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.write_u64(u64::from_le_bytes(tail));
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
     }
 
     fn write_u64(&mut self, i: u64) {

@@ -86,7 +86,7 @@ mod tests {
     fn datum_line_matches_the_contract() {
         let d = Datum {
             metric_name: "node_cpu_utilization",
-            dimensions: vec![("ClusterName", "local".into()), ("NodeName", "a\"b".into())],
+            dimensions: vec![("ClusterName", "local".into()), ("NodeName", "a\"b".into())].into(),
             value: 12.5,
             unit: Unit::Percent,
             timestamp_ms: 1_764_300_000_000,

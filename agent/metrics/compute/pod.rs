@@ -33,7 +33,10 @@ pub struct PodRead<'a> {
 }
 
 fn pod_attributes(r: &mut Record, owner: &Record, pod: &PodInfo, s: PodSettings) {
-    r.attributes.clone_from(&owner.attributes);
+    // Sized once: the node's attributes, the pod's (at most 6), and about 40 fields (§6.1).
+    r.attributes.reserve(owner.attributes.len() + 6);
+    r.attributes.extend(owner.attributes.iter().cloned());
+    r.fields.reserve(48);
     r.set_attribute("Namespace", pod.namespace.as_str());
     r.set_attribute("PodName", pod.pod_name(s.prefer_full_pod_name));
     if s.enhanced {

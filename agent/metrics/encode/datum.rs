@@ -35,31 +35,38 @@ impl Unit {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Datum {
     pub metric_name: &'static str,
-    /// Sorted by name (DIM-2). Values are shared with the record they came from.
-    pub dimensions: Vec<(&'static str, Arc<str>)>,
+    /// Sorted by name (DIM-2). Shared by the datums of one record with the same dimension set,
+    /// and the values with the record they came from: a pod's 27 datums hold 3 lists.
+    pub dimensions: Dimensions,
     pub value: f64,
     pub unit: Unit,
     pub timestamp_ms: i64,
 }
+
+/// The dimensions of a datum, as (name, value) pairs.
+pub type Dimensions = Arc<[(&'static str, Arc<str>)]>;
 
 /// The CloudWatch namespace of every Container Insights datum.
 pub const NAMESPACE: &str = "ContainerInsights";
 
 /// Appends the datums of `record` to `out` (reused across records to avoid reallocating).
 pub fn encode(record: &Record, enhanced: bool, out: &mut Vec<Datum>) {
+    // The dimension lists built for this record, by set (`None`: an attribute is missing).
+    let mut built: Vec<(&'static [&'static str], Option<Dimensions>)> = Vec::new();
     for &(field, value) in &record.fields {
         let Some(decl) = declare::lookup(enhanced, record.kind, field) else {
             continue;
         };
-        'sets: for set in decl.sets {
-            let mut dimensions = Vec::with_capacity(set.len());
-            for &name in *set {
-                // DIM-1: a set with a missing or empty attribute is skipped, not sent empty.
-                let Some(v) = record.attribute_shared(name) else {
-                    continue 'sets;
-                };
-                dimensions.push((name, Arc::clone(v)));
-            }
+        for &set in decl.sets {
+            let dims = if let Some((_, dims)) = built.iter().find(|(s, _)| *s == set) {
+                dims.clone()
+            } else {
+                let dims = dimensions(record, set);
+                built.push((set, dims.clone()));
+                dims
+            };
+            // DIM-1: a set with a missing or empty attribute is skipped, not sent empty.
+            let Some(dimensions) = dims else { continue };
             out.push(Datum {
                 metric_name: decl.metric,
                 dimensions,
@@ -69,6 +76,12 @@ pub fn encode(record: &Record, enhanced: bool, out: &mut Vec<Datum>) {
             });
         }
     }
+}
+
+fn dimensions(record: &Record, set: &[&'static str]) -> Option<Dimensions> {
+    set.iter()
+        .map(|&name| record.attribute_shared(name).map(|v| (name, Arc::clone(v))))
+        .collect()
 }
 
 #[cfg(test)]
@@ -87,7 +100,7 @@ mod tests {
         let mut out = vec![];
         encode(&r, false, &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
-        assert_eq!(out[0].dimensions, vec![("ClusterName", std::sync::Arc::from("c"))]);
+        assert_eq!(*out[0].dimensions, [("ClusterName", std::sync::Arc::from("c"))]);
         assert_eq!(out[0].unit, Unit::Percent);
 
         r.attributes.retain(|(k, _)| *k != "InstanceId");

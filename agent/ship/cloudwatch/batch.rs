@@ -74,7 +74,8 @@ mod tests {
             dimensions: vec![
                 ("ClusterName", "c".repeat(dim_len).into()),
                 ("PodName", format!("p{i}").into()),
-            ],
+            ]
+            .into(),
             value: 1.0,
             unit: Unit::Percent,
             timestamp_ms: 1_700_000_000_000,

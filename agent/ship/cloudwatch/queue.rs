@@ -122,7 +122,7 @@ mod tests {
         (0..n)
             .map(|_| Datum {
                 metric_name: "node_cpu_utilization",
-                dimensions: vec![],
+                dimensions: vec![].into(),
                 value: tag,
                 unit: Unit::Percent,
                 timestamp_ms: 0,

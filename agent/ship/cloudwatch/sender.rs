@@ -271,7 +271,7 @@ mod tests {
     fn a_datum_keeps_its_fields() {
         let d = Datum {
             metric_name: "node_cpu_limit",
-            dimensions: vec![("ClusterName", "c".into()), ("NodeName", "n".into())],
+            dimensions: vec![("ClusterName", "c".into()), ("NodeName", "n".into())].into(),
             value: 4000.0,
             unit: Unit::None,
             timestamp_ms: 1_700_000_000_123,

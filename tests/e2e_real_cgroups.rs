@@ -32,12 +32,11 @@
 mod e2e;
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use e2e::{Cleanup, ContainerSpec, Host, MIB, PodSpec};
+use support::start_in;
 
 /// The two layouts each burn a core on a 2-core machine: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -45,32 +44,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const HELD: u64 = 128 * MIB;
 /// Above the 128 MiB: the Python interpreter, the shell, kernel bookkeeping.
 const SLACK: u64 = 64 * MIB;
-
-/// Starts `sh -c SCRIPT` that first writes its own PID into each `cgroup.procs`, then runs
-/// `then`, which prints one line when it is ready. Returns its PID after that line.
-fn start_in(cleanup: &mut Cleanup, procs: &[PathBuf], then: &str) -> u32 {
-    let script = format!("for f in \"$@\"; do echo $$ > \"$f\" || exit 1; done; {then}");
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg("sh")
-        .args(procs)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn sh");
-    let pid = child.id();
-    let stdout = child.stdout.take().unwrap();
-    cleanup.children.push(child);
-    let mut line = String::new();
-    // Returns at the ready line, or at EOF if the workload failed (then the assert says so).
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert!(
-        !line.is_empty(),
-        "workload {then:?} exited before it was ready (python3 missing?)"
-    );
-    pid
-}
 
 fn run_layout(systemd: bool) {
     let Some(hierarchies) = e2e::v1_prerequisites() else {

@@ -2,6 +2,8 @@
 //! clean skip), never a panic. The caller counts the error and goes on (`HostReadFailed`).
 //! Each test works on a private copy of a fixture tree (`tests/fixtures/host/`).
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -9,6 +11,7 @@ use kinsight::host::cgroup::CgroupMode;
 use std::collections::HashSet;
 
 use kinsight::host::{HostError, Root, disk, fs, net, pids};
+use support::is_root;
 
 const A_UID: &str = "3f1c2b7a-8d9e-4f10-a1b2-c3d4e5f60718";
 
@@ -153,13 +156,6 @@ fn empty_and_unparsable_v1_files_are_parse_errors_naming_the_file() {
 }
 
 /// Whether this process runs with effective UID 0 (from `/proc/self/status`, no libc call).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        .unwrap_or(false)
-}
 
 #[test]
 fn unreadable_directories_are_errors_for_the_listing() {

@@ -15,14 +15,13 @@ mod support;
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use kinsight::host::cgroup::{At, CgroupDirs, CgroupMode, Qos, Runtime, V1Layout};
 use kinsight::host::{Root, disk, fs, net, pids};
+use support::{Cleanup, is_root, start_in};
 
 /// The two layouts burn CPU on a 2-core machine: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -46,14 +45,6 @@ fn prerequisites() -> Option<V1Layout> {
     );
     eprintln!("skipping: real-cgroup tests need {missing}");
     None
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        .unwrap_or(false)
 }
 
 fn random_u64() -> u64 {
@@ -81,70 +72,6 @@ fn random_container_id() -> String {
         random_u64(),
         random_u64()
     )
-}
-
-/// Kills what the test started and removes the cgroups it created, also when an assertion
-/// fails. Shared parents (`kubepods`, `kubepods/burstable`, `kubepods.slice`, …) are removed
-/// when empty; one still in use by another test stays (EBUSY / ENOTEMPTY are ignored).
-struct Cleanup {
-    children: Vec<Child>,
-    /// Created cgroup directories, parents before children.
-    dirs: Vec<PathBuf>,
-    /// Possibly shared parents, innermost first.
-    shared: Vec<PathBuf>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for d in self.dirs.iter().rev() {
-            // A killed task leaves its cgroup asynchronously; EBUSY until then.
-            let gone =
-                support::wait_until(
-                    Duration::from_secs(5),
-                    Duration::from_millis(20),
-                    || match std::fs::remove_dir(d) {
-                        Ok(()) => true,
-                        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-                    },
-                );
-            if !gone {
-                eprintln!("warning: could not remove {}", d.display());
-            }
-        }
-        for d in &self.shared {
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
-
-/// Starts `sh -c SCRIPT` that first writes its own PID into each `cgroup.procs`, then runs
-/// `then`, which must print one line when it is ready. Returns after that line.
-fn start_in(cleanup: &mut Cleanup, procs: &[PathBuf], then: &str) -> u32 {
-    let script = format!("for f in \"$@\"; do echo $$ > \"$f\" || exit 1; done; {then}");
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg("sh")
-        .args(procs)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn sh");
-    let pid = child.id();
-    let stdout = child.stdout.take().unwrap();
-    cleanup.children.push(child);
-    let mut line = String::new();
-    // Returns at the ready line, or at EOF if the workload failed (then the assert says so).
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert!(
-        !line.is_empty(),
-        "workload {then:?} exited before it was ready (is python3 installed?)"
-    );
-    pid
 }
 
 /// utime + stime of a process in USER_HZ ticks (10 ms), from `/proc/<pid>/stat`.
@@ -211,7 +138,7 @@ fn build(layout: &V1Layout, systemd: bool, cleanup: &mut Cleanup) -> Pod {
     hierarchies.dedup();
     for h in &hierarchies {
         std::fs::create_dir_all(h.join(&rel)).unwrap();
-        cleanup.dirs.push(h.join(&rel));
+        cleanup.created.push(h.join(&rel));
         let parents = Path::new(&rel)
             .ancestors()
             .skip(1)
@@ -219,7 +146,7 @@ fn build(layout: &V1Layout, systemd: bool, cleanup: &mut Cleanup) -> Pod {
         cleanup.shared.extend(parents.map(|p| h.join(p)));
         for c in [&burn_rel, &hold_rel] {
             std::fs::create_dir(h.join(c)).unwrap();
-            cleanup.dirs.push(h.join(c));
+            cleanup.created.push(h.join(c));
         }
     }
     let procs = |rel: &str| -> Vec<PathBuf> { hierarchies.iter().map(|h| h.join(rel).join("cgroup.procs")).collect() };
@@ -358,11 +285,7 @@ fn check_pids(t: &Pod) {
 fn run_layout(systemd: bool) {
     let Some(layout) = prerequisites() else { return };
     let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut cleanup = Cleanup {
-        children: Vec::new(),
-        dirs: Vec::new(),
-        shared: Vec::new(),
-    };
+    let mut cleanup = Cleanup::default();
     let pod = build(&layout, systemd, &mut cleanup);
     check_listing(&pod);
     check_cpu(&pod);

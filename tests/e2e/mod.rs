@@ -16,12 +16,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::support;
+pub use crate::support::{Cleanup, is_root};
 
 /// The cluster name the tests configure.
 pub const CLUSTER: &str = "e2e";
@@ -75,14 +74,6 @@ impl Host {
     pub fn one_core_percent(self) -> f64 {
         100.0 / f64::from(self.cpus)
     }
-}
-
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        .unwrap_or(false)
 }
 
 /// The v1 hierarchy of `controller` as its own directory (`/sys/fs/cgroup/cpu`), when mounted.
@@ -193,59 +184,6 @@ pub fn prefixes(rel: &str) -> Vec<String> {
 
 // ---------------------------------------------------------------------------------------------
 // Cleanup
-
-/// Undoes what a test did, also when an assertion fails: runs `before` hooks (containerd
-/// deletions), kills its child processes, removes the cgroup directories it created (children
-/// first, waiting for the kernel to release a killed task's cgroup), restores the `cpu.shares` it
-/// raised on directories it did not create, and removes shared parents that ended up empty.
-#[derive(Default)]
-pub struct Cleanup {
-    pub before: Vec<Box<dyn FnOnce()>>,
-    pub children: Vec<Child>,
-    /// Directories this test created, in creation order (parents first).
-    pub created: Vec<PathBuf>,
-    /// Parents that may be shared with another test (`kubepods`, …): removed if empty.
-    pub shared: Vec<PathBuf>,
-    /// `(cpu.shares file, old value)` to restore where the directory outlives the test.
-    pub shares: Vec<(PathBuf, String)>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for f in self.before.drain(..) {
-            f();
-        }
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for d in self.created.iter().rev() {
-            // A killed task leaves its cgroup asynchronously: EBUSY until then.
-            let gone =
-                support::wait_until(
-                    Duration::from_secs(10),
-                    Duration::from_millis(20),
-                    || match std::fs::remove_dir(d) {
-                        Ok(()) => true,
-                        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-                    },
-                );
-            if !gone {
-                eprintln!("warning: could not remove {}", d.display());
-            }
-        }
-        for (file, old) in &self.shares {
-            if file.exists() {
-                let _ = std::fs::write(file, old);
-            }
-        }
-        let mut shared = self.shared.clone();
-        shared.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        for d in shared {
-            let _ = std::fs::remove_dir(d); // still used by someone else: EBUSY, left alone
-        }
-    }
-}
 
 impl Cleanup {
     /// Creates `hierarchy/rel` and each missing parent, remembering which ones it made. The

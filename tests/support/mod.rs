@@ -17,6 +17,7 @@
 // reported as dead code (and the re-exports below as unused imports) in each of them.
 #![allow(dead_code, unused_imports)]
 
+mod cgroups;
 mod cloudwatch;
 pub mod fake_server;
 mod http;
@@ -28,6 +29,7 @@ mod process;
 use std::thread;
 use std::time::Duration;
 
+pub use self::cgroups::{Cleanup, is_root, start_in};
 pub use self::cloudwatch::{
     AcceptedDatum, Cbor, Fault, Ministack, PUT_METRIC_DATA_PATH, RecordedRequest, StrictCloudwatch, decode_value,
     test_sdk_config,

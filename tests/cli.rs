@@ -503,3 +503,77 @@ fn check_reports_apiserver_reachability() {
         down.stderr
     );
 }
+
+#[path = "../benches/support/synthetic.rs"]
+mod synthetic;
+
+/// The descriptor budget (README "How the files are read"): `check` says whether this node's
+/// pods fit in it, and past it the agent reads by path with the same results. `ulimit -n 300`
+/// (soft and hard) leaves room for 4 held cgroups, against 40 pods.
+#[test]
+fn a_low_open_files_limit_is_reported_and_changes_no_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = synthetic::Node::create(&dir.path().join("node"), 40, 3);
+    let cfg = dir.path().join("c.json");
+    write(
+        &cfg,
+        r#"{"logs":{"metrics_collected":{"kubernetes":{"cluster_name":"lim"}}},
+            "kinsight":{"logs":{"enabled":false},"telemetry":{"listen_address":null}}}"#,
+    );
+    let limited = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", "/nonexistent")
+            .stdin(Stdio::null())
+            .args(["-c", "ulimit -n 300 && exec \"$0\" \"$@\""])
+            .arg(support::kinsight_bin())
+            .args(args);
+        cmd
+    };
+    let root = node.root.to_str().unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let pods = node.pod_list_path();
+    let check = ["check", "--output", "stdout", "--host-root", root, "--config", cfg];
+    let ok = run(kinsight().args(check));
+    assert!(
+        ok.stderr.contains("OK    open files") && ok.stderr.contains("40 pods here"),
+        "{}",
+        ok.stderr
+    );
+    let low = run(&mut limited(&check));
+    assert!(
+        low.stderr.contains("WARN  open files") && low.stderr.contains("room to hold 4 cgroups open"),
+        "{}",
+        low.stderr
+    );
+    assert!(low.status.success(), "a warning, not a failure: {}", low.stderr);
+
+    let once = [
+        "once",
+        "--output",
+        "stdout",
+        "--interval",
+        "1s",
+        "--host-root",
+        root,
+        "--config",
+        cfg,
+        "--pods-file",
+        pods.to_str().unwrap(),
+    ];
+    let series = |r: &support::Run| -> Vec<String> {
+        assert!(r.status.success(), "{}", r.stderr);
+        let mut v: Vec<String> = json_lines(&r.stdout)
+            .iter()
+            .filter(|l| l["metric_name"].as_str().is_some_and(|m| m.starts_with("pod_")))
+            .map(|l| format!("{} {}", l["metric_name"], l["dimensions"]))
+            .collect();
+        v.sort();
+        v
+    };
+    let full = series(&run(kinsight().args(once)));
+    let by_path = series(&run(&mut limited(&once)));
+    assert!(full.len() >= 40 * 9, "{} pod datums", full.len());
+    assert_eq!(full, by_path);
+}

@@ -124,7 +124,10 @@ pub fn run_with(o: &Outside, opts: Options) -> Report {
         Err(e) => r.push(Verdict::Fail, "host /proc", chain(&e)),
     }
     match CgroupMode::detect(&root) {
-        Ok(m) => r.push(Verdict::Ok, "cgroup", format!("mode {}", m.name())),
+        Ok(m) => {
+            r.push(Verdict::Ok, "cgroup", format!("mode {}", m.name()));
+            open_files(&mut r, &root, &m);
+        }
         Err(e) => r.push(Verdict::Fail, "cgroup", chain(&e)),
     }
     match root.read("/proc/1/net/dev") {
@@ -148,6 +151,39 @@ pub fn run_with(o: &Outside, opts: Options) -> Report {
         ),
     }
     r
+}
+
+/// The open-files limit against this node's pods: each pod's cgroup and process are held open
+/// across intervals (README "How the files are read"); past the budget, reads go by path.
+fn open_files(r: &mut Report, root: &Root, mode: &CgroupMode) {
+    use crate::host::cgroup::MAX_DESCRIPTORS_PER_CGROUP;
+    let soft = crate::host::pids::raise_open_files_limit();
+    let budget = crate::host::pids::open_files_budget();
+    let cgroups = (budget - budget / 4) / MAX_DESCRIPTORS_PER_CGROUP;
+    let limit = if soft == u64::MAX {
+        "unlimited".to_string()
+    } else {
+        soft.to_string()
+    };
+    let pods = mode.list_pod_cgroups_only(root).map_or(0, |p| p.len());
+    if pods > cgroups {
+        r.push(
+            Verdict::Warn,
+            "open files",
+            format!(
+                "limit {limit} (soft, raised to the hard limit): room to hold {cgroups} cgroups open, this node \
+                 has {pods} pods; the rest are read by path (more CPU). Raise the container runtime's hard LimitNOFILE"
+            ),
+        );
+    } else {
+        r.push(
+            Verdict::Ok,
+            "open files",
+            format!(
+                "limit {limit} (soft, raised to the hard limit): room to hold {cgroups} cgroups open, {pods} pods here"
+            ),
+        );
+    }
 }
 
 /// Whether the apiserver answers TCP at `KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT`.

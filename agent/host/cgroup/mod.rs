@@ -294,6 +294,11 @@ impl CgroupDirs {
     }
 }
 
+/// The most descriptors one held cgroup uses: on v1 two directories (`cpuacct`, `memory`) and
+/// six files (`cpuacct.usage`, `cpuacct.stat`, `memory.usage_in_bytes`, `memory.stat`,
+/// `memory.max_usage_in_bytes`, `memory.failcnt`); v2 needs at most six.
+pub const MAX_DESCRIPTORS_PER_CGROUP: usize = 8;
+
 /// The directories of the cgroups read at every tick, held across ticks (see [`CgroupDirs`]).
 /// A cgroup that was not seen during a tick is closed at its end; one whose read says "not
 /// found" (removed) is forgotten at once. Past the budget of descriptors, cgroups are read by
@@ -306,12 +311,13 @@ pub struct HeldDirs {
 }
 
 impl HeldDirs {
-    /// Holds at most `max` cgroups (two descriptors each on v1).
-    pub fn with_budget(max: usize) -> Self {
+    /// Holds cgroups for at most `descriptors` open descriptors, counting
+    /// [`MAX_DESCRIPTORS_PER_CGROUP`] for each.
+    pub fn with_budget(descriptors: usize) -> Self {
         HeldDirs {
             by_rel: HashMap::default(),
             tick: 0,
-            max,
+            max: descriptors / MAX_DESCRIPTORS_PER_CGROUP,
         }
     }
 
@@ -496,5 +502,73 @@ mod tests {
         assert!(err.is_not_found());
         let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
         assert!(chain.contains("is the host /sys mounted?"), "{chain}");
+    }
+
+    /// Descriptors of this process open below `dir` (other tests run in parallel threads of
+    /// the same process: only ours count).
+    fn open_fds_below(dir: &std::path::Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.starts_with(dir)))
+            .count()
+    }
+
+    /// Held cgroups: re-read in place, bounded by the budget, closed when not listed, dropped
+    /// on "not found". Descriptors are counted in `/proc/self/fd`.
+    #[test]
+    fn held_dirs_reread_stay_within_budget_and_close() {
+        let d = tempfile::tempdir().unwrap();
+        let cg = d.path().join("sys/fs/cgroup");
+        let (a, b) = ("kubepods.slice/a.slice", "kubepods.slice/b.slice");
+        for rel in [a, b] {
+            std::fs::create_dir_all(cg.join(rel)).unwrap();
+            std::fs::write(cg.join(rel).join("cpu.stat"), "usage_usec 10\n").unwrap();
+            std::fs::write(cg.join(rel).join("memory.stat"), "anon 1\ninactive_file 2\n").unwrap();
+            std::fs::write(cg.join(rel).join("memory.current"), "100\n").unwrap();
+        }
+        let root = Root::new(d.path()).anchored();
+        let mode = CgroupMode::V2(V2Files {
+            memory_peak: false,
+            memory_swap_current: false,
+        });
+        let open_fds = || open_fds_below(d.path());
+        let base = open_fds();
+        assert_eq!(base, 1, "the /sys/fs/cgroup anchor");
+        let mut held = HeldDirs::with_budget(MAX_DESCRIPTORS_PER_CGROUP + 1);
+        held.begin_tick();
+        assert!(matches!(held.at(&mode, &root, a), At::Held(_)));
+        assert!(matches!(held.at(&mode, &root, b), At::Rel(..)), "over budget: by path");
+        let at = held.at(&mode, &root, a);
+        assert_eq!(mode.read_cpu_at(&root, &at, false).unwrap().usage_ns, 10_000);
+        assert_eq!(mode.read_memory_at(&root, &at, false).unwrap().usage, 100);
+        held.end_tick();
+        assert_eq!(held.len(), 1);
+        assert_eq!(open_fds(), base + 4, "the directory and its three files");
+
+        // Rewritten in place (as the kernel regenerates a cgroup file): the held file sees it.
+        std::fs::write(cg.join(a).join("cpu.stat"), "usage_usec 25\n").unwrap();
+        held.begin_tick();
+        let at = held.at(&mode, &root, a);
+        assert_eq!(mode.read_cpu_at(&root, &at, false).unwrap().usage_ns, 25_000);
+        held.end_tick();
+        assert_eq!(open_fds(), base + 4, "re-read without opening again");
+
+        // Not listed this tick: closed at its end.
+        held.begin_tick();
+        held.end_tick();
+        assert!(held.is_empty());
+        assert_eq!(open_fds(), base);
+
+        // Removed while held: the next file to open is not found, and the cgroup is forgotten.
+        held.begin_tick();
+        let at = held.at(&mode, &root, b);
+        assert!(matches!(at, At::Held(_)));
+        std::fs::remove_dir_all(cg.join(b)).unwrap();
+        let at = held.at(&mode, &root, b);
+        assert!(mode.read_cpu_at(&root, &at, false).unwrap_err().is_not_found());
+        held.forget(b);
+        held.end_tick();
+        assert_eq!((held.len(), open_fds()), (0, base));
     }
 }

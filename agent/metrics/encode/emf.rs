@@ -1,6 +1,8 @@
 //! EMF "version 0" performance events (`spec/METRICS.md` §12): one event per record, to
 //! `/aws/containerinsights/<cluster>/performance`, stream = node name.
 
+use std::collections::HashMap;
+
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
 use super::super::declare::{self, Declaration};
@@ -32,12 +34,26 @@ pub struct EmfOptions {
 
 /// Integer-valued fields (counts, sizes, limits, requests) are written without a fractional
 /// part (§10.2): `"node_cpu_limit": 4000`, not `4000.0`.
-fn is_integer_valued(field: &str) -> bool {
-    match declare::unit_of(field) {
-        Unit::Bytes | Unit::Count => true,
-        Unit::None => !field.contains("_usage_"),
-        _ => false,
+fn is_integer_valued(field: &'static str) -> bool {
+    // Field names are a few hundred `&'static str` constants, each written thousands of times
+    // a tick: the suffix rules of `unit_of` run once per name and thread.
+    thread_local! {
+        static KNOWN: std::cell::RefCell<HashMap<(usize, usize), bool>> = std::cell::RefCell::new(HashMap::new());
     }
+    let key = (field.as_ptr() as usize, field.len());
+    KNOWN.with_borrow_mut(|known| {
+        *known.entry(key).or_insert_with(|| match declare::unit_of(field) {
+            Unit::Bytes | Unit::Count => true,
+            Unit::None => !field.contains("_usage_"),
+            _ => false,
+        })
+    })
+}
+
+/// Same dimension sets: the tables reuse the same constant slices, so pointers usually answer;
+/// the content decides otherwise.
+fn same_sets(a: &[&'static [&'static str]], b: &[&'static [&'static str]]) -> bool {
+    std::ptr::eq(a, b) || (a.len() == b.len() && a.iter().zip(b).all(|(x, y)| std::ptr::eq(*x, *y) || x == y))
 }
 
 /// A group of declared metrics that share their dimension sets: one `CloudWatchMetrics` entry.
@@ -52,7 +68,7 @@ fn groups(record: &Record, enhanced: bool) -> Vec<Group> {
         let Some(decl) = declare::lookup(enhanced, record.kind, field) else {
             continue;
         };
-        match groups.iter_mut().find(|g| g.sets == decl.sets) {
+        match groups.iter_mut().find(|g| same_sets(g.sets, decl.sets)) {
             Some(g) => g.metrics.push(decl),
             None => groups.push(Group {
                 sets: decl.sets,
@@ -95,12 +111,18 @@ pub fn encode(record: &Record, opts: EmfOptions, out: &mut Vec<EmfEvent>) {
         m.serialize_entry("Version", "0")?;
         m.serialize_entry("Timestamp", &record.timestamp_ms.to_string())?;
         if opts.with_directive {
-            let directive = Directive {
-                record,
-                groups: &groups,
-            };
-            if directive.has_entries() {
-                m.serialize_entry("CloudWatchMetrics", &directive)?;
+            let entries: Vec<Entry<'_>> = groups
+                .iter()
+                .filter_map(|g| {
+                    let dims = satisfied(record, g);
+                    (!dims.is_empty()).then_some(Entry {
+                        dims,
+                        metrics: &g.metrics,
+                    })
+                })
+                .collect();
+            if !entries.is_empty() {
+                m.serialize_entry("CloudWatchMetrics", &Directive(entries))?;
             }
         }
         SerializeMap::end(m)
@@ -116,40 +138,25 @@ pub fn encode(record: &Record, opts: EmfOptions, out: &mut Vec<EmfEvent>) {
     });
 }
 
-struct Directive<'a> {
-    record: &'a Record,
-    groups: &'a [Group],
-}
-
-impl Directive<'_> {
-    /// The dimension sets of a group that the record satisfies (DIM-1), de-duplicated.
-    fn satisfied(&self, g: &Group) -> Vec<&'static [&'static str]> {
-        let mut sets: Vec<&'static [&'static str]> = Vec::new();
-        for &set in g.sets {
-            if set.iter().all(|d| self.record.attribute(d).is_some()) && !sets.contains(&set) {
-                sets.push(set);
-            }
+/// The dimension sets of a group that the record satisfies (DIM-1), de-duplicated.
+fn satisfied(record: &Record, g: &Group) -> Vec<&'static [&'static str]> {
+    let mut sets: Vec<&'static [&'static str]> = Vec::new();
+    for &set in g.sets {
+        if set.iter().all(|d| record.attribute(d).is_some()) && !sets.contains(&set) {
+            sets.push(set);
         }
-        sets
     }
-
-    fn has_entries(&self) -> bool {
-        self.groups.iter().any(|g| !self.satisfied(g).is_empty())
-    }
+    sets
 }
+
+/// The `CloudWatchMetrics` array: one entry per group with a satisfied dimension set.
+struct Directive<'a>(Vec<Entry<'a>>);
 
 impl serde::Serialize for Directive<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(None)?;
-        for g in self.groups {
-            let dims = self.satisfied(g);
-            if dims.is_empty() {
-                continue;
-            }
-            seq.serialize_element(&Entry {
-                dims,
-                metrics: &g.metrics,
-            })?;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for e in &self.0 {
+            seq.serialize_element(e)?;
         }
         seq.end()
     }

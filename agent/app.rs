@@ -332,11 +332,13 @@ pub async fn once(outside: Outside, interval: Duration) -> Result<(), AppError> 
     let _priming = p.collector.collect(outside.clock.as_ref());
     tokio::time::sleep(interval).await;
     let started = outside.clock.monotonic();
+    let cpu_started = crate::host::thread_cpu_time();
     let cycle = p.collector.collect(outside.clock.as_ref());
     CycleCompleted {
         records: cycle.records.len(),
         datums: cycle.datums.len(),
         elapsed: outside.clock.monotonic() - started,
+        cpu: crate::host::thread_cpu_time().saturating_sub(cpu_started),
     }
     .emit(&telemetry);
     let written = write_cycle(p.sink.as_ref(), &cycle).await.map_err(AppError::Ship);
@@ -408,11 +410,14 @@ pub async fn run(outside: Outside, cancel: CancellationToken) -> Result<(), AppE
             }
             () = tokio::time::sleep(delay) => {
                 let started = outside.clock.monotonic();
+                let cpu_started = crate::host::thread_cpu_time();
                 let cycle = p.collector.collect(outside.clock.as_ref());
+                // Before the first await: the task may move to another thread after it.
+                let cpu = crate::host::thread_cpu_time().saturating_sub(cpu_started);
                 // A failed write was counted by the output; the loop goes on with the next interval.
                 let _ = write_cycle(p.sink.as_ref(), &cycle).await;
                 let elapsed = outside.clock.monotonic() - started;
-                CycleCompleted { records: cycle.records.len(), datums: cycle.datums.len(), elapsed }.emit(&telemetry);
+                CycleCompleted { records: cycle.records.len(), datums: cycle.datums.len(), elapsed, cpu }.emit(&telemetry);
                 telemetry.set_ready(p.is_ready());
                 if elapsed > cfg.interval {
                     CycleSkipped.emit(&telemetry);

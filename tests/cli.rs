@@ -577,3 +577,41 @@ fn a_low_open_files_limit_is_reported_and_changes_no_result() {
     assert!(full.len() >= 40 * 9, "{} pod datums", full.len());
     assert_eq!(full, by_path);
 }
+
+/// `/metrics` shows what the collector holds open (one cgroup and one process per pod, README
+/// "How the files are read") and the CPU time of the last cycle.
+#[test]
+fn metrics_show_held_objects_and_cycle_cpu_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = synthetic::Node::create(&dir.path().join("node"), 40, 3);
+    let port = free_port();
+    let cfg = dir.path().join("c.json");
+    write(
+        &cfg,
+        &format!(
+            r#"{{"agent":{{"metrics_collection_interval":1}},
+                "logs":{{"metrics_collected":{{"kubernetes":{{"cluster_name":"held"}}}}}},
+                "kinsight":{{"output":"stdout","logs":{{"enabled":false}},
+                             "telemetry":{{"listen_address":"127.0.0.1:{port}"}}}}}}"#
+        ),
+    );
+    let pods = node.pod_list_path();
+    let _agent = Agent::start(&["run", "--pods-file", pods.to_str().unwrap()], &cfg, &node.root);
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let mut last = String::new();
+    let held = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        last = try_http_request("GET", &url, &[], "")
+            .map(|(_, m)| m)
+            .unwrap_or_default();
+        last.contains("kinsight_host_held_objects{kind=\"cgroup\"} 40")
+            && last.contains("kinsight_host_held_objects{kind=\"process\"} 40")
+            && last.contains("kinsight_metrics_cycle_cpu_seconds ")
+    });
+    assert!(held, "{last}");
+    let cpu: f64 = last
+        .lines()
+        .find_map(|l| l.strip_prefix("kinsight_metrics_cycle_cpu_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no cycle CPU gauge in {last}"));
+    assert!(cpu > 0.0 && cpu < 1.0, "cycle CPU {cpu} s for 40 pods");
+}

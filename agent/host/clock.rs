@@ -23,3 +23,13 @@ impl Clock for SystemClock {
         Instant::now()
     }
 }
+
+/// CPU time (user + system) the calling thread has used: a collection cycle runs on one thread
+/// without awaiting, so the difference around it is its CPU cost.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    std::time::Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}

@@ -22,6 +22,6 @@ pub mod procfs;
 mod root;
 
 pub use cgroup::CgroupMode;
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, SystemClock, thread_cpu_time};
 pub use error::HostError;
 pub use root::{Dir, Root};

@@ -17,7 +17,7 @@ use crate::host::cgroup::{At, CgroupMode, CpuStats, HeldDirs, MemoryStats, PodCg
 use crate::host::pids::PidMap;
 use crate::host::{HostError, Root};
 use crate::kube::{PodIndex, PodInfo, RestartTracker, Snapshot};
-use crate::telemetry::events::{HostSource, PodsUnknown};
+use crate::telemetry::events::{HeldObjects, HostSource, PodsUnknown};
 
 use super::compute::cpumem::Tick;
 use super::compute::pod::{self, PodRead, PodSettings};
@@ -322,6 +322,11 @@ impl Collector {
             }
         }
         self.dirs.end_tick();
+        HeldObjects {
+            cgroups: self.dirs.len(),
+            processes: self.pids.held(),
+        }
+        .emit(&self.sampler.telemetry);
     }
 
     fn encode(&mut self, mut records: Vec<Record>) -> Cycle {

@@ -84,6 +84,8 @@ pub struct CycleCompleted {
     pub records: usize,
     pub datums: usize,
     pub elapsed: Duration,
+    /// CPU time of the collection itself (on its thread).
+    pub cpu: Duration,
 }
 
 impl CycleCompleted {
@@ -92,10 +94,12 @@ impl CycleCompleted {
             records = self.records,
             datums = self.datums,
             elapsed_ms = self.elapsed.as_millis(),
+            cpu_us = self.cpu.as_micros(),
             "collection cycle done"
         );
         t.add(Name::MetricCycles, &[], 1);
         t.set(Name::MetricCycleSeconds, &[], self.elapsed.as_secs_f64());
+        t.set(Name::MetricCycleCpuSeconds, &[], self.cpu.as_secs_f64());
     }
 }
 
@@ -483,5 +487,20 @@ impl PodsUnknown {
     pub fn emit(&self, t: &Telemetry) {
         tracing::debug!(count = self.count, "pod cgroups without pod metadata skipped this tick");
         t.add(Name::PodsUnknown, &[], self.count as u64);
+    }
+}
+
+/// What the collector holds open across cycles (README "How the files are read").
+#[derive(Debug)]
+pub struct HeldObjects {
+    pub cgroups: usize,
+    pub processes: usize,
+}
+
+impl HeldObjects {
+    #[expect(clippy::cast_precision_loss, reason = "counts of open descriptors fit in f64")]
+    pub fn emit(&self, t: &Telemetry) {
+        t.set(Name::HostHeldObjects, &[("kind", "cgroup")], self.cgroups as f64);
+        t.set(Name::HostHeldObjects, &[("kind", "process")], self.processes as f64);
     }
 }

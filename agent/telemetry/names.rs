@@ -9,8 +9,13 @@ pub enum Name {
     MetricCycles,
     /// Ticks skipped because the previous one was still running (TICK-6).
     MetricCyclesSkipped,
-    /// CPU time of the last collection cycle (sample + compute + encode), seconds.
+    /// Wall time of the last collection cycle and its write, seconds.
     MetricCycleSeconds,
+    /// CPU time (user + system) of the last collection cycle (sample + compute + encode),
+    /// seconds: the figure of the README's performance table.
+    MetricCycleCpuSeconds,
+    /// Node objects held open across cycles, by `kind` (`cgroup` | `process`).
+    HostHeldObjects,
     /// Host file reads that failed, by `source` (`procfs` | `cgroup`) and `kind`
     /// (`not_found` | `permission_denied` | `parse` | `io`).
     HostReadErrors,
@@ -55,6 +60,8 @@ impl Name {
             Name::MetricCycles => "kinsight_metrics_cycles_total",
             Name::MetricCyclesSkipped => "kinsight_metrics_cycles_skipped_total",
             Name::MetricCycleSeconds => "kinsight_metrics_cycle_seconds",
+            Name::MetricCycleCpuSeconds => "kinsight_metrics_cycle_cpu_seconds",
+            Name::HostHeldObjects => "kinsight_host_held_objects",
             Name::HostReadErrors => "kinsight_host_read_errors_total",
             Name::ItemsWritten => "kinsight_output_items_written_total",
             Name::ItemsDropped => "kinsight_output_items_dropped_total",
@@ -79,6 +86,10 @@ impl Name {
             Name::MetricCycles => "Completed metric collection cycles.",
             Name::MetricCyclesSkipped => "Collection ticks skipped because the previous cycle was still running.",
             Name::MetricCycleSeconds => "Wall time of the last collection cycle in seconds.",
+            Name::MetricCycleCpuSeconds => {
+                "CPU time of the last collection cycle (sample, compute, encode) in seconds."
+            }
+            Name::HostHeldObjects => "Cgroups and pod processes held open across cycles, by kind.",
             Name::HostReadErrors => "Failed reads of node files by source and kind.",
             Name::ItemsWritten => "Items handed to an output by output and kind.",
             Name::ItemsDropped => "Items an output dropped by output and reason.",
@@ -101,6 +112,8 @@ impl Name {
         matches!(
             self,
             Name::MetricCycleSeconds
+                | Name::MetricCycleCpuSeconds
+                | Name::HostHeldObjects
                 | Name::BuildInfo
                 | Name::AwsIdentityInfo
                 | Name::AwsCredentialsExpiry

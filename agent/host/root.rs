@@ -127,17 +127,24 @@ impl Root {
             path: self.path(host_path),
             source,
         })?;
-        Self::read_file(file, parse, host_path, || self.path(host_path))
+        Self::read_file(&file, false, parse, host_path, || self.path(host_path))
     }
 
+    /// Reads all of `file` (from its start with `pread` when `from_start`, else from its
+    /// position) into this thread's buffer and hands the text to `parse`. Errors name `full()`,
+    /// also a parse error that names `named`.
     fn read_file<T>(
-        file: File,
+        file: &File,
+        from_start: bool,
         parse: impl FnOnce(&str) -> Result<T, HostError>,
         named: &Path,
         full: impl Fn() -> PathBuf,
     ) -> Result<T, HostError> {
         let mut buf = BUF.take();
-        let result = match read_small(file, &mut buf) {
+        let text = read_whole(file, &mut buf, from_start).and_then(|n| {
+            std::str::from_utf8(&buf[..n]).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        });
+        let result = match text {
             Ok(text) => parse(text).map_err(|e| match e {
                 HostError::Parse { path, what } if path == named => HostError::Parse { path: full(), what },
                 other => other,
@@ -154,11 +161,7 @@ impl Root {
     /// Reads a file that holds a single unsigned integer (`cpuacct.usage`, `memory.current`).
     pub fn read_u64(&self, host_path: impl AsRef<Path>) -> Result<u64, HostError> {
         let host_path = host_path.as_ref();
-        self.read_with(host_path, |text| {
-            let t = text.trim();
-            t.parse::<u64>()
-                .map_err(|_| HostError::parse(host_path, format!("expected an unsigned integer, got {t:?}")))
-        })
+        self.read_with(host_path, |text| parse_u64(text, host_path))
     }
 
     pub fn exists(&self, host_path: impl AsRef<Path>) -> bool {
@@ -191,14 +194,8 @@ impl Root {
         name: &str,
         parse: impl FnOnce(&str) -> Result<T, HostError>,
     ) -> Result<T, HostError> {
-        let full = || self.path(dir.host.join(name));
-        let file = rustix::fs::openat(&dir.fd, name, READ_FLAGS, Mode::empty())
-            .map(File::from)
-            .map_err(|e| HostError::Read {
-                path: full(),
-                source: e.into(),
-            })?;
-        Self::read_file(file, parse, Path::new(name), full)
+        let file = self.open_in(dir, name)?;
+        Self::read_file(&file, false, parse, Path::new(name), || self.path(dir.host.join(name)))
     }
 
     /// Opens the file `name` in `dir` to hold it across ticks and re-read it with
@@ -225,19 +222,7 @@ impl Root {
         name: &str,
         parse: impl FnOnce(&str) -> Result<T, HostError>,
     ) -> Result<T, HostError> {
-        let full = || self.path(dir.host.join(name));
-        let mut buf = BUF.take();
-        let result = match pread_small(file, &mut buf) {
-            Ok(text) => parse(text).map_err(|e| match e {
-                HostError::Parse { path, what } if path == Path::new(name) => HostError::Parse { path: full(), what },
-                other => other,
-            }),
-            Err(source) => Err(HostError::Read { path: full(), source }),
-        };
-        if buf.capacity() <= BUF_KEEP {
-            BUF.set(buf);
-        }
-        result
+        Self::read_file(file, true, parse, Path::new(name), || self.path(dir.host.join(name)))
     }
 
     /// Opens `host_path` read-only, relative to the deepest anchor that contains it.
@@ -291,42 +276,41 @@ thread_local! {
     static BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
-/// [`read_small`] with `pread` from offset 0, for files held open.
-fn pread_small<'b>(file: &File, buf: &'b mut Vec<u8>) -> std::io::Result<&'b str> {
+/// Reads until the end into `buf` (grown as needed) and returns the length, with `read` from
+/// the file's position, or with `pread` from offset 0 for files held open.
+///
+/// `std::fs::read_to_string` first asks `statx` for a size hint, which cgroup and proc files
+/// answer with 0 or 4096 anyway, and reads once more to see the end. A read that returns less
+/// than asked is the end of the file for regular files and for the kernel's seq_file-backed
+/// proc, sysfs and cgroup files (they fill the buffer until their end), so that second read is
+/// skipped: one system call per file and tick.
+fn read_whole(file: &File, buf: &mut Vec<u8>, from_start: bool) -> std::io::Result<usize> {
     use std::os::unix::fs::FileExt as _;
-    if buf.len() < BUF_START {
-        buf.resize(BUF_START, 0);
-    }
-    let mut n = file.read_at(buf, 0)?;
-    while n == buf.len() {
-        buf.resize(2 * buf.len(), 0);
-        let more = file.read_at(&mut buf[n..], n as u64)?;
-        if more == 0 {
-            break;
-        }
-        n += more;
-    }
-    std::str::from_utf8(&buf[..n]).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-}
-
-/// `read` until the end, nothing else. `std::fs::read_to_string` first asks `statx` for a
-/// size hint, which cgroup and proc files answer with 0 or 4096 anyway, and reads once more to
-/// see the end. A read that returns less than asked is the end of the file for regular files
-/// and for the kernel's seq_file-backed proc, sysfs and cgroup files (they fill the buffer
-/// until their end), so that second `read` is skipped: one system call fewer per file and
-/// tick. A file that is not UTF-8 is an `InvalidData` error.
-fn read_small(mut file: File, buf: &mut Vec<u8>) -> std::io::Result<&str> {
     if buf.len() < BUF_START {
         // Zero-filled once per thread; later reads overwrite what they use.
         buf.resize(BUF_START, 0);
     }
-    let mut n = file.read(buf)?;
-    if n == buf.len() {
-        buf.truncate(n);
-        file.read_to_end(buf)?;
-        n = buf.len();
+    let mut n = 0;
+    loop {
+        let got = if from_start {
+            file.read_at(&mut buf[n..], n as u64)?
+        } else {
+            (&mut &*file).read(&mut buf[n..])?
+        };
+        n += got;
+        if n < buf.len() || got == 0 {
+            return Ok(n);
+        }
+        buf.resize(2 * buf.len(), 0);
     }
-    std::str::from_utf8(&buf[..n]).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// A file that holds one unsigned integer (`cpuacct.usage`, `memory.current`); a parse error
+/// names `path`.
+pub(crate) fn parse_u64(text: &str, path: &Path) -> Result<u64, HostError> {
+    let t = text.trim();
+    t.parse::<u64>()
+        .map_err(|_| HostError::parse(path, format!("expected an unsigned integer, got {t:?}")))
 }
 
 #[cfg(test)]

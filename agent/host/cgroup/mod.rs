@@ -403,11 +403,7 @@ impl At<'_> {
 
     /// Reads a file that holds one unsigned integer (`cpuacct.usage`, `memory.current`).
     pub(crate) fn read_u64(&self, root: &Root, ctl: Controller, file: &'static str) -> Result<u64, HostError> {
-        self.read(root, ctl, file, |text, path| {
-            let t = text.trim();
-            t.parse::<u64>()
-                .map_err(|_| HostError::parse(path, format!("expected an unsigned integer, got {t:?}")))
-        })
+        self.read(root, ctl, file, crate::host::root::parse_u64)
     }
 
     /// The root cgroup (never held: it is read once per tick).

@@ -1,6 +1,6 @@
 //! kinsight: one agent for Amazon CloudWatch Container Insights on EKS.
 //!
-//! The module map and data flow are fixed in `ARCHITECTURE.md`; `main.rs` is a thin CLI over
+//! The module map is in docs/architecture.md; `main.rs` is a thin CLI over
 //! [`app`], which takes everything from outside (host root, environment, output) as values.
 
 pub mod app;
@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod host;
 pub mod kube;
+pub mod logs;
 pub mod metrics;
 pub mod ship;
 pub mod telemetry;

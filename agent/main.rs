@@ -1,4 +1,4 @@
-//! The `kinsight` command line: parse → validate → build → run (STYLE.md §2).
+//! The `kinsight` command line: parse → load (validate) → build → run.
 //!
 //! Exit codes: 0 success, 64 usage error (`EX_USAGE`), 78 configuration error (`EX_CONFIG`),
 //! 1 run-time failure. A bad command line or config fails before any port or task exists.
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use kinsight::app::{self, AppError, Outside};
-use kinsight::config::{Env, Output};
+use kinsight::config::{Env, OutputKind};
 use kinsight::host::SystemClock;
 use kinsight::telemetry;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +37,7 @@ struct Common {
     config: Option<PathBuf>,
     /// Where items go: cloudwatch, stdout, or dir:PATH (JSON lines); overrides kinsight.output
     #[arg(long, value_name = "OUTPUT", value_parser = parse_output)]
-    output: Option<Output>,
+    output: Option<OutputKind>,
     /// Root of the node's filesystem: /proc, /sys and log directories resolve under it (the
     /// DaemonSet mounts the host's / read-only at /rootfs)
     #[arg(long, value_name = "DIR", default_value = "/")]
@@ -87,12 +87,12 @@ enum ConfigCommand {
         file: PathBuf,
         /// Validate as if run with this output (local outputs need no cluster name)
         #[arg(long, value_name = "OUTPUT", value_parser = parse_output)]
-        output: Option<Output>,
+        output: Option<OutputKind>,
     },
 }
 
-fn parse_output(s: &str) -> Result<Output, String> {
-    Output::parse(s)
+fn parse_output(s: &str) -> Result<OutputKind, String> {
+    OutputKind::parse(s)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -126,7 +126,34 @@ fn outside(common: &Common, env: Env) -> Outside {
     }
 }
 
+/// Where the kubelet reads a container's termination message (`kubectl describe pod` shows it).
+const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// Writes `msg` to the termination log when it exists: the kubelet creates it in containers,
+/// and outside one we must not create it.
+fn write_termination_log(msg: &str) {
+    let log = std::path::Path::new(TERMINATION_LOG);
+    if log.exists() {
+        let _ = std::fs::write(log, format!("{msg}\n"));
+    }
+}
+
+/// A panic is written to the termination log before the default hook prints it: release builds
+/// abort on panic, so nothing else would get the chance.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        write_termination_log(&format!(
+            "kinsight panicked in thread {}: {info}",
+            thread.name().unwrap_or("unnamed")
+        ));
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -141,12 +168,12 @@ fn main() -> ExitCode {
             command: ConfigCommand::Validate { file, output },
         } => validate(&file, output, env),
         Command::Check { common, send_test } => check(&outside(&common, env), send_test),
-        Command::Once { common, interval } => start(outside(&common, env), |o, _| app::once(o, interval)),
+        Command::Once { common, interval } => start(outside(&common, env), move |o, l, c| app::once(o, l, interval, c)),
         Command::Run { common } => start(outside(&common, env), app::run),
     }
 }
 
-fn validate(file: &std::path::Path, output: Option<Output>, env: Env) -> ExitCode {
+fn validate(file: &std::path::Path, output: Option<OutputKind>, env: Env) -> ExitCode {
     let o = Outside {
         host_root: PathBuf::from("/"),
         env,
@@ -177,7 +204,7 @@ fn validate(file: &std::path::Path, output: Option<Output>, env: Env) -> ExitCod
 }
 
 fn check(o: &Outside, send_test: bool) -> ExitCode {
-    // The identity checks log their report like a start does (secrets never appear, §14).
+    // The identity checks log their report like a start does (secrets never appear).
     if let Ok(cfg) = app::load_config(o) {
         telemetry::init_logging(cfg.telemetry.log_format, cfg.debug, log_filter_from_env().as_deref());
     }
@@ -188,15 +215,13 @@ fn check(o: &Outside, send_test: bool) -> ExitCode {
 
 fn start<F, Fut>(o: Outside, f: F) -> ExitCode
 where
-    F: FnOnce(Outside, CancellationToken) -> Fut,
+    F: FnOnce(Outside, app::Loaded, CancellationToken) -> Fut,
     Fut: std::future::Future<Output = Result<(), AppError>>,
 {
-    // Validate before anything starts, so a bad config exits 78 with every error listed.
-    let (log_format, debug) = match app::load_config(&o) {
-        Ok(cfg) => (cfg.telemetry.log_format, cfg.debug),
-        // Only the cluster name is missing: startup asks the EC2 instance tag (and exits 78 with
-        // every way to set the name if that fails too); log with the defaults until then.
-        Err(errors) if app::only_missing_cluster_name(&errors) => (kinsight::config::LogFormat::Text, false),
+    // Load (the file is read once) and validate before anything starts, so a bad config exits
+    // 78 with every error listed. A missing cluster name is asked of the EC2 instance tag later.
+    let loaded = match app::load(&o) {
+        Ok(loaded) => loaded,
         Err(errors) => {
             eprintln!(
                 "kinsight: invalid configuration ({}):",
@@ -208,7 +233,11 @@ where
             return ExitCode::from(AppError::Config(errors).exit_code());
         }
     };
-    telemetry::init_logging(log_format, debug, log_filter_from_env().as_deref());
+    telemetry::init_logging(
+        loaded.cfg.telemetry.log_format,
+        loaded.cfg.debug,
+        log_filter_from_env().as_deref(),
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -223,7 +252,7 @@ where
     let cancel = CancellationToken::new();
     let result = rt.block_on(async {
         let signals = tokio::spawn(shutdown_on_signal(cancel.clone()));
-        let r = f(o, cancel.clone()).await;
+        let r = f(o, loaded, cancel.clone()).await;
         signals.abort();
         r
     });
@@ -232,12 +261,7 @@ where
         Err(e) => {
             let msg = telemetry::chain(&e);
             tracing::error!(error = %msg, "kinsight failed");
-            // kubectl describe pod shows this file's content as the termination message; the
-            // kubelet creates it in containers, and outside one we must not create it.
-            let log = std::path::Path::new("/dev/termination-log");
-            if log.exists() {
-                let _ = std::fs::write(log, format!("{msg}\n"));
-            }
+            write_termination_log(&msg);
             ExitCode::from(e.exit_code())
         }
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use kinsight::config::{self, Inputs, Output};
+use kinsight::config::{self, Inputs, OutputKind};
 use kinsight::host::{CgroupMode, Root, SystemClock, procfs};
 use kinsight::kube::{self, PodIndex};
 use kinsight::metrics::Collector;
@@ -29,8 +29,10 @@ use kinsight::telemetry::Telemetry;
 
 fn collector(root: &Path, config_json: &str) -> Collector {
     let inputs = Inputs {
-        output_override: Some(Output::Stdout),
+        output_override: Some(OutputKind::Stdout),
         host_name_fallback: "bench".into(),
+        tagged_cluster_name: None,
+        defer_missing_cluster_name: false,
         ..Inputs::default()
     };
     let cfg = config::load_str(config_json, &inputs).expect("bench config is valid");

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/mk-test-image.sh SCRATCH: builds the tier-5 test image (TESTING.md §8) by hand, as an
+# scripts/mk-test-image.sh SCRATCH: builds the test image for the containerd tests by hand, as an
 # OCI image layout in a tarball: $SCRATCH/kinsight-busybox.oci.tar, named
 # docker.io/library/kinsight-busybox:latest. Nothing comes from a registry (the machines have
 # none). One layer: /bin/busybox from Debian's busybox-static (the image has no libc, so the

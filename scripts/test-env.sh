@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# scripts/test-env.sh: the environment the tests need (TESTING.md §3, §11). Source it, do not run it:
+# scripts/test-env.sh: the environment the tests need. Source it, do not run it:
 #
 #   scripts/test                     what the README and .ci/run run; sources this file
 #   source scripts/test-env.sh       in a developer's bash, before `cargo test`
@@ -82,7 +82,7 @@ _ks_venv() {
 }
 
 _ks_check_moto() { "$1/bin/moto_server" --help; }
-# ministack without cbor2 answers PutMetricData with 200 and stores nothing (TESTING.md §7.3.2).
+# ministack without cbor2 answers PutMetricData with 200 and stores nothing.
 _ks_check_ministack() { [ -x "$1/bin/ministack" ] && "$1/bin/python" -c 'import cbor2, ministack'; }
 
 # _ks_start NAME CMD…: run CMD in the background, output to $KINSIGHT_TEST_SCRATCH/NAME.log;
@@ -107,10 +107,10 @@ _ks_wait() {
   return 1
 }
 
-# 1. Debian packages (TESTING.md §11 step 1). Tier 5 (containerd and runc, §8): containerd,
-#    runc and the static busybox for the hand-made test image; about 20 s the first time, nothing
-#    when present. Only as root: containerd cannot run containers otherwise, and the tier-5 tests
-#    then skip (or fail under CI=true, which runs as root).
+# 1. Debian packages. The real-container tests (containerd and runc) need containerd, runc and
+#    the static busybox for the hand-made test image; about 20 s the first time, nothing when
+#    present. Only as root: containerd cannot run containers otherwise, and those tests then
+#    skip (or fail under CI=true, which runs as root).
 _ks_env_debs() {
   if [ "$(id -u)" -eq 0 ]; then
     _ks_apt_install containerd runc busybox-static iproute2 || return 1 # ip: the pod veth
@@ -119,24 +119,24 @@ _ks_env_debs() {
   fi
 }
 
-# 2. Python tools, one venv each (TESTING.md §7.2, §13). Tier 4 metrics adds, in its own venv
-#    because ministack pins botocore exactly:
+# 2. Python tools, one venv each. The CloudWatch metrics tests add, in their own venv because
+#    ministack pins botocore exactly:
 #      _ks_venv ministack _ks_check_ministack ministack==1.5.33 cbor2==6.3.0 || return 1
-#    with a check that imports cbor2: without it ministack fails silently (§7.3.2).
+#    with a check that imports cbor2: without it ministack fails silently.
 _ks_env_venvs() {
   _ks_venv moto _ks_check_moto 'moto[server]==5.2.5' || return 1
   _ks_venv ministack _ks_check_ministack ministack==1.5.33 cbor2==6.3.0 || return 1
 }
 
-# 3. Scratch directory and background services (TESTING.md §11 step 3). The scratch path is
-#    short because containerd's socket paths must be. Tier 5 starts containerd here.
+# 3. Scratch directory and background services. The scratch path is short because
+#    containerd's socket paths must be. The real-container tests' containerd starts here.
 _ks_env_services() {
   KINSIGHT_TEST_SCRATCH=$(mktemp -d /tmp/ks.XXXXXX) || { _ks_say "mktemp failed"; return 1; }
   export KINSIGHT_TEST_SCRATCH
   _ks_containerd_start || return 1
 }
 
-# Tier 5 (TESTING.md §8, §11): a containerd of our own — own root, state and socket under the
+# For the real-container tests: a containerd of our own — own root, state and socket under the
 # scratch directory (Unix socket paths are limited to 108 bytes, hence /tmp/ks.XXXXXX), the CRI
 # plugin disabled (no kubelet here) — and the hand-made busybox image (scripts/mk-test-image.sh).
 # No systemd runs on the test machines, so installing the package starts no daemon.
@@ -182,12 +182,12 @@ _ks_containerd_clean() {
   done
 }
 
-# 4. Tell the tests where everything is (TESTING.md §11 step 4). tests/support reads these with
+# 4. Tell the tests where everything is. tests/support reads these with
 #    `require_env`: a test skips without them, and fails under CI=true.
 _ks_env_exports() {
   export KINSIGHT_TEST_SCRATCH
   export KINSIGHT_TEST_MOTO_SERVER="$KINSIGHT_TEST_ROOT/.venv/moto/bin/moto_server"
-  if [ -n "$_ks_containerd_sock" ]; then # tier 5: the tests import the image themselves
+  if [ -n "$_ks_containerd_sock" ]; then # containerd tests: they import the image themselves
     export KINSIGHT_TEST_CONTAINERD=$_ks_containerd_sock
     export KINSIGHT_TEST_IMAGE=$KINSIGHT_TEST_SCRATCH/kinsight-busybox.oci.tar
   fi
@@ -206,7 +206,7 @@ kinsight_test_env_stop() {
     wait "$p" 2>/dev/null || true
   done
   KINSIGHT_TEST_PIDS=()
-  # leftovers of crashed tests: only our marked pod cgroups (TESTING.md §3), containers first
+  # leftovers of crashed tests: only our marked pod cgroups (UIDs 7e570000-…), containers first
   for d in /sys/fs/cgroup/*/kubepods/*/pod7e570000-*/*/ /sys/fs/cgroup/*/kubepods/pod7e570000-*/*/ \
     /sys/fs/cgroup/*/kubepods/*/pod7e570000-*/ /sys/fs/cgroup/*/kubepods/pod7e570000-*/; do
     if [ -d "$d" ]; then rmdir "$d" 2>/dev/null || true; fi

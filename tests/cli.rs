@@ -171,7 +171,7 @@ fn once_on_a_v2_fixture_tree_gives_exact_values() {
     assert_eq!(
         d,
         &serde_json::json!({"ClusterName": "local"}),
-        "no InstanceId ⇒ only the C set (DIM-1)"
+        "no InstanceId ⇒ only the ClusterName set (a set is emitted only when all its dimensions are known)"
     );
 }
 
@@ -384,7 +384,7 @@ fn destination_config(dir: &Path, destination: &str, extra: &str) -> PathBuf {
     path
 }
 
-/// Mode `emf`: performance events only, with the `CloudWatchMetrics` directive (OUT-2).
+/// Mode `emf`: performance events only, with the `CloudWatchMetrics` directive.
 #[test]
 fn destination_emf_writes_performance_events_with_the_directive() {
     let dir = tempfile::tempdir().unwrap();
@@ -419,7 +419,7 @@ fn destination_emf_writes_performance_events_with_the_directive() {
     assert!(cwm.iter().all(|e| e["Namespace"] == "ContainerInsights"));
 }
 
-/// Mode `both`: datums, plus events without the directive, so nothing is counted twice (OUT-3).
+/// Mode `both`: datums, plus events without the directive, so nothing is counted twice.
 #[test]
 fn destination_both_sends_each_datapoint_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -444,7 +444,7 @@ fn destination_both_sends_each_datapoint_once() {
         "mode both must not extract"
     );
 
-    // disable_metric_extraction with both: events only, still without the directive (OUT-6).
+    // disable_metric_extraction with both: events only, still without the directive (no metrics at all).
     let cfg = destination_config(dir.path(), "both", r#","disable_metric_extraction":true"#);
     let r = run(kinsight()
         .args(["once", "--interval", "50ms", "--host-root"])

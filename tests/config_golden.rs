@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use kinsight::config::{self, ClusterNameSource, Config, Env, Inputs, Output};
+use kinsight::config::{self, ClusterNameSource, Config, Env, Inputs, OutputKind};
 
 const FIXTURES: &str = "tests/fixtures/config";
 
@@ -19,10 +19,12 @@ fn golden_inputs() -> Inputs {
         env: Env::default(),
         output_override: None,
         host_name_fallback: "test-node".into(),
+        tagged_cluster_name: None,
+        defer_missing_cluster_name: false,
     }
 }
 
-fn with_output(output: Output) -> Inputs {
+fn with_output(output: OutputKind) -> Inputs {
     Inputs {
         output_override: Some(output),
         ..golden_inputs()
@@ -136,11 +138,20 @@ fn every_example_validates() {
     let files = examples();
     assert!(files.len() >= 5, "expected the examples in config/, found {files:?}");
     for file in &files {
-        let cfg = load_example(file, &with_output(Output::Stdout));
-        assert!(cfg.warnings.is_empty(), "{}: {:?}", file.display(), cfg.warnings);
+        let cfg = load_example(file, &with_output(OutputKind::Stdout));
+        // Keys of the log pipeline validate but warn until log collection ships; every other
+        // warning in an example is a mistake in the example.
+        let other: Vec<&String> = cfg
+            .warnings
+            .iter()
+            .filter(|w| {
+                !(w.starts_with("kinsight.logs.") && w.contains("log collection is not part of this build yet"))
+            })
+            .collect();
+        assert!(other.is_empty(), "{}: {other:?}", file.display());
         if cfg.cluster_name_source == ClusterNameSource::Config {
-            let cfg = load_example(file, &with_output(Output::Cloudwatch));
-            assert_eq!(cfg.output, Output::Cloudwatch);
+            let cfg = load_example(file, &with_output(OutputKind::Cloudwatch));
+            assert_eq!(cfg.output, OutputKind::Cloudwatch);
         }
     }
 }
@@ -151,8 +162,9 @@ fn the_embedded_default_is_config_default_json() {
     assert_eq!(config::DEFAULT_CONFIG, on_disk);
 }
 
-/// `spec/METRICS.md` §16.1: kinsight MUST accept the three upstream files unchanged; only the
-/// placeholders are filled in.
+/// kinsight accepts the three upstream `cwagentconfig.json` files unchanged (standard, enhanced
+/// and quickstart, from aws-samples/amazon-cloudwatch-container-insights:
+/// `cwagent/cwagent-configmap*.yaml`, `quickstart/`); only the placeholders are filled in.
 #[test]
 fn the_upstream_examples_are_the_upstream_files() {
     let standard = r#"{"logs":{"metrics_collected":{"kubernetes":{"cluster_name":"{{cluster_name}}","metrics_collection_interval":60}},"force_flush_interval":5}}"#;

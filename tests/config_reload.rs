@@ -28,6 +28,8 @@ fn text(interval: u32) -> String {
 fn inputs() -> Inputs {
     Inputs {
         host_name_fallback: "test-node".into(),
+        tagged_cluster_name: None,
+        defer_missing_cluster_name: false,
         ..Inputs::default()
     }
 }
@@ -296,8 +298,10 @@ async fn reading_the_file_does_not_trigger_reloads() {
     let file = dir.path().join("cwagentconfig.json");
     std::fs::write(&file, r#"{"agent":{"metrics_collection_interval":60}}"#).unwrap();
     let inputs = kinsight::config::Inputs {
-        output_override: Some(kinsight::config::Output::Stdout),
+        output_override: Some(kinsight::config::OutputKind::Stdout),
         host_name_fallback: "n".into(),
+        tagged_cluster_name: None,
+        defer_missing_cluster_name: false,
         ..Default::default()
     };
     let current = Arc::new(kinsight::config::load_file(&file, &inputs).unwrap());

@@ -5,7 +5,7 @@
 //!   `ListMetrics` and `GetMetricData`;
 //! - `emf`: performance events go to moto's CloudWatch Logs, read back with `GetLogEvents`.
 //!
-//! The node is the spec's oracle fixture at t1 (static files, so both runs read the same
+//! The node is the hand-worked oracle fixture at t1 (static files, so both runs read the same
 //! values). Credentials are static test keys; `GetCallerIdentity` goes to moto. IMDS is disabled:
 //! no test may reach 169.254.169.254.
 
@@ -113,7 +113,7 @@ async fn put_metric_data_reads_back_what_stdout_prints() {
 
     let printed = run(&mut node.once("stdout"));
     assert_eq!(printed.status.code(), Some(0), "{}", printed.stderr);
-    // Several pods share a series (PodName is a workload, trap 4): compare per-series means.
+    // Several pods share a series (PodName is a workload name): compare per-series means.
     let mut expected: BTreeMap<Series, Vec<f64>> = BTreeMap::new();
     for d in json_lines(&printed.stdout) {
         let mut dims: Vec<(String, String)> = d["dimensions"]

@@ -1,7 +1,7 @@
 //! With the `cloudwatch` output and no cluster name in the config or `K8S_CLUSTER_NAME`,
-//! kinsight asks the EC2 tag `kubernetes.io/cluster/<name>` = `owned` of its instance
-//! (`spec/METRICS.md` §15.1, issue #3 item 5) and uses it for every datum; without such a tag it
-//! refuses to start with exit code 78 and names the three ways to set the name.
+//! kinsight asks the EC2 tag `kubernetes.io/cluster/<name>` = `owned` of its instance (as the
+//! CloudWatch agent's `GetClusterName` does; issue #3 item 5) and uses it for every datum; without
+//! such a tag it refuses to start with exit code 78 and names the three ways to set the name.
 //!
 //! moto holds the tag (EC2 `CreateTags` on the instance id the in-repo IMDS fake reports) and
 //! answers STS; the strict CloudWatch endpoint receives the datums.
@@ -100,7 +100,7 @@ fn the_owned_instance_tag_names_the_cluster() {
             .map(|(_, v)| v.as_str());
         assert_eq!(cluster, Some("tagged-cluster"), "{d:?}");
     }
-    // The instance id from IMDS makes the N dimension set possible (DIM-1).
+    // The instance id from IMDS makes the N dimension set possible.
     assert!(
         accepted
             .iter()

@@ -1,4 +1,4 @@
-//! End to end with real containers (TESTING.md §8, tier 5; issue #3, Tests, first bullet: "at
+//! End to end with real containers (issue #3, Tests, first bullet: "at
 //! least one such test starts the container through containerd and runc").
 //!
 //! `scripts/test-env.sh` runs a containerd of its own (CRI plugin disabled, socket under a short
@@ -19,7 +19,7 @@
 //! runc's cgroupfs driver as a plain path, which it creates verbatim).
 //!
 //! Cleanup, also on failure: kill and delete the tasks, delete the containers with their
-//! snapshots (the image stays for the next test, TESTING.md §11), remove the pod cgroup in
+//! snapshots (the image stays for the next test), remove the pod cgroup in
 //! every hierarchy (runc removes the container's, not the pod's).
 
 mod e2e;
@@ -148,7 +148,7 @@ fn sh_ok(cmd: &str, args: &[&str]) {
 
 /// What a CNI plugin does for the pod sandbox: a veth pair whose container end is `eth0` in
 /// the network namespace of `pid`, with `169.254.<subnet>.2/30` there and `.1/30` on the host
-/// end `host_if` (a `veth…` name, which the node totals skip, NET-2). The pair goes away with
+/// end `host_if` (a `veth…` name, which the node totals skip). The pair goes away with
 /// the namespace when the pod's last task exits.
 fn plumb_pod_network(pid: u32, host_if: &str, subnet: u8) {
     let pid = pid.to_string();
@@ -312,7 +312,7 @@ impl Pod {
             "container cache did not fill /dev/shm within {WAIT:?} (usage {})",
             memory_usage(memory, &self.cache_rel)
         );
-        // runc put the task where kubelet's cgroupfs driver would (TESTING.md §8).
+        // runc put the task where kubelet's cgroupfs driver would.
         let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
         assert!(
             cgroups

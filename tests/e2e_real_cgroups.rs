@@ -1,6 +1,6 @@
-//! End to end on the kernel's live cgroup v1 counters (TESTING.md §6.1, tier 3; issue #3,
-//! Tests, first bullet): the built binary, `kinsight once --interval 3s --pods-file F --config C
-//! --output stdout`, on the real host (`--host-root /`), for a pod this test builds by hand.
+//! End to end on the kernel's live cgroup v1 counters (issue #3, Tests, first bullet): the built
+//! binary, `kinsight once --interval 3s --pods-file F --config C --output stdout`, on the real
+//! host (`--host-root /`), for a pod this test builds by hand.
 //!
 //! Each test builds a kubelet-like tree for one Burstable pod with two containers — cgroupfs
 //! layout `kubepods/burstable/pod<uid>/<id>` or systemd layout
@@ -15,8 +15,8 @@
 //!   `/proc/cpuinfo`), and within 0.15 cores of the kernel's accounting of the burner;
 //! - `pod_memory_utilization` between 128 MiB and 192 MiB over `MemTotal`;
 //! - over-limit and reserved-capacity values consistent with the same usage and the pod spec;
-//! - all 25 standard metric names with their unit and exactly their dimension sets (§3.3,
-//!   DIM-1; N is absent because a local run has no `InstanceId`), and nothing else;
+//! - all 25 standard metric names with their unit and exactly their dimension sets (N is absent
+//!   because a local run has no `InstanceId`), and nothing else;
 //! - enhanced: `container_cpu_utilization` / `container_memory_utilization` with the sets C, CT
 //!   and FCT, the burner at one core, the holder's memory; pod metrics gain FP.
 //!

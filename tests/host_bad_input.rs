@@ -176,7 +176,7 @@ fn unreadable_directories_are_errors_for_the_listing() {
     assert!(err.to_string().contains("kubepods.slice"), "{err}");
 
     // Permission denied. Root bypasses the mode bits (CAP_DAC_OVERRIDE), and the test machines
-    // and CI run as root (TESTING.md §1), so there the case cannot be produced without dropping
+    // and CI run as root, so there the case cannot be produced without dropping
     // capabilities, which needs unsafe code or a helper binary; it runs for non-root users.
     // The classification itself is unit-tested in `host::root` (kind() on io::ErrorKind).
     if is_root() {
@@ -251,7 +251,7 @@ fn net_dev_and_diskstats_with_garbage_are_parse_errors() {
     );
 }
 
-/// MAP-5: a pod's process exits between ticks. The PID map holds the process's `/proc/<pid>`
+/// A pod's process exits between ticks. The PID map holds the process's `/proc/<pid>`
 /// directory, so the next read through it fails as not found (a reused PID number cannot
 /// answer for it); the pod is forgotten for this tick, and the next refresh adopts another
 /// process of the pod at once.

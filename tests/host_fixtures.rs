@@ -1,7 +1,7 @@
-//! The `host` readers on recorded node trees (TESTING.md §5, tier 2): `tests/fixtures/host/<tree>/t<tick>`,
-//! written by `tests/fixtures/host/generate.py`. The v2 tree and the v1 cgroupfs tree carry the
-//! test oracle of `spec/METRICS.md` §19.1–§19.2 at both ticks; the expected values below are the
-//! oracle's, plus the small invented values the generator documents.
+//! The `host` readers on recorded node trees: `tests/fixtures/host/<tree>/t<tick>`, written by
+//! `tests/fixtures/host/generate.py`. The v2 tree and the v1 cgroupfs tree carry the hand-worked
+//! test oracle (one node, pods A and B, two ticks 60 s apart) at both ticks; the expected values
+//! below are the oracle's, plus the small invented values the generator documents.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ fn per_sec(t0: u64, t1: u64) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// cgroup v2, systemd driver: the oracle node (§19.1) and pods A and B (§19.2)
+// cgroup v2, systemd driver: the oracle node and pods A and B
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -82,7 +82,7 @@ fn v2_systemd_lists_oracle_pods_at_both_ticks() {
             view(&mode.list_pods(&r).unwrap()),
             vec![
                 // Sorted by directory name: besteffort before burstable. The nested cgroup
-                // below a's scope (POD-1) and system.slice are not listed.
+                // below a's scope (not a container of the pod) and system.slice are not listed.
                 (
                     B_UID.into(),
                     Qos::BestEffort,
@@ -124,7 +124,7 @@ fn v2_systemd_node_values_match_the_oracle() {
         "{millicores}"
     );
 
-    // #2 node_memory_utilization 48.828125 (root usage = anon + file, trap 6).
+    // #2 node_memory_utilization 48.828125 (the v2 root has no memory.current: usage = anon + file).
     let m = mode.read_memory(&r1, "").unwrap();
     assert_eq!(
         (m.usage, m.inactive_file, m.rss, m.cache, m.max_usage, m.failcnt),
@@ -152,7 +152,7 @@ fn v2_systemd_node_values_match_the_oracle() {
     assert!(close(per_sec(rx0, rx1), 120_000.0) && close(per_sec(tx0, tx1), 80_000.0));
     assert!(close(per_sec(rx0, rx1) + per_sec(tx0, tx1), 200_000.0));
 
-    // NodeDiskIO: v2 has Read and Write only (DIO-2); total = read + write (DIO-3).
+    // NodeDiskIO: v2 has Read and Write only; total = read + write.
     let (io0, io1) = (mode.read_io(&r0, "").unwrap(), mode.read_io(&r1, "").unwrap());
     assert_eq!(io1.devices.len(), 1);
     let d = io1.devices[0];
@@ -175,7 +175,7 @@ fn v2_systemd_node_values_match_the_oracle() {
     let names = disk::device_names(&disk::read_diskstats(&r1).unwrap());
     assert_eq!(names[&(259, 0)], "/dev/nvme0n1");
 
-    // NodeFS: exactly one block filesystem (FS-1, FS-2) — its statvfs values are the
+    // NodeFS: exactly one block filesystem (a bind mount of it is skipped) — its statvfs values are the
     // kernel's (the syscall cannot be faked by a file); the arithmetic is unit-tested.
     let mounts = fs::block_filesystems(&r1).unwrap();
     assert_eq!(mounts.len(), 1);
@@ -228,7 +228,7 @@ fn v2_systemd_pod_values_match_the_oracle() {
     assert_eq!(mode.read_cpu(&r0, &old_shell).unwrap().usage_ns, 500_000_000);
     assert!(mode.read_cpu(&r1, &old_shell).unwrap_err().is_not_found());
 
-    // #15/#16 pod network through a process of the pod (PNET-1): A 50000 / 25000, B 1000 / 500.
+    // #15/#16 pod network through a process of the pod: A 50000 / 25000, B 1000 / 500.
     assert_eq!(mode.first_pid(&r1, &a).unwrap(), Some(4242));
     assert_eq!(mode.first_pid(&r1, &b).unwrap(), Some(5151));
     assert_eq!(
@@ -248,7 +248,7 @@ fn v2_systemd_pod_values_match_the_oracle() {
         );
     }
 
-    // MAP-5: the same PIDs found from the host procfs, without cgroup.procs.
+    // The same PIDs found from the host procfs, without cgroup.procs.
     let by_uid = pids::pod_pids(&r1).unwrap();
     assert_eq!(by_uid.len(), 2);
     assert_eq!((by_uid[A_UID], by_uid[B_UID]), (4242, 5151));
@@ -318,7 +318,7 @@ fn v1_cgroupfs_values_match_the_oracle() {
     let mode = CgroupMode::detect(&r1).unwrap();
     assert_eq!((mode.name(), mode.driver(&r1)), ("v1", Some("cgroupfs")));
 
-    // Root: cpuacct.usage in ns, cpuacct.stat in USER_HZ ticks (§19.1 v1 rendering).
+    // Root: cpuacct.usage in ns, cpuacct.stat in USER_HZ ticks (the oracle's v1 rendering).
     let (c0, c1) = (mode.read_cpu(&r0, "").unwrap(), mode.read_cpu(&r1, "").unwrap());
     assert_eq!(
         (c1.usage_ns, c1.user_ns, c1.system_ns),
@@ -338,7 +338,7 @@ fn v1_cgroupfs_values_match_the_oracle() {
         48.828_125
     ));
 
-    // Pod A: the same relative path in the cpuacct and memory hierarchies (MAP-7).
+    // Pod A: the same relative path in the cpuacct and memory hierarchies.
     let a = format!("kubepods/burstable/pod{A_UID}");
     let (p0, p1) = (mode.read_cpu(&r0, &a).unwrap(), mode.read_cpu(&r1, &a).unwrap());
     assert!(close(
@@ -375,7 +375,7 @@ fn v1_cgroupfs_values_match_the_oracle() {
     );
 
     // Root block I/O: the empty recursive throttle files fall through to the local ones
-    // (runc's order, DIO-1); v1 has Sync, Async and Total.
+    // (runc's order); v1 has Sync, Async and Total.
     let io = mode.read_io(&r1, "").unwrap();
     assert_eq!(io.devices.len(), 1);
     let d = io.devices[0];

@@ -1,6 +1,6 @@
-//! The credential chain end to end through `kinsight check` (issue #4, TESTING.md §7.2, §7.5–§7.8):
-//! IRSA against moto, Pod Identity and IMDS against the in-repo fakes, the refusal of
-//! non-workload identities, and secrets hygiene (`spec/IDENTITY.md` §14) on a debug log.
+//! The credential chain end to end through `kinsight check` (issue #4): IRSA against moto, Pod
+//! Identity and IMDS against the in-repo fakes, the refusal of non-workload identities, and
+//! secrets hygiene (no secret key, session token or token content) on a debug log.
 
 mod support;
 
@@ -164,7 +164,7 @@ fn irsa_against_moto_reports_irsa_signs_with_the_issued_key_and_logs_no_secret()
     let id = line(&out, "aws identity");
     assert!(id.starts_with("OK"), "{id}");
     assert!(id.contains("kind irsa"), "{id}");
-    // The session name is kinsight-<node name> (spec/IDENTITY.md §7.3).
+    // The session name is kinsight-<node name>.
     assert!(
         id.contains(&format!("arn:aws:sts::123456789012:assumed-role/test/kinsight-{NODE}")),
         "{id}"
@@ -238,7 +238,7 @@ fn irsa_against_moto_reports_irsa_signs_with_the_issued_key_and_logs_no_secret()
         );
         assert_eq!(header(e, "X-Amz-Security-Token"), session);
     }
-    // Secrets hygiene (§14): kinsight's debug log shows neither the secret key, the session token
+    // Secrets hygiene: kinsight's debug log shows neither the secret key, the session token
     // nor the token file content.
     let token_sig = token.rsplit('.').next().unwrap().to_string();
     assert_no_secrets(&out, &[secret, session, &token, &token_sig]);

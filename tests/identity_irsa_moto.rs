@@ -1,4 +1,4 @@
-//! IRSA in-process against `moto_server` (issue #4 tests; TESTING.md §7.2, §7.8): kinsight's own
+//! IRSA in-process against `moto_server` (issue #4 tests): kinsight's own
 //! chain ([`auth::base_identity`]) with its STS client routed to moto, for two things a
 //! `kinsight check` run cannot show:
 //! - token rotation by symlink swap, as kubelet's projected volume does it: every refresh sends
@@ -6,8 +6,8 @@
 //! - moto's IAM-enforcing mode: a role without kinsight's policy is refused `PutLogEvents`,
 //!   `PutMetricData` and `DescribeTags`; the role with `manifests/iam-policy.json` is allowed.
 //!
-//! The chain's STS client ignores endpoints set in code (TESTING.md §7.5), and a test cannot set
-//! the process environment, so the web-identity link gets a `ProviderConfig` whose HTTP client
+//! The chain's STS client ignores endpoints set in code on the `ConfigLoader`, and a test cannot
+//! set the process environment, so the web-identity link gets a `ProviderConfig` whose HTTP client
 //! sends every request to moto ([`ToMoto`]); it also records which host the SDK asked for.
 
 mod support;
@@ -260,14 +260,14 @@ async fn irsa_token_rotated_by_symlink_swap_is_sent_at_the_next_refresh() {
     let clock = Arc::new(SteppedClock::default());
     let identity = irsa_identity(&to_moto, &irsa_env("kinsight", &volume.path()), clock.clone()).await;
     let cancel = CancellationToken::new();
-    identity.spawn_refresher(cancel.clone());
+    tokio::spawn(identity.refresher(cancel.clone()));
     assert_eq!(
         tokens_sent(&rec),
         vec![first.clone()],
         "the first load sent the first token"
     );
     let key_1 = identity.current().expect("valid").access_key_id().to_string();
-    // The STS the SDK chose is the regional one (spec/IDENTITY.md §9), routed here to moto.
+    // The STS the SDK chose is the regional one (the Rust SDK always uses it), routed here to moto.
     assert_eq!(
         to_moto.asked_for.lock().unwrap().first().map(String::as_str),
         Some("sts.us-east-1.amazonaws.com")
@@ -363,7 +363,7 @@ fn policy_for_moto() -> String {
 }
 
 /// `PutMetricData` as awsQuery (what moto routes; the current SDK speaks rpc-v2-cbor, which moto
-/// does not, TESTING.md §7.3.1), `SigV4`-signed with `creds` for service `monitoring`.
+/// has no route for), `SigV4`-signed with `creds` for service `monitoring`.
 fn put_metric_data_query(moto: &Moto, creds: &Credentials) -> (u16, String) {
     let body = "Action=PutMetricData&Version=2010-08-01&Namespace=ContainerInsights\
                 &MetricData.member.1.MetricName=node_cpu_utilization&MetricData.member.1.Value=1";
@@ -393,7 +393,7 @@ fn put_metric_data_query(moto: &Moto, creds: &Credentials) -> (u16, String) {
 }
 
 /// The status and body of a failed SDK call's raw response (moto answers in XML, so the SDK's
-/// error code is not reliable here, TESTING.md §7.2).
+/// error code is not reliable here).
 fn raw<E>(
     e: &aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> (u16, String) {
@@ -418,7 +418,7 @@ async fn role(moto: &Moto, to_moto: &ToMoto, name: &str, token_file: &Path) -> R
         Arc::new(kinsight::host::SystemClock),
     )
     .await;
-    // moto checks signatures over the decompressed body (TESTING.md §7.2): no gzip.
+    // moto checks signatures over the decompressed body: no gzip.
     let sdk = auth::sdk_config(&Region::new(REGION), &identity)
         .await
         .into_builder()

@@ -1,5 +1,5 @@
 //! Every AWS operation kinsight's code calls is allowed by `manifests/iam-policy.json`
-//! (`spec/IDENTITY.md` §10; issue #4 item 6), and the policy allows nothing broader than its
+//! (issue #4 item 6), and the policy allows nothing broader than its
 //! purpose. The source is scanned for the fluent method of every operation of the SDK clients
 //! kinsight links; an operation found there but missing from [`USED`] fails the test, so a new
 //! AWS call cannot land without its IAM review.
@@ -36,7 +36,7 @@ const GROUP_ARN: &str = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/cont
 const STREAM_ARN: &str =
     "arn:aws:logs:us-east-1:123456789012:log-group:/aws/containerinsights/test-cluster/application:log-stream:node-1";
 
-/// The single list of AWS calls (`spec/IDENTITY.md` §10.1).
+/// The single list of AWS calls kinsight makes.
 const USED: &[Used] = &[
     Used {
         marker: ".put_metric_data()",
@@ -426,7 +426,7 @@ fn every_aws_operation_in_the_source_is_listed_and_allowed() {
     }
     assert!(
         unlisted.is_empty(),
-        "AWS operations called but not in USED (add them there, to manifests/iam-policy.json and to spec/IDENTITY.md §10.1): {unlisted:?}"
+        "AWS operations called but not in USED (add them there and to manifests/iam-policy.json): {unlisted:?}"
     );
     // 2. Every listed call that the code makes is allowed by the shipped policy.
     let policy = policy();

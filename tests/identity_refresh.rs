@@ -1,5 +1,5 @@
 //! Background refresh against a fake STS, in-process with the real SDK clients
-//! (`spec/IDENTITY.md` §7; issue #4 "Slow STS" and "STS outage"): sends never wait on STS, an STS
+//! (issue #4 "Slow STS" and "STS outage"): sends never wait on STS, an STS
 //! outage while the credentials are valid fails no send, after expiry sends fail with the clear
 //! "expired" error, and recovery needs no outside help.
 //!
@@ -151,7 +151,7 @@ async fn setup_with_clock(lifetime_secs: u64, clock: Arc<dyn Clock>) -> Setup {
         Telemetry::new(),
     );
     let cancel = CancellationToken::new();
-    identity.spawn_refresher(cancel.clone());
+    tokio::spawn(identity.refresher(cancel.clone()));
     let sdk = auth::sdk_config(&region, &identity).await;
     let conf = aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
         .endpoint_url(logs.url())
@@ -361,7 +361,7 @@ impl Clock for SteppedClock {
     }
 }
 
-/// spec/IDENTITY.md §5 step 5: a `GetCallerIdentity` that failed at startup is retried after each
+/// A `GetCallerIdentity` that failed at startup is retried after each
 /// successful refresh, until it succeeds once; nothing is asked before a refresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_identity_failed_at_startup_is_retried_after_each_refresh_until_it_succeeds() {
@@ -381,7 +381,12 @@ async fn caller_identity_failed_at_startup_is_retried_after_each_refresh_until_i
         .into_builder()
         .endpoint_url(s.sts.server.url())
         .build();
-    let task = auth::retry_caller_identity(&s.identity, sdk, IdentityKind::Irsa, s.cancel.child_token());
+    let task = tokio::spawn(auth::retry_caller_identity(
+        &s.identity,
+        sdk,
+        IdentityKind::Irsa,
+        s.cancel.child_token(),
+    ));
     send(&s.client).await.expect("a send");
     assert_eq!(callers(), 0, "nothing is asked before a refresh");
 

@@ -1,7 +1,7 @@
 //! The cluster name from the instance tag `kubernetes.io/cluster/<name>` = `owned` through
-//! `ec2:DescribeTags` (`spec/METRICS.md` §15.1 CLN-1/CLN-2; issue #3 item 5): against moto's EC2,
-//! and against a strict in-process fake that checks the request's `SigV4` shape, its form
-//! parameters, pagination, retries and the error path.
+//! `ec2:DescribeTags` (as the CloudWatch agent's `GetClusterName` reads it; issue #3 item 5):
+//! against moto's EC2, and against a strict in-process fake that checks the request's `SigV4`
+//! shape, its form parameters, pagination, retries and the error path.
 
 mod support;
 
@@ -109,7 +109,7 @@ async fn cluster_name_from_the_owned_instance_tag_in_moto() {
         .expect("resolved from the tag");
     assert_eq!((name.as_str(), from), ("prod", ClusterNameFrom::InstanceTag));
 
-    // Only `shared`: no name, and the error says why and names the three ways (CLN-2).
+    // Only `shared`: no name, and the error says why and names the three ways.
     assert_eq!(
         auth::cluster_name_from_tags(&sdk, "i-0bbbbbbbbbbbbbbbb").await.unwrap(),
         None

@@ -1,8 +1,8 @@
-//! The leader's cluster records from a cluster dump in the `file` source: the `spec/METRICS.md`
-//! §19.3 fixture (`tests/fixtures/kube/cluster-oracle.json`: the §19.2 pods A–D, pods E, F, G
-//! of other nodes, four Nodes, three Services and their `EndpointSlice`s) gives exactly the §19.4
-//! values of metrics #22–#25 and the §19.6 datum counts, while the pod index keeps this node's
-//! pods A–D only. A plain pod list gives no cluster view (KUBE-2). The running source picks up
+//! The leader's cluster records from a cluster dump in the `file` source: the oracle fixture
+//! (`tests/fixtures/kube/cluster-oracle.json`: this node's pods A–D, pods E, F, G of other nodes,
+//! four Nodes, three Services and their `EndpointSlice`s) gives exactly the hand-worked values
+//! of metrics #22–#25 and their datum counts, while the pod index keeps this node's pods A–D
+//! only. A plain pod list gives no cluster view. The running source picks up
 //! a changed dump, and v1 Endpoints give the same counts as `EndpointSlice`s.
 //!
 //! No test sleeps for a fixed time: the reload test waits on a condition, with a 10 s limit.
@@ -25,14 +25,14 @@ use tokio_util::sync::CancellationToken;
 const NODE: &str = "ip-10-0-1-23.eu-west-1.compute.internal";
 const CLUSTER_ORACLE: &str = "tests/fixtures/kube/cluster-oracle.json";
 const PODLIST_ORACLE: &str = "tests/fixtures/kube/podlist-oracle.json";
-/// Pods A–D of §19.2, the pods of this node.
+/// Pods A–D, the pods of this node.
 const THIS_NODE_UIDS: [&str; 4] = [
     "3f1c2b7a-8d9e-4f10-a1b2-c3d4e5f60718",
     "9b8c7d6e-5f4a-4b3c-9d2e-1f0a9b8c7d6e",
     "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6",
     "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9",
 ];
-/// t1 of §19 (ms since the epoch).
+/// The oracle's second tick, t1 (ms since the epoch).
 const T1_MS: i64 = 1_768_471_290_000;
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -151,14 +151,10 @@ fn the_oracle_dump_gives_the_section_19_4_values_of_metrics_22_to_25() {
         "Σ namespace counts: 1 + 2 + 2"
     );
     for r in &records {
-        assert_eq!(r.timestamp_ms, T1_MS, "TS-2: the tick's wall-clock time");
+        assert_eq!(r.timestamp_ms, T1_MS, "the tick's wall-clock time");
         assert_eq!(r.attribute("ClusterName"), Some("demo"));
         assert_eq!(r.attribute("NodeName"), Some(NODE), "the leader's node");
-        assert_eq!(
-            r.attribute("InstanceId"),
-            None,
-            "§12.3: no instance attributes on Cluster*"
-        );
+        assert_eq!(r.attribute("InstanceId"), None, "no instance attributes on Cluster*");
     }
 }
 
@@ -170,12 +166,13 @@ fn the_pod_index_keeps_only_this_nodes_pods_of_a_dump() {
     let mut want = THIS_NODE_UIDS.map(String::from).to_vec();
     want.sort();
     assert_eq!(uids, want, "E, F, G run on other nodes");
-    // §19.4 #4, #6, #7 are unchanged by the pods of other nodes.
+    // The node's #4, #6, #7 (CPU reserved capacity, running pods, running containers) are
+    // unchanged by the pods of other nodes.
     let totals = index.node_totals();
     assert_eq!((totals.running_pods, totals.running_containers), (2, 3));
     assert_eq!(totals.cpu_request_millicores, 600.0);
     assert_eq!(totals.memory_request_bytes, 671_088_640.0);
-    // The Pod `Service` attribute still comes from the Services' selectors (§14.5).
+    // The Pod `Service` attribute still comes from the Services' selectors.
     let a = index.by_uid(THIS_NODE_UIDS[0]).unwrap();
     assert_eq!(a.service.as_deref(), Some("web-svc"));
     let b = index.by_uid(THIS_NODE_UIDS[1]).unwrap();
@@ -194,7 +191,7 @@ fn the_pod_index_keeps_only_this_nodes_pods_of_a_dump() {
 
 #[test]
 fn a_plain_pod_list_has_no_cluster_view_and_keeps_every_pod() {
-    // The §19.2 list holds Pods and Services but no Node: KUBE-2, no cluster records.
+    // The oracle pod list holds Pods and Services but no Node: no cluster records.
     let index = load(Path::new(PODLIST_ORACLE), &dump_scope());
     assert!(index.snapshot().cluster().is_none());
     assert_eq!(index.pods().len(), 4);
@@ -243,7 +240,7 @@ fn datums_of_the_cluster_records_match_section_19_6() {
     ]
     .into_iter()
     .collect();
-    assert_eq!(sets, want, "exactly the S, NS and C sets of §3.3 rows 22–25");
+    assert_eq!(sets, want, "exactly the S, NS and C sets of metrics #22–#25");
     let web = datums
         .iter()
         .find(|d| {
@@ -277,8 +274,8 @@ fn performance_events_of_the_cluster_records() {
     }
     assert_eq!(events.len(), 6, "Cluster, three namespaces, two Services");
     for e in &events {
-        assert_eq!(e.log_group, "/aws/containerinsights/demo/performance");
-        assert_eq!(e.log_stream, NODE, "the leader's log stream");
+        assert_eq!(&*e.group, "/aws/containerinsights/demo/performance");
+        assert_eq!(&*e.stream, NODE, "the leader's log stream");
     }
     let message = |i: usize| -> Value { serde_json::from_str(&events[i].message).unwrap() };
     let cluster = message(0);
@@ -288,10 +285,7 @@ fn performance_events_of_the_cluster_records() {
         (&json!(4), &json!(2))
     );
     assert_eq!(cluster["cluster_number_of_running_pods"], json!(5));
-    assert!(
-        cluster.get("kubernetes").is_none(),
-        "§12.3: Cluster has no kubernetes object"
-    );
+    assert!(cluster.get("kubernetes").is_none(), "Cluster has no kubernetes object");
     let web = message(5);
     assert_eq!(web["Type"], "ClusterService");
     assert_eq!(

@@ -1,7 +1,8 @@
-//! The `file` pod metadata source against real files in a temporary directory: the
-//! `spec/METRICS.md` §19.2 oracle list, rewrites in place and by rename, a `ConfigMap`-style
-//! `..data` symlink swap (`pkg/volume/util/atomic_writer.go` in kubernetes/kubernetes), a broken
-//! rewrite, a file that appears late, and a list with unknown or missing fields.
+//! The `file` pod metadata source against real files in a temporary directory: the oracle pod
+//! list (`tests/fixtures/kube/podlist-oracle.json`), rewrites in place and by rename, a
+//! `ConfigMap`-style `..data` symlink swap (`pkg/volume/util/atomic_writer.go` in
+//! kubernetes/kubernetes), a broken rewrite, a file that appears late, and a list with unknown or
+//! missing fields.
 //!
 //! The source polls every 50 ms here (2 s in production) and its safety re-read is set to an
 //! hour, so every change below is found by the metadata fingerprint. No test sleeps for a fixed
@@ -233,7 +234,7 @@ async fn a_file_that_appears_late_syncs_the_index() {
         reloads(&running.telemetry, "read_failed") == 1.0
     })
     .await;
-    assert!(!running.index.is_synced(), "pod-derived fields stay withheld (KUBE-4)");
+    assert!(!running.index.is_synced(), "pod-derived fields stay withheld");
     write_atomically(&file, &one_pod("late", &"a".repeat(64)));
     until("the late file", || running.index.is_synced()).await;
     assert!(running.has_uid("uid-late"));

@@ -1,7 +1,7 @@
-//! The `PutMetricData` output against the strict local endpoint (TESTING.md §7.4): batching to
-//! the API limits, retries on 5xx and throttling, no datum sent twice (PMD-5, OUT-5), counted
-//! drops, the bounded queue, gzip bodies. The first tests pin the endpoint itself with the real
-//! SDK client.
+//! The `PutMetricData` output against the strict local endpoint (`tests/support/cloudwatch.rs`):
+//! batching to the API limits, retries on 5xx and throttling, no datum sent twice, counted drops,
+//! the bounded queue, gzip bodies. The first tests pin the endpoint itself with the real SDK
+//! client.
 
 #![allow(clippy::float_cmp, reason = "the counters compared are whole numbers, exact in f64")]
 
@@ -16,6 +16,7 @@ use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use kinsight::metrics::Datum;
 use kinsight::metrics::encode::datum::Unit;
 use kinsight::ship::cloudwatch::{Backoff, CloudwatchMetrics, client, estimate_bytes};
+use kinsight::ship::retry::ErrorClass;
 use kinsight::telemetry::{Name, Telemetry};
 use support::{Fault, StrictCloudwatch, test_sdk_config};
 use tokio::time::Instant;
@@ -53,7 +54,10 @@ fn fast() -> Backoff {
 }
 
 fn sink(server: &StrictCloudwatch, queue: usize, t: &Telemetry) -> CloudwatchMetrics {
-    CloudwatchMetrics::with_backoff(&test_sdk_config(&server.url()), None, queue, t.clone(), fast())
+    let (metrics, sender) =
+        CloudwatchMetrics::with_backoff(&test_sdk_config(&server.url()), None, queue, t.clone(), fast());
+    tokio::spawn(sender);
+    metrics
 }
 
 fn dropped(t: &Telemetry, reason: &'static str) -> f64 {
@@ -224,20 +228,23 @@ async fn strict_endpoint_enforces_the_limits_with_the_codes_the_sdk_reports() {
 }
 
 #[tokio::test]
-async fn strict_endpoint_faults_are_retried_by_the_sdk_and_pinned_when_they_outlast_it() {
+async fn the_client_makes_one_attempt_and_faults_reach_the_sender_classified_by_code() {
     let server = StrictCloudwatch::start();
     let cw = client(&test_sdk_config(&server.url()), None);
-    // One 500 and one throttle: the SDK's standard retries (3 attempts) absorb them.
-    server.push_faults([Fault::Status(500), Fault::Throttle]);
-    cw.put_metric_data()
+    // The SDK's own retries are off (`ship::retry`): a 500 comes back after one request, and the
+    // sender, not the SDK, decides to retry.
+    server.push_faults([Fault::Status(500)]);
+    let err = cw
+        .put_metric_data()
         .namespace("ContainerInsights")
         .metric_data(sdk_datum("m", 1.0))
         .send()
         .await
-        .expect("retried to success");
-    assert_eq!(server.request_count(), 3);
-    // Throttling beyond the SDK's attempts: unmodeled, classified by code.
-    server.push_faults([Fault::Throttle, Fault::Throttle, Fault::Throttle]);
+        .unwrap_err();
+    assert_eq!(server.request_count(), 1, "one attempt, no SDK retry");
+    assert_eq!(kinsight::ship::retry::classify(&err).class, ErrorClass::Transient);
+    // Throttling: unmodeled, classified by its code.
+    server.push_faults([Fault::Throttle]);
     let err = cw
         .put_metric_data()
         .namespace("ContainerInsights")
@@ -260,7 +267,14 @@ async fn strict_endpoint_faults_are_retried_by_the_sdk_and_pinned_when_they_outl
         ),
         "Throttling is not a modeled PutMetricData error: {se:?}"
     );
-    assert_eq!(server.request_count(), 6);
+    assert_eq!(kinsight::ship::retry::classify(&err).class, ErrorClass::Transient);
+    assert_eq!(server.request_count(), 2);
+    cw.put_metric_data()
+        .namespace("ContainerInsights")
+        .metric_data(sdk_datum("m", 1.0))
+        .send()
+        .await
+        .expect("no fault left");
     assert_eq!(server.accepted().len(), 1);
 }
 
@@ -270,14 +284,17 @@ async fn splits_2500_datums_into_1000_1000_500_gzipped_and_sends_each_once() {
     let t = Telemetry::new();
     let out = sink(&server, 4, &t);
     let sent = interval("c", 2500);
-    out.enqueue(&sent);
+    out.enqueue(sent.clone());
     assert_eq!(out.flush(Instant::now() + FLUSH).await, 0);
 
     let reqs = server.requests();
     let sizes: Vec<usize> = reqs.iter().map(|r| r.datums).collect();
     assert_eq!(sizes, [1000, 1000, 500]);
     for r in &reqs {
-        assert!(r.gzip, "PMD-3: bodies of 10,240 bytes or more are gzipped by the SDK");
+        assert!(
+            r.gzip,
+            "bodies of 10,240 bytes or more are gzipped by the SDK (request compression left on)"
+        );
         assert_eq!(r.header("content-encoding"), Some("gzip"));
         assert!(r.wire_bytes < r.body_bytes, "{} !< {}", r.wire_bytes, r.body_bytes);
     }
@@ -332,7 +349,7 @@ async fn retries_5xx_and_throttling_and_never_sends_a_datum_twice() {
         Fault::Throttle,
         Fault::Throttle,
     ]);
-    out.enqueue(&interval("c", 2500));
+    out.enqueue(interval("c", 2500));
     // after the first batch went through, fail the second one once
     let deadline = Instant::now() + FLUSH;
     while server.accepted().is_empty() {
@@ -363,7 +380,7 @@ async fn a_non_retryable_answer_drops_only_that_batch_and_counts_it() {
     let t = Telemetry::new();
     let out = sink(&server, 4, &t);
     server.push_faults([Fault::Error(400, "InvalidParameterValue".into(), "bad datum".into())]);
-    out.enqueue(&interval("c", 2500));
+    out.enqueue(interval("c", 2500));
     assert_eq!(out.flush(Instant::now() + FLUSH).await, 0);
     assert_eq!(server.accepted().len(), 1500);
     assert_eq!(server.request_count(), 3, "a rejected batch is not resent");
@@ -374,7 +391,7 @@ async fn a_non_retryable_answer_drops_only_that_batch_and_counts_it() {
     );
 
     server.push_faults([Fault::Error(403, "AccessDenied".into(), "not authorized".into())]);
-    out.enqueue(&interval("d", 10));
+    out.enqueue(interval("d", 10));
     assert_eq!(out.flush(Instant::now() + FLUSH).await, 0);
     assert_eq!(dropped(&t, "access_denied"), 10.0);
     assert_eq!(
@@ -393,7 +410,7 @@ async fn values_and_timestamps_cloudwatch_would_reject_are_dropped_locally() {
     data[1].value = f64::NAN;
     data[2].value = f64::INFINITY;
     data[3].timestamp_ms -= 15 * 86_400_000;
-    out.enqueue(&data);
+    out.enqueue(data.clone());
     assert_eq!(out.flush(Instant::now() + FLUSH).await, 0);
     assert_eq!(server.accepted().len(), 2, "the good datums still go, in one request");
     assert_eq!(server.request_count(), 1);
@@ -408,16 +425,16 @@ async fn a_full_queue_drops_the_oldest_interval_first_and_counts_it() {
     let out = sink(&server, 2, &t);
     // CloudWatch is down: every request fails with 503 and interval a is retried.
     server.set_sticky(Some(Fault::Status(503)));
-    out.enqueue(&interval("a", 30));
+    out.enqueue(interval("a", 30));
     let deadline = Instant::now() + FLUSH;
     while server.request_count() < 2 {
         assert!(Instant::now() < deadline, "no retries");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // b fills the queue, c evicts a (the oldest, in flight), d evicts b (queued).
-    out.enqueue(&interval("b", 20));
-    out.enqueue(&interval("c", 10));
-    out.enqueue(&interval("d", 5));
+    out.enqueue(interval("b", 20));
+    out.enqueue(interval("c", 10));
+    out.enqueue(interval("d", 5));
     while dropped(&t, "queue_full") < 50.0 {
         assert!(Instant::now() < deadline, "dropped {}", dropped(&t, "queue_full"));
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -438,7 +455,7 @@ async fn flush_gives_up_at_its_deadline_and_counts_what_is_left() {
     let t = Telemetry::new();
     let out = sink(&server, 4, &t);
     server.set_sticky(Some(Fault::Throttle));
-    out.enqueue(&interval("a", 1500));
+    out.enqueue(interval("a", 1500));
     let left = out.flush(Instant::now() + Duration::from_millis(300)).await;
     assert_eq!(left, 500, "the second batch was still queued");
     // the sender counts the batch it had in flight as it stops
@@ -450,6 +467,6 @@ async fn flush_gives_up_at_its_deadline_and_counts_what_is_left() {
     assert_eq!(dropped(&t, "shutdown"), 1500.0, "queued plus in flight");
     assert!(server.accepted().is_empty());
     // once stopped, new intervals are counted, not queued
-    out.enqueue(&interval("b", 3));
+    out.enqueue(interval("b", 3));
     assert_eq!(dropped(&t, "shutdown"), 1503.0);
 }

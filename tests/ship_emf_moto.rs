@@ -1,6 +1,6 @@
-//! EMF performance events through `EmfLogs` to moto's CloudWatch Logs (TESTING.md §7.2):
+//! EMF performance events through the performance lane's `Shipper` to moto's CloudWatch Logs:
 //! lazy group/stream creation with retention, the exact messages in chronological order, the
-//! `x-amzn-logs-format: json/emf` header in mode `emf` only (OUT-2, OUT-4), and batches split at
+//! `x-amzn-logs-format: json/emf` header in mode `emf` only, and batches split at
 //! 10,000 events / 1 MiB. moto does not enforce those limits, so the test reads moto's recording
 //! of the requests.
 
@@ -11,9 +11,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kinsight::metrics::encode::emf::EmfEvent;
+use kinsight::ship::LogEvent;
 use kinsight::ship::cloudwatch::Backoff;
-use kinsight::ship::cloudwatch_logs::{EmfLogs, EmfLogsOptions, MAX_BATCH_BYTES};
+use kinsight::ship::cloudwatch_logs::{Lane, MAX_BATCH_BYTES, Shipper, ShipperOptions, logs_client};
 use kinsight::telemetry::{Name, Telemetry};
 use serde_json::{Value, json};
 use support::{Moto, test_sdk_config};
@@ -36,18 +36,26 @@ fn moto_recording() -> Option<(Moto, tempfile::TempDir, PathBuf)> {
     Some((moto, dir, rec))
 }
 
-fn options(emf_header: bool) -> EmfLogsOptions {
-    EmfLogsOptions {
-        endpoint_override: None,
+fn options(emf_header: bool) -> ShipperOptions {
+    ShipperOptions {
+        lane: Lane::Performance,
         emf_header,
         retention_days: Some(7),
         flush_interval: Duration::from_millis(200),
-        max_buffered_events: 100_000,
+        capacity: 100_000,
         backoff: Backoff {
             base: Duration::from_millis(5),
             max: Duration::from_millis(50),
         },
     }
+}
+
+/// A performance-lane shipper to moto, its sender running.
+fn shipper(endpoint: &str, emf_header: bool, t: &Telemetry) -> Shipper {
+    let client = logs_client(&test_sdk_config(endpoint), None);
+    let (shipper, sender) = Shipper::new(client, options(emf_header), t.clone(), None);
+    tokio::spawn(sender);
+    shipper
 }
 
 /// One recorded request: the `X-Amz-Target` action, headers (lower-case names) and JSON body.
@@ -115,12 +123,13 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-fn event(group: &str, stream: &str, ts: i64, message: String) -> EmfEvent {
-    EmfEvent {
-        log_group: group.to_string(),
-        log_stream: stream.to_string(),
+fn event(group: &str, stream: &str, ts: i64, message: String) -> LogEvent {
+    LogEvent {
+        group: group.into(),
+        stream: stream.into(),
         timestamp_ms: ts,
         message,
+        token: 0,
     }
 }
 
@@ -158,11 +167,11 @@ async fn emf_events_reach_lazily_created_group_and_stream_in_order_with_the_head
         return;
     };
     let t = Telemetry::new();
-    let out = EmfLogs::new(&test_sdk_config(&moto.endpoint), options(true), t.clone());
+    let out = shipper(&moto.endpoint, true, &t);
     let group = "/aws/containerinsights/ks-emf/performance";
     let now = now_ms();
     // handed over out of order: sent sorted by timestamp
-    let events: Vec<EmfEvent> = [3, 1, 2]
+    let events: Vec<LogEvent> = [3, 1, 2]
         .iter()
         .map(|i| {
             let msg = json!({"Type": "Node", "ClusterName": "ks-emf", "NodeName": "node-1", "node_cpu_limit": 4000 + i,
@@ -170,8 +179,8 @@ async fn emf_events_reach_lazily_created_group_and_stream_in_order_with_the_head
             event(group, "node-1", now - 3000 + i * 1000, msg.to_string())
         })
         .collect();
-    out.enqueue(&events);
-    assert_eq!(out.flush(Instant::now() + FLUSH).await, 0);
+    out.enqueue_dropping(events.clone());
+    assert!(out.flush(Instant::now() + FLUSH).await);
     let calls: Vec<Recorded> = recording(&rec).into_iter().filter(|c| !c.action.is_empty()).collect();
 
     let got = get_log_events(&moto, group, "node-1");
@@ -193,10 +202,14 @@ async fn emf_events_reach_lazily_created_group_and_stream_in_order_with_the_head
             "CreateLogStream",
             "PutLogEvents"
         ],
-        "creation happens only on ResourceNotFoundException (spec/METRICS.md §12.1)"
+        "creation happens only on ResourceNotFoundException"
     );
     for c in calls.iter().filter(|c| c.action == "PutLogEvents") {
-        assert_eq!(c.header("x-amzn-logs-format"), Some("json/emf"), "OUT-2");
+        assert_eq!(
+            c.header("x-amzn-logs-format"),
+            Some("json/emf"),
+            "mode emf sends the EMF header"
+        );
     }
     assert_eq!(
         t.get(Name::ItemsWritten, &[("kind", "emf"), ("output", "cloudwatch")]),
@@ -204,8 +217,8 @@ async fn emf_events_reach_lazily_created_group_and_stream_in_order_with_the_head
     );
 
     // the stream exists now: the next flush is one PutLogEvents, nothing created
-    out.enqueue(&[event(group, "node-1", now, "{\"Type\":\"Node\"}".into())]);
-    assert_eq!(out.flush(Instant::now() + FLUSH).await, 0);
+    out.enqueue_dropping(vec![event(group, "node-1", now, "{\"Type\":\"Node\"}".into())]);
+    assert!(out.flush(Instant::now() + FLUSH).await);
     let later: Vec<String> = recording(&rec).into_iter().map(|c| c.action).collect();
     assert_eq!(later.last().map(String::as_str), Some("PutLogEvents"));
     assert_eq!(later.iter().filter(|a| a.starts_with("Create")).count(), 3);
@@ -217,17 +230,21 @@ async fn mode_both_sends_no_emf_header() {
         return;
     };
     let t = Telemetry::new();
-    let out = EmfLogs::new(&test_sdk_config(&moto.endpoint), options(false), t.clone());
+    let out = shipper(&moto.endpoint, false, &t);
     let group = "/aws/containerinsights/ks-both/performance";
-    out.enqueue(&[event(group, "node-1", now_ms(), "{\"Type\":\"Pod\"}".into())]);
-    assert_eq!(out.flush(Instant::now() + FLUSH).await, 0);
+    out.enqueue_dropping(vec![event(group, "node-1", now_ms(), "{\"Type\":\"Pod\"}".into())]);
+    assert!(out.flush(Instant::now() + FLUSH).await);
     let puts: Vec<Recorded> = recording(&rec)
         .into_iter()
         .filter(|c| c.action == "PutLogEvents")
         .collect();
     assert_eq!(puts.len(), 2, "not found, then sent");
     for p in &puts {
-        assert_eq!(p.header("x-amzn-logs-format"), None, "OUT-4");
+        assert_eq!(
+            p.header("x-amzn-logs-format"),
+            None,
+            "mode both leaves out the EMF header"
+        );
     }
     assert_eq!(get_log_events(&moto, group, "node-1").len(), 1);
 }
@@ -238,11 +255,11 @@ async fn batches_split_at_10000_events_and_1_mib_and_events_outside_the_window_a
         return;
     };
     let t = Telemetry::new();
-    let out = EmfLogs::new(&test_sdk_config(&moto.endpoint), options(true), t.clone());
+    let out = shipper(&moto.endpoint, true, &t);
     let group = "/aws/containerinsights/ks-batch/performance";
     let now = now_ms();
     // 25,000 small events on one stream; 1,100 events of 1,000 bytes on another
-    let small: Vec<EmfEvent> = (0..25_000)
+    let small: Vec<LogEvent> = (0..25_000)
         .map(|i| {
             event(
                 group,
@@ -252,7 +269,7 @@ async fn batches_split_at_10000_events_and_1_mib_and_events_outside_the_window_a
             )
         })
         .collect();
-    let big: Vec<EmfEvent> = (0..1100)
+    let big: Vec<LogEvent> = (0..1100)
         .map(|i| event(group, "big", now - 1000 + i, "x".repeat(1000)))
         .collect();
     let mut stale = vec![
@@ -261,9 +278,9 @@ async fn batches_split_at_10000_events_and_1_mib_and_events_outside_the_window_a
     ];
     let mut all = small.clone();
     all.append(&mut stale);
-    out.enqueue(&all);
-    out.enqueue(&big);
-    assert_eq!(out.flush(Instant::now() + FLUSH).await, 0);
+    out.enqueue_dropping(all.clone());
+    out.enqueue_dropping(big.clone());
+    assert!(out.flush(Instant::now() + FLUSH).await);
 
     let puts: Vec<Recorded> = recording(&rec)
         .into_iter()

@@ -1,4 +1,4 @@
-//! Read-back through the real CloudWatch API (TESTING.md §7.3.2): kinsight's `PutMetricData`
+//! Read-back through the real CloudWatch API: kinsight's `PutMetricData`
 //! output sends to ministack (with `cbor2`, an rpc-v2-cbor decoder independent of this
 //! repository's code), and `ListMetrics` / `GetMetricData` must return exactly what was sent.
 //! This is also the test that fails loudly when ministack lacks `cbor2`.
@@ -70,7 +70,7 @@ async fn datums_read_back_from_ministack_equal_what_was_sent() {
     let ts_ms = i64::try_from((now_s / 60 * 60 - 60) * 1000).unwrap();
     let cluster = format!("ks-{}", now_s % 100_000);
     let sent = datums(&cluster, ts_ms);
-    let out = CloudwatchMetrics::with_backoff(
+    let (out, sender) = CloudwatchMetrics::with_backoff(
         &sdk,
         None,
         4,
@@ -80,7 +80,8 @@ async fn datums_read_back_from_ministack_equal_what_was_sent() {
             max: Duration::from_millis(50),
         },
     );
-    out.enqueue(&sent);
+    tokio::spawn(sender);
+    out.enqueue(sent.clone());
     assert_eq!(out.flush(Instant::now() + Duration::from_mins(1)).await, 0);
     assert_eq!(
         t.get(Name::ItemsWritten, &[("kind", "metric"), ("output", "cloudwatch")]),

@@ -187,7 +187,7 @@ fn open_files(r: &mut Report, root: &Root, mode: &CgroupMode) {
 }
 
 /// Whether the apiserver answers TCP at `KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT`.
-/// A WARN, not a FAIL: a failing pod watch never stops the agent (KUBE-5), and this build's
+/// A WARN, not a FAIL: a failing pod watch never stops the agent, and this build's
 /// metadata sources are the pod list file and `none`.
 fn apiserver(r: &mut Report, env: &crate::config::Env) {
     use std::net::{TcpStream, ToSocketAddrs};
@@ -244,7 +244,7 @@ fn state_dir(r: &mut Report, root: &Root, cfg: &crate::config::Config) {
     }
 }
 
-/// The identity lines (`spec/IDENTITY.md` §15): kind and ARN, region and its source, endpoints,
+/// The identity lines: kind and ARN, region and its source, endpoints,
 /// expiry; `OK` for IRSA and Pod Identity, `WARN` for the fallbacks, `FAIL` when refused or
 /// when no credentials or region are found. With `--send-test`, one datum and one log event.
 fn aws_identity(r: &mut Report, o: &Outside, cfg: &crate::config::Config, opts: Options) {

@@ -1,7 +1,8 @@
-//! The credential chain, walked link by link (`spec/IDENTITY.md` §4): environment → profile →
-//! IRSA → container (Pod Identity / ECS) → IMDS, from aws-config's public providers. kinsight
-//! walks it itself instead of using `CredentialsProviderChain`, so it knows which link answered
-//! and can pin that link for every later refresh.
+//! The credential chain, walked link by link in the order of aws-config's
+//! `DefaultCredentialsChain`: environment → profile → IRSA → container (Pod Identity / ECS) →
+//! IMDS, from aws-config's public providers. kinsight walks it itself instead of using
+//! `CredentialsProviderChain`, so it knows which link answered and can pin that link for every
+//! later refresh.
 
 use std::path::Path;
 
@@ -33,8 +34,8 @@ pub struct Pinned {
     pub first: Credentials,
 }
 
-/// What the environment offers, for the refusal message (§6): static keys, a profile, or
-/// nothing (then the node role would have been used).
+/// What the environment offers, for the `require_workload_identity` refusal: static keys, a
+/// profile, or nothing (then the node role would have been used).
 pub fn found_instead(aws: &AwsEnv) -> String {
     let mut found = Vec::new();
     if let Some(prefix) = &aws.access_key_prefix {
@@ -58,7 +59,8 @@ pub fn found_instead(aws: &AwsEnv) -> String {
 
 /// Builds the links in the SDK's order. With `workload_only`
 /// (`kinsight.identity.require_workload_identity`) only IRSA and the container link are built,
-/// so kinsight never contacts IMDS for credentials (§6). `session_name` is IRSA's (§7.3).
+/// so kinsight never contacts IMDS for credentials. `session_name` is used by IRSA only (EKS and
+/// EC2 name the Pod Identity and instance-profile sessions themselves).
 pub fn links(pc: &ProviderConfig, aws: &AwsEnv, session_name: Option<String>, workload_only: bool) -> Vec<Link> {
     let mut links = Vec::new();
     if !workload_only {
@@ -108,8 +110,8 @@ pub fn links(pc: &ProviderConfig, aws: &AwsEnv, session_name: Option<String>, wo
     links
 }
 
-/// Walks `links` in order (§4): `CredentialsNotLoaded` passes to the next link, any other error
-/// stops the walk and is the startup error, the first success is pinned.
+/// Walks `links` in order, with the SDK chain's rules: `CredentialsNotLoaded` passes to the next
+/// link, any other error stops the walk and is the startup error, the first success is pinned.
 pub async fn walk(links: Vec<Link>, aws: &AwsEnv) -> Result<Pinned, AuthError> {
     let mut reasons = Vec::new();
     for link in links {
@@ -142,7 +144,8 @@ pub async fn walk(links: Vec<Link>, aws: &AwsEnv) -> Result<Pinned, AuthError> {
     })
 }
 
-/// The hint of `spec/IDENTITY.md` §11 for a failed link, starting with `; hint: `, or empty.
+/// What an admin can do about a failed link (the usual cause of that STS or endpoint error),
+/// starting with `; hint: `, or empty.
 pub fn hint(kind: IdentityKind, error: &str, aws: &AwsEnv) -> String {
     let h = match kind {
         IdentityKind::Irsa if error.contains("OpenIDConnect") => {
@@ -190,7 +193,8 @@ pub fn hint(kind: IdentityKind, error: &str, aws: &AwsEnv) -> String {
 }
 
 /// The `iss`, `sub`, `aud` and `exp` claims of a JWT file, decoded without verification, for the
-/// trust-policy hint (§11). Never the header, the signature or the raw token (§14).
+/// trust-policy hint, so a `sub`/`aud` mismatch is visible. Never the header, the signature or
+/// the raw token: those are secrets.
 pub fn token_claims(path: &Path) -> Option<String> {
     let token = std::fs::read_to_string(path).ok()?;
     let payload = token.trim().split('.').nth(1)?;

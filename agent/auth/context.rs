@@ -1,5 +1,5 @@
 //! [`build`]: region, chain, first load, identity report, refresher, and the `SdkConfig`s every
-//! AWS client is built from (`spec/IDENTITY.md` §5).
+//! AWS client is built from.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -28,7 +28,7 @@ use crate::telemetry::events::IdentityInUse;
 /// endpoint must not hold startup for the SDK's full retry budget.
 const CALLER_IDENTITY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where the region came from (§8); reported as `region_source`.
+/// Where the region came from; reported as `region_source`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegionSource {
     /// Config `agent.region`.
@@ -55,7 +55,7 @@ impl RegionSource {
     }
 }
 
-/// Which endpoint each service uses (§9): the override in effect, or `default`.
+/// Which endpoint each service uses: the override in effect, or `default`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoints {
     pub metrics: String,
@@ -120,7 +120,7 @@ pub struct IdentityReport {
     pub expiry: Option<SystemTime>,
     /// When the refresher will next refresh them (mid-jitter estimate).
     pub refresh_at: Option<SystemTime>,
-    /// `ASIA` / `AKIA`: the only part of the keys ever shown (§14).
+    /// `ASIA` / `AKIA`: the only part of the keys ever shown.
     pub access_key_prefix: String,
     /// IRSA: `AWS_ROLE_ARN`.
     pub role_arn: Option<String>,
@@ -133,7 +133,8 @@ pub struct IdentityReport {
     /// `logs.credentials.role_arn`, assumed for CloudWatch Logs only.
     pub logs_role_arn: Option<String>,
     pub endpoints: Endpoints,
-    /// Why `GetCallerIdentity` failed, when it did (startup goes on, §5).
+    /// Why `GetCallerIdentity` failed, when it did (startup goes on: the kind is known from the
+    /// pinned link).
     pub caller_identity_error: Option<String>,
     /// Things worth a WARN besides the kind itself (both IRSA and Pod Identity set…).
     pub warnings: Vec<String>,
@@ -142,7 +143,7 @@ pub struct IdentityReport {
 }
 
 impl IdentityReport {
-    /// Whether the identity deserves a WARN (§6): IMDS always; static keys or a profile in a pod.
+    /// Whether the identity deserves a WARN: IMDS always; static keys or a profile in a pod.
     pub fn is_fallback(&self) -> bool {
         match self.kind {
             IdentityKind::Imds => true,
@@ -151,7 +152,7 @@ impl IdentityReport {
         }
     }
 
-    /// The explanation that goes with a fallback identity (§6), or `None`.
+    /// The explanation that goes with a fallback identity, or `None`.
     pub fn risk(&self) -> Option<String> {
         let fix = "Give the ServiceAccount amazon-cloudwatch/cloudwatch-agent an IAM role (IRSA or EKS Pod \
                    Identity) and remove the CloudWatch permissions from the node role. Set \
@@ -176,7 +177,7 @@ impl IdentityReport {
         }
     }
 
-    /// Logs the startup identity line (§5 step 5): INFO, or WARN with the explanation (§6).
+    /// Logs the startup identity line: INFO, or WARN with the explanation for a fallback identity.
     pub fn log(&self) {
         let expires_in = self
             .expiry
@@ -232,7 +233,7 @@ impl IdentityReport {
 }
 
 /// Everything the AWS side of kinsight is built from.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AwsContext {
     /// For `CloudWatch` `PutMetricData` (`kinsight.metrics.endpoint_override` applied).
     pub metrics: SdkConfig,
@@ -246,10 +247,26 @@ pub struct AwsContext {
     pub identity: Identity,
     /// The `CloudWatch Logs` credentials (the same as `identity` unless `logs.credentials.role_arn`).
     pub logs_identity: Identity,
+    /// The identities whose background refresher must run, by task name (`auth::refresh::…`).
+    /// Nothing is started here: the supervisor runs [`Identity::refresher`] for each.
+    pub refreshers: Vec<(&'static str, Identity)>,
+    /// `sts:GetCallerIdentity` failed at startup: retried after each refresh until it succeeds
+    /// once (see [`retry_caller_identity`]); for the supervisor to run.
+    pub caller_identity_retry: Option<AuthTask>,
 }
 
-/// Resolves the region (§8): `agent.region` / `AWS_REGION` (already merged into `cfg.region`),
-/// `AWS_DEFAULT_REGION`, the profile, then IMDS unless disabled or `workload_only`.
+/// A future of `auth` for the supervisor to run.
+pub struct AuthTask(pub std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+
+impl std::fmt::Debug for AuthTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthTask")
+    }
+}
+
+/// Resolves the region: `agent.region` / `AWS_REGION` (already merged into `cfg.region`),
+/// `AWS_DEFAULT_REGION`, the profile, then IMDS unless disabled or `workload_only` (after
+/// `agent.region`, the order of aws-config's `DefaultRegionChain`).
 pub async fn resolve_region(cfg: &Config, env: &Env) -> Result<(Region, RegionSource), AuthError> {
     if let Some(r) = &cfg.region {
         // The config merged agent.region over AWS_REGION; equal to the variable means it may
@@ -298,11 +315,11 @@ pub async fn build(
     build_with_clock(cfg, env, telemetry, cancel, Arc::new(SystemClock)).await
 }
 
-/// Startup (§5): region, environment inspection, links, first load, identity report, refusal,
+/// Startup: region, environment inspection, links, first load, identity report, refusal,
 /// refresher. The refreshers stop with `cancel`.
 #[expect(
     clippy::too_many_lines,
-    reason = "the startup sequence of spec/IDENTITY.md §5, step by step"
+    reason = "the startup sequence, step by step, reads best in one place"
 )]
 pub async fn build_with_clock(
     cfg: &Config,
@@ -315,7 +332,7 @@ pub async fn build_with_clock(
     let workload_only = cfg.identity.require_workload_identity;
     let irsa_set = aws.role_arn.is_some() && aws.web_identity_token_file.is_some();
     let pod_identity_set = aws.container_credentials_full_uri.is_some();
-    // A configuration error: refuse before any network call (§6).
+    // A configuration error: refuse before any network call (never contact IMDS).
     if workload_only && !irsa_set && !pod_identity_set {
         return Err(AuthError::Refused {
             found: found_instead(aws),
@@ -340,7 +357,7 @@ pub async fn build_with_clock(
     if let Some(v) = &aws.sts_regional_endpoints {
         tracing::info!(value = %v, "AWS_STS_REGIONAL_ENDPOINTS is ignored: kinsight always uses the regional STS endpoint");
     }
-    base.spawn_refresher(cancel.child_token());
+    let mut refreshers = vec![("auth::refresh::base", base.clone())];
     let base_sdk = sdk_config(&region, &base).await;
 
     let (agent, agent_sdk) = match &cfg.identity.agent_role_arn {
@@ -355,7 +372,7 @@ pub async fn build_with_clock(
                 telemetry,
             )
             .await?;
-            id.spawn_refresher(cancel.child_token());
+            refreshers.push(("auth::refresh::agent_role", id.clone()));
             let sdk = sdk_config(&region, &id).await;
             (id, sdk)
         }
@@ -373,7 +390,7 @@ pub async fn build_with_clock(
                 telemetry,
             )
             .await?;
-            id.spawn_refresher(cancel.child_token());
+            refreshers.push(("auth::refresh::logs_role", id.clone()));
             let sdk = sdk_config(&region, &id).await;
             (id, sdk)
         }
@@ -381,9 +398,12 @@ pub async fn build_with_clock(
     };
 
     let (arn, caller_identity_error) = caller_identity(&agent_sdk).await;
-    if caller_identity_error.is_some() {
-        retry_caller_identity(&agent, agent_sdk.clone(), kind, cancel.child_token());
-    }
+    let caller_identity_retry = caller_identity_error.is_some().then(|| {
+        let retry = retry_caller_identity(&agent, agent_sdk.clone(), kind, cancel.child_token());
+        AuthTask(Box::pin(async move {
+            let _ = retry.await;
+        }))
+    });
     let imds_source = (kind == IdentityKind::Imds && !arn.is_empty()).then(|| ImdsSource::from_arn(&arn));
     IdentityInUse {
         kind: kind.as_str(),
@@ -423,14 +443,17 @@ pub async fn build_with_clock(
         report,
         identity: agent,
         logs_identity,
+        refreshers,
+        caller_identity_retry,
     })
 }
 
-/// The base identity (§4, §7): the chain built from `pc` (region, HTTP client) and `aws`, walked,
-/// and the link that answered pinned in an [`Identity`] with its first credentials. Its
-/// refresher is not started ([`Identity::spawn_refresher`]). With `workload_only`, only IRSA and
-/// the container link are built, and any other kind is refused. [`build_with_clock`] uses it;
-/// tests call it with a `ProviderConfig` whose HTTP client reaches a local STS.
+/// The base identity: the links of aws-config's `DefaultCredentialsChain`, built from `pc`
+/// (region, HTTP client) and `aws`, walked, and the link that answered pinned in an
+/// [`Identity`] with its first credentials. Its refresher is not started
+/// ([`Identity::spawn_refresher`]). With `workload_only`, only IRSA and the container link are
+/// built, and any other kind is refused. [`build_with_clock`] uses it; tests call it with a
+/// `ProviderConfig` whose HTTP client reaches a local STS.
 pub async fn base_identity(
     pc: &ProviderConfig,
     aws: &AwsEnv,
@@ -454,7 +477,7 @@ pub async fn base_identity(
     Ok((pinned.kind, identity))
 }
 
-/// §5 step 5: `GetCallerIdentity` failed at startup (a private subnet without an STS endpoint,
+/// `GetCallerIdentity` failed at startup (a private subnet without an STS endpoint,
 /// STS briefly down), so it is retried after each successful refresh of `identity` until it
 /// succeeds once; that logs the ARN the startup line could not show. The task ends with the ARN,
 /// or `None` when `cancel` fires first.
@@ -463,9 +486,9 @@ pub fn retry_caller_identity(
     sdk: SdkConfig,
     kind: IdentityKind,
     cancel: CancellationToken,
-) -> tokio::task::JoinHandle<Option<String>> {
+) -> impl std::future::Future<Output = Option<String>> + Send + use<> {
     let mut refreshes = identity.refreshes();
-    tokio::spawn(async move {
+    async move {
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return None,
@@ -488,11 +511,11 @@ pub fn retry_caller_identity(
                 }
             }
         }
-    })
+    }
 }
 
 /// One `SdkConfig` over `identity`, with the SDK-side cache off so that every request asks
-/// `identity`, which answers from memory (§7.4). Endpoint variables are read by the loader.
+/// `identity`, which answers from memory. Endpoint variables are read by the loader.
 pub async fn sdk_config(region: &Region, identity: &Identity) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(region.clone())
@@ -502,7 +525,7 @@ pub async fn sdk_config(region: &Region, identity: &Identity) -> SdkConfig {
         .await
 }
 
-/// A config key's endpoint wins over `AWS_ENDPOINT_URL_*` (§9 row 1): marked as set in code,
+/// A config key's endpoint wins over `AWS_ENDPOINT_URL_*`: marked as set in code,
 /// which the service config builders rank above the environment.
 fn with_endpoint(sdk: SdkConfig, url: Option<&str>) -> SdkConfig {
     match url {
@@ -550,7 +573,7 @@ async fn assume(
     ))
 }
 
-/// `sts:GetCallerIdentity` (needs no permission): the ARN, or why it failed (§5 step 5).
+/// `sts:GetCallerIdentity` (needs no permission): the ARN, or why it failed.
 async fn caller_identity(sdk: &SdkConfig) -> (String, Option<String>) {
     let sts = aws_sdk_sts::Client::new(sdk);
     match tokio::time::timeout(CALLER_IDENTITY_TIMEOUT, sts.get_caller_identity().send()).await {

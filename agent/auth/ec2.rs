@@ -1,5 +1,6 @@
-//! The instance's EC2 tags through `ec2:DescribeTags`, and the cluster name they carry
-//! (`spec/METRICS.md` §15.1 CLN-1/CLN-2, §15.2; `spec/IDENTITY.md` §10.1).
+//! The instance's EC2 tags through `ec2:DescribeTags`: the cluster name they carry, read as the
+//! CloudWatch agent's `GetClusterName` reads it (`translator/translate/otel/common/common.go`),
+//! and the Auto Scaling group name.
 //!
 //! The decision a newcomer would question: this is one hand-made awsQuery request, signed with
 //! `aws-sigv4` and sent through the SDK's own HTTP client and orchestrator
@@ -43,11 +44,12 @@ pub const CLUSTER_TAG_PREFIX: &str = "kubernetes.io/cluster/";
 /// The value that makes a `kubernetes.io/cluster/<name>` tag name this node's cluster (upstream
 /// `GetClusterName` accepts only this one; `shared` marks resources several clusters use).
 const OWNED: &str = "owned";
-/// The Auto Scaling group tag EC2 puts on its instances (`spec/METRICS.md` §15.2).
+/// The Auto Scaling group tag EC2 puts on its instances (absent with Karpenter).
 pub const ASG_TAG: &str = "aws:autoscaling:groupName";
 /// The EC2 API version of the awsQuery protocol.
 const API_VERSION: &str = "2016-11-15";
-/// Upstream's start-up attempts: 6, with 0.2/0.4/0.8/1.6/3.2 s between them (§15.1).
+/// Upstream's start-up attempts (the CloudWatch agent translator's `GetClusterName`): 6, with
+/// 0.2/0.4/0.8/1.6/3.2 s between them.
 const ATTEMPTS: u32 = 6;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// One attempt: EC2 answers `DescribeTags` in tens of milliseconds; an unreachable endpoint (no
@@ -79,7 +81,7 @@ pub enum ClusterTag {
     Absent,
 }
 
-/// Where the cluster name came from (§15.1; CLN-3: `kinsight check` reports it).
+/// Where the cluster name came from (`kinsight check` reports it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterNameFrom {
     /// `logs.metrics_collected.kubernetes.cluster_name`.
@@ -100,10 +102,10 @@ impl ClusterNameFrom {
     }
 }
 
-/// The cluster name in the order of §15.1: `from_config` (the config key), then
+/// The cluster name in upstream's order (`GetClusterName`): `from_config` (the config key), then
 /// `K8S_CLUSTER_NAME`, then the instance tag, asked only when `sdk` (AWS is in use) and
 /// `instance_id` (IMDS answered) are both known. Otherwise [`AuthError::NoClusterName`], which
-/// names the three ways and why the tag did not give one (CLN-2).
+/// names the three ways and why the tag did not give one.
 pub async fn resolve_cluster_name(
     from_config: Option<&str>,
     env: &Env,
@@ -142,7 +144,7 @@ pub async fn cluster_name_from_tags(sdk: &SdkConfig, instance_id: &str) -> Resul
     })
 }
 
-/// Reads the cluster out of `tags` (§15.1): the names of the `kubernetes.io/cluster/<name>`
+/// Reads the cluster out of `tags`: the names of the `kubernetes.io/cluster/<name>`
 /// tags whose value is `owned`. Several: the alphabetically first, with a WARN naming all.
 /// A name that cannot be part of a log group name is skipped with a WARN.
 pub fn cluster_tag(tags: &[Tag]) -> ClusterTag {
@@ -247,7 +249,7 @@ struct Fault {
 
 type DescribeTags = Operation<String, Page, Fault>;
 
-/// One page, retried like upstream's start-up (§15.1). The error is one line.
+/// One page, retried like upstream's start-up lookup ([`ATTEMPTS`]). The error is one line.
 async fn page_with_retries(operation: &DescribeTags, body: &str) -> Result<Page, String> {
     let mut delay = FIRST_BACKOFF;
     let mut attempt = 1;
@@ -337,7 +339,7 @@ struct Sign {
 
 impl std::fmt::Debug for Sign {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the identity: its Debug prints the access key ID (spec/IDENTITY.md §14).
+        // Never the identity: its Debug prints the whole access key ID.
         f.debug_struct("Sign")
             .field("region", &self.region)
             .finish_non_exhaustive()

@@ -1,18 +1,18 @@
-//! Errors of the `auth` module (`spec/IDENTITY.md` §11). None carries a secret: credential
+//! Errors of the `auth` module. None carries a secret: credential
 //! errors name files, URLs and STS error codes, never token or key contents.
 
 use super::IdentityKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// No region anywhere (§8): a configuration error.
+    /// No region from the config, the environment, the profile or IMDS: a configuration error.
     #[error("no AWS region: set agent.region in the config or AWS_REGION in the DaemonSet (IMDS {imds})")]
     NoRegion {
         /// Why IMDS did not give one: `disabled`, `not asked (require_workload_identity)`, or
         /// `did not answer`.
         imds: &'static str,
     },
-    /// `kinsight.identity.require_workload_identity` and no IRSA or Pod Identity (§6).
+    /// `kinsight.identity.require_workload_identity` and no IRSA or Pod Identity.
     #[error(
         "kinsight.identity.require_workload_identity is true, but neither IRSA (AWS_ROLE_ARN + \
          AWS_WEB_IDENTITY_TOKEN_FILE) nor EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI) is set up \
@@ -30,8 +30,8 @@ pub enum AuthError {
         /// Each link and why it passed, `; `-separated.
         reasons: String,
     },
-    /// A link that was set up failed (the walk stops there, §4: a broken IRSA setup never falls
-    /// through to the node role).
+    /// A link that was set up failed (the walk stops there, as in the SDK's chain: a broken IRSA
+    /// setup never falls through to the node role).
     #[error("AWS credentials from {kind} failed{hint}")]
     Link {
         kind: IdentityKind,
@@ -48,8 +48,8 @@ pub enum AuthError {
         #[source]
         source: aws_credential_types::provider::error::CredentialsError,
     },
-    /// No cluster name anywhere (`spec/METRICS.md` §15.1 CLN-2): a configuration error. `tag` says
-    /// why the instance tag did not give one.
+    /// No cluster name from the config, `K8S_CLUSTER_NAME` or the instance tag: a configuration
+    /// error. `tag` says why the instance tag did not give one.
     #[error(
         "no cluster name: set logs.metrics_collected.kubernetes.cluster_name in cwagentconfig.json, or the \
          K8S_CLUSTER_NAME environment variable, or tag the instance kubernetes.io/cluster/<name>=owned and allow \

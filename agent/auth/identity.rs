@@ -1,6 +1,7 @@
-//! [`Identity`]: the one owner of the current AWS credentials (`spec/IDENTITY.md` §7).
+//! [`Identity`]: the one owner of the current AWS credentials; no other module caches them.
 //!
-//! Every AWS client asks it on every request (the SDK-side cache is off, §7.4), and it answers
+//! Every AWS client asks it on every request (the SDK's identity cache is off: its lazy cache
+//! would refresh inline, on a request, only 5–10 s before expiry), and it answers
 //! from memory: no I/O ever happens on the send path. A background task refreshes the
 //! credentials well before they expire, keeps serving the still-valid ones while a refresh
 //! fails, and retries with backoff. Only once they have expired does [`Identity`] answer an
@@ -21,24 +22,24 @@ use crate::telemetry::Telemetry;
 use crate::telemetry::events::{CredentialsExpiry, CredentialsRefreshFailed, CredentialsRefreshed};
 
 /// The most a refresh starts before expiry: 15 minutes, i.e. 45 minutes into 1-hour IRSA
-/// credentials (§7.2).
+/// credentials.
 const MAX_LEAD: Duration = Duration::from_mins(15);
 /// The most jitter taken off the refresh time, so that a fleet of nodes started together does
-/// not refresh in the same second (§7.2).
+/// not refresh in the same second.
 const MAX_JITTER: Duration = Duration::from_mins(1);
-/// Backoff after a failed refresh: 1 s doubling to 60 s, full jitter (§7.2).
+/// Backoff after a failed refresh: 1 s doubling to 60 s, full jitter.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_mins(1);
 /// A floor under the jittered backoff, so that a jitter draw near zero cannot spin.
 const BACKOFF_FLOOR: Duration = Duration::from_millis(100);
-/// One refresh attempt, SDK retries included (§7.2).
+/// One refresh attempt, SDK retries included.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
-/// At most one forced refresh per 30 s (§7.2): a burst of `ExpiredToken` answers from many
+/// At most one forced refresh per 30 s: a burst of `ExpiredToken` answers from many
 /// in-flight requests makes one STS call, not hundreds.
 pub const FORCE_DEBOUNCE: Duration = Duration::from_secs(30);
 /// How often the `kinsight_aws_credentials_expiry_seconds` gauge is brought up to date.
 const GAUGE_PERIOD: Duration = Duration::from_mins(1);
-/// At most one "still failing" line per minute after the first WARN (§7.2).
+/// At most one "still failing" line per minute after the first WARN.
 const FAILURE_LOG_PERIOD: Duration = Duration::from_mins(1);
 
 /// When a refresh of credentials obtained at `obtained` and expiring at `expiry` is due:
@@ -83,7 +84,8 @@ struct Inner {
     label: String,
     /// Telemetry label of this identity: `base`, `agent_role` or `logs_role`.
     role: &'static str,
-    /// The pinned link (§7.2): the refresher calls only this, never the whole chain.
+    /// The pinned link: the refresher calls only this, never the whole chain, so a failed refresh
+    /// can never fall through to the node role.
     source: SharedCredentialsProvider,
     clock: Arc<dyn Clock>,
     telemetry: Telemetry,
@@ -96,7 +98,7 @@ struct Inner {
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the credentials themselves (§14): `Credentials`' Debug prints the access key ID.
+        // Never the credentials themselves: `Credentials`' Debug prints the whole access key ID.
         f.debug_struct("Identity")
             .field("label", &self.label)
             .field("role", &self.role)
@@ -112,7 +114,7 @@ pub struct Identity {
 
 impl Identity {
     /// An identity serving `first` (just loaded from `source`) and refreshing from `source` once
-    /// [`Identity::spawn_refresher`] runs.
+    /// [`Identity::refresher`] runs.
     pub fn new(
         label: impl Into<String>,
         role: &'static str,
@@ -158,7 +160,7 @@ impl Identity {
         }
     }
 
-    /// Whether the current credentials are still valid (`/readyz`, §15).
+    /// Whether the current credentials are still valid (`/readyz` is ready only while they are).
     pub fn is_valid(&self) -> bool {
         self.current().is_ok()
     }
@@ -174,7 +176,7 @@ impl Identity {
     }
 
     /// The first four characters of the access key ID (`ASIA` temporary, `AKIA` long-term): the
-    /// only part of the credentials ever logged (§14).
+    /// only part of the credentials ever logged.
     pub fn access_key_prefix(&self) -> String {
         let state = self.inner.state.read().unwrap_or_else(PoisonError::into_inner);
         state.creds.access_key_id().chars().take(4).collect()
@@ -187,7 +189,7 @@ impl Identity {
     }
 
     /// Asks the refresher for a refresh now, because AWS rejected the credentials themselves
-    /// (`ExpiredToken`, `InvalidClientTokenId`, …; never for `AccessDenied`, §11). Debounced: at
+    /// (`ExpiredToken`, `InvalidClientTokenId`, …; never for `AccessDenied`, a missing permission). Debounced: at
     /// most one per [`FORCE_DEBOUNCE`]. Returns whether this call triggered one.
     pub fn refresh_now(&self, reason: &str) -> bool {
         let now = self.inner.clock.monotonic();
@@ -202,15 +204,15 @@ impl Identity {
     }
 
     /// A receiver that changes after every successful refresh (the value counts them). For work
-    /// that waits on fresh credentials, such as retrying `sts:GetCallerIdentity` (§5 step 5).
+    /// that waits on fresh credentials, such as retrying a startup `sts:GetCallerIdentity` that failed.
     pub fn refreshes(&self) -> watch::Receiver<u64> {
         self.inner.refreshed.subscribe()
     }
 
-    /// Starts the background refresher; it stops when `cancel` fires.
-    pub fn spawn_refresher(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    /// The background refresher, for the supervisor to run; it ends when `cancel` fires.
+    pub fn refresher(&self, cancel: CancellationToken) -> impl std::future::Future<Output = ()> + Send + use<> {
         let this = self.clone();
-        tokio::spawn(async move { this.refresh_loop(cancel, fastrand::f64).await })
+        async move { this.refresh_loop(cancel, fastrand::f64).await }
     }
 
     fn update_gauge(&self) {

@@ -1,6 +1,6 @@
-//! Node metadata from `IMDSv2` for the metrics side (`spec/METRICS.md`: `InstanceId`,
-//! `InstanceType`; `spec/IDENTITY.md` §8 for the region): instance id and type, region,
-//! availability zone.
+//! Node metadata from `IMDSv2`: instance id and type (the metrics' `InstanceId` and
+//! `InstanceType` attributes), region (the region chain's step after the config, the environment
+//! and the profile), availability zone.
 //!
 //! The SDK's IMDS client does the `IMDSv2` dance (a `PUT /latest/api/token` with the
 //! `x-aws-ec2-metadata-token-ttl-seconds` header, the token reused for every `GET`) and honours

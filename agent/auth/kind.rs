@@ -1,6 +1,6 @@
-//! The kinds of identity kinsight can meet (`spec/IDENTITY.md` §3) and the session name (§7.3).
+//! The kinds of identity kinsight can meet, and the IRSA role session name.
 
-/// Which link of the credential chain answered (`spec/IDENTITY.md` §3, §4). The names are the
+/// Which link of the credential chain answered. The names are the
 /// values of the `kind` field in the startup line, in `kinsight check` and in the `/metrics`
 /// label of `kinsight_aws_identity_info`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,7 +31,8 @@ impl IdentityKind {
         }
     }
 
-    /// IRSA and Pod Identity: the identities only kinsight's `ServiceAccount` can hold (§2).
+    /// IRSA and Pod Identity: the identities only kinsight's `ServiceAccount` can hold (any pod on
+    /// the node that reaches IMDS can use the node role).
     pub fn is_workload_identity(self) -> bool {
         matches!(self, IdentityKind::Irsa | IdentityKind::PodIdentity)
     }
@@ -43,7 +44,7 @@ impl std::fmt::Display for IdentityKind {
     }
 }
 
-/// Who serves IMDS credentials (`spec/IDENTITY.md` §3.3). kinsight cannot tell for certain: EC2
+/// Who serves IMDS credentials. kinsight cannot tell for certain: EC2
 /// names instance-profile sessions after the instance ID, so an `i-<hex>` session name means the
 /// node role; anything else is taken to be a metadata proxy (kube2iam, kiam).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +76,9 @@ impl ImdsSource {
 /// STS allows 2–64 characters of `[A-Za-z0-9+=,.@_-]` in a role session name.
 const SESSION_NAME_MAX: usize = 64;
 
-/// The session name (`spec/IDENTITY.md` §7.3): `AWS_ROLE_SESSION_NAME` if set, else
-/// `kinsight-<node name>`, else `kinsight-<hostname>`, sanitised; `None` leaves the SDK default.
+/// The IRSA session name, shown in the assumed-role ARN and CloudTrail: `AWS_ROLE_SESSION_NAME`
+/// if set, else `kinsight-<node name>`, else `kinsight-<hostname>`, sanitised; `None` leaves the
+/// SDK default.
 pub fn session_name(explicit: Option<&str>, node_name: Option<&str>, hostname: Option<&str>) -> Option<String> {
     if let Some(s) = explicit.filter(|s| !s.is_empty()) {
         return Some(s.to_string());

@@ -1,5 +1,5 @@
 //! AWS identity: the credential chain, background refresh, region and endpoints, and the
-//! `SdkConfig`s every AWS client is built from (`spec/IDENTITY.md`).
+//! `SdkConfig`s every AWS client is built from.
 //!
 //! Owns: which credentials kinsight uses and keeping them fresh; the startup identity report;
 //! the refusal of non-workload identities; node metadata from `IMDSv2`; the instance tags and
@@ -15,8 +15,9 @@
 //! favour of its own [`Identity`]. The stock chain hides which link answered (so an IRSA setup
 //! silently falling through to the node role goes unnoticed), and the stock cache refreshes
 //! 5–10 s before expiry *on the request path*, dropping the old credentials first: one STS
-//! hiccup at the hour becomes failed sends. [`Identity`] answers from memory and refreshes in
-//! the background 15 minutes ahead (§7).
+//! hiccup at the hour becomes failed sends (eager loading is an open request,
+//! smithy-lang/smithy-rs#2376). [`Identity`] answers from memory and refreshes in the background
+//! 15 minutes ahead.
 //!
 //! Files: `kind.rs` (identity kinds, session name), `chain.rs` (links, walk, hints),
 //! `identity.rs` (the credentials owner and its refresher), `context.rs` ([`build`], region,
@@ -35,8 +36,8 @@ pub mod send_test;
 
 pub use chain::token_claims;
 pub use context::{
-    AwsContext, Endpoints, IdentityReport, RegionSource, base_identity, build, build_with_clock, resolve_region,
-    retry_caller_identity, sdk_config,
+    AuthTask, AwsContext, Endpoints, IdentityReport, RegionSource, base_identity, build, build_with_clock,
+    resolve_region, retry_caller_identity, sdk_config,
 };
 pub use ec2::{
     ASG_TAG, CLUSTER_TAG_PREFIX, ClusterNameFrom, ClusterTag, Tag, cluster_name_from_tags, cluster_tag,

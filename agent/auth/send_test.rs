@@ -1,4 +1,4 @@
-//! `kinsight check --send-test` (`spec/IDENTITY.md` §15, issue #4 item 5): one datum and one log
+//! `kinsight check --send-test` (issue #4 item 5): one datum and one log
 //! event, sent with the same `SdkConfig`s the agent uses, to prove the permissions end to end.
 //! Both destinations are inside what `manifests/iam-policy.json` allows: the namespace
 //! `ContainerInsights/kinsight-check` and the application log group of the cluster.

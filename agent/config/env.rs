@@ -14,9 +14,9 @@ pub struct Env {
     pub host_ip: Option<String>,
     /// `K8S_NAMESPACE`: the agent's namespace (leader Lease namespace).
     pub k8s_namespace: Option<String>,
-    /// `K8S_CLUSTER_NAME`: cluster-name fallback after the config key (`spec/METRICS.md` §15.1).
+    /// `K8S_CLUSTER_NAME`: cluster-name fallback after the config key, as in the `CloudWatch` agent.
     pub k8s_cluster_name: Option<String>,
-    /// `AWS_REGION`: region fallback after `agent.region` (`spec/IDENTITY.md` §8).
+    /// `AWS_REGION`: region fallback after `agent.region`.
     pub aws_region: Option<String>,
     /// `POD_NAME`: the agent's own pod (downward API `metadata.name`).
     pub pod_name: Option<String>,
@@ -25,12 +25,11 @@ pub struct Env {
     pub kubernetes_service_host: Option<String>,
     /// `KUBERNETES_SERVICE_PORT`: the apiserver's port inside the cluster (kubelet sets it).
     pub kubernetes_service_port: Option<String>,
-    /// The AWS SDK's variables that `auth` inspects for its report and builds links from
-    /// (`spec/IDENTITY.md` §12).
+    /// The AWS SDK's variables that `auth` inspects for its report and builds links from.
     pub aws: AwsEnv,
 }
 
-/// The AWS variables of `spec/IDENTITY.md` §12, as `auth` needs them. Secrets are not kept: of
+/// The AWS SDK's environment variables, as `auth` needs them. Secrets are not kept: of
 /// `AWS_ACCESS_KEY_ID` only the 4-character prefix, of the token variables only their presence.
 /// The SDK's providers read the process environment themselves; these copies decide which links
 /// are built and what the startup report says.

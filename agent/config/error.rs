@@ -13,6 +13,17 @@ use std::path::PathBuf;
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl ConfigErrors {
+    /// Names `path` as the place of a malformed-JSON error (its JSON path is empty).
+    #[must_use]
+    pub fn in_file(mut self, path: &std::path::Path) -> Self {
+        for error in &mut self.0 {
+            if matches!(error.kind, ErrorKind::Malformed { .. }) {
+                error.path = path.display().to_string();
+            }
+        }
+        self
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -76,7 +87,7 @@ impl std::error::Error for ConfigError {}
 ///
 /// The causes (an `io::Error`, a `regex::Error`) are kept as text rather than as `#[source]`:
 /// the errors are cloned into reload outcomes and compared in tests, and the message must show
-/// the cause on the same line anyway (`STYLE.md` §9 asks for the whole chain where it is printed).
+/// the cause on the same line anyway (wherever an error is printed, its whole chain is).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ErrorKind {
     /// A key this section does not define; `suggestion` is a close known key, if any.

@@ -2,8 +2,7 @@
 //! Every object here is strict (unknown keys are errors).
 //!
 //! As in `upstream.rs`, each key is read once and the comment above the call is its reference:
-//! type, unit, default and range. Log settings come from `spec/LOGS.md` §11, metrics settings
-//! from `spec/METRICS.md` §16.2, identity from `spec/IDENTITY.md` §13.
+//! type, unit, default and range.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -13,8 +12,8 @@ use serde_json::Value;
 
 use super::error::ErrorKind;
 use super::model::{
-    HostSource, LogFormat, Logs, MetadataSource, Metrics, MetricsDestination, Multiline, Output, OversizeEvent, Paths,
-    RecordProfile, StreamNames, Telemetry,
+    HostLogSource, LogFormat, Logs, MetadataSource, Metrics, MetricsDestination, Multiline, OutputKind, OversizeEvent,
+    Paths, RecordProfile, StreamNames, TelemetrySettings,
 };
 use super::upstream;
 use super::values;
@@ -41,27 +40,28 @@ const STREAM_NAMES: [(&str, StreamNames); 2] = [
     ("fluent-bit", StreamNames::FluentBit),
     ("fluentd", StreamNames::Fluentd),
 ];
-const HOST_SOURCES: [(&str, HostSource); 2] = [("files", HostSource::Files), ("journald", HostSource::Journald)];
+const HOST_SOURCES: [(&str, HostLogSource); 2] =
+    [("files", HostLogSource::Files), ("journald", HostLogSource::Journald)];
 const OVERSIZE_EVENTS: [(&str, OversizeEvent); 2] =
     [("truncate", OversizeEvent::Truncate), ("split", OversizeEvent::Split)];
 
 /// `kinsight`, as read from the file.
 #[derive(Debug)]
 pub(super) struct Kinsight {
-    pub output: Option<Output>,
+    pub output: Option<OutputKind>,
     pub node_name: Option<String>,
     pub metrics: Metrics,
     pub logs: Logs,
     pub paths: Paths,
     pub require_workload_identity: bool,
-    pub telemetry: Telemetry,
+    pub telemetry: TelemetrySettings,
 }
 
 /// Values that the upstream sections or the environment decide, needed to fill kinsight's
 /// structs.
 #[derive(Debug)]
 pub(super) struct Given {
-    /// `apiserver` in a cluster or with a kubeconfig, else `none` (METRICS.md §14.1 KUBE-3).
+    /// `apiserver` in a cluster or with a kubeconfig, else `none` (node-level records only).
     pub default_metadata_source: MetadataSource,
     /// `logs.force_flush_interval`.
     pub force_flush_interval: Duration,
@@ -93,10 +93,10 @@ pub(super) fn section(mut o: Obj<'_>, cx: &mut Ctx, given: Given) -> Kinsight {
     k
 }
 
-/// `kinsight.metrics` (METRICS.md §16.2).
+/// `kinsight.metrics`.
 fn metrics(mut o: Obj<'_>, cx: &mut Ctx, default_source: MetadataSource) -> Metrics {
     let m = Metrics {
-        // "put_metric_data" | "emf" | "both", default "put_metric_data" (METRICS.md §2.2).
+        // "put_metric_data" | "emf" | "both", default "put_metric_data": how metrics reach CloudWatch.
         destination: o
             .choice(
                 cx,
@@ -109,7 +109,7 @@ fn metrics(mut o: Obj<'_>, cx: &mut Ctx, default_source: MetadataSource) -> Metr
             )
             .unwrap_or(MetricsDestination::PutMetricData),
         // "apiserver" | "file:PATH" | "none"; default "apiserver" when KUBERNETES_SERVICE_HOST
-        // is set or kube_config_path is given, else "none" (METRICS.md §14.1).
+        // is set or kube_config_path is given, else "none".
         metadata_source: o
             .parsed(cx, "metadata_source", values::metadata_source)
             .unwrap_or(default_source),
@@ -125,16 +125,16 @@ fn metrics(mut o: Obj<'_>, cx: &mut Ctx, default_source: MetadataSource) -> Metr
     m
 }
 
-/// `kinsight.logs` (LOGS.md §11).
+/// `kinsight.logs`.
 fn logs(mut o: Obj<'_>, cx: &mut Ctx, force_flush_interval: Duration, endpoint_override: Option<String>) -> Logs {
     let l = Logs {
         // bool, default true: the log pipeline (application, dataplane and host groups).
         enabled: o.bool(cx, "enabled", true),
-        // "fluent-bit" | "fluentd", default "fluent-bit": application record shape (LOGS.md §4).
+        // "fluent-bit" | "fluentd", default "fluent-bit": application record shape.
         record_profile: o
             .choice(cx, "record_profile", &RECORD_PROFILES)
             .unwrap_or(RecordProfile::FluentBit),
-        // "fluent-bit" | "fluentd", default "fluent-bit": log stream names (LOGS.md §3).
+        // "fluent-bit" | "fluentd", default "fluent-bit": log stream names.
         stream_names: o
             .choice(cx, "stream_names", &STREAM_NAMES)
             .unwrap_or(StreamNames::FluentBit),
@@ -151,14 +151,16 @@ fn logs(mut o: Obj<'_>, cx: &mut Ctx, force_flush_interval: Duration, endpoint_o
         dataplane_units: o
             .str_list(cx, "dataplane_units", values::non_empty)
             .unwrap_or_else(|| owned(&DEFAULT_DATAPLANE_UNITS)),
-        // "files" | "journald", default "files": source of the `host` group (LOGS.md §2.4).
-        host_source: o.choice(cx, "host_source", &HOST_SOURCES).unwrap_or(HostSource::Files),
+        // "files" | "journald", default "files": source of the `host` group.
+        host_source: o
+            .choice(cx, "host_source", &HOST_SOURCES)
+            .unwrap_or(HostLogSource::Files),
         // [absolute path], default ["/var/log/messages", "/var/log/secure", "/var/log/dmesg"]:
         // host files for host_source "files".
         host_files: o
             .str_list(cx, "host_files", values::absolute_path)
             .unwrap_or_else(|| DEFAULT_HOST_FILES.iter().map(PathBuf::from).collect()),
-        // object, default none: multiline joining (LOGS.md §5.5); see `multiline`.
+        // object, default none: multiline joining; see `multiline`.
         multiline: multiline(o.object(cx, "multiline"), cx),
         // integer milliseconds 1..=600000, default 5000: flush of pending partial (P/F) and
         // multiline records.
@@ -166,29 +168,40 @@ fn logs(mut o: Obj<'_>, cx: &mut Ctx, force_flush_interval: Duration, endpoint_o
             o.uint(cx, "partial_flush_timeout_ms", 1..=600_000, "milliseconds")
                 .unwrap_or(5000),
         ),
-        // integer bytes 1..=1048550, default 1048550: per-event message cap (LOGS.md §8.3).
+        // integer bytes 1..=1048550, default 1048550: per-event message cap.
         max_event_bytes: o
             .uint(cx, "max_event_bytes", 1..=MAX_EVENT_BYTES, "bytes")
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(1_048_550),
-        // "truncate" | "split", default "truncate": events above max_event_bytes (LOGS.md §8.3).
+        // "truncate" | "split", default "truncate": events above max_event_bytes.
         oversize_event: o
             .choice(cx, "oversize_event", &OVERSIZE_EVENTS)
             .unwrap_or(OversizeEvent::Truncate),
-        // integer seconds 1..=60, default 5: age at which a log batch is sent (LOGS.md §8.2).
+        // integer seconds 1..=60, default 5: age at which a log batch is sent.
         flush_interval: o.secs(cx, "flush_interval_secs", 1..=60, 5),
-        // bool, default true: create a missing log group (LOGS.md §8.6).
+        // bool, default true: create a missing log group.
         create_log_groups: o.bool(cx, "create_log_groups", true),
         // integer days or null, default null (never expire): retention of groups kinsight
-        // creates; one of PutRetentionPolicy's values (LOGS.md §8.6).
+        // creates; one of PutRetentionPolicy's values.
         retention_days: retention_days(cx, &mut o),
-        // integer seconds 1..=300, default 25: drain deadline on SIGTERM (LOGS.md §7.6).
+        // integer seconds 1..=300, default 25: drain deadline on SIGTERM; keep it below the pod's
+        // terminationGracePeriodSeconds.
         shutdown_grace: o.secs(cx, "shutdown_grace_secs", 1..=300, 25),
-        // bool, default false: honour the fluentbit.io/exclude pod annotations (LOGS.md §4.2).
+        // bool, default false: honour the fluentbit.io/exclude pod annotations.
         honour_exclude_annotation: o.bool(cx, "honour_exclude_annotation", false),
         force_flush_interval,
         endpoint_override,
     };
+    // The log pipeline is not part of this build: say so once per key the file sets, so that
+    // nobody believes a setting took effect.
+    // `shutdown_grace_secs` bounds the drain and `retention_days` applies to the performance
+    // log group: those two already work.
+    o.no_effect_yet(
+        cx,
+        "enabled",
+        &["shutdown_grace_secs", "retention_days"],
+        "log collection is not part of this build yet, so it has no effect",
+    );
     o.finish(cx);
     l
 }
@@ -240,7 +253,7 @@ fn retention_days(cx: &mut Ctx, o: &mut Obj<'_>) -> Option<u32> {
     }
 }
 
-/// `kinsight.paths` (LOGS.md §11): host paths, absolute, resolved under `--host-root`.
+/// `kinsight.paths`: host paths, absolute, resolved under `--host-root`.
 fn paths(mut o: Obj<'_>, cx: &mut Ctx) -> Paths {
     let mut path = |key: &'static str, default: &str| {
         o.parsed(cx, key, values::absolute_path)
@@ -259,16 +272,16 @@ fn paths(mut o: Obj<'_>, cx: &mut Ctx) -> Paths {
     p
 }
 
-/// `kinsight.identity` (IDENTITY.md §13).
+/// `kinsight.identity`.
 fn identity(mut o: Obj<'_>, cx: &mut Ctx) -> bool {
-    // bool, default false: accept only IRSA or EKS Pod Identity, never the node role (§6).
+    // bool, default false: accept only IRSA or EKS Pod Identity, never the node role.
     let require = o.bool(cx, "require_workload_identity", false);
     o.finish(cx);
     require
 }
 
 /// `kinsight.telemetry`: kinsight's own endpoints and log lines.
-fn telemetry(mut o: Obj<'_>, cx: &mut Ctx) -> Telemetry {
+fn telemetry(mut o: Obj<'_>, cx: &mut Ctx) -> TelemetrySettings {
     // "IP:PORT" or null, default "0.0.0.0:9464": /healthz, /readyz and /metrics; null disables
     // the endpoint. Needs a restart to change.
     let path = o.path_of("listen_address");
@@ -281,7 +294,7 @@ fn telemetry(mut o: Obj<'_>, cx: &mut Ctx) -> Telemetry {
             None
         }
     };
-    let t = Telemetry {
+    let t = TelemetrySettings {
         listen_address,
         // "text" | "json", default "text": format of kinsight's own log lines (stderr).
         log_format: o

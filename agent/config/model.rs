@@ -12,7 +12,7 @@ use std::time::Duration;
 /// Where metric and log items go. `--output` on the command line overrides
 /// `kinsight.output` in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
+pub enum OutputKind {
     /// `CloudWatch` (`PutMetricData`) and `CloudWatch Logs`: the default in a cluster.
     Cloudwatch,
     /// JSON lines on standard output, one per item: exactly what would be sent.
@@ -21,28 +21,30 @@ pub enum Output {
     Dir(PathBuf),
 }
 
-impl Output {
+impl OutputKind {
     /// `stdout` and `dir:` need no AWS account and no cluster: "local mode".
     pub fn is_local(&self) -> bool {
-        !matches!(self, Output::Cloudwatch)
+        !matches!(self, OutputKind::Cloudwatch)
     }
 
     /// Parses `cloudwatch`, `stdout` or `dir:PATH` (non-empty `PATH`): the value of the config
     /// key `kinsight.output` and of the `--output` flag. The error is one line for the user.
-    pub fn parse(s: &str) -> Result<Output, String> {
+    pub fn parse(s: &str) -> Result<OutputKind, String> {
         super::values::output(s).map_err(|kind| kind.to_string())
     }
 }
 
-impl std::str::FromStr for Output {
+impl std::str::FromStr for OutputKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Output::parse(s)
+        OutputKind::parse(s)
     }
 }
 
-/// How metrics reach `CloudWatch` (`spec/METRICS.md` §2.2).
+/// How metrics reach `CloudWatch`: PutMetricData datums, EMF performance events that CloudWatch
+/// extracts them from (as the `CloudWatch` agent does), or both (the events then carry no
+/// extraction directive, so no datapoint is stored twice).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricsDestination {
     PutMetricData,
@@ -50,7 +52,7 @@ pub enum MetricsDestination {
     Both,
 }
 
-/// Where pod metadata comes from (`spec/METRICS.md` §14.1).
+/// Where pod metadata comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetadataSource {
     /// The apiserver (in-cluster); the default when running in a pod.
@@ -71,46 +73,45 @@ pub enum ClusterNameSource {
     /// No name anywhere, but the output is local: the name is `local`.
     LocalDefault,
     /// The EC2 instance tag `kubernetes.io/cluster/<name>` = `owned`, asked at startup when
-    /// neither the config nor `K8S_CLUSTER_NAME` names the cluster (`spec/METRICS.md` §15.1).
+    /// neither the config nor `K8S_CLUSTER_NAME` names the cluster.
     Ec2Tag,
+    /// Not known yet: startup asks the EC2 instance tag before anything uses the name
+    /// (`Inputs::defer_missing_cluster_name`).
+    Pending,
 }
 
-/// Application log record shape (`spec/LOGS.md` §4.2–4.3).
+/// Application log record shape: as the Fluent Bit or the fluentd Container Insights setup writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordProfile {
     FluentBit,
     Fluentd,
 }
 
-/// Log stream naming style (`spec/LOGS.md` §3).
+/// Log stream naming style of the Fluent Bit or the fluentd Container Insights setup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamNames {
     FluentBit,
     Fluentd,
 }
 
-/// What happens to an event above `max_event_bytes` (`spec/LOGS.md` §8.3).
+/// What happens to an event above `max_event_bytes`: cut to fit, or split into numbered parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OversizeEvent {
     Truncate,
     Split,
 }
 
-/// Host log source (`spec/LOGS.md` §2.4).
+/// Source of the `host` log group: the `/var/log` files, or the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostSource {
+pub enum HostLogSource {
     Files,
     Journald,
 }
 
-/// Format of kinsight's own diagnostic log lines (stderr).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+/// Format of kinsight's own diagnostic log lines (stderr): defined by `telemetry`, which owns logging.
+pub use crate::telemetry::LogFormat;
 
-/// Multiline joining for application logs (`spec/LOGS.md` §5.5).
+/// Multiline joining for application logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Multiline {
     /// A line matching this regular expression starts a new record; other lines are appended.
@@ -154,10 +155,10 @@ pub struct Logs {
     pub exclude_container_globs: Vec<String>,
     pub dataplane_container_globs: Vec<String>,
     pub dataplane_units: Vec<String>,
-    pub host_source: HostSource,
+    pub host_source: HostLogSource,
     pub host_files: Vec<PathBuf>,
-    /// `None`: the file sets no rule (the profile presets of `spec/LOGS.md` §5.5 are not
-    /// applied here).
+    /// `None`: the file sets no rule (a record profile's default rule, such as fluentd's `^\S`,
+    /// is not applied here).
     pub multiline: Option<Multiline>,
     pub partial_flush_timeout: Duration,
     pub max_event_bytes: usize,
@@ -185,7 +186,7 @@ pub struct Paths {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
+pub struct IdentitySettings {
     pub require_workload_identity: bool,
     /// `agent.credentials.role_arn`: assumed on top of the base identity for every call.
     pub agent_role_arn: Option<String>,
@@ -194,7 +195,7 @@ pub struct Identity {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Telemetry {
+pub struct TelemetrySettings {
     /// `/healthz`, `/readyz`, `/metrics`; `None` disables the endpoint.
     pub listen_address: Option<SocketAddr>,
     pub log_format: LogFormat,
@@ -208,16 +209,17 @@ pub struct Config {
     pub node_name: String,
     /// `agent.region`, else `AWS_REGION`; `None` means "ask IMDS" (identity issue).
     pub region: Option<String>,
-    /// Collection interval (TICK-1).
+    /// Collection interval: `logs.metrics_collected.kubernetes.metrics_collection_interval`, else
+    /// `agent.metrics_collection_interval`, else 60 s.
     pub interval: Duration,
     pub debug: bool,
-    pub output: Output,
+    pub output: OutputKind,
     pub kubernetes: Kubernetes,
     pub metrics: Metrics,
     pub logs: Logs,
     pub paths: Paths,
-    pub identity: Identity,
-    pub telemetry: Telemetry,
+    pub identity: IdentitySettings,
+    pub telemetry: TelemetrySettings,
     /// Sections kinsight does not implement, one warning each (e.g. `metrics`, `traces`), and
     /// keys it accepts but ignores; `main` logs each once at startup.
     pub warnings: Vec<String>,

@@ -7,11 +7,12 @@
 //!
 //! Resolution rules:
 //! - cluster name: `logs.metrics_collected.kubernetes.cluster_name` → `K8S_CLUSTER_NAME` →
-//!   `local` when the output is `stdout` or `dir:` → error (`spec/METRICS.md` §15.1);
+//!   `local` when the output is `stdout` or `dir:` → error;
 //! - node name: `kinsight.node_name` → `logs.metrics_collected.kubernetes.host_name` →
 //!   `HOST_NAME` → the host name `main` read;
 //! - region: `agent.region` → `AWS_REGION` → none (the identity chain asks further);
-//! - interval (TICK-1): `logs.metrics_collected.kubernetes.metrics_collection_interval` →
+//! - interval, as the `CloudWatch` agent's translator has it:
+//!   `logs.metrics_collected.kubernetes.metrics_collection_interval` →
 //!   `agent.metrics_collection_interval` → 60 s;
 //! - output: `--output` → `kinsight.output` → `cloudwatch`.
 
@@ -23,7 +24,9 @@ use serde_json::Value;
 use super::env::Env;
 use super::error::{ConfigError, ConfigErrors, ErrorKind};
 use super::kinsight::{self, Given, Kinsight};
-use super::model::{ClusterNameSource, Config, Identity, Kubernetes, MetadataSource, MetricsDestination, Output};
+use super::model::{
+    ClusterNameSource, Config, IdentitySettings, Kubernetes, MetadataSource, MetricsDestination, OutputKind,
+};
 use super::upstream::{self, Agent, Logs};
 use super::values;
 use super::walk::{Ctx, Obj};
@@ -33,7 +36,7 @@ use super::walk::{Ctx, Obj};
 /// metrics to stdout every 10 s, with logs off and no telemetry port.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.json");
 
-/// TICK-1's last fallback.
+/// The interval when neither config key sets one (the `CloudWatch` agent's default).
 const DEFAULT_INTERVAL_SECS: u64 = 60;
 
 /// The cluster name of a local run without one configured.
@@ -46,10 +49,17 @@ const CLUSTER_NAME_PATH: &str = "logs.metrics_collected.kubernetes.cluster_name"
 pub struct Inputs {
     pub env: Env,
     /// `--output`; wins over `kinsight.output`.
-    pub output_override: Option<Output>,
+    pub output_override: Option<OutputKind>,
     /// The host's own name (`/proc/sys/kernel/hostname` under the host root): the node name
     /// when nothing else sets one.
     pub host_name_fallback: String,
+    /// The cluster name startup read from the EC2 instance tag, the last source before "not
+    /// set": reloads validate with it.
+    pub tagged_cluster_name: Option<String>,
+    /// With the `cloudwatch` output and no cluster name anywhere, return the config with
+    /// [`ClusterNameSource::Pending`] instead of an error: startup then asks the EC2 instance
+    /// tag. `config validate` leaves it off and reports the missing name.
+    pub defer_missing_cluster_name: bool,
 }
 
 /// Parses and validates `text`. Pure: no IO. Returns every error found, sorted by path.
@@ -70,14 +80,7 @@ pub fn load_file(path: &Path, inputs: &Inputs) -> Result<Config, ConfigErrors> {
             },
         }])
     })?;
-    load_str(&text, inputs).map_err(|mut errors| {
-        for error in &mut errors.0 {
-            if matches!(error.kind, ErrorKind::Malformed { .. }) {
-                error.path = path.display().to_string();
-            }
-        }
-        errors
-    })
+    load_str(&text, inputs).map_err(|errors| errors.in_file(path))
 }
 
 fn malformed(e: &serde_json::Error) -> ConfigError {
@@ -137,9 +140,9 @@ fn assemble(cx: &mut Ctx, agent: Agent, logs: Logs, k: Kinsight, inputs: &Inputs
         .output_override
         .clone()
         .or(k.output)
-        .unwrap_or(Output::Cloudwatch);
+        .unwrap_or(OutputKind::Cloudwatch);
     let kube = logs.kubernetes;
-    let (cluster_name, cluster_name_source) = cluster_name(cx, kube.cluster_name, &inputs.env, &output);
+    let (cluster_name, cluster_name_source) = cluster_name(cx, kube.cluster_name, inputs, &output);
     let node_name = k
         .node_name
         .or(kube.host_name)
@@ -158,7 +161,7 @@ fn assemble(cx: &mut Ctx, agent: Agent, logs: Logs, k: Kinsight, inputs: &Inputs
     // metric_granularity > 1 is the CloudWatch agent's legacy switch for enhanced observability.
     let enhanced = kube.enhanced_container_insights || kube.metric_granularity.is_some_and(|g| g > 1.0);
     if kube.disable_metric_extraction && k.metrics.destination == MetricsDestination::PutMetricData {
-        // OUT-6: with extraction disabled, put_metric_data would send nothing at all.
+        // With extraction disabled, put_metric_data would send nothing at all.
         cx.error(
             "logs.metrics_collected.kubernetes.disable_metric_extraction",
             ErrorKind::invalid(
@@ -187,7 +190,7 @@ fn assemble(cx: &mut Ctx, agent: Agent, logs: Logs, k: Kinsight, inputs: &Inputs
         metrics: k.metrics,
         logs: k.logs,
         paths: k.paths,
-        identity: Identity {
+        identity: IdentitySettings {
             require_workload_identity: k.require_workload_identity,
             agent_role_arn: agent.role_arn,
             logs_role_arn: logs.role_arn,
@@ -213,10 +216,17 @@ fn may_hide_the_cluster_name(error: &ConfigError) -> bool {
         || (matches!(error.kind, ErrorKind::UnknownKey { .. }) && ANCESTORS.contains(&parent))
 }
 
-/// METRICS.md §15.1, as far as it goes without AWS calls: the file, then `K8S_CLUSTER_NAME`,
-/// then `local` for a local output. An invalid name in the file is already an error and does
-/// not fall through to the next source; nor does an error that may hide the key.
-fn cluster_name(cx: &mut Ctx, from_file: Option<String>, env: &Env, output: &Output) -> (String, ClusterNameSource) {
+/// The cluster name in the `CloudWatch` agent's order, as far as it goes without AWS calls: the
+/// file, then `K8S_CLUSTER_NAME`, then `local` for a local output. An invalid name in the file is
+/// already an error and does not fall through to the next source; nor does an error that may
+/// hide the key.
+fn cluster_name(
+    cx: &mut Ctx,
+    from_file: Option<String>,
+    inputs: &Inputs,
+    output: &OutputKind,
+) -> (String, ClusterNameSource) {
+    let env = &inputs.env;
     if let Some(name) = from_file {
         return (name, ClusterNameSource::Config);
     }
@@ -234,6 +244,18 @@ fn cluster_name(cx: &mut Ctx, from_file: Option<String>, env: &Env, output: &Out
     }
     if output.is_local() {
         return (LOCAL_CLUSTER_NAME.to_owned(), ClusterNameSource::LocalDefault);
+    }
+    if let Some(name) = &inputs.tagged_cluster_name {
+        return match values::cluster_name(name) {
+            Ok(name) => (name, ClusterNameSource::Ec2Tag),
+            Err(kind) => {
+                cx.error("EC2 tag kubernetes.io/cluster/<name>", kind);
+                (String::new(), ClusterNameSource::Ec2Tag)
+            }
+        };
+    }
+    if inputs.defer_missing_cluster_name {
+        return (String::new(), ClusterNameSource::Pending);
     }
     cx.error(CLUSTER_NAME_PATH, ErrorKind::MissingClusterName);
     (String::new(), ClusterNameSource::Config)

@@ -1,5 +1,5 @@
-//! Hot reload of the mounted `ConfigMap` (`STYLE.md` §4): validate, then swap through a watch
-//! channel.
+//! Hot reload of the mounted `ConfigMap`: validate, then swap through a watch channel, so an
+//! invalid edit leaves the running config in place.
 //!
 //! kubelet updates a `ConfigMap` volume atomically: it writes a new `..<timestamp>` directory,
 //! points a `..data_tmp` symlink at it, renames that over `..data` and deletes the old
@@ -309,12 +309,14 @@ fn changed_parts(old: &Config, new: &Config) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Output;
+    use crate::config::OutputKind;
 
     fn local(text: &str) -> Config {
         let inputs = Inputs {
-            output_override: Some(Output::Stdout),
+            output_override: Some(OutputKind::Stdout),
             host_name_fallback: "n".into(),
+            tagged_cluster_name: None,
+            defer_missing_cluster_name: false,
             ..Inputs::default()
         };
         load_str(text, &inputs).expect("valid test config")

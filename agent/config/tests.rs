@@ -12,12 +12,14 @@ fn inputs() -> Inputs {
         env: Env::default(),
         output_override: None,
         host_name_fallback: "test-node".into(),
+        tagged_cluster_name: None,
+        defer_missing_cluster_name: false,
     }
 }
 
 fn local() -> Inputs {
     Inputs {
-        output_override: Some(Output::Stdout),
+        output_override: Some(OutputKind::Stdout),
         ..inputs()
     }
 }
@@ -47,7 +49,7 @@ fn an_empty_object_takes_every_default() {
     assert_eq!(cfg.region, None);
     assert_eq!(cfg.interval, Duration::from_mins(1));
     assert!(!cfg.debug);
-    assert_eq!(cfg.output, Output::Stdout);
+    assert_eq!(cfg.output, OutputKind::Stdout);
     let k = &cfg.kubernetes;
     assert!(!k.enhanced_container_insights && !k.prefer_full_pod_name);
     assert!(k.tag_service && k.accelerated_compute_metrics && !k.disable_metric_extraction);
@@ -66,7 +68,7 @@ fn an_empty_object_takes_every_default() {
         l.dataplane_units,
         ["kubelet.service", "containerd.service", "docker.service"]
     );
-    assert_eq!(l.host_source, HostSource::Files);
+    assert_eq!(l.host_source, HostLogSource::Files);
     let host_files: Vec<PathBuf> = ["/var/log/messages", "/var/log/secure", "/var/log/dmesg"]
         .iter()
         .map(PathBuf::from)
@@ -86,7 +88,7 @@ fn an_empty_object_takes_every_default() {
     assert_eq!(cfg.paths.container_logs_dir, PathBuf::from("/var/log/containers"));
     assert_eq!(
         cfg.identity,
-        Identity {
+        IdentitySettings {
             require_workload_identity: false,
             agent_role_arn: None,
             logs_role_arn: None
@@ -101,7 +103,7 @@ fn an_empty_object_takes_every_default() {
 #[test]
 fn the_embedded_default_is_a_quiet_local_run() {
     let cfg = ok(DEFAULT_CONFIG, &inputs());
-    assert_eq!(cfg.output, Output::Stdout);
+    assert_eq!(cfg.output, OutputKind::Stdout);
     assert_eq!(cfg.interval, Duration::from_secs(10));
     assert_eq!(cfg.cluster_name_source, ClusterNameSource::LocalDefault);
     assert_eq!(cfg.metrics.metadata_source, MetadataSource::None);
@@ -176,18 +178,18 @@ fn region_precedence_and_validation() {
 #[test]
 fn output_override_wins_and_decides_the_cluster_name_fallback() {
     let dir = r#"{"kinsight":{"output":"dir:/tmp/out"}}"#;
-    assert_eq!(ok(dir, &inputs()).output, Output::Dir("/tmp/out".into()));
-    assert_eq!(ok(dir, &local()).output, Output::Stdout);
+    assert_eq!(ok(dir, &inputs()).output, OutputKind::Dir("/tmp/out".into()));
+    assert_eq!(ok(dir, &local()).output, OutputKind::Stdout);
     // A cloudwatch override makes the local file need a cluster name.
     let cloudwatch = Inputs {
-        output_override: Some(Output::Cloudwatch),
+        output_override: Some(OutputKind::Cloudwatch),
         ..inputs()
     };
     assert_eq!(
         load_str(dir, &cloudwatch).unwrap_err().0[0].kind,
         ErrorKind::MissingClusterName
     );
-    assert_eq!(ok(NAMED, &inputs()).output, Output::Cloudwatch);
+    assert_eq!(ok(NAMED, &inputs()).output, OutputKind::Cloudwatch);
 }
 
 #[test]
@@ -385,7 +387,7 @@ fn role_arns_and_endpoints_reach_the_config() {
     let cfg = ok(text, &local());
     assert_eq!(
         cfg.identity,
-        Identity {
+        IdentitySettings {
             require_workload_identity: true,
             agent_role_arn: Some("arn:aws:iam::123456789012:role/a".into()),
             logs_role_arn: Some("arn:aws:iam::123456789012:role/l".into()),
@@ -467,12 +469,12 @@ fn load_file_names_the_file() {
 
 #[test]
 fn output_parse_is_shared_with_the_cli() {
-    assert_eq!(Output::parse("cloudwatch"), Ok(Output::Cloudwatch));
-    assert_eq!("stdout".parse::<Output>(), Ok(Output::Stdout));
-    assert_eq!(Output::parse("dir:out"), Ok(Output::Dir("out".into())));
+    assert_eq!(OutputKind::parse("cloudwatch"), Ok(OutputKind::Cloudwatch));
+    assert_eq!("stdout".parse::<OutputKind>(), Ok(OutputKind::Stdout));
+    assert_eq!(OutputKind::parse("dir:out"), Ok(OutputKind::Dir("out".into())));
     assert_eq!(
-        Output::parse("dir:"),
+        OutputKind::parse("dir:"),
         Err("\"dir:\" needs a directory, as in \"dir:/tmp/kinsight\"".to_owned())
     );
-    assert!(Output::parse("s3").is_err());
+    assert!(OutputKind::parse("s3").is_err());
 }

@@ -1,6 +1,6 @@
 //! The sections kinsight shares with the `CloudWatch` agent: `agent` and `logs` (with
-//! `logs.metrics_collected.kubernetes`). Schema: `spec/METRICS.md` §16.1 and `spec/IDENTITY.md`
-//! §13.
+//! `logs.metrics_collected.kubernetes`). Schema: the `CloudWatch` agent's
+//! `translator/config/schema.json`.
 //!
 //! Each key is read once, by one getter call; the comment above the call is the key's reference
 //! (type, unit, default, range). Keys the `CloudWatch` agent defines but kinsight does not use
@@ -57,17 +57,17 @@ pub(super) struct Kubernetes {
 pub(super) fn agent(mut o: Obj<'_>, cx: &mut Ctx) -> Agent {
     let agent = Agent {
         // string, no default: region for every AWS call; lowercase letters, digits and '-'.
-        // Falls back to AWS_REGION, then to the SDK chain and IMDS (IDENTITY.md §8).
+        // Falls back to AWS_REGION, then to the SDK chain and IMDS.
         region: o.parsed(cx, "region", values::region),
         // integer seconds 1..=172800, default 60: collection interval when
-        // logs.metrics_collected.kubernetes.metrics_collection_interval is absent (TICK-1).
+        // logs.metrics_collected.kubernetes.metrics_collection_interval is absent.
         metrics_collection_interval: o.uint(cx, "metrics_collection_interval", INTERVAL_SECS, "seconds"),
         // bool, default false: debug logging.
         debug: o.bool(cx, "debug", false),
         // object {role_arn}: role assumed on top of the base identity for every AWS call.
         role_arn: credentials(o.object(cx, "credentials"), cx),
     };
-    // The CloudWatch agent's keys that Container Insights does not need (METRICS.md §16.1).
+    // The CloudWatch agent's keys that Container Insights does not need.
     for key in [
         "logfile",
         "aws_sdk_log_level",
@@ -120,7 +120,7 @@ pub(super) fn logs(mut o: Obj<'_>, cx: &mut Ctx) -> Logs {
 }
 
 /// An endpoint override key; warns on plain `http` to a host that is not loopback, because
-/// log contents and metrics would travel unencrypted (IDENTITY.md §9).
+/// log contents and metrics would travel unencrypted.
 pub(super) fn endpoint(cx: &mut Ctx, o: &mut Obj<'_>, key: &'static str) -> Option<String> {
     let (url, is_plain_http) = o.parsed(cx, key, values::endpoint)?;
     if is_plain_http {
@@ -144,25 +144,26 @@ fn metrics_collected(mut o: Obj<'_>, cx: &mut Ctx) -> Kubernetes {
     kubernetes
 }
 
-/// `logs.metrics_collected.kubernetes` (METRICS.md §16.1).
+/// `logs.metrics_collected.kubernetes`.
 fn kubernetes(mut o: Obj<'_>, cx: &mut Ctx) -> Kubernetes {
     let k = Kubernetes {
         // string, no default: ClusterName; letters, digits and . - _ / #, at most 477 characters
         // so that /aws/containerinsights/<cluster>/performance fits in 512. Falls back to
-        // K8S_CLUSTER_NAME, then to "local" for a local output (METRICS.md §15.1).
+        // K8S_CLUSTER_NAME, then to "local" for a local output.
         cluster_name: o.parsed(cx, "cluster_name", values::cluster_name),
-        // integer seconds 1..=172800, default agent.metrics_collection_interval, else 60 (TICK-1).
+        // integer seconds 1..=172800, default agent.metrics_collection_interval, else 60.
         metrics_collection_interval: o.uint(cx, "metrics_collection_interval", INTERVAL_SECS, "seconds"),
-        // bool, default false: enhanced observability (METRICS.md §13).
+        // bool, default false: enhanced observability.
         enhanced_container_insights: o.bool(cx, "enhanced_container_insights", false),
         // number > 0, default 1: legacy switch; a value above 1 turns on enhanced observability.
         metric_granularity: granularity(cx, &mut o),
-        // bool, default false: performance events without the CloudWatchMetrics directive (OUT-6).
+        // bool, default false: performance events without the CloudWatchMetrics directive, so no
+        // metrics at all.
         disable_metric_extraction: o.bool(cx, "disable_metric_extraction", false),
         // bool, default false (forced true by enhanced observability): PodName keeps the full
-        // pod name (METRICS.md §14.4).
+        // pod name.
         prefer_full_pod_name: o.bool(cx, "prefer_full_pod_name", false),
-        // bool, default true: the Service attribute (METRICS.md §14.5).
+        // bool, default true: the Service attribute (by selector).
         tag_service: o.bool(cx, "tag_service", true),
         // bool, default true: GPU, Neuron and EFA metrics (declared only with enhanced).
         accelerated_compute_metrics: o.bool(cx, "accelerated_compute_metrics", true),

@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::error::ErrorKind;
-use super::model::{MetadataSource, Output};
+use super::model::{MetadataSource, OutputKind};
 
-/// The log groups kinsight writes are `/aws/containerinsights/<cluster>/<suffix>`
-/// (`spec/LOGS.md` §2.1, `spec/METRICS.md` §12.1); the longest suffix decides the limit.
+/// The log groups kinsight writes are `/aws/containerinsights/<cluster>/<suffix>`; the longest
+/// suffix decides the limit.
 const LOG_GROUP_PREFIX: &str = "/aws/containerinsights/";
 const LOG_GROUP_SUFFIXES: [&str; 4] = ["/performance", "/application", "/dataplane", "/host"];
 
@@ -92,7 +92,7 @@ pub(super) fn role_arn(s: &str) -> Result<String, ErrorKind> {
 }
 
 /// An endpoint override: an `http`/`https` URL, or a bare host (with an optional port) that
-/// means `https://<host>` (`spec/IDENTITY.md` §9). Returns the URL and whether it sends data
+/// means `https://<host>`. Returns the URL and whether it sends data
 /// unencrypted to a host that is not loopback (worth a warning).
 pub(super) fn endpoint(s: &str) -> Result<(String, bool), ErrorKind> {
     let bad = |why: &str| {
@@ -168,7 +168,7 @@ pub(super) fn non_empty(s: &str) -> Result<String, ErrorKind> {
     }
 }
 
-/// A regular expression in the `regex` crate's syntax (no look-around; `spec/LOGS.md` §5.5).
+/// A regular expression in the `regex` crate's syntax (no look-around).
 pub(super) fn regex(s: &str) -> Result<String, ErrorKind> {
     match regex::Regex::new(s) {
         Ok(_) => Ok(s.to_owned()),
@@ -200,15 +200,15 @@ pub(super) fn socket_address(s: &str) -> Result<SocketAddr, ErrorKind> {
 }
 
 /// `cloudwatch`, `stdout` or `dir:PATH` (config key `kinsight.output` and the `--output` flag).
-pub(super) fn output(s: &str) -> Result<Output, ErrorKind> {
+pub(super) fn output(s: &str) -> Result<OutputKind, ErrorKind> {
     match s {
-        "cloudwatch" => Ok(Output::Cloudwatch),
-        "stdout" => Ok(Output::Stdout),
+        "cloudwatch" => Ok(OutputKind::Cloudwatch),
+        "stdout" => Ok(OutputKind::Stdout),
         _ => match s.strip_prefix("dir:") {
             Some("") => Err(ErrorKind::invalid(
                 "\"dir:\" needs a directory, as in \"dir:/tmp/kinsight\"",
             )),
-            Some(dir) => Ok(Output::Dir(PathBuf::from(dir))),
+            Some(dir) => Ok(OutputKind::Dir(PathBuf::from(dir))),
             None => Err(ErrorKind::InvalidValue {
                 value: s.to_owned(),
                 allowed: vec!["cloudwatch", "stdout", "dir:PATH"],
@@ -312,8 +312,8 @@ mod tests {
 
     #[test]
     fn outputs_and_sources() {
-        assert_eq!(output("stdout"), Ok(Output::Stdout));
-        assert_eq!(output("dir:/tmp/x"), Ok(Output::Dir("/tmp/x".into())));
+        assert_eq!(output("stdout"), Ok(OutputKind::Stdout));
+        assert_eq!(output("dir:/tmp/x"), Ok(OutputKind::Dir("/tmp/x".into())));
         assert!(output("dir:").is_err());
         assert_eq!(
             output("file").unwrap_err().to_string(),

@@ -1,11 +1,11 @@
-//! The clocks, behind a narrow trait so tests can drive time (STYLE.md §5).
+//! The clocks, behind a narrow trait so tests can drive time.
 
 use tokio::time::Instant;
 
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Wall-clock time in milliseconds since the Unix epoch: datum and event timestamps.
     fn wall_ms(&self) -> i64;
-    /// Monotonic time: rate denominators (SAMP-2). tokio's, so paused test time controls it.
+    /// Monotonic time: rate denominators. tokio's, so paused test time controls it.
     fn monotonic(&self) -> Instant;
 }
 

@@ -1,5 +1,4 @@
-//! `/proc/diskstats`: the kernel's block devices, to name the devices of the cgroup I/O counters
-//! (`spec/METRICS.md` §5.3).
+//! `/proc/diskstats`: the kernel's block devices, to name the devices of the cgroup I/O counters.
 //!
 //! The `NodeDiskIO` records come from the root cgroup's I/O files (`blkio.*` / `io.stat`), which
 //! identify a device only by `major:minor`. The record's `device` attribute is

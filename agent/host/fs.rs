@@ -1,8 +1,9 @@
-//! Block-device filesystems of the host and their sizes (`spec/METRICS.md` §5.4, trap 12).
+//! Block-device filesystems of the host and their sizes, as cAdvisor reports them
+//! (`lib/container/raw/handler.go` `fsToFsStats`).
 //!
 //! The mount table is the host's: `<root>/proc/1/mountinfo`, the mount namespace of host PID 1.
 //! `<root>/proc/self/mountinfo` would resolve `self` to the *reading* task and list the agent
-//! container's own mounts (overlay root, its volumes), the same trap as `net/dev` (NET-1).
+//! container's own mounts (overlay root, its volumes), the same trap as `/proc/net/dev`.
 //! Mount points in that table are host paths; [`statvfs`] re-roots them under the host root
 //! (`/var/lib/kubelet` → `/rootfs/var/lib/kubelet`). In the DaemonSet a host mount is visible
 //! below `/rootfs` only if the `/rootfs` volume propagates mounts (`HostToContainer`); without
@@ -17,20 +18,20 @@ pub struct Mount {
     pub device: String,
     /// Host path of the mount point (unescaped), to be re-rooted before `statvfs`.
     pub mount_point: String,
-    /// The kernel's type (`xfs`, `ext4`). The record's `fstype` attribute is cAdvisor's `vfs`
-    /// (FS-3); that mapping belongs to `metrics`.
+    /// The kernel's type (`xfs`, `ext4`). The record's `fstype` attribute is cAdvisor's `vfs`;
+    /// that mapping belongs to `metrics`.
     pub fstype: String,
     pub major: u32,
     pub minor: u32,
 }
 
-/// `statvfs` of a mount point, in bytes and inodes (§5.4).
+/// `statvfs` of a mount point, in bytes and inodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FsStats {
     /// `f_blocks × f_frsize`.
     pub capacity_bytes: u64,
     /// `f_bfree × f_frsize`: free *including* the blocks reserved for root. Usage is
-    /// `capacity − free` (trap 12: reserved blocks count as used).
+    /// `capacity − free` (reserved blocks count as used, as in cAdvisor).
     pub free_bytes: u64,
     /// `f_bavail × f_frsize`: what an unprivileged user may still write.
     pub available_bytes: u64,
@@ -39,7 +40,7 @@ pub struct FsStats {
 }
 
 impl FsStats {
-    /// From the raw `statvfs` fields. The multiplier is `f_frsize` (FS-4); a zero `f_frsize`
+    /// From the raw `statvfs` fields. The multiplier is `f_frsize`; a zero `f_frsize`
     /// (old kernels for some filesystems) falls back to `f_bsize`.
     pub fn from_raw(frsize: u64, bsize: u64, blocks: u64, bfree: u64, bavail: u64, files: u64, ffree: u64) -> Self {
         let unit = if frsize == 0 { bsize } else { frsize };
@@ -58,7 +59,7 @@ impl FsStats {
     }
 }
 
-/// The host's mounted block-device filesystems, one per device (FS-1, FS-2).
+/// The host's mounted block-device filesystems, one per device.
 ///
 /// Kept: sources under `/dev/` (overlay, tmpfs, proc, sysfs, cgroup, nsfs, … have other
 /// sources and drop out, as they do in cAdvisor once it renames overlay and tmpfs sources).
@@ -173,7 +174,8 @@ pub fn statvfs(root: &Root, mount_point: &str) -> Result<FsStats, HostError> {
 mod tests {
     use super::*;
 
-    /// The oracle's mounts (`spec/METRICS.md` §19.1) plus the usual pseudo filesystems.
+    /// The oracle node's mounts (the root device, a bind of it on `/var/lib/kubelet`, an overlay,
+    /// a tmpfs) plus the usual pseudo filesystems.
     const TABLE: &str = "\
 22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:5 - proc proc rw
 1 0 259:1 / / rw,noatime shared:1 - xfs /dev/nvme0n1p1 rw,attr2,inode64
@@ -227,7 +229,7 @@ garbage line
 
     #[test]
     fn oracle_fs_stats() {
-        // §19.1: f_frsize 4096, f_blocks 20971520, f_bfree 15728640, f_bavail 15000000.
+        // The oracle node's root: f_frsize 4096, f_blocks 20971520, f_bfree 15728640, f_bavail 15000000.
         let s = FsStats::from_raw(4096, 4096, 20_971_520, 15_728_640, 15_000_000, 41_943_040, 41_500_000);
         assert_eq!(s.capacity_bytes, 85_899_345_920);
         assert_eq!(s.used_bytes(), 21_474_836_480);

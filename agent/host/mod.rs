@@ -13,6 +13,7 @@
 
 pub mod cgroup;
 mod clock;
+pub mod confined;
 pub mod disk;
 mod error;
 pub mod fs;

@@ -1,8 +1,8 @@
-//! Network counters of a network namespace, read through a process in it (`spec/METRICS.md`
-//! §5.2, §6.3, trap 7).
+//! Network counters of a network namespace, read through a process in it.
 //!
 //! `<root>/proc/<pid>/net/dev` shows the namespace of `<pid>`. Node totals use PID 1 (the host
-//! namespace, NET-1); a pod uses any process of its cgroup tree (PNET-1, MAP-5). Never
+//! namespace, as cAdvisor's `lib/container/raw/handler.go` does for `/`); a pod uses any process
+//! of its cgroup tree (all its containers share the sandbox's namespace). Never
 //! `/proc/net/dev`: that resolves to the *reading* task, i.e. the agent's own namespace unless
 //! it runs with `hostNetwork`.
 
@@ -24,11 +24,11 @@ pub struct InterfaceCounters {
     pub tx_dropped: u64,
 }
 
-/// Whether an interface counts in the node / pod network fields (NET-2, NET-3).
+/// Whether an interface counts in the node / pod network fields.
 ///
 /// cAdvisor's `isIgnoredDevice` skips `lo*`, `veth*`, `docker*` and (newer releases) `nerdctl*`.
 /// **Quirk, kept for parity:** the VPC CNI names the host side of pod interfaces `eni…`, which
-/// is *not* skipped, so node totals count pod traffic twice (NET-3).
+/// is *not* skipped, so node totals count pod traffic twice.
 pub fn is_counted_interface(name: &str) -> bool {
     const IGNORED_PREFIXES: [&str; 4] = ["lo", "veth", "docker", "nerdctl"];
     !IGNORED_PREFIXES.iter().any(|p| name.starts_with(p))

@@ -1,4 +1,4 @@
-//! Host PIDs of pods, from `<root>/proc/<pid>/cgroup` (`spec/METRICS.md` MAP-5, PNET-1).
+//! Host PIDs of pods, from `<root>/proc/<pid>/cgroup`.
 //!
 //! A pod's network counters are read through one of its processes (`/proc/<pid>/net/dev`).
 //! `cgroup.procs` lists PIDs in the *reader's* PID namespace and leaves out what it cannot see,
@@ -67,8 +67,7 @@ pub fn pod_pids(root: &Root) -> Result<HashMap<String, u32>, HostError> {
     Ok(out)
 }
 
-/// Pod UID → a host PID of that pod, kept across ticks (MAP-5: "cache pod → PID and
-/// re-validate the cached PID each tick").
+/// Pod UID → a host PID of that pod, kept across ticks and re-validated each tick.
 ///
 /// Each PID is pinned by a descriptor of its `<root>/proc/<pid>` directory, opened right after
 /// its `cgroup` file named the pod. Such a descriptor stands for the process, not the number:
@@ -199,7 +198,8 @@ impl PidMap {
         self.by_uid.get(uid).map(|h| h.pid)
     }
 
-    /// The pod's network counters, read through its process (PNET-1). `None` when the pod has
+    /// The pod's network counters, read through its process (all containers of a pod share the
+    /// sandbox's network namespace). `None` when the pod has
     /// no known process, or its process exited since the last tick (it is forgotten, and the
     /// next refresh looks for another one).
     pub fn read_net_dev(&mut self, root: &Root, uid: &str) -> Option<Result<Vec<InterfaceCounters>, HostError>> {

@@ -1,9 +1,10 @@
-//! `/proc` readers: node capacity (HOST-1) and identity.
+//! `/proc` readers: node capacity and identity.
 
 use super::{HostError, Root};
 
-/// What the node offers, read once at start (`spec/METRICS.md` HOST-1): never from the agent's
-/// own cgroup limits or CPU affinity, which would make a limited agent see a smaller node.
+/// What the node offers, read once at start from the host's `/proc` (as the Container Insights
+/// receiver's `internal/host/nodeCapacity.go` does): never from the agent's own cgroup limits
+/// or CPU affinity, which would make a limited agent see a smaller node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeCapacity {
     /// Logical CPUs: the `processor` entries of `/proc/cpuinfo`, as gopsutil counts them.

@@ -1,15 +1,17 @@
-//! The cluster view the leader's records need (`spec/METRICS.md` §9): Nodes and their
-//! conditions, running pods per namespace cluster-wide, and ready pod endpoints per Service.
+//! The cluster view the leader's records need: Nodes and their conditions, running pods per
+//! namespace cluster-wide, and ready pod endpoints per Service.
 //!
-//! Upstream builds this only on the elected leader, from apiserver watches (LEAD-1, LEAD-2).
+//! Upstream builds this only on the elected leader, from apiserver watches
+//! (`awscontainerinsightreceiver`'s `internal/k8sapiserver/k8sapiserver.go`).
 //! The file source builds it when its `List` holds `Node` items — what
 //! `kubectl get nodes,pods,services,endpointslices -A -o json` prints — and this agent then acts
-//! as the leader for that file (§14.6: in file mode this agent is the leader). A plain pod list
-//! has no Node items and gives no cluster view (KUBE-2), so no cluster records.
+//! as the leader for that file. A plain pod list has no Node items and gives no cluster view, so
+//! no cluster records.
 //!
 //! The view holds counts, not objects: a few bytes per namespace and Service, and per Node its
-//! name and conditions. Service counts come from `discovery.k8s.io/v1` `EndpointSlices` (LEAD-4),
-//! or from `v1` Endpoints for a Service that has no slice in the list.
+//! name and conditions. Service counts come from `discovery.k8s.io/v1` `EndpointSlices` (upstream
+//! reads `v1` Endpoints, deprecated since Kubernetes 1.33), or from `v1` Endpoints for a Service
+//! that has no slice in the list.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -20,7 +22,7 @@ use super::model::{ConditionStatus, PodInfo, PodPhase};
 use super::podlist::Warning;
 
 /// The node conditions that make a node "failed" for `cluster_failed_node_count` when present
-/// with a status other than `False`; `Ready` is not among them (trap 4)
+/// with a status other than `False`; `Ready` is not among them
 /// [amazon-contributing/opentelemetry-collector-contrib: `internal/aws/k8s/k8sclient/node.go`
 /// `failedNodeConditions`].
 pub const FAILED_NODE_CONDITIONS: [&str; 4] = ["MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable"];
@@ -47,7 +49,7 @@ pub struct NodeState {
 }
 
 impl NodeState {
-    /// §9: any *present* condition of type `MemoryPressure`, `DiskPressure`, `PIDPressure` or
+    /// Any *present* condition of type `MemoryPressure`, `DiskPressure`, `PIDPressure` or
     /// `NetworkUnavailable` whose status is not `False`. Absent conditions do not count, `Ready`
     /// is ignored.
     pub fn is_failed(&self) -> bool {
@@ -64,7 +66,7 @@ pub struct ServiceKey {
     pub name: String,
 }
 
-/// The cluster as the leader sees it (§9). Namespaces and Services with a count of 0 are not
+/// The cluster as the leader sees it. Namespaces and Services with a count of 0 are not
 /// in the maps: they emit nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClusterState {
@@ -72,7 +74,7 @@ pub struct ClusterState {
     pub nodes: Vec<NodeState>,
     /// Pods in phase `Running` per namespace, cluster-wide (`namespace_number_of_running_pods`).
     pub namespace_running_pods: BTreeMap<String, u64>,
-    /// Distinct ready pod endpoints per Service (`service_number_of_running_pods`, LEAD-4).
+    /// Distinct ready pod endpoints per Service (`service_number_of_running_pods`).
     pub service_ready_pods: BTreeMap<ServiceKey, u64>,
 }
 
@@ -82,12 +84,12 @@ impl ClusterState {
         self.nodes.len()
     }
 
-    /// `cluster_failed_node_count` (§9).
+    /// `cluster_failed_node_count`: the Nodes [`NodeState::is_failed`] counts as failed.
     pub fn failed_node_count(&self) -> usize {
         self.nodes.iter().filter(|n| n.is_failed()).count()
     }
 
-    /// `cluster_number_of_running_pods`: Σ of the namespace counts (§9).
+    /// `cluster_number_of_running_pods`: Σ of the namespace counts.
     pub fn running_pods(&self) -> u64 {
         self.namespace_running_pods.values().sum()
     }
@@ -140,7 +142,7 @@ impl ClusterBuilder {
         true
     }
 
-    /// The cluster view, or `None` when the list held no Node item (a plain pod list, KUBE-2).
+    /// The cluster view, or `None` when the list held no Node item (a plain pod list).
     /// `pods` are all pods of the list, of every node.
     pub(crate) fn build(self, pods: &[PodInfo]) -> Option<ClusterState> {
         if self.nodes.is_empty() {
@@ -274,7 +276,7 @@ fn namespace_of(meta: &RawMeta) -> String {
 }
 
 impl RawEndpointSlice {
-    /// LEAD-4: group by the `kubernetes.io/service-name` label; count distinct pods over all
+    /// Group by the `kubernetes.io/service-name` label; count distinct pods over all
     /// slices of a Service; skip endpoints whose `conditions.ready` is `false` (unset counts as
     /// ready) and endpoints without a Pod `targetRef`. A slice without the label belongs to no
     /// Service and is ignored.
@@ -325,7 +327,8 @@ struct RawAddress {
 
 impl RawEndpoints {
     /// Upstream's rule for v1 Endpoints: the ready `subsets[].addresses[]` whose `targetRef`
-    /// is a Pod [ACC: `internal/aws/k8s/k8sclient/endpoint.go`]; counted distinct here, like
+    /// is a Pod [amazon-contributing/opentelemetry-collector-contrib:
+    /// `internal/aws/k8s/k8sclient/endpoint.go`]; counted distinct here, like
     /// the slices, so that a pod listed in two subsets (different port sets) counts once.
     fn add_to(self, services: &mut BTreeMap<ServiceKey, BTreeSet<(String, String)>>) {
         let meta = self.metadata.unwrap_or_default();

@@ -1,10 +1,10 @@
-//! The `file` metadata source (KUBE-2): `--pods-file PATH` or
+//! The `file` metadata source, for local runs and tests: `--pods-file PATH` or
 //! `kinsight.metrics.metadata_source: "file:PATH"`. The file holds a pod list as
 //! [`parse_list`] reads it; the pods of this node, as [`NodeScope`] picks them, go into the
 //! [`PodIndex`]. When the file is a cluster dump (a `List` with `Node` items), its cluster view
 //! goes into the same snapshot ([`super::Snapshot::cluster`]) and this agent acts as the leader
-//! for it (§14.6); the pods of every node count for the namespace totals, while the index keeps
-//! only this node's.
+//! for it (cluster records come only from a leader); the pods of every node count for the
+//! namespace totals, while the index keeps only this node's.
 //!
 //! Change detection polls, every [`POLL_INTERVAL`], the file's metadata *through* the path
 //! (`stat`, which follows symlinks): modification time, length, inode and device. That catches an
@@ -17,7 +17,7 @@
 //! A read that fails or a list that does not parse keeps the previous index (it is never
 //! emptied by a bad write) and is counted in `kinsight_pod_index_reloads_total{result}`; a
 //! half-written file is simply read again when its fingerprint moves on. Parsing runs on the
-//! blocking pool, so a large list never holds up a metrics tick (TICK-5).
+//! blocking pool, so a large list never holds up a metrics tick.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::os::unix::fs::MetadataExt as _;
@@ -42,7 +42,7 @@ pub const RESCAN_INTERVAL: Duration = Duration::from_mins(1);
 /// Which pods of the file are this node's.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum NodeScope {
-    /// Every pod of the file except unscheduled Pending ones: the file *is* this node (KUBE-2).
+    /// Every pod of the file except unscheduled Pending ones: the file *is* this node.
     #[default]
     AllPods,
     /// Only the pods whose `spec.nodeName` is this node.
@@ -204,6 +204,7 @@ impl FileSource {
                     PodListWarned {
                         source: &self.path,
                         warnings: &list.warnings,
+                        kind_of: super::Warning::kind,
                     }
                     .emit(&self.telemetry);
                 }
@@ -222,7 +223,7 @@ impl FileSource {
             source: &self.path,
             result,
             pods: self.index.snapshot().pods().len(),
-            error,
+            error: error.map(|e| e as &(dyn std::error::Error + 'static)),
         }
         .emit(&self.telemetry);
     }

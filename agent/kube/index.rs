@@ -1,7 +1,7 @@
 //! The node-scoped pod index: an immutable [`Snapshot`] behind a `tokio::sync::watch` channel.
 //!
 //! Readers (a metrics tick, log enrichment) take the current `Arc<Snapshot>` in a few
-//! nanoseconds and never wait for I/O (TICK-5): sources build a whole new snapshot off to the
+//! nanoseconds and never wait for I/O: sources build a whole new snapshot off to the
 //! side and swap it in with one `send_replace`. A tick that needs several answers should take
 //! one [`PodIndex::snapshot`] and ask it, so that all of them come from the same generation.
 
@@ -11,13 +11,13 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::cluster::ClusterState;
-use super::model::{NodeCapacity, NodeTotals, PodInfo, PodPhase};
+use super::model::{NodeTotals, PodInfo, PodPhase, PodResourceCeiling};
 
 /// One consistent view of the pods of this node, and of the cluster when this agent leads.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pods: Vec<Arc<PodInfo>>,
-    /// The leader's view (§9); only a cluster dump in the file source sets it so far.
+    /// The leader's cluster view; only a cluster dump in the file source sets it so far.
     cluster: Option<Arc<ClusterState>>,
     /// `metadata.uid` and, for mirror pods, the static pod's config hash → position in `pods`.
     by_uid: HashMap<String, usize>,
@@ -63,14 +63,14 @@ impl Snapshot {
     }
 
     /// The pod whose cgroup carries `uid`: its `metadata.uid`, or for a static pod the config
-    /// hash in its mirror pod's `kubernetes.io/config.mirror` annotation (MAP-3).
+    /// hash in its mirror pod's `kubernetes.io/config.mirror` annotation.
     pub fn by_uid(&self, uid: &str) -> Option<Arc<PodInfo>> {
         self.by_uid.get(uid).map(|&i| Arc::clone(&self.pods[i]))
     }
 
     /// The pod and container index ([`PodInfo::container`]) of a container id as cgroup scope
     /// names carry it (64 hex digits, no `containerd://` prefix). Init containers resolve too
-    /// (MAP-4), at indices from `containers.len()` on.
+    /// (through `initContainerStatuses`), at indices from `containers.len()` on.
     pub fn by_container_id(&self, id: &str) -> Option<(Arc<PodInfo>, usize)> {
         self.by_container.get(id).map(|&(p, c)| (Arc::clone(&self.pods[p]), c))
     }
@@ -80,15 +80,15 @@ impl Snapshot {
         &self.pods
     }
 
-    /// The cluster view for the leader's records (§9), when the source has one: the file
-    /// source when its file is a cluster dump (a `List` with `Node` items). `None` means no
-    /// cluster records (LEAD-1; KUBE-2 for a plain pod list).
+    /// The cluster view for the leader's records, when the source has one: the file source
+    /// when its file is a cluster dump (a `List` with `Node` items). `None` means no cluster
+    /// records (a plain pod list has no Nodes).
     pub fn cluster(&self) -> Option<&ClusterState> {
         self.cluster.as_deref()
     }
 
     /// Whether a source has delivered its first full list. Until then pod-derived fields are
-    /// withheld (KUBE-4).
+    /// withheld (never reported as 0).
     pub fn is_synced(&self) -> bool {
         self.synced
     }
@@ -104,12 +104,12 @@ impl Snapshot {
     }
 
     /// The Node record's pod-derived fields, each pod's request sums first clamped to
-    /// `capacity` (REQ-4, REQ-5).
-    pub fn node_totals_clamped(&self, capacity: &NodeCapacity) -> NodeTotals {
+    /// `capacity`, as upstream's `podstore.go` does.
+    pub fn node_totals_clamped(&self, capacity: &PodResourceCeiling) -> NodeTotals {
         self.totals(Some(capacity))
     }
 
-    fn totals(&self, capacity: Option<&NodeCapacity>) -> NodeTotals {
+    fn totals(&self, capacity: Option<&PodResourceCeiling>) -> NodeTotals {
         let mut t = NodeTotals::default();
         for pod in &self.pods {
             if pod.phase == PodPhase::Running {
@@ -128,7 +128,8 @@ impl Snapshot {
 
 /// Whether `pod` is one of `node`'s pods. With a node name, a pod must name that node. A pod
 /// with no `spec.nodeName` is unscheduled when Pending and left out; in any other phase it can
-/// only come from a hand-written file, which KUBE-2 takes as "a pod of this node".
+/// only come from a hand-written file, whose every item the file source takes as a pod of this
+/// node.
 pub fn is_bound_to(pod: &PodInfo, node: Option<&str>) -> bool {
     match (&pod.node_name, node) {
         (Some(pod_node), Some(node)) => pod_node == node,

@@ -1,13 +1,13 @@
 //! The node-scoped pod index and the pod metadata the metrics and log code read from it.
 //!
 //! Owns: [`PodIndex`] (query by pod UID — static pods by their config hash — and by container
-//! id, node totals), the §14.4 workload name ([`derive_workload`]), Service membership by
-//! selector ([`service_for`]), Kubernetes quantities ([`Quantity`]), restart deltas
+//! id, node totals), the workload name used as `PodName` ([`derive_workload`]), Service
+//! membership by selector ([`service_for`]), Kubernetes quantities ([`Quantity`]), restart deltas
 //! ([`RestartTracker`]), the leader's cluster view ([`ClusterState`]: Nodes, running pods per
-//! namespace, ready endpoints per Service; §9), and the sources that fill the index: today the
+//! namespace, ready endpoints per Service), and the sources that fill the index: today the
 //! `file` source ([`run_file_source`], [`load_file_now`]), which also yields the cluster view
 //! when its file is a cluster dump; the apiserver watch plugs into the same
-//! [`PodIndex::replace`] later. Specification: `spec/METRICS.md` §7, §8, §9, §14.
+//! [`PodIndex::replace`] later.
 //!
 //! Must not: block the metric or log path. Readers take an immutable [`Snapshot`] and never
 //! wait on a source's I/O; a source builds a whole new snapshot and swaps it in.
@@ -40,7 +40,7 @@ pub use file::{
 };
 pub use index::{PodIndex, Snapshot, is_bound_to};
 pub use model::{
-    ConditionStatus, ContainerInfo, ContainerState, NodeCapacity, NodeTotals, PodInfo, PodPhase, PodResources,
+    ConditionStatus, ContainerInfo, ContainerState, NodeTotals, PodInfo, PodPhase, PodResourceCeiling, PodResources,
 };
 pub use podlist::{CONFIG_MIRROR_ANNOTATION, ParsedList, Warning, parse_list, parse_pod_list};
 pub use quantity::Quantity;

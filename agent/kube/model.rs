@@ -1,5 +1,5 @@
-//! The plain values the pod index holds: what the metrics and log code need of a pod
-//! (`spec/METRICS.md` KUBE-6), nothing more.
+//! The plain values the pod index holds: what the metrics and log code need of a pod, nothing
+//! more.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +26,7 @@ impl PodPhase {
         }
     }
 
-    /// The `pod_status` attribute value (§8.3): the phase as Kubernetes spells it.
+    /// The `pod_status` attribute value: the phase as Kubernetes spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             PodPhase::Pending => "Pending",
@@ -37,7 +37,7 @@ impl PodPhase {
         }
     }
 
-    /// Succeeded and Failed pods hold no resources: REQ-5 leaves them out of node sums.
+    /// Succeeded and Failed pods hold no resources: node request sums leave them out.
     pub fn is_terminal(self) -> bool {
         matches!(self, PodPhase::Succeeded | PodPhase::Failed)
     }
@@ -61,7 +61,7 @@ impl ConditionStatus {
     }
 }
 
-/// `status.containerStatuses[].state`, reduced to what §8.3 reports.
+/// `status.containerStatuses[].state`, reduced to what the `container_status*` attributes report.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ContainerState {
     /// No status published yet, or a state with none of the three keys.
@@ -103,7 +103,7 @@ impl ContainerState {
     }
 }
 
-/// One container of a pod: its spec resources (for `spec.containers` only, trap 3) joined by
+/// One container of a pod: its spec resources (read for `spec.containers` only) joined by
 /// name with its status.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ContainerInfo {
@@ -112,17 +112,17 @@ pub struct ContainerInfo {
     /// what cgroup scope names carry). `None` until the runtime created the container.
     pub id: Option<String>,
     /// The prefix of `containerID`: `containerd`, `docker`, `cri-o`. `None` when the id had no
-    /// `runtime://` prefix (§12.4 then writes a plain `container_id` key).
+    /// `runtime://` prefix (the `kubernetes` object then gets a plain `container_id` key).
     pub runtime: Option<String>,
-    /// Whether `status.{init,}containerStatuses` has an entry for this container (§8.1 counts
-    /// entries, not spec containers).
+    /// Whether `status.{init,}containerStatuses` has an entry for this container (the container
+    /// counts are of status entries, not of spec containers).
     pub has_status: bool,
     pub restart_count: u64,
     pub state: ContainerState,
     /// `lastState.terminated.reason` (the `container_last_termination_reason` attribute).
     pub last_termination_reason: Option<String>,
     /// True for `spec.initContainers` (including restartable sidecars). Their resources are
-    /// never read: requests and limits count `spec.containers` only (REQ-1).
+    /// never read: requests and limits count `spec.containers` only.
     pub is_init: bool,
     /// Whether the container is in the spec (`spec.containers` / `spec.initContainers`); false
     /// for a status entry whose container the spec does not name.
@@ -133,16 +133,16 @@ pub struct ContainerInfo {
     pub memory_limit_bytes: Option<f64>,
 }
 
-/// The node's capacity, which every pod's request and limit sums are clamped to (REQ-4).
+/// The node's capacity, which every pod's request and limit sums are clamped to.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct NodeCapacity {
+pub struct PodResourceCeiling {
     /// Logical CPUs × 1000.
     pub cpu_millicores: f64,
     /// `MemTotal` in bytes.
     pub memory_bytes: f64,
 }
 
-/// A pod's resource sums as the Pod record reports them (REQ-2, REQ-3). Each is `None` when
+/// A pod's resource sums as the Pod record reports them. Each is `None` when
 /// it must be omitted: a request sum of 0, or a limit that some container does not set.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PodResources {
@@ -161,10 +161,11 @@ pub struct PodInfo {
     pub namespace: String,
     pub node_name: Option<String>,
     pub phase: PodPhase,
-    /// The `PodName` dimension with `prefer_full_pod_name` false (§14.4); see
+    /// The `PodName` dimension with `prefer_full_pod_name` false; see
     /// [`PodInfo::pod_name`] for the other setting.
     pub workload_name: String,
-    /// `kubernetes.pod_owners` with `prefer_full_pod_name` false, after the §14.4 rewriting.
+    /// `kubernetes.pod_owners` with `prefer_full_pod_name` false, after the `ReplicaSet`/Job
+    /// rewriting.
     pub owners: Vec<Owner>,
     /// [`Self::workload_name`] and [`Self::owners`] as `prefer_full_pod_name: true` gives them.
     pub workload_name_preferring_full: String,
@@ -172,15 +173,15 @@ pub struct PodInfo {
     pub labels: BTreeMap<String, String>,
     pub host_network: bool,
     /// The `kubernetes.io/config.mirror` annotation of a mirror pod: the kubelet's config hash,
-    /// which a static pod's cgroup path carries instead of `metadata.uid` (MAP-3).
+    /// which a static pod's cgroup path carries instead of `metadata.uid`.
     pub mirror_of: Option<String>,
     /// `spec.containers` in spec order, each joined with its status by name; statuses without a
     /// spec container follow, with no resources.
     pub containers: Vec<ContainerInfo>,
     /// `spec.initContainers` joined with `initContainerStatuses`: their ids resolve cgroups
-    /// (MAP-4), but they count neither for requests (REQ-1) nor for container counts (§8.1).
+    /// too, but they count neither for requests nor for container counts.
     pub init_containers: Vec<ContainerInfo>,
-    /// The `Service` attribute (§14.5). The file source fills it only when the file is a
+    /// The `Service` attribute (by selector). The file source fills it only when the file is a
     /// `List` that also holds `Service` objects (`kubectl get pods,services -o json`).
     pub service: Option<String>,
     /// The `Ready` condition, `None` when absent.
@@ -190,7 +191,7 @@ pub struct PodInfo {
 }
 
 impl PodInfo {
-    /// The `PodName` dimension value (§14.4).
+    /// The `PodName` dimension value.
     pub fn pod_name(&self, prefer_full_pod_name: bool) -> &str {
         if prefer_full_pod_name {
             &self.workload_name_preferring_full
@@ -204,7 +205,7 @@ impl PodInfo {
         &self.name
     }
 
-    /// The `kubernetes.pod_owners` entries (§12.4).
+    /// The `kubernetes.pod_owners` entries.
     pub fn pod_owners(&self, prefer_full_pod_name: bool) -> &[Owner] {
         if prefer_full_pod_name {
             &self.owners_preferring_full
@@ -213,7 +214,7 @@ impl PodInfo {
         }
     }
 
-    /// The `pod_status` attribute (§8.3).
+    /// The `pod_status` attribute.
     pub fn pod_status(&self) -> &'static str {
         self.phase.as_str()
     }
@@ -232,24 +233,24 @@ impl PodInfo {
         }
     }
 
-    /// `pod_number_of_containers`: entries of `status.containerStatuses` (§8.1).
+    /// `pod_number_of_containers`: entries of `status.containerStatuses`.
     pub fn number_of_containers(&self) -> usize {
         self.containers.iter().filter(|c| c.has_status).count()
     }
 
-    /// `pod_number_of_running_containers`: those entries in state `running` (§8.1).
+    /// `pod_number_of_running_containers`: those entries in state `running`.
     pub fn number_of_running_containers(&self) -> usize {
         self.containers.iter().filter(|c| c.state.is_running()).count()
     }
 
-    /// Σ `restartCount` over `status.containerStatuses` (RST-1's input).
+    /// Σ `restartCount` over `status.containerStatuses` (the restart delta's input).
     pub fn restart_count_sum(&self) -> u64 {
         self.containers.iter().map(|c| c.restart_count).sum()
     }
 
-    /// The request and limit sums of the Pod record (REQ-1…REQ-4), clamped to `capacity`
-    /// when given. Gating on the usage fields (§7.2) is the caller's.
-    pub fn resources(&self, capacity: Option<&NodeCapacity>) -> PodResources {
+    /// The request and limit sums of the Pod record, clamped to `capacity` when given. Gating
+    /// on this tick's CPU rate and working set is the caller's.
+    pub fn resources(&self, capacity: Option<&PodResourceCeiling>) -> PodResources {
         let clamp_cpu = |v: f64| capacity.map_or(v, |c| v.min(c.cpu_millicores));
         let clamp_mem = |v: f64| capacity.map_or(v, |c| v.min(c.memory_bytes));
         let spec = || self.containers.iter().filter(|c| c.in_spec);
@@ -257,7 +258,7 @@ impl PodInfo {
             let sum: f64 = spec().filter_map(f).sum();
             (sum != 0.0).then_some(sum)
         };
-        // A limit sum exists only when every spec container sets that limit (REQ-3).
+        // A limit sum exists only when every spec container sets that limit.
         let limit = |f: fn(&ContainerInfo) -> Option<f64>| -> Option<f64> {
             let mut any = false;
             let mut sum = 0.0;
@@ -276,7 +277,7 @@ impl PodInfo {
     }
 }
 
-/// The Node record's pod-derived fields (§7.1 REQ-5, §8.1).
+/// The Node record's pod-derived fields.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct NodeTotals {
     /// `node_number_of_running_pods`: pods in phase Running.

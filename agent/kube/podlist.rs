@@ -10,10 +10,10 @@
 //! with a warning. The caller counts the warnings (`kinsight_pod_index_warnings_total{kind}`).
 //!
 //! A `List` may also hold `Service` objects (`kubectl get pods,services -o json`); their
-//! selectors then give the pods their `Service` attribute (§14.5). A `List` that holds `Node`
+//! selectors then give the pods their `Service` attribute. A `List` that holds `Node`
 //! objects is a cluster dump (`kubectl get nodes,pods,services,endpointslices -A -o json`): its
 //! Nodes, `EndpointSlices`, Endpoints and the pods of every node make a [`ClusterState`] for the
-//! leader's records (§9; see [`super::cluster`]). Other kinds are ignored with a warning.
+//! leader's records (see [`super::cluster`]). Other kinds are ignored with a warning.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -71,7 +71,7 @@ impl Warning {
 }
 
 /// Parses a pod list (see the module doc). The pods come in list order; their `workload_name`
-/// follows §14.4 with the suffix rule only, as the file source has no apiserver to ask (KUBE-2).
+/// uses the suffix rule only for `ReplicaSet` owners, as the file source has no apiserver to ask.
 /// The cluster objects of a cluster dump are read and dropped; [`parse_list`] keeps them.
 pub fn parse_pod_list(text: &str) -> Result<(Vec<PodInfo>, Vec<Warning>), PodListError> {
     parse_list(text).map(|list| (list.pods, list.warnings))
@@ -188,7 +188,7 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 // The lenient shapes. Every field is optional (a `null` is the same as a missing key) and
-// unknown fields are ignored: kubectl output carries far more than kinsight reads (KUBE-6).
+// unknown fields are ignored: kubectl output carries far more than kinsight reads.
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -341,7 +341,7 @@ impl RawPod {
                 name: o.name.unwrap_or_default(),
             })
             .collect();
-        // KUBE-2: the file source has no apiserver, so Deployments come from the suffix rule.
+        // The file source has no apiserver, so Deployments come from the suffix rule.
         let default = derive_workload(&name, &owner_refs, false, &|_| None);
         let full = derive_workload(&name, &owner_refs, true, &|_| None);
 
@@ -418,7 +418,7 @@ impl Join<'_> {
                 in_spec: true,
                 ..ContainerInfo::default()
             };
-            // REQ-1: only `spec.containers` count; init containers' resources are not read.
+            // Only `spec.containers` count; init containers' resources are not read.
             if !is_init && let Some(res) = c.resources {
                 let requests = res.requests.unwrap_or_default();
                 let limits = res.limits.unwrap_or_default();
@@ -452,8 +452,8 @@ impl Join<'_> {
         out
     }
 
-    /// A quantity in the container's unit, or `None` when unset, negative (REQ-1) or garbage
-    /// (with a warning).
+    /// A quantity in the container's unit, or `None` when unset, negative (counts as unset) or
+    /// garbage (with a warning).
     fn quantity(
         &mut self,
         container: &str,

@@ -1,5 +1,5 @@
 //! `pod_number_of_container_restarts` and its per-container twin `number_of_container_restarts`
-//! as per-tick deltas (`spec/METRICS.md` §8.2, RST-1…RST-3; sequences in §19.9).
+//! as per-tick deltas, as upstream's `podstore.go` computes them (not the cumulative count).
 //!
 //! The value is `max(0, Σ restartCount now − Σ restartCount at the previous observation)`,
 //! absent on the first observation of a key and when the previous value is older than
@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::model::PodInfo;
 
-/// Previous values expire after 10 min (RST-2; upstream's TTL map in `podstore.go`).
+/// Previous values expire after 10 min (upstream's TTL map in `podstore.go`).
 pub const RESTART_EXPIRY: Duration = Duration::from_mins(10);
 
 /// How often, at most, expired keys are swept out of the map.
@@ -45,7 +45,7 @@ impl RestartTracker {
         self.delta_at(pod, Instant::now())
     }
 
-    /// `pod_number_of_container_restarts` for a tick at `now` (RST-1, RST-2).
+    /// `pod_number_of_container_restarts` for a tick at `now`.
     pub fn delta_at(&mut self, pod: &PodInfo, now: Instant) -> Option<f64> {
         self.sweep(now);
         let key = format!("{}/{}", pod.namespace, pod.name);
@@ -53,7 +53,7 @@ impl RestartTracker {
     }
 
     /// `number_of_container_restarts` of the container at `index` ([`PodInfo::container`]) for
-    /// a tick at `now` (RST-3); `None` also when there is no such container.
+    /// a tick at `now`; `None` also when there is no such container.
     pub fn container_delta_at(&mut self, pod: &PodInfo, index: usize, now: Instant) -> Option<f64> {
         self.sweep(now);
         let c = pod.container(index)?;
@@ -133,7 +133,8 @@ mod tests {
         }
     }
 
-    /// `spec/METRICS.md` §19.9, the restart table, tick by tick.
+    /// The hand-worked restart sequence (first observation, increases, a recreated pod, expiry),
+    /// tick by tick.
     #[test]
     fn restart_sequence_of_section_19_9() {
         let t0 = Instant::now();

@@ -1,4 +1,4 @@
-//! Service membership by selector (`spec/METRICS.md` §14.5, SVC-1…SVC-3).
+//! Service membership by selector.
 //!
 //! Upstream reads ready `Endpoints` addresses in every namespace on every agent; kinsight
 //! matches each Service's `spec.selector` against the labels of this node's pods instead, which
@@ -9,15 +9,16 @@ use std::collections::BTreeMap;
 
 use super::model::ConditionStatus;
 
-/// What SVC-1…SVC-3 need of one Service.
+/// What membership by selector needs of one Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSelector {
     pub namespace: String,
     pub name: String,
     /// `spec.selector`; empty for Services without one (including `ExternalName`), which
-    /// select nothing (SVC-1, SVC-4).
+    /// select nothing, even with hand-managed Endpoints that upstream would count.
     pub selector: BTreeMap<String, String>,
-    /// `spec.publishNotReadyAddresses`: not-ready pods count as members too (SVC-2).
+    /// `spec.publishNotReadyAddresses`: not-ready pods count as members too (otherwise only pods
+    /// whose `Ready` condition is True, to approximate ready endpoint addresses).
     pub publish_not_ready_addresses: bool,
 }
 
@@ -33,7 +34,7 @@ impl ServiceSelector {
 }
 
 /// The `Service` attribute of a pod: among the Services that select it, the one with the
-/// lexicographically smallest name (SVC-3; upstream's choice is arbitrary).
+/// lexicographically smallest name (deterministic; upstream's choice is arbitrary).
 pub fn service_for<'a>(
     namespace: &str,
     labels: &BTreeMap<String, String>,
@@ -77,7 +78,8 @@ mod tests {
         Option<&'static str>,
     );
 
-    /// `spec/METRICS.md` §19.12, one line per row.
+    /// The membership table (namespaces, empty selectors, two Services, readiness,
+    /// `publishNotReadyAddresses`, a partial match), one line per row.
     #[test]
     fn service_table_of_section_19_12() {
         use ConditionStatus::{False, True};

@@ -1,4 +1,5 @@
-//! Unit tests over whole pod lists: the `spec/METRICS.md` §19.2 oracle, static pods, node
+//! Unit tests over whole pod lists: the hand-worked oracle lists
+//! (`tests/fixtures/kube/podlist-oracle*.json`, pods A–D), static pods, node
 //! filtering, and the tolerance of the parser.
 
 #![allow(
@@ -44,8 +45,8 @@ fn oracle_node_totals() {
         "A 300 + C 300 (Pending), D Succeeded, init ignored"
     );
     assert_eq!(t.memory_request_bytes, 671_088_640.0);
-    // REQ-4: each pod's sum clamped to the node first.
-    let small = NodeCapacity {
+    // Each pod's sum is clamped to the node's capacity first.
+    let small = PodResourceCeiling {
         cpu_millicores: 200.0,
         memory_bytes: 100_000_000.0,
     };
@@ -102,7 +103,7 @@ fn oracle_pod_a() {
         (app.memory_request_bytes, app.memory_limit_bytes),
         (Some(268_435_456.0), Some(536_870_912.0))
     );
-    // The init container resolves by id but carries no resources (REQ-1).
+    // The init container resolves by id but carries no resources (its requests never count).
     let init = &a.init_containers[0];
     assert_eq!((init.name.as_str(), init.is_init), ("init-db", true));
     assert_eq!(init.state.as_status(), Some("Terminated"));
@@ -362,6 +363,6 @@ fn the_cluster_oracle_parses_without_warnings() {
     // The pods of other nodes still get their Service from the selectors.
     let e = list.pods.iter().find(|p| p.name == "web-7d4b9c8f5d-m9n8b").unwrap();
     assert_eq!(e.service.as_deref(), Some("web-svc"));
-    // The §19.2 lists are plain pod lists.
+    // The oracle lists are plain pod lists.
     assert_eq!(parse_list(ORACLE_T0).unwrap().cluster, None);
 }

@@ -1,6 +1,6 @@
-//! The `PodName` dimension and `kubernetes.pod_owners` (`spec/METRICS.md` §14.4), as upstream's
-//! `addPodOwnersAndPodName` computes them [ACC: `internal/stores/podstore.go`,
-//! `internal/stores/utils.go`].
+//! The `PodName` dimension and `kubernetes.pod_owners`, as upstream's `addPodOwnersAndPodName`
+//! computes them [amazon-contributing/opentelemetry-collector-contrib:
+//! `receiver/awscontainerinsightreceiver/internal/stores/podstore.go`, `internal/stores/utils.go`].
 //!
 //! `PodName` is a *workload* name so that one series collects the datapoints of every replica:
 //! a Deployment's pods report the Deployment name, a Job's pods a name prefix. Owner references
@@ -18,7 +18,8 @@ const GENERATED_SUFFIX_ALPHABET: &str = "bcdfghjklmnpqrstvwxz2456789";
 /// `prefer_full_pod_name` (upstream's `kubeProxy` constant).
 const KUBE_PROXY: &str = "kube-proxy";
 
-/// One `pod_owners` entry after the §14.4 rewriting; serialises as upstream writes it.
+/// One `pod_owners` entry after the rewriting (`ReplicaSet` → `Deployment`, `Job` → `CronJob` or name
+/// prefix); serialises as upstream writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Owner {
     #[serde(rename = "owner_kind")]
@@ -34,7 +35,7 @@ pub struct OwnerRef {
     pub name: String,
 }
 
-/// The result of §14.4 for one pod and one `prefer_full_pod_name` setting.
+/// The result of [`derive_workload`] for one pod and one `prefer_full_pod_name` setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workload {
     /// The `PodName` dimension value.
@@ -45,9 +46,10 @@ pub struct Workload {
 
 /// Computes `PodName` and `pod_owners` for the pod called `pod_name`.
 ///
-/// `deployment_of(replica_set_name)` answers OWN-2: the Deployment that controls the named
-/// `ReplicaSet` of the pod's namespace, when a (cached) GET said so. It returns `None` when that
-/// is unknown or when the owner is not a Deployment; the suffix rule (OWN-1) then decides. The
+/// `deployment_of(replica_set_name)` gives the Deployment that controls the named `ReplicaSet`
+/// of the pod's namespace, when a (cached) GET said so (upstream watches every `ReplicaSet`
+/// instead). It returns `None` when that is unknown or when the owner is not a Deployment; the
+/// suffix rule ([`deployment_from_replica_set`]) then decides. The
 /// file source has no apiserver and passes `|_| None`.
 pub fn derive_workload(
     pod_name: &str,
@@ -97,8 +99,8 @@ pub fn derive_workload(
     }
 }
 
-/// OWN-1 (`parseDeploymentFromReplicaSet`): `web-7d4b9c8f5d` → `web` when the last `-` suffix
-/// has at least 3 characters, all from [`GENERATED_SUFFIX_ALPHABET`].
+/// The suffix rule (upstream's `parseDeploymentFromReplicaSet`): `web-7d4b9c8f5d` → `web` when
+/// the last `-` suffix has at least 3 characters, all from [`GENERATED_SUFFIX_ALPHABET`].
 pub fn deployment_from_replica_set(name: &str) -> Option<String> {
     let (prefix, suffix) = name.rsplit_once('-')?;
     let is_hash = suffix.len() >= 3 && suffix.chars().all(|c| GENERATED_SUFFIX_ALPHABET.contains(c));
@@ -141,7 +143,7 @@ mod tests {
             .collect()
     }
 
-    /// One row of `spec/METRICS.md` §19.8: owner references, pod name, the `ReplicaSet` GET
+    /// One row of the `PodName` derivation table: owner references, pod name, the `ReplicaSet` GET
     /// answer, `prefer_full_pod_name`, then the expected `PodName` and `pod_owners`.
     struct Row {
         refs: &'static [(&'static str, &'static str)],
@@ -174,7 +176,7 @@ mod tests {
     const ETCD: &str = "etcd-ip-10-0-1-23.eu-west-1.compute.internal";
 
     #[test]
-    #[allow(clippy::too_many_lines, reason = "one line per row of the spec's table")]
+    #[allow(clippy::too_many_lines, reason = "one line per row of the derivation table")]
     fn pod_name_table_of_section_19_8() {
         let rows = [
             row(

@@ -17,13 +17,13 @@ use crate::host::cgroup::{At, CgroupMode, CpuStats, HeldDirs, MemoryStats, PodCg
 use crate::host::pids::PidMap;
 use crate::host::{HostError, Root};
 use crate::kube::{PodIndex, PodInfo, RestartTracker, Snapshot};
-use crate::telemetry::events::{HeldObjects, HostSource, PodsUnknown};
+use crate::telemetry::events::{HeldObjects, PodsUnknown, ReadSource};
 
 use super::compute::cpumem::Tick;
 use super::compute::pod::{self, PodRead, PodSettings};
 use super::compute::{self, NodeAttributes, RateKey, net, node_record, storage};
 use super::encode::datum::{self, Datum};
-use super::encode::emf::{self, EmfEvent, EmfOptions};
+use super::encode::emf::{self, EmfOptions, LogEvent};
 use super::rate::{RateCalculator, expiry_for};
 use super::record::{Record, RecordType};
 use super::sample::Sampler;
@@ -33,7 +33,7 @@ use super::sample::Sampler;
 pub struct Cycle {
     pub records: Vec<Record>,
     pub datums: Vec<Datum>,
-    pub events: Vec<EmfEvent>,
+    pub events: Vec<LogEvent>,
 }
 
 /// The parts of the configuration a cycle depends on; rebuilt on reload.
@@ -47,7 +47,7 @@ pub struct Settings {
     pub produce: Produce,
 }
 
-/// What a cycle produces for the configured destination (`spec/METRICS.md` OUT-1…OUT-6).
+/// What a cycle produces for the configured destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Produce {
     /// `put_metric_data`: datums only.
@@ -77,7 +77,7 @@ impl Produce {
 impl Settings {
     pub fn from_config(cfg: &Config, attrs: NodeAttributes) -> Self {
         let k = &cfg.kubernetes;
-        // OUT-6: extraction disabled means no metrics at all; validation already refuses it
+        // Extraction disabled means no metrics at all; validation already refuses it
         // together with `put_metric_data`.
         let produce = match (cfg.metrics.destination, k.disable_metric_extraction) {
             (MetricsDestination::PutMetricData, _) => Produce::Datums,
@@ -96,7 +96,8 @@ impl Settings {
     }
 }
 
-/// `Sources` of each record type as upstream writes them (§12.3; parity of log content).
+/// `Sources` of each record type as upstream writes them (`TagMetricSource` in
+/// awscontainerinsightreceiver `internal/stores/utils.go`), although no cAdvisor is embedded here.
 fn sources(kind: RecordType) -> serde_json::Value {
     match kind {
         RecordType::Node => json!(["cadvisor", "/proc", "pod", "calculated"]),
@@ -134,7 +135,7 @@ pub struct Collector {
     capacity: NodeCapacity,
     settings: Settings,
     rates: RateCalculator<RateKey>,
-    /// `None` with metadata source `none`: node-level records only (KUBE-3).
+    /// `None` with metadata source `none`: node-level records only.
     pods: Option<PodIndex>,
     restarts: RestartTracker,
     pids: PidMap,
@@ -178,9 +179,9 @@ impl Collector {
         let mut records = Vec::with_capacity(16);
         if let Some(index) = &self.pods {
             let snapshot = index.snapshot();
-            // KUBE-4: pod-derived fields wait for the index's first complete load.
+            // Pod-derived fields wait for the index's first complete load.
             if snapshot.is_synced() {
-                let capacity = crate::kube::NodeCapacity {
+                let capacity = crate::kube::PodResourceCeiling {
                     cpu_millicores: f64::from(self.capacity.cpus) * 1000.0,
                     memory_bytes: self.capacity.memory_bytes as f64,
                 };
@@ -220,7 +221,7 @@ impl Collector {
         self.encode(records)
     }
 
-    /// Pod, PodNet and Container records for every pod cgroup the index knows (POD-3: an
+    /// Pod, PodNet and Container records for every pod cgroup the index knows (an
     /// unknown pod produces nothing this tick and is counted).
     fn collect_pods(&mut self, snapshot: &Snapshot, node: &Record, at: Instant, out: &mut Vec<Record>) {
         let (root, mode) = (&self.sampler.root, &self.sampler.mode);
@@ -235,7 +236,7 @@ impl Collector {
         } else {
             mode.list_pod_cgroups_only(root)
         };
-        let Some(cgroups) = self.sampler.counted(HostSource::Cgroup, listed) else {
+        let Some(cgroups) = self.sampler.counted(ReadSource::Cgroup, listed) else {
             return;
         };
         let pod_settings = PodSettings {
@@ -254,7 +255,7 @@ impl Collector {
         }
         let wanted: HashSet<&str> = known.iter().map(|(_, c)| c.uid.as_str()).collect();
         self.sampler
-            .counted(HostSource::Procfs, self.pids.refresh(root, &wanted));
+            .counted(ReadSource::Procfs, self.pids.refresh(root, &wanted));
         let mut tick = Tick {
             capacity: self.capacity,
             rates: &mut self.rates,
@@ -266,8 +267,8 @@ impl Collector {
         self.dirs.begin_tick();
         for (pod, cg) in &known {
             let (cpu, memory) = read_cgroup(&mut self.dirs, mode, root, &cg.rel, full);
-            let cpu = self.sampler.counted(HostSource::Cgroup, cpu);
-            let memory = self.sampler.counted(HostSource::Cgroup, memory);
+            let cpu = self.sampler.counted(ReadSource::Cgroup, cpu);
+            let memory = self.sampler.counted(ReadSource::Cgroup, memory);
             let restarts = self.restarts.delta_at(pod, at);
             let read = PodRead {
                 pod,
@@ -279,7 +280,7 @@ impl Collector {
             let interfaces = self
                 .pids
                 .read_net_dev(root, &cg.uid)
-                .and_then(|read| self.sampler.counted(HostSource::Procfs, read));
+                .and_then(|read| self.sampler.counted(ReadSource::Procfs, read));
             if let Some(ifaces) = interfaces {
                 let nets = compute::net::add(
                     &mut rec,
@@ -299,7 +300,7 @@ impl Collector {
                 continue;
             }
             for cc in &cg.containers {
-                // MAP-4: an id no status names is the sandbox (or not published yet).
+                // An id no container status names is the sandbox (or its status is not published yet).
                 let Some((owner, i)) = snapshot.by_container_id(&cc.id) else {
                     continue;
                 };
@@ -307,8 +308,8 @@ impl Collector {
                     continue;
                 };
                 let (cpu, memory) = read_cgroup(&mut self.dirs, mode, root, &cc.rel, full);
-                let cpu = self.sampler.counted(HostSource::Cgroup, cpu);
-                let memory = self.sampler.counted(HostSource::Cgroup, memory);
+                let cpu = self.sampler.counted(ReadSource::Cgroup, cpu);
+                let memory = self.sampler.counted(ReadSource::Cgroup, memory);
                 let restarts = self.restarts.container_delta_at(pod, i, at);
                 out.push(pod::container_record(
                     node,
@@ -348,7 +349,8 @@ impl Collector {
             };
             for r in &mut records {
                 r.json_attributes.push(("Sources", sources(r.kind)));
-                // §12.3: node, pod and container types carry {"host"}; Cluster carries none.
+                // As upstream's `AddKubernetesInfo`: node, pod and container types carry {"host"};
+                // Cluster carries none.
                 let needs_host = !matches!(
                     r.kind,
                     RecordType::Cluster | RecordType::ClusterNamespace | RecordType::ClusterService

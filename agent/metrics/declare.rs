@@ -1,5 +1,7 @@
-//! The static declaration table: metric name → unit and dimension sets (`spec/METRICS.md`
-//! §3.2–§3.4, DIM-3). This is the *effective* result of upstream's unanchored selectors for
+//! The static declaration table: metric name → unit and dimension sets. This is the *effective*
+//! result of upstream's selectors (the `CloudWatch` agent's
+//! `translator/translate/otel/exporter/awsemf/kubernetes.go`: Go regular expressions matched
+//! unanchored, so `pod_cpu_utilization` also matches `pod_cpu_utilization_over_pod_limit`) for
 //! the standard set; the enhanced [E] declarations come with the metrics issue.
 
 use std::collections::HashMap;
@@ -10,13 +12,13 @@ use super::Unit;
 use super::rate::KeyHasher;
 use super::record::RecordType;
 
-/// Dimension sets as written: names sorted alphabetically (DIM-2).
+/// Dimension sets as written: names sorted alphabetically.
 pub const SET_C: &[&str] = &["ClusterName"];
 pub const SET_N: &[&str] = &["ClusterName", "InstanceId", "NodeName"];
 pub const SET_NS: &[&str] = &["ClusterName", "Namespace"];
 pub const SET_P: &[&str] = &["ClusterName", "Namespace", "PodName"];
 pub const SET_S: &[&str] = &["ClusterName", "Namespace", "Service"];
-/// [E] sets (`spec/METRICS.md` §3.2).
+/// [E] sets.
 pub const SET_FP: &[&str] = &["ClusterName", "FullPodName", "Namespace", "PodName"];
 pub const SET_CT: &[&str] = &["ClusterName", "ContainerName", "Namespace", "PodName"];
 pub const SET_FCT: &[&str] = &["ClusterName", "ContainerName", "FullPodName", "Namespace", "PodName"];
@@ -48,7 +50,7 @@ use RecordType::{
 };
 use Unit::{Bytes, BytesPerSecond, Count, CountPerSecond, None as NoUnit, Percent};
 
-/// The 25 standard metrics, §3.3, in the table's order.
+/// The 25 standard metrics.
 pub const STANDARD: [Declaration; 25] = [
     d("node_cpu_utilization", Node, Percent, &[SET_N, SET_C]),
     d("node_memory_utilization", Node, Percent, &[SET_N, SET_C]),
@@ -57,7 +59,7 @@ pub const STANDARD: [Declaration; 25] = [
     d("node_memory_reserved_capacity", Node, Percent, &[SET_N, SET_C]),
     d("node_number_of_running_pods", Node, Count, &[SET_N, SET_C]),
     d("node_number_of_running_containers", Node, Count, &[SET_N, SET_C]),
-    // CPU millicores carry no unit: CloudWatch has no millicore unit (trap 9).
+    // CPU millicores carry no unit: CloudWatch has no millicore unit.
     d("node_cpu_usage_total", Node, NoUnit, &[SET_C]),
     d("node_cpu_limit", Node, NoUnit, &[SET_C]),
     d("node_memory_working_set", Node, Bytes, &[SET_C]),
@@ -108,7 +110,7 @@ const POD_E: &[&[&str]] = &[SET_P, SET_C, SET_S, SET_NS, SET_FP];
 const POD_STATE_E: &[&[&str]] = &[SET_P, SET_C, SET_FP, SET_S];
 const CONTAINER_E: &[&[&str]] = &[SET_C, SET_FCT, SET_CT];
 
-/// Enhanced observability (§13): the effective declarations when
+/// Enhanced observability: the effective declarations when
 /// `enhanced_container_insights` is on — the standard ones with the [E] sets added, plus the
 /// [E] groups kinsight implements (container, pod extras, pod state, node net/disk/FS).
 /// Groups that need the apiserver (node conditions, workloads, control plane) or external
@@ -250,7 +252,7 @@ pub const ENHANCED: [Declaration; 67] = [
     d("cluster_number_of_running_pods", Cluster, Count, &[SET_C]),
 ];
 
-/// [E] groups kinsight does not implement yet (ENH-2: said once at start, never silently).
+/// [E] groups kinsight does not implement yet (said once at start, never ignored silently).
 pub const MISSING_ENHANCED_GROUPS: &[&str] = &[
     "container filesystem (absent on containerd nodes upstream too)",
     "node conditions and pod capacity (node_status_*)",
@@ -282,7 +284,8 @@ pub fn lookup(enhanced: bool, record: RecordType, metric: &str) -> Option<&'stat
     index[usize::from(enhanced)].get(&(record, metric)).copied()
 }
 
-/// The unit of a field by its suffix (`spec/METRICS.md` §10.2), for performance events and
+/// The unit of a field by its suffix (upstream's `metricToUnitMap` in
+/// `internal/aws/containerinsight/const.go`), for performance events and
 /// for checking the declaration tables.
 pub fn unit_of(field: &str) -> Unit {
     let f = field;

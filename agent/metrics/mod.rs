@@ -1,8 +1,8 @@
 //! Samples → rates → the Container Insights record set → encoders.
 //!
-//! Owns: the rate rules (`spec/METRICS.md` §4.3), the records and their fields (§5–§9), the
-//! static declaration table "metric name → unit, dimension sets" (§3), and the encoders
-//! (PutMetricData datums; EMF events come with the metrics issue). Must not: talk to AWS.
+//! Owns: the rate rules, the records and their fields, the static declaration table "metric
+//! name → unit, dimension sets", and the encoders (PutMetricData datums; EMF events come with
+//! the metrics issue). Must not: talk to AWS.
 //!
 //! Inputs: a [`crate::host::Root`] and [`crate::host::CgroupMode`] (every read goes through
 //! them), a [`crate::host::Clock`], and the validated config. Output: plain values
@@ -19,6 +19,7 @@ pub mod encode;
 pub mod rate;
 pub mod record;
 pub mod sample;
+pub mod tick;
 
 pub use collect::{Collector, Cycle};
 pub use encode::datum::{Datum, Unit};

@@ -1,4 +1,6 @@
-//! Per-counter rates from two samples (`spec/METRICS.md` RATE-1 … RATE-5).
+//! Per-counter rates from two samples, `(cur − prev) / Δt`, as upstream's
+//! `NewFloat64RateCalculator` computes them (`internal/cadvisor/extractors/extractor.go` in
+//! `awscontainerinsightreceiver`); a rate is never negative, and absent rather than 0.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -6,10 +8,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// RATE-2: upstream's `MinTimeDiff`; a smaller Δt gives no rate.
+/// Upstream's `MinTimeDiff` (`internal/aws/containerinsight/const.go`); a Δt this small or
+/// smaller gives no rate.
 pub const MIN_TIME_DIFF: Duration = Duration::from_micros(50);
 
-/// RATE-5: previous samples expire after max(300 s, 2 × interval).
+/// Previous samples expire after max(300 s, 2 × interval). Upstream's fixed 5 min
+/// (`cleanInterval` in `internal/aws/metrics/metric_calculator.go`) gives no rates at all for
+/// intervals above 300 s.
 pub fn expiry_for(interval: Duration) -> Duration {
     Duration::from_mins(5).max(interval * 2)
 }
@@ -85,12 +90,13 @@ impl<K: Hash + Eq> RateCalculator<K> {
         };
         let dt = at.saturating_duration_since(prev.at);
         if dt <= MIN_TIME_DIFF {
-            // RATE-3: keep the previous sample as it is.
+            // Keep the previous sample as it is.
             return None;
         }
         let Some(delta) = value.checked_sub(prev.value) else {
-            // RATE-4: a decrease is a reset (or a restarted container reusing a key): no rate,
-            // and start over from the current value so the next tick has one.
+            // A decrease is a reset (or a restarted container reusing a key): no rate, and start
+            // over from the current value so the next tick has one (upstream keeps the old sample,
+            // so its rates stay absent until the counter passes the old value).
             *prev = Prev { value, at };
             return None;
         };
@@ -98,7 +104,7 @@ impl<K: Hash + Eq> RateCalculator<K> {
         Some(delta as f64 / dt.as_secs_f64())
     }
 
-    /// RATE-5: forgets counters not updated within the expiry (vanished cgroups, interfaces).
+    /// Forgets counters not updated within the expiry (vanished cgroups, interfaces).
     pub fn evict_stale(&mut self, now: Instant) {
         let expiry = self.expiry;
         self.prev.retain(|_, p| now.saturating_duration_since(p.at) <= expiry);

@@ -1,9 +1,9 @@
-//! A record: one `Type` of Container Insights data for one object at one tick (`spec/METRICS.md`
-//! §3.1), with its attributes (the dimension candidates) and numeric fields.
+//! A record: one `Type` of Container Insights data for one object at one tick, with its
+//! attributes (the dimension candidates) and numeric fields.
 
 use std::sync::Arc;
 
-/// The record types of §3.1 (only those kinsight emits so far; the metrics issue adds the rest).
+/// The record types (only those kinsight emits so far; the metrics issue adds the rest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordType {
     Node,
@@ -39,10 +39,10 @@ impl RecordType {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub kind: RecordType,
-    /// Milliseconds since the epoch; all records of a tick share the tick's time (TS-1).
+    /// Milliseconds since the epoch; all records of a tick share the tick's time.
     pub timestamp_ms: i64,
     /// Dimension candidates (`ClusterName`, `NodeName`, `InstanceId`, …). An absent or empty
-    /// attribute removes every dimension set that needs it (DIM-1).
+    /// attribute removes every dimension set that needs it.
     /// Values are shared (`Arc<str>`): a pod's attributes are copied into each of its records
     /// and datums, and a clone is a reference count, not an allocation.
     pub attributes: Vec<(&'static str, Arc<str>)>,

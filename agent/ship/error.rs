@@ -14,9 +14,7 @@ pub enum ShipError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "the cloudwatch output (PutMetricData, PutLogEvents) is not part of this build yet; \
-         use --output stdout or --output dir:PATH"
-    )]
-    CloudwatchUnavailable,
+    /// `build_local` was asked for the `cloudwatch` output, which needs AWS credentials.
+    #[error("the cloudwatch output is built with AWS credentials, not as a local output")]
+    NotLocal,
 }

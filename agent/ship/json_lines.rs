@@ -7,9 +7,9 @@
 
 use serde::ser::{SerializeMap, Serializer};
 
+use super::payload::LogEvent;
 use crate::metrics::Datum;
 use crate::metrics::encode::datum::NAMESPACE;
-use crate::metrics::encode::emf::EmfEvent;
 
 struct Dimensions<'a>(&'a [(&'static str, std::sync::Arc<str>)]);
 
@@ -43,19 +43,20 @@ pub fn write_datum(buf: &mut Vec<u8>, d: &Datum) {
     buf.push(b'\n');
 }
 
-/// Appends one EMF event as a JSON line (with the trailing newline) to `buf`.
-pub fn write_emf(buf: &mut Vec<u8>, e: &EmfEvent) {
+/// Appends one CloudWatch Logs event as a JSON line (with the trailing newline) to `buf`;
+/// `kind` is `emf` for performance events and `log` for log records.
+pub fn write_event(buf: &mut Vec<u8>, kind: &str, e: &LogEvent) {
     let mut ser = serde_json::Serializer::new(&mut *buf);
     let result = (|| {
         let mut m = ser.serialize_map(Some(5))?;
-        m.serialize_entry("kind", "emf")?;
-        m.serialize_entry("log_group", &e.log_group)?;
-        m.serialize_entry("log_stream", &e.log_stream)?;
+        m.serialize_entry("kind", kind)?;
+        m.serialize_entry("log_group", &*e.group)?;
+        m.serialize_entry("log_stream", &*e.stream)?;
         m.serialize_entry("timestamp", &e.timestamp_ms)?;
         m.serialize_entry("message", &e.message)?;
         m.end()
     })();
-    debug_assert!(result.is_ok(), "EMF line serialization failed: {result:?}");
+    debug_assert!(result.is_ok(), "event line serialization failed: {result:?}");
     buf.push(b'\n');
 }
 
@@ -68,11 +69,15 @@ pub fn datum_lines(datums: &[Datum]) -> Vec<u8> {
     buf
 }
 
-/// All EMF events of an interval as JSON lines, ready for one write.
-pub fn emf_lines(events: &[EmfEvent]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(events.len() * 1024);
+/// Events as JSON lines of `kind`, ready for one write.
+pub fn event_lines(kind: &str, events: &[LogEvent]) -> Vec<u8> {
+    let size: usize = events
+        .iter()
+        .map(|e| e.message.len() + e.stream.len() + e.group.len() + 80)
+        .sum();
+    let mut buf = Vec::with_capacity(size);
     for e in events {
-        write_emf(&mut buf, e);
+        write_event(&mut buf, kind, e);
     }
     buf
 }

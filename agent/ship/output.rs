@@ -1,40 +1,57 @@
+//! The one delivery interface, [`Output`], and the builder of the local outputs.
+
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
-use crate::config::Output;
-use crate::metrics::Datum;
-use crate::metrics::encode::emf::EmfEvent;
+use crate::config::OutputKind;
 use crate::telemetry::Telemetry;
 
-use super::{DirSink, ShipError, StdoutSink};
+use super::payload::{Acknowledge, Datum, Leftover, LogEvent};
+use super::{LocalOutput, ShipError};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Where batches go. Implementations own their batching and retries; a returned error means
-/// the items were not written (and were counted as dropped).
-pub trait Sink: Send + Sync + std::fmt::Debug {
+/// A background task an output needs, for the supervisor to run: its name (`ship::…`) and its
+/// future, which ends when the output stops.
+pub type OutputTask = (&'static str, BoxFuture<'static, ()>);
+
+/// Where every payload goes: `stdout`, `dir:PATH` or `cloudwatch`. Each output carries all three
+/// lanes, so any pipeline runs with any output, and one without an AWS account.
+///
+/// Outcomes: metric datums and performance events are fire-and-forget (an output counts what it
+/// drops). Log events are acknowledged one by one through the [`Acknowledge`] the output was
+/// built with.
+pub trait Output: Send + Sync + std::fmt::Debug {
     /// `stdout`, `dir` or `cloudwatch`: the `output` label of the agent's own counters.
     fn name(&self) -> &'static str;
 
-    /// Writes one interval's metric datums.
-    fn write_metrics<'a>(&'a self, datums: &'a [Datum]) -> BoxFuture<'a, Result<(), ShipError>>;
+    /// One interval's metric datums. Never waits for the network. An error means a local output
+    /// could not write them (counted).
+    fn send_metrics(&self, datums: Vec<Datum>) -> Result<(), ShipError>;
 
-    /// Writes one interval's EMF performance events (destinations `emf` and `both`).
-    fn write_emf<'a>(&'a self, events: &'a [EmfEvent]) -> BoxFuture<'a, Result<(), ShipError>>;
+    /// One interval's performance (EMF) events. Never waits for the network.
+    fn send_performance(&self, events: Vec<LogEvent>) -> Result<(), ShipError>;
 
-    /// At shutdown (and at the end of `kinsight once`): sends what is still queued, waiting at
-    /// most until `deadline`; what is left then is counted as dropped. Outputs that write
-    /// synchronously (`stdout`, `dir`) have nothing to flush.
-    fn flush(&self, _deadline: tokio::time::Instant) -> BoxFuture<'_, ()> {
-        Box::pin(std::future::ready(()))
-    }
+    /// Log events. Waits while the output holds as many unsettled bytes as it may
+    /// (backpressure: the producer stops reading its files). Returns the events back, unsent,
+    /// if the output stopped meanwhile.
+    fn send_logs(&self, events: Vec<LogEvent>) -> BoxFuture<'_, Result<(), Vec<LogEvent>>>;
+
+    /// Sends what is queued, waiting at most until `deadline`, then stops. What was left is
+    /// counted as dropped (datums, performance events) or handed back (log events).
+    fn flush(&self, deadline: tokio::time::Instant) -> BoxFuture<'_, Leftover>;
 }
 
-/// Builds the sink for a configured output.
-pub fn build(output: &Output, telemetry: &Telemetry) -> Result<Box<dyn Sink>, ShipError> {
-    match output {
-        Output::Stdout => Ok(Box::new(StdoutSink::new(telemetry.clone()))),
-        Output::Dir(path) => Ok(Box::new(DirSink::open(path, telemetry.clone())?)),
-        Output::Cloudwatch => Err(ShipError::CloudwatchUnavailable),
+/// Builds a local output (`stdout`, `dir:PATH`); `ack` hears the outcome of every log event.
+pub fn build_local(
+    kind: &OutputKind,
+    telemetry: &Telemetry,
+    ack: Option<Arc<dyn Acknowledge>>,
+) -> Result<Box<dyn Output>, ShipError> {
+    match kind {
+        OutputKind::Stdout => Ok(Box::new(LocalOutput::stdout(telemetry.clone(), ack))),
+        OutputKind::Dir(path) => Ok(Box::new(LocalOutput::dir(path, telemetry.clone(), ack)?)),
+        OutputKind::Cloudwatch => Err(ShipError::NotLocal),
     }
 }

@@ -1,5 +1,5 @@
 //! Typed events: each `emit` logs at the right level with structured fields and bumps its
-//! counter, so a log line and a counter can never disagree (STYLE.md §8).
+//! counter, so a log line and a counter can never disagree.
 
 use std::path::Path;
 use std::time::Duration;
@@ -46,12 +46,14 @@ impl ConfigReloaded {
 /// A node file could not be read or parsed; the object is skipped and the cycle goes on.
 #[derive(Debug)]
 pub struct HostReadFailed<'a> {
-    pub source: HostSource,
-    pub error: &'a crate::host::HostError,
+    pub source: ReadSource,
+    /// The error's kind label: `not_found`, `permission_denied`, `parse`, `io`.
+    pub kind: &'static str,
+    pub error: &'a (dyn std::error::Error + 'static),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostSource {
+pub enum ReadSource {
     Procfs,
     Cgroup,
 }
@@ -61,20 +63,16 @@ impl HostReadFailed<'_> {
         let chain = super::chain(self.error);
         // A vanished cgroup is ordinary churn (a container stopped between listing and
         // reading); anything else means a metric is missing this interval.
-        if self.error.is_not_found() {
+        if self.kind == "not_found" {
             tracing::debug!(error = %chain, "node file vanished");
         } else {
             tracing::warn!(error = %chain, "cannot read node file; skipping it this interval");
         }
         let source = match self.source {
-            HostSource::Procfs => "procfs",
-            HostSource::Cgroup => "cgroup",
+            ReadSource::Procfs => "procfs",
+            ReadSource::Cgroup => "cgroup",
         };
-        t.add(
-            Name::HostReadErrors,
-            &[("kind", self.error.kind()), ("source", source)],
-            1,
-        );
+        t.add(Name::HostReadErrors, &[("kind", self.kind), ("source", source)], 1);
     }
 }
 
@@ -103,7 +101,7 @@ impl CycleCompleted {
     }
 }
 
-/// A tick came while the previous cycle was still running (TICK-6).
+/// A tick came while the previous cycle was still running: it is skipped, not queued.
 #[derive(Debug)]
 pub struct CycleSkipped;
 
@@ -152,7 +150,7 @@ impl ItemsDropped<'_> {
     }
 }
 
-/// Time left on one identity's AWS credentials (`spec/IDENTITY.md` §15); `None` (static keys)
+/// Time left on one identity's AWS credentials; `None` (static keys)
 /// sets nothing.
 #[derive(Debug)]
 pub struct CredentialsExpiry {
@@ -168,7 +166,7 @@ impl CredentialsExpiry {
     }
 }
 
-/// A background credential refresh succeeded (`spec/IDENTITY.md` §7.2).
+/// A background credential refresh succeeded.
 #[derive(Debug)]
 pub struct CredentialsRefreshed<'a> {
     pub identity: &'a str,
@@ -229,7 +227,7 @@ impl CredentialsRefreshFailed<'_> {
     }
 }
 
-/// The kind of AWS identity in use, set once at startup (`spec/IDENTITY.md` §15).
+/// The kind of AWS identity in use, set once at startup.
 #[derive(Debug)]
 pub struct IdentityInUse {
     pub kind: &'static str,
@@ -247,8 +245,8 @@ impl IdentityInUse {
     }
 }
 
-/// AWS answered `AccessDenied` for an action (`spec/IDENTITY.md` §11). The caller logs the ERROR
-/// line (once per action and resource per 10 min, with the identity ARN); this counts it.
+/// AWS answered `AccessDenied` for an action (a missing permission, not a credentials problem).
+/// The caller logs the ERROR line (once per action and resource per 10 min, with the identity ARN); this counts it.
 #[derive(Debug)]
 pub struct AccessDenied {
     /// The IAM action, e.g. `cloudwatch:PutMetricData`, `logs:PutLogEvents`.
@@ -276,7 +274,7 @@ pub struct PodIndexReloaded<'a> {
     pub result: PodIndexReloadResult,
     /// Pods of this node in the index afterwards.
     pub pods: usize,
-    pub error: Option<&'a crate::kube::PodListError>,
+    pub error: Option<&'a (dyn std::error::Error + 'static)>,
 }
 
 impl PodIndexReloaded<'_> {
@@ -304,12 +302,14 @@ impl PodIndexReloaded<'_> {
 
 /// Parts of one pod list skipped or treated as unset; the rest of the list loaded.
 #[derive(Debug)]
-pub struct PodListWarned<'a> {
+pub struct PodListWarned<'a, W> {
     pub source: &'a Path,
-    pub warnings: &'a [crate::kube::Warning],
+    /// Each warning with its `kind` label.
+    pub warnings: &'a [W],
+    pub kind_of: fn(&W) -> &'static str,
 }
 
-impl PodListWarned<'_> {
+impl<W: std::fmt::Display> PodListWarned<'_, W> {
     /// A list with one systematic mistake warns about every pod; the log names the first few.
     const MAX_LOGGED: usize = 10;
 
@@ -319,7 +319,7 @@ impl PodListWarned<'_> {
             if i < Self::MAX_LOGGED {
                 tracing::warn!(%source, %warning, "pod list entry not fully usable");
             }
-            t.add(Name::PodIndexWarnings, &[("kind", warning.kind())], 1);
+            t.add(Name::PodIndexWarnings, &[("kind", (self.kind_of)(warning))], 1);
         }
         if self.warnings.len() > Self::MAX_LOGGED {
             tracing::warn!(%source, more = self.warnings.len() - Self::MAX_LOGGED, "more pod list entries not fully usable");
@@ -348,6 +348,11 @@ pub enum ShipDropReason {
     TooLarge,
     /// The agent stopped before the data could be sent.
     Shutdown,
+    /// A local output could not write it.
+    WriteFailed,
+    /// A payload reached an output that has no lane for it (a bug: the output and the collector
+    /// disagree about the destination).
+    NoLane,
 }
 
 impl ShipDropReason {
@@ -362,11 +367,14 @@ impl ShipDropReason {
             ShipDropReason::TooNew => "too_new",
             ShipDropReason::TooLarge => "too_large",
             ShipDropReason::Shutdown => "shutdown",
+            ShipDropReason::WriteFailed => "write_failed",
+            ShipDropReason::NoLane => "no_lane",
         }
     }
 }
 
-/// Metric datums that will not reach CloudWatch (PMD-5, ARCHITECTURE "Delivery guarantees").
+/// Metric datums that will not reach CloudWatch (the metrics queue is bounded: when full, the
+/// oldest intervals are dropped and counted).
 /// `log` is false for repeats inside a rate-limit window (the counter still counts).
 #[derive(Debug)]
 pub struct MetricsDropped<'a> {
@@ -477,7 +485,7 @@ impl AwsCall<'_> {
     }
 }
 
-/// Pod cgroups whose pod is not (yet) in the pod index: no records this tick (POD-3).
+/// Pod cgroups whose pod is not (yet) in the pod index: no records this tick.
 #[derive(Debug)]
 pub struct PodsUnknown {
     pub count: usize,
@@ -502,5 +510,79 @@ impl HeldObjects {
     pub fn emit(&self, t: &Telemetry) {
         t.set(Name::HostHeldObjects, &[("kind", "cgroup")], self.cgroups as f64);
         t.set(Name::HostHeldObjects, &[("kind", "process")], self.processes as f64);
+    }
+}
+
+/// Log events of one request (or one check) reached a final outcome in an output.
+#[derive(Debug)]
+pub struct LogEventsSettled<'a> {
+    /// `accepted`, `rejected_*` or `dropped_*`.
+    pub outcome: &'static str,
+    pub events: usize,
+    /// `PutLogEvents` bytes: message bytes + 26 per event.
+    pub bytes: usize,
+    pub log_group: &'a str,
+    pub code: Option<&'a str>,
+    pub detail: &'a str,
+}
+
+impl LogEventsSettled<'_> {
+    pub fn emit(&self, t: &Telemetry) {
+        if self.outcome != "accepted" {
+            tracing::warn!(
+                outcome = self.outcome,
+                events = self.events,
+                log_group = self.log_group,
+                code = self.code.unwrap_or(""),
+                detail = self.detail,
+                "log events not delivered"
+            );
+        }
+        t.add(Name::LogEventsSettled, &[("outcome", self.outcome)], self.events as u64);
+        t.add(Name::LogBytesSettled, &[("outcome", self.outcome)], self.bytes as u64);
+    }
+}
+
+/// A restartable task ended or panicked and is started again after `delay`.
+#[derive(Debug)]
+pub struct TaskRestarted<'a> {
+    pub task: &'static str,
+    /// Why it ended: "returned", or the panic message.
+    pub cause: &'a str,
+    pub delay: Duration,
+}
+
+impl TaskRestarted<'_> {
+    pub fn emit(&self, t: &Telemetry) {
+        tracing::warn!(
+            task = self.task,
+            cause = self.cause,
+            delay_ms = self.delay.as_millis(),
+            "background task ended; restarting it"
+        );
+        t.add(Name::TaskRestarts, &[("task", self.task)], 1);
+    }
+}
+
+/// A configuration reload rebuilt an output, or failed to and kept the running one.
+#[derive(Debug)]
+pub struct OutputRebuilt<'a> {
+    /// The keys whose change caused it.
+    pub changed: &'a [&'static str],
+    pub error: Option<&'a str>,
+}
+
+impl OutputRebuilt<'_> {
+    pub fn emit(&self, t: &Telemetry) {
+        match self.error {
+            None => {
+                tracing::info!(changed = ?self.changed, "output rebuilt for the new configuration");
+                t.add(Name::OutputRebuilds, &[("result", "rebuilt")], 1);
+            }
+            Some(e) => {
+                tracing::error!(changed = ?self.changed, error = e, "cannot rebuild the output; the running one stays");
+                t.add(Name::OutputRebuilds, &[("result", "failed")], 1);
+            }
+        }
     }
 }

@@ -75,13 +75,22 @@ async fn accept_loop(std_listener: std::net::TcpListener, telemetry: Telemetry, 
 
 fn route<B>(req: &Request<B>, t: &Telemetry) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match req.uri().path() {
-        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-        "/readyz" if t.is_ready() => (StatusCode::OK, "text/plain", "ready\n".to_string()),
-        "/readyz" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "not ready: no collection cycle has completed yet\n".to_string(),
-        ),
+        "/healthz" => match t.liveness() {
+            Ok(()) => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+            Err(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("unhealthy:\n{why}"),
+            ),
+        },
+        "/readyz" => match t.readiness() {
+            Ok(()) => (StatusCode::OK, "text/plain", "ready\n".to_string()),
+            Err(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("not ready:\n{why}"),
+            ),
+        },
         "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", t.render()),
         _ => (
             StatusCode::NOT_FOUND,

@@ -2,11 +2,16 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// Format of kinsight's own log lines on stderr (`kinsight.telemetry.log_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// The AWS SDK, its HTTP stack and signer log request headers and bodies at debug and trace:
 /// credentials, tokens and log contents. They stay at `warn` whatever `agent.debug` says
-/// (`spec/IDENTITY.md` §14); raising them is a deliberate step through `KINSIGHT_LOG`.
+/// (secrets must never reach the log); raising them is a deliberate step through `KINSIGHT_LOG`.
 const QUIET_DEPENDENCIES: &str = "aws_smithy_runtime=warn,aws_smithy_http_client=warn,aws_smithy_runtime_api=warn,aws_sigv4=warn,aws_config=warn,aws_sdk_sts=warn,aws_sdk_cloudwatch=warn,aws_sdk_cloudwatchlogs=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn,notify=warn";
 
 /// Sets the global subscriber once at start. `filter_override` is `KINSIGHT_LOG` (an

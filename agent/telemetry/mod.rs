@@ -3,7 +3,8 @@
 //!
 //! Owns: the one list of exported metric names ([`Name`]), the typed events that bump them
 //! ([`events`]), the log subscriber set-up, and the HTTP server. Components get a [`Telemetry`]
-//! handle at build time; there is no global registry (STYLE.md §8).
+//! handle at build time; there is no global registry. A leaf: it imports no other module of
+//! the agent, so every module can report through it.
 //!
 //! The decision a newcomer would question: counters live behind one mutex-guarded map instead
 //! of lock-free atomics per series. Hot loops count locally and add once per batch or tick, so
@@ -11,13 +12,15 @@
 //! rendering trivial.
 
 pub mod events;
+mod health;
 mod http;
 mod logging;
 mod names;
 mod registry;
 
+pub use health::Heartbeat;
 pub use http::serve;
-pub use logging::init_logging;
+pub use logging::{LogFormat, init_logging};
 pub use names::Name;
 pub use registry::Telemetry;
 

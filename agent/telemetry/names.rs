@@ -7,7 +7,7 @@ pub enum Name {
     ConfigReloads,
     /// Completed metric collection ticks.
     MetricCycles,
-    /// Ticks skipped because the previous one was still running (TICK-6).
+    /// Ticks skipped because the previous one was still running.
     MetricCyclesSkipped,
     /// Wall time of the last collection cycle and its write, seconds.
     MetricCycleSeconds,
@@ -23,11 +23,11 @@ pub enum Name {
     ItemsWritten,
     /// Items an output could not write, by `output` and `reason`.
     ItemsDropped,
-    /// Pod cgroups skipped because the pod index does not know the pod (POD-3).
+    /// Pod cgroups skipped because the pod index does not know the pod.
     PodsUnknown,
     /// Constant 1, labelled with the running version.
     BuildInfo,
-    /// Constant 1, labelled with the AWS identity `kind` and `imds_source` (`spec/IDENTITY.md` §15).
+    /// Constant 1, labelled with the AWS identity `kind` and `imds_source` .
     AwsIdentityInfo,
     /// Seconds until the current AWS credentials expire, by `role` (`base` | `agent_role` |
     /// `logs_role`); absent for static keys.
@@ -51,6 +51,15 @@ pub enum Name {
     /// EMF performance events not delivered to `CloudWatch Logs`, by `reason` (`queue_full` |
     /// `too_old` | `too_new` | `too_large` | `rejected` | `access_denied` | `shutdown`).
     EmfEventsDropped,
+    /// Log events that reached a final outcome in an output, by `outcome` (`accepted` |
+    /// `rejected_too_new` | `rejected_too_old` | `rejected_expired` | `dropped_<reason>`).
+    LogEventsSettled,
+    /// `PutLogEvents` bytes (message + 26 per event) of settled log events, by `outcome`.
+    LogBytesSettled,
+    /// Restarts of restartable background tasks, by `task`.
+    TaskRestarts,
+    /// Outputs rebuilt by a configuration reload, by `result` (`rebuilt` | `failed`).
+    OutputRebuilds,
 }
 
 impl Name {
@@ -77,6 +86,10 @@ impl Name {
             Name::MetricsDropped => "kinsight_metrics_dropped_total",
             Name::AwsRequests => "kinsight_aws_requests_total",
             Name::EmfEventsDropped => "kinsight_emf_events_dropped_total",
+            Name::LogEventsSettled => "kinsight_log_events_settled_total",
+            Name::LogBytesSettled => "kinsight_log_bytes_settled_total",
+            Name::TaskRestarts => "kinsight_task_restarts_total",
+            Name::OutputRebuilds => "kinsight_output_rebuilds_total",
         }
     }
 
@@ -105,6 +118,10 @@ impl Name {
             Name::MetricsDropped => "Metric datums not delivered to CloudWatch by reason.",
             Name::AwsRequests => "Calls to AWS by the outputs by api and result.",
             Name::EmfEventsDropped => "EMF performance events not delivered to CloudWatch Logs by reason.",
+            Name::LogEventsSettled => "Log events that reached a final outcome in an output, by outcome.",
+            Name::LogBytesSettled => "PutLogEvents bytes (message + 26 per event) of settled log events, by outcome.",
+            Name::TaskRestarts => "Restarts of restartable background tasks, by task.",
+            Name::OutputRebuilds => "Outputs rebuilt after a configuration reload, by result.",
         }
     }
 

@@ -1,9 +1,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use super::Name;
+use super::health::{Health, Heartbeat};
 
 /// Label pairs of one series. Names and values are `'static` on purpose: only bounded, code-defined
 /// values can be labels, so cardinality cannot grow with pods or files.
@@ -14,7 +15,7 @@ type Key = (Name, Vec<(&'static str, &'static str)>);
 #[derive(Debug, Default)]
 struct Inner {
     series: Mutex<BTreeMap<Key, f64>>,
-    ready: AtomicBool,
+    health: Arc<Health>,
 }
 
 /// Cheap to clone; every component holds one.
@@ -46,13 +47,40 @@ impl Telemetry {
         map.get(&(name, labels.to_vec())).copied().unwrap_or(0.0)
     }
 
-    /// Ready once the agent has completed its first cycle.
-    pub fn set_ready(&self, ready: bool) {
-        self.inner.ready.store(ready, Ordering::Relaxed);
+    /// Registers a must-run task for `/healthz`: it must [`Heartbeat::beat`] at least once per
+    /// `bound`.
+    pub fn heartbeat(&self, task: &'static str, bound: Duration) -> Heartbeat {
+        self.inner.health.register(task, bound);
+        Heartbeat {
+            health: self.inner.health.clone(),
+            task,
+        }
     }
 
+    /// Declares a readiness condition, unmet until [`Telemetry::set_condition`] says so;
+    /// `detail` is what `/readyz` shows meanwhile.
+    pub fn expect_condition(&self, name: &'static str, detail: &str) {
+        self.inner.health.expect(name, detail);
+    }
+
+    /// Sets a readiness condition; `detail` says why it is not met.
+    pub fn set_condition(&self, name: &'static str, met: bool, detail: &str) {
+        self.inner.health.set_condition(name, met, detail);
+    }
+
+    /// `Ok` while every must-run task makes progress, else why not (one line per task).
+    pub fn liveness(&self) -> Result<(), String> {
+        self.inner.health.liveness()
+    }
+
+    /// `Ok` when every readiness condition is met, else the unmet ones (one line each).
+    pub fn readiness(&self) -> Result<(), String> {
+        self.inner.health.readiness()
+    }
+
+    /// Whether `/readyz` answers 200.
     pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::Relaxed)
+        self.readiness().is_ok()
     }
 
     /// Prometheus text exposition format 0.0.4.

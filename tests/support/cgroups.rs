@@ -1,4 +1,4 @@
-//! Real cgroups for the tests that build kubelet-like trees as root (TESTING.md §6): who may,
+//! Real cgroups for the tests that build kubelet-like trees as root: who may,
 //! how to start a workload inside a cgroup, and how to undo it all.
 
 use std::io::{BufRead, BufReader};

@@ -1,4 +1,4 @@
-//! The strict local CloudWatch metrics endpoint (TESTING.md §7.4): rpc-v2-cbor `PutMetricData`
+//! The strict local CloudWatch metrics endpoint: rpc-v2-cbor `PutMetricData`
 //! on 127.0.0.1, enforcing the API limits that no third-party emulator enforces, with scripted
 //! faults, and a record of everything it accepted.
 //!
@@ -35,7 +35,7 @@ use minicbor::data::Type;
 /// `POST` path of PutMetricData in rpc-v2-cbor.
 pub const PUT_METRIC_DATA_PATH: &str = "/service/GraniteServiceVersion20100801/operation/PutMetricData";
 
-/// API limits (PutMetricData API reference; TESTING.md §7.4).
+/// API limits (PutMetricData API reference).
 pub const MAX_BODY_BYTES: usize = 1_000_000;
 pub const MAX_METRICS: usize = 1000;
 pub const MAX_DIMENSIONS: usize = 30;
@@ -569,7 +569,7 @@ fn invalid(msg: String) -> Invalid {
     ("InvalidParameterValue", msg)
 }
 
-/// The checks of TESTING.md §7.4; the first broken rule answers.
+/// Checks a request against the PutMetricData API reference's limits; the first broken rule answers.
 fn validate(v: &Cbor) -> Result<Vec<AcceptedDatum>, Invalid> {
     let namespace = v
         .get("Namespace")
@@ -768,7 +768,7 @@ fn datum(namespace: &str, n: usize, m: &Cbor, now_s: f64) -> Result<AcceptedDatu
 
 /// An `SdkConfig` for in-process tests: static test credentials, `us-east-1`, `endpoint` for
 /// every client, and the SDK's standard retries with millisecond backoff. Nothing comes from the
-/// environment or `~/.aws` (TESTING.md §7.5).
+/// environment or `~/.aws`.
 pub fn test_sdk_config(endpoint: &str) -> aws_types::SdkConfig {
     use aws_credential_types::Credentials;
     use aws_credential_types::provider::SharedCredentialsProvider;
@@ -791,9 +791,10 @@ pub fn test_sdk_config(endpoint: &str) -> aws_types::SdkConfig {
         .build()
 }
 
-/// A `ministack` of one test's own (TESTING.md §7.3.2: ministack 1.5.33 with `cbor2`), on a free
-/// port of 127.0.0.1, killed on drop: the read-back oracle for `PutMetricData` (`ListMetrics`,
-/// `GetMetricData`). It validates nothing; limits are the strict endpoint's job.
+/// A `ministack` of one test's own (ministack 1.5.33 with `cbor2`, without which it answers 200 but
+/// stores nothing), on a free port of 127.0.0.1, killed on drop: the read-back oracle for
+/// `PutMetricData` (`ListMetrics`, `GetMetricData`). It validates nothing; limits are the strict
+/// endpoint's job.
 #[derive(Debug)]
 pub struct Ministack {
     /// `http://127.0.0.1:PORT`.

@@ -1,4 +1,4 @@
-//! A fake `IMDSv2` (TESTING.md §7.7), in-process on 127.0.0.1:0, for
+//! A fake `IMDSv2`, in-process on 127.0.0.1:0, for
 //! `AWS_EC2_METADATA_SERVICE_ENDPOINT`. moto's metadata endpoint lacks the token TTL header the
 //! SDK requires, hence this one.
 //!

@@ -1,4 +1,4 @@
-//! Test support shared by the integration tests in `tests/` (TESTING.md §3, §7.2, §7.5).
+//! Test support shared by the integration tests in `tests/`.
 //!
 //! A file in `tests/` says `mod support;` and uses what it needs:
 //! - [`require_env`]: a prerequisite that `scripts/test-env.sh` provides. Missing, the test skips
@@ -44,7 +44,7 @@ pub use self::process::{
 };
 
 /// The value of `var`, an environment variable that `scripts/test-env.sh` sets for one tier's
-/// prerequisite (TESTING.md §3).
+/// prerequisite.
 ///
 /// When it is missing or empty, this prints `skipping: VAR not set (run scripts/test)` to stderr
 /// and returns `None`, and the test returns early:
@@ -63,20 +63,38 @@ pub fn require_env(var: &str) -> Option<String> {
         Ok(value) if !value.is_empty() => Some(value),
         _ if in_ci() => panic!(
             "{var} is not set under CI=true: scripts/test-env.sh (sourced by scripts/test, which \
-             .ci/run runs) must export it, or a whole test tier would silently not run \
-             (TESTING.md §3)"
+             .ci/run runs) must export it, or a whole test tier would silently not run"
         ),
         _ => {
-            eprintln!("skipping: {var} not set (run scripts/test)");
+            skip(&format!("{var} not set (run scripts/test)"));
             None
         }
+    }
+}
+
+/// Says that the calling test skips, and why: one line on stderr, and one line appended to the
+/// file named by `KINSIGHT_SKIP_LOG` (set by `scripts/test`, which prints the skips at the end,
+/// because cargo's harness hides the output of tests that pass).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the harness passes KINSIGHT_SKIP_LOG to the test process itself; no agent code reads it"
+)]
+pub fn skip(why: &str) {
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    eprintln!("skipping: {why}");
+    if let Ok(path) = std::env::var("KINSIGHT_SKIP_LOG")
+        && !path.is_empty()
+        && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path)
+    {
+        use std::io::Write as _;
+        let _ = writeln!(f, "{test}: {why}");
     }
 }
 
 /// Whether the tests run under CI (`CI` set to anything but empty, `0` or `false`).
 #[allow(
     clippy::disallowed_methods,
-    reason = "CI=true is the harness's own switch (TESTING.md §3); no agent code reads it"
+    reason = "CI=true is the harness's own switch; no agent code reads it"
 )]
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"))
@@ -124,4 +142,14 @@ mod clock {
             Instant::now() >= self.0
         }
     }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (the listener is closed again), for an
+/// agent's telemetry endpoint.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

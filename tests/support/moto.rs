@@ -1,4 +1,4 @@
-//! A `moto_server` per test (TESTING.md §7.2): STS and `CloudWatch Logs` on 127.0.0.1.
+//! A `moto_server` per test: STS and `CloudWatch Logs` on 127.0.0.1.
 
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener};

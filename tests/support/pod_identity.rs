@@ -1,4 +1,4 @@
-//! A fake EKS Pod Identity agent (TESTING.md §7.6), in-process on 127.0.0.1:0, for
+//! A fake EKS Pod Identity agent, in-process on 127.0.0.1:0, for
 //! `AWS_CONTAINER_CREDENTIALS_FULL_URI` (the SDK accepts `http://` to loopback).
 //!
 //! `GET /v1/credentials` answers credentials only when `Authorization` equals the token file's

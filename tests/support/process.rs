@@ -1,4 +1,4 @@
-//! Running the built `kinsight` binary (TESTING.md §7.5) and reading its `--output stdout`.
+//! Running the built `kinsight` binary and reading its `--output stdout`.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ pub fn kinsight_bin() -> PathBuf {
 
 /// A `Command` for the binary with a clean environment: only `PATH=/usr/bin:/bin`,
 /// `HOME=/nonexistent` (so no `~/.aws` leaks in) and `RUST_BACKTRACE=1`; stdin is empty. Nothing
-/// AWS-related comes from the developer's environment (TESTING.md §7.5): a test adds exactly the
+/// AWS-related comes from the developer's environment: a test adds exactly the
 /// variables it means, such as `AWS_REGION` and `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`.
 pub fn kinsight() -> Command {
     let mut cmd = Command::new(kinsight_bin());

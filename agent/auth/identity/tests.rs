@@ -1,4 +1,4 @@
-//! The refresher with a fake clock and a fake pinned link (TESTING.md §4): tokio's paused time
+//! The refresher with a fake clock and a fake pinned link: tokio's paused time
 //! drives both the timers and the wall clock, so an hour of refreshes runs in milliseconds.
 
 use std::collections::VecDeque;

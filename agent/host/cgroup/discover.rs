@@ -1,4 +1,4 @@
-//! Pod and container cgroups below `kubepods` (`spec/METRICS.md` §14.2, MAP-1, MAP-2, POD-1).
+//! Pod and container cgroups below `kubepods`.
 //!
 //! Both kubelet cgroup drivers are recognised, whatever the runtime:
 //!
@@ -8,10 +8,12 @@
 //! | systemd | `kubepods.slice/kubepods-pod<uid_>.slice`, `kubepods.slice/kubepods-<qos>.slice/kubepods-<qos>-pod<uid_>.slice` | `cri-containerd-<id>.scope`, `docker-<id>.scope`, `crio-<id>.scope` |
 //!
 //! `<uid_>` is the UID with `-` written as `_` (systemd reserves `-` for slice nesting). A static
-//! pod's UID is the kubelet's config hash, 32 hex digits without dashes (trap 10). Every
+//! pod's UID is the kubelet's config hash, 32 hex digits without dashes (kubernetes
+//! `pkg/kubelet/config/common.go`), not its mirror pod's `metadata.uid`. Every
 //! container cgroup is listed, including the sandbox's: the caller matches ids against the pod
 //! index and ignores the ones it does not know. Only direct children of a pod cgroup are
-//! containers, so nested cgroups (Docker-in-Docker, POD-1) never appear. CRI-O's
+//! containers, so nested cgroups (Docker-in-Docker; upstream's `isContainerInContainer` drops
+//! them too) never appear. CRI-O's
 //! `crio-conmon-<id>.scope` holds the monitor process, not the container, and is skipped.
 //!
 //! Listing races with the kubelet: a pod or container cgroup that disappears while it is being
@@ -29,7 +31,7 @@ pub struct PodCgroup {
     pub uid: String,
     pub qos: Qos,
     /// Path relative to the controller root, no leading slash. On cgroup v1 the same relative
-    /// path is looked up in each controller hierarchy (MAP-7).
+    /// path is looked up in each controller hierarchy.
     pub rel: String,
     pub containers: Vec<ContainerCgroup>,
 }
@@ -241,7 +243,7 @@ fn uid_from_path(s: &str) -> Option<String> {
 
 /// The pod UID from one path component in either driver's form (`pod<uid>`,
 /// `kubepods-pod<uid_>.slice`, `kubepods-<qos>-pod<uid_>.slice`), for paths that are not
-/// anchored at the hierarchy root (`/proc/<pid>/cgroup` under a cgroup namespace, MAP-5).
+/// anchored at the hierarchy root (`/proc/<pid>/cgroup` under a cgroup namespace).
 pub(crate) fn uid_from_component(c: &str) -> Option<String> {
     if let Some(rest) = c.strip_prefix("pod") {
         return uid_from_path(rest);
@@ -253,7 +255,7 @@ pub(crate) fn uid_from_component(c: &str) -> Option<String> {
     uid_from_path(rest)
 }
 
-/// The container id and runtime from a container cgroup's name (MAP-2).
+/// The container id and runtime from a container cgroup's name.
 pub(crate) fn container_from_name(name: &str) -> Option<(&str, Runtime)> {
     if name.starts_with("crio-conmon-") {
         return None;

@@ -1,4 +1,4 @@
-//! Block I/O counters of a cgroup (`spec/METRICS.md` §5.3, trap 11): the v1 `blkio.*` files
+//! Block I/O counters of a cgroup: the v1 `blkio.*` files
 //! (`8:0 Read 123` lines) and the v2 `io.stat` file (`8:0 rbytes=… wbytes=… rios=… wios=…`).
 
 use std::path::Path;
@@ -24,7 +24,8 @@ pub struct DeviceIo {
 }
 
 /// Read and Write always; Sync, Async and Total only where the kernel gives them (cgroup v1).
-/// cgroup v2 has none of the three (DIO-2): they stay `None`, never an invented 0.
+/// cgroup v2 has none of the three (runc's `libcontainer/cgroups/fs2/io.go` maps `io.stat` to
+/// Read and Write only): they stay `None`, never an invented 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IoCounters {
     pub read: u64,
@@ -35,7 +36,7 @@ pub struct IoCounters {
 }
 
 impl IoCounters {
-    /// The kernel's Total, or `read + write` where it gives none (DIO-3: kinsight fills the
+    /// The kernel's Total, or `read + write` where it gives none (kinsight fills the
     /// `*_total` fields on cgroup v2, which upstream leaves out).
     pub fn total_or_sum(&self) -> u64 {
         self.total.unwrap_or_else(|| self.read.saturating_add(self.write))
@@ -45,7 +46,8 @@ impl IoCounters {
 /// The v1 file pairs in runc's order of preference (`libcontainer/cgroups/fs/blkio.go`
 /// `GetStats`): BFQ, then CFQ, then the throttle files (recursive, then local). A pair is used
 /// when its `io_serviced` file exists and lists at least one device. On blk-mq kernels without
-/// BFQ only the throttle files are populated (and read 0 on AL2 ≥ 5.10.236, DIO-4).
+/// BFQ only the throttle files are populated (and read 0 on AL2 kernels ≥ 5.10.236,
+/// awslabs/amazon-eks-ami#2270).
 const V1_CANDIDATES: [(&str, &str); 4] = [
     (
         "blkio.bfq.io_serviced_recursive",

@@ -2,7 +2,7 @@
 //!
 //! [`CgroupMode`] is detected once at build time from files under the host root:
 //! - `sys/fs/cgroup/cgroup.controllers` present ⇒ the unified hierarchy is mounted at the cgroup
-//!   root: **v2** (AL2023, Bottlerocket) — `spec/METRICS.md` HOST-2;
+//!   root: **v2** (AL2023, Bottlerocket);
 //! - otherwise v1 controllers at `sys/fs/cgroup/<controller>`, either co-mounted as
 //!   `cpu,cpuacct` (EKS AL2, with `cpu` and `cpuacct` symlinks) or mounted separately (this
 //!   project's test machines); if a cgroup2 tree is also mounted at `sys/fs/cgroup/unified`,
@@ -175,8 +175,8 @@ impl CgroupMode {
         }
     }
 
-    /// Every pod cgroup below `kubepods` / `kubepods.slice` with its container cgroups
-    /// (`spec/METRICS.md` §14.2). On v1 the tree is listed in the `cpuacct` hierarchy; the
+    /// Every pod cgroup below `kubepods` / `kubepods.slice` with its container cgroups.
+    /// On v1 the tree is listed in the `cpuacct` hierarchy; the
     /// `rel` paths are valid in every controller hierarchy. The layouts are in `cgroup/discover.rs`.
     pub fn list_pods(&self, root: &Root) -> Result<Vec<PodCgroup>, HostError> {
         discover::list_pods(root, self.listing_dir(), true)
@@ -188,8 +188,8 @@ impl CgroupMode {
         discover::list_pods(root, self.listing_dir(), false)
     }
 
-    /// Block I/O counters of the cgroup at `rel` (`""` is the root cgroup; §5.3 reads only
-    /// the root). v1 from the `blkio` hierarchy, v2 from `io.stat`.
+    /// Block I/O counters of the cgroup at `rel` (`""` is the root cgroup; the `NodeDiskIO`
+    /// records read only the root). v1 from the `blkio` hierarchy, v2 from `io.stat`.
     pub fn read_io(&self, root: &Root, rel: &str) -> Result<IoStats, HostError> {
         match self {
             CgroupMode::V1(l) | CgroupMode::Hybrid(l) => io::read_v1(root, &l.blkio, rel),
@@ -205,7 +205,7 @@ impl CgroupMode {
     }
 
     /// The kubelet's cgroup driver, from the presence of `kubepods.slice` (systemd) or
-    /// `kubepods` (cgroupfs) in the listing hierarchy (HOST-2); `None` without a kubelet tree.
+    /// `kubepods` (cgroupfs) in the listing hierarchy; `None` without a kubelet tree.
     /// For `kinsight check` and logs; [`CgroupMode::list_pods`] walks both anyway.
     pub fn driver(&self, root: &Root) -> Option<&'static str> {
         let dir = self.listing_dir();
@@ -434,7 +434,7 @@ pub struct MemoryStats {
     pub pgmajfault: u64,
     /// v1 `memory.max_usage_in_bytes`; v2 `memory.peak` (absent at the root ⇒ 0).
     pub max_usage: u64,
-    /// v1 `memory.failcnt`; v2 has none ⇒ 0 (`spec/METRICS.md` trap 11).
+    /// v1 `memory.failcnt`; v2 has none ⇒ 0, as upstream writes it.
     pub failcnt: u64,
 }
 

@@ -1,5 +1,4 @@
-//! A process of a cgroup tree, to reach the pod's network namespace (`spec/METRICS.md` PNET-1,
-//! MAP-5).
+//! A process of a cgroup tree, to reach the pod's network namespace.
 //!
 //! A pod's own cgroup holds no process: they live in its container cgroups, and every container
 //! of a pod shares the sandbox's network namespace, so any of them will do. The kernel writes

@@ -30,7 +30,7 @@ pub fn read_memory(root: &Root, at: &At<'_>, files: super::V2Files, full: bool) 
     let (file, anon) = (v[1].unwrap_or(0), v[2].unwrap_or(0));
     let is_root = at.is_root();
     // The v2 root has no memory.current: usage = anon + file from the root memory.stat, as
-    // opencontainers/cgroups does (spec/METRICS.md §5.1, trap 6).
+    // opencontainers/cgroups does (`fs2/memory.go`).
     let usage = if is_root {
         anon.saturating_add(file)
     } else {

@@ -1,10 +1,10 @@
-//! The leader's cluster-level records (`spec/METRICS.md` §9): Cluster, `ClusterNamespace` and
-//! `ClusterService`, from a [`ClusterState`].
+//! The leader's cluster-level records: Cluster, `ClusterNamespace` and `ClusterService`, from a
+//! [`ClusterState`].
 //!
-//! Only the leader calls this (LEAD-1); in file mode that is the agent whose file is a cluster
-//! dump (§14.6). The records carry the leader's `ClusterName` and `NodeName` and no instance
-//! attributes (§12.3), and the wall-clock time of the Node record of the same tick (TS-2), so
-//! that every record of a tick shares one timestamp.
+//! Only the leader calls this; in file mode that is the agent whose file is a cluster dump. The
+//! records carry the leader's `ClusterName` and `NodeName` and, as upstream's, no instance
+//! attributes, and the wall-clock time of the Node record of the same tick, so that every record
+//! of a tick shares one timestamp.
 
 use serde_json::{Map, Value, json};
 
@@ -16,7 +16,7 @@ use super::super::record::{Record, RecordType};
 /// `ClusterService` per Service with ≥ 1 ready pod endpoint (by namespace, then name). `node` is
 /// this tick's Node record: its `ClusterName`, `NodeName` and timestamp are copied. With
 /// `kubernetes_object` (modes that write performance events), `ClusterNamespace` and
-/// `ClusterService` get their `kubernetes` object (§12.4); Cluster has none.
+/// `ClusterService` get their `kubernetes` object; Cluster has none.
 pub fn cluster_records(cluster: &ClusterState, node: &Record, kubernetes_object: bool) -> Vec<Record> {
     let mut out = Vec::with_capacity(1 + cluster.namespace_running_pods.len() + cluster.service_ready_pods.len());
     let leader = |kind: RecordType| {
@@ -122,7 +122,7 @@ mod tests {
             assert_eq!(r.timestamp_ms, 1_768_471_290_000);
             assert_eq!(r.attribute("ClusterName"), Some("demo"));
             assert_eq!(r.attribute("NodeName"), Some("leader-node"));
-            assert_eq!(r.attribute("InstanceId"), None, "§12.3: no instance attributes");
+            assert_eq!(r.attribute("InstanceId"), None, "no instance attributes");
             assert!(r.json_attributes.is_empty());
         }
         let c = &records[0];

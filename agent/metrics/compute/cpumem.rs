@@ -1,4 +1,5 @@
-//! The CPU and memory fields shared by Node, Pod and Container records (§5.1, §6.1).
+//! The CPU and memory fields shared by Node, Pod and Container records, as upstream's cAdvisor
+//! extractors compute them (`internal/cadvisor/extractors/` in `awscontainerinsightreceiver`).
 
 use tokio::time::Instant;
 
@@ -61,7 +62,8 @@ pub const NODE: Names = names!("node");
 pub const POD: Names = names!("pod");
 pub const CONTAINER: Names = names!("container");
 
-/// What later fields are gated on (§7.2): the CPU rate and the working set of this tick.
+/// What later fields are gated on: the CPU rate and the working set of this tick (upstream adds
+/// requests, limits and reserved capacity only when these exist).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
     /// Millicores; `None` on the first tick, after a reset, or when unreadable.
@@ -108,12 +110,12 @@ pub fn add(
     r.set_field(names.cpu_usage_total, total);
     r.set_field(names.cpu_usage_user, user);
     r.set_field(names.cpu_usage_system, system);
-    // Utilisation is over node capacity, never the pod's limit (trap 2).
+    // Utilisation is over node capacity, never the pod's limit.
     r.set_field(names.cpu_utilization, total.map(|t| t / cpu_limit * 100.0));
 
     let mut working_set = None;
     if let Some(m) = memory {
-        // Working set = usage − inactive file, floored at 0 (trap 6).
+        // Working set = usage − inactive file, floored at 0.
         let ws = m.usage.saturating_sub(m.inactive_file) as f64;
         working_set = Some(ws);
         r.set_field(names.memory_usage, Some(m.usage as f64));
@@ -131,7 +133,7 @@ pub fn add(
         );
         let pgfault = rate(Field::Pgfault, m.pgfault);
         let pgmajfault = rate(Field::Pgmajfault, m.pgmajfault);
-        // cAdvisor copies the same value to the container and the hierarchical field (§5.1).
+        // cAdvisor copies the same value to the container and the hierarchical field.
         r.set_field(names.memory_pgfault, pgfault);
         r.set_field(names.memory_pgmajfault, pgmajfault);
         r.set_field(names.memory_hierarchical_pgfault, pgfault);

@@ -1,8 +1,9 @@
-//! Samples → records (`spec/METRICS.md` §5–§8).
+//! Samples → records.
 //!
 //! The CPU and memory fields are the same for node, pod and container records but for their
 //! prefix ([`cpumem`]); rates are keyed by the cgroup (or interface, or device) and the field,
-//! so a restarted container (new id, new cgroup) starts without a previous sample (§4.3).
+//! so a restarted container (new id, new cgroup) starts without a previous sample, hence
+//! without rates for one tick.
 
 pub mod cluster;
 pub mod cpumem;

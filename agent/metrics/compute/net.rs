@@ -1,4 +1,5 @@
-//! Network fields: per-interface records and their sums (`spec/METRICS.md` §5.2, §6.3).
+//! Network fields: per-interface records and their sums, as upstream's
+//! `internal/cadvisor/extractors/net_extractor.go` computes them.
 
 use tokio::time::Instant;
 
@@ -77,8 +78,8 @@ fn counters(c: &InterfaceCounters) -> [u64; 8] {
 
 /// Adds the sums to `owner` (the Node or Pod record) and returns one record per counted
 /// interface, each with the owner's attributes plus `interface`. `owner_scope` keys the
-/// rates (node, or the pod's cgroup: PNET-3). Sums cover the interfaces that have the field
-/// this tick; with none contributing, the sum is absent (NET-4).
+/// rates (node, or the pod's cgroup). Sums cover the interfaces that have the field
+/// this tick; with none contributing, the sum is absent.
 pub fn add(
     owner: &mut Record,
     names: &NetNames,
@@ -121,7 +122,7 @@ pub fn add(
     for (i, name) in names.sums.iter().enumerate() {
         owner.set_field(name, sums[i]);
     }
-    // `*_total_bytes = rx_bytes + tx_bytes` only when both rates exist (NET-4).
+    // `*_total_bytes = rx_bytes + tx_bytes` only when both rates exist.
     owner.set_field(names.sum_total, sums[0].zip(sums[1]).map(|(a, b)| a + b));
     records
 }

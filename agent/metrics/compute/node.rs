@@ -1,4 +1,4 @@
-//! The node record of `spec/METRICS.md` §5.1.
+//! The Node record: root-cgroup CPU and memory, over the capacity read from the host's `/proc`.
 
 use crate::host::procfs::NodeCapacity;
 
@@ -13,13 +13,14 @@ use super::{RateKey, scope};
 pub struct NodeAttributes {
     pub cluster_name: String,
     pub node_name: String,
-    /// From IMDS; absent in a local run, so the N dimension set is skipped (DIM-1).
+    /// From IMDS; absent in a local run, so the `ClusterName, InstanceId, NodeName` dimension set
+    /// is skipped.
     pub instance_id: Option<String>,
     pub instance_type: Option<String>,
 }
 
 impl NodeAttributes {
-    /// `ClusterName`, `NodeName` and, when known, `InstanceId` and `InstanceType` (§12.3).
+    /// `ClusterName`, `NodeName` and, when known, `InstanceId` and `InstanceType`.
     pub fn apply(&self, r: &mut Record) {
         r.set_attribute("ClusterName", self.cluster_name.as_str());
         r.set_attribute("NodeName", self.node_name.as_str());
@@ -33,7 +34,7 @@ impl NodeAttributes {
 }
 
 /// Builds the node record's CPU and memory part; the caller adds network, pod counts and
-/// requests. Returns the usage that gates the reserved-capacity fields (§7.2).
+/// requests. Returns the usage that gates the reserved-capacity fields.
 pub fn node_record(
     sample: &NodeSample,
     capacity: NodeCapacity,

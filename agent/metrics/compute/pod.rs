@@ -1,4 +1,4 @@
-//! Pod and Container records (`spec/METRICS.md` §6–§8) and the pod-derived Node fields.
+//! Pod and Container records and the pod-derived Node fields.
 
 use serde_json::{Map, Value, json};
 
@@ -33,14 +33,14 @@ pub struct PodRead<'a> {
 }
 
 fn pod_attributes(r: &mut Record, owner: &Record, pod: &PodInfo, s: PodSettings) {
-    // Sized once: the node's attributes, the pod's (at most 6), and about 40 fields (§6.1).
+    // Sized once: the node's attributes, the pod's (at most 6), and about 40 fields.
     r.attributes.reserve(owner.attributes.len() + 6);
     r.attributes.extend(owner.attributes.iter().cloned());
     r.fields.reserve(48);
     r.set_attribute("Namespace", pod.namespace.as_str());
     r.set_attribute("PodName", pod.pod_name(s.prefer_full_pod_name));
     if s.enhanced {
-        // FullPodName [E] is always the real pod name (§14.4).
+        // FullPodName [E] is always the real pod name.
         r.set_attribute("FullPodName", pod.name.as_str());
     }
     if s.tag_service
@@ -50,7 +50,7 @@ fn pod_attributes(r: &mut Record, owner: &Record, pod: &PodInfo, s: PodSettings)
     }
 }
 
-/// The `kubernetes` object of Pod and Container events (§12.4).
+/// The `kubernetes` object of Pod and Container events, as upstream's `AddKubernetesInfo` builds it.
 fn kubernetes_object(node_name: &str, pod: &PodInfo, s: PodSettings, container: Option<&ContainerInfo>) -> Value {
     let mut k = Map::new();
     k.insert("host".into(), json!(node_name));
@@ -86,8 +86,8 @@ fn kubernetes_object(node_name: &str, pod: &PodInfo, s: PodSettings, container: 
     Value::Object(k)
 }
 
-/// Requests, limits and the fields derived from them, gated on this tick's usage (§7.2).
-fn add_resources(r: &mut Record, pod: &PodInfo, usage: Usage, capacity: &crate::kube::NodeCapacity) {
+/// Requests, limits and the fields derived from them, gated on this tick's usage.
+fn add_resources(r: &mut Record, pod: &PodInfo, usage: Usage, capacity: &crate::kube::PodResourceCeiling) {
     let res = pod.resources(Some(capacity));
     if let Some(cpu) = usage.cpu_millicores {
         r.set_field("pod_cpu_request", res.cpu_request_millicores);
@@ -115,7 +115,8 @@ fn add_resources(r: &mut Record, pod: &PodInfo, usage: Usage, capacity: &crate::
     }
 }
 
-/// [E] pod status fields (§8.3).
+/// [E] pod status fields (phase one-hot, conditions, container state counts), as upstream's
+/// `podstore.go` writes them.
 fn add_status_fields(r: &mut Record, pod: &PodInfo) {
     use crate::kube::{ConditionStatus, ContainerState, PodPhase};
     let phase = pod.phase;
@@ -139,7 +140,7 @@ fn add_status_fields(r: &mut Record, pod: &PodInfo) {
             ContainerState::Terminated { .. } => terminated += 1.0,
             ContainerState::Waiting { reason } => {
                 waiting += 1.0;
-                // Upstream's WaitingReasonLookup (§8.3).
+                // Upstream's `WaitingReasonLookup` (`internal/aws/containerinsight/const.go`).
                 let i = match reason.as_deref() {
                     Some("CrashLoopBackOff") => Some(0),
                     Some("ErrImagePull" | "ImagePullBackOff" | "InvalidImageName") => Some(1),
@@ -208,9 +209,9 @@ pub fn pod_record(
         "pod_number_of_running_containers",
         Some(pod.number_of_running_containers() as f64),
     );
-    // RST-1: a per-tick delta, absent on the first observation.
+    // A per-tick delta, absent on the first observation.
     r.set_field("pod_number_of_container_restarts", restarts_delta);
-    let capacity = crate::kube::NodeCapacity {
+    let capacity = crate::kube::PodResourceCeiling {
         cpu_millicores: f64::from(tick.capacity.cpus) * 1000.0,
         memory_bytes: tick.capacity.memory_bytes as f64,
     };
@@ -226,7 +227,7 @@ pub fn pod_record(
     (r, usage)
 }
 
-/// The Container record of one application container (§6.1, §7.2, §8.2–§8.3).
+/// The Container record of one application container.
 pub fn container_record(
     owner: &Record,
     pod: &PodInfo,
@@ -281,7 +282,8 @@ pub fn container_record(
             r.set_field("container_memory_utilization_over_container_limit", over);
         }
     }
-    // RST-3: the per-container twin, without prefix and without unit (quirk, parity).
+    // The per-container twin, without prefix and without unit (an upstream quirk: its prefix
+    // stripping mangles the name; kept for parity).
     r.set_field("number_of_container_restarts", restarts_delta);
     if s.kubernetes_object {
         let node = owner.attribute("NodeName").unwrap_or_default();
@@ -291,7 +293,7 @@ pub fn container_record(
     r
 }
 
-/// The Node record's pod-derived fields (§7.1, §8.1), gated like the pod's (§7.2).
+/// The Node record's pod-derived fields, gated like the pod's on this tick's usage.
 pub fn add_node_totals(node: &mut Record, totals: &NodeTotals, usage: Usage) {
     node.set_field("node_number_of_running_pods", Some(totals.running_pods as f64));
     node.set_field(

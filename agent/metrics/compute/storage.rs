@@ -1,4 +1,4 @@
-//! NodeFS (`spec/METRICS.md` §5.4) and NodeDiskIO (§5.3) records.
+//! NodeFS and NodeDiskIO records.
 
 use std::collections::HashMap;
 
@@ -16,7 +16,7 @@ pub fn filesystem_record(owner: &Record, mount: &Mount, fs: &FsStats) -> Record 
     let mut r = Record::new(RecordType::NodeFS, owner.timestamp_ms);
     r.attributes.clone_from(&owner.attributes);
     r.set_attribute("device", mount.device.as_str());
-    // FS-3: cAdvisor's type string for ordinary block filesystems, not xfs/ext4.
+    // cAdvisor's type string for ordinary block filesystems, not xfs/ext4.
     r.set_attribute("fstype", "vfs");
     let capacity = fs.capacity_bytes as f64;
     let usage = fs.used_bytes() as f64;
@@ -63,7 +63,7 @@ const OP_FIELDS: [Field; 5] = [
 ];
 
 fn values(c: &IoCounters) -> [Option<u64>; 5] {
-    // DIO-3: total = read + write when the kernel gives none; Sync/Async are never invented.
+    // total = read + write when the kernel gives none (cgroup v2); Sync/Async are never invented.
     [Some(c.read), Some(c.write), c.sync, c.async_, Some(c.total_or_sum())]
 }
 

@@ -1,5 +1,5 @@
-//! Records → PutMetricData datums (`spec/METRICS.md` §11): one datum per declared field and
-//! per dimension set whose attributes are all present (DIM-1), dimensions sorted by name (DIM-2).
+//! Records → PutMetricData datums: one datum per declared field and per dimension set whose
+//! attributes are all present, dimensions sorted by name.
 
 use std::sync::Arc;
 
@@ -35,7 +35,7 @@ impl Unit {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Datum {
     pub metric_name: &'static str,
-    /// Sorted by name (DIM-2). Shared by the datums of one record with the same dimension set,
+    /// Sorted by name. Shared by the datums of one record with the same dimension set,
     /// and the values with the record they came from: a pod's 27 datums hold 3 lists.
     pub dimensions: Dimensions,
     pub value: f64,
@@ -65,7 +65,8 @@ pub fn encode(record: &Record, enhanced: bool, out: &mut Vec<Datum>) {
                 built.push((set, dims.clone()));
                 dims
             };
-            // DIM-1: a set with a missing or empty attribute is skipped, not sent empty.
+            // A set with a missing or empty attribute is skipped, not sent empty (PutMetricData
+            // rejects empty dimension values).
             let Some(dimensions) = dims else { continue };
             out.push(Datum {
                 metric_name: decl.metric,

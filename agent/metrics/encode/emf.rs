@@ -1,4 +1,5 @@
-//! EMF "version 0" performance events (`spec/METRICS.md` §12): one event per record, to
+//! EMF "version 0" performance events, as the `CloudWatch` agent writes them (top-level
+//! `CloudWatchMetrics`, `Timestamp` as a string): one event per record, to
 //! `/aws/containerinsights/<cluster>/performance`, stream = node name.
 
 use std::collections::HashMap;
@@ -9,31 +10,33 @@ use super::super::declare::{self, Declaration};
 use super::super::record::Record;
 use super::datum::{NAMESPACE, Unit};
 
-/// One performance log event, exactly what PutLogEvents sends. `message` is the event JSON.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmfEvent {
-    pub log_group: String,
-    pub log_stream: String,
-    pub timestamp_ms: i64,
-    pub message: String,
-}
+/// A performance event is an ordinary CloudWatch Logs event whose `message` is the EMF JSON.
+pub use crate::ship::LogEvent;
 
-/// The performance log group of a cluster (§12.1).
+/// The performance log group of a cluster.
 pub fn performance_log_group(cluster_name: &str) -> String {
     format!("/aws/containerinsights/{cluster_name}/performance")
+}
+
+/// Whether `group` is the performance log group of `cluster`, without building the name.
+fn is_group_of(group: &str, cluster: &str) -> bool {
+    group
+        .strip_prefix("/aws/containerinsights/")
+        .and_then(|g| g.strip_suffix("/performance"))
+        == Some(cluster)
 }
 
 /// How events are written for the configured destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EmfOptions {
     /// Mode `emf` (and extraction not disabled): add the `CloudWatchMetrics` directive. Mode
-    /// `both` leaves it out, so a datapoint reaches CloudWatch by one path only (OUT-3, OUT-6).
+    /// `both` leaves it out, so a datapoint reaches CloudWatch by one path only.
     pub with_directive: bool,
     pub enhanced: bool,
 }
 
 /// Integer-valued fields (counts, sizes, limits, requests) are written without a fractional
-/// part (§10.2): `"node_cpu_limit": 4000`, not `4000.0`.
+/// part: `"node_cpu_limit": 4000`, not `4000.0`.
 fn is_integer_valued(field: &'static str) -> bool {
     // Field names are a few hundred `&'static str` constants, each written thousands of times
     // a tick: the suffix rules of `unit_of` run once per name and thread.
@@ -80,8 +83,9 @@ fn groups(record: &Record, enhanced: bool) -> Vec<Group> {
 }
 
 /// Appends the event of `record` to `out`. In enhanced mode a record with no declared metric
-/// is dropped (DIM-4); in standard mode it is still written (log-only data).
-pub fn encode(record: &Record, opts: EmfOptions, out: &mut Vec<EmfEvent>) {
+/// is dropped, as upstream's EMF exporter does; in standard mode it is still written (log-only
+/// data).
+pub fn encode(record: &Record, opts: EmfOptions, out: &mut Vec<LogEvent>) {
     let groups = groups(record, opts.enhanced);
     if opts.enhanced && groups.is_empty() {
         return;
@@ -129,16 +133,25 @@ pub fn encode(record: &Record, opts: EmfOptions, out: &mut Vec<EmfEvent>) {
     })();
     debug_assert!(result.is_ok(), "EMF serialization failed: {result:?}");
     let cluster = record.attribute("ClusterName").unwrap_or("undefined");
-    out.push(EmfEvent {
-        log_group: performance_log_group(cluster),
-        log_stream: record.attribute("NodeName").unwrap_or("undefined").to_string(),
+    let node = record.attribute("NodeName").unwrap_or("undefined");
+    // Every event of a tick names the same group and stream: share the previous event's.
+    let (group, stream) = match out.last() {
+        Some(prev) if prev.stream.as_ref() == node && is_group_of(&prev.group, cluster) => {
+            (prev.group.clone(), prev.stream.clone())
+        }
+        _ => (performance_log_group(cluster).into(), node.into()),
+    };
+    out.push(LogEvent {
+        group,
+        stream,
         timestamp_ms: record.timestamp_ms,
         // serde_json writes valid UTF-8.
         message: String::from_utf8(buf).unwrap_or_default(),
+        token: 0,
     });
 }
 
-/// The dimension sets of a group that the record satisfies (DIM-1), de-duplicated.
+/// The dimension sets of a group that the record satisfies, de-duplicated.
 fn satisfied(record: &Record, g: &Group) -> Vec<&'static [&'static str]> {
     let mut sets: Vec<&'static [&'static str]> = Vec::new();
     for &set in g.sets {
@@ -193,7 +206,7 @@ struct MetricRef<'a>(&'a Declaration);
 
 impl serde::Serialize for MetricRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // A metric without a unit is written as {"Name": …} with no Unit key (§12.2).
+        // A metric without a unit is written as {"Name": …} with no Unit key.
         let with_unit = self.0.unit != Unit::None;
         let mut m = s.serialize_map(Some(if with_unit { 2 } else { 1 }))?;
         m.serialize_entry("Name", self.0.metric)?;
@@ -236,8 +249,8 @@ mod tests {
             },
             &mut out,
         );
-        assert_eq!(out[0].log_group, "/aws/containerinsights/c/performance");
-        assert_eq!(out[0].log_stream, "ip-1");
+        assert_eq!(&*out[0].group, "/aws/containerinsights/c/performance");
+        assert_eq!(&*out[0].stream, "ip-1");
         let v: Value = serde_json::from_str(&out[0].message).unwrap();
         assert_eq!(v["Type"], "Node");
         assert_eq!(v["Version"], "0");
@@ -307,6 +320,6 @@ mod tests {
             },
             &mut out,
         );
-        assert!(out.is_empty(), "[E] drops records with no declared metric (DIM-4)");
+        assert!(out.is_empty(), "[E] drops records with no declared metric");
     }
 }

@@ -1,4 +1,4 @@
-//! One interval's datums → `PutMetricData` requests within the API limits (PMD-2), and the local
+//! One interval's datums → `PutMetricData` requests within the API limits, and the local
 //! checks that keep a request from being rejected as a whole for one bad datum.
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use crate::metrics::Datum;
 pub const MAX_DATUMS_PER_PUT: usize = 1000;
 
 /// "Each `PutMetricData` request is limited to 1 MB in size for HTTP POST requests", counted here on
-/// the uncompressed body to be safe: the SDK gzips, but the limit's basis is not documented (PMD-2).
+/// the uncompressed body to be safe: the SDK gzips, but the limit's basis is not documented.
 pub const MAX_REQUEST_BYTES: usize = 1_000_000;
 
 /// Headroom for the request's own envelope (`Namespace`, the outer map and array heads).

@@ -1,5 +1,5 @@
-//! [`CloudwatchMetrics`]: the `PutMetricData` output. `write_metrics` checks and batches one
-//! interval, queues it and returns; a background task sends.
+//! [`CloudwatchMetrics`]: the `PutMetricData` lane of the `cloudwatch` output. `enqueue` checks
+//! and batches one interval, queues it and returns; the sender task sends.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,31 +11,34 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Datum;
-use crate::metrics::encode::emf::EmfEvent;
 use crate::telemetry::Telemetry;
 use crate::telemetry::events::ShipDropReason;
 
-use super::super::ShipError;
-use super::super::output::{BoxFuture, Sink};
+use super::super::output::BoxFuture;
+use super::super::retry::{Backoff, sdk_retry_config};
 use super::batch::{self, MAX_AGE, MAX_AHEAD, value_is_sendable};
 use super::queue::IntervalQueue;
-use super::retry::Backoff;
 use super::sender::{self, Shared, State};
 
-/// Sends metric datums with `PutMetricData` to namespace `ContainerInsights` (OUT-1, PMD-1…5).
+/// Sends metric datums with `PutMetricData` to namespace `ContainerInsights`.
 ///
-/// Needs a tokio runtime: `new` spawns the sender task, which runs until the value is dropped
-/// (or [`CloudwatchMetrics::flush`] reaches its deadline).
+/// `new` returns the sender task for the supervisor to run; it ends when the value is dropped
+/// or [`CloudwatchMetrics::flush`] reaches its deadline.
 #[derive(Debug)]
 pub struct CloudwatchMetrics {
     shared: Arc<Shared>,
 }
 
 impl CloudwatchMetrics {
-    /// A client for `sdk` (credentials, region, retry and compression settings), with
-    /// `endpoint_override` (`kinsight.metrics.endpoint_override`, `spec/IDENTITY.md` §9) applied
-    /// to this client only, and a queue of `queue_intervals` whole intervals.
-    pub fn new(sdk: &SdkConfig, endpoint_override: Option<&str>, queue_intervals: usize, telemetry: Telemetry) -> Self {
+    /// A client for `sdk` (credentials, region, compression settings), with `endpoint_override`
+    /// (`kinsight.metrics.endpoint_override`) applied to this client only, and a queue of
+    /// `queue_intervals` whole intervals; plus the sender task.
+    pub fn new(
+        sdk: &SdkConfig,
+        endpoint_override: Option<&str>,
+        queue_intervals: usize,
+        telemetry: Telemetry,
+    ) -> (Self, BoxFuture<'static, ()>) {
         Self::with_backoff(sdk, endpoint_override, queue_intervals, telemetry, Backoff::default())
     }
 
@@ -46,7 +49,7 @@ impl CloudwatchMetrics {
         queue_intervals: usize,
         telemetry: Telemetry,
         backoff: Backoff,
-    ) -> Self {
+    ) -> (Self, BoxFuture<'static, ()>) {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: IntervalQueue::new(queue_intervals),
@@ -57,14 +60,14 @@ impl CloudwatchMetrics {
             stop: CancellationToken::new(),
             telemetry,
         });
-        tokio::spawn(sender::run(shared.clone(), client(sdk, endpoint_override), backoff));
-        CloudwatchMetrics { shared }
+        let task = Box::pin(sender::run(shared.clone(), client(sdk, endpoint_override), backoff));
+        (CloudwatchMetrics { shared }, task)
     }
 
     /// Checks, batches and queues one interval; never waits for the network. Datums CloudWatch
     /// would reject (non-finite or out-of-range values, timestamps outside the accepted window)
     /// are dropped here and counted, so that one bad datum cannot sink a whole request.
-    pub fn enqueue(&self, datums: &[Datum]) {
+    pub fn enqueue(&self, datums: Vec<Datum>) {
         if self.shared.stop.is_cancelled() {
             self.drop_count(ShipDropReason::Shutdown, datums.len(), "the output was stopped");
             return;
@@ -80,7 +83,7 @@ impl CloudwatchMetrics {
             } else if d.timestamp_ms < oldest || d.timestamp_ms > newest {
                 bad_time += 1;
             } else {
-                ok.push(d.clone());
+                ok.push(d);
             }
         }
         if bad_value > 0 {
@@ -151,32 +154,11 @@ impl Drop for CloudwatchMetrics {
     }
 }
 
-impl Sink for CloudwatchMetrics {
-    fn name(&self) -> &'static str {
-        "cloudwatch"
-    }
-
-    fn write_metrics<'a>(&'a self, datums: &'a [Datum]) -> BoxFuture<'a, Result<(), ShipError>> {
-        self.enqueue(datums);
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    /// `PutMetricData` carries no events; `CloudwatchSink` routes them to `EmfLogs`.
-    fn write_emf<'a>(&'a self, _events: &'a [EmfEvent]) -> BoxFuture<'a, Result<(), ShipError>> {
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    fn flush(&self, deadline: Instant) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            CloudwatchMetrics::flush(self, deadline).await;
-        })
-    }
-}
-
-/// The CloudWatch client: `sdk` plus this output's endpoint override (`spec/IDENTITY.md` §9).
-/// Request compression stays as `sdk` has it: on, from 10,240 bytes (PMD-3).
+/// The CloudWatch client: `sdk` plus this output's endpoint override, with the SDK's retries off
+/// (the sender retries; see `ship::retry`). Request compression stays as `sdk` has it: on, from
+/// 10,240 bytes (the SDK default, as the CloudWatch agent's gzip of large requests).
 pub fn client(sdk: &SdkConfig, endpoint_override: Option<&str>) -> Client {
-    let mut b = aws_sdk_cloudwatch::config::Builder::from(sdk);
+    let mut b = aws_sdk_cloudwatch::config::Builder::from(sdk).retry_config(sdk_retry_config());
     if let Some(url) = endpoint_override {
         b = b.endpoint_url(url);
     }

@@ -1,5 +1,5 @@
 //! The bounded queue of whole intervals between the collection tick and the `PutMetricData`
-//! sender (ARCHITECTURE "Delivery guarantees", PMD-5).
+//! sender: memory stays bounded through a CloudWatch outage, at the cost of the oldest intervals.
 //!
 //! An interval is split into batches when it is queued. The sender takes one batch at a time out
 //! of the front interval; the interval stays in the queue (and counts against its capacity) until

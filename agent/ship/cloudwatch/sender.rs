@@ -1,5 +1,6 @@
 //! The background `PutMetricData` sender: takes batches from the interval queue one at a time and
-//! sends each until it is accepted, refused for good, evicted or stopped (PMD-5).
+//! sends each until it is accepted, refused for good, evicted or stopped; only a failed request is
+//! resent, so no datum is put twice.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -17,13 +18,13 @@ use crate::metrics::encode::datum::{NAMESPACE, Unit};
 use crate::telemetry::Telemetry;
 use crate::telemetry::events::{AccessDenied, AwsCall, AwsCallResult, ItemsWritten, MetricsDropped, ShipDropReason};
 
+use super::super::retry::{Backoff, ErrorClass, REQUEST_TIMEOUT, classify};
 use super::queue::IntervalQueue;
-use super::retry::{Backoff, ErrorClass, Jitter, classify};
 
-/// Standard resolution: Container Insights stores one-minute datapoints (PMD-1).
+/// Standard resolution: Container Insights stores one-minute datapoints.
 pub const STORAGE_RESOLUTION: i32 = 60;
 
-/// `spec/IDENTITY.md` §11: an `AccessDenied` is logged at ERROR once per 10 minutes.
+/// An `AccessDenied` is logged at ERROR at most once per 10 minutes; the counter counts them all.
 const ACCESS_DENIED_LOG_EVERY: Duration = Duration::from_mins(10);
 
 /// A retrying batch gets a WARN line at this attempt (and every such number of attempts after);
@@ -77,7 +78,6 @@ pub(super) async fn run(shared: Arc<Shared>, client: Client, backoff: Backoff) {
         shared,
         client,
         backoff,
-        jitter: Jitter::new(),
         denied_logged: HashMap::new(),
     };
     loop {
@@ -111,7 +111,6 @@ struct Sender {
     shared: Arc<Shared>,
     client: Client,
     backoff: Backoff,
-    jitter: Jitter,
     /// When an `AccessDenied` was last logged at ERROR, by code.
     denied_logged: HashMap<String, Instant>,
 }
@@ -130,13 +129,22 @@ impl Sender {
                 .namespace(NAMESPACE)
                 .set_metric_data(Some(data.clone()));
             let result = tokio::select! {
-                r = request.send() => r,
+                r = tokio::time::timeout(REQUEST_TIMEOUT, request.send()) => r,
                 () = self.shared.stop.cancelled() => {
                     self.shared.dropped(ShipDropReason::Shutdown, n, None, "stopped while sending", true);
                     return;
                 }
             };
-            let Err(err) = result else {
+            let result = match result {
+                Ok(r) => r.map_err(|e| classify(&e)),
+                Err(_) => Err(super::super::retry::Failure {
+                    class: ErrorClass::Transient,
+                    code: Some("RequestTimeout".into()),
+                    status: None,
+                    message: format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+                }),
+            };
+            let Err(f) = result else {
                 AwsCall {
                     api: "PutMetricData",
                     result: AwsCallResult::Ok,
@@ -152,7 +160,6 @@ impl Sender {
                 .emit(&self.shared.telemetry);
                 return;
             };
-            let f = classify(&err);
             let code = f.code_or_kind();
             if !f.class.is_retryable() {
                 AwsCall {
@@ -185,7 +192,7 @@ impl Sender {
             if attempt.is_multiple_of(WARN_EVERY_ATTEMPTS) {
                 tracing::warn!(code = %code, attempts = attempt, datums = n, error = %f.message, "PutMetricData keeps failing; retrying with backoff");
             }
-            let delay = self.backoff.delay(attempt - 1, &mut self.jitter);
+            let delay = self.backoff.delay(attempt - 1);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = self.shared.stop.cancelled() => {
@@ -220,7 +227,7 @@ impl Sender {
     }
 }
 
-/// PMD-1: one datum as the SDK sends it.
+/// One datum as the SDK sends it.
 pub fn to_sdk(d: &Datum) -> MetricDatum {
     let dims = d
         .dimensions
@@ -237,7 +244,8 @@ pub fn to_sdk(d: &Datum) -> MetricDatum {
         .build()
 }
 
-/// §10.2: the kinsight unit as a `StandardUnit`; millicores have none (`None`).
+/// The kinsight unit as a `StandardUnit` (upstream's `metricToUnitMap` in
+/// `internal/aws/containerinsight/const.go`); millicores have none (`None`).
 pub fn unit(u: Unit) -> StandardUnit {
     match u {
         Unit::Percent => StandardUnit::Percent,

@@ -1,9 +1,9 @@
-//! EMF events of one log stream → `PutLogEvents` requests within the API limits.
+//! The events of one log stream → `PutLogEvents` requests within the API limits.
 //! <https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutLogEvents.html>
 
 use std::time::Duration;
 
-use crate::metrics::encode::emf::EmfEvent;
+use super::super::payload::LogEvent;
 
 /// "The maximum number of log events in a batch is 10,000."
 pub const MAX_EVENTS_PER_PUT: usize = 10_000;
@@ -20,14 +20,14 @@ pub const MAX_SPAN: Duration = Duration::from_hours(24);
 
 /// "None of the log events in the batch can be older than 14 days or older than the retention
 /// period of the log group", minus a 5-minute margin so an event does not age out in flight
-/// (`spec/LOGS.md` §8.4, Vector's margin).
+/// (Vector's CloudWatch Logs sink keeps the same margin).
 pub const MAX_AGE: Duration = Duration::from_mins(14 * 24 * 60 - 5);
 
 /// "None of the log events in the batch can be more than 2 hours in the future."
 pub const MAX_AHEAD: Duration = Duration::from_hours(2);
 
 /// The PutLogEvents size of one event.
-pub fn event_bytes(e: &EmfEvent) -> usize {
+pub fn event_bytes(e: &LogEvent) -> usize {
     e.message.len() + EVENT_OVERHEAD_BYTES
 }
 
@@ -38,12 +38,13 @@ pub enum Unsendable {
     Old,
     /// More than [`MAX_AHEAD`] ahead.
     Ahead,
-    /// Larger than a whole request (never the case for performance events, a few KiB each).
+    /// Larger than a whole request (never the case for performance events, a few KiB each, nor
+    /// for log records, which the log pipeline cuts to `kinsight.logs.max_event_bytes`).
     Large,
 }
 
 /// Whether `e` can go into a request at wall time `now_ms`.
-pub fn check(e: &EmfEvent, now_ms: i64) -> Result<(), Unsendable> {
+pub fn check(e: &LogEvent, now_ms: i64) -> Result<(), Unsendable> {
     let age = i64::try_from(MAX_AGE.as_millis()).unwrap_or(i64::MAX);
     let ahead = i64::try_from(MAX_AHEAD.as_millis()).unwrap_or(i64::MAX);
     if e.timestamp_ms < now_ms - age {
@@ -60,11 +61,11 @@ pub fn check(e: &EmfEvent, now_ms: i64) -> Result<(), Unsendable> {
 /// Sorts one stream's events by timestamp (stable: equal timestamps keep their order) and splits
 /// them into requests of at most [`MAX_EVENTS_PER_PUT`] events, [`MAX_BATCH_BYTES`] bytes and a
 /// [`MAX_SPAN`] span. Every event must have passed [`check`].
-pub fn split(mut events: Vec<EmfEvent>) -> Vec<Vec<EmfEvent>> {
+pub fn split(mut events: Vec<LogEvent>) -> Vec<Vec<LogEvent>> {
     events.sort_by_key(|e| e.timestamp_ms);
     let span = i64::try_from(MAX_SPAN.as_millis()).unwrap_or(i64::MAX);
     let mut out = Vec::new();
-    let mut cur: Vec<EmfEvent> = Vec::new();
+    let mut cur: Vec<LogEvent> = Vec::new();
     let mut bytes = 0;
     for e in events {
         let size = event_bytes(&e);
@@ -88,12 +89,13 @@ pub fn split(mut events: Vec<EmfEvent>) -> Vec<Vec<EmfEvent>> {
 mod tests {
     use super::*;
 
-    fn ev(ts: i64, len: usize) -> EmfEvent {
-        EmfEvent {
-            log_group: "g".into(),
-            log_stream: "s".into(),
+    fn ev(ts: i64, len: usize) -> LogEvent {
+        LogEvent {
+            group: "g".into(),
+            stream: "s".into(),
             timestamp_ms: ts,
             message: "x".repeat(len),
+            token: 0,
         }
     }
 

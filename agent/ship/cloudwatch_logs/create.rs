@@ -1,5 +1,5 @@
 //! Lazy creation of a log stream, and of its group when that is missing too
-//! (`spec/METRICS.md` §12.1, `spec/LOGS.md` §8.6).
+//! (as upstream's `internal/aws/cwlogs/cwlog_client.go` does, in amazon-contributing/opentelemetry-collector-contrib).
 //!
 //! Only after PutLogEvents answered `ResourceNotFoundException`: `CreateLogStream`; if that says
 //! the group is missing, `CreateLogGroup`, then `PutRetentionPolicy` only when this call created
@@ -12,7 +12,7 @@ use aws_sdk_cloudwatchlogs::Client;
 use crate::telemetry::Telemetry;
 use crate::telemetry::events::{AwsCall, AwsCallResult};
 
-use super::super::cloudwatch::retry::{Failure, classify};
+use super::super::retry::{Failure, classify};
 
 /// What [`ensure`] created (both false: someone else had just created them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

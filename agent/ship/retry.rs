@@ -1,10 +1,16 @@
-//! Error classification and backoff, shared by the `CloudWatch` and `CloudWatch Logs` senders.
+//! The one retry policy of every output: error classification, capped exponential backoff with
+//! full jitter, and the SDK client settings that keep the SDK's own retry layer out of the way.
 //!
 //! Errors are classified by `ProvideErrorMetadata::code()`, never by the SDK's enum variant:
-//! after the SDK's own retries run out, throttling and access errors usually arrive as
-//! `Unhandled`, and the modeled `PutMetricData` errors are only four (`spec/IDENTITY.md` §11).
+//! throttling and access errors usually arrive as `Unhandled`, and the modeled `PutMetricData`
+//! errors are only four (AWS CloudWatch API reference, "PutMetricData", Errors).
+//!
+//! The decision a newcomer would question: the SDK's standard retry mode (3 attempts) is turned
+//! off for the CloudWatch and CloudWatch Logs clients ([`sdk_retry_config`]). The senders retry
+//! without limit themselves, and two layers would multiply: every one of our attempts would be
+//! up to three requests, and the SDK's backoff would hide from our counters and logs.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_cloudwatch::error::{ProvideErrorMetadata, SdkError};
 
@@ -81,7 +87,7 @@ const TRANSIENT: &[&str] = &[
     "OperationAbortedException",
 ];
 
-/// `spec/IDENTITY.md` §11: expired, revoked or not-yet-valid credentials, and clock skew.
+/// Expired, revoked or not-yet-valid credentials, and clock skew: worth a forced refresh.
 const CREDENTIALS: &[&str] = &[
     "ExpiredToken",
     "ExpiredTokenException",
@@ -92,7 +98,8 @@ const CREDENTIALS: &[&str] = &[
 
 const ACCESS_DENIED: &[&str] = &["AccessDenied", "AccessDeniedException"];
 
-/// Classifies a failed SDK call (`spec/IDENTITY.md` §11).
+/// Classifies a failed SDK call by its error code, not its enum variant: after the SDK's retries,
+/// throttling and access errors often arrive as `Unhandled`.
 pub fn classify<E>(err: &SdkError<E>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -130,7 +137,8 @@ pub fn classify_code(code: Option<&str>, status: Option<u16>) -> ErrorClass {
 }
 
 /// Exponential backoff with full jitter: attempt `n` (0-based) waits a uniform random time in
-/// `[0, min(max, base · 2^n)]` (`spec/LOGS.md` §8.5: base 200 ms, cap 30 s).
+/// `[0, min(max, base · 2^n)]` (base 200 ms, cap 30 s, near
+/// Vector's CloudWatch sink defaults of 1 s and 30 s, but quicker for the first retry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     pub base: Duration,
@@ -148,41 +156,23 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The delay before retry number `attempt + 1`.
-    pub fn delay(&self, attempt: u32, jitter: &mut Jitter) -> Duration {
+    pub fn delay(&self, attempt: u32) -> Duration {
         let cap = self.base.saturating_mul(1u32 << attempt.min(20)).min(self.max);
-        cap.mul_f64(jitter.unit())
+        // Full jitter from `fastrand`, the agent's one source of randomness (the credential
+        // refresher draws from it too): agents on many nodes must not retry in lockstep.
+        cap.mul_f64(fastrand::f64())
     }
 }
 
-/// A small xorshift generator for backoff jitter; randomness quality does not matter here, only
-/// that agents on many nodes do not retry in lockstep.
-#[derive(Debug, Clone)]
-pub struct Jitter(u64);
-
-impl Jitter {
-    pub fn new() -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0x9e37_79b9_7f4a_7c15, |d| u64::from(d.subsec_nanos()) ^ d.as_secs());
-        Jitter(nanos | 1)
-    }
-
-    /// A number in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    }
+/// The SDK retry settings for the CloudWatch and CloudWatch Logs clients: one attempt, because
+/// the senders retry themselves with [`Backoff`] (see the module doc).
+pub fn sdk_retry_config() -> aws_smithy_types::retry::RetryConfig {
+    aws_smithy_types::retry::RetryConfig::disabled()
 }
 
-impl Default for Jitter {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// How long one request may take before it counts as a transient failure. The SDK sets no
+/// operation timeout by default, and a connection that hangs must not stall a sender for good.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_mins(1);
 
 #[cfg(test)]
 mod tests {
@@ -217,14 +207,13 @@ mod tests {
             base: Duration::from_millis(100),
             max: Duration::from_secs(2),
         };
-        let mut j = Jitter::new();
         for attempt in 0..40 {
             let cap = Duration::from_millis(100 * (1u64 << attempt.min(20))).min(Duration::from_secs(2));
             for _ in 0..20 {
-                assert!(b.delay(attempt, &mut j) <= cap);
+                assert!(b.delay(attempt) <= cap);
             }
         }
-        let spread: Vec<Duration> = (0..50).map(|_| b.delay(10, &mut j)).collect();
+        let spread: Vec<Duration> = (0..50).map(|_| b.delay(10)).collect();
         assert!(spread.iter().any(|d| *d > Duration::from_secs(1)), "{spread:?}");
         assert!(spread.iter().any(|d| *d < Duration::from_secs(1)), "{spread:?}");
     }

@@ -1,0 +1,192 @@
+//! Build: the identity, the collector and its pod index, and the output. Nothing is spawned
+//! here; what must run in the background comes back as futures for the supervisor.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{self, AwsContext, NodeMetadata};
+use crate::config::{Config, MetadataSource, MetricsDestination, OutputKind};
+use crate::host::procfs::{self, NodeCapacity};
+use crate::host::{CgroupMode, Root};
+use crate::kube::{self, PodIndex};
+use crate::metrics::Collector;
+use crate::metrics::collect::Settings;
+use crate::metrics::compute::NodeAttributes;
+use crate::metrics::sample::Sampler;
+use crate::ship::{self, Acknowledge, Output, OutputTask};
+use crate::telemetry::Telemetry;
+
+use super::{AppError, Outside};
+
+/// What `build` makes from a config.
+#[derive(Debug)]
+pub(super) struct Parts {
+    pub collector: Collector,
+    /// The pod list file to keep re-reading (metadata source `file:`).
+    pub pods_file: Option<(PathBuf, PodIndex)>,
+    /// Instance id and type from IMDS, for the node attributes.
+    pub node: NodeMetadata,
+}
+
+/// Whether the output needs AWS credentials.
+pub(super) fn needs_aws(cfg: &Config) -> bool {
+    cfg.output == OutputKind::Cloudwatch
+}
+
+/// The identity, when the output needs one. Built first: a refused identity must stop the agent
+/// before anything else starts. `cancel` stops its background work.
+pub(super) async fn aws(
+    cfg: &Config,
+    outside: &Outside,
+    telemetry: &Telemetry,
+    cancel: &CancellationToken,
+) -> Result<Option<AwsContext>, AppError> {
+    if !needs_aws(cfg) {
+        return Ok(None);
+    }
+    // Boxed: the AWS SDK set-up makes this future large.
+    Box::pin(auth::build(cfg, &outside.env, telemetry, cancel.clone()))
+        .await
+        .map(Some)
+        .map_err(AppError::Auth)
+}
+
+/// The pod index for the metadata source: `--pods-file`, else the configured source.
+fn pod_index(outside: &Outside, cfg: &Config) -> Option<(PathBuf, PodIndex)> {
+    let source = match &outside.pods_file {
+        Some(path) => MetadataSource::File(path.clone()),
+        None => cfg.metrics.metadata_source.clone(),
+    };
+    match source {
+        MetadataSource::File(path) => {
+            // A plain pod list is all this node's pods; a cluster dump (a List with Node items)
+            // keeps only this node's pods in the index and feeds the cluster records.
+            let index = PodIndex::new(None);
+            match kube::load_file_scoped(
+                &path,
+                &kube::NodeScope::NodeOfClusterDump(cfg.node_name.clone()),
+                &index,
+            ) {
+                Ok(n) => tracing::info!(pods = n, file = %path.display(), "pod list loaded"),
+                // The file source keeps retrying; pod records wait for a good load.
+                Err(e) => {
+                    tracing::warn!(error = %crate::telemetry::chain(&e), "pod list not loaded yet; node metrics only until it is");
+                }
+            }
+            Some((path, index))
+        }
+        MetadataSource::Apiserver => {
+            tracing::warn!(
+                "metadata source apiserver: the apiserver pod watch is not part of this build; collecting node-level \
+                 metrics only. Use --pods-file FILE or kinsight.metrics.metadata_source \"file:PATH\" for pod metrics"
+            );
+            None
+        }
+        MetadataSource::None => {
+            tracing::info!("metadata source none: node-level metrics only");
+            None
+        }
+    }
+}
+
+/// The collector's settings for `cfg`.
+pub(super) fn settings(cfg: &Config, node: &NodeMetadata) -> Settings {
+    let attrs = NodeAttributes {
+        cluster_name: cfg.cluster_name.clone(),
+        node_name: cfg.node_name.clone(),
+        instance_id: node.instance_id.clone(),
+        instance_type: node.instance_type.clone(),
+    };
+    Settings::from_config(cfg, attrs)
+}
+
+/// The collector over the node, and the pod index it reads.
+pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry) -> Result<Parts, AppError> {
+    // In a pod the instance id is worth the lookup even with a local output: it adds the
+    // InstanceId dimension set.
+    let node = if needs_aws(cfg) || outside.env.kubernetes_service_host.is_some() {
+        auth::node_metadata(&outside.env.aws).await
+    } else {
+        NodeMetadata::default()
+    };
+    let open_files = crate::host::pids::raise_open_files_limit();
+    tracing::debug!(
+        open_files,
+        "open files limit (soft, after raising it to the hard limit)"
+    );
+    let root = Root::new(&outside.host_root);
+    let mode = CgroupMode::detect(&root).map_err(AppError::Host)?;
+    let capacity: NodeCapacity = procfs::read_capacity(&root).map_err(AppError::Host)?;
+    tracing::info!(
+        cgroup = mode.name(),
+        cpus = capacity.cpus,
+        memory_bytes = capacity.memory_bytes,
+        host_root = %outside.host_root.display(),
+        "node read"
+    );
+    let sampler = Sampler::new(root, mode, telemetry.clone());
+    let pods_file = pod_index(outside, cfg);
+    let collector = Collector::new(
+        sampler,
+        capacity,
+        settings(cfg, &node),
+        pods_file.as_ref().map(|(_, i)| i.clone()),
+    );
+    Ok(Parts {
+        collector,
+        pods_file,
+        node,
+    })
+}
+
+/// The output for `cfg`, and the tasks it needs. The same function serves startup and reload.
+pub(super) fn output(
+    cfg: &Config,
+    aws: Option<&AwsContext>,
+    telemetry: &Telemetry,
+    ack: Option<Arc<dyn Acknowledge>>,
+) -> Result<(Arc<dyn Output>, Vec<OutputTask>), AppError> {
+    match (&cfg.output, aws) {
+        (OutputKind::Cloudwatch, Some(ctx)) => {
+            let (out, tasks) = ship::build_cloudwatch(cfg, &ctx.metrics, &ctx.logs, telemetry, ack);
+            Ok((Arc::new(out), tasks))
+        }
+        (kind, _) => {
+            let out = ship::build_local(kind, telemetry, ack).map_err(AppError::Ship)?;
+            Ok((Arc::from(out), Vec::new()))
+        }
+    }
+}
+
+/// The startup log lines: warnings of the config, then one line naming what runs.
+pub(super) fn log_startup(cfg: &Config, outside: &Outside) {
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    if cfg.kubernetes.enhanced_container_insights {
+        // Never ignore the flag silently: name what is not implemented.
+        tracing::warn!(
+            missing = ?crate::metrics::declare::MISSING_ENHANCED_GROUPS,
+            "enhanced_container_insights: these enhanced metric groups are not implemented by kinsight"
+        );
+        // PutMetricData bills every series as a custom metric, unlike EMF extraction.
+        if cfg.metrics.destination != MetricsDestination::Emf {
+            tracing::warn!(
+                "enhanced_container_insights with destination put_metric_data or both: every FullPodName and \
+                 ContainerName series is a billed custom metric; destination emf is billed per observation"
+            );
+        }
+    }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        cluster = %cfg.cluster_name,
+        cluster_name_source = ?cfg.cluster_name_source,
+        node = %cfg.node_name,
+        interval_s = cfg.interval.as_secs(),
+        output = ?cfg.output,
+        config = %outside.config_path.as_ref().map_or("<embedded default>".to_string(), |p| p.display().to_string()),
+        "kinsight starting"
+    );
+}

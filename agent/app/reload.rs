@@ -1,0 +1,165 @@
+//! Reload: what a new configuration changes, and how.
+//!
+//! - Collector settings (interval, destination, enhanced, pod names, node attributes) go to the
+//!   tick loop at once.
+//! - A key that shapes an output ([`OUTPUT_KEYS`]) rebuilds the output through the same build
+//!   function startup uses; keys that shape the identity ([`IDENTITY_KEYS`]) rebuild the AWS
+//!   context first. The old output is retired: it flushes for a few seconds while the new one
+//!   takes new data; log events it still held go to the new one, the rest is counted.
+//! - A key that cannot change live ([`RESTART_KEYS`]) is logged as such and keeps its running
+//!   value until the next start.
+
+use std::time::Duration;
+
+use crate::config::Config;
+
+/// A configuration key and how to tell whether it changed.
+pub type Key = (&'static str, fn(&Config, &Config) -> bool);
+
+/// Keys that need a restart: the running value stays until then. The README lists the same.
+pub const RESTART_KEYS: &[Key] = &[
+    ("kinsight.paths.state_dir", |a, b| {
+        a.paths.state_dir != b.paths.state_dir
+    }),
+    ("kinsight.paths.pod_logs_dir", |a, b| {
+        a.paths.pod_logs_dir != b.paths.pod_logs_dir
+    }),
+    ("kinsight.paths.container_logs_dir", |a, b| {
+        a.paths.container_logs_dir != b.paths.container_logs_dir
+    }),
+    ("kinsight.telemetry.listen_address", |a, b| {
+        a.telemetry.listen_address != b.telemetry.listen_address
+    }),
+    ("kinsight.telemetry.log_format", |a, b| {
+        a.telemetry.log_format != b.telemetry.log_format
+    }),
+    ("agent.debug", |a, b| a.debug != b.debug),
+    ("kinsight.metrics.metadata_source", |a, b| {
+        a.metrics.metadata_source != b.metrics.metadata_source
+    }),
+    ("logs.metrics_collected.kubernetes.kube_config_path", |a, b| {
+        a.kubernetes.kube_config_path != b.kubernetes.kube_config_path
+    }),
+];
+
+/// Keys that shape the AWS identity: a change rebuilds the credentials, then the output.
+pub const IDENTITY_KEYS: &[Key] = &[
+    ("agent.region", |a, b| a.region != b.region),
+    ("agent.credentials.role_arn", |a, b| {
+        a.identity.agent_role_arn != b.identity.agent_role_arn
+    }),
+    ("logs.credentials.role_arn", |a, b| {
+        a.identity.logs_role_arn != b.identity.logs_role_arn
+    }),
+    ("kinsight.identity.require_workload_identity", |a, b| {
+        a.identity.require_workload_identity != b.identity.require_workload_identity
+    }),
+];
+
+/// Keys that shape an output: a change rebuilds it.
+pub const OUTPUT_KEYS: &[Key] = &[
+    ("kinsight.output", |a, b| a.output != b.output),
+    ("kinsight.metrics.destination", |a, b| {
+        a.metrics.destination != b.metrics.destination
+    }),
+    ("kinsight.metrics.endpoint_override", |a, b| {
+        a.metrics.endpoint_override != b.metrics.endpoint_override
+    }),
+    ("kinsight.metrics.queue_intervals", |a, b| {
+        a.metrics.queue_intervals != b.metrics.queue_intervals
+    }),
+    ("logs.endpoint_override", |a, b| {
+        a.logs.endpoint_override != b.logs.endpoint_override
+    }),
+    ("logs.force_flush_interval", |a, b| {
+        a.logs.force_flush_interval != b.logs.force_flush_interval
+    }),
+    ("kinsight.logs.flush_interval_secs", |a, b| {
+        a.logs.flush_interval != b.logs.flush_interval
+    }),
+    ("kinsight.logs.retention_days", |a, b| {
+        a.logs.retention_days != b.logs.retention_days
+    }),
+];
+
+/// How long a retired output may keep sending what it held.
+pub const RETIRE_GRACE: Duration = Duration::from_secs(5);
+
+/// The keys of `table` whose value differs between `old` and `new`.
+pub fn changed(table: &[Key], old: &Config, new: &Config) -> Vec<&'static str> {
+    table
+        .iter()
+        .filter(|(_, differs)| differs(old, new))
+        .map(|(k, _)| *k)
+        .collect()
+}
+
+/// What a reload must do.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Changed keys that keep their running value until a restart.
+    pub restart: Vec<&'static str>,
+    /// Changed keys that rebuild the AWS context (and so the output).
+    pub identity: Vec<&'static str>,
+    /// Changed keys that rebuild the output.
+    pub output: Vec<&'static str>,
+}
+
+impl Plan {
+    pub fn of(old: &Config, new: &Config) -> Plan {
+        Plan {
+            restart: changed(RESTART_KEYS, old, new),
+            identity: changed(IDENTITY_KEYS, old, new),
+            output: changed(OUTPUT_KEYS, old, new),
+        }
+    }
+
+    /// Whether the output is rebuilt.
+    pub fn rebuilds_output(&self) -> bool {
+        !self.output.is_empty() || !self.identity.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, Inputs, MetricsDestination, OutputKind};
+
+    fn cfg(extra: &str) -> Config {
+        let inputs = Inputs {
+            env: config::Env::default(),
+            output_override: Some(OutputKind::Stdout),
+            host_name_fallback: "n".into(),
+            tagged_cluster_name: None,
+            defer_missing_cluster_name: false,
+        };
+        config::load_str(&format!("{{\"kinsight\": {{{extra}}}}}"), &inputs).unwrap()
+    }
+
+    #[test]
+    fn a_destination_change_rebuilds_the_output() {
+        let old = cfg("");
+        let new = cfg(r#""metrics": {"destination": "emf"}"#);
+        assert_eq!(new.metrics.destination, MetricsDestination::Emf);
+        let plan = Plan::of(&old, &new);
+        assert_eq!(plan.output, vec!["kinsight.metrics.destination"]);
+        assert!(plan.rebuilds_output() && plan.restart.is_empty());
+    }
+
+    #[test]
+    fn restart_keys_are_named_and_rebuild_nothing() {
+        let old = cfg("");
+        let new = cfg(r#""paths": {"state_dir": "/var/lib/other"}, "telemetry": {"listen_address": null}"#);
+        let plan = Plan::of(&old, &new);
+        assert_eq!(
+            plan.restart,
+            vec!["kinsight.paths.state_dir", "kinsight.telemetry.listen_address"]
+        );
+        assert!(!plan.rebuilds_output());
+    }
+
+    #[test]
+    fn an_unchanged_config_plans_nothing() {
+        assert_eq!(Plan::of(&cfg(""), &cfg("")), Plan::default());
+    }
+}

@@ -1,0 +1,474 @@
+//! Run: every task under the supervisor, reloads applied live, and the phased drain.
+//!
+//! Drain on SIGTERM/SIGINT, in order: stop the inputs (the tick loop, the config watcher, the
+//! pod source), let the delivery task hand over what the inputs produced, flush the output
+//! within `kinsight.logs.shutdown_grace_secs`, then (with the log pipeline) commit checkpoints
+//! last, and stop what is left. What could not be flushed is counted and logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{AwsContext, NodeMetadata};
+use crate::config::{self, Config};
+use crate::host::Clock;
+use crate::kube;
+use crate::metrics::collect::Settings;
+use crate::metrics::{Cycle, tick};
+use crate::ship::{Acknowledge, Output};
+use crate::telemetry::events::{ConfigReloaded, CycleCompleted, OutputRebuilt, ReloadResult};
+use crate::telemetry::{self, Heartbeat, Telemetry};
+
+use super::load::{Loaded, resolve_cluster_name};
+use super::reload::{Plan, RETIRE_GRACE};
+use super::supervise::Supervisor;
+use super::{AppError, Outside, build};
+
+/// The output in use, and the token that retires its tasks.
+#[derive(Debug)]
+struct Installed {
+    output: Arc<dyn Output>,
+    owner: CancellationToken,
+}
+
+/// Starts an output's tasks and makes it the current one.
+fn install(
+    sup: &mut Supervisor,
+    output: Arc<dyn Output>,
+    tasks: Vec<crate::ship::OutputTask>,
+    stopping: &CancellationToken,
+) -> Installed {
+    let owner = stopping.child_token();
+    for (name, task) in tasks {
+        sup.must_run_until(name, owner.clone(), task);
+    }
+    Installed { output, owner }
+}
+
+/// Starts the identity's refreshers (restartable) and its caller-identity retry (oneshot); they
+/// stop with `owner`.
+fn supervise_aws(sup: &mut Supervisor, aws: &mut AwsContext, owner: &CancellationToken) {
+    for (name, id) in aws.refreshers.clone() {
+        let owner = owner.clone();
+        sup.restartable(name, move || id.refresher(owner.clone()));
+    }
+    if let Some(task) = aws.caller_identity_retry.take() {
+        sup.oneshot("auth::caller_identity_retry", task.0);
+    }
+}
+
+/// Hands each cycle of the tick loop to the current output, and keeps `/readyz` current.
+async fn deliver(
+    mut cycles: mpsc::Receiver<Cycle>,
+    output: watch::Receiver<Arc<dyn Output>>,
+    credentials: watch::Receiver<Option<crate::auth::Identity>>,
+    telemetry: Telemetry,
+    heartbeat: Heartbeat,
+) {
+    while let Some(cycle) = cycles.recv().await {
+        let out = output.borrow().clone();
+        // A failed write was counted by the output; the next interval goes on.
+        let _ = out.send_metrics(cycle.datums);
+        let _ = out.send_performance(cycle.events);
+        heartbeat.beat();
+        telemetry.set_condition("cycle", true, "");
+        if let Some(id) = credentials.borrow().as_ref() {
+            match id.current() {
+                Ok(_) => telemetry.set_condition("credentials", true, ""),
+                Err(e) => telemetry.set_condition("credentials", false, &telemetry::chain(&e)),
+            }
+        }
+    }
+}
+
+/// Everything the run loop changes on reload.
+struct Running {
+    outside: Outside,
+    cfg: Arc<Config>,
+    node: NodeMetadata,
+    aws: Option<AwsContext>,
+    aws_owner: CancellationToken,
+    installed: Installed,
+    output_tx: watch::Sender<Arc<dyn Output>>,
+    settings_tx: watch::Sender<Settings>,
+    credentials_tx: watch::Sender<Option<crate::auth::Identity>>,
+    ack: Option<Arc<dyn Acknowledge>>,
+    telemetry: Telemetry,
+    stopping: CancellationToken,
+}
+
+impl Running {
+    /// Applies a validated new configuration: see `reload.rs`.
+    async fn reload(&mut self, sup: &mut Supervisor, new: Arc<Config>) {
+        let plan = Plan::of(&self.cfg, &new);
+        for key in &plan.restart {
+            tracing::warn!(key, "this setting needs a restart; the running value stays until then");
+        }
+        self.settings_tx.send_replace(build::settings(&new, &self.node));
+        if plan.rebuilds_output() {
+            let mut changed = plan.identity.clone();
+            changed.extend(&plan.output);
+            match self.rebuild_output(sup, &new, !plan.identity.is_empty()).await {
+                Ok(()) => OutputRebuilt {
+                    changed: &changed,
+                    error: None,
+                }
+                .emit(&self.telemetry),
+                Err(e) => OutputRebuilt {
+                    changed: &changed,
+                    error: Some(&telemetry::chain(&e)),
+                }
+                .emit(&self.telemetry),
+            }
+        }
+        tracing::info!(interval_s = new.interval.as_secs(), output = ?new.output, "configuration applied");
+        self.cfg = new;
+    }
+
+    async fn rebuild_output(&mut self, sup: &mut Supervisor, new: &Config, identity: bool) -> Result<(), AppError> {
+        let needs = build::needs_aws(new);
+        let mut fresh_aws = None;
+        if needs && (identity || self.aws.is_none()) {
+            let owner = self.stopping.child_token();
+            let mut aws = build::aws(new, &self.outside, &self.telemetry, &owner)
+                .await?
+                .ok_or_else(|| AppError::Ship(crate::ship::ShipError::NotLocal))?;
+            supervise_aws(sup, &mut aws, &owner);
+            fresh_aws = Some((aws, owner));
+        }
+        let aws = fresh_aws.as_ref().map(|(a, _)| a).or(self.aws.as_ref());
+        let (output, tasks) = build::output(new, aws, &self.telemetry, self.ack.clone())?;
+        if let Some((aws, owner)) = fresh_aws {
+            self.aws_owner.cancel();
+            self.aws_owner = owner;
+            self.credentials_tx.send_replace(Some(aws.identity.clone()));
+            self.aws = Some(aws);
+        }
+        let old = std::mem::replace(&mut self.installed, install(sup, output.clone(), tasks, &self.stopping));
+        self.output_tx.send_replace(output.clone());
+        retire(old, &output).await;
+        Ok(())
+    }
+}
+
+/// Retires a replaced output: a few seconds to send what it held; log events it still held go
+/// to the new output; what else is left was counted by the output.
+async fn retire(old: Installed, new: &Arc<dyn Output>) {
+    old.owner.cancel();
+    let left = old.output.flush(Instant::now() + RETIRE_GRACE).await;
+    if left.dropped > 0 {
+        tracing::warn!(
+            dropped = left.dropped,
+            "the replaced output could not send everything it held"
+        );
+    }
+    if !left.logs.is_empty() && new.send_logs(left.logs).await.is_err() {
+        tracing::warn!("the new output stopped before it took the log events of the replaced one");
+    }
+}
+
+/// Starts the tick loop and the delivery of its cycles (both must-run until the inputs stop).
+/// The returned token fires once delivery has handed over the last cycle.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the wiring of one pipeline: each value goes to one task"
+)]
+fn start_metrics(
+    sup: &mut Supervisor,
+    collector: crate::metrics::Collector,
+    outside: &Outside,
+    cfg: &Config,
+    settings: watch::Receiver<Settings>,
+    output: watch::Receiver<Arc<dyn Output>>,
+    credentials: watch::Receiver<Option<crate::auth::Identity>>,
+    telemetry: &Telemetry,
+    inputs: &CancellationToken,
+) -> CancellationToken {
+    let (cycle_tx, cycle_rx) = mpsc::channel(tick::CYCLE_QUEUE);
+    let bound = tick::stuck_bound(cfg.interval);
+    sup.must_run_until(
+        "metrics::tick",
+        inputs.clone(),
+        tick::run(
+            collector,
+            outside.clock.clone(),
+            settings,
+            cycle_tx,
+            telemetry.clone(),
+            telemetry.heartbeat("metrics::tick", bound),
+            inputs.clone(),
+        ),
+    );
+    let delivered = CancellationToken::new();
+    let (t, hb, done) = (
+        telemetry.clone(),
+        telemetry.heartbeat("ship::deliver_cycles", bound),
+        delivered.clone(),
+    );
+    sup.must_run_until("ship::deliver_cycles", inputs.clone(), async move {
+        deliver(cycle_rx, output, credentials, t, hb).await;
+        done.cancel();
+    });
+    delivered
+}
+
+/// Starts the config watcher (restartable); new valid configurations arrive on the receiver.
+fn watch_config(
+    sup: &mut Supervisor,
+    path: Option<&std::path::PathBuf>,
+    loaded: &Loaded,
+    cfg: &Arc<Config>,
+    telemetry: &Telemetry,
+    inputs: &CancellationToken,
+) -> watch::Receiver<Arc<Config>> {
+    let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
+    if let Some(path) = path.cloned() {
+        let (t, token, current, reload_inputs) =
+            (telemetry.clone(), inputs.clone(), cfg.clone(), loaded.inputs.clone());
+        sup.restartable("config::watch", move || {
+            let t = t.clone();
+            config::reload::watch(
+                path.clone(),
+                reload_inputs.clone(),
+                current.clone(),
+                cfg_tx.clone(),
+                move |outcome: &config::reload::ReloadOutcome| {
+                    let result = match outcome {
+                        config::reload::ReloadOutcome::Applied { .. } => ReloadResult::Applied,
+                        config::reload::ReloadOutcome::Invalid(_) => ReloadResult::Invalid,
+                        config::reload::ReloadOutcome::Unchanged => ReloadResult::Unchanged,
+                        config::reload::ReloadOutcome::ReadFailed(_) => ReloadResult::ReadFailed,
+                    };
+                    ConfigReloaded { result }.emit(&t);
+                },
+                token.clone(),
+            )
+        });
+    }
+    cfg_rx
+}
+
+/// The drain after the run loop: inputs first, then the output, checkpoints last.
+async fn drain(running: &Running, inputs: &CancellationToken, delivered: &CancellationToken) {
+    // Phase 1: stop the inputs; the delivery task hands over what they made, then ends.
+    let deadline = Instant::now() + running.cfg.logs.shutdown_grace;
+    inputs.cancel();
+    tokio::select! {
+        () = delivered.cancelled() => {}
+        () = tokio::time::sleep_until(deadline) => {}
+    }
+    // Phase 2: flush the output within the grace period.
+    let left = running.installed.output.flush(deadline).await;
+    if left.dropped > 0 || !left.logs.is_empty() {
+        tracing::warn!(
+            dropped = left.dropped,
+            log_events_unsent = left.logs.len(),
+            "not everything could be sent before the drain deadline; unsent log events are read again after the restart"
+        );
+    }
+    // Phase 3: checkpoints are committed last (the log pipeline adds them here).
+    running.installed.owner.cancel();
+}
+
+/// What `run` and `once` start from.
+struct Started {
+    sup: Supervisor,
+    aws: Option<AwsContext>,
+    aws_owner: CancellationToken,
+    cfg: Config,
+    parts: build::Parts,
+}
+
+/// The common start of `run` and `once`: the identity first (a refused identity stops the agent
+/// before anything else starts), its refreshers, the cluster name, the startup lines, the node.
+async fn start(
+    outside: &Outside,
+    mut loaded: Loaded,
+    telemetry: &Telemetry,
+    stopping: &CancellationToken,
+) -> Result<(Started, Loaded), AppError> {
+    let mut sup = Supervisor::new(telemetry.clone(), stopping.clone());
+    let aws_owner = stopping.child_token();
+    let mut aws = build::aws(&loaded.cfg, outside, telemetry, &aws_owner).await?;
+    if let Some(a) = aws.as_mut() {
+        supervise_aws(&mut sup, a, &aws_owner);
+    }
+    resolve_cluster_name(&mut loaded, outside, aws.as_ref()).await?;
+    let cfg = loaded.cfg.clone();
+    build::log_startup(&cfg, outside);
+    let parts = Box::pin(build::parts(outside, &cfg, telemetry)).await?;
+    Ok((
+        Started {
+            sup,
+            aws,
+            aws_owner,
+            cfg,
+            parts,
+        },
+        loaded,
+    ))
+}
+
+/// `kinsight run`: collect every interval until `cancel`, applying config reloads live.
+pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) -> Result<(), AppError> {
+    let telemetry = Telemetry::new();
+    let stopping = CancellationToken::new();
+    let inputs = stopping.child_token();
+    let (started, loaded) = Box::pin(start(&outside, loaded, &telemetry, &stopping)).await?;
+    let Started {
+        mut sup,
+        aws,
+        aws_owner,
+        cfg,
+        parts,
+    } = started;
+    let cfg = Arc::new(cfg);
+    if let Some(addr) = cfg.telemetry.listen_address {
+        let (bound, _thread) = telemetry::serve(addr, telemetry.clone(), stopping.clone())
+            .map_err(|source| AppError::Telemetry { addr, source })?;
+        tracing::info!(address = %bound, "telemetry endpoint listening (/healthz, /readyz, /metrics)");
+    }
+    telemetry.expect_condition("cycle", "no collection cycle has completed yet");
+    if aws.is_some() {
+        telemetry.expect_condition("credentials", "not checked yet");
+    }
+
+    // Output.
+    let ack: Option<Arc<dyn Acknowledge>> = None;
+    let (output, tasks) = build::output(&cfg, aws.as_ref(), &telemetry, ack.clone())?;
+    let installed = install(&mut sup, output.clone(), tasks, &stopping);
+    let (output_tx, output_rx) = watch::channel(output);
+    let (credentials_tx, credentials_rx) = watch::channel(aws.as_ref().map(|a| a.identity.clone()));
+
+    // Pod metadata.
+    if let Some((path, index)) = parts.pods_file.clone() {
+        let scope = kube::NodeScope::NodeOfClusterDump(cfg.node_name.clone());
+        let (t, token) = (telemetry.clone(), inputs.clone());
+        sup.restartable("kube::pods_file", move || {
+            let source = kube::FileSource::new(path.clone(), None, index.clone(), t.clone()).with_scope(scope.clone());
+            source.run(token.clone())
+        });
+    }
+
+    // Metrics: the tick loop and the delivery of its cycles.
+    let (settings_tx, settings_rx) = watch::channel(build::settings(&cfg, &parts.node));
+    let delivered = start_metrics(
+        &mut sup,
+        parts.collector,
+        &outside,
+        &cfg,
+        settings_rx,
+        output_rx,
+        credentials_rx,
+        &telemetry,
+        &inputs,
+    );
+
+    let mut cfg_rx = watch_config(
+        &mut sup,
+        outside.config_path.as_ref(),
+        &loaded,
+        &cfg,
+        &telemetry,
+        &inputs,
+    );
+
+    let mut running = Running {
+        outside,
+        cfg,
+        node: parts.node,
+        aws,
+        aws_owner,
+        installed,
+        output_tx,
+        settings_tx,
+        credentials_tx,
+        ack,
+        telemetry: telemetry.clone(),
+        stopping: stopping.clone(),
+    };
+    let failed = loop {
+        tokio::select! {
+            () = cancel.cancelled() => break None,
+            failed = sup.failure() => break Some(failed),
+            changed = cfg_rx.changed() => {
+                if changed.is_err() { continue; }
+                let new = cfg_rx.borrow_and_update().clone();
+                running.reload(&mut sup, new).await;
+            }
+        }
+    };
+    if let Some(f) = &failed {
+        tracing::error!(task = f.task, cause = %f.cause, "a must-run task stopped; draining and exiting");
+    } else {
+        tracing::info!("kinsight stopping: inputs first, then the output, checkpoints last");
+    }
+
+    drain(&running, &inputs, &delivered).await;
+    sup.shutdown(Instant::now() + Duration::from_secs(2)).await;
+    match failed {
+        Some(f) => Err(AppError::Task(f)),
+        None => Ok(()),
+    }
+}
+
+/// `kinsight once`: a priming sample, `interval` later the real one, written, done. Ctrl-C stops
+/// it at any point.
+pub async fn once(
+    outside: Outside,
+    loaded: Loaded,
+    interval: Duration,
+    cancel: CancellationToken,
+) -> Result<(), AppError> {
+    let telemetry = Telemetry::new();
+    let stopping = CancellationToken::new();
+    let (started, _) = Box::pin(start(&outside, loaded, &telemetry, &stopping)).await?;
+    let Started {
+        mut sup,
+        aws,
+        cfg,
+        parts,
+        ..
+    } = started;
+    let (output, tasks) = build::output(&cfg, aws.as_ref(), &telemetry, None)?;
+    let installed = install(&mut sup, output, tasks, &stopping);
+    let clock: Arc<dyn Clock> = outside.clock.clone();
+    let (collector, _priming, _) = tick::collect_off_thread(parts.collector, clock.clone()).await;
+    tokio::select! {
+        () = tokio::time::sleep(interval) => {}
+        () = cancel.cancelled() => {
+            tracing::info!("interrupted before the second sample; nothing written");
+            sup.shutdown(Instant::now() + Duration::from_secs(1)).await;
+            return Ok(());
+        }
+    }
+    let started = clock.monotonic();
+    let (_, cycle, cpu) = tick::collect_off_thread(collector, clock.clone()).await;
+    CycleCompleted {
+        records: cycle.records.len(),
+        datums: cycle.datums.len(),
+        elapsed: clock.monotonic() - started,
+        cpu,
+    }
+    .emit(&telemetry);
+    let out = installed.output.clone();
+    let written = out
+        .send_metrics(cycle.datums)
+        .and_then(|()| out.send_performance(cycle.events))
+        .map_err(AppError::Ship);
+    // The CloudWatch output sends in the background: give it the time a pod would have, or
+    // less if interrupted.
+    let flush = out.flush(Instant::now() + Duration::from_secs(20));
+    tokio::select! {
+        _ = flush => {}
+        () = cancel.cancelled() => {
+            let _ = out.flush(Instant::now()).await;
+        }
+    }
+    installed.owner.cancel();
+    sup.shutdown(Instant::now() + Duration::from_secs(2)).await;
+    written
+}

@@ -190,3 +190,50 @@ pub(super) fn log_startup(cfg: &Config, outside: &Outside) {
         "kinsight starting"
     );
 }
+
+/// The log pipeline and the acknowledger the output reports to, when log collection is on. A
+/// pipeline that cannot start (the host root cannot be opened, a bad multiline pattern) is
+/// reported and the agent goes on with metrics.
+pub(super) fn logs(
+    outside: &Outside,
+    cfg: &Config,
+    parts: &Parts,
+    telemetry: &Telemetry,
+) -> (Option<crate::logs::LogPipeline>, Option<Arc<dyn Acknowledge>>) {
+    if !cfg.logs.enabled {
+        tracing::info!("log collection is off (kinsight.logs.enabled: false)");
+        return (None, None);
+    }
+    let own_pod = match (&outside.env.k8s_namespace, &outside.env.pod_name) {
+        (Some(ns), Some(pod)) => Some((ns.clone(), pod.clone())),
+        _ => None,
+    };
+    let facts = crate::logs::encode::NodeFacts {
+        az: parts.node.availability_zone.clone(),
+        instance_id: parts.node.instance_id.clone(),
+    };
+    let built = crate::logs::pipeline::settings(cfg, own_pod, facts).and_then(|settings| {
+        crate::logs::LogPipeline::build(
+            settings,
+            &outside.host_root,
+            &cfg.paths.state_dir,
+            parts.pods_file.as_ref().map(|(_, i)| i.clone()),
+            telemetry.clone(),
+            outside.clock.clone(),
+        )
+    });
+    match built {
+        Ok((pipeline, settlements)) => {
+            tracing::info!(
+                pod_logs_dir = %cfg.paths.pod_logs_dir.display(),
+                host_files = ?cfg.logs.host_files,
+                "log collection on"
+            );
+            (Some(pipeline), Some(settlements as Arc<dyn Acknowledge>))
+        }
+        Err(e) => {
+            tracing::error!(error = %crate::telemetry::chain(&e), "log collection cannot start; metrics go on");
+            (None, None)
+        }
+    }
+}

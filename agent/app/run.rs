@@ -53,7 +53,8 @@ fn install(
 fn supervise_aws(sup: &mut Supervisor, aws: &mut AwsContext, owner: &CancellationToken) {
     for (name, id) in aws.refreshers.clone() {
         let owner = owner.clone();
-        sup.restartable(name, move || id.refresher(owner.clone()));
+        let token = owner.clone();
+        sup.restartable_until(name, owner.clone(), move || id.refresher(token.clone()));
     }
     if let Some(task) = aws.caller_identity_retry.take() {
         sup.oneshot("auth::caller_identity_retry", task.0);
@@ -82,6 +83,14 @@ async fn deliver(
             }
         }
     }
+}
+
+/// The log pipeline's drain hand-shake: `flushed` tells it the output is done, `done` says it
+/// committed its checkpoints.
+#[derive(Debug)]
+struct LogsTask {
+    flushed: CancellationToken,
+    done: CancellationToken,
 }
 
 /// Everything the run loop changes on reload.
@@ -215,6 +224,30 @@ fn start_metrics(
     delivered
 }
 
+/// Starts the log pipeline (must-run until the inputs stop), or marks it done at once when
+/// there is none.
+fn start_logs(
+    sup: &mut Supervisor,
+    logs: Option<crate::logs::LogPipeline>,
+    output: &watch::Receiver<Arc<dyn Output>>,
+    inputs: &CancellationToken,
+) -> LogsTask {
+    let task = LogsTask {
+        flushed: CancellationToken::new(),
+        done: CancellationToken::new(),
+    };
+    let Some(pipeline) = logs else {
+        task.done.cancel();
+        return task;
+    };
+    let (out, token, flushed, done) = (output.clone(), inputs.clone(), task.flushed.clone(), task.done.clone());
+    sup.must_run_until("logs::tail", inputs.clone(), async move {
+        pipeline.run(out, token, flushed).await;
+        done.cancel();
+    });
+    task
+}
+
 /// Starts the config watcher (restartable); new valid configurations arrive on the receiver.
 fn watch_config(
     sup: &mut Supervisor,
@@ -228,7 +261,7 @@ fn watch_config(
     if let Some(path) = path.cloned() {
         let (t, token, current, reload_inputs) =
             (telemetry.clone(), inputs.clone(), cfg.clone(), loaded.inputs.clone());
-        sup.restartable("config::watch", move || {
+        sup.restartable_until("config::watch", inputs.clone(), move || {
             let t = t.clone();
             config::reload::watch(
                 path.clone(),
@@ -252,7 +285,7 @@ fn watch_config(
 }
 
 /// The drain after the run loop: inputs first, then the output, checkpoints last.
-async fn drain(running: &Running, inputs: &CancellationToken, delivered: &CancellationToken) {
+async fn drain(running: &Running, inputs: &CancellationToken, delivered: &CancellationToken, logs: &LogsTask) {
     // Phase 1: stop the inputs; the delivery task hands over what they made, then ends.
     let deadline = Instant::now() + running.cfg.logs.shutdown_grace;
     inputs.cancel();
@@ -269,7 +302,15 @@ async fn drain(running: &Running, inputs: &CancellationToken, delivered: &Cancel
             "not everything could be sent before the drain deadline; unsent log events are read again after the restart"
         );
     }
-    // Phase 3: checkpoints are committed last (the log pipeline adds them here).
+    // Phase 3: the log pipeline commits its checkpoints last, once the output said what it
+    // accepted; what it did not is read again after the restart.
+    logs.flushed.cancel();
+    tokio::select! {
+        () = logs.done.cancelled() => {}
+        () = tokio::time::sleep(Duration::from_secs(5)) => {
+            tracing::warn!("the log pipeline did not commit its checkpoints in time; the last second of progress is read again after the restart");
+        }
+    }
     running.installed.owner.cancel();
 }
 
@@ -336,18 +377,20 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
         telemetry.expect_condition("credentials", "not checked yet");
     }
 
+    // Logs first: the output acknowledges log events to the pipeline's settle table.
+    let (logs, ack) = build::logs(&outside, &cfg, &parts, &telemetry);
     // Output.
-    let ack: Option<Arc<dyn Acknowledge>> = None;
     let (output, tasks) = build::output(&cfg, aws.as_ref(), &telemetry, ack.clone())?;
     let installed = install(&mut sup, output.clone(), tasks, &stopping);
     let (output_tx, output_rx) = watch::channel(output);
     let (credentials_tx, credentials_rx) = watch::channel(aws.as_ref().map(|a| a.identity.clone()));
+    let logs_task = start_logs(&mut sup, logs, &output_rx, &inputs);
 
     // Pod metadata.
     if let Some((path, index)) = parts.pods_file.clone() {
         let scope = kube::NodeScope::NodeOfClusterDump(cfg.node_name.clone());
         let (t, token) = (telemetry.clone(), inputs.clone());
-        sup.restartable("kube::pods_file", move || {
+        sup.restartable_until("kube::pods_file", inputs.clone(), move || {
             let source = kube::FileSource::new(path.clone(), None, index.clone(), t.clone()).with_scope(scope.clone());
             source.run(token.clone())
         });
@@ -407,7 +450,7 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
         tracing::info!("kinsight stopping: inputs first, then the output, checkpoints last");
     }
 
-    drain(&running, &inputs, &delivered).await;
+    drain(&running, &inputs, &delivered, &logs_task).await;
     sup.shutdown(Instant::now() + Duration::from_secs(2)).await;
     match failed {
         Some(f) => Err(AppError::Task(f)),

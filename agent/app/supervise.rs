@@ -124,7 +124,17 @@ impl Supervisor {
     }
 
     /// A task started again by `make` whenever it ends or panics before the agent stops.
-    pub fn restartable<M, F>(&mut self, task: &'static str, mut make: M)
+    pub fn restartable<M, F>(&mut self, task: &'static str, make: M)
+    where
+        M: FnMut() -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.restartable_until(task, self.stopping.clone(), make);
+    }
+
+    /// A task started again by `make` whenever it ends or panics before `owner` is cancelled
+    /// (the inputs stopping at shutdown, a replaced identity) or the agent stops.
+    pub fn restartable_until<M, F>(&mut self, task: &'static str, owner: CancellationToken, mut make: M)
     where
         M: FnMut() -> F + Send + 'static,
         F: Future<Output = ()> + Send + 'static,
@@ -141,7 +151,7 @@ impl Supervisor {
                     Err(e) if e.is_panic() => format!("panicked: {}", panic_message(&*e.into_panic())),
                     Err(_) => return,
                 };
-                if stopping.is_cancelled() {
+                if stopping.is_cancelled() || owner.is_cancelled() {
                     return;
                 }
                 if started.elapsed() >= HEALTHY_RUN {
@@ -158,6 +168,7 @@ impl Supervisor {
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = stopping.cancelled() => return,
+                    () = owner.cancelled() => return,
                 }
             }
         });

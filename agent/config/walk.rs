@@ -229,19 +229,6 @@ impl<'v> Obj<'v> {
         }
     }
 
-    /// One warning per key present in this object that validates but does nothing yet: every
-    /// key but those in `effective`, and but `switch` set to `false` (turning off what does not
-    /// run is no surprise).
-    pub fn no_effect_yet(&self, cx: &mut Ctx, switch: &str, effective: &[&str], why: &str) {
-        let Some(map) = self.map else { return };
-        for (key, value) in map {
-            if effective.contains(&key.as_str()) || (key == switch && *value == Value::Bool(false)) {
-                continue;
-            }
-            cx.warn(format!("{}: accepted, but {why}", self.path_of(key)));
-        }
-    }
-
     /// Reports every key that no getter asked for.
     pub fn finish(self, cx: &mut Ctx) {
         let Some(map) = self.map else { return };

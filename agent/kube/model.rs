@@ -118,6 +118,11 @@ pub struct ContainerInfo {
     /// counts are of status entries, not of spec containers).
     pub has_status: bool,
     pub restart_count: u64,
+    /// `status.containerStatuses[].image`: the log records' `kubernetes.container_image`.
+    pub image: Option<String>,
+    /// `status.containerStatuses[].imageID` (`docker-pullable://…` or `sha256:…`): the log
+    /// records' `kubernetes.container_hash`, with any `scheme://` prefix stripped.
+    pub image_id: Option<String>,
     pub state: ContainerState,
     /// `lastState.terminated.reason` (the `container_last_termination_reason` attribute).
     pub last_termination_reason: Option<String>,

@@ -264,6 +264,9 @@ struct RawContainerStatus {
     #[serde(rename = "containerID")]
     container_id: Option<String>,
     restart_count: Option<i64>,
+    image: Option<String>,
+    #[serde(rename = "imageID")]
+    image_id: Option<String>,
     state: Option<RawState>,
     last_state: Option<RawState>,
 }
@@ -487,6 +490,8 @@ impl Join<'_> {
 fn apply_status(c: &mut ContainerInfo, s: RawContainerStatus) {
     c.has_status = true;
     c.restart_count = s.restart_count.unwrap_or(0).max(0).cast_unsigned();
+    c.image = non_empty(s.image);
+    c.image_id = non_empty(s.image_id);
     if let Some(raw) = non_empty(s.container_id) {
         match raw.split_once("://") {
             Some((runtime, id)) if !runtime.is_empty() && !id.is_empty() => {

@@ -538,8 +538,16 @@ impl LogEventsSettled<'_> {
                 "log events not delivered"
             );
         }
-        t.add(Name::LogEventsSettled, &[("outcome", self.outcome)], self.events as u64);
-        t.add(Name::LogBytesSettled, &[("outcome", self.outcome)], self.bytes as u64);
+        // The Container Insights groups end in their kind: a bounded label.
+        let group = match self.log_group.rsplit('/').next() {
+            Some("application") => "application",
+            Some("dataplane") => "dataplane",
+            Some("host") => "host",
+            _ => "other",
+        };
+        let labels = [("group", group), ("outcome", self.outcome)];
+        t.add(Name::LogEventsSettled, &labels, self.events as u64);
+        t.add(Name::LogBytesSettled, &labels, self.bytes as u64);
     }
 }
 
@@ -584,5 +592,59 @@ impl OutputRebuilt<'_> {
                 t.add(Name::OutputRebuilds, &[("result", "failed")], 1);
             }
         }
+    }
+}
+
+/// What one round of the log tailer did (deltas since the last round) and where it stands.
+#[derive(Debug, Default)]
+pub struct LogsRound {
+    pub lines: u64,
+    pub bytes: u64,
+    pub parse_errors: u64,
+    pub utf8_repaired: u64,
+    pub truncated: u64,
+    pub split: u64,
+    pub long_lines: u64,
+    pub opened: u64,
+    pub finished: u64,
+    pub rotated: u64,
+    pub truncated_files: u64,
+    pub open_failed: u64,
+    pub files: usize,
+    pub bytes_behind: u64,
+    pub oldest_unacknowledged_s: f64,
+}
+
+impl LogsRound {
+    pub fn emit(&self, t: &Telemetry) {
+        if self.lines > 0 {
+            t.add(Name::LogLinesRead, &[], self.lines);
+            t.add(Name::LogBytesRead, &[], self.bytes);
+        }
+        for (kind, n) in [
+            ("parse_error", self.parse_errors),
+            ("utf8_repaired", self.utf8_repaired),
+            ("truncated", self.truncated),
+            ("split", self.split),
+            ("long_line", self.long_lines),
+        ] {
+            if n > 0 {
+                t.add(Name::LogRecordAnomalies, &[("kind", kind)], n);
+            }
+        }
+        for (event, n) in [
+            ("opened", self.opened),
+            ("finished", self.finished),
+            ("rotated", self.rotated),
+            ("truncated", self.truncated_files),
+            ("open_failed", self.open_failed),
+        ] {
+            if n > 0 {
+                t.add(Name::LogFileEvents, &[("event", event)], n);
+            }
+        }
+        t.set(Name::LogFilesTailed, &[], self.files as f64);
+        t.set(Name::LogBytesBehind, &[], self.bytes_behind as f64);
+        t.set(Name::LogOldestUnacknowledged, &[], self.oldest_unacknowledged_s);
     }
 }

@@ -60,6 +60,22 @@ pub enum Name {
     TaskRestarts,
     /// Outputs rebuilt by a configuration reload, by `result` (`rebuilt` | `failed`).
     OutputRebuilds,
+    /// Log lines read from files.
+    LogLinesRead,
+    /// Log bytes read from files.
+    LogBytesRead,
+    /// Log records that needed care, by `kind` (`parse_error` | `utf8_repaired` | `truncated` |
+    /// `split` | `long_line`).
+    LogRecordAnomalies,
+    /// Log file events, by `event` (`opened` | `finished` | `rotated` | `truncated` |
+    /// `open_failed`).
+    LogFileEvents,
+    /// Log files being tailed.
+    LogFilesTailed,
+    /// Bytes on disk of tailed files not yet committed (size − committed offset, summed).
+    LogBytesBehind,
+    /// Age of the oldest log event handed to the output and not yet settled, seconds.
+    LogOldestUnacknowledged,
 }
 
 impl Name {
@@ -90,6 +106,13 @@ impl Name {
             Name::LogBytesSettled => "kinsight_log_bytes_settled_total",
             Name::TaskRestarts => "kinsight_task_restarts_total",
             Name::OutputRebuilds => "kinsight_output_rebuilds_total",
+            Name::LogLinesRead => "kinsight_log_lines_read_total",
+            Name::LogBytesRead => "kinsight_log_bytes_read_total",
+            Name::LogRecordAnomalies => "kinsight_log_records_total",
+            Name::LogFileEvents => "kinsight_log_files_total",
+            Name::LogFilesTailed => "kinsight_log_files_tailed",
+            Name::LogBytesBehind => "kinsight_log_bytes_behind",
+            Name::LogOldestUnacknowledged => "kinsight_log_oldest_unacknowledged_seconds",
         }
     }
 
@@ -122,6 +145,15 @@ impl Name {
             Name::LogBytesSettled => "PutLogEvents bytes (message + 26 per event) of settled log events, by outcome.",
             Name::TaskRestarts => "Restarts of restartable background tasks, by task.",
             Name::OutputRebuilds => "Outputs rebuilt after a configuration reload, by result.",
+            Name::LogLinesRead => "Log lines read from files.",
+            Name::LogBytesRead => "Log bytes read from files.",
+            Name::LogRecordAnomalies => {
+                "Log records that needed care (parse errors, UTF-8 repair, truncation), by kind."
+            }
+            Name::LogFileEvents => "Log file events (opened, finished, rotated, truncated, open failed), by event.",
+            Name::LogFilesTailed => "Log files being tailed.",
+            Name::LogBytesBehind => "Bytes of tailed log files not yet committed.",
+            Name::LogOldestUnacknowledged => "Age in seconds of the oldest log event not yet settled by the output.",
         }
     }
 
@@ -135,6 +167,9 @@ impl Name {
                 | Name::AwsIdentityInfo
                 | Name::AwsCredentialsExpiry
                 | Name::PodIndexPods
+                | Name::LogFilesTailed
+                | Name::LogBytesBehind
+                | Name::LogOldestUnacknowledged
         )
     }
 }

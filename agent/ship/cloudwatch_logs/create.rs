@@ -30,12 +30,23 @@ pub async fn ensure(
     group: &str,
     stream: &str,
     retention_days: Option<u32>,
+    create_groups: bool,
     telemetry: &Telemetry,
 ) -> Result<Created, Failure> {
     match create_stream(client, group, stream, telemetry).await {
         Ok(stream) => return Ok(Created { group: false, stream }),
         Err(f) if f.code.as_deref() == Some(NOT_FOUND) => {}
         Err(f) => return Err(f),
+    }
+    if !create_groups {
+        // `kinsight.logs.create_log_groups: false`: the group is someone else's to create. The
+        // data is held and the call retried with backoff until it exists.
+        return Err(Failure {
+            class: super::super::retry::ErrorClass::Transient,
+            code: Some(NOT_FOUND.into()),
+            status: None,
+            message: format!("log group {group} does not exist and kinsight.logs.create_log_groups is false"),
+        });
     }
     let created_group = create_group(client, group, telemetry).await?;
     if created_group && let Some(days) = retention_days {

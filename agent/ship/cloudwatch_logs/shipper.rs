@@ -56,6 +56,8 @@ pub struct ShipperOptions {
     pub emf_header: bool,
     /// Applied to groups this shipper creates, never to existing ones.
     pub retention_days: Option<u32>,
+    /// Create a missing log group (`kinsight.logs.create_log_groups`); otherwise wait for it.
+    pub create_groups: bool,
     /// Longest time an event waits before its stream's batch is sent.
     pub flush_interval: Duration,
     /// Performance lane: events held before the oldest are dropped. Logs lane: message bytes
@@ -565,6 +567,7 @@ impl Sender {
                     group,
                     stream,
                     self.opts.retention_days,
+                    self.opts.create_groups,
                     &self.shared.telemetry,
                 )
                 .await

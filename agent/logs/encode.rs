@@ -1,0 +1,592 @@
+//! Records as the message of a CloudWatch Logs event: compact JSON in a stable key order, valid
+//! UTF-8, never empty, at most `max_event_bytes` bytes.
+//!
+//! Shapes (the Container Insights set-ups, `amazon-cloudwatch-container-insights`):
+//! - application, Fluent Bit (default): `{"time","stream","log",["_truncated"],["log_processed"],
+//!   "kubernetes":{pod_name, namespace_name, pod_id, host, container_name, docker_id,
+//!   container_hash, container_image}}` — the key order of Fluent Bit's kubernetes filter
+//!   (`plugins/filter_kubernetes/kube_meta.c`, `merge_pod_meta`), `log_processed` being the
+//!   `Merge_Log_Key` of `fluent-bit.yaml`;
+//! - application, fluentd: `{"log","stream","logtag","docker":{"container_id"},
+//!   "kubernetes":{container_name, namespace_name, pod_name, container_image,
+//!   container_image_id, pod_id, host, labels}}`, empty fields dropped as fluentd's output did;
+//! - dataplane containers: `{"time","stream","log","az","ec2_instance_id"}` (Fluent Bit's
+//!   dataplane inputs skip the kubernetes filter);
+//! - host: `/var/log/dmesg` `{"message",…}`; `messages` and `secure` parsed as syslog,
+//!   `{"host","ident","pid","message",…}`, or `{"message"}` when a line is not syslog.
+//!
+//! The decision a newcomer would question: the `kubernetes` object of a file is serialised once
+//! (it is the same for every line of a container) and appended as text, so the per-line work is
+//! escaping the line itself.
+
+use std::fmt::Write as _;
+
+use crate::config::{OversizeEvent, RecordProfile};
+
+use super::parse::{Record, SyslogLine};
+
+/// Appends `s` to `out` as a JSON string (with its quotes).
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        match esc {
+            Some(e) => out.push_str(e),
+            None => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+        }
+        run = i + 1;
+    }
+    out.push_str(&s[run..]);
+    out.push('"');
+}
+
+/// The node facts host and dataplane records carry, when known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeFacts {
+    pub az: Option<String>,
+    pub instance_id: Option<String>,
+}
+
+impl NodeFacts {
+    fn append(&self, out: &mut String) {
+        if let Some(az) = &self.az {
+            out.push_str(",\"az\":");
+            push_json_str(out, az);
+        }
+        if let Some(id) = &self.instance_id {
+            out.push_str(",\"ec2_instance_id\":");
+            push_json_str(out, id);
+        }
+    }
+}
+
+/// What an application record says about its container, from the file name and the pod index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerMeta {
+    pub pod_name: String,
+    pub namespace: String,
+    pub pod_id: String,
+    pub host: String,
+    pub container_name: String,
+    /// The 64-hex container id (`docker_id`), when known.
+    pub container_id: Option<String>,
+    /// `imageID` without its `scheme://` prefix.
+    pub container_hash: Option<String>,
+    pub container_image: Option<String>,
+    /// `imageID` as the pod status has it (fluentd's `container_image_id`).
+    pub container_image_id: Option<String>,
+    pub labels: Vec<(String, String)>,
+}
+
+/// The `kubernetes` object (or, for fluentd, `docker` + `kubernetes`), serialised once per file:
+/// the text that follows `"log"…` up to the closing brace.
+pub fn kubernetes_suffix(profile: RecordProfile, m: &ContainerMeta) -> String {
+    let mut out = String::with_capacity(512);
+    let field = |out: &mut String, first: &mut bool, k: &str, v: &str| {
+        if !*first {
+            out.push(',');
+        }
+        *first = false;
+        push_json_str(out, k);
+        out.push(':');
+        push_json_str(out, v);
+    };
+    let mut first = true;
+    match profile {
+        RecordProfile::FluentBit => {
+            out.push_str(",\"kubernetes\":{");
+            field(&mut out, &mut first, "pod_name", &m.pod_name);
+            field(&mut out, &mut first, "namespace_name", &m.namespace);
+            field(&mut out, &mut first, "pod_id", &m.pod_id);
+            field(&mut out, &mut first, "host", &m.host);
+            field(&mut out, &mut first, "container_name", &m.container_name);
+            for (k, v) in [
+                ("docker_id", &m.container_id),
+                ("container_hash", &m.container_hash),
+                ("container_image", &m.container_image),
+            ] {
+                if let Some(v) = v {
+                    field(&mut out, &mut first, k, v);
+                }
+            }
+            out.push('}');
+        }
+        RecordProfile::Fluentd => {
+            if let Some(id) = m.container_id.as_deref().filter(|s| !s.is_empty()) {
+                out.push_str(",\"docker\":{\"container_id\":");
+                push_json_str(&mut out, id);
+                out.push('}');
+            }
+            out.push_str(",\"kubernetes\":{");
+            for (k, v) in [
+                ("container_name", Some(&m.container_name)),
+                ("namespace_name", Some(&m.namespace)),
+                ("pod_name", Some(&m.pod_name)),
+                ("container_image", m.container_image.as_ref()),
+                ("container_image_id", m.container_image_id.as_ref()),
+                ("pod_id", Some(&m.pod_id)),
+                ("host", Some(&m.host)),
+            ] {
+                if let Some(v) = v.filter(|v| !v.is_empty()) {
+                    field(&mut out, &mut first, k, v);
+                }
+            }
+            if !m.labels.is_empty() {
+                if !first {
+                    out.push(',');
+                }
+                out.push_str("\"labels\":{");
+                for (i, (k, v)) in m.labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    push_json_str(&mut out, k);
+                    out.push(':');
+                    push_json_str(&mut out, v);
+                }
+                out.push('}');
+            }
+            out.push('}');
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// How the records of one file are written.
+#[derive(Debug, Clone)]
+pub enum Shape {
+    /// Application records: the profile, the precomputed `kubernetes` suffix, and whether to
+    /// merge a JSON `log` under `log_processed` (Fluent Bit's `Merge_Log`).
+    Application {
+        profile: RecordProfile,
+        suffix: std::sync::Arc<str>,
+        merge_json: bool,
+    },
+    /// Dataplane container records, with the node facts.
+    Dataplane { node: std::sync::Arc<NodeFacts> },
+    /// `/var/log/dmesg`: the line under `message`.
+    HostPlain { node: std::sync::Arc<NodeFacts> },
+    /// `/var/log/messages`, `/var/log/secure`: syslog.
+    HostSyslog { node: std::sync::Arc<NodeFacts> },
+}
+
+/// Per-event size rules.
+#[derive(Debug, Clone, Copy)]
+pub struct SizeRules {
+    /// Message bytes one event may carry (`kinsight.logs.max_event_bytes`).
+    pub max_event_bytes: usize,
+    pub oversize: OversizeEvent,
+}
+
+/// One event's message and what had to be done to it.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    /// One message, or several with `oversize_event: split`.
+    pub messages: Vec<String>,
+    /// The content was cut to fit (`_truncated: true`).
+    pub truncated: bool,
+    pub split: bool,
+}
+
+/// `log` and its JSON merge: the object text when `log` (trailing newlines trimmed) is a JSON
+/// object.
+fn json_object(content: &str) -> Option<String> {
+    let t = content.trim_end_matches(['\n', '\r']);
+    if !t.trim_start().starts_with('{') {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(t).ok()?;
+    v.is_object().then(|| v.to_string())
+}
+
+/// The application or dataplane message of a container record. `content` is valid UTF-8 (the
+/// caller repaired it).
+fn container_message(
+    shape: &Shape,
+    r: &Record<'_>,
+    content: &str,
+    truncated: bool,
+    part: Option<(usize, usize)>,
+    merge: bool,
+) -> String {
+    let mut out = String::with_capacity(content.len() + 256);
+    match shape {
+        Shape::Application {
+            profile: RecordProfile::Fluentd,
+            suffix,
+            ..
+        } => {
+            out.push_str("{\"log\":");
+            push_json_str(&mut out, content);
+            out.push_str(",\"stream\":\"");
+            out.push_str(r.stream.as_str());
+            out.push_str("\",\"logtag\":\"");
+            out.push(if r.is_complete() { 'F' } else { 'P' });
+            out.push('"');
+            push_flags(&mut out, truncated, part);
+            out.push_str(suffix);
+        }
+        Shape::Application { suffix, merge_json, .. } => {
+            out.push_str("{\"time\":");
+            push_json_str(&mut out, r.time);
+            out.push_str(",\"stream\":\"");
+            out.push_str(r.stream.as_str());
+            out.push_str("\",\"log\":");
+            push_json_str(&mut out, content);
+            push_flags(&mut out, truncated, part);
+            if *merge_json
+                && merge
+                && let Some(obj) = json_object(content)
+            {
+                out.push_str(",\"log_processed\":");
+                out.push_str(&obj);
+            }
+            out.push_str(suffix);
+        }
+        Shape::Dataplane { node } | Shape::HostPlain { node } | Shape::HostSyslog { node } => {
+            out.push_str("{\"time\":");
+            push_json_str(&mut out, r.time);
+            out.push_str(",\"stream\":\"");
+            out.push_str(r.stream.as_str());
+            out.push_str("\",\"log\":");
+            push_json_str(&mut out, content);
+            push_flags(&mut out, truncated, part);
+            node.append(&mut out);
+            out.push('}');
+        }
+    }
+    out
+}
+
+fn push_flags(out: &mut String, truncated: bool, part: Option<(usize, usize)>) {
+    if truncated {
+        out.push_str(",\"_truncated\":true");
+    }
+    if let Some((i, n)) = part {
+        let _ = write!(out, ",\"_part\":{i},\"_parts\":{n}");
+    }
+}
+
+/// The largest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn floor(s: &str, max: usize) -> &str {
+    let mut cut = max.min(s.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
+/// Encodes a container record, keeping every message within `rules.max_event_bytes`.
+pub fn container_record(shape: &Shape, r: &Record<'_>, content: &str, rules: SizeRules) -> Encoded {
+    let full = container_message(shape, r, content, r.truncated, None, true);
+    if full.len() <= rules.max_event_bytes {
+        return Encoded {
+            messages: vec![full],
+            truncated: r.truncated,
+            split: false,
+        };
+    }
+    // Without the merged object first (Fluent Bit drops nothing; a message over the limit would
+    // be refused whole), then with `log` cut at a character boundary.
+    let overhead = container_message(shape, r, "", true, Some((99_999, 99_999)), false).len();
+    let room = rules.max_event_bytes.saturating_sub(overhead).max(1);
+    match rules.oversize {
+        OversizeEvent::Truncate => {
+            let mut keep = content.len().min(room);
+            loop {
+                let cut = floor(content, keep);
+                let m = container_message(shape, r, cut, true, None, false);
+                if m.len() <= rules.max_event_bytes || cut.is_empty() {
+                    return Encoded {
+                        messages: vec![m],
+                        truncated: true,
+                        split: false,
+                    };
+                }
+                // Escaping made it longer than its bytes: shrink by the excess and try again.
+                keep = cut.len().saturating_sub(m.len() - rules.max_event_bytes);
+            }
+        }
+        OversizeEvent::Split => {
+            let mut pieces: Vec<&str> = Vec::new();
+            let mut rest = content;
+            while !rest.is_empty() {
+                let mut take = floor(rest, room);
+                if take.is_empty() {
+                    // A character longer than the room: take it whole (room is never below 4
+                    // in practice; this only guards against a zero-length piece).
+                    let n = rest.chars().next().map_or(rest.len(), char::len_utf8);
+                    take = &rest[..n];
+                }
+                // Escaping can make a piece's message longer than its bytes: shrink until it fits.
+                while take.len() > 1 {
+                    let m = container_message(shape, r, take, r.truncated, Some((99_999, 99_999)), false);
+                    if m.len() <= rules.max_event_bytes {
+                        break;
+                    }
+                    take = floor(take, take.len() - (m.len() - rules.max_event_bytes).min(take.len() - 1));
+                    if take.is_empty() {
+                        take = &rest[..rest.chars().next().map_or(rest.len(), char::len_utf8)];
+                        break;
+                    }
+                }
+                pieces.push(take);
+                rest = &rest[take.len()..];
+            }
+            let n = pieces.len();
+            let messages = pieces
+                .iter()
+                .enumerate()
+                .map(|(i, p)| container_message(shape, r, p, r.truncated, Some((i + 1, n)), false))
+                .collect();
+            Encoded {
+                messages,
+                truncated: r.truncated,
+                split: true,
+            }
+        }
+    }
+}
+
+/// A container line that did not parse as CRI or Docker: the raw line under `log`, with the
+/// `kubernetes` object when the shape has one.
+pub fn unparsed_line(shape: &Shape, line: &str, rules: SizeRules) -> String {
+    let line = floor(line, rules.max_event_bytes.saturating_sub(1024).max(1));
+    let mut out = String::with_capacity(line.len() + 256);
+    out.push_str("{\"log\":");
+    push_json_str(&mut out, line);
+    match shape {
+        Shape::Application { suffix, .. } => out.push_str(suffix),
+        Shape::Dataplane { node } | Shape::HostPlain { node } | Shape::HostSyslog { node } => {
+            node.append(&mut out);
+            out.push('}');
+        }
+    }
+    out
+}
+
+/// A host file line: `{"message"}` for dmesg, syslog fields for messages and secure (a line that
+/// is not syslog keeps only `message`).
+pub fn host_line(shape: &Shape, line: &str, syslog: Option<&SyslogLine<'_>>, rules: SizeRules) -> String {
+    let node = match shape {
+        Shape::HostPlain { node } | Shape::HostSyslog { node } | Shape::Dataplane { node } => node.clone(),
+        Shape::Application { .. } => std::sync::Arc::new(NodeFacts::default()),
+    };
+    let room = rules.max_event_bytes.saturating_sub(512).max(1);
+    let mut out = String::with_capacity(line.len() + 128);
+    out.push('{');
+    match syslog {
+        Some(s) => {
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            out.push_str("\"host\":");
+            push_json_str(&mut out, &text(s.host));
+            out.push_str(",\"ident\":");
+            push_json_str(&mut out, &text(s.ident));
+            if let Some(pid) = s.pid {
+                out.push_str(",\"pid\":");
+                push_json_str(&mut out, &text(pid));
+            }
+            out.push_str(",\"message\":");
+            push_json_str(&mut out, floor(&text(s.message), room));
+        }
+        None => {
+            out.push_str("\"message\":");
+            push_json_str(&mut out, floor(line, room));
+        }
+    }
+    node.append(&mut out);
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::parse::{CloseReason, Stream};
+
+    fn record(content: &[u8]) -> Record<'_> {
+        Record {
+            time: "2026-01-05T10:11:12.123456789Z",
+            timestamp_ms: 1_767_607_872_123,
+            stream: Stream::Stdout,
+            content,
+            start: 0,
+            end: 10,
+            pieces: 1,
+            truncated: false,
+            closed: CloseReason::Terminated,
+        }
+    }
+
+    fn meta() -> ContainerMeta {
+        ContainerMeta {
+            pod_name: "web-5468c5d4d7-n2swr".into(),
+            namespace: "shop".into(),
+            pod_id: "198f7dd2-2270-11ea-be47-0a5d932f5920".into(),
+            host: "ip-10-1-128-166.us-east-2.compute.internal".into(),
+            container_name: "web".into(),
+            container_id: Some("c0ffee".into()),
+            container_hash: Some("registry/web@sha256:ab".into()),
+            container_image: Some("registry/web:1".into()),
+            container_image_id: Some("docker-pullable://registry/web@sha256:ab".into()),
+            labels: vec![("app".into(), "web".into())],
+        }
+    }
+
+    fn app(profile: RecordProfile) -> Shape {
+        Shape::Application {
+            profile,
+            suffix: kubernetes_suffix(profile, &meta()).into(),
+            merge_json: true,
+        }
+    }
+
+    const RULES: SizeRules = SizeRules {
+        max_event_bytes: 1_048_550,
+        oversize: OversizeEvent::Truncate,
+    };
+
+    #[test]
+    fn the_fluent_bit_shape_matches_the_documented_example() {
+        let content = "{\"level\":\"info\",\"msg\":\"hello\"}";
+        let e = container_record(
+            &app(RecordProfile::FluentBit),
+            &record(content.as_bytes()),
+            content,
+            RULES,
+        );
+        assert_eq!(
+            e.messages[0],
+            "{\"time\":\"2026-01-05T10:11:12.123456789Z\",\"stream\":\"stdout\",\
+             \"log\":\"{\\\"level\\\":\\\"info\\\",\\\"msg\\\":\\\"hello\\\"}\",\
+             \"log_processed\":{\"level\":\"info\",\"msg\":\"hello\"},\
+             \"kubernetes\":{\"pod_name\":\"web-5468c5d4d7-n2swr\",\"namespace_name\":\"shop\",\
+             \"pod_id\":\"198f7dd2-2270-11ea-be47-0a5d932f5920\",\
+             \"host\":\"ip-10-1-128-166.us-east-2.compute.internal\",\"container_name\":\"web\",\
+             \"docker_id\":\"c0ffee\",\"container_hash\":\"registry/web@sha256:ab\",\
+             \"container_image\":\"registry/web:1\"}}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&e.messages[0]).unwrap();
+        assert_eq!(v["log"], content);
+    }
+
+    #[test]
+    fn the_fluentd_shape_drops_empty_fields_and_carries_logtag() {
+        let mut m = meta();
+        m.container_image = None;
+        let shape = Shape::Application {
+            profile: RecordProfile::Fluentd,
+            suffix: kubernetes_suffix(RecordProfile::Fluentd, &m).into(),
+            merge_json: true,
+        };
+        let e = container_record(&shape, &record(b"x"), "x", RULES);
+        let v: serde_json::Value = serde_json::from_str(&e.messages[0]).unwrap();
+        assert_eq!(v["log"], "x");
+        assert_eq!(v["logtag"], "F");
+        assert_eq!(v["docker"]["container_id"], "c0ffee");
+        assert_eq!(v["kubernetes"]["labels"]["app"], "web");
+        assert!(v["kubernetes"].get("container_image").is_none());
+        assert!(v.get("time").is_none(), "fluentd removed time from the record");
+        assert!(e.messages[0].starts_with("{\"log\":"));
+    }
+
+    #[test]
+    fn control_characters_and_quotes_are_escaped() {
+        let mut s = String::new();
+        push_json_str(&mut s, "a\"b\\c\n\u{1}é\t");
+        assert_eq!(s, "\"a\\\"b\\\\c\\n\\u0001é\\t\"");
+        assert_eq!(serde_json::from_str::<String>(&s).unwrap(), "a\"b\\c\n\u{1}é\t");
+    }
+
+    #[test]
+    fn an_oversized_record_is_cut_to_fit_as_valid_json() {
+        // The kubernetes object alone is about 380 bytes here.
+        let rules = SizeRules {
+            max_event_bytes: 700,
+            oversize: OversizeEvent::Truncate,
+        };
+        // Quotes double when escaped: cutting must account for it.
+        let content = "\"é".repeat(400);
+        let e = container_record(
+            &app(RecordProfile::FluentBit),
+            &record(content.as_bytes()),
+            &content,
+            rules,
+        );
+        assert!(e.truncated);
+        assert!(e.messages[0].len() <= 700, "{}", e.messages[0].len());
+        assert!(
+            e.messages[0].len() > 650,
+            "cut no more than needed: {}",
+            e.messages[0].len()
+        );
+        let v: serde_json::Value = serde_json::from_str(&e.messages[0]).unwrap();
+        assert_eq!(v["_truncated"], true);
+        assert!(content.starts_with(v["log"].as_str().unwrap()));
+    }
+
+    #[test]
+    fn split_mode_keeps_every_byte_in_numbered_parts() {
+        let rules = SizeRules {
+            max_event_bytes: 800,
+            oversize: OversizeEvent::Split,
+        };
+        let content = "0123456789\\".repeat(100);
+        let e = container_record(
+            &app(RecordProfile::FluentBit),
+            &record(content.as_bytes()),
+            &content,
+            rules,
+        );
+        assert!(e.split && e.messages.len() > 1);
+        let mut joined = String::new();
+        for (i, m) in e.messages.iter().enumerate() {
+            assert!(m.len() <= 800, "{}", m.len());
+            let v: serde_json::Value = serde_json::from_str(m).unwrap();
+            assert_eq!(v["_part"], i + 1);
+            assert_eq!(v["_parts"], e.messages.len());
+            joined.push_str(v["log"].as_str().unwrap());
+        }
+        assert_eq!(joined, content);
+    }
+
+    #[test]
+    fn host_lines_have_their_shapes() {
+        let node = std::sync::Arc::new(NodeFacts {
+            az: Some("us-east-1a".into()),
+            instance_id: Some("i-0123".into()),
+        });
+        let line = "Jan  5 10:11:12 ip-10-0-0-1 sshd[42]: Accepted publickey";
+        let s = super::super::parse::parse_syslog(line.as_bytes(), 1_767_607_872_000).unwrap();
+        let m = host_line(&Shape::HostSyslog { node: node.clone() }, line, Some(&s), RULES);
+        assert_eq!(
+            m,
+            "{\"host\":\"ip-10-0-0-1\",\"ident\":\"sshd\",\"pid\":\"42\",\"message\":\"Accepted publickey\",\
+             \"az\":\"us-east-1a\",\"ec2_instance_id\":\"i-0123\"}"
+        );
+        let m = host_line(&Shape::HostPlain { node }, "[    0.000000] Linux version", None, RULES);
+        assert_eq!(
+            m,
+            "{\"message\":\"[    0.000000] Linux version\",\"az\":\"us-east-1a\",\"ec2_instance_id\":\"i-0123\"}"
+        );
+    }
+}

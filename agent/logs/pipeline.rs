@@ -1,0 +1,275 @@
+//! The log pipeline as one task: the tailer on a blocking thread, its events handed to the
+//! current output, its checkpoints committed last at shutdown.
+//!
+//! The reads are synchronous (`pread` on held descriptors), so the loop runs on tokio's blocking
+//! pool and enters the runtime only to hand a round's events to the output, which makes it wait
+//! while the output holds its capacity. Without data it sleeps [`IDLE`] between rounds and
+//! rescans the directories every [`RESCAN`]: a line written to a file being tailed reaches the
+//! output within a fraction of a second.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::host::Clock;
+use crate::host::confined::ConfinedRoot;
+use crate::kube::PodIndex;
+use crate::ship::Output;
+use crate::telemetry::Telemetry;
+use crate::telemetry::events::LogsRound;
+
+use super::checkpoint::Store;
+use super::discover::Places;
+use super::encode::NodeFacts;
+use super::parse::{Limits, MultilineRule};
+use super::settle::Settlements;
+use super::tail::{Counts, TailSettings, Tailer, size_rules};
+
+/// Sleep between rounds that found nothing to read.
+pub const IDLE: Duration = Duration::from_millis(200);
+/// Time between directory scans.
+pub const RESCAN: Duration = Duration::from_secs(1);
+/// Time between prunes of checkpoint entries of files that are gone.
+pub const PRUNE: Duration = Duration::from_mins(5);
+
+/// The pipeline, built and not yet running.
+#[derive(Debug)]
+pub struct LogPipeline {
+    tailer: Tailer,
+    settlements: Arc<Settlements>,
+    telemetry: Telemetry,
+    clock: Arc<dyn Clock>,
+}
+
+/// Why the pipeline cannot run at all (reported, and the agent goes on without logs).
+#[derive(Debug, thiserror::Error)]
+pub enum LogsError {
+    #[error("cannot open the host root {path} for log reading")]
+    Root {
+        path: String,
+        #[source]
+        source: crate::host::confined::ConfinedError,
+    },
+    #[error("multiline rule kinsight.logs.multiline.first_line_regex does not compile")]
+    Multiline(#[source] regex::Error),
+}
+
+/// The tailer's settings for `cfg`.
+pub fn settings(cfg: &Config, own_pod: Option<(String, String)>, node: NodeFacts) -> Result<TailSettings, LogsError> {
+    let l = &cfg.logs;
+    let multiline = match &l.multiline {
+        Some(m) => Some((
+            MultilineRule::start_pattern(&m.first_line_regex).map_err(LogsError::Multiline)?,
+            m.container_globs.clone(),
+        )),
+        None => None,
+    };
+    Ok(TailSettings {
+        cluster: cfg.cluster_name.clone(),
+        node: cfg.node_name.clone(),
+        places: Places {
+            pod_logs_dir: cfg.paths.pod_logs_dir.display().to_string(),
+            container_logs_dir: cfg.paths.container_logs_dir.display().to_string(),
+            host_files: l.host_files.clone(),
+        },
+        profile: l.record_profile,
+        stream_names: l.stream_names,
+        exclude_globs: l.exclude_container_globs.clone(),
+        dataplane_globs: l.dataplane_container_globs.clone(),
+        multiline,
+        limits: Limits {
+            max_record_bytes: l.max_event_bytes.max(1),
+            flush_timeout: l.partial_flush_timeout,
+        },
+        size: size_rules(l.max_event_bytes, l.oversize_event),
+        own_pod,
+        node_facts: Arc::new(node),
+        merge_json: true,
+    })
+}
+
+impl LogPipeline {
+    /// Opens the host root and the checkpoint store (`state_dir` below the host root). A state
+    /// directory that cannot be used is reported and the pipeline runs without checkpoints: it
+    /// still ships, but a restart reads the files again from their start.
+    pub fn build(
+        settings: TailSettings,
+        host_root: &Path,
+        state_dir: &Path,
+        pods: Option<PodIndex>,
+        telemetry: Telemetry,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(LogPipeline, Arc<Settlements>), LogsError> {
+        let root = ConfinedRoot::open(host_root).map_err(|source| LogsError::Root {
+            path: host_root.display().to_string(),
+            source,
+        })?;
+        let dir = host_root.join(state_dir.strip_prefix("/").unwrap_or(state_dir));
+        let store = match std::fs::create_dir_all(&dir) {
+            Ok(()) => {
+                let wall = u64::try_from(clock.wall_ms()).unwrap_or(0);
+                let (store, warning) = Store::open(&dir, wall);
+                if let Some(w) = warning {
+                    tracing::warn!(warning = %w, "log checkpoints were unreadable and were set aside; files are read from their start");
+                }
+                tracing::info!(entries = store.len(), dir = %dir.display(), "log checkpoints loaded");
+                Some(store)
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot use the state directory: logs ship without checkpoints, and a restart reads every file again");
+                None
+            }
+        };
+        let settlements = Arc::new(Settlements::default());
+        let tailer = Tailer::new(settings, root, pods, settlements.clone(), store);
+        Ok((
+            LogPipeline {
+                tailer,
+                settlements: settlements.clone(),
+                telemetry,
+                clock,
+            },
+            settlements,
+        ))
+    }
+
+    /// Runs until `inputs` is cancelled, then hands over the records still being assembled,
+    /// waits for `flushed` (the output flushed, or gave up) and commits the checkpoints last.
+    pub async fn run(
+        self,
+        output: watch::Receiver<Arc<dyn Output>>,
+        inputs: CancellationToken,
+        flushed: CancellationToken,
+    ) {
+        let handle = tokio::runtime::Handle::current();
+        let task = tokio::task::spawn_blocking(move || self.run_blocking(&handle, &output, &inputs, &flushed));
+        if let Err(e) = task.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+
+    fn run_blocking(
+        mut self,
+        handle: &tokio::runtime::Handle,
+        output: &watch::Receiver<Arc<dyn Output>>,
+        inputs: &CancellationToken,
+        flushed: &CancellationToken,
+    ) {
+        let started = self.clock.monotonic();
+        let mut last_scan: Option<Duration> = None;
+        let mut last_prune = Duration::ZERO;
+        let mut reported = Counts::default();
+        let mut generation = None;
+        while !inputs.is_cancelled() {
+            let now = self.clock.monotonic() - started;
+            if last_scan.is_none_or(|t| now.saturating_sub(t) >= RESCAN) {
+                self.tailer.discover(now);
+                last_scan = Some(now);
+                let g = self.tailer_pod_generation();
+                if g != generation {
+                    generation = g;
+                    self.tailer.refresh_metadata();
+                }
+            }
+            let (events, any) = self.tailer.read_round(now, self.clock.wall_ms());
+            if !events.is_empty() && !send(handle, output, events, inputs) {
+                break;
+            }
+            self.tailer.commit(now, false);
+            if now.saturating_sub(last_prune) >= PRUNE {
+                self.tailer.prune_store();
+                last_prune = now;
+            }
+            self.report(&mut reported, now);
+            if !any {
+                handle.block_on(async {
+                    tokio::select! {
+                        () = tokio::time::sleep(IDLE) => {}
+                        () = inputs.cancelled() => {}
+                    }
+                });
+            }
+        }
+        // Drain: what the joiners still hold goes out now (it would otherwise wait for a timer),
+        // while the output is still flushing.
+        let pending = self.tailer.flush_pending();
+        if !pending.is_empty() {
+            let out = output.borrow().clone();
+            let _ = handle.block_on(out.send_logs(pending));
+        }
+        handle.block_on(flushed.cancelled());
+        let now = self.clock.monotonic() - started;
+        self.tailer.commit(now, true);
+        self.report(&mut reported, now);
+        tracing::info!(
+            unsettled = self.settlements.unsettled(),
+            "log checkpoints committed; unsettled events are read again after the restart"
+        );
+    }
+
+    fn tailer_pod_generation(&self) -> Option<u64> {
+        self.tailer.pod_generation()
+    }
+
+    fn report(&self, last: &mut Counts, now: Duration) {
+        let c = self.tailer.counts;
+        let oldest = self
+            .settlements
+            .oldest_handed()
+            .map_or(0.0, |t| (now.as_secs_f64() - t).max(0.0));
+        LogsRound {
+            lines: c.lines - last.lines,
+            bytes: c.bytes - last.bytes,
+            parse_errors: c.parse_errors - last.parse_errors,
+            utf8_repaired: c.utf8_repaired - last.utf8_repaired,
+            truncated: c.truncated_records - last.truncated_records,
+            split: c.split_records - last.split_records,
+            long_lines: c.long_lines - last.long_lines,
+            opened: c.opened - last.opened,
+            finished: c.finished - last.finished,
+            rotated: c.rotations - last.rotations,
+            truncated_files: c.truncations - last.truncations,
+            open_failed: c.open_errors - last.open_errors,
+            files: self.tailer.files(),
+            bytes_behind: self.tailer.bytes_behind(),
+            oldest_unacknowledged_s: oldest,
+        }
+        .emit(&self.telemetry);
+        *last = c;
+    }
+}
+
+/// Hands `events` to the current output, waiting while it is full. An output replaced by a
+/// reload hands back what it could not take; they go to the new one. Returns false when the
+/// inputs stopped meanwhile (the events stay unsettled and are read again after a restart).
+fn send(
+    handle: &tokio::runtime::Handle,
+    output: &watch::Receiver<Arc<dyn Output>>,
+    mut events: Vec<crate::ship::LogEvent>,
+    inputs: &CancellationToken,
+) -> bool {
+    loop {
+        let out = output.borrow().clone();
+        match handle.block_on(out.send_logs(events)) {
+            Ok(()) => return true,
+            Err(back) => {
+                if inputs.is_cancelled() {
+                    return false;
+                }
+                events = back;
+                handle.block_on(async {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        () = inputs.cancelled() => {}
+                    }
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,1013 @@
+//! The tailer: every log file of the node, held open, read in bounded rounds, parsed, enriched,
+//! and handed to the output as events whose outcomes move each file's committed offset.
+//!
+//! Files (kubelet, `pkg/kubelet/logs/container_log_manager.go`): kubelet rotates by renaming
+//! `N.log` to `N.log.<timestamp>` and asking the runtime to reopen `N.log`; it gzips the previous
+//! rotated file at the next rotation and removes a deleted pod's directory promptly. So:
+//! - a file is opened as soon as it is found, and tracked by its descriptor and identity (device,
+//!   inode, a fingerprint of its head), never re-opened by path;
+//! - a renamed file is drained through its descriptor; the new `N.log` starts at 0;
+//! - a deleted file (`st_nlink` 0) is drained too; no timer abandons unread data;
+//! - a rotated or deleted file is closed only at its end, once every event from it is settled
+//!   and it has stopped growing;
+//! - `.gz` and `.tmp` files are never sources; a file smaller than the read position was
+//!   truncated in place (copytruncate, never kubelet's way) and is read again from 0.
+//!
+//! Reading is fair: each file gets at most [`QUANTUM`] bytes per round, rotated and deleted files
+//! first (they pin disk space), and one round hands at most [`ROUND_BYTES`] of events to the
+//! output, which makes the round wait when it holds its capacity: the files are the buffer.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{OversizeEvent, RecordProfile, StreamNames};
+use crate::host::confined::{ConfinedFile, ConfinedRoot, OpenChecks};
+use crate::kube::PodIndex;
+use crate::ship::LogEvent;
+
+use super::checkpoint::{Entry, Lookup, Store};
+use super::discover::{Found, Places, What, scan};
+use super::encode::{self, ContainerMeta, NodeFacts, Shape, SizeRules};
+use super::identity::{self, FileKey, Fingerprint};
+use super::parse::{Joiner, Limits, LineParser, Multiline, MultilineRule, Record, parse_syslog, repair};
+use super::route::{self, ContainerFile, Group, Route};
+use super::settle::Settlements;
+
+/// Bytes read from one file per round.
+pub const QUANTUM: usize = 256 * 1024;
+/// Bytes of events one round hands to the output at most.
+pub const ROUND_BYTES: usize = 4 << 20;
+/// A rotated file that has not grown for this long is finished once read (kubelet checks sizes
+/// every 10 s, `containerLogMonitorInterval`).
+pub const ROTATED_QUIET: Duration = Duration::from_secs(10);
+/// A deleted file that has not grown for this long is finished once read.
+pub const DELETED_QUIET: Duration = Duration::from_secs(5);
+
+/// How the tailer reads and writes records; built from the configuration.
+#[derive(Debug, Clone)]
+pub struct TailSettings {
+    pub cluster: String,
+    pub node: String,
+    pub places: Places,
+    pub profile: RecordProfile,
+    pub stream_names: StreamNames,
+    pub exclude_globs: Vec<String>,
+    pub dataplane_globs: Vec<String>,
+    /// Multiline rule and the basename globs it applies to.
+    pub multiline: Option<(MultilineRule, Vec<String>)>,
+    pub limits: Limits,
+    pub size: SizeRules,
+    /// Log files of this pod (`K8S_NAMESPACE`, `POD_NAME`) are not shipped: a failing agent must
+    /// not amplify its own logs.
+    pub own_pod: Option<(String, String)>,
+    pub node_facts: Arc<NodeFacts>,
+    pub merge_json: bool,
+}
+
+/// The state of a tracked file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Live,
+    /// Renamed away from its path at this time (monotonic seconds).
+    Rotated,
+    /// Every name removed (`st_nlink` 0).
+    Deleted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Container,
+    Host { syslog: bool },
+}
+
+/// One tracked file.
+struct Source {
+    id: u32,
+    /// Where it was found, below the host root.
+    rel: PathBuf,
+    file: ConfinedFile,
+    key: FileKey,
+    fingerprint: Fingerprint,
+    /// Next byte to read.
+    offset: u64,
+    /// An unfinished line: the bytes from `offset - carry.len()` to `offset`.
+    carry: Vec<u8>,
+    /// Skipping the rest of a line longer than the record cap, which started here.
+    discard_from: Option<u64>,
+    parser: LineParser,
+    joiner: Joiner,
+    multiline: Option<Multiline>,
+    kind: Kind,
+    shape: Shape,
+    route: Route,
+    container_id: Option<String>,
+    /// For container files: what the path says, to enrich again when the index learns the pod.
+    container: Option<ContainerFile>,
+    enriched: bool,
+    state: State,
+    /// Monotonic time the file last grew.
+    last_growth: Duration,
+    last_size: u64,
+    /// The committed offset written to the checkpoint store.
+    committed: u64,
+    /// The last read reached the end of the file.
+    at_eof: bool,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("id", &self.id)
+            .field("rel", &self.rel)
+            .field("offset", &self.offset)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the tailer counts; the pipeline turns it into telemetry once per round.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub lines: u64,
+    pub bytes: u64,
+    pub events: u64,
+    pub parse_errors: u64,
+    pub utf8_repaired: u64,
+    pub truncated_records: u64,
+    pub split_records: u64,
+    pub long_lines: u64,
+    pub rotations: u64,
+    pub truncations: u64,
+    pub opened: u64,
+    pub finished: u64,
+    pub open_errors: u64,
+}
+
+/// The tailer's state. Synchronous: the pipeline runs it on a blocking thread.
+#[derive(Debug)]
+pub struct Tailer {
+    settings: TailSettings,
+    root: ConfinedRoot,
+    pods: Option<PodIndex>,
+    settlements: Arc<Settlements>,
+    store: Option<Store>,
+    sources: Vec<Source>,
+    next_id: u32,
+    /// Identities already read to the end in an earlier run, or excluded: not opened again.
+    skip: HashSet<FileKey>,
+    /// Paths whose open failed, reported once.
+    reported: HashSet<PathBuf>,
+    /// Read buffer, shared by every file.
+    buf: Vec<u8>,
+    /// Docker JSON decoding scratch.
+    scratch: Vec<u8>,
+    repair_buf: String,
+    pub counts: Counts,
+}
+
+impl Tailer {
+    pub fn new(
+        settings: TailSettings,
+        root: ConfinedRoot,
+        pods: Option<PodIndex>,
+        settlements: Arc<Settlements>,
+        store: Option<Store>,
+    ) -> Tailer {
+        let skip = store
+            .iter()
+            .flat_map(Store::entries)
+            .filter(|e| e.finished)
+            .map(Entry::key)
+            .collect();
+        Tailer {
+            settings,
+            root,
+            pods,
+            settlements,
+            store,
+            sources: Vec::new(),
+            next_id: 1,
+            skip,
+            reported: HashSet::new(),
+            buf: vec![0; QUANTUM],
+            scratch: Vec::new(),
+            repair_buf: String::new(),
+            counts: Counts::default(),
+        }
+    }
+
+    /// The pod index's generation: a change means pods were added or removed.
+    pub fn pod_generation(&self) -> Option<u64> {
+        self.pods.as_ref().map(|p| p.snapshot().generation())
+    }
+
+    /// Files being read.
+    pub fn files(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// Bytes on disk not yet committed, over every tracked file.
+    pub fn bytes_behind(&self) -> u64 {
+        self.sources
+            .iter()
+            .map(|s| s.file.last_stat().size.saturating_sub(s.committed))
+            .sum()
+    }
+
+    /// Scans for new, rotated and deleted files (see the module doc).
+    pub fn discover(&mut self, now: Duration) {
+        let scan = scan(&self.root, &self.settings.places);
+        for e in scan.errors {
+            if self.reported.insert(e.path().to_path_buf()) {
+                tracing::warn!(error = %crate::telemetry::chain(&e), "cannot list a log directory");
+            }
+        }
+        let mut at_path: HashMap<PathBuf, u64> = HashMap::new();
+        let mut found_inos: HashSet<u64> = HashSet::new();
+        for f in &scan.found {
+            at_path.insert(f.rel.clone(), f.ino);
+            found_inos.insert(f.ino);
+        }
+        // Renamed or deleted: a live source whose path now lists another inode, or none.
+        for s in &mut self.sources {
+            if s.state != State::Live {
+                continue;
+            }
+            match at_path.get(&s.rel) {
+                Some(ino) if *ino == s.key.inode => {}
+                _ => {
+                    s.state = if found_inos.contains(&s.key.inode) {
+                        State::Rotated
+                    } else {
+                        State::Deleted
+                    };
+                    s.last_growth = now;
+                    self.counts.rotations += 1;
+                }
+            }
+        }
+        let tracked: HashSet<u64> = self.sources.iter().map(|s| s.key.inode).collect();
+        let mut new: Vec<Found> = scan.found.into_iter().filter(|f| !tracked.contains(&f.ino)).collect();
+        // Rotated files first (older data), by name: kubelet's timestamps sort by age.
+        new.sort_by(|a, b| {
+            let rotated = |f: &Found| matches!(f.what, What::Container { rotated: true, .. });
+            rotated(b).cmp(&rotated(a)).then(a.rel.cmp(&b.rel))
+        });
+        for f in new {
+            self.open(f, now);
+        }
+    }
+
+    fn excluded(&self, file: &ContainerFile, basename: &str) -> bool {
+        if let Some((ns, pod)) = &self.settings.own_pod
+            && *ns == file.namespace
+            && *pod == file.pod_name
+        {
+            return true;
+        }
+        self.settings
+            .exclude_globs
+            .iter()
+            .any(|g| route::glob_match(g, basename))
+    }
+
+    /// The container's metadata, from the file name and, when it knows the pod, the index.
+    fn container_meta(&self, file: &ContainerFile, basename_id: Option<&str>) -> (ContainerMeta, bool) {
+        let mut m = ContainerMeta {
+            pod_name: file.pod_name.clone(),
+            namespace: file.namespace.clone(),
+            pod_id: file.pod_uid.clone(),
+            host: self.settings.node.clone(),
+            container_name: file.container.clone(),
+            container_id: basename_id.map(str::to_string),
+            ..ContainerMeta::default()
+        };
+        let pod = self.pods.as_ref().and_then(|i| i.by_uid(&file.pod_uid));
+        let Some(pod) = pod else { return (m, false) };
+        let c = pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter())
+            .find(|c| c.name == file.container);
+        if let Some(c) = c {
+            if m.container_id.is_none() && u64::from(file.restart) == c.restart_count {
+                m.container_id.clone_from(&c.id);
+            }
+            m.container_image.clone_from(&c.image);
+            m.container_image_id.clone_from(&c.image_id);
+            m.container_hash = c
+                .image_id
+                .as_deref()
+                .map(|i| i.split_once("://").map_or(i, |(_, rest)| rest).to_string());
+        }
+        m.labels = pod.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        (m, true)
+    }
+
+    /// The route and shape of a found file, or `None` when it is excluded.
+    #[expect(clippy::type_complexity, reason = "one use: the parts of a new source")]
+    fn route_of(
+        &mut self,
+        f: &Found,
+        key: FileKey,
+    ) -> Option<(Kind, Route, Shape, Option<ContainerFile>, Option<String>, bool)> {
+        let s = &self.settings;
+        Some(match &f.what {
+            What::Container { file: cf, basename, .. } => {
+                let basename_id = basename.as_deref().and_then(route::container_id_of_basename);
+                let (meta, enriched) = self.container_meta(cf, basename_id);
+                let name = match (basename, &meta.container_id) {
+                    (Some(b), _) => b.clone(),
+                    (None, Some(id)) => cf.symlink_basename(id),
+                    (None, None) => cf.fallback_basename(),
+                };
+                if self.excluded(cf, &name) {
+                    self.skip.insert(key);
+                    return None;
+                }
+                let group = if s.dataplane_globs.iter().any(|g| route::glob_match(g, &name)) {
+                    Group::Dataplane
+                } else {
+                    Group::Application
+                };
+                let stream =
+                    route::valid_stream_name(&route::container_stream(s.stream_names, group, &s.node, &name)).0;
+                let shape = match group {
+                    Group::Dataplane => Shape::Dataplane {
+                        node: s.node_facts.clone(),
+                    },
+                    _ => Shape::Application {
+                        profile: s.profile,
+                        suffix: encode::kubernetes_suffix(s.profile, &meta).into(),
+                        merge_json: s.merge_json,
+                    },
+                };
+                let route = Route {
+                    group,
+                    group_name: group.name(&s.cluster).into(),
+                    stream: stream.into(),
+                };
+                (
+                    Kind::Container,
+                    route,
+                    shape,
+                    Some(cf.clone()),
+                    meta.container_id.clone(),
+                    enriched,
+                )
+            }
+            What::Host { name } => {
+                let syslog = name != "dmesg";
+                let shape = if syslog {
+                    Shape::HostSyslog {
+                        node: s.node_facts.clone(),
+                    }
+                } else {
+                    Shape::HostPlain {
+                        node: s.node_facts.clone(),
+                    }
+                };
+                let route = Route {
+                    group: Group::Host,
+                    group_name: Group::Host.name(&s.cluster).into(),
+                    stream: route::valid_stream_name(&route::host_stream(s.stream_names, &s.node, name))
+                        .0
+                        .into(),
+                };
+                (Kind::Host { syslog }, route, shape, None, None, true)
+            }
+        })
+    }
+
+    fn open(&mut self, f: Found, now: Duration) {
+        let checks = OpenChecks {
+            device: None,
+            reject_hardlinked: matches!(f.what, What::Container { .. }),
+        };
+        let file = match self.root.open_file_checked(&f.rel, checks) {
+            Ok(file) => file,
+            Err(e) if e.is_not_found() => return, // gone between the listing and the open
+            Err(e) => {
+                self.counts.open_errors += 1;
+                if self.reported.insert(f.rel.clone()) {
+                    tracing::warn!(error = %crate::telemetry::chain(&e), "log file not read");
+                }
+                return;
+            }
+        };
+        let key = FileKey {
+            dev: file.dev(),
+            inode: file.ino(),
+        };
+        if self.skip.contains(&key) {
+            return;
+        }
+        let Some((kind, route, shape, container, container_id, enriched)) = self.route_of(&f, key) else {
+            return;
+        };
+        let s = &self.settings;
+        let size = file.size();
+        // Where to start: the checkpoint wins; otherwise the head (a file found later is new; at
+        // startup, reading from the head loses nothing a previous run did not ship).
+        let mut offset = 0;
+        let mut fingerprint = Fingerprint::EMPTY;
+        if let Some(store) = &self.store {
+            match store.lookup(key, file.file()) {
+                Ok(Lookup::Same(e)) => {
+                    offset = e.offset.min(size);
+                    fingerprint = e.fingerprint;
+                }
+                Ok(Lookup::Reused { mismatch, .. }) => {
+                    tracing::info!(path = %f.rel.display(), reason = mismatch.as_str(), "a checkpointed inode now holds another file; reading it from the start");
+                }
+                Ok(Lookup::Absent) | Err(_) => {}
+            }
+        }
+        let multiline = s.multiline.as_ref().and_then(|(rule, globs)| {
+            let name = route.stream.as_ref();
+            (kind == Kind::Container && globs.iter().any(|g| route::glob_match(g, name) || g == "*"))
+                .then(|| Multiline::new(rule.clone(), s.limits))
+        });
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.settlements.open(id, offset);
+        self.counts.opened += 1;
+        tracing::debug!(path = %f.rel.display(), offset, group = route.group.as_str(), stream = %route.stream, "tailing");
+        let mut src = Source {
+            id,
+            rel: f.rel,
+            file,
+            key,
+            fingerprint,
+            offset,
+            carry: Vec::new(),
+            discard_from: None,
+            parser: LineParser::new(),
+            joiner: Joiner::new(s.limits),
+            multiline,
+            kind,
+            shape,
+            route,
+            container_id,
+            container,
+            enriched,
+            state: State::Live,
+            last_growth: now,
+            last_size: size,
+            committed: offset,
+            at_eof: false,
+        };
+        if src.container.is_some() && matches!(&f.what, What::Container { rotated: true, .. }) {
+            src.state = State::Rotated;
+        }
+        self.remember(&src);
+        self.sources.push(src);
+    }
+
+    /// Writes the source's entry to the checkpoint store.
+    fn remember(&mut self, s: &Source) {
+        let Some(store) = &mut self.store else { return };
+        let marker = identity::marker(s.file.file(), s.committed).ok().flatten().unwrap_or(0);
+        store.update(Entry {
+            path: s.rel.clone(),
+            dev: s.key.dev,
+            inode: s.key.inode,
+            fingerprint: s.fingerprint,
+            offset: s.committed,
+            marker,
+            container_id: s.container_id.clone(),
+            group: s.route.group_name.to_string(),
+            stream: s.route.stream.to_string(),
+            finished: false,
+        });
+    }
+
+    /// One round: reads every file once (bounded), returns the events for the output and
+    /// whether any file had data.
+    pub fn read_round(&mut self, now: Duration, wall_ms: i64) -> (Vec<LogEvent>, bool) {
+        let mut events = Vec::new();
+        let mut bytes = 0usize;
+        let mut any = false;
+        // Rotated and deleted files first: they pin disk space.
+        let mut order: Vec<usize> = (0..self.sources.len()).collect();
+        order.sort_by_key(|&i| self.sources[i].state == State::Live);
+        for i in order {
+            if bytes >= ROUND_BYTES {
+                any = true;
+                break;
+            }
+            let n = self.read_one(i, now, wall_ms, &mut events, &mut bytes);
+            any |= n > 0;
+        }
+        // Flush partial records whose time is up.
+        for s in &mut self.sources {
+            let ctx = Ctx {
+                settlements: &self.settlements,
+                settings: &self.settings,
+                counts: &mut self.counts,
+                repair_buf: &mut self.repair_buf,
+            };
+            flush_expired(s, now, now.as_secs_f64(), ctx, &mut events, &mut bytes);
+            let wm = watermark(s);
+            self.settlements.set_watermark(s.id, wm);
+        }
+        (events, any)
+    }
+
+    fn read_one(
+        &mut self,
+        i: usize,
+        now: Duration,
+        wall_ms: i64,
+        events: &mut Vec<LogEvent>,
+        bytes: &mut usize,
+    ) -> usize {
+        let s = &mut self.sources[i];
+        let Ok(stat) = s.file.stat() else { return 0 };
+        if stat.nlink == 0 && s.state != State::Deleted {
+            s.state = State::Deleted;
+            s.last_growth = now;
+        }
+        if stat.size != s.last_size {
+            s.last_size = stat.size;
+            s.last_growth = now;
+        }
+        if stat.size < s.offset {
+            // Truncated in place (copytruncate): read again from the start.
+            tracing::info!(path = %s.rel.display(), size = stat.size, offset = s.offset, "log file truncated in place; reading it from the start");
+            self.counts.truncations += 1;
+            s.offset = 0;
+            s.carry.clear();
+            s.discard_from = None;
+            s.committed = 0;
+            s.fingerprint = Fingerprint::EMPTY;
+            self.settlements.close(s.id);
+            self.settlements.open(s.id, 0);
+        }
+        if s.offset >= stat.size {
+            s.at_eof = true;
+            return 0;
+        }
+        let want = usize::try_from(stat.size - s.offset).unwrap_or(usize::MAX).min(QUANTUM);
+        let n = match s.file.pread(s.offset, &mut self.buf[..want]) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(path = %s.rel.display(), error = %e, "cannot read log file");
+                return 0;
+            }
+        };
+        if n == 0 {
+            s.at_eof = true;
+            return 0;
+        }
+        s.at_eof = s.offset + n as u64 >= stat.size;
+        if !s.fingerprint.is_taken()
+            && let Ok(fp) = identity::fingerprint(s.file.file(), stat.size)
+        {
+            s.fingerprint = fp;
+        }
+        self.counts.bytes += n as u64;
+        let base = s.offset;
+        s.offset += n as u64;
+        let ctx = Ctx {
+            settlements: &self.settlements,
+            settings: &self.settings,
+            counts: &mut self.counts,
+            repair_buf: &mut self.repair_buf,
+        };
+        process(
+            s,
+            &self.buf[..n],
+            base,
+            now,
+            wall_ms,
+            ctx,
+            &mut self.scratch,
+            events,
+            bytes,
+        );
+        n
+    }
+
+    /// Enriches again the files whose pod the index did not know when they were opened.
+    pub fn refresh_metadata(&mut self) {
+        let mut updates = Vec::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            if s.enriched || s.kind != Kind::Container {
+                continue;
+            }
+            let Some(cf) = &s.container else { continue };
+            let id = route::container_id_of_basename(s.route.stream.rsplit('.').nth(1).unwrap_or(""));
+            let (meta, known) = self.container_meta(cf, s.container_id.as_deref().or(id));
+            if known {
+                updates.push((i, meta));
+            }
+        }
+        for (i, meta) in updates {
+            let s = &mut self.sources[i];
+            s.enriched = true;
+            if let Shape::Application { profile, suffix, .. } = &mut s.shape {
+                *suffix = encode::kubernetes_suffix(*profile, &meta).into();
+            }
+        }
+    }
+
+    /// Commits what may be committed, finishes files that are done, and saves the store when
+    /// due (or now, with `force`).
+    pub fn commit(&mut self, now: Duration, force: bool) {
+        let mut done = Vec::new();
+        for (i, s) in self.sources.iter_mut().enumerate() {
+            let Some((point, all_settled)) = self.settlements.commit_point(s.id) else {
+                continue;
+            };
+            if point > s.committed {
+                s.committed = point;
+                if let Some(store) = &mut self.store {
+                    let marker = identity::marker(s.file.file(), point).ok().flatten().unwrap_or(0);
+                    store.update(Entry {
+                        path: s.rel.clone(),
+                        dev: s.key.dev,
+                        inode: s.key.inode,
+                        fingerprint: s.fingerprint,
+                        offset: point,
+                        marker,
+                        container_id: s.container_id.clone(),
+                        group: s.route.group_name.to_string(),
+                        stream: s.route.stream.to_string(),
+                        finished: false,
+                    });
+                }
+            }
+            let quiet = match s.state {
+                State::Live => None,
+                State::Rotated => Some(ROTATED_QUIET),
+                State::Deleted => Some(DELETED_QUIET),
+            };
+            if let Some(q) = quiet
+                && s.at_eof
+                && s.carry.is_empty()
+                && all_settled
+                && s.joiner.is_idle()
+                && s.multiline.as_ref().is_none_or(Multiline::is_idle)
+                && now.saturating_sub(s.last_growth) >= q
+            {
+                done.push(i);
+            }
+        }
+        for i in done.into_iter().rev() {
+            let s = self.sources.swap_remove(i);
+            self.settlements.close(s.id);
+            self.counts.finished += 1;
+            if let Some(store) = &mut self.store {
+                if s.state == State::Deleted {
+                    store.remove(s.key);
+                } else {
+                    store.mark_finished(s.key);
+                    self.skip.insert(s.key);
+                }
+            }
+            tracing::debug!(path = %s.rel.display(), "log file finished");
+        }
+        if let Some(store) = &mut self.store {
+            let saved = if force {
+                store.save_now()
+            } else {
+                store.save_if_due(now)
+            };
+            if let Err(e) = saved {
+                tracing::warn!(error = %e, "cannot save log checkpoints; they are retried");
+            }
+        }
+    }
+
+    /// At the end of the run: finish what is pending in the joiners, so nothing waits for a
+    /// timer that will not fire. The events go to the output like any other.
+    pub fn flush_pending(&mut self) -> Vec<LogEvent> {
+        let mut events = Vec::new();
+        let mut bytes = 0;
+        for s in &mut self.sources {
+            let ctx = Ctx {
+                settlements: &self.settlements,
+                settings: &self.settings,
+                counts: &mut self.counts,
+                repair_buf: &mut self.repair_buf,
+            };
+            flush_expired(s, Duration::MAX, 0.0, ctx, &mut events, &mut bytes);
+        }
+        events
+    }
+
+    /// Forgets checkpoint entries of files that no longer exist anywhere the tailer looks.
+    pub fn prune_store(&mut self) {
+        let tracked: HashSet<FileKey> = self.sources.iter().map(|s| s.key).collect();
+        let root = &self.root;
+        if let Some(store) = &mut self.store {
+            store.retain(|e| tracked.contains(&e.key()) || root.open_file(&e.path).is_ok());
+        }
+    }
+}
+
+/// The borrowed parts of the tailer `process` needs beside one source.
+struct Ctx<'a> {
+    settlements: &'a Settlements,
+    settings: &'a TailSettings,
+    counts: &'a mut Counts,
+    repair_buf: &'a mut String,
+}
+
+/// The commit watermark of a source after a read: the end of the last complete line, or the
+/// start of a record still being assembled if earlier.
+fn watermark(s: &Source) -> u64 {
+    // Inside an over-long line being skipped, `discard_from` is its start: a restart reads it
+    // again (a duplicate of its truncated head) rather than skip what follows it.
+    let complete = s.discard_from.unwrap_or(s.offset - s.carry.len() as u64);
+    [
+        Some(complete),
+        s.joiner.pending_start(),
+        s.multiline.as_ref().and_then(Multiline::pending_start),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(complete)
+}
+
+/// Splits `data` (read at `base`) into lines, with the source's unfinished line in front.
+#[allow(clippy::too_many_arguments)]
+fn process(
+    s: &mut Source,
+    data: &[u8],
+    base: u64,
+    now: Duration,
+    wall_ms: i64,
+    mut ctx: Ctx<'_>,
+    scratch: &mut Vec<u8>,
+    events: &mut Vec<LogEvent>,
+    bytes: &mut usize,
+) {
+    // The cap of one physical line: a record's content plus room for the CRI or Docker
+    // envelope and escapes.
+    let cap = ctx.settings.limits.max_record_bytes.saturating_mul(2) + 64 * 1024;
+    let mut rest = data;
+    let mut pos = base;
+    // Complete the carried line first.
+    if !s.carry.is_empty() || s.discard_from.is_some() {
+        match memchr::memchr(b'\n', rest) {
+            Some(nl) => {
+                let line_start = base - s.carry.len() as u64;
+                if s.discard_from.take().is_some() {
+                    s.carry.clear();
+                } else {
+                    s.carry.extend_from_slice(&rest[..nl]);
+                    let line = std::mem::take(&mut s.carry);
+                    handle_line(
+                        s,
+                        &line,
+                        line_start,
+                        base + nl as u64 + 1,
+                        now,
+                        wall_ms,
+                        &mut ctx,
+                        scratch,
+                        events,
+                        bytes,
+                    );
+                    s.carry = line;
+                    s.carry.clear();
+                }
+                rest = &rest[nl + 1..];
+                pos = base + nl as u64 + 1;
+            }
+            None => {
+                if s.discard_from.is_none() {
+                    s.carry.extend_from_slice(rest);
+                    over_long(s, cap, now, wall_ms, &mut ctx, scratch, events, bytes);
+                }
+                return;
+            }
+        }
+    }
+    while let Some(nl) = memchr::memchr(b'\n', rest) {
+        let line = &rest[..nl];
+        handle_line(
+            s,
+            line,
+            pos,
+            pos + nl as u64 + 1,
+            now,
+            wall_ms,
+            &mut ctx,
+            scratch,
+            events,
+            bytes,
+        );
+        rest = &rest[nl + 1..];
+        pos += nl as u64 + 1;
+    }
+    if !rest.is_empty() {
+        s.carry.extend_from_slice(rest);
+        over_long(s, cap, now, wall_ms, &mut ctx, scratch, events, bytes);
+    }
+}
+
+/// A physical line longer than `cap` with no end yet: what we have goes out as one line (its
+/// content is then over the record cap, so the joiner marks it truncated); the rest of the line
+/// is skipped up to its end and counted.
+#[allow(clippy::too_many_arguments)]
+fn over_long(
+    s: &mut Source,
+    cap: usize,
+    now: Duration,
+    wall_ms: i64,
+    ctx: &mut Ctx<'_>,
+    scratch: &mut Vec<u8>,
+    events: &mut Vec<LogEvent>,
+    bytes: &mut usize,
+) {
+    if s.carry.len() <= cap {
+        return;
+    }
+    ctx.counts.long_lines += 1;
+    let start = s.offset - s.carry.len() as u64;
+    let line = std::mem::take(&mut s.carry);
+    handle_line(s, &line, start, s.offset, now, wall_ms, ctx, scratch, events, bytes);
+    s.discard_from = Some(start);
+}
+
+/// One complete line `[start, end)` of a source.
+#[allow(clippy::too_many_arguments)]
+fn handle_line(
+    s: &mut Source,
+    line: &[u8],
+    start: u64,
+    end: u64,
+    now: Duration,
+    wall_ms: i64,
+    ctx: &mut Ctx<'_>,
+    scratch: &mut Vec<u8>,
+    events: &mut Vec<LogEvent>,
+    bytes: &mut usize,
+) {
+    ctx.counts.lines += 1;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match s.kind {
+        Kind::Host { syslog } => {
+            let text = repair(line, ctx.repair_buf);
+            if text.repaired {
+                ctx.counts.utf8_repaired += 1;
+            }
+            let parsed = if syslog { parse_syslog(line, wall_ms) } else { None };
+            let ts = parsed.as_ref().map_or(wall_ms, |p| p.timestamp_ms);
+            let msg = encode::host_line(&s.shape, text.text, parsed.as_ref(), ctx.settings.size);
+            let token = ctx.settlements.hand_over(s.id, start, now.as_secs_f64());
+            push_event(s, ts, msg, token, events, bytes, ctx.counts);
+        }
+        Kind::Container => match s.parser.parse(line, scratch) {
+            Ok(l) => {
+                let mut out: Vec<(i64, u64, Vec<String>)> = Vec::new();
+                {
+                    let Source {
+                        joiner,
+                        multiline,
+                        shape,
+                        ..
+                    } = &mut *s;
+                    let settings = ctx.settings;
+                    let counts = &mut *ctx.counts;
+                    let repair_buf = &mut *ctx.repair_buf;
+                    let mut emit = |r: Record<'_>| encode_record(shape, &r, settings, counts, repair_buf, &mut out);
+                    match multiline {
+                        Some(ml) => joiner.push(l, start, end, now, |r| ml.push(r, now, &mut emit)),
+                        None => joiner.push(l, start, end, now, &mut emit),
+                    }
+                }
+                hand_over(s, out, now.as_secs_f64(), ctx, events, bytes);
+            }
+            Err(_) => {
+                // Never dropped: the raw line goes out with the read time, counted.
+                ctx.counts.parse_errors += 1;
+                let text = repair(line, ctx.repair_buf);
+                let msg = encode::unparsed_line(&s.shape, text.text, ctx.settings.size);
+                let token = ctx.settlements.hand_over(s.id, start, now.as_secs_f64());
+                push_event(s, wall_ms, msg, token, events, bytes, ctx.counts);
+            }
+        },
+    }
+}
+
+fn push_event(
+    s: &Source,
+    ts: i64,
+    message: String,
+    token: u64,
+    events: &mut Vec<LogEvent>,
+    bytes: &mut usize,
+    counts: &mut Counts,
+) {
+    *bytes += message.len() + 26;
+    counts.events += 1;
+    events.push(LogEvent {
+        group: s.route.group_name.clone(),
+        stream: s.route.stream.clone(),
+        timestamp_ms: ts,
+        message,
+        token,
+    });
+}
+
+/// Emits the records of a source whose flush time has come (`now = Duration::MAX`: all).
+fn flush_expired(
+    s: &mut Source,
+    now: Duration,
+    handed_s: f64,
+    mut ctx: Ctx<'_>,
+    events: &mut Vec<LogEvent>,
+    bytes: &mut usize,
+) {
+    if s.kind != Kind::Container {
+        return;
+    }
+    let finish = now == Duration::MAX;
+    let mut out: Vec<(i64, u64, Vec<String>)> = Vec::new();
+    {
+        let Source {
+            joiner,
+            multiline,
+            shape,
+            ..
+        } = &mut *s;
+        let settings = ctx.settings;
+        let counts = &mut *ctx.counts;
+        let repair_buf = &mut *ctx.repair_buf;
+        let mut emit = |r: Record<'_>| encode_record(shape, &r, settings, counts, repair_buf, &mut out);
+        match multiline {
+            Some(ml) => {
+                if finish {
+                    joiner.finish(|r| ml.push(r, Duration::ZERO, &mut emit));
+                    ml.finish(&mut emit);
+                } else {
+                    joiner.flush_expired(now, |r| ml.push(r, now, &mut emit));
+                    ml.flush_expired(now, &mut emit);
+                }
+            }
+            None => {
+                if finish {
+                    joiner.finish(&mut emit);
+                } else {
+                    joiner.flush_expired(now, &mut emit);
+                }
+            }
+        }
+    }
+    hand_over(s, out, handed_s, &mut ctx, events, bytes);
+}
+
+/// Encodes one record: its content repaired to UTF-8, then the message(s) of its shape.
+fn encode_record(
+    shape: &Shape,
+    r: &Record<'_>,
+    settings: &TailSettings,
+    counts: &mut Counts,
+    repair_buf: &mut String,
+    out: &mut Vec<(i64, u64, Vec<String>)>,
+) {
+    let text = repair(r.content, repair_buf);
+    if text.repaired {
+        counts.utf8_repaired += 1;
+    }
+    let enc = encode::container_record(shape, r, text.text, settings.size);
+    if enc.truncated {
+        counts.truncated_records += 1;
+    }
+    if enc.split {
+        counts.split_records += 1;
+    }
+    out.push((r.timestamp_ms, r.start, enc.messages));
+}
+
+/// Registers encoded records with the settle table and queues them for the output.
+fn hand_over(
+    s: &Source,
+    out: Vec<(i64, u64, Vec<String>)>,
+    handed_s: f64,
+    ctx: &mut Ctx<'_>,
+    events: &mut Vec<LogEvent>,
+    bytes: &mut usize,
+) {
+    for (ts, start, messages) in out {
+        for m in messages {
+            let token = ctx.settlements.hand_over(s.id, start, handed_s);
+            push_event(s, ts, m, token, events, bytes, ctx.counts);
+        }
+    }
+}
+
+/// Settings defaults for tests and the benchmark.
+pub fn size_rules(max_event_bytes: usize, oversize: OversizeEvent) -> SizeRules {
+    SizeRules {
+        max_event_bytes,
+        oversize,
+    }
+}

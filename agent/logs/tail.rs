@@ -156,7 +156,9 @@ pub struct Tailer {
     sources: Vec<Source>,
     next_id: u32,
     /// Identities already read to the end in an earlier run, or excluded: not opened again.
-    skip: HashSet<FileKey>,
+    /// Keyed by identity and checked by the head's fingerprint: a freed inode is soon reused for
+    /// another file, which must not be skipped for it.
+    skip: HashMap<FileKey, Fingerprint>,
     /// Paths whose open failed, reported once.
     reported: HashSet<PathBuf>,
     /// Read buffer, shared by every file.
@@ -179,7 +181,7 @@ impl Tailer {
             .iter()
             .flat_map(Store::entries)
             .filter(|e| e.finished)
-            .map(Entry::key)
+            .map(|e| (e.key(), e.fingerprint))
             .collect();
         Tailer {
             settings,
@@ -308,11 +310,7 @@ impl Tailer {
 
     /// The route and shape of a found file, or `None` when it is excluded.
     #[expect(clippy::type_complexity, reason = "one use: the parts of a new source")]
-    fn route_of(
-        &mut self,
-        f: &Found,
-        key: FileKey,
-    ) -> Option<(Kind, Route, Shape, Option<ContainerFile>, Option<String>, bool)> {
+    fn route_of(&self, f: &Found) -> Option<(Kind, Route, Shape, Option<ContainerFile>, Option<String>, bool)> {
         let s = &self.settings;
         Some(match &f.what {
             What::Container { file: cf, basename, .. } => {
@@ -324,7 +322,6 @@ impl Tailer {
                     (None, None) => cf.fallback_basename(),
                 };
                 if self.excluded(cf, &name) {
-                    self.skip.insert(key);
                     return None;
                 }
                 let group = if s.dataplane_globs.iter().any(|g| route::glob_match(g, &name)) {
@@ -401,10 +398,20 @@ impl Tailer {
             dev: file.dev(),
             inode: file.ino(),
         };
-        if self.skip.contains(&key) {
-            return;
+        if let Some(fp) = self.skip.get(&key) {
+            let same = if fp.is_taken() {
+                identity::head_matches(file.file(), fp).unwrap_or(false)
+            } else {
+                file.size() == 0
+            };
+            if same {
+                return;
+            }
+            self.skip.remove(&key);
         }
-        let Some((kind, route, shape, container, container_id, enriched)) = self.route_of(&f, key) else {
+        let Some((kind, route, shape, container, container_id, enriched)) = self.route_of(&f) else {
+            let fp = identity::fingerprint(file.file(), file.size()).unwrap_or(Fingerprint::EMPTY);
+            self.skip.insert(key, fp);
             return;
         };
         let s = &self.settings;
@@ -665,7 +672,7 @@ impl Tailer {
                     store.remove(s.key);
                 } else {
                     store.mark_finished(s.key);
-                    self.skip.insert(s.key);
+                    self.skip.insert(s.key, s.fingerprint);
                 }
             }
             tracing::debug!(path = %s.rel.display(), "log file finished");

@@ -1,0 +1,426 @@
+//! The tailer against real files in a fixture host root: rotation, deletion, truncation, restart
+//! from checkpoints, planted links and devices, and bad input. Outcomes are settled by the test
+//! (as an output would), so the commit points are the tailer's and the settle table's own.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kinsight::config::{OversizeEvent, RecordProfile, StreamNames};
+use kinsight::host::confined::ConfinedRoot;
+use kinsight::logs::Settlements;
+use kinsight::logs::checkpoint::Store;
+use kinsight::logs::discover::Places;
+use kinsight::logs::encode::NodeFacts;
+use kinsight::logs::parse::Limits;
+use kinsight::logs::tail::{TailSettings, Tailer, size_rules};
+use kinsight::ship::{Acknowledge, LogEvent, Outcome};
+use serde_json::Value;
+
+const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const POD_DIR: &str = "var/log/pods/shop_web-1_uid-1/web";
+const WALL: i64 = 1_796_551_200_000;
+
+fn settings() -> TailSettings {
+    TailSettings {
+        cluster: "c".into(),
+        node: "node-a".into(),
+        places: Places {
+            pod_logs_dir: "/var/log/pods".into(),
+            container_logs_dir: "/var/log/containers".into(),
+            host_files: vec!["/var/log/messages".into()],
+        },
+        profile: RecordProfile::FluentBit,
+        stream_names: StreamNames::FluentBit,
+        exclude_globs: vec![],
+        dataplane_globs: vec!["aws-node*".into(), "kube-proxy*".into()],
+        multiline: None,
+        limits: Limits {
+            max_record_bytes: 1_048_550,
+            flush_timeout: Duration::from_secs(5),
+        },
+        size: size_rules(1_048_550, OversizeEvent::Truncate),
+        own_pod: Some(("amazon-cloudwatch".into(), "kinsight-abcde".into())),
+        node_facts: Arc::new(NodeFacts::default()),
+        merge_json: true,
+    }
+}
+
+/// A fixture host root and a tailer over it; `now` is the tailer's clock.
+struct Node {
+    dir: tempfile::TempDir,
+    tailer: Tailer,
+    settlements: Arc<Settlements>,
+    now: Duration,
+    /// Every event the tailer handed over, in order.
+    got: Vec<LogEvent>,
+}
+
+impl Node {
+    fn new() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(POD_DIR)).unwrap();
+        std::fs::create_dir_all(dir.path().join("var/log/containers")).unwrap();
+        std::os::unix::fs::symlink(
+            "/var/log/pods/shop_web-1_uid-1/web/0.log",
+            dir.path().join(format!("var/log/containers/web-1_shop_web-{ID}.log")),
+        )
+        .unwrap();
+        let (tailer, settlements) = Node::tailer_over(dir.path(), settings());
+        Node {
+            dir,
+            tailer,
+            settlements,
+            now: Duration::ZERO,
+            got: Vec::new(),
+        }
+    }
+
+    fn tailer_over(root: &Path, settings: TailSettings) -> (Tailer, Arc<Settlements>) {
+        let state = root.join("var/lib/kinsight");
+        std::fs::create_dir_all(&state).unwrap();
+        let (store, warning) = Store::open(&state, 1);
+        assert!(warning.is_none(), "{warning:?}");
+        let settlements = Arc::new(Settlements::default());
+        let tailer = Tailer::new(
+            settings,
+            ConfinedRoot::open(root).unwrap(),
+            None,
+            settlements.clone(),
+            Some(store),
+        );
+        (tailer, settlements)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn append(&self, rel: &str, text: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(rel))
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Scans and reads until nothing is left, settling what was read when `ack`; then commits.
+    fn step(&mut self, ack: bool) -> Vec<LogEvent> {
+        let mut new = Vec::new();
+        self.tailer.discover(self.now);
+        loop {
+            let (events, any) = self.tailer.read_round(self.now, WALL);
+            if ack {
+                let tokens: Vec<u64> = events.iter().map(|e| e.token).collect();
+                self.settlements.settled(&tokens, Outcome::Accepted);
+            }
+            new.extend(events);
+            if !any {
+                break;
+            }
+        }
+        self.tailer.commit(self.now, true);
+        self.got.extend(new.iter().cloned());
+        new
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+    }
+}
+
+fn logs(events: &[LogEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            let v: Value = serde_json::from_str(&e.message).unwrap();
+            v["log"].as_str().or(v["message"].as_str()).unwrap().to_string()
+        })
+        .collect()
+}
+
+fn cri(n: usize) -> String {
+    format!(
+        "2026-12-06T10:00:00.{:09}Z stdout F line {n:06} {}\n",
+        n % 1_000_000_000,
+        "x".repeat(100)
+    )
+}
+
+fn checkpoint(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("var/lib/kinsight/checkpoints.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn every_line_arrives_exactly_once_through_rename_rotation_and_gzip() {
+    let mut node = Node::new();
+    let live = format!("{POD_DIR}/0.log");
+    let mut written = 0usize;
+    let mut since_rotation = 0usize;
+    let mut rotations = 0;
+    let mut previous: Option<PathBuf> = None;
+    for round in 0..60 {
+        // A writer at full speed between reads: a few hundred lines per round.
+        for _ in 0..(200 + round * 7 % 150) {
+            let l = cri(written);
+            since_rotation += l.len();
+            node.append(&live, &l);
+            written += 1;
+            if since_rotation >= 200 * 1024 {
+                // kubelet: gzip the previous rotated file, rename the live one, reopen.
+                if let Some(p) = previous.take() {
+                    let data = std::fs::read(&p).unwrap();
+                    let gz = std::fs::File::create(
+                        p.with_extension(format!("{}.gz", p.extension().unwrap().to_string_lossy())),
+                    )
+                    .unwrap();
+                    let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::fast());
+                    enc.write_all(&data).unwrap();
+                    enc.finish().unwrap();
+                    std::fs::remove_file(&p).unwrap();
+                }
+                let rotated = node.path(&format!("{POD_DIR}/0.log.20261206-10{rotations:04}"));
+                std::fs::rename(node.path(&live), &rotated).unwrap();
+                previous = Some(rotated);
+                since_rotation = 0;
+                rotations += 1;
+            }
+        }
+        // The tailer runs only every other round: rotations happen while it is not looking.
+        if round % 2 == 1 {
+            node.step(true);
+        }
+        node.advance(Duration::from_secs(3));
+    }
+    for _ in 0..6 {
+        node.advance(Duration::from_secs(5));
+        node.step(true);
+    }
+    assert!(rotations >= 10, "{rotations} rotations");
+    let got = logs(&node.got);
+    let mut seen = BTreeMap::new();
+    for l in &got {
+        *seen.entry(l.clone()).or_insert(0) += 1;
+    }
+    let dup: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dup.is_empty(), "duplicates: {:?}", &dup[..dup.len().min(5)]);
+    assert_eq!(got.len(), written, "every line exactly once");
+    for (i, l) in got.iter().enumerate() {
+        assert!(l.starts_with(&format!("line {i:06} ")), "line {i} out of order: {l}");
+    }
+    let stream = &node.got[0].stream;
+    assert!(
+        node.got.iter().all(|e| &e.stream == stream),
+        "one stream across rotations"
+    );
+    assert_eq!(node.tailer.files(), 1, "rotated files are finished and closed");
+}
+
+#[test]
+fn a_deleted_pod_directory_is_drained_through_the_held_descriptor() {
+    let mut node = Node::new();
+    let live = format!("{POD_DIR}/0.log");
+    node.append(&live, &cri(0));
+    node.step(true);
+    for n in 1..500 {
+        node.append(&live, &cri(n));
+    }
+    // kubelet removes the directory of a deleted pod before the tailer read the rest.
+    std::fs::remove_dir_all(node.path("var/log/pods/shop_web-1_uid-1")).unwrap();
+    node.step(true);
+    assert_eq!(logs(&node.got).len(), 500, "nothing lost");
+    node.advance(Duration::from_secs(6));
+    node.step(true);
+    assert_eq!(node.tailer.files(), 0, "closed once drained, settled and quiet");
+}
+
+#[test]
+fn copytruncate_is_read_again_from_the_start_and_counted() {
+    let mut node = Node::new();
+    node.append(
+        "var/log/messages",
+        "Dec  6 10:00:00 h a[1]: one\nDec  6 10:00:01 h a[1]: two\n",
+    );
+    node.step(true);
+    std::fs::write(node.path("var/log/messages"), "Dec  6 10:00:02 h a[1]: three\n").unwrap();
+    node.step(true);
+    assert_eq!(logs(&node.got), ["one", "two", "three"]);
+    assert_eq!(node.tailer.counts.truncations, 1);
+}
+
+#[test]
+fn a_restart_resumes_at_the_committed_offset_and_reads_unsettled_lines_again() {
+    let mut node = Node::new();
+    let live = format!("{POD_DIR}/0.log");
+    for n in 0..10 {
+        node.append(&live, &cri(n));
+    }
+    // Read everything, but only the first 4 events were accepted when the agent stopped.
+    node.tailer.discover(node.now);
+    let (events, _) = node.tailer.read_round(node.now, WALL);
+    assert_eq!(events.len(), 10);
+    let tokens: Vec<u64> = events[..4].iter().map(|e| e.token).collect();
+    node.settlements.settled(&tokens, Outcome::Accepted);
+    node.tailer.commit(node.now, true);
+    let committed = checkpoint(node.dir.path())["files"][0]["offset"].as_u64().unwrap();
+    assert_eq!(committed, 4 * cri(0).len() as u64);
+
+    for n in 10..12 {
+        node.append(&live, &cri(n));
+    }
+    let (tailer, settlements) = Node::tailer_over(node.dir.path(), settings());
+    node.tailer = tailer;
+    node.settlements = settlements;
+    node.got.clear();
+    node.step(true);
+    let got = logs(&node.got);
+    assert_eq!(got.len(), 8, "lines 4..12: the unsettled six again, then the two new");
+    assert!(got[0].starts_with("line 000004"), "{}", got[0]);
+    assert!(got[7].starts_with("line 000011"), "{}", got[7]);
+}
+
+#[test]
+fn an_open_partial_line_pins_the_commit_point() {
+    let mut node = Node::new();
+    let live = format!("{POD_DIR}/0.log");
+    // stdout starts a partial line, stderr writes a full one, stdout is not finished yet.
+    let p = "2026-12-06T10:00:00Z stdout P part-one|\n";
+    let e = "2026-12-06T10:00:00.5Z stderr F error line\n";
+    node.append(&live, p);
+    node.append(&live, e);
+    node.step(true);
+    assert_eq!(logs(&node.got), ["error line"]);
+    let committed = checkpoint(node.dir.path())["files"][0]["offset"].as_u64().unwrap();
+    assert_eq!(committed, 0, "the open stdout record started at 0");
+    node.append(&live, "2026-12-06T10:00:01Z stdout F part-two\n");
+    node.step(true);
+    assert_eq!(logs(&node.got), ["error line", "part-one|part-two"]);
+    let committed = checkpoint(node.dir.path())["files"][0]["offset"].as_u64().unwrap();
+    assert_eq!(committed, std::fs::metadata(node.path(&live)).unwrap().len());
+}
+
+#[test]
+fn planted_links_devices_and_hardlinks_never_ship_another_file() {
+    let mut node = Node::new();
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret = secret_dir.path().join("kubelet-client-current.pem");
+    std::fs::write(&secret, "SECRET KEY MATERIAL\n").unwrap();
+    // A symlink named like a log file, to a file outside the root.
+    std::os::unix::fs::symlink(&secret, node.path(&format!("{POD_DIR}/1.log"))).unwrap();
+    // A FIFO: opening it blocking would hang the tailer for ever.
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        node.path(&format!("{POD_DIR}/2.log")),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    // A hard link to a file elsewhere on the same filesystem (the root's own tree here).
+    std::fs::create_dir_all(node.path("etc")).unwrap();
+    std::fs::write(node.path("etc/shadow"), "root:SECRET\n").unwrap();
+    std::fs::hard_link(node.path("etc/shadow"), node.path(&format!("{POD_DIR}/3.log"))).unwrap();
+    // A /var/log/containers link pointing anywhere but a pod log.
+    std::os::unix::fs::symlink("/etc/shadow", node.path("var/log/containers/evil_ns_c-x.log")).unwrap();
+    node.append(&format!("{POD_DIR}/0.log"), &cri(0));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        node.step(true);
+        tx.send(()).unwrap();
+        node
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the tailer hung on a planted file");
+    let node = handle.join().unwrap();
+    let all: String = node.got.iter().map(|e| e.message.clone()).collect();
+    assert!(!all.contains("SECRET"), "{all}");
+    assert_eq!(logs(&node.got).len(), 1);
+    assert!(
+        node.tailer.counts.open_errors >= 1,
+        "the hardlink was refused and counted"
+    );
+}
+
+#[test]
+fn bad_input_is_shipped_visible_and_counted_never_a_panic() {
+    let mut node = Node::new();
+    let live = format!("{POD_DIR}/0.log");
+    // Binary garbage, a malformed CRI line, invalid UTF-8 inside a valid line, an empty line.
+    let mut bytes: Vec<u8> = (0..=255u8).cycle().take(3000).filter(|b| *b != b'\n').collect();
+    bytes.push(b'\n');
+    bytes.extend_from_slice(b"not a cri line at all\n");
+    bytes.extend_from_slice(b"2026-12-06T10:00:00Z stdout F bad \xff\xfe bytes\n");
+    bytes.extend_from_slice(b"\n");
+    std::fs::write(node.path(&live), &bytes).unwrap();
+    // An empty file of another container.
+    std::fs::create_dir_all(node.path("var/log/pods/shop_db-1_uid-2/db")).unwrap();
+    std::fs::write(node.path("var/log/pods/shop_db-1_uid-2/db/0.log"), "").unwrap();
+    node.step(true);
+    let got = logs(&node.got);
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert!(got[2].contains('\u{fffd}'), "invalid UTF-8 kept visible: {}", got[2]);
+    assert!(node.tailer.counts.parse_errors >= 2);
+    assert!(node.tailer.counts.utf8_repaired >= 1);
+    for e in &node.got {
+        assert!(!e.message.is_empty());
+        serde_json::from_str::<Value>(&e.message).expect("every message is valid JSON");
+    }
+}
+
+#[test]
+fn a_line_of_5_mib_without_newline_is_cut_and_the_next_line_still_arrives() {
+    let mut s = settings();
+    s.limits.max_record_bytes = 64 * 1024;
+    s.size = size_rules(64 * 1024, OversizeEvent::Truncate);
+    let mut node = Node::new();
+    let (tailer, settlements) = Node::tailer_over(node.dir.path(), s);
+    node.tailer = tailer;
+    node.settlements = settlements;
+    let live = format!("{POD_DIR}/0.log");
+    node.append(&live, "2026-12-06T10:00:00Z stdout F ");
+    node.append(&live, &"y".repeat(5 << 20));
+    node.step(true);
+    node.append(&live, "\n");
+    node.append(&live, &cri(1));
+    node.step(true);
+    let got = logs(&node.got);
+    assert_eq!(got.len(), 2, "{:?}", got.iter().map(String::len).collect::<Vec<_>>());
+    assert!(
+        got[0].len() <= 64 * 1024 && got[0].len() > 60 * 1024,
+        "{}",
+        got[0].len()
+    );
+    assert!(got[1].starts_with("line 000001"));
+    assert_eq!(node.tailer.counts.long_lines, 1);
+    let v: Value = serde_json::from_str(&node.got[0].message).unwrap();
+    assert_eq!(v["_truncated"], true);
+}
+
+#[test]
+fn the_agents_own_pod_is_excluded_and_aws_node_goes_to_dataplane() {
+    let mut node = Node::new();
+    for (dir, name) in [
+        ("var/log/pods/amazon-cloudwatch_kinsight-abcde_u9/kinsight", "kinsight"),
+        ("var/log/pods/kube-system_aws-node-xyz_u8/aws-node", "aws-node"),
+    ] {
+        std::fs::create_dir_all(node.path(dir)).unwrap();
+        node.append(
+            &format!("{dir}/0.log"),
+            &format!("2026-12-06T10:00:00Z stdout F from {name}\n"),
+        );
+    }
+    node.step(true);
+    let got = logs(&node.got);
+    assert_eq!(got, ["from aws-node"], "own logs are not shipped");
+    assert_eq!(&*node.got[0].group, "/aws/containerinsights/c/dataplane");
+    assert!(
+        node.got[0]
+            .stream
+            .starts_with("node-a-dataplane.tail.var.log.containers.aws-node-xyz_kube-system_aws-node-"),
+        "{}",
+        node.got[0].stream
+    );
+}

@@ -424,3 +424,74 @@ fn the_agents_own_pod_is_excluded_and_aws_node_goes_to_dataplane() {
         node.got[0].stream
     );
 }
+
+fn gzip(path: &Path) {
+    let data = std::fs::read(path).unwrap();
+    let gz = std::fs::File::create(format!("{}.gz", path.display())).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::fast());
+    enc.write_all(&data).unwrap();
+    enc.finish().unwrap();
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn a_file_gzipped_while_the_agent_was_down_is_resumed_from_its_twin() {
+    let mut node = Node::new();
+    let live = format!("{POD_DIR}/0.log");
+    for n in 0..100 {
+        node.append(&live, &cri(n));
+    }
+    node.tailer.discover(node.now);
+    let (events, _) = node.tailer.read_round(node.now, WALL);
+    let tokens: Vec<u64> = events[..40].iter().map(|e| e.token).collect();
+    node.settlements.settled(&tokens, Outcome::Accepted);
+    node.tailer.commit(node.now, true);
+    // Down: more lines, kubelet rotates twice and gzips the older rotated file.
+    for n in 100..150 {
+        node.append(&live, &cri(n));
+    }
+    let first = node.path(&format!("{POD_DIR}/0.log.20261206-100000"));
+    std::fs::rename(node.path(&live), &first).unwrap();
+    for n in 150..200 {
+        node.append(&live, &cri(n));
+    }
+    std::fs::rename(node.path(&live), node.path(&format!("{POD_DIR}/0.log.20261206-100100"))).unwrap();
+    gzip(&first);
+    for n in 200..210 {
+        node.append(&live, &cri(n));
+    }
+
+    let (tailer, settlements) = Node::tailer_over(node.dir.path(), settings());
+    node.tailer = tailer;
+    node.settlements = settlements;
+    node.got.clear();
+    node.step(true);
+    let mut got = logs(&node.got);
+    got.sort();
+    assert_eq!(got.len(), 170, "lines 40..210, each once");
+    for (i, l) in got.iter().enumerate() {
+        assert!(l.starts_with(&format!("line {:06} ", i + 40)), "{l}");
+    }
+    assert_eq!(node.tailer.counts.resumed_gzip, 1);
+    node.advance(Duration::from_secs(11));
+    node.step(true);
+    assert_eq!(node.tailer.files(), 1, "the twin and the rotated file are finished");
+}
+
+#[test]
+fn a_file_removed_while_the_agent_was_down_is_counted_as_lost() {
+    let mut node = Node::new();
+    let live = format!("{POD_DIR}/0.log");
+    node.append(&live, &cri(0));
+    node.append(&live, &cri(1));
+    node.tailer.discover(node.now);
+    let (events, _) = node.tailer.read_round(node.now, WALL);
+    node.settlements.settled(&[events[0].token], Outcome::Accepted);
+    node.tailer.commit(node.now, true);
+    std::fs::remove_dir_all(node.path("var/log/pods/shop_web-1_uid-1")).unwrap();
+    let (tailer, settlements) = Node::tailer_over(node.dir.path(), settings());
+    node.tailer = tailer;
+    node.settlements = settlements;
+    node.step(true);
+    assert_eq!(node.tailer.counts.lost_at_restart, 1);
+}

@@ -51,6 +51,9 @@ fn rel(abs: &Path) -> PathBuf {
 #[derive(Debug, Default)]
 pub struct Scan {
     pub found: Vec<Found>,
+    /// `N.log.<timestamp>.gz` files kubelet compressed: never sources, but where a file a
+    /// checkpoint says was not finished may be found again after a restart.
+    pub gzipped: Vec<PathBuf>,
     pub errors: Vec<ConfinedError>,
 }
 
@@ -80,6 +83,12 @@ pub fn scan(root: &ConfinedRoot, places: &Places) -> Scan {
                     c.name.to_string_lossy(),
                     f.name.to_string_lossy()
                 );
+                if let Some(plain) = below.strip_suffix(".gz")
+                    && matches!(ContainerFile::parse(plain), Some((_, true)))
+                {
+                    out.gzipped.push(c_rel.join(&f.name));
+                    continue;
+                }
                 let Some((file, rotated)) = ContainerFile::parse(&below) else {
                     continue;
                 };

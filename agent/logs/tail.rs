@@ -66,6 +66,20 @@ pub struct TailSettings {
     pub merge_json: bool,
 }
 
+/// Files kubelet compressed while the agent was down are decompressed into memory up to this
+/// size to be resumed; a larger remainder is cut there and the rest counted as lost (kubelet's
+/// rotated files are 10 MiB by default, `containerLogMaxSize`).
+pub const MAX_GZIP_RESUME: usize = 256 << 20;
+
+/// The decompressed remainder of a gzipped file, resumed after a restart.
+struct Memory {
+    /// File offset of `data[0]`: the checkpointed offset.
+    base: u64,
+    /// Up to 32 bytes before `base`, for commit markers.
+    pre: Vec<u8>,
+    data: Vec<u8>,
+}
+
 /// The state of a tracked file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -114,6 +128,10 @@ struct Source {
     committed: u64,
     /// The last read reached the end of the file.
     at_eof: bool,
+    /// Read from a gzipped twin in memory instead of the file.
+    memory: Option<Memory>,
+    /// The fingerprint was taken after the checkpoint entry was written.
+    fingerprint_new: bool,
 }
 
 impl std::fmt::Debug for Source {
@@ -143,6 +161,10 @@ pub struct Counts {
     pub opened: u64,
     pub finished: u64,
     pub open_errors: u64,
+    /// Files resumed from their gzipped twin after a restart.
+    pub resumed_gzip: u64,
+    /// Checkpointed files gone at a restart with no twin: their unread rest is lost.
+    pub lost_at_restart: u64,
 }
 
 /// The tailer's state. Synchronous: the pipeline runs it on a blocking thread.
@@ -167,6 +189,8 @@ pub struct Tailer {
     scratch: Vec<u8>,
     repair_buf: String,
     pub counts: Counts,
+    /// The first scan looks for checkpointed files that kubelet compressed meanwhile.
+    resumed: bool,
 }
 
 impl Tailer {
@@ -197,6 +221,7 @@ impl Tailer {
             scratch: Vec::new(),
             repair_buf: String::new(),
             counts: Counts::default(),
+            resumed: false,
         }
     }
 
@@ -214,7 +239,13 @@ impl Tailer {
     pub fn bytes_behind(&self) -> u64 {
         self.sources
             .iter()
-            .map(|s| s.file.last_stat().size.saturating_sub(s.committed))
+            .map(|s| {
+                let size = s
+                    .memory
+                    .as_ref()
+                    .map_or(s.file.last_stat().size, |m| m.base + m.data.len() as u64);
+                size.saturating_sub(s.committed)
+            })
             .sum()
     }
 
@@ -257,9 +288,177 @@ impl Tailer {
             let rotated = |f: &Found| matches!(f.what, What::Container { rotated: true, .. });
             rotated(b).cmp(&rotated(a)).then(a.rel.cmp(&b.rel))
         });
+        // Before anything is opened: a checkpointed file that kubelet compressed while the agent
+        // was down, whose inode a new file may already have taken.
+        if !std::mem::replace(&mut self.resumed, true) {
+            self.resume_gzipped(&scan.gzipped, &new, now);
+        }
         for f in new {
             self.open(f, now);
         }
+    }
+
+    /// Whether the file found at `f` is the one `e` checkpointed (same inode and content).
+    fn is_same_file(&self, f: &Found, e: &Entry) -> bool {
+        let Some(store) = &self.store else { return false };
+        self.root
+            .open_file(&f.rel)
+            .ok()
+            .and_then(|file| {
+                let key = FileKey {
+                    dev: file.dev(),
+                    inode: file.ino(),
+                };
+                (key == e.key())
+                    .then(|| store.lookup(key, file.file()).ok())
+                    .flatten()
+                    .map(|l| matches!(l, Lookup::Same(_)))
+            })
+            .unwrap_or(false)
+    }
+
+    /// After a restart: a checkpointed file that is not finished and no longer anywhere was
+    /// rotated and compressed by kubelet while the agent was down. Its `.gz` twin, recognised by
+    /// the fingerprint of its head and the marker at the checkpoint, is read on from the
+    /// checkpoint; Fluent Bit and Vector lose these lines.
+    fn resume_gzipped(&mut self, gzipped: &[PathBuf], found: &[Found], now: Duration) {
+        let Some(store) = &self.store else { return };
+        let orphans: Vec<Entry> = store
+            .entries()
+            .filter(|e| !e.finished)
+            .filter(|e| !found.iter().any(|f| f.ino == e.inode && self.is_same_file(f, e)))
+            .cloned()
+            .collect();
+        for e in orphans {
+            let dir = e.path.parent();
+            let twin = gzipped
+                .iter()
+                .filter(|g| g.parent() == dir)
+                .find_map(|g| self.twin(g, &e).map(|m| (g.clone(), m)));
+            match twin {
+                Some((gz, memory)) => {
+                    tracing::info!(path = %e.path.display(), twin = %gz.display(), offset = e.offset, bytes = memory.data.len(), "resuming a log file kubelet compressed while kinsight was down");
+                    self.counts.resumed_gzip += 1;
+                    self.open_memory(&e, gz, memory, now);
+                }
+                None => {
+                    tracing::warn!(path = %e.path.display(), stream = %e.stream, committed = e.offset, "a log file was removed while kinsight was down before it was read to its end; its unread rest is lost");
+                    self.counts.lost_at_restart += 1;
+                    if let Some(store) = &mut self.store {
+                        store.remove(e.key());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The remainder of `gz` after `e`'s checkpoint, when `gz` is `e`'s file compressed.
+    fn twin(&self, gz: &std::path::Path, e: &Entry) -> Option<Memory> {
+        use std::io::Read as _;
+        let file = self.root.open_file(gz).ok()?;
+        let mut dec = flate2::read::GzDecoder::new(file.file());
+        if !identity::twin_matches(&mut dec, &e.stored()).ok()? {
+            return None;
+        }
+        // Again from the start (the check moved the descriptor's position): skip to the
+        // checkpoint, keeping the 32 bytes before it.
+        let mut file = file.into_file();
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).ok()?;
+        let mut dec = flate2::read::GzDecoder::new(file);
+        let mut pre = Vec::new();
+        let mut left = e.offset;
+        let mut chunk = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let want = usize::try_from(left).map_or(chunk.len(), |l| l.min(chunk.len()));
+            let n = dec.read(&mut chunk[..want]).ok()?;
+            if n == 0 {
+                return None;
+            }
+            pre.extend_from_slice(&chunk[..n]);
+            let keep = pre.len().saturating_sub(32);
+            pre.drain(..keep);
+            left -= n as u64;
+        }
+        let mut data = Vec::new();
+        let cap = u64::try_from(MAX_GZIP_RESUME).unwrap_or(u64::MAX);
+        dec.by_ref().take(cap).read_to_end(&mut data).ok()?;
+        Some(Memory {
+            base: e.offset,
+            pre,
+            data,
+        })
+    }
+
+    fn open_memory(&mut self, e: &Entry, gz: PathBuf, memory: Memory, now: Duration) {
+        let Ok(file) = self.root.open_file(&gz) else { return };
+        let found = Found {
+            rel: e.path.clone(),
+            ino: e.inode,
+            what: match route::ContainerFile::parse(
+                e.path
+                    .strip_prefix(self.settings.places.pod_logs_dir.trim_start_matches('/'))
+                    .unwrap_or(&e.path)
+                    .to_string_lossy()
+                    .as_ref(),
+            ) {
+                Some((file, _)) => What::Container {
+                    file,
+                    rotated: true,
+                    basename: None,
+                },
+                None => return,
+            },
+        };
+        let Some((kind, mut route, shape, container, _, enriched)) = self.route_of(&found) else {
+            return;
+        };
+        // The stream it had: the events go on where they were.
+        route.stream = e.stream.as_str().into();
+        // Checkpointed from now on under the twin's identity: the original inode is free, and a
+        // new file may already have it.
+        let key = FileKey {
+            dev: file.dev(),
+            inode: file.ino(),
+        };
+        if let Some(store) = &mut self.store {
+            store.remove(e.key());
+            store.update(Entry {
+                path: gz.clone(),
+                dev: key.dev,
+                inode: key.inode,
+                ..e.clone()
+            });
+        }
+        let s = &self.settings;
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.settlements.open(id, e.offset);
+        self.sources.push(Source {
+            id,
+            rel: gz,
+            file,
+            key,
+            fingerprint: e.fingerprint,
+            offset: e.offset,
+            carry: Vec::new(),
+            discard_from: None,
+            parser: LineParser::new(),
+            joiner: Joiner::new(s.limits),
+            multiline: None,
+            kind,
+            shape,
+            route,
+            container_id: e.container_id.clone(),
+            container,
+            enriched,
+            state: State::Rotated,
+            last_growth: now,
+            last_size: memory.base + memory.data.len() as u64,
+            committed: e.offset,
+            at_eof: false,
+            memory: Some(memory),
+            fingerprint_new: false,
+        });
     }
 
     fn excluded(&self, file: &ContainerFile, basename: &str) -> bool {
@@ -432,6 +631,14 @@ impl Tailer {
                 Ok(Lookup::Absent) | Err(_) => {}
             }
         }
+        // Taken now when there is content, so that a checkpoint written before the first read
+        // can still recognise the file (or its gzipped twin) after a crash.
+        if !fingerprint.is_taken()
+            && size > 0
+            && let Ok(fp) = identity::fingerprint(file.file(), size)
+        {
+            fingerprint = fp;
+        }
         let multiline = s.multiline.as_ref().and_then(|(rule, globs)| {
             let name = route.stream.as_ref();
             (kind == Kind::Container && globs.iter().any(|g| route::glob_match(g, name) || g == "*"))
@@ -465,6 +672,8 @@ impl Tailer {
             last_size: size,
             committed: offset,
             at_eof: false,
+            memory: None,
+            fingerprint_new: false,
         };
         if src.container.is_some() && matches!(&f.what, What::Container { rotated: true, .. }) {
             src.state = State::Rotated;
@@ -532,6 +741,39 @@ impl Tailer {
         bytes: &mut usize,
     ) -> usize {
         let s = &mut self.sources[i];
+        if let Some(m) = &s.memory {
+            let from = usize::try_from(s.offset - m.base)
+                .unwrap_or(usize::MAX)
+                .min(m.data.len());
+            let n = (m.data.len() - from).min(QUANTUM);
+            if n == 0 {
+                s.at_eof = true;
+                return 0;
+            }
+            self.buf[..n].copy_from_slice(&m.data[from..from + n]);
+            let base = s.offset;
+            s.offset += n as u64;
+            s.at_eof = from + n == m.data.len();
+            self.counts.bytes += n as u64;
+            let ctx = Ctx {
+                settlements: &self.settlements,
+                settings: &self.settings,
+                counts: &mut self.counts,
+                repair_buf: &mut self.repair_buf,
+            };
+            process(
+                s,
+                &self.buf[..n],
+                base,
+                now,
+                wall_ms,
+                ctx,
+                &mut self.scratch,
+                events,
+                bytes,
+            );
+            return n;
+        }
         let Ok(stat) = s.file.stat() else { return 0 };
         if stat.nlink == 0 && s.state != State::Deleted {
             s.state = State::Deleted;
@@ -574,6 +816,7 @@ impl Tailer {
             && let Ok(fp) = identity::fingerprint(s.file.file(), stat.size)
         {
             s.fingerprint = fp;
+            s.fingerprint_new = true;
         }
         self.counts.bytes += n as u64;
         let base = s.offset;
@@ -629,10 +872,15 @@ impl Tailer {
             let Some((point, all_settled)) = self.settlements.commit_point(s.id) else {
                 continue;
             };
-            if point > s.committed {
-                s.committed = point;
+            if point > s.committed || s.fingerprint_new {
+                s.committed = s.committed.max(point);
+                s.fingerprint_new = false;
+                let point = s.committed;
                 if let Some(store) = &mut self.store {
-                    let marker = identity::marker(s.file.file(), point).ok().flatten().unwrap_or(0);
+                    let marker = match &s.memory {
+                        Some(m) => memory_marker(m, point),
+                        None => identity::marker(s.file.file(), point).ok().flatten().unwrap_or(0),
+                    };
                     store.update(Entry {
                         path: s.rel.clone(),
                         dev: s.key.dev,
@@ -648,6 +896,7 @@ impl Tailer {
                 }
             }
             let quiet = match s.state {
+                _ if s.memory.is_some() => Some(Duration::ZERO),
                 State::Live => None,
                 State::Rotated => Some(ROTATED_QUIET),
                 State::Deleted => Some(DELETED_QUIET),
@@ -711,8 +960,27 @@ impl Tailer {
         let tracked: HashSet<FileKey> = self.sources.iter().map(|s| s.key).collect();
         let root = &self.root;
         if let Some(store) = &mut self.store {
-            store.retain(|e| tracked.contains(&e.key()) || root.open_file(&e.path).is_ok());
+            store.retain(|e| {
+                tracked.contains(&e.key())
+                    || root
+                        .open_file(&e.path)
+                        .is_ok_and(|f| f.dev() == e.dev && f.ino() == e.inode)
+            });
         }
+    }
+}
+
+/// The marker of `point` in a resumed file: a hash of the 32 bytes before it.
+fn memory_marker(m: &Memory, point: u64) -> u64 {
+    let upto = usize::try_from(point.saturating_sub(m.base))
+        .unwrap_or(usize::MAX)
+        .min(m.data.len());
+    if upto >= 32 {
+        identity::marker_of(&m.data[..upto])
+    } else {
+        let mut before = m.pre.clone();
+        before.extend_from_slice(&m.data[..upto]);
+        identity::marker_of(&before)
     }
 }
 

@@ -18,6 +18,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod cgroups;
+mod chaos;
 mod cloudwatch;
 pub mod fake_server;
 mod http;
@@ -30,6 +31,7 @@ use std::thread;
 use std::time::Duration;
 
 pub use self::cgroups::{Cleanup, is_root, start_in};
+pub use self::chaos::Chaos;
 pub use self::cloudwatch::{
     AcceptedDatum, Cbor, Fault, Ministack, PUT_METRIC_DATA_PATH, RecordedRequest, StrictCloudwatch, decode_value,
     test_sdk_config,

@@ -1,0 +1,463 @@
+//! The whole binary shipping logs to moto's CloudWatch Logs: record shapes, groups and streams
+//! for both profiles, read back with `GetLogEvents`; then a writer at full speed through an
+//! outage, throttling, a `kill -9` and rotations, with nothing lost.
+
+#![allow(clippy::cast_possible_truncation, reason = "test line numbers are small")]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Chaos, Moto, StrictCloudwatch, kinsight, wait_until};
+
+const NODE: &str = "ip-10-0-1-23.eu-west-1.compute.internal";
+const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const ID2: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        let ft = entry.file_type().unwrap();
+        if ft.is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A node: the metrics fixture plus log directories, and the agent's config.
+struct Node {
+    dir: tempfile::TempDir,
+    cluster: String,
+}
+
+impl Node {
+    fn new(logs: &Value) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(
+            &repo("tests/fixtures/host/cgroup-v2-systemd/t1"),
+            &dir.path().join("root"),
+        );
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let cluster = format!("logs-{nanos}");
+        let node = Node { dir, cluster };
+        node.write_config(logs);
+        node
+    }
+
+    fn write_config(&self, logs: &Value) {
+        let mut kinsight_logs = json!({"flush_interval_secs": 1});
+        for (k, v) in logs.as_object().unwrap() {
+            kinsight_logs[k] = v.clone();
+        }
+        let config = json!({
+            "agent": {"region": "us-east-1", "metrics_collection_interval": 60},
+            "logs": {"metrics_collected": {"kubernetes": {"cluster_name": self.cluster}}},
+            "kinsight": {"node_name": NODE, "output": "cloudwatch",
+                         "metrics": {"metadata_source": "none"},
+                         "logs": kinsight_logs,
+                         "telemetry": {"listen_address": null}}
+        });
+        std::fs::write(self.dir.path().join("cwagentconfig.json"), config.to_string()).unwrap();
+    }
+
+    fn root(&self, rel: &str) -> PathBuf {
+        self.dir.path().join("root").join(rel)
+    }
+
+    fn container(&self, ns: &str, pod: &str, uid: &str, container: &str, id: &str) -> PathBuf {
+        let dir = self.root(&format!("var/log/pods/{ns}_{pod}_{uid}/{container}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(self.root("var/log/containers")).unwrap();
+        let link = self.root(&format!("var/log/containers/{pod}_{ns}_{container}-{id}.log"));
+        if link.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(format!("/var/log/pods/{ns}_{pod}_{uid}/{container}/0.log"), link).unwrap();
+        }
+        dir.join("0.log")
+    }
+
+    /// `kinsight run` with logs going to `logs_url`; metrics to the strict local endpoint.
+    fn start(&self, logs_url: &str, metrics: &StrictCloudwatch, moto: &Moto) -> Child {
+        let mut cmd = kinsight();
+        cmd.args(["run", "--output", "cloudwatch", "--config"])
+            .arg(self.dir.path().join("cwagentconfig.json"))
+            .arg("--host-root")
+            .arg(self.dir.path().join("root"))
+            .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL_STS", &moto.endpoint)
+            .env("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", logs_url)
+            .env("AWS_ENDPOINT_URL_CLOUDWATCH", metrics.url())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("agent.log"))
+                    .unwrap(),
+            ));
+        cmd.spawn().unwrap()
+    }
+
+    fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    fn group(&self, kind: &str) -> String {
+        format!("/aws/containerinsights/{}/{kind}", self.cluster)
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// Every event of a stream, through the pages of `GetLogEvents`.
+fn events(moto: &Moto, group: &str, stream: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut req = json!({"logGroupName": group, "logStreamName": stream, "startFromHead": true, "limit": 10000});
+        if let Some(t) = &token {
+            req["nextToken"] = json!(t);
+        }
+        let (status, body) = moto.logs_call("GetLogEvents", &req);
+        if status != 200 {
+            return out;
+        }
+        let page = body["events"].as_array().cloned().unwrap_or_default();
+        let next = body["nextForwardToken"].as_str().map(str::to_string);
+        if page.is_empty() || next == token {
+            return out;
+        }
+        out.extend(page);
+        token = next;
+    }
+}
+
+fn messages(events: &[Value]) -> Vec<Value> {
+    events
+        .iter()
+        .map(|e| serde_json::from_str(e["message"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+fn stop(mut child: Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let mut status = None;
+    wait_until(Duration::from_secs(40), Duration::from_millis(50), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the agent did not stop")
+    })
+}
+
+fn profile_run(profile: &str) {
+    let (Some(moto), metrics) = (Moto::start(), StrictCloudwatch::start()) else {
+        return;
+    };
+    let node = Node::new(&json!({"record_profile": profile, "stream_names": profile}));
+    let web = node.container("shop", "web-1", "uid-1", "web", ID);
+    let proxy = node.container("kube-system", "aws-node-abc", "uid-2", "aws-node", ID2);
+    // Interleaved partial lines of stdout and stderr, and one that never parses.
+    append(
+        &web,
+        "2026-12-06T10:00:00.000000001Z stdout P hello |\n\
+         2026-12-06T10:00:00.1Z stderr F an error\n\
+         2026-12-06T10:00:00.2Z stdout F world\n\
+         {\"level\":\"info\"}\n",
+    );
+    append(&proxy, "2026-12-06T10:00:01Z stdout F ipamd started\n");
+    append(
+        &node.root("var/log/messages"),
+        "Dec  6 10:00:02 ip-10-0-1-23 kubelet[99]: node ready\n",
+    );
+    let agent = node.start(&moto.endpoint, &metrics, &moto);
+    // Lines after the start, then a rotation and lines in the new file.
+    append(&web, "2026-12-06T10:00:03Z stdout F {\"msg\":\"json\",\"n\":1}\n");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::rename(&web, web.with_extension("log.20261206-100004")).unwrap();
+    append(&web, "2026-12-06T10:00:05Z stdout F after rotation\n");
+
+    let basename = format!("web-1_shop_web-{ID}.log");
+    let (app_stream, proxy_stream, host_stream) = if profile == "fluentd" {
+        (
+            format!("web-1_shop_web-{ID}"),
+            format!("aws-node-abc_kube-system_aws-node-{ID2}"),
+            format!("host.messages-{NODE}"),
+        )
+    } else {
+        (
+            format!("{NODE}-application.var.log.containers.{basename}"),
+            format!("{NODE}-dataplane.tail.var.log.containers.aws-node-abc_kube-system_aws-node-{ID2}.log"),
+            format!("{NODE}.host.messages"),
+        )
+    };
+    let app_group = node.group("application");
+    assert!(
+        wait_until(Duration::from_secs(40), Duration::from_millis(200), || events(
+            &moto,
+            &app_group,
+            &app_stream
+        )
+        .len()
+            >= 5),
+        "application events did not arrive; agent log:\n{}",
+        node.agent_log()
+    );
+    let app = messages(&events(&moto, &app_group, &app_stream));
+    let mut logs: Vec<&str> = app.iter().map(|m| m["log"].as_str().unwrap()).collect();
+    logs.sort_unstable();
+    assert_eq!(
+        logs,
+        [
+            "after rotation",
+            "an error",
+            "hello |world",
+            "{\"level\":\"info\"}",
+            "{\"msg\":\"json\",\"n\":1}",
+        ],
+        "{app:#?}"
+    );
+    let by_log = |l: &str| app.iter().find(|m| m["log"] == l).unwrap().clone();
+    let first = &by_log("an error");
+    if profile == "fluentd" {
+        assert_eq!(first["logtag"], "F");
+        assert_eq!(first["docker"]["container_id"], ID);
+        assert_eq!(first["kubernetes"]["pod_name"], "web-1");
+        assert!(first.get("time").is_none());
+    } else {
+        assert_eq!(first["stream"], "stderr");
+        assert_eq!(first["time"], "2026-12-06T10:00:00.1Z");
+        assert_eq!(first["kubernetes"]["docker_id"], ID);
+        assert_eq!(first["kubernetes"]["namespace_name"], "shop");
+        assert_eq!(by_log("{\"msg\":\"json\",\"n\":1}")["log_processed"]["n"], 1);
+    }
+    let dp = messages(&events(&moto, &node.group("dataplane"), &proxy_stream));
+    assert_eq!(dp.len(), 1, "aws-node goes to dataplane");
+    assert_eq!(dp[0]["log"], "ipamd started");
+    assert!(dp[0].get("kubernetes").is_none());
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(200), || !events(
+            &moto,
+            &node.group("host"),
+            &host_stream
+        )
+        .is_empty()),
+        "no host event"
+    );
+    let host = messages(&events(&moto, &node.group("host"), &host_stream));
+    assert_eq!(host[0]["ident"], "kubelet");
+    assert_eq!(host[0]["message"], "node ready");
+    let status = stop(agent);
+    assert!(status.success(), "{status:?}\n{}", node.agent_log());
+}
+
+#[test]
+fn records_streams_and_groups_as_fluent_bit_writes_them() {
+    profile_run("fluent-bit");
+}
+
+#[test]
+fn records_streams_and_groups_as_fluentd_wrote_them() {
+    profile_run("fluentd");
+}
+
+/// Writes `n` numbered lines to `file`, rotating like kubelet every 200 KB.
+struct Writer {
+    file: PathBuf,
+    next: usize,
+    since_rotation: usize,
+    rotations: usize,
+}
+
+impl Writer {
+    /// kubelet's compression: every uncompressed rotated file but the newest becomes `.gz`.
+    fn gzip_older_rotated(&self) {
+        let dir = self.file.parent().unwrap();
+        let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                n.starts_with("0.log.") && !n.ends_with(".gz")
+            })
+            .collect();
+        rotated.sort();
+        rotated.pop();
+        for p in rotated {
+            let data = std::fs::read(&p).unwrap();
+            let gz = std::fs::File::create(format!("{}.gz", p.display())).unwrap();
+            let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::fast());
+            enc.write_all(&data).unwrap();
+            enc.finish().unwrap();
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+
+    /// Renames the live file as kubelet's rotation does; the next write creates a new one.
+    fn rotate_now(&mut self) {
+        std::fs::rename(
+            &self.file,
+            self.file
+                .with_extension(format!("log.20261206-10{:04}", self.rotations)),
+        )
+        .unwrap();
+        self.rotations += 1;
+        self.since_rotation = 0;
+    }
+
+    fn write(&mut self, n: usize) {
+        let mut text = String::new();
+        for _ in 0..n {
+            let line = format!(
+                "2026-12-06T10:00:00.{:09}Z stdout F line {:06} {}\n",
+                self.next,
+                self.next,
+                "x".repeat(150)
+            );
+            self.since_rotation += line.len();
+            text.push_str(&line);
+            self.next += 1;
+            if self.since_rotation >= 200 * 1024 {
+                append(&self.file, &std::mem::take(&mut text));
+                std::fs::rename(
+                    &self.file,
+                    self.file
+                        .with_extension(format!("log.20261206-10{:04}", self.rotations)),
+                )
+                .unwrap();
+                self.rotations += 1;
+                self.since_rotation = 0;
+            }
+        }
+        append(&self.file, &text);
+    }
+}
+
+#[test]
+fn nothing_is_lost_through_an_outage_throttling_and_kill_9() {
+    let (Some(moto), metrics) = (Moto::start(), StrictCloudwatch::start()) else {
+        return;
+    };
+    let chaos = Chaos::start(moto.addr());
+    let node = Node::new(&json!({}));
+    let file = node.container("shop", "web-1", "uid-1", "web", ID);
+    let mut w = Writer {
+        file,
+        next: 0,
+        since_rotation: 0,
+        rotations: 0,
+    };
+    let group = node.group("application");
+    let stream = format!("{NODE}-application.var.log.containers.web-1_shop_web-{ID}.log");
+    let count = |m: &Moto| events(m, &group, &stream).len();
+
+    let mut agent = node.start(&chaos.url(), &metrics, &moto);
+    w.write(2000);
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(200), || count(&moto)
+            >= 2000),
+        "normal shipping; agent log:\n{}",
+        node.agent_log()
+    );
+    // CloudWatch Logs unreachable while lines are written and files rotate.
+    chaos.down();
+    w.write(2000);
+    std::thread::sleep(Duration::from_secs(5));
+    w.write(1000);
+    chaos.up();
+    // Back, but throttling 30 % of the calls.
+    chaos.throttle(30);
+    w.write(2000);
+    assert!(
+        wait_until(Duration::from_secs(60), Duration::from_millis(250), || count(&moto)
+            >= 7000),
+        "after the outage: {} of 7000; agent log:\n{}",
+        count(&moto),
+        node.agent_log()
+    );
+    // kill -9 mid-stream, with unread lines in the live file; while the agent is down kubelet
+    // rotates twice and compresses the file the agent was reading; restart. (kubelet rotates at
+    // 10 MiB, checked every 10 s: two rotations while an agent restarts is already a lot.)
+    w.rotate_now();
+    w.write(10);
+    std::thread::sleep(Duration::from_millis(1500));
+    w.write(1000);
+    std::thread::sleep(Duration::from_millis(150));
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    w.rotate_now();
+    w.write(500);
+    w.rotate_now();
+    w.gzip_older_rotated();
+    chaos.throttle(0);
+    agent = node.start(&chaos.url(), &metrics, &moto);
+    w.write(500);
+    let total = w.next;
+    assert!(
+        wait_until(Duration::from_secs(60), Duration::from_millis(250), || count(&moto)
+            >= total),
+        "after the restart: {} of {total}; agent log:\n{}",
+        count(&moto),
+        node.agent_log()
+    );
+    let got = messages(&events(&moto, &group, &stream));
+    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+    for m in &got {
+        let log = m["log"].as_str().unwrap();
+        let n: usize = log[5..11].parse().unwrap();
+        *seen.entry(n).or_default() += 1;
+    }
+    let missing: Vec<usize> = (0..total).filter(|n| !seen.contains_key(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} lines lost, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let duplicates: usize = seen.values().map(|c| c - 1).sum();
+    // At most what was in flight or acknowledged but not yet saved at the kill: the checkpoint
+    // is saved at most once a second, and the flush interval is 1 s here; the 1,010 lines of
+    // the live file bound it.
+    assert!(duplicates <= 1010, "{duplicates} duplicates");
+    assert!(
+        node.agent_log().contains("resuming a log file kubelet compressed"),
+        "the gzipped file was resumed"
+    );
+    eprintln!(
+        "{total} lines, {} rotations, {duplicates} duplicates after kill -9; proxy saw {:?} (requests, throttled)",
+        w.rotations,
+        chaos.counts()
+    );
+    assert!(chaos.counts().1 > 0, "throttling was exercised");
+    let status = stop(agent);
+    assert!(status.success(), "{status:?}");
+}

@@ -307,7 +307,7 @@ impl Writer {
             .map(|e| e.unwrap().path())
             .filter(|p| {
                 let n = p.file_name().unwrap().to_string_lossy().into_owned();
-                n.starts_with("0.log.") && !n.ends_with(".gz")
+                n.starts_with("0.log.") && p.extension().is_none_or(|e| e != "gz")
             })
             .collect();
         rotated.sort();
@@ -398,7 +398,7 @@ fn nothing_is_lost_through_an_outage_throttling_and_kill_9() {
     chaos.throttle(30);
     w.write(2000);
     assert!(
-        wait_until(Duration::from_secs(60), Duration::from_millis(250), || count(&moto)
+        wait_until(Duration::from_mins(1), Duration::from_millis(250), || count(&moto)
             >= 7000),
         "after the outage: {} of 7000; agent log:\n{}",
         count(&moto),
@@ -423,7 +423,7 @@ fn nothing_is_lost_through_an_outage_throttling_and_kill_9() {
     w.write(500);
     let total = w.next;
     assert!(
-        wait_until(Duration::from_secs(60), Duration::from_millis(250), || count(&moto)
+        wait_until(Duration::from_mins(1), Duration::from_millis(250), || count(&moto)
             >= total),
         "after the restart: {} of {total}; agent log:\n{}",
         count(&moto),

@@ -408,9 +408,13 @@ fn nothing_is_lost_through_an_outage_throttling_and_kill_9() {
     // rotates twice and compresses the file the agent was reading; restart. (kubelet rotates at
     // 10 MiB, checked every 10 s: two rotations while an agent restarts is already a lot.)
     w.rotate_now();
+    let before_kill = w.rotations;
     w.write(10);
     std::thread::sleep(Duration::from_millis(1500));
-    w.write(1000);
+    // 910 lines of 203 bytes stay below the writer's 200 KB rotation: the file being read at
+    // the kill is the one compressed (a file rotated twice and compressed before the agent ever
+    // saw it cannot be told from one already shipped; docs/logs.md says so).
+    w.write(900);
     std::thread::sleep(Duration::from_millis(150));
     agent.kill().unwrap();
     agent.wait().unwrap();
@@ -422,13 +426,11 @@ fn nothing_is_lost_through_an_outage_throttling_and_kill_9() {
     agent = node.start(&chaos.url(), &metrics, &moto);
     w.write(500);
     let total = w.next;
-    assert!(
-        wait_until(Duration::from_mins(1), Duration::from_millis(250), || count(&moto)
-            >= total),
-        "after the restart: {} of {total}; agent log:\n{}",
-        count(&moto),
-        node.agent_log()
-    );
+    // Duplicates make the count reach `total` early at worst; the check of every number below
+    // is what counts.
+    wait_until(Duration::from_mins(1), Duration::from_millis(250), || {
+        count(&moto) >= total
+    });
     let got = messages(&events(&moto, &group, &stream));
     let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
     for m in &got {
@@ -445,9 +447,9 @@ fn nothing_is_lost_through_an_outage_throttling_and_kill_9() {
     );
     let duplicates: usize = seen.values().map(|c| c - 1).sum();
     // At most what was in flight or acknowledged but not yet saved at the kill: the checkpoint
-    // is saved at most once a second, and the flush interval is 1 s here; the 1,010 lines of
-    // the live file bound it.
-    assert!(duplicates <= 1010, "{duplicates} duplicates");
+    // is saved at most once a second, and the flush interval is 1 s here; the 910 lines of the
+    // live file bound it.
+    assert!(duplicates <= 910, "{duplicates} duplicates");
     assert!(
         node.agent_log().contains("resuming a log file kubelet compressed"),
         "the gzipped file was resumed"
@@ -458,6 +460,11 @@ fn nothing_is_lost_through_an_outage_throttling_and_kill_9() {
         chaos.counts()
     );
     assert!(chaos.counts().1 > 0, "throttling was exercised");
+    assert_eq!(
+        w.rotations,
+        before_kill + 2,
+        "exactly the two rotations of the scenario while down"
+    );
     let status = stop(agent);
     assert!(status.success(), "{status:?}");
 }

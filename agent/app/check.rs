@@ -140,6 +140,7 @@ pub fn run_with(o: &Outside, opts: Options) -> Report {
     }
     if let Some(cfg) = &cfg {
         state_dir(&mut r, &root, cfg);
+        log_sources(&mut r, o, cfg);
     }
     apiserver(&mut r, &o.env);
     match &cfg {
@@ -218,6 +219,67 @@ fn apiserver(r: &mut Report, env: &crate::config::Env) {
             format!("{target} unreachable: {e}; pod metadata from the apiserver will be missing"),
         ),
     }
+}
+
+/// What the log pipeline would read: the pod log directories (how many container files), and
+/// each configured host file, present or not; the journal is not read yet.
+fn log_sources(r: &mut Report, o: &Outside, cfg: &crate::config::Config) {
+    if !cfg.logs.enabled {
+        return;
+    }
+    let root = match crate::host::confined::ConfinedRoot::open(&o.host_root) {
+        Ok(root) => root,
+        Err(e) => {
+            r.push(Verdict::Fail, "log files", chain(&e));
+            return;
+        }
+    };
+    let places = crate::logs::discover::Places {
+        pod_logs_dir: cfg.paths.pod_logs_dir.display().to_string(),
+        container_logs_dir: cfg.paths.container_logs_dir.display().to_string(),
+        host_files: cfg.logs.host_files.clone(),
+    };
+    let scan = crate::logs::discover::scan(&root, &places);
+    for e in &scan.errors {
+        r.push(Verdict::Warn, "log files", chain(e));
+    }
+    let containers = scan
+        .found
+        .iter()
+        .filter(|f| matches!(f.what, crate::logs::discover::What::Container { .. }))
+        .count();
+    r.push(
+        Verdict::Ok,
+        "container logs",
+        format!(
+            "{containers} files below {} (links in {})",
+            cfg.paths.pod_logs_dir.display(),
+            cfg.paths.container_logs_dir.display()
+        ),
+    );
+    for h in &cfg.logs.host_files {
+        let present = scan
+            .found
+            .iter()
+            .any(|f| Some(f.rel.as_path()) == h.strip_prefix("/").ok());
+        if present {
+            r.push(Verdict::Ok, "host logs", format!("{} read", h.display()));
+        } else {
+            r.push(
+                Verdict::Warn,
+                "host logs",
+                format!(
+                    "{} absent: nothing for that stream of the host group (nodes without rsyslog, such as AL2023, have none)",
+                    h.display()
+                ),
+            );
+        }
+    }
+    r.push(
+        Verdict::Skip,
+        "journal",
+        "the systemd journal (kubelet and containerd units) is not read by this build",
+    );
 }
 
 fn state_dir(r: &mut Report, root: &Root, cfg: &crate::config::Config) {

@@ -236,6 +236,8 @@ impl LogPipeline {
             rotated: c.rotations - last.rotations,
             truncated_files: c.truncations - last.truncations,
             open_failed: c.open_errors - last.open_errors,
+            resumed_gzip: c.resumed_gzip - last.resumed_gzip,
+            lost_at_restart: c.lost_at_restart - last.lost_at_restart,
             files: self.tailer.files(),
             bytes_behind: self.tailer.bytes_behind(),
             oldest_unacknowledged_s: oldest,

@@ -610,6 +610,8 @@ pub struct LogsRound {
     pub rotated: u64,
     pub truncated_files: u64,
     pub open_failed: u64,
+    pub resumed_gzip: u64,
+    pub lost_at_restart: u64,
     pub files: usize,
     pub bytes_behind: u64,
     pub oldest_unacknowledged_s: f64,
@@ -638,6 +640,8 @@ impl LogsRound {
             ("rotated", self.rotated),
             ("truncated", self.truncated_files),
             ("open_failed", self.open_failed),
+            ("resumed_gzip", self.resumed_gzip),
+            ("lost_at_restart", self.lost_at_restart),
         ] {
             if n > 0 {
                 t.add(Name::LogFileEvents, &[("event", event)], n);

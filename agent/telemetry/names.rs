@@ -68,7 +68,7 @@ pub enum Name {
     /// `split` | `long_line`).
     LogRecordAnomalies,
     /// Log file events, by `event` (`opened` | `finished` | `rotated` | `truncated` |
-    /// `open_failed`).
+    /// `open_failed` | `resumed_gzip` | `lost_at_restart`).
     LogFileEvents,
     /// Log files being tailed.
     LogFilesTailed,

@@ -118,8 +118,20 @@ async fn every_event_gets_one_outcome_and_accepted_ones_are_stored_in_order() {
         ["{\"log\":\"line 3\"}", "{\"log\":\"line 1\"}"],
         "stream a, in time order"
     );
-    assert_eq!(t.get(Name::LogEventsSettled, &[("outcome", "accepted")]), 4.0);
-    assert_eq!(t.get(Name::LogEventsSettled, &[("outcome", "rejected_too_old")]), 1.0);
+    assert_eq!(
+        t.get(
+            Name::LogEventsSettled,
+            &[("group", "application"), ("outcome", "accepted")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        t.get(
+            Name::LogEventsSettled,
+            &[("group", "application"), ("outcome", "rejected_too_old")]
+        ),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -107,7 +107,10 @@ fn the_embedded_default_is_a_quiet_local_run() {
     assert_eq!(cfg.interval, Duration::from_secs(10));
     assert_eq!(cfg.cluster_name_source, ClusterNameSource::LocalDefault);
     assert_eq!(cfg.metrics.metadata_source, MetadataSource::None);
-    assert!(!cfg.logs.enabled);
+    // Logs on, with checkpoints in /tmp: a local run shows this machine's logs without writing
+    // to /var/lib.
+    assert!(cfg.logs.enabled);
+    assert_eq!(cfg.paths.state_dir, std::path::Path::new("/tmp/kinsight-state"));
     assert_eq!(cfg.telemetry.listen_address, None);
     assert!(cfg.warnings.is_empty());
 }

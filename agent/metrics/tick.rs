@@ -39,21 +39,25 @@ pub fn stuck_bound(interval: Duration) -> Duration {
     interval * STUCK_AFTER_INTERVALS + Duration::from_mins(1)
 }
 
+/// Runs `f` on tokio's blocking pool, so that the async workers go on meanwhile. A panic in `f`
+/// is the caller's (the supervisor reports it with the task's name).
+pub async fn on_blocking_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(done) => done,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Runs one cycle on the blocking pool and gives the collector back with it. The CPU time is
 /// measured on the thread that ran it.
 pub async fn collect_off_thread(mut collector: Collector, clock: Arc<dyn Clock>) -> (Collector, Cycle, Duration) {
-    let handle = tokio::task::spawn_blocking(move || {
+    on_blocking_pool(move || {
         let cpu_started = thread_cpu_time();
         let cycle = collector.collect(clock.as_ref());
         let cpu = thread_cpu_time().saturating_sub(cpu_started);
         (collector, cycle, cpu)
-    });
-    match handle.await {
-        Ok(done) => done,
-        // The collector does not panic on input; if it did, the panic is the supervisor's to
-        // report, with the task's name.
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
+    })
+    .await
 }
 
 /// The tick loop, until `cancel`: collects every interval and sends each cycle to `out`.
@@ -105,6 +109,40 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With one async worker, a task keeps running while a slow synchronous job (a cycle over
+    /// thousands of files) runs on the blocking pool: the worker is not held.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_blocking_job_does_not_hold_the_async_worker() {
+        let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let t = ticks.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                t.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let worker = std::thread::current().id();
+        let (ran_on, during) = on_blocking_pool({
+            let ticks = ticks.clone();
+            move || {
+                let start = ticks.load(std::sync::atomic::Ordering::SeqCst);
+                // Busy for 300 ms, as a long cycle would be.
+                let until = std::time::SystemTime::now() + Duration::from_millis(300);
+                while std::time::SystemTime::now() < until {
+                    std::hint::spin_loop();
+                }
+                (
+                    std::thread::current().id(),
+                    ticks.load(std::sync::atomic::Ordering::SeqCst) - start,
+                )
+            }
+        })
+        .await;
+        ticker.abort();
+        assert_ne!(ran_on, worker, "the job ran on the blocking pool");
+        assert!(during >= 10, "the async task ticked only {during} times during the job");
+    }
 
     #[test]
     fn ticks_fall_on_second_30_phase() {

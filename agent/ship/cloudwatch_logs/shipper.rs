@@ -71,9 +71,10 @@ pub struct ShipperOptions {
 pub const DEFAULT_PERFORMANCE_CAPACITY: usize = 50_000;
 
 /// Log bytes held in memory and not yet settled. With the Fluent Bit record shape an encoded
-/// event is about three times its log line, so 16 MiB is about 5 MB of log input: enough for a
-/// full request per busy stream, small against the 40 MiB RSS target.
-pub const DEFAULT_LOGS_CAPACITY_BYTES: usize = 16 << 20;
+/// event is about three times its log line, so 8 MiB is about 2.5 MB of log input: eight full
+/// requests, small against the 40 MiB RSS target (the SDK copies a request's messages once more
+/// while it sends them).
+pub const DEFAULT_LOGS_CAPACITY_BYTES: usize = 8 << 20;
 
 #[derive(Debug)]
 struct Shared {
@@ -533,21 +534,11 @@ impl Sender {
     /// One `PutLogEvents` request, retried on transient errors until it succeeds or the shipper
     /// stops; the stream (and group) are created on `ResourceNotFoundException`.
     async fn send(&mut self, group: &str, stream: &str, events: &[LogEvent]) -> Sent {
-        let input: Vec<InputLogEvent> = events
-            .iter()
-            .filter_map(|e| {
-                InputLogEvent::builder()
-                    .timestamp(e.timestamp_ms)
-                    .message(&e.message)
-                    .build()
-                    .ok()
-            })
-            .collect();
         let mut attempt: u32 = 0;
         let mut created = false;
         loop {
             let result = tokio::select! {
-                r = self.put(group, stream, &input) => r,
+                r = self.put(group, stream, events) => r,
                 () = self.shared.stop.cancelled() => return Sent::Stopped,
             };
             let f = match result {
@@ -621,13 +612,25 @@ impl Sender {
     }
 
     /// One `PutLogEvents` call under [`REQUEST_TIMEOUT`], with the EMF header when asked.
-    async fn put(&self, group: &str, stream: &str, input: &[InputLogEvent]) -> Result<PutLogEventsOutput, Failure> {
+    async fn put(&self, group: &str, stream: &str, events: &[LogEvent]) -> Result<PutLogEventsOutput, Failure> {
+        // The SDK takes its input by value: one copy of the messages per attempt, made here
+        // (keeping a prepared copy across attempts would hold the batch twice).
+        let input: Vec<InputLogEvent> = events
+            .iter()
+            .filter_map(|e| {
+                InputLogEvent::builder()
+                    .timestamp(e.timestamp_ms)
+                    .message(e.message.clone())
+                    .build()
+                    .ok()
+            })
+            .collect();
         let request = self
             .client
             .put_log_events()
             .log_group_name(group)
             .log_stream_name(stream)
-            .set_log_events(Some(input.to_vec()));
+            .set_log_events(Some(input));
         let send = async {
             if self.opts.emf_header {
                 request

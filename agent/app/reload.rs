@@ -40,6 +40,34 @@ pub const RESTART_KEYS: &[Key] = &[
     ("logs.metrics_collected.kubernetes.kube_config_path", |a, b| {
         a.kubernetes.kube_config_path != b.kubernetes.kube_config_path
     }),
+    // The log pipeline's tailer is built once with these (its files, parsers and record shapes
+    // would otherwise change under records being assembled).
+    ("kinsight.logs.enabled", |a, b| a.logs.enabled != b.logs.enabled),
+    ("kinsight.logs.record_profile", |a, b| {
+        a.logs.record_profile != b.logs.record_profile
+    }),
+    ("kinsight.logs.stream_names", |a, b| {
+        a.logs.stream_names != b.logs.stream_names
+    }),
+    ("kinsight.logs.exclude_container_globs", |a, b| {
+        a.logs.exclude_container_globs != b.logs.exclude_container_globs
+    }),
+    ("kinsight.logs.dataplane_container_globs", |a, b| {
+        a.logs.dataplane_container_globs != b.logs.dataplane_container_globs
+    }),
+    ("kinsight.logs.host_files", |a, b| {
+        a.logs.host_files != b.logs.host_files
+    }),
+    ("kinsight.logs.multiline", |a, b| a.logs.multiline != b.logs.multiline),
+    ("kinsight.logs.partial_flush_timeout_ms", |a, b| {
+        a.logs.partial_flush_timeout != b.logs.partial_flush_timeout
+    }),
+    ("kinsight.logs.max_event_bytes", |a, b| {
+        a.logs.max_event_bytes != b.logs.max_event_bytes
+    }),
+    ("kinsight.logs.oversize_event", |a, b| {
+        a.logs.oversize_event != b.logs.oversize_event
+    }),
 ];
 
 /// Keys that shape the AWS identity: a change rebuilds the credentials, then the output.

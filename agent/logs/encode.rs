@@ -25,38 +25,7 @@ use crate::config::{OversizeEvent, RecordProfile};
 
 use super::parse::{Record, SyslogLine};
 
-/// Appends `s` to `out` as a JSON string (with its quotes).
-pub fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    let bytes = s.as_bytes();
-    let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: Option<&str> = match b {
-            b'"' => Some("\\\""),
-            b'\\' => Some("\\\\"),
-            b'\n' => Some("\\n"),
-            b'\r' => Some("\\r"),
-            b'\t' => Some("\\t"),
-            0x08 => Some("\\b"),
-            0x0c => Some("\\f"),
-            0..=0x1f => None,
-            _ => continue,
-        };
-        out.push_str(&s[run..i]);
-        match esc {
-            Some(e) => out.push_str(e),
-            None => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.push_str("\\u00");
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 0xf)]));
-            }
-        }
-        run = i + 1;
-    }
-    out.push_str(&s[run..]);
-    out.push('"');
-}
+pub use crate::ship::json_lines::push_json_str;
 
 /// The node facts host and dataplane records carry, when known.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

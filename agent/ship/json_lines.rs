@@ -23,6 +23,41 @@ impl serde::Serialize for Dimensions<'_> {
     }
 }
 
+/// Appends `s` to `out` as a JSON string (with its quotes): `"` and `\\` and the control
+/// characters escaped, everything else copied in runs. Used for log records (once per line) and
+/// for `PutLogEvents` bodies, where it is the hot path of the log pipeline.
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        match esc {
+            Some(e) => out.push_str(e),
+            None => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+        }
+        run = i + 1;
+    }
+    out.push_str(&s[run..]);
+    out.push('"');
+}
+
 /// Appends one datum as a JSON line (with the trailing newline) to `buf`.
 pub fn write_datum(buf: &mut Vec<u8>, d: &Datum) {
     let mut ser = serde_json::Serializer::new(&mut *buf);

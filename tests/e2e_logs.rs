@@ -94,7 +94,7 @@ impl Node {
     }
 
     /// `kinsight run` with logs going to `logs_url`; metrics to the strict local endpoint.
-    fn start(&self, logs_url: &str, metrics: &StrictCloudwatch, moto: &Moto) -> Child {
+    fn start(&self, logs_url: &str, metrics: &StrictCloudwatch, moto: &Moto) -> Agent {
         let mut cmd = kinsight();
         cmd.args(["run", "--output", "cloudwatch", "--config"])
             .arg(self.dir.path().join("cwagentconfig.json"))
@@ -115,7 +115,7 @@ impl Node {
                     .open(self.dir.path().join("agent.log"))
                     .unwrap(),
             ));
-        cmd.spawn().unwrap()
+        Agent(Some(cmd.spawn().unwrap()))
     }
 
     fn agent_log(&self) -> String {
@@ -124,6 +124,27 @@ impl Node {
 
     fn group(&self, kind: &str) -> String {
         format!("/aws/containerinsights/{}/{kind}", self.cluster)
+    }
+}
+
+/// A running agent, killed if the test ends (or panics) without stopping it.
+struct Agent(Option<Child>);
+
+impl Agent {
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -166,7 +187,8 @@ fn messages(events: &[Value]) -> Vec<Value> {
         .collect()
 }
 
-fn stop(mut child: Child) -> std::process::ExitStatus {
+fn stop(mut agent: Agent) -> std::process::ExitStatus {
+    let mut child = agent.0.take().expect("a running agent");
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let mut status = None;
     wait_until(Duration::from_secs(40), Duration::from_millis(50), || {
@@ -416,8 +438,7 @@ fn nothing_is_lost_through_an_outage_throttling_and_kill_9() {
     // saw it cannot be told from one already shipped; docs/logs.md says so).
     w.write(900);
     std::thread::sleep(Duration::from_millis(150));
-    agent.kill().unwrap();
-    agent.wait().unwrap();
+    agent.kill9();
     w.rotate_now();
     w.write(500);
     w.rotate_now();

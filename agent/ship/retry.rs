@@ -45,9 +45,18 @@ pub struct Failure {
     pub status: Option<u16>,
     /// The whole error chain on one line.
     pub message: String,
+    /// The IAM action of the call that failed, when it is not the caller's main one.
+    pub action: Option<&'static str>,
 }
 
 impl Failure {
+    /// The same failure, naming the IAM action that failed (for `AccessDenied` counters).
+    #[must_use]
+    pub fn during(mut self, action: &'static str) -> Self {
+        self.action = Some(action);
+        self
+    }
+
     /// The code, or a short word for failures without one (`timeout`, `dispatch`, `http_503`).
     pub fn code_or_kind(&self) -> String {
         match (&self.code, self.status) {
@@ -119,6 +128,7 @@ where
         code,
         status,
         message,
+        action: None,
     }
 }
 

@@ -20,6 +20,7 @@
 mod cgroups;
 mod chaos;
 mod cloudwatch;
+mod cloudwatch_logs;
 pub mod fake_server;
 mod http;
 pub mod imds;
@@ -35,6 +36,10 @@ pub use self::chaos::Chaos;
 pub use self::cloudwatch::{
     AcceptedDatum, Cbor, Fault, Ministack, PUT_METRIC_DATA_PATH, RecordedRequest, StrictCloudwatch, decode_value,
     test_sdk_config,
+};
+pub use self::cloudwatch_logs::{
+    LOGS_EVENT_OVERHEAD, LOGS_MAX_BATCH_BYTES, LOGS_MAX_EVENTS, LOGS_MAX_MESSAGE_BYTES, LogsFault, LogsRequest,
+    RejectedInfo, StoredLogEvent, StrictLogs,
 };
 pub use self::fake_server::{FakeServer, Request as FakeRequest, Response as FakeResponse, expiration_in};
 pub use self::http::{http_request, try_http_request};

@@ -142,6 +142,7 @@ impl Sender {
                     code: Some("RequestTimeout".into()),
                     status: None,
                     message: format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+                    action: None,
                 }),
             };
             let Err(f) = result else {

@@ -41,6 +41,9 @@ pub enum Unsendable {
     /// Larger than a whole request (never the case for performance events, a few KiB each, nor
     /// for log records, which the log pipeline cuts to `kinsight.logs.max_event_bytes`).
     Large,
+    /// An empty message, which `PutLogEvents` refuses for the whole request (its `message` has a
+    /// minimum length of 1): dropped alone instead.
+    Empty,
 }
 
 /// Whether `e` can go into a request at wall time `now_ms`.
@@ -53,6 +56,8 @@ pub fn check(e: &LogEvent, now_ms: i64) -> Result<(), Unsendable> {
         Err(Unsendable::Ahead)
     } else if event_bytes(e) > MAX_BATCH_BYTES {
         Err(Unsendable::Large)
+    } else if e.message.is_empty() {
+        Err(Unsendable::Empty)
     } else {
         Ok(())
     }

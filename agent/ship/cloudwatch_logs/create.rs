@@ -36,7 +36,7 @@ pub async fn ensure(
     match create_stream(client, group, stream, telemetry).await {
         Ok(stream) => return Ok(Created { group: false, stream }),
         Err(f) if f.code.as_deref() == Some(NOT_FOUND) => {}
-        Err(f) => return Err(f),
+        Err(f) => return Err(f.during("logs:CreateLogStream")),
     }
     if !create_groups {
         // `kinsight.logs.create_log_groups: false`: the group is someone else's to create. The
@@ -46,17 +46,52 @@ pub async fn ensure(
             code: Some(NOT_FOUND.into()),
             status: None,
             message: format!("log group {group} does not exist and kinsight.logs.create_log_groups is false"),
+            action: None,
         });
     }
-    let created_group = create_group(client, group, telemetry).await?;
+    let created_group = create_group(client, group, telemetry)
+        .await
+        .map_err(|f| f.during("logs:CreateLogGroup"))?;
     if created_group && let Some(days) = retention_days {
-        put_retention(client, group, days, telemetry).await?;
+        retain(client, group, days, telemetry).await;
     }
-    let stream = create_stream(client, group, stream, telemetry).await?;
+    let stream = create_stream(client, group, stream, telemetry)
+        .await
+        .map_err(|f| f.during("logs:CreateLogStream"))?;
     Ok(Created {
         group: created_group,
         stream,
     })
+}
+
+/// Attempts at `PutRetentionPolicy` on a group this call created. The group is ours, so its
+/// retention must not be lost to one throttled call: a later `ensure` finds the group existing
+/// and would not know it still lacks its retention.
+const RETENTION_ATTEMPTS: u32 = 6;
+
+/// Sets the retention of a group just created, retrying transient failures. It never fails the
+/// caller: the group exists, so the events can flow; a retention that could not be set (denied,
+/// or still failing) is logged and counted, never silent.
+async fn retain(client: &Client, group: &str, days: u32, t: &Telemetry) {
+    let backoff = super::super::retry::Backoff::default();
+    for attempt in 0..RETENTION_ATTEMPTS {
+        match put_retention(client, group, days, t).await {
+            Ok(()) => return,
+            Err(f) if f.class.is_retryable() && attempt + 1 < RETENTION_ATTEMPTS => {
+                tokio::time::sleep(backoff.delay(attempt)).await;
+            }
+            Err(f) => {
+                if f.class == super::super::retry::ErrorClass::AccessDenied {
+                    crate::telemetry::events::AccessDenied {
+                        action: "logs:PutRetentionPolicy",
+                    }
+                    .emit(t);
+                }
+                tracing::error!(log_group = group, days, code = f.code.as_deref().unwrap_or(""), error = %f.message, "cannot set the retention of a log group kinsight created; it keeps the default (never expire)");
+                return;
+            }
+        }
+    }
 }
 
 /// `Ok(true)` created, `Ok(false)` already there.

@@ -462,6 +462,7 @@ impl Sender {
                         Outcome::Dropped(DropReason::TooLarge),
                         "larger than a PutLogEvents request",
                     ),
+                    Unsendable::Empty => (Outcome::Dropped(DropReason::Invalid), "an empty message"),
                 };
                 let bytes = batch::event_bytes(&e);
                 let group = e.group.clone();
@@ -578,7 +579,7 @@ impl Sender {
                     Err(cf) => {
                         if cf.class == ErrorClass::AccessDenied {
                             AccessDenied {
-                                action: "logs:CreateLogStream",
+                                action: cf.action.unwrap_or("logs:CreateLogStream"),
                             }
                             .emit(&self.shared.telemetry);
                         }
@@ -629,6 +630,7 @@ impl Sender {
                 code: None,
                 status: None,
                 message: crate::telemetry::chain(&e),
+                action: None,
             })?;
         let emf = self.opts.emf_header;
         let request = self
@@ -653,6 +655,7 @@ impl Sender {
                 code: Some("RequestTimeout".into()),
                 status: None,
                 message: format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+                action: None,
             }),
         }
     }

@@ -110,12 +110,13 @@ _ks_wait() {
 # 1. Debian packages. The real-container tests (containerd and runc) need containerd, runc and
 #    the static busybox for the hand-made test image; about 20 s the first time, nothing when
 #    present. Only as root: containerd cannot run containers otherwise, and those tests then
-#    skip (or fail under CI=true, which runs as root).
+#    skip (or fail under CI=true, which runs as root). systemd-journal-remote writes the real
+#    journal files the journal tests read (from journald's export format).
 _ks_env_debs() {
   if [ "$(id -u)" -eq 0 ]; then
-    _ks_apt_install containerd runc busybox-static iproute2 || return 1 # ip: the pod veth
+    _ks_apt_install containerd runc busybox-static iproute2 systemd-journal-remote || return 1 # ip: the pod veth
   else
-    _ks_say "not root: containerd tests (tier 5) will skip"
+    _ks_say "not root: the containerd and journal tests will skip"
   fi
 }
 

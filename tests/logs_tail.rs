@@ -45,6 +45,7 @@ fn settings() -> TailSettings {
         own_pod: Some(("amazon-cloudwatch".into(), "kinsight-abcde".into())),
         node_facts: Arc::new(NodeFacts::default()),
         merge_json: true,
+        journal: None,
     }
 }
 

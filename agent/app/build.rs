@@ -212,7 +212,7 @@ pub(super) fn logs(
         az: parts.node.availability_zone.clone(),
         instance_id: parts.node.instance_id.clone(),
     };
-    let built = crate::logs::pipeline::settings(cfg, own_pod, facts).and_then(|settings| {
+    let built = crate::logs::pipeline::settings(cfg, &outside.host_root, own_pod, facts).and_then(|settings| {
         crate::logs::LogPipeline::build(
             settings,
             &outside.host_root,

@@ -275,11 +275,26 @@ fn log_sources(r: &mut Report, o: &Outside, cfg: &crate::config::Config) {
             );
         }
     }
-    r.push(
-        Verdict::Skip,
-        "journal",
-        "the systemd journal (kubelet and containerd units) is not read by this build",
-    );
+    let journals: Vec<String> = ["var/log/journal", "run/log/journal"]
+        .iter()
+        .filter(|d| o.host_root.join(d).is_dir())
+        .map(|d| format!("/{d}"))
+        .collect();
+    if cfg.logs.dataplane_units.is_empty() && cfg.logs.host_source != crate::config::HostLogSource::Journald {
+        r.push(Verdict::Skip, "journal", "no dataplane units configured");
+    } else if journals.is_empty() {
+        r.push(
+            Verdict::Warn,
+            "journal",
+            "no /var/log/journal or /run/log/journal under the host root: the kubelet and containerd units will be missing",
+        );
+    } else {
+        r.push(
+            Verdict::Ok,
+            "journal",
+            format!("{} read for {:?}", journals.join(" and "), cfg.logs.dataplane_units),
+        );
+    }
 }
 
 fn state_dir(r: &mut Report, root: &Root, cfg: &crate::config::Config) {

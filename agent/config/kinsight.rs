@@ -195,15 +195,6 @@ fn logs(mut o: Obj<'_>, cx: &mut Ctx, force_flush_interval: Duration, endpoint_o
     // The log pipeline is not part of this build: say so once per key the file sets, so that
     // nobody believes a setting took effect.
     // What the log pipeline does not do yet: one warning each, so nobody believes it took effect.
-    if o.value("dataplane_units").is_some() {
-        cx.warn(
-            "kinsight.logs.dataplane_units: accepted, but the systemd journal is not read yet, so the kubelet and \
-             containerd units do not reach the dataplane group",
-        );
-    }
-    if l.host_source == HostLogSource::Journald {
-        cx.warn("kinsight.logs.host_source: \"journald\" is not supported yet; the host files are read instead");
-    }
     if l.honour_exclude_annotation {
         cx.warn(
             "kinsight.logs.honour_exclude_annotation: accepted, but pod annotations are not in the pod index yet, \

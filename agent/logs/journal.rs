@@ -6,9 +6,9 @@
 //! (`aws-samples/amazon-cloudwatch-container-insights`,
 //! `k8s-deployment-manifest-templates/deployment-mode/daemonset/container-insights-monitoring/fluent-bit/fluent-bit.yaml`,
 //! `dataplane-log.conf` and `host-log.conf`):
-//! - dataplane: `_SYSTEMD_UNIT` is one of the configured units. Fluent Bit's `systemd` input ORs
-//!   several `Systemd_Filter` lines by default (`systemd_filter_type or`, implemented with
-//!   `sd_journal_add_disjunction` in `fluent/fluent-bit: plugins/in_systemd/systemd_config.c`);
+//! - dataplane: `_SYSTEMD_UNIT` is one of the configured units. Fluent Bit's `systemd` input adds
+//!   each `Systemd_Filter` line with `sd_journal_add_match` then `sd_journal_add_disjunction`, so
+//!   any of the lines matches (`fluent/fluent-bit: plugins/in_systemd/systemd_config.c`);
 //! - `host.dmesg`: `_TRANSPORT=kernel`;
 //! - `host.messages`: `PRIORITY` 0 to 6, then a `grep` filter excludes `SYSLOG_FACILITY` 2 (mail),
 //!   9 (cron) and 10 (authpriv) — the journal version of rsyslog's classic
@@ -22,17 +22,19 @@
 //! carrying the entry's cursor. Matches compare the raw field bytes, exactly as
 //! `sd_journal_add_match` does (`PRIORITY=06` is not priority 6).
 //!
-//! **Snapshots.** `sdjournal` reads each journal file's header once, when the set is opened, and
-//! never past the `arena_size` it read then. journald keeps appending to the online files
-//! (`system.journal` and, with per-user journals, `user-<uid>.journal`) while the files are opened
-//! one after the other, so a single snapshot can hold a newer entry of one file and miss an older
-//! entry of a file opened before it. Because journald stamps `__REALTIME_TIMESTAMP` and writes
-//! entries in that order (one thread), every entry with a realtime at or below the newest entry of
-//! snapshot A was already written when A was taken; a second snapshot B, opened after A, therefore
-//! holds all of them. Each round opens A only to learn that *horizon*, reads from B, and stops at
-//! the first entry newer than it: nothing can be skipped by the race. Entries newer than the
-//! horizon are read by a later round. The journal file format (systemd.io, "Journal File Format")
-//! describes objects appended to the arena and linked into entry arrays after `arena_size` grew.
+//! **Snapshots.** journald keeps appending to the online files (`system.journal` and, with
+//! per-user journals, `user-<uid>.journal`) while they are read, and `sdjournal` reads each file's
+//! entry arrays (its index of entries) when its iterator reaches them, file by file
+//! (`src/file/iter.rs`). One query can therefore return a newer entry of one file and miss an older
+//! entry of a file whose array it read a moment earlier; once the reader moved past the newer one,
+//! the older one would never be read. journald is single-threaded and writes and indexes each
+//! entry, stamped with `__REALTIME_TIMESTAMP`, before the next one (systemd.io, "Journal File
+//! Format": objects are appended, then linked into the entry arrays). So every entry with a
+//! realtime at or below the newest entry a query A found was indexed before A returned, and a query
+//! B started after A finds all of them. Each round asks A only for that *horizon*, reads from B,
+//! and stops at the first entry newer than it; newer entries are read by a later round. Entries
+//! journald copies from `/run/log/journal` to `/var/log/journal` at boot are distinct entries to
+//! `sdjournal` (it tells files apart by file ID): read from both roots, they arrive twice.
 //!
 //! **Order and cursors.** `sdjournal` merges files by realtime, then sequence number. A
 //! wall-clock step backwards on the node makes entries written after it sort before those
@@ -42,10 +44,11 @@
 //! from its start. A cursor whose entry is gone (journald vacuumed its file) cannot be found;
 //! reading then restarts at the oldest entry and [`JournalSource::gap_detected`] says so.
 //!
-//! **Errors.** A file `sdjournal` cannot open (truncated, not a journal) is left out of the set.
-//! An entry that cannot be read ends the round; the next round, on a fresh snapshot, skips what
-//! still fails and counts it ([`JournalSource::skipped_errors`]). An error that comes from a file
-//! being appended to while read does not recur, so it costs nothing but a round.
+//! **Errors.** A file `sdjournal` cannot open (truncated, not a journal) is left out of the set;
+//! when no file can be opened, or none of the entries can be read, [`JournalSource::read`] says so.
+//! An entry that cannot be read ends the round; the next round, on fresh queries, skips what still
+//! fails and counts it ([`JournalSource::skipped_errors`]). An error of the moment (a file growing
+//! or rotated while read) does not recur, so it costs nothing but a round.
 //!
 //! The decision a newcomer would question: entries are matched here, not by `sdjournal` queries.
 //! Its indexed matches walk every entry of the matched field value from the start of each file on
@@ -66,7 +69,7 @@ pub struct JournalConfig {
     /// `<root>/run/log/journal`. Files directly inside and in `<machine-id>` subdirectories are
     /// read; a root that does not exist (yet) is skipped and looked at again every round.
     pub dirs: Vec<PathBuf>,
-    /// Units whose entries go to `dataplane` (`_SYSTEMD_UNIT`, exact, ORed), e.g.
+    /// Units whose entries go to `dataplane` (`_SYSTEMD_UNIT` equal to any of them), e.g.
     /// `kubelet.service`, `containerd.service`, `docker.service`.
     pub dataplane_units: Vec<String>,
     /// Also produce the three host streams from the journal (`host_source = journald`).
@@ -141,8 +144,9 @@ pub enum JournalError {
     },
 }
 
-/// Entries looked at per [`JournalSource::read`] call at most, matching or not, so that one call
-/// over a long backlog of other units' entries stays short (each entry is a few `pread`s).
+/// Entries (and skipped errors) looked at per [`JournalSource::read`] call at most, matching or
+/// not, so that one call over a long backlog of other units' entries stays short (each entry is a
+/// few `pread`s).
 const SCAN_BUDGET: usize = 4096;
 
 /// The largest decompressed field accepted: `sdjournal`'s default is 1 MiB, below what a
@@ -269,9 +273,13 @@ impl JournalSource {
             (Some(resume), Some(journal)) => source.locate(&journal, resume),
             (Some(resume), None) => Position::Unchecked(resume),
             (None, Some(journal)) if source.cfg.start_at_tail => {
-                match newest(&journal).map(|e| Resume::of(&e)) {
-                    Some(Ok(resume)) => Position::After(resume),
-                    _ => Position::Head,
+                match newest(&journal).and_then(|newest| newest.map(|e| Resume::of(&e)).transpose()) {
+                    Ok(Some(resume)) => Position::After(resume),
+                    Ok(None) => Position::Head,
+                    Err(e) => {
+                        source.last_error = Some(e.to_string());
+                        Position::Head
+                    }
                 }
             }
             (None, _) => Position::Head,
@@ -280,9 +288,12 @@ impl JournalSource {
     }
 
     /// Appends up to `max` new records to `out`, in journal order, and returns how many. Never
-    /// waits for new entries: 0 means nothing new was found. Entries written before the call are
-    /// returned by it unless `max`, or the per-call scan budget, stopped it first; then
-    /// [`has_more`](Self::has_more) is true and the next call goes on at once.
+    /// waits for new entries. A call reads from where the last one stopped up to the entries
+    /// written before it started, unless `max` or the per-call scan budget stops it first: then
+    /// [`has_more`](Self::has_more) is true, and the next call goes on with the same round before
+    /// looking at newer entries. 0 with `has_more()` false means nothing new (or a read error that
+    /// the next call retries, see [`skipped_errors`](Self::skipped_errors)). An `Err` leaves the
+    /// position where it was: call again later.
     pub fn read(&mut self, max: usize, out: &mut Vec<JournalRecord>) -> Result<usize, JournalError> {
         let mut n = 0;
         while n < max {
@@ -294,14 +305,21 @@ impl JournalSource {
             return Ok(n);
         }
         if self.round.is_none() {
+            if n > 0 {
+                // Records already handed over must not come back with an error the caller may drop them on.
+                return Ok(n);
+            }
             self.start_round()?;
         }
-        let Some(mut round) = self.round.take() else { return Ok(n) };
+        let Some(mut round) = self.round.take() else {
+            return Ok(n);
+        };
         let mut scanned = 0;
         let end = loop {
             if n >= max || scanned >= SCAN_BUDGET {
                 break RoundEnd::Unfinished;
             }
+            scanned += 1;
             let entry = match round.entries.next() {
                 None => break RoundEnd::Done,
                 Some(Ok(entry)) => entry,
@@ -312,7 +330,6 @@ impl JournalSource {
                 // Not consumed: the next round reads it again, from a snapshot that has all its elders.
                 break RoundEnd::Done;
             }
-            scanned += 1;
             let resume = match Resume::of(&entry) {
                 Ok(resume) => resume,
                 Err(e) if self.skip_error(&e) => continue,
@@ -403,12 +420,13 @@ impl JournalSource {
     /// Where to resume for a cursor: after it when its entry is in `journal`, else at the oldest
     /// entry, noting the gap.
     fn locate(&mut self, journal: &Journal, resume: Resume) -> Position {
-        let found = journal.seek_cursor(&resume.cursor).ok().and_then(|mut query| {
-            // Inclusive start: the first entry at or after the cursor is its own entry if it exists.
-            query.since_realtime(resume.realtime_us);
-            let first = query.iter().ok()?.find_map(Result::ok)?;
-            first.cursor().ok()
-        });
+        let found = match first_from(journal, &resume) {
+            Ok(found) => found,
+            Err(e) => {
+                self.last_error = Some(e.to_string());
+                None
+            }
+        };
         if found.as_ref() == Some(&resume.cursor) {
             Position::After(resume)
         } else {
@@ -423,10 +441,14 @@ impl JournalSource {
         if let Position::Unchecked(resume) = &self.position {
             self.position = self.locate(&first, resume.clone());
         }
-        let Some(newest) = newest(&first) else { return Ok(()) };
+        let Some(newest) = newest(&first).map_err(|e| self.read_error(e))? else {
+            return Ok(());
+        };
         if let Position::After(resume) = &self.position
             && newest.cursor().ok().as_ref() == Some(&resume.cursor)
         {
+            // Caught up: nothing after the position, so no error of an earlier round is waiting.
+            self.retry = false;
             return Ok(());
         }
         let horizon_us = newest.realtime_usec();
@@ -461,6 +483,7 @@ impl JournalSource {
         }
     }
 
+    /// One record per kind, the entry's text fields repaired once and shared.
     fn records(&mut self, entry: &EntryRef, kinds: Vec<JournalRecordKind>, cursor: &str) -> Vec<JournalRecord> {
         let mut repaired = false;
         let mut text = |name: &str| {
@@ -494,11 +517,34 @@ impl JournalSource {
     }
 }
 
-/// The newest readable entry of a snapshot.
-fn newest(journal: &Journal) -> Option<EntryRef> {
+/// The newest readable entry of a snapshot (a horizon lower than the true newest entry is always
+/// safe). An error only when entries exist and none was readable.
+fn newest(journal: &Journal) -> Result<Option<EntryRef>, SdJournalError> {
     let mut query = journal.query();
     query.seek_tail();
-    query.iter().ok()?.find_map(Result::ok)
+    let mut error = None;
+    for item in query.iter()? {
+        match item {
+            Ok(entry) => return Ok(Some(entry)),
+            Err(e) => error = Some(e),
+        }
+    }
+    error.map_or(Ok(None), Err)
+}
+
+/// The cursor of the first readable entry at or after `resume` (inclusive): `resume`'s own when its
+/// entry is still there. An error only when nothing was readable.
+fn first_from(journal: &Journal, resume: &Resume) -> Result<Option<Cursor>, SdJournalError> {
+    let mut query = journal.seek_cursor(&resume.cursor)?;
+    query.since_realtime(resume.realtime_us);
+    let mut error = None;
+    for item in query.iter()? {
+        match item.and_then(|entry| entry.cursor()) {
+            Ok(cursor) => return Ok(Some(cursor)),
+            Err(e) => error = Some(e),
+        }
+    }
+    error.map_or(Ok(None), Err)
 }
 
 /// The kinds an entry belongs to, in the order dataplane, dmesg, messages, secure (see the module
@@ -538,7 +584,9 @@ impl JsonObject {
     }
 
     fn member(&mut self, key: &str, value: Option<&str>) {
-        let Some(value) = value.filter(|v| !v.is_empty()) else { return };
+        let Some(value) = value.filter(|v| !v.is_empty()) else {
+            return;
+        };
         if self.0.len() > 1 {
             self.0.push(',');
         }
@@ -609,7 +657,8 @@ pub fn record_message(record: &JournalRecord, extra: &str) -> String {
 
 /// The stream of a kind as Fluent Bit names it (the default `stream_names`):
 /// `<node>-dataplane.systemd.<unit>` (prefix `${HOST_NAME}-` plus the tag `dataplane.systemd.*`,
-/// whose `*` the `systemd` input fills with `_SYSTEMD_UNIT`) and `<node>.host.<file>` (prefix
+/// whose `*` the `systemd` input replaces by `_SYSTEMD_UNIT`: `tag_compose` in
+/// `fluent/fluent-bit: plugins/in_systemd/systemd.c`) and `<node>.host.<file>` (prefix
 /// `${HOST_NAME}.`). `node` is the Kubernetes node name. Unit names may contain `:`, which stream
 /// names may not: the caller makes the name valid as for any other stream.
 pub fn fluent_bit_stream(kind: &JournalRecordKind, node: &str) -> String {

@@ -18,6 +18,7 @@ pub mod checkpoint;
 pub mod discover;
 pub mod encode;
 pub mod identity;
+pub mod journal;
 pub mod parse;
 pub mod pipeline;
 pub mod route;

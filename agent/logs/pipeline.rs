@@ -27,7 +27,7 @@ use super::discover::Places;
 use super::encode::NodeFacts;
 use super::parse::{Limits, MultilineRule};
 use super::settle::Settlements;
-use super::tail::{Counts, TailSettings, Tailer, size_rules};
+use super::tail::{Counts, JournalSettings, TailSettings, Tailer, size_rules};
 
 /// Sleep between rounds that found nothing to read.
 pub const IDLE: Duration = Duration::from_millis(200);
@@ -59,8 +59,24 @@ pub enum LogsError {
 }
 
 /// The tailer's settings for `cfg`.
-pub fn settings(cfg: &Config, own_pod: Option<(String, String)>, node: NodeFacts) -> Result<TailSettings, LogsError> {
+pub fn settings(
+    cfg: &Config,
+    host_root: &Path,
+    own_pod: Option<(String, String)>,
+    node: NodeFacts,
+) -> Result<TailSettings, LogsError> {
     let l = &cfg.logs;
+    let journald_host = l.host_source == crate::config::HostLogSource::Journald;
+    // The persistent journal, and the volatile one when the node keeps none on disk (both are
+    // what the Container Insights Fluent Bit set-up mounts).
+    let journal = (!l.dataplane_units.is_empty() || journald_host).then(|| JournalSettings {
+        dirs: ["var/log/journal", "run/log/journal"]
+            .iter()
+            .map(|d| host_root.join(d))
+            .collect(),
+        units: l.dataplane_units.clone(),
+        host: journald_host,
+    });
     let multiline = match &l.multiline {
         Some(m) => Some((
             MultilineRule::start_pattern(&m.first_line_regex).map_err(LogsError::Multiline)?,
@@ -74,7 +90,12 @@ pub fn settings(cfg: &Config, own_pod: Option<(String, String)>, node: NodeFacts
         places: Places {
             pod_logs_dir: cfg.paths.pod_logs_dir.display().to_string(),
             container_logs_dir: cfg.paths.container_logs_dir.display().to_string(),
-            host_files: l.host_files.clone(),
+            // With the host streams from the journal, the files are not read too.
+            host_files: if journald_host {
+                Vec::new()
+            } else {
+                l.host_files.clone()
+            },
         },
         profile: l.record_profile,
         stream_names: l.stream_names,
@@ -89,6 +110,7 @@ pub fn settings(cfg: &Config, own_pod: Option<(String, String)>, node: NodeFacts
         own_pod,
         node_facts: Arc::new(node),
         merge_json: true,
+        journal,
     })
 }
 

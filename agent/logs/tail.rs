@@ -17,7 +17,7 @@
 //! first (they pin disk space), and one round hands at most [`ROUND_BYTES`] of events to the
 //! output, which makes the round wait when it holds its capacity: the files are the buffer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +31,7 @@ use super::checkpoint::{Entry, Lookup, Store};
 use super::discover::{Found, Places, What, scan};
 use super::encode::{self, ContainerMeta, NodeFacts, Shape, SizeRules};
 use super::identity::{self, FileKey, Fingerprint};
+use super::journal::{self, JournalConfig, JournalRecordKind, JournalSource};
 use super::parse::{Joiner, Limits, LineParser, Multiline, MultilineRule, Record, parse_syslog, repair};
 use super::route::{self, ContainerFile, Group, Route};
 use super::settle::Settlements;
@@ -64,7 +65,51 @@ pub struct TailSettings {
     pub own_pod: Option<(String, String)>,
     pub node_facts: Arc<NodeFacts>,
     pub merge_json: bool,
+    /// The systemd journal, when there is something to read from it.
+    pub journal: Option<JournalSettings>,
 }
+
+/// What to read from the systemd journal.
+#[derive(Debug, Clone)]
+pub struct JournalSettings {
+    /// Journal directories on disk (the host root joined): `/var/log/journal`, `/run/log/journal`.
+    pub dirs: Vec<PathBuf>,
+    /// `_SYSTEMD_UNIT`s for the dataplane group.
+    pub units: Vec<String>,
+    /// The host streams too (`host_source: journald`).
+    pub host: bool,
+}
+
+/// The journal as one source: its position is the number of entries read (all records of one
+/// entry share it), committed as the cursor of the last entry before the earliest unsettled one.
+struct JournalTail {
+    source: JournalSource,
+    /// Entries handed over so far; the next entry's position.
+    next_seq: u64,
+    /// Positions and cursors of entries not yet committed.
+    cursors: VecDeque<(u64, String)>,
+    last_cursor: Option<String>,
+    streams: HashMap<String, Arc<str>>,
+    dataplane: Arc<str>,
+    host: Arc<str>,
+    /// `,"az":…,"ec2_instance_id":…`, appended to every record.
+    extra: String,
+    reported_gap: bool,
+}
+
+impl std::fmt::Debug for JournalTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalTail")
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The settle-table id of the journal (files count from 1).
+const JOURNAL_SOURCE: u32 = 0;
+
+/// Journal entries read per round at most.
+const JOURNAL_BATCH: usize = 2000;
 
 /// Files kubelet compressed while the agent was down are decompressed into memory up to this
 /// size to be resumed; a larger remainder is cut there and the rest counted as lost (kubelet's
@@ -165,6 +210,8 @@ pub struct Counts {
     pub resumed_gzip: u64,
     /// Checkpointed files gone at a restart with no twin: their unread rest is lost.
     pub lost_at_restart: u64,
+    /// Journal entries read (one entry may make several records).
+    pub journal_entries: u64,
 }
 
 /// The tailer's state. Synchronous: the pipeline runs it on a blocking thread.
@@ -191,6 +238,7 @@ pub struct Tailer {
     pub counts: Counts,
     /// The first scan looks for checkpointed files that kubelet compressed meanwhile.
     resumed: bool,
+    journal: Option<JournalTail>,
 }
 
 impl Tailer {
@@ -222,6 +270,131 @@ impl Tailer {
             repair_buf: String::new(),
             counts: Counts::default(),
             resumed: false,
+            journal: None,
+        }
+        .with_journal()
+    }
+
+    /// Opens the journal, resuming after the committed cursor (or at its end without one, like
+    /// Fluent Bit's `Read_From_Tail`: a journal holds weeks that CloudWatch Logs would refuse).
+    fn with_journal(mut self) -> Tailer {
+        let Some(j) = self.settings.journal.clone() else {
+            return self;
+        };
+        let cursor = self.store.as_ref().and_then(Store::journal_cursor).map(str::to_string);
+        let cfg = JournalConfig {
+            dirs: j.dirs.clone(),
+            dataplane_units: j.units.clone(),
+            host: j.host,
+            start_at_tail: true,
+        };
+        let opened = match JournalSource::open(cfg.clone(), cursor.as_deref()) {
+            Err(journal::JournalError::InvalidCursor(c)) => {
+                tracing::warn!(cursor = %c, "the journal cursor in the checkpoints is not one kinsight wrote; starting at the journal's end");
+                JournalSource::open(cfg, None)
+            }
+            other => other,
+        };
+        match opened {
+            Ok(source) => {
+                tracing::info!(dirs = ?j.dirs, units = ?j.units, host = j.host, resumed = cursor.is_some(), "reading the systemd journal");
+                let mut extra = String::new();
+                if let Some(az) = &self.settings.node_facts.az {
+                    extra.push_str(",\"az\":");
+                    encode::push_json_str(&mut extra, az);
+                }
+                if let Some(id) = &self.settings.node_facts.instance_id {
+                    extra.push_str(",\"ec2_instance_id\":");
+                    encode::push_json_str(&mut extra, id);
+                }
+                self.settlements.open(JOURNAL_SOURCE, 0);
+                self.journal = Some(JournalTail {
+                    source,
+                    next_seq: 0,
+                    cursors: VecDeque::new(),
+                    last_cursor: None,
+                    streams: HashMap::new(),
+                    dataplane: Group::Dataplane.name(&self.settings.cluster).into(),
+                    host: Group::Host.name(&self.settings.cluster).into(),
+                    extra,
+                    reported_gap: false,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::telemetry::chain(&e), "cannot read the systemd journal; the kubelet and containerd units are not shipped");
+            }
+        }
+        self
+    }
+
+    /// Reads the journal's new entries into `events`; returns whether there were any.
+    fn read_journal(&mut self, now: Duration, events: &mut Vec<LogEvent>, bytes: &mut usize) -> bool {
+        let Some(j) = &mut self.journal else { return false };
+        let mut records = Vec::new();
+        if let Err(e) = j.source.read(JOURNAL_BATCH, &mut records) {
+            tracing::debug!(error = %crate::telemetry::chain(&e), "journal read failed; retried next round");
+        }
+        if j.source.gap_detected() && !j.reported_gap {
+            j.reported_gap = true;
+            tracing::warn!(
+                "the journal no longer holds the checkpointed entry (vacuumed); resuming at its oldest entry"
+            );
+        }
+        let style = self.settings.stream_names;
+        let node = self.settings.node.clone();
+        for r in &records {
+            if j.last_cursor.as_deref() != Some(r.cursor.as_str()) {
+                j.cursors.push_back((j.next_seq, r.cursor.clone()));
+                j.next_seq += 1;
+                j.last_cursor = Some(r.cursor.clone());
+                self.counts.journal_entries += 1;
+            }
+            let name = match style {
+                StreamNames::FluentBit => journal::fluent_bit_stream(&r.kind, &node),
+                StreamNames::Fluentd => journal::fluentd_stream(&r.kind, r.hostname.as_deref(), &node),
+            };
+            let stream = match j.streams.get(&name) {
+                Some(s) => s.clone(),
+                None => {
+                    let s: Arc<str> = route::valid_stream_name(&name).0.into();
+                    j.streams.insert(name, s.clone());
+                    s
+                }
+            };
+            let group = match r.kind {
+                JournalRecordKind::Dataplane { .. } => j.dataplane.clone(),
+                _ => j.host.clone(),
+            };
+            let message = journal::record_message(r, &j.extra);
+            let token = self
+                .settlements
+                .hand_over(JOURNAL_SOURCE, j.next_seq - 1, now.as_secs_f64());
+            *bytes += message.len() + 26;
+            self.counts.events += 1;
+            events.push(LogEvent {
+                group,
+                stream,
+                timestamp_ms: i64::try_from(r.realtime_us / 1000).unwrap_or(i64::MAX),
+                message,
+                token,
+            });
+        }
+        self.settlements.set_watermark(JOURNAL_SOURCE, j.next_seq);
+        !records.is_empty() || j.source.has_more()
+    }
+
+    /// Commits the journal cursor of the last entry before the earliest unsettled one.
+    fn commit_journal(&mut self) {
+        let Some(j) = &mut self.journal else { return };
+        let Some((point, _)) = self.settlements.commit_point(JOURNAL_SOURCE) else {
+            return;
+        };
+        let mut last = None;
+        while j.cursors.front().is_some_and(|(seq, _)| *seq < point) {
+            last = j.cursors.pop_front().map(|(_, c)| c);
+        }
+        if let (Some(cursor), Some(store)) = (last, &mut self.store) {
+            store.set_journal_cursor(Some(cursor));
         }
     }
 
@@ -717,6 +890,9 @@ impl Tailer {
             let n = self.read_one(i, now, wall_ms, &mut events, &mut bytes);
             any |= n > 0;
         }
+        if bytes < ROUND_BYTES {
+            any |= self.read_journal(now, &mut events, &mut bytes);
+        }
         // Flush partial records whose time is up.
         for s in &mut self.sources {
             let ctx = Ctx {
@@ -926,6 +1102,7 @@ impl Tailer {
             }
             tracing::debug!(path = %s.rel.display(), "log file finished");
         }
+        self.commit_journal();
         if let Some(store) = &mut self.store {
             let saved = if force {
                 store.save_now()

@@ -65,7 +65,11 @@ fn write_journal(file: &Path, entries: &[Vec<u8>]) {
         .arg(&export)
         .output()
         .expect("run systemd-journal-remote");
-    assert!(out.status.success(), "journal-remote: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "journal-remote: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     fs::remove_file(&export).expect("remove export file");
 }
 
@@ -216,18 +220,27 @@ fn summary(records: &[JournalRecord]) -> Vec<(JournalRecordKind, u64, &str)> {
 
 #[test]
 fn classify_follows_the_container_insights_filters() {
+    use JournalRecordKind::{HostDmesg as D, HostMessages as M, HostSecure as S};
     let units = vec!["kubelet.service".to_string(), "containerd.service".to_string()];
     let kinds = |fields: &[(&str, &'static [u8])], host: bool| {
         let get = |name: &str| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
         classify(get, &units, host)
     };
-    use JournalRecordKind::{HostDmesg as D, HostMessages as M, HostSecure as S};
     let kubelet: &[(&str, &[u8])] = &[("_SYSTEMD_UNIT", b"kubelet.service"), ("PRIORITY", b"6")];
     assert_eq!(kinds(kubelet, true), vec![dataplane("kubelet.service"), M]);
     assert_eq!(kinds(kubelet, false), vec![dataplane("kubelet.service")]);
-    assert_eq!(kinds(&[("_SYSTEMD_UNIT", b"kubelet.service"), ("PRIORITY", b"7")], true), vec![dataplane("kubelet.service")]);
+    assert_eq!(
+        kinds(&[("_SYSTEMD_UNIT", b"kubelet.service"), ("PRIORITY", b"7")], true),
+        vec![dataplane("kubelet.service")]
+    );
     assert!(kinds(&[("_SYSTEMD_UNIT", b"kubelet"), ("PRIORITY", b"7")], true).is_empty());
-    assert_eq!(kinds(&[("_TRANSPORT", b"kernel"), ("PRIORITY", b"3"), ("SYSLOG_FACILITY", b"0")], true), vec![D, M]);
+    assert_eq!(
+        kinds(
+            &[("_TRANSPORT", b"kernel"), ("PRIORITY", b"3"), ("SYSLOG_FACILITY", b"0")],
+            true
+        ),
+        vec![D, M]
+    );
     assert_eq!(kinds(&[("_TRANSPORT", b"kernel"), ("PRIORITY", b"7")], true), vec![D]);
     assert_eq!(kinds(&[("SYSLOG_FACILITY", b"10"), ("PRIORITY", b"6")], true), vec![S]);
     assert_eq!(kinds(&[("SYSLOG_FACILITY", b"10"), ("PRIORITY", b"7")], true), vec![S]);
@@ -259,9 +272,15 @@ fn messages_are_compact_json_with_a_stable_key_order() {
         host_message(Some("node-a"), "Accepted", Some("sshd"), Some("4242"), extra),
         r#"{"host":"node-a","message":"Accepted","ident":"sshd","pid":"4242","az":"us-east-1a","ec2_instance_id":"i-0abc"}"#
     );
-    assert_eq!(host_message(None, "eth0 up", Some("kernel"), None, ""), r#"{"message":"eth0 up","ident":"kernel"}"#);
+    assert_eq!(
+        host_message(None, "eth0 up", Some("kernel"), None, ""),
+        r#"{"message":"eth0 up","ident":"kernel"}"#
+    );
     // Nothing known but the node facts: still one valid object.
-    assert_eq!(host_message(Some(""), "", None, None, extra), r#"{"az":"us-east-1a","ec2_instance_id":"i-0abc"}"#);
+    assert_eq!(
+        host_message(Some(""), "", None, None, extra),
+        r#"{"az":"us-east-1a","ec2_instance_id":"i-0abc"}"#
+    );
     assert_eq!(host_message(None, "", None, None, ""), "{}");
     let record = JournalRecord {
         kind: JournalRecordKind::HostSecure,
@@ -279,21 +298,45 @@ fn messages_are_compact_json_with_a_stable_key_order() {
         kind: dataplane("kubelet.service"),
         ..record
     };
-    assert_eq!(record_message(&dp, ""), r#"{"hostname":"h","systemd_unit":"kubelet.service","message":"m�"}"#);
+    assert_eq!(
+        record_message(&dp, ""),
+        r#"{"hostname":"h","systemd_unit":"kubelet.service","message":"m�"}"#
+    );
 }
 
 #[test]
 fn stream_names_in_both_styles() {
     let node = "ip-192-168-1-2.us-west-2.compute.internal";
     let kubelet = dataplane("kubelet.service");
-    assert_eq!(fluent_bit_stream(&kubelet, node), format!("{node}-dataplane.systemd.kubelet.service"));
-    assert_eq!(fluent_bit_stream(&JournalRecordKind::HostDmesg, node), format!("{node}.host.dmesg"));
-    assert_eq!(fluent_bit_stream(&JournalRecordKind::HostMessages, node), format!("{node}.host.messages"));
-    assert_eq!(fluent_bit_stream(&JournalRecordKind::HostSecure, node), format!("{node}.host.secure"));
-    assert_eq!(fluentd_stream(&kubelet, Some("ip-192-168-1-2"), node), "kubelet.service-ip-192-168-1-2");
+    assert_eq!(
+        fluent_bit_stream(&kubelet, node),
+        format!("{node}-dataplane.systemd.kubelet.service")
+    );
+    assert_eq!(
+        fluent_bit_stream(&JournalRecordKind::HostDmesg, node),
+        format!("{node}.host.dmesg")
+    );
+    assert_eq!(
+        fluent_bit_stream(&JournalRecordKind::HostMessages, node),
+        format!("{node}.host.messages")
+    );
+    assert_eq!(
+        fluent_bit_stream(&JournalRecordKind::HostSecure, node),
+        format!("{node}.host.secure")
+    );
+    assert_eq!(
+        fluentd_stream(&kubelet, Some("ip-192-168-1-2"), node),
+        "kubelet.service-ip-192-168-1-2"
+    );
     assert_eq!(fluentd_stream(&kubelet, None, node), format!("kubelet.service-{node}"));
-    assert_eq!(fluentd_stream(&JournalRecordKind::HostSecure, Some("h"), node), "host.secure-h");
-    assert_eq!(fluentd_stream(&JournalRecordKind::HostDmesg, Some(""), node), format!("host.dmesg-{node}"));
+    assert_eq!(
+        fluentd_stream(&JournalRecordKind::HostSecure, Some("h"), node),
+        "host.secure-h"
+    );
+    assert_eq!(
+        fluentd_stream(&JournalRecordKind::HostDmesg, Some(""), node),
+        format!("host.dmesg-{node}")
+    );
 }
 
 #[test]
@@ -307,7 +350,10 @@ fn cursors_round_trip_and_foreign_ones_are_refused() {
     assert!(text.starts_with("rt=1700000000000000;"), "{text}");
     assert_eq!(Resume::parse(&text).expect("round trip"), resume);
     for bad in ["", "rt=;SJ1:00", "rt=12", "rt=x;SJ1:0400", "SJ1:0400", "rt=1;SJ1:zz"] {
-        assert!(matches!(Resume::parse(bad), Err(JournalError::InvalidCursor(_))), "{bad:?}");
+        assert!(
+            matches!(Resume::parse(bad), Err(JournalError::InvalidCursor(_))),
+            "{bad:?}"
+        );
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     assert!(matches!(
@@ -325,6 +371,7 @@ fn the_source_can_move_to_a_blocking_thread() {
 
 #[test]
 fn reads_kinds_fields_and_order_from_a_real_journal() {
+    use JournalRecordKind::{HostDmesg as D, HostMessages as M, HostSecure as S};
     if remote().is_none() {
         return;
     }
@@ -333,7 +380,6 @@ fn reads_kinds_fields_and_order_from_a_real_journal() {
 
     let mut source = JournalSource::open(config(&tmp, true, false), None).expect("open");
     let records = read_all(&mut source, 100);
-    use JournalRecordKind::{HostDmesg as D, HostMessages as M, HostSecure as S};
     let warn = "level=warning msg=\"slow \\\"pull\\\"\"\ttab";
     assert_eq!(
         summary(&records),
@@ -351,7 +397,10 @@ fn reads_kinds_fields_and_order_from_a_real_journal() {
     );
     assert!(!source.gap_detected());
     assert_eq!(source.skipped_errors(), 0);
-    assert_eq!(records[0].cursor, records[1].cursor, "records of one entry share its cursor");
+    assert_eq!(
+        records[0].cursor, records[1].cursor,
+        "records of one entry share its cursor"
+    );
     assert_ne!(records[1].cursor, records[2].cursor);
     let secure = &records[7];
     assert_eq!(secure.hostname.as_deref(), Some(HOST));
@@ -373,7 +422,10 @@ fn reads_kinds_fields_and_order_from_a_real_journal() {
     let records = read_all(&mut source, 100);
     assert_eq!(
         summary(&records),
-        vec![(dataplane("kubelet.service"), 1, "I0101 kubelet started"), (dataplane("containerd.service"), 2, warn)]
+        vec![
+            (dataplane("kubelet.service"), 1, "I0101 kubelet started"),
+            (dataplane("containerd.service"), 2, warn)
+        ]
     );
 
     // Nothing new: nothing returned.
@@ -407,7 +459,10 @@ fn resumes_strictly_after_a_cursor() {
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     write_journal(&machine_dir(&tmp).join("system.journal"), &node_entries());
-    let records = read_all(&mut JournalSource::open(config(&tmp, true, false), None).expect("open"), 100);
+    let records = read_all(
+        &mut JournalSource::open(config(&tmp, true, false), None).expect("open"),
+        100,
+    );
 
     // After the containerd entry (records 2 and 3): the ssm entry is next.
     let mut source = JournalSource::open(config(&tmp, true, false), Some(&records[2].cursor)).expect("open");
@@ -424,7 +479,13 @@ fn resumes_strictly_after_a_cursor() {
     // A cursor resumes across appends, and the source follows them.
     write_journal(&machine_dir(&tmp).join("system.journal"), &[kubelet(20, "later")]);
     let rest = read_all(&mut source, 100);
-    assert_eq!(summary(&rest), vec![(dataplane("kubelet.service"), 20, "later"), (JournalRecordKind::HostMessages, 20, "later")]);
+    assert_eq!(
+        summary(&rest),
+        vec![
+            (dataplane("kubelet.service"), 20, "later"),
+            (JournalRecordKind::HostMessages, 20, "later")
+        ]
+    );
 }
 
 #[test]
@@ -445,7 +506,10 @@ fn without_a_cursor_start_at_tail_skips_the_backlog() {
     let new = read_all(&mut tail, 100);
     assert_eq!(
         summary(&new),
-        vec![(dataplane("kubelet.service"), 3, "new 3"), (dataplane("kubelet.service"), 4, "new 4")]
+        vec![
+            (dataplane("kubelet.service"), 3, "new 3"),
+            (dataplane("kubelet.service"), 4, "new 4")
+        ]
     );
     assert_eq!(read_all(&mut head, 100), new);
     assert!(!tail.gap_detected());
@@ -459,8 +523,14 @@ fn a_vacuumed_cursor_resumes_at_the_oldest_entry_and_reports_the_gap() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let old = machine_dir(&tmp).join("system@0000000000000001-0000000000000001.journal");
     write_journal(&old, &[kubelet(1, "vacuumed 1"), kubelet(2, "vacuumed 2")]);
-    write_journal(&machine_dir(&tmp).join("system.journal"), &[kubelet(3, "kept 3"), kubelet(4, "kept 4")]);
-    let records = read_all(&mut JournalSource::open(config(&tmp, false, false), None).expect("open"), 100);
+    write_journal(
+        &machine_dir(&tmp).join("system.journal"),
+        &[kubelet(3, "kept 3"), kubelet(4, "kept 4")],
+    );
+    let records = read_all(
+        &mut JournalSource::open(config(&tmp, false, false), None).expect("open"),
+        100,
+    );
     assert_eq!(records.len(), 4);
     let in_old = records[0].cursor.clone();
     let in_kept = records[2].cursor.clone();
@@ -483,7 +553,10 @@ fn a_cursor_is_checked_once_journal_files_appear() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let elsewhere = tempfile::tempdir().expect("tempdir");
     write_journal(&machine_dir(&elsewhere).join("system.journal"), &[kubelet(1, "gone")]);
-    let gone = read_all(&mut JournalSource::open(config(&elsewhere, false, false), None).expect("open"), 100);
+    let gone = read_all(
+        &mut JournalSource::open(config(&elsewhere, false, false), None).expect("open"),
+        100,
+    );
 
     // No journal directory at all yet: nothing to read, nothing decided.
     let mut source = JournalSource::open(config(&tmp, false, true), Some(&gone[0].cursor)).expect("open");
@@ -491,13 +564,18 @@ fn a_cursor_is_checked_once_journal_files_appear() {
     assert!(!source.gap_detected());
 
     // The volatile journal appears, without the cursor's entry: a gap, read from its oldest entry.
-    let run = tmp.path().join("run/log/journal/0123456789abcdef0123456789abcdef/system.journal");
+    let run = tmp
+        .path()
+        .join("run/log/journal/0123456789abcdef0123456789abcdef/system.journal");
     write_journal(&run, &[kubelet(2, "volatile 2"), kubelet(3, "volatile 3")]);
     let records = read_all(&mut source, 100);
     assert!(source.gap_detected());
     assert_eq!(
         summary(&records),
-        vec![(dataplane("kubelet.service"), 2, "volatile 2"), (dataplane("kubelet.service"), 3, "volatile 3")]
+        vec![
+            (dataplane("kubelet.service"), 2, "volatile 2"),
+            (dataplane("kubelet.service"), 3, "volatile 3")
+        ]
     );
 }
 
@@ -551,73 +629,199 @@ fn compressed_fields_are_read() {
     assert_eq!(records[0].message, long);
 }
 
-#[test]
-fn corrupt_journal_files_are_errors_or_skips_never_panics() {
-    if remote().is_none() {
-        return;
+/// The objects of a journal file as (offset, type, size), walked from the header like the file
+/// format describes: 16-byte object headers (type, flags, reserved, `u64` size), 8-byte aligned.
+fn objects(bytes: &[u8]) -> Vec<(usize, u8, usize)> {
+    let u64_at =
+        |at: usize| usize::try_from(u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))).expect("usize");
+    let (mut at, tail) = (u64_at(88), u64_at(136));
+    let mut out = Vec::new();
+    while at <= tail {
+        let size = u64_at(at + 8);
+        out.push((at, bytes[at], size));
+        at += size.div_ceil(8) * 8;
     }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let good = machine_dir(&tmp).join("system.journal");
-    let entries: Vec<Vec<u8>> = (1..=40).map(|i| kubelet(i, &format!("line {i} {}", "x".repeat(64)))).collect();
-    write_journal(&good, &entries);
-    let bytes = fs::read(&good).expect("journal bytes");
-    let used = {
-        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-        usize::try_from(u64_at(88) + u64_at(96)).expect("size")
-    };
+    out
+}
 
-    // A truncated copy alone: it cannot be opened, and reading says so.
-    let alone = tempfile::tempdir().expect("tempdir");
-    let truncated = machine_dir(&alone).join("system.journal");
-    fs::create_dir_all(truncated.parent().expect("parent")).expect("dir");
-    fs::write(&truncated, &bytes[..used / 2]).expect("truncated copy");
-    let mut source = JournalSource::open(config(&alone, false, false), None).expect("open");
+const OBJECT_DATA: u8 = 1;
+const OBJECT_ENTRY: u8 = 3;
+const OBJECT_ENTRY_ARRAY: u8 = 6;
+
+/// Reads until the reader says it is done, or 50 calls; `None` if it never settled.
+fn read_damaged(source: &mut JournalSource) -> Option<Vec<JournalRecord>> {
+    let mut out = Vec::new();
+    for _ in 0..50 {
+        match source.read(100, &mut out) {
+            Ok(0) if !source.has_more() => return Some(out),
+            Ok(_) | Err(_) => {}
+        }
+    }
+    None
+}
+
+/// A journal of 40 kubelet entries `line 1` … `line 40`, its directory and its bytes.
+fn forty_lines() -> Option<(tempfile::TempDir, Vec<u8>)> {
+    remote()?;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = machine_dir(&tmp).join("system.journal");
+    let entries: Vec<Vec<u8>> = (1..=40).map(|i| kubelet(i, &format!("line {i}"))).collect();
+    write_journal(&file, &entries);
+    let bytes = fs::read(&file).expect("journal bytes");
+    Some((tmp, bytes))
+}
+
+/// A copy of `bytes`, damaged, as the only journal file of a new directory, and a reader on it.
+fn open_damaged(
+    bytes: &[u8],
+    damage: &dyn Fn(&mut Vec<u8>),
+) -> (tempfile::TempDir, Result<JournalSource, JournalError>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut copy = bytes.to_vec();
+    damage(&mut copy);
+    let file = machine_dir(&dir).join("system.journal");
+    fs::create_dir_all(file.parent().expect("parent")).expect("dir");
+    fs::write(&file, &copy).expect("damaged copy");
+    let source = JournalSource::open(config(&dir, false, false), None);
+    (dir, source)
+}
+
+/// The offsets and sizes of the objects of type `t`.
+fn of_type(objects: &[(usize, u8, usize)], t: u8) -> Vec<(usize, usize)> {
+    objects
+        .iter()
+        .filter(|o| o.1 == t)
+        .map(|&(at, _, size)| (at, size))
+        .collect()
+}
+
+#[test]
+fn a_truncated_journal_file_is_an_error_alone_and_left_out_beside_others() {
+    let Some((tmp, bytes)) = forty_lines() else { return };
+    let end = objects(&bytes).last().map(|&(at, _, size)| at + size).expect("objects");
+
+    // Alone: it cannot be opened, and reading says so (every time).
+    let (_dir, source) = open_damaged(&bytes, &|b| b.truncate(end / 2));
+    let mut source = source.expect("open");
+    assert!(source.read(100, &mut Vec::new()).is_err());
     assert!(source.read(100, &mut Vec::new()).is_err());
 
-    // Next to a good file, it is left out and the good file is read in full.
-    fs::write(machine_dir(&tmp).join("system@truncated.journal"), &bytes[..used / 2]).expect("truncated copy");
+    // Next to a good file: left out, and the good file is read in full.
+    fs::write(machine_dir(&tmp).join("system@truncated.journal"), &bytes[..end / 2]).expect("truncated copy");
     let mut source = JournalSource::open(config(&tmp, false, false), None).expect("open");
     assert_eq!(read_all(&mut source, 100).len(), 40);
+}
 
-    // Objects overwritten in place: whatever is readable comes out, the rest is skipped or an
-    // error, and the reader ends.
-    let patterns: [(&str, Box<dyn Fn(&mut Vec<u8>)>); 4] = [
-        ("arena garbage", Box::new(|b: &mut Vec<u8>| {
-            let mut x: u32 = 0x1234_5678;
-            for byte in &mut b[300..used] {
-                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                if x >> 28 == 0 {
-                    *byte = x.to_le_bytes()[1];
+#[test]
+fn an_unreadable_entry_is_skipped_and_counted() {
+    let Some((_tmp, bytes)) = forty_lines() else { return };
+    let entries = of_type(&objects(&bytes), OBJECT_ENTRY);
+    assert_eq!(entries.len(), 40);
+    let (at, size) = entries[19];
+    let (_dir, source) = open_damaged(&bytes, &|b| b[at..at + size].fill(0xff));
+    let mut source = source.expect("open");
+    let out = read_damaged(&mut source).expect("settles");
+    let lines: Vec<String> = (1..=40).filter(|&i| i != 20).map(|i| format!("line {i}")).collect();
+    assert_eq!(out.iter().map(|r| r.message.clone()).collect::<Vec<_>>(), lines);
+    assert!(source.skipped_errors() >= 1);
+    assert!(source.last_error().is_some());
+}
+
+#[test]
+fn a_round_stops_at_its_horizon_and_the_next_one_goes_on_from_there() {
+    let Some((tmp, _)) = forty_lines() else { return };
+    let mut source = JournalSource::open(config(&tmp, false, false), None).expect("open");
+    // A round as `start_round` makes it, whose first query found `line 10` as the newest entry.
+    let journal = Journal::open_dir(journal_root(&tmp)).expect("journal");
+    source.round = Some(Round {
+        entries: Box::new(journal.query().iter().expect("query")),
+        horizon_us: T0 + 10 * 1000,
+    });
+    let mut out = Vec::new();
+    assert_eq!(source.read(100, &mut out).expect("read"), 10);
+    assert_eq!(out.last().map(|r| r.message.as_str()), Some("line 10"));
+    assert!(
+        !source.has_more(),
+        "the round ended at the first entry past its horizon"
+    );
+    let rest = read_all(&mut source, 100);
+    assert_eq!(rest.len(), 30);
+    assert_eq!(
+        rest[0].message, "line 11",
+        "the entry past the horizon was not consumed"
+    );
+}
+
+/// A named way to damage a journal file.
+type Damage<'a> = (&'static str, Box<dyn Fn(&mut Vec<u8>) + 'a>);
+
+#[test]
+fn damaged_journal_files_are_errors_or_skips_never_panics() {
+    let Some((_tmp, bytes)) = forty_lines() else { return };
+    let objects = objects(&bytes);
+    let end = objects.last().map(|&(at, _, size)| at + size).expect("objects");
+    let data = of_type(&objects, OBJECT_DATA);
+    let arrays = of_type(&objects, OBJECT_ENTRY_ARRAY);
+    let patterns: Vec<Damage<'_>> = vec![
+        (
+            "data objects zeroed",
+            Box::new(|b| {
+                for &(at, size) in data.iter().step_by(3) {
+                    b[at..at + size].fill(0);
                 }
-            }
-        })),
-        ("second half zeroed", Box::new(|b: &mut Vec<u8>| b[used / 2..used].fill(0))),
-        ("second half 0xff", Box::new(|b: &mut Vec<u8>| b[used / 2..used].fill(0xff))),
-        ("bad signature", Box::new(|b: &mut Vec<u8>| b[0..8].copy_from_slice(b"NOTAJRNL"))),
+            }),
+        ),
+        (
+            "entry arrays 0xff",
+            Box::new(|b| {
+                for &(at, size) in &arrays {
+                    b[at + 16..at + size].fill(0xff);
+                }
+            }),
+        ),
+        (
+            "sizes scrambled",
+            Box::new(|b| {
+                for &(at, _, _) in objects.iter().step_by(2) {
+                    b[at + 8..at + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+                }
+            }),
+        ),
+        (
+            "objects sprinkled with noise",
+            Box::new(|b| {
+                let mut x: u32 = 0x1234_5678;
+                for byte in &mut b[objects[2].0..end] {
+                    x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    if x >> 27 == 0 {
+                        *byte = x.to_le_bytes()[1];
+                    }
+                }
+            }),
+        ),
+        ("bad signature", Box::new(|b| b[0..8].copy_from_slice(b"NOTAJRNL"))),
     ];
-    for (name, damage) in patterns {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut copy = bytes.clone();
-        damage(&mut copy);
-        let file = machine_dir(&dir).join("system.journal");
-        fs::create_dir_all(file.parent().expect("parent")).expect("dir");
-        fs::write(&file, &copy).expect("damaged copy");
-        let Ok(mut source) = JournalSource::open(config(&dir, false, false), None) else { continue };
-        let mut out = Vec::new();
-        let mut ended = false;
-        for _ in 0..50 {
-            match source.read(100, &mut out) {
-                Ok(0) if !source.has_more() => {
-                    ended = true;
-                    break;
+    for (name, damage) in &patterns {
+        let (_dir, source) = open_damaged(&bytes, damage.as_ref());
+        let Ok(mut source) = source else { continue };
+        // Whatever is readable comes out in order; the rest is skipped, or every call is an error.
+        match read_damaged(&mut source) {
+            Some(out) => {
+                let mut last = 0;
+                for record in &out {
+                    let n: u64 = record
+                        .message
+                        .strip_prefix("line ")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    assert!(n > last, "{name}: {record:?} after line {last}");
+                    last = n;
                 }
-                Ok(_) | Err(_) => {}
             }
-        }
-        assert!(ended || source.read(100, &mut out).is_err(), "{name}: the reader did not settle");
-        assert!(out.len() <= 40, "{name}: {} records", out.len());
-        for record in &out {
-            assert!(record.message.starts_with("line "), "{name}: {record:?}");
+            None => assert!(
+                source.read(100, &mut Vec::new()).is_err(),
+                "{name}: the reader did not settle"
+            ),
         }
     }
 }
@@ -630,5 +834,9 @@ fn missing_directories_are_skipped() {
     assert_eq!(source.read(100, &mut out).expect("read"), 0);
     assert!(!source.has_more() && !source.gap_detected());
     let JournalSource { position, .. } = source;
-    assert_eq!(position, Position::Head, "a journal that appears later is read from its start");
+    assert_eq!(
+        position,
+        Position::Head,
+        "a journal that appears later is read from its start"
+    );
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsOutput;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use futures_util::StreamExt as _;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +67,13 @@ pub struct ShipperOptions {
     pub capacity: usize,
     pub backoff: Backoff,
 }
+
+/// A log stream: its group and its name.
+type StreamKey = (Arc<str>, Arc<str>);
+
+/// `PutLogEvents` requests in flight at once, over different streams (at most 16 per node keeps
+/// a large fleet within the account's request quota).
+pub const PUT_CONCURRENCY: usize = 8;
 
 /// Performance events held between flushes: about 40 intervals of a 250-pod node in standard
 /// mode.
@@ -479,17 +487,39 @@ impl Sender {
                 streams.insert(key, vec![e]);
             }
         }
+        // Streams go out side by side, up to PUT_CONCURRENCY requests at once (since January 2023
+        // CloudWatch Logs has no per-stream ordering token and accepts parallel puts); within a
+        // stream, its requests go one after the other, oldest first. One request at a time for the
+        // whole node would cap it at one request per round trip: a few MB/s to a distant region.
+        let per_stream: Vec<(StreamKey, Vec<LogEvent>)> = order
+            .into_iter()
+            .filter_map(|key| streams.remove(&key).map(|events| (key, events)))
+            .collect();
+        let this = &*self;
+        let mut running = futures_util::stream::iter(
+            per_stream
+                .into_iter()
+                .map(|(key, events)| async move { this.send_stream(&key.0, &key.1, events).await }),
+        )
+        .buffer_unordered(PUT_CONCURRENCY);
         let mut unsent = Vec::new();
-        for key in order {
-            let Some(events) = streams.remove(&key) else { continue };
-            for b in batch::split(events) {
-                if self.shared.stop.is_cancelled() {
-                    unsent.extend(b);
-                    continue;
-                }
-                if let Some(back) = self.send_splitting(&key.0, &key.1, b).await {
-                    unsent.extend(back);
-                }
+        while let Some(back) = running.next().await {
+            unsent.extend(back);
+        }
+        unsent
+    }
+
+    /// One stream's events, in requests within the API limits, one after the other. Returns the
+    /// events not sent because the shipper stopped.
+    async fn send_stream(&self, group: &str, stream: &str, events: Vec<LogEvent>) -> Vec<LogEvent> {
+        let mut unsent = Vec::new();
+        for b in batch::split(events) {
+            if self.shared.stop.is_cancelled() {
+                unsent.extend(b);
+                continue;
+            }
+            if let Some(back) = self.send_splitting(group, stream, b).await {
+                unsent.extend(back);
             }
         }
         unsent
@@ -498,7 +528,7 @@ impl Sender {
     /// Sends one request; when it is refused, splits it in half once and sends both halves,
     /// dropping a half that is refused again (Fluent Bit and Vector give up on the whole request;
     /// a split saves the good half). Returns events not sent because the shipper stopped.
-    async fn send_splitting(&mut self, group: &str, stream: &str, events: Vec<LogEvent>) -> Option<Vec<LogEvent>> {
+    async fn send_splitting(&self, group: &str, stream: &str, events: Vec<LogEvent>) -> Option<Vec<LogEvent>> {
         let f = match self.send(group, stream, &events).await {
             Sent::Done => return None,
             Sent::Stopped => return Some(events),
@@ -535,7 +565,7 @@ impl Sender {
 
     /// One `PutLogEvents` request, retried on transient errors until it succeeds or the shipper
     /// stops; the stream (and group) are created on `ResourceNotFoundException`.
-    async fn send(&mut self, group: &str, stream: &str, events: &[LogEvent]) -> Sent {
+    async fn send(&self, group: &str, stream: &str, events: &[LogEvent]) -> Sent {
         let mut attempt: u32 = 0;
         let mut created = false;
         loop {

@@ -496,3 +496,101 @@ fn a_file_removed_while_the_agent_was_down_is_counted_as_lost() {
     node.step(true);
     assert_eq!(node.tailer.counts.lost_at_restart, 1);
 }
+
+/// What the property test does to the node, and to the agent.
+#[derive(Debug, Clone)]
+enum Op {
+    /// The container writes this many lines.
+    Append(usize),
+    /// kubelet rotates: `0.log` renamed, a new one started on the next append.
+    Rotate,
+    /// The agent reads and CloudWatch Logs accepts everything read.
+    Step,
+    /// The agent reads, and stops (restarts) before anything is acknowledged.
+    CrashAfterRead,
+    /// Time passes (rotated files become quiet and are finished).
+    Wait,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (1usize..40).prop_map(Op::Append),
+        1 => Just(Op::Rotate),
+        3 => Just(Op::Step),
+        1 => Just(Op::CrashAfterRead),
+        1 => Just(Op::Wait),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Against a model of the files: whatever the writes, rotations, reads and crashes, every line
+    /// arrives, in order within the file it was written to; a line arrives twice only when it was
+    /// read but not acknowledged before a crash.
+    #[test]
+    fn the_tailer_loses_nothing_against_a_model(ops in proptest::collection::vec(op(), 1..40)) {
+        let mut node = Node::new();
+        let live = format!("{POD_DIR}/0.log");
+        let mut written = 0usize;
+        let mut rotations = 0;
+        // Lines read but unacknowledged when the agent crashed: they may come twice.
+        let mut may_repeat = std::collections::BTreeSet::new();
+        for op in ops {
+            match op {
+                Op::Append(n) => {
+                    for _ in 0..n {
+                        node.append(&live, &cri(written));
+                        written += 1;
+                    }
+                }
+                Op::Rotate => {
+                    if node.path(&live).exists() {
+                        let to = node.path(&format!("{POD_DIR}/0.log.20261206-1{rotations:05}"));
+                        std::fs::rename(node.path(&live), to).unwrap();
+                        rotations += 1;
+                    }
+                }
+                Op::Step => {
+                    node.step(true);
+                }
+                Op::CrashAfterRead => {
+                    node.tailer.discover(node.now);
+                    let (events, _) = node.tailer.read_round(node.now, WALL);
+                    for l in logs(&events) {
+                        may_repeat.insert(l);
+                    }
+                    node.got.extend(events);
+                    let (tailer, settlements) = Node::tailer_over(node.dir.path(), settings());
+                    node.tailer = tailer;
+                    node.settlements = settlements;
+                }
+                Op::Wait => node.advance(Duration::from_secs(11)),
+            }
+        }
+        for _ in 0..3 {
+            node.step(true);
+            node.advance(Duration::from_secs(11));
+        }
+        node.step(true);
+        let got = logs(&node.got);
+        let mut count = BTreeMap::new();
+        for l in &got {
+            *count.entry(l.clone()).or_insert(0usize) += 1;
+        }
+        for n in 0..written {
+            let line = logs(&[LogEvent {
+                group: "g".into(),
+                stream: "s".into(),
+                timestamp_ms: 0,
+                message: serde_json::json!({"log": cri(n).trim_end().splitn(4, ' ').nth(3).unwrap()}).to_string(),
+                token: 0,
+            }])
+            .remove(0);
+            let c = count.get(&line).copied().unwrap_or(0);
+            proptest::prop_assert!(c >= 1, "line {} lost", n);
+            proptest::prop_assert!(c == 1 || may_repeat.contains(&line), "line {} arrived {} times", n, c);
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! A fast local CloudWatch Logs endpoint for the log throughput benchmark (`scripts/bench logs`):
 //! it answers `CreateLogGroup`, `CreateLogStream` and `PutLogEvents` at once, so the benchmark
 //! measures the agent, not the server. It counts accepted events (the `"timestamp":` keys of the
-//! request) and bytes, and writes `<events> <bytes>` to the stats file after every request.
+//! request) and bytes, and writes `<events> <bytes> <p50 ms> <p99 ms> <max ms>` to the stats file
+//! after every request: the latencies from each event's own time to its arrival.
 //!
 //! `logs_sink PORT_FILE STATS_FILE`: binds 127.0.0.1:0, writes the port to `PORT_FILE`.
 
@@ -17,6 +18,33 @@ use hyper::{Request, Response};
 struct Stats {
     events: AtomicU64,
     bytes: AtomicU64,
+    /// Milliseconds from each event's own time (the line's runtime timestamp, written when the
+    /// line was written) to its arrival here: the end-to-end latency of a live run.
+    latencies: std::sync::Mutex<Vec<u32>>,
+}
+
+/// The `"timestamp":N` values of a request body.
+fn timestamps(body: &[u8]) -> impl Iterator<Item = i64> + '_ {
+    memchr::memmem::find_iter(body, b"\"timestamp\":").map(move |i| {
+        let digits = &body[i + 12..];
+        let end = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
+        std::str::from_utf8(&digits[..end]).ok().and_then(|d| d.parse().ok()).unwrap_or(0)
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "an index into the slice")]
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
 }
 
 fn count(body: &[u8]) -> u64 {
@@ -43,10 +71,18 @@ async fn handle(
     let reply = if target.ends_with("PutLogEvents") {
         stats.events.fetch_add(count(&body), Ordering::SeqCst);
         stats.bytes.fetch_add(body.len() as u64, Ordering::SeqCst);
+        let now = now_ms();
+        let (p50, p99, max) = {
+            let mut l = stats.latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            l.extend(timestamps(&body).map(|t| u32::try_from((now - t).max(0)).unwrap_or(u32::MAX)));
+            let mut sorted = l.clone();
+            sorted.sort_unstable();
+            (percentile(&sorted, 0.5), percentile(&sorted, 0.99), sorted.last().copied().unwrap_or(0))
+        };
         let _ = std::fs::write(
             path.as_str(),
             format!(
-                "{} {}\n",
+                "{} {} {p50} {p99} {max}\n",
                 stats.events.load(Ordering::SeqCst),
                 stats.bytes.load(Ordering::SeqCst)
             ),

@@ -43,7 +43,12 @@ fn main() {
     std::fs::create_dir_all(root.join("var/log/containers")).unwrap();
     let mut outs = Vec::new();
     for f in 0..files {
-        let (ns, pod, uid, c) = ("live", format!("live-{f}"), format!("7e570000-0000-0000-0001-{f:012}"), "app");
+        let (ns, pod, uid, c) = (
+            "live",
+            format!("live-{f}"),
+            format!("7e570000-0000-0000-0001-{f:012}"),
+            "app",
+        );
         let id = format!("{:064x}", f + 1000);
         let dir = root.join(format!("var/log/pods/{ns}_{pod}_{uid}/{c}"));
         std::fs::create_dir_all(&dir).unwrap();

@@ -19,8 +19,9 @@ struct Stats {
     events: AtomicU64,
     bytes: AtomicU64,
     /// Milliseconds from each event's own time (the line's runtime timestamp, written when the
-    /// line was written) to its arrival here: the end-to-end latency of a live run.
-    latencies: std::sync::Mutex<Vec<u32>>,
+    /// line was written) to its arrival here, as a histogram of 1 ms buckets (the last bucket
+    /// holds everything from 10 minutes on): the end-to-end latency of a live run.
+    latencies: std::sync::Mutex<Vec<u64>>,
 }
 
 /// The `"timestamp":N` values of a request body.
@@ -28,7 +29,10 @@ fn timestamps(body: &[u8]) -> impl Iterator<Item = i64> + '_ {
     memchr::memmem::find_iter(body, b"\"timestamp\":").map(move |i| {
         let digits = &body[i + 12..];
         let end = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
-        std::str::from_utf8(&digits[..end]).ok().and_then(|d| d.parse().ok()).unwrap_or(0)
+        std::str::from_utf8(&digits[..end])
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0)
     })
 }
 
@@ -38,13 +42,21 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
 }
 
-fn percentile(sorted: &[u32], p: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
+const BUCKETS: usize = 600_000;
+
+/// The bucket (milliseconds) below which a share `p` of the latencies fall.
+fn percentile(hist: &[u64], p: f64) -> usize {
+    let total: u64 = hist.iter().sum();
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a count")]
+    let want = ((total as f64) * p).ceil() as u64;
+    let mut seen = 0;
+    for (ms, n) in hist.iter().enumerate() {
+        seen += n;
+        if seen >= want.max(1) {
+            return ms;
+        }
     }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "an index into the slice")]
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
+    0
 }
 
 fn count(body: &[u8]) -> u64 {
@@ -73,11 +85,21 @@ async fn handle(
         stats.bytes.fetch_add(body.len() as u64, Ordering::SeqCst);
         let now = now_ms();
         let (p50, p99, max) = {
-            let mut l = stats.latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            l.extend(timestamps(&body).map(|t| u32::try_from((now - t).max(0)).unwrap_or(u32::MAX)));
-            let mut sorted = l.clone();
-            sorted.sort_unstable();
-            (percentile(&sorted, 0.5), percentile(&sorted, 0.99), sorted.last().copied().unwrap_or(0))
+            let mut h = stats
+                .latencies
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if h.is_empty() {
+                h.resize(BUCKETS, 0);
+            }
+            for t in timestamps(&body) {
+                let ms = usize::try_from((now - t).max(0))
+                    .unwrap_or(BUCKETS - 1)
+                    .min(BUCKETS - 1);
+                h[ms] += 1;
+            }
+            let max = h.iter().rposition(|n| *n > 0).unwrap_or(0);
+            (percentile(&h, 0.5), percentile(&h, 0.99), max)
         };
         let _ = std::fs::write(
             path.as_str(),

@@ -85,6 +85,7 @@ fn tailer(root: &Path) -> (Tailer, Arc<Settlements>) {
             units: vec!["kubelet.service".into(), "containerd.service".into()],
             host: false,
         }),
+        honour_exclude_annotation: false,
     };
     let state = root.join("var/lib/kinsight");
     std::fs::create_dir_all(&state).unwrap();

@@ -46,6 +46,7 @@ fn settings() -> TailSettings {
         node_facts: Arc::new(NodeFacts::default()),
         merge_json: true,
         journal: None,
+        honour_exclude_annotation: true,
     }
 }
 
@@ -593,4 +594,58 @@ proptest::proptest! {
             proptest::prop_assert!(c == 1 || may_repeat.contains(&line), "line {} arrived {} times", n, c);
         }
     }
+}
+
+#[test]
+fn fluentbit_exclude_annotations_are_honoured_per_pod_container_and_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let pod = |name: &str, uid: &str, annotations: serde_json::Value| {
+        serde_json::json!({
+            "metadata": {"name": name, "namespace": "shop", "uid": uid, "annotations": annotations},
+            "spec": {"nodeName": "node-a", "containers": [{"name": "web"}, {"name": "side"}]},
+            "status": {"phase": "Running"}
+        })
+    };
+    let list = serde_json::json!({"kind": "PodList", "items": [
+        pod("quiet", "u1", serde_json::json!({"fluentbit.io/exclude": "true"})),
+        pod("noisy", "u2", serde_json::json!({"fluentbit.io/exclude_stderr-web": "true"})),
+    ]});
+    let file = root.join("pods.json");
+    std::fs::write(&file, list.to_string()).unwrap();
+    let index = kinsight::kube::PodIndex::new(None);
+    kinsight::kube::load_file_scoped(
+        &file,
+        &kinsight::kube::NodeScope::NodeOfClusterDump("node-a".into()),
+        &index,
+    )
+    .unwrap();
+    for (pod, uid, c) in [("quiet", "u1", "web"), ("noisy", "u2", "web"), ("noisy", "u2", "side")] {
+        let d = root.join(format!("var/log/pods/shop_{pod}_{uid}/{c}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("0.log"),
+            format!("2026-12-06T10:00:00Z stdout F {pod}/{c} out\n2026-12-06T10:00:00Z stderr F {pod}/{c} err\n"),
+        )
+        .unwrap();
+    }
+    let state = root.join("var/lib/kinsight");
+    std::fs::create_dir_all(&state).unwrap();
+    let settlements = Arc::new(Settlements::default());
+    let mut tailer = Tailer::new(
+        settings(),
+        ConfinedRoot::open(root).unwrap(),
+        Some(index),
+        settlements,
+        Some(Store::open(&state, 1).0),
+    );
+    tailer.discover(Duration::ZERO);
+    let (events, _) = tailer.read_round(Duration::ZERO, WALL);
+    let mut got = logs(&events);
+    got.sort();
+    assert_eq!(got, ["noisy/side err", "noisy/side out", "noisy/web out"]);
+    assert_eq!(
+        tailer.counts.excluded, 3,
+        "every excluded line is counted: both of the excluded pod, stderr of noisy/web"
+    );
 }

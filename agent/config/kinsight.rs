@@ -195,12 +195,6 @@ fn logs(mut o: Obj<'_>, cx: &mut Ctx, force_flush_interval: Duration, endpoint_o
     // The log pipeline is not part of this build: say so once per key the file sets, so that
     // nobody believes a setting took effect.
     // What the log pipeline does not do yet: one warning each, so nobody believes it took effect.
-    if l.honour_exclude_annotation {
-        cx.warn(
-            "kinsight.logs.honour_exclude_annotation: accepted, but pod annotations are not in the pod index yet, \
-             so no pod is excluded by annotation",
-        );
-    }
     o.finish(cx);
     l
 }

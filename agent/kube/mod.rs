@@ -40,7 +40,8 @@ pub use file::{
 };
 pub use index::{PodIndex, Snapshot, is_bound_to};
 pub use model::{
-    ConditionStatus, ContainerInfo, ContainerState, NodeTotals, PodInfo, PodPhase, PodResourceCeiling, PodResources,
+    ConditionStatus, ContainerInfo, ContainerState, LogExclusion, NodeTotals, PodInfo, PodPhase, PodResourceCeiling,
+    PodResources,
 };
 pub use podlist::{CONFIG_MIRROR_ANNOTATION, ParsedList, Warning, parse_list, parse_pod_list};
 pub use quantity::Quantity;

@@ -157,6 +157,45 @@ pub struct PodResources {
     pub memory_limit_bytes: Option<f64>,
 }
 
+/// One `fluentbit.io/exclude…` annotation set to `"true"`: which of the pod's logs it excludes
+/// (Fluent Bit, `plugins/filter_kubernetes/kube_meta.c`: `fluentbit.io/exclude`,
+/// `fluentbit.io/exclude_<stream>`, `fluentbit.io/exclude-<container>`,
+/// `fluentbit.io/exclude_<stream>-<container>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogExclusion {
+    /// `stdout` or `stderr`; `None`: both.
+    pub stream: Option<String>,
+    /// `None`: every container of the pod.
+    pub container: Option<String>,
+}
+
+impl LogExclusion {
+    /// Reads one annotation; `None` when it is not an exclusion set to `"true"`.
+    pub fn parse(key: &str, value: &str) -> Option<LogExclusion> {
+        let rest = key.strip_prefix("fluentbit.io/exclude")?;
+        if !value.eq_ignore_ascii_case("true") {
+            return None;
+        }
+        let (stream_part, container) = match rest.split_once('-') {
+            Some((s, c)) if !c.is_empty() => (s, Some(c.to_string())),
+            Some(_) => return None,
+            None => (rest, None),
+        };
+        let stream = match stream_part {
+            "" => None,
+            "_stdout" => Some("stdout".to_string()),
+            "_stderr" => Some("stderr".to_string()),
+            _ => return None,
+        };
+        Some(LogExclusion { stream, container })
+    }
+
+    /// Whether it excludes `stream` of `container`.
+    pub fn excludes(&self, container: &str, stream: &str) -> bool {
+        self.container.as_deref().is_none_or(|c| c == container) && self.stream.as_deref().is_none_or(|s| s == stream)
+    }
+}
+
 /// What one pod of this node is, for metrics and log enrichment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodInfo {
@@ -180,6 +219,10 @@ pub struct PodInfo {
     /// The `kubernetes.io/config.mirror` annotation of a mirror pod: the kubelet's config hash,
     /// which a static pod's cgroup path carries instead of `metadata.uid`.
     pub mirror_of: Option<String>,
+    /// The pod's `fluentbit.io/exclude[_stream][-container]: "true"` annotations (Fluent Bit's
+    /// `K8S-Logging.Exclude`), the only annotations kept: the log pipeline honours them when
+    /// `kinsight.logs.honour_exclude_annotation` is on.
+    pub log_exclusions: Vec<LogExclusion>,
     /// `spec.containers` in spec order, each joined with its status by name; statuses without a
     /// spec container follow, with no resources.
     pub containers: Vec<ContainerInfo>,

@@ -370,11 +370,14 @@ impl RawPod {
             true,
         );
 
+        let mut annotations = meta.annotations.unwrap_or_default();
+        let log_exclusions = annotations
+            .iter()
+            .filter_map(|(k, v)| super::model::LogExclusion::parse(k, v))
+            .collect();
         Some(PodInfo {
-            mirror_of: meta
-                .annotations
-                .and_then(|mut a| a.remove(CONFIG_MIRROR_ANNOTATION))
-                .filter(|h| !h.is_empty()),
+            mirror_of: annotations.remove(CONFIG_MIRROR_ANNOTATION).filter(|h| !h.is_empty()),
+            log_exclusions,
             uid,
             name,
             namespace,

@@ -115,6 +115,7 @@ mod tests {
             labels: std::collections::BTreeMap::new(),
             host_network: false,
             mirror_of: None,
+            log_exclusions: Vec::new(),
             containers: restarts
                 .iter()
                 .enumerate()

@@ -111,6 +111,7 @@ pub fn settings(
         node_facts: Arc::new(node),
         merge_json: true,
         journal,
+        honour_exclude_annotation: l.honour_exclude_annotation,
     })
 }
 
@@ -251,6 +252,7 @@ impl LogPipeline {
             parse_errors: c.parse_errors - last.parse_errors,
             utf8_repaired: c.utf8_repaired - last.utf8_repaired,
             truncated: c.truncated_records - last.truncated_records,
+            excluded: c.excluded - last.excluded,
             split: c.split_records - last.split_records,
             long_lines: c.long_lines - last.long_lines,
             opened: c.opened - last.opened,

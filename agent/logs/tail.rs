@@ -67,6 +67,8 @@ pub struct TailSettings {
     pub merge_json: bool,
     /// The systemd journal, when there is something to read from it.
     pub journal: Option<JournalSettings>,
+    /// Honour the pods' `fluentbit.io/exclude…` annotations.
+    pub honour_exclude_annotation: bool,
 }
 
 /// What to read from the systemd journal.
@@ -177,6 +179,8 @@ struct Source {
     memory: Option<Memory>,
     /// The fingerprint was taken after the checkpoint entry was written.
     fingerprint_new: bool,
+    /// Streams (stdout, stderr) the pod's `fluentbit.io/exclude…` annotations exclude.
+    excluded: [bool; 2],
 }
 
 impl std::fmt::Debug for Source {
@@ -212,6 +216,8 @@ pub struct Counts {
     pub lost_at_restart: u64,
     /// Journal entries read (one entry may make several records).
     pub journal_entries: u64,
+    /// Lines not shipped because of a `fluentbit.io/exclude…` annotation.
+    pub excluded: u64,
 }
 
 /// The tailer's state. Synchronous: the pipeline runs it on a blocking thread.
@@ -631,6 +637,7 @@ impl Tailer {
             at_eof: false,
             memory: Some(memory),
             fingerprint_new: false,
+            excluded: [false; 2],
         });
     }
 
@@ -645,6 +652,18 @@ impl Tailer {
             .exclude_globs
             .iter()
             .any(|g| route::glob_match(g, basename))
+    }
+
+    /// The streams of `file`'s container its pod's `fluentbit.io/exclude…` annotations exclude,
+    /// when they are honoured and the index knows the pod.
+    fn exclusions(&self, file: Option<&ContainerFile>) -> [bool; 2] {
+        let (Some(file), true) = (file, self.settings.honour_exclude_annotation) else {
+            return [false; 2];
+        };
+        let Some(pod) = self.pods.as_ref().and_then(|i| i.by_uid(&file.pod_uid)) else {
+            return [false; 2];
+        };
+        ["stdout", "stderr"].map(|stream| pod.log_exclusions.iter().any(|x| x.excludes(&file.container, stream)))
     }
 
     /// The container's metadata, from the file name and, when it knows the pod, the index.
@@ -847,7 +866,9 @@ impl Tailer {
             at_eof: false,
             memory: None,
             fingerprint_new: false,
+            excluded: [false; 2],
         };
+        src.excluded = self.exclusions(src.container.as_ref());
         if src.container.is_some() && matches!(&f.what, What::Container { rotated: true, .. }) {
             src.state = State::Rotated;
         }
@@ -1032,7 +1053,9 @@ impl Tailer {
             }
         }
         for (i, meta) in updates {
+            let excluded = self.exclusions(self.sources[i].container.as_ref());
             let s = &mut self.sources[i];
+            s.excluded = excluded;
             s.enriched = true;
             if let Shape::Application { profile, suffix, .. } = &mut s.shape {
                 *suffix = encode::kubernetes_suffix(*profile, &meta).into();
@@ -1317,6 +1340,7 @@ fn handle_line(
             push_event(s, ts, msg, token, events, bytes, ctx.counts);
         }
         Kind::Container => match s.parser.parse(line, scratch) {
+            Ok(l) if s.excluded[l.stream.index()] => ctx.counts.excluded += 1,
             Ok(l) => {
                 let mut out: Vec<(i64, u64, Vec<String>)> = Vec::new();
                 {

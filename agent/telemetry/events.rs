@@ -603,6 +603,7 @@ pub struct LogsRound {
     pub parse_errors: u64,
     pub utf8_repaired: u64,
     pub truncated: u64,
+    pub excluded: u64,
     pub split: u64,
     pub long_lines: u64,
     pub opened: u64,
@@ -627,6 +628,7 @@ impl LogsRound {
             ("parse_error", self.parse_errors),
             ("utf8_repaired", self.utf8_repaired),
             ("truncated", self.truncated),
+            ("excluded", self.excluded),
             ("split", self.split),
             ("long_line", self.long_lines),
         ] {

@@ -75,9 +75,13 @@ impl Recorded {
 
 fn recording(path: &Path) -> Vec<Recorded> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
+    // moto's recorder appends each entry with two writes (the JSON, then "\n") from its request
+    // threads, so with requests in flight at once an entry can follow another before that one's
+    // newline: read the file as a stream of JSON values, not as lines.
+    serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .map(|v| {
+            let v = v.expect("the recording is a sequence of JSON objects");
             let headers: Vec<(String, String)> = v["headers"]
                 .as_object()
                 .unwrap()

@@ -13,31 +13,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Chaos, Moto, StrictCloudwatch, kinsight, wait_until};
+use support::{Chaos, Moto, StrictCloudwatch, copy_dir, kinsight, repo, wait_until};
 
 const NODE: &str = "ip-10-0-1-23.eu-west-1.compute.internal";
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const ID2: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        let ft = entry.file_type().unwrap();
-        if ft.is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 /// A node: the metrics fixture plus log directories, and the agent's config.
 struct Node {

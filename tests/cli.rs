@@ -504,6 +504,43 @@ fn check_reports_apiserver_reachability() {
     );
 }
 
+/// `check` names each `collect_list` entry's files and group, or warns that nothing matches.
+#[test]
+fn check_reports_collect_list_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    v2_fixture(dir.path());
+    std::fs::create_dir_all(dir.path().join("var/log/app")).unwrap();
+    std::fs::write(dir.path().join("var/log/app/api.log"), "x\n").unwrap();
+    let cfg = dir.path().join("c.json");
+    write(
+        &cfg,
+        r#"{"logs":{"metrics_collected":{"kubernetes":{"cluster_name":"c"}},
+                    "logs_collected":{"files":{"collect_list":[
+                        {"file_path":"/var/log/app/*.log","log_group_name":"/app/{hostname}"},
+                        {"file_path":"/var/log/none/x.log"}]}}},
+            "kinsight":{"node_name":"node-1","telemetry":{"listen_address":null}}}"#,
+    );
+    let mut cmd = kinsight();
+    cmd.args(["check", "--output", "stdout", "--host-root"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&cfg);
+    let r = run(&mut cmd);
+    assert!(
+        r.stderr.contains(
+            "collect_list   [0] /var/log/app/*.log: 1 file(s) collected, e.g. /var/log/app/api.log to /app/node-1 / node-1"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("WARN  collect_list   [1] /var/log/none/x.log: no file matches yet"),
+        "{}",
+        r.stderr
+    );
+}
+
 #[path = "../benches/support/synthetic.rs"]
 mod synthetic;
 

@@ -204,10 +204,17 @@ fn a_pasted_cloudwatch_agent_config_loads_with_one_warning_per_unimplemented_sec
         [
             "agent.logfile: accepted for compatibility with the CloudWatch agent and ignored",
             "logs.metrics_collected.application_signals: not implemented by kinsight and ignored",
-            "logs.logs_collected is not implemented; kinsight collects container, dataplane and host logs itself",
             "section \"metrics\" is not implemented by kinsight and is ignored",
             "section \"traces\" is not implemented by kinsight and is ignored",
         ]
     );
     assert_eq!(cfg.cluster_name, "my-cluster");
+    // Its file collection is kinsight's too.
+    let [entry] = cfg.logs.collect_list.as_slice() else {
+        panic!("{:?}", cfg.logs.collect_list)
+    };
+    assert_eq!(
+        (entry.file_path.as_str(), entry.log_group_name.as_deref()),
+        ("/var/log/app.log", Some("app"))
+    );
 }

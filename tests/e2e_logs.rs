@@ -43,13 +43,23 @@ impl Node {
     }
 
     fn write_config(&self, logs: &Value) {
+        self.write_config_with(logs, &json!({}));
+    }
+
+    /// `logs` are `kinsight.logs` keys; `upstream` are more keys of the `CloudWatch` agent's
+    /// own `logs` section.
+    fn write_config_with(&self, logs: &Value, upstream: &Value) {
         let mut kinsight_logs = json!({"flush_interval_secs": 1});
         for (k, v) in logs.as_object().unwrap() {
             kinsight_logs[k] = v.clone();
         }
+        let mut upstream_logs = json!({"metrics_collected": {"kubernetes": {"cluster_name": self.cluster}}});
+        for (k, v) in upstream.as_object().unwrap() {
+            upstream_logs[k] = v.clone();
+        }
         let config = json!({
             "agent": {"region": "us-east-1", "metrics_collection_interval": 60},
-            "logs": {"metrics_collected": {"kubernetes": {"cluster_name": self.cluster}}},
+            "logs": upstream_logs,
             "kinsight": {"node_name": NODE, "output": "cloudwatch",
                          "metrics": {"metadata_source": "none"},
                          "logs": kinsight_logs,
@@ -468,4 +478,83 @@ fn nothing_is_lost_through_an_outage_throttling_and_kill_9() {
     );
     let status = stop(agent);
     assert!(status.success(), "{status:?}");
+}
+
+/// A CloudWatch agent `collect_list` works as it did with the agent: files to the named group and
+/// stream, lines joined and timestamped, filtered, decoded, the group created with its retention;
+/// and every matching file to its own stream with `publish_multi_logs`.
+#[test]
+fn collect_list_files_reach_cloudwatch_logs_as_the_agent_sent_them() {
+    let (Some(moto), metrics) = (Moto::start(), StrictCloudwatch::start()) else {
+        return;
+    };
+    let node = Node::new(&json!({}));
+    node.write_config_with(
+        &json!({"partial_flush_timeout_ms": 1000}),
+        &json!({"logs_collected": {"files": {"collect_list": [
+            {"file_path": "/var/log/app/*.log", "log_group_name": "/e2e/app",
+             "log_stream_name": "{hostname}", "timestamp_format": "%d/%b/%Y:%H:%M:%S %z",
+             "encoding": "latin1", "retention_in_days": 7,
+             "filters": [{"type": "exclude", "expression": "healthz"}]},
+            {"file_path": "/var/log/jobs/**/*.log", "publish_multi_logs": true}
+        ]}}}),
+    );
+    let app = node.root("var/log/app");
+    let jobs = node.root("var/log/jobs/nightly");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::create_dir_all(&jobs).unwrap();
+    // Latin-1 bytes (0xe9 is é) and a Java stack trace.
+    let mut bytes = b"10.0.0.1 [06/Dec/2026:10:00:00 +0000] caf\xe9 ok\n".to_vec();
+    bytes.extend_from_slice(b"10.0.0.1 [06/Dec/2026:10:00:01 +0000] GET /healthz\n");
+    bytes.extend_from_slice(b"10.0.0.1 [06/Dec/2026:10:00:02 +0000] java.lang.Error: x\n\tat a.B(B.java:1)\n");
+    std::fs::write(app.join("access.log"), &bytes).unwrap();
+    append(&jobs.join("a.log"), "job a\n");
+    append(&jobs.join("b.log"), "job b\n");
+    let agent = node.start(&moto.endpoint, &metrics, &moto);
+    append(
+        &app.join("access.log"),
+        "10.0.0.1 [06/Dec/2026:10:00:03 +0000] after start\n",
+    );
+
+    assert!(
+        wait_until(Duration::from_secs(40), Duration::from_millis(200), || events(
+            &moto, "/e2e/app", NODE
+        )
+        .len()
+            >= 3),
+        "collect_list events did not arrive; agent log:\n{}",
+        node.agent_log()
+    );
+    let got = events(&moto, "/e2e/app", NODE);
+    let lines: Vec<(&str, i64)> = got
+        .iter()
+        .map(|e| (e["message"].as_str().unwrap(), e["timestamp"].as_i64().unwrap()))
+        .collect();
+    let t0 = 1_796_551_200_000; // 2026-12-06T10:00:00Z
+    assert_eq!(
+        lines,
+        [
+            ("10.0.0.1 [06/Dec/2026:10:00:00 +0000] café ok", t0),
+            (
+                "10.0.0.1 [06/Dec/2026:10:00:02 +0000] java.lang.Error: x\n\tat a.B(B.java:1)",
+                t0 + 2000
+            ),
+            ("10.0.0.1 [06/Dec/2026:10:00:03 +0000] after start", t0 + 3000),
+        ]
+    );
+    let (_, groups) = moto.logs_call("DescribeLogGroups", &json!({"logGroupNamePrefix": "/e2e/app"}));
+    assert_eq!(groups["logGroups"][0]["retentionInDays"], 7, "{groups}");
+    for name in ["a", "b"] {
+        let group = format!("/var/log/jobs/nightly/{name}.log");
+        assert!(
+            wait_until(Duration::from_secs(20), Duration::from_millis(200), || events(
+                &moto, &group, NODE
+            )
+            .len()
+                == 1),
+            "{group}: {:?}",
+            events(&moto, &group, NODE)
+        );
+    }
+    assert!(stop(agent).success());
 }

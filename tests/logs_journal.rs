@@ -66,6 +66,7 @@ fn tailer(root: &Path) -> (Tailer, Arc<Settlements>) {
             pod_logs_dir: "/var/log/pods".into(),
             container_logs_dir: "/var/log/containers".into(),
             host_files: vec![],
+            collect: Vec::new(),
         },
         profile: RecordProfile::FluentBit,
         stream_names: StreamNames::FluentBit,

@@ -31,6 +31,7 @@ fn settings() -> TailSettings {
             pod_logs_dir: "/var/log/pods".into(),
             container_logs_dir: "/var/log/containers".into(),
             host_files: vec!["/var/log/messages".into()],
+            collect: Vec::new(),
         },
         profile: RecordProfile::FluentBit,
         stream_names: StreamNames::FluentBit,
@@ -648,4 +649,179 @@ fn fluentbit_exclude_annotations_are_honoured_per_pod_container_and_stream() {
         tailer.counts.excluded, 3,
         "every excluded line is counted: both of the excluded pod, stderr of noisy/web"
     );
+}
+
+/// A `collect_list` entry in its configuration form, with the test's overrides.
+fn collect_entry(path: &str, f: impl FnOnce(&mut kinsight::config::CollectFile)) -> kinsight::config::CollectFile {
+    let mut e = kinsight::config::CollectFile {
+        log_group_name: Some("/app/{instance_id}".into()),
+        log_stream_name: "{hostname}".into(),
+        ..kinsight::config::CollectFile::new(path)
+    };
+    f(&mut e);
+    e
+}
+
+impl Node {
+    /// A node over `dir` (already populated) with `settings`.
+    fn over(dir: tempfile::TempDir, settings: TailSettings) -> Node {
+        let (tailer, settlements) = Node::tailer_over(dir.path(), settings);
+        Node {
+            dir,
+            tailer,
+            settlements,
+            now: Duration::ZERO,
+            got: Vec::new(),
+        }
+    }
+}
+
+fn with_collect(entries: &[kinsight::config::CollectFile]) -> TailSettings {
+    let values = kinsight::logs::collect::Placeholders {
+        instance_id: "i-0abc".into(),
+        hostname: "node-a".into(),
+        ip_address: "10.0.0.1".into(),
+    };
+    let mut s = settings();
+    s.places.collect = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            Arc::new(
+                kinsight::logs::collect::CollectRule::compile(i, e, &values, Path::new("/var/lib/kinsight")).unwrap(),
+            )
+        })
+        .collect();
+    s
+}
+
+fn set_mtime(path: &Path, secs_ago: u64) {
+    let t = std::time::SystemTime::now() - Duration::from_secs(secs_ago);
+    std::fs::File::options()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+#[test]
+fn collect_list_files_ship_their_lines_joined_timestamped_and_filtered() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("var/log/app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("old.log"), "2026-12-01 00:00:00 stale\n").unwrap();
+    set_mtime(&app.join("old.log"), 3600);
+    let entry = collect_entry("/var/log/app/*.log", |e| {
+        e.timestamp_format = Some("%Y-%m-%d %H:%M:%S".into());
+        e.filters = vec![kinsight::config::LogFilter {
+            include: false,
+            expression: "healthz".into(),
+        }];
+    });
+    let mut node = Node::over(dir, with_collect(&[entry]));
+    node.append(
+        "var/log/app/server.log",
+        "2026-12-06 10:00:00 ERROR boom\n\tat a.b(C.java:1)\n\tat c.d(E.java:2)\n2026-12-06 10:00:01 GET /healthz\nno time here\n",
+    );
+    node.step(true);
+    // The last record may go on: it waits for its next line or the flush timeout.
+    node.advance(Duration::from_secs(6));
+    node.step(true);
+    let got: Vec<(&str, &str, i64, &str)> = node
+        .got
+        .iter()
+        .map(|e| (&*e.group, &*e.stream, e.timestamp_ms, e.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "/app/i-0abc",
+                "node-a",
+                1_796_551_200_000,
+                "2026-12-06 10:00:00 ERROR boom\n\tat a.b(C.java:1)\n\tat c.d(E.java:2)"
+            ),
+            ("/app/i-0abc", "node-a", WALL, "no time here"),
+        ],
+        "only the newest match, old.log, is not read; the healthz line is filtered"
+    );
+    assert_eq!(node.tailer.counts.filtered, 1);
+
+    // logrotate: rename, then a new file. The renamed one is drained and closed; the new one
+    // is the newest match and starts at 0.
+    node.append("var/log/app/server.log", "before rotation\n");
+    std::fs::rename(
+        node.path("var/log/app/server.log"),
+        node.path("var/log/app/server.log.1"),
+    )
+    .unwrap();
+    node.append("var/log/app/server.log", "after rotation\n");
+    for _ in 0..4 {
+        node.advance(Duration::from_secs(6));
+        node.step(true);
+    }
+    let last: Vec<&str> = node.got[2..].iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(last, ["before rotation", "after rotation"]);
+    assert_eq!(node.tailer.files(), 1, "the rotated file was closed");
+}
+
+#[test]
+fn a_collect_file_rotated_while_the_agent_was_down_is_finished_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("var/log/app");
+    std::fs::create_dir_all(&app).unwrap();
+    let entry = collect_entry("/var/log/app/app.log*", |e| {
+        e.multi_line_start = kinsight::config::MultiLineStart::Pattern("^".into());
+    });
+    let mut node = Node::over(dir, with_collect(std::slice::from_ref(&entry)));
+    node.append("var/log/app/app.log", "one\ntwo\n");
+    node.step(true);
+    node.advance(Duration::from_secs(6));
+    node.step(true);
+    assert_eq!(node.got.len(), 2);
+    // Down: more lines, then rotation, then a newer file.
+    node.append("var/log/app/app.log", "three\n");
+    std::fs::rename(node.path("var/log/app/app.log"), node.path("var/log/app/app.log.1")).unwrap();
+    set_mtime(&node.path("var/log/app/app.log.1"), 60);
+    node.append("var/log/app/app.log", "four\n");
+    let (tailer, settlements) = Node::tailer_over(node.dir.path(), with_collect(&[entry]));
+    node.tailer = tailer;
+    node.settlements = settlements;
+    node.got.clear();
+    for _ in 0..3 {
+        node.step(true);
+        node.advance(Duration::from_secs(6));
+    }
+    let mut got: Vec<&str> = node.got.iter().map(|e| e.message.as_str()).collect();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        ["four", "three"],
+        "the rest of the rotated file, and the new one; nothing twice"
+    );
+}
+
+#[test]
+fn a_collect_list_hardlink_or_symlink_never_ships_another_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("var/log/app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(dir.path().join("etc/secret"), "secret\n").unwrap();
+    std::fs::hard_link(dir.path().join("etc/secret"), app.join("hard.log")).unwrap();
+    std::os::unix::fs::symlink("/etc/secret", app.join("soft.log")).unwrap();
+    let entry = collect_entry("/var/log/app/*.log", |e| e.publish_multi_logs = true);
+    let mut node = Node::over(dir, with_collect(&[entry]));
+    node.append("var/log/app/real.log", "real\n");
+    node.step(true);
+    node.advance(Duration::from_secs(6));
+    node.step(true);
+    let got: Vec<&str> = node.got.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(got, ["real"]);
+    assert!(
+        node.tailer.counts.open_errors >= 1,
+        "the hardlink is refused and counted"
+    );
+    assert_eq!(&*node.got[0].stream, "node-a__var_log_app_real.log");
 }

@@ -41,6 +41,7 @@ fn options(emf_header: bool) -> ShipperOptions {
         lane: Lane::Performance,
         emf_header,
         retention_days: Some(7),
+        group_rules: std::sync::Arc::from([]),
         create_groups: true,
         flush_interval: Duration::from_millis(200),
         capacity: 100_000,

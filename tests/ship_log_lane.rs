@@ -58,6 +58,7 @@ fn options(capacity: usize) -> ShipperOptions {
         lane: Lane::Logs,
         emf_header: false,
         retention_days: None,
+        group_rules: std::sync::Arc::from([]),
         create_groups: true,
         flush_interval: Duration::from_millis(100),
         capacity,

@@ -92,6 +92,7 @@ fn options(lane: Lane) -> ShipperOptions {
         lane,
         emf_header: lane == Lane::Performance,
         retention_days: None,
+        group_rules: std::sync::Arc::from([]),
         create_groups: true,
         flush_interval: Duration::from_millis(100),
         capacity: match lane {
@@ -908,6 +909,33 @@ async fn groups_and_streams_are_created_lazily_and_retention_only_on_created_gro
     assert_eq!(rig.messages(existing, "c"), ["three"]);
     assert!(rig.ack.outcomes().values().all(|o| *o == Outcome::Accepted));
     assert_eq!(rig.ack.outcomes().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn collect_list_groups_get_their_own_retention_and_class() {
+    use kinsight::config::LogGroupClass;
+    use kinsight::config::collect::GroupRule;
+    let mut opts = options(Lane::Logs);
+    opts.retention_days = Some(7);
+    opts.group_rules = Arc::from([GroupRule {
+        glob: "/app/*/cold".into(),
+        retention_days: Some(30),
+        class: Some(LogGroupClass::InfrequentAccess),
+    }]);
+    let rig = Rig::with(opts);
+    let (cold, other) = ("/app/i-0abc/cold", "/aws/containerinsights/c/application");
+    let now = now_ms();
+    rig.ship(vec![
+        event(cold, "s", now, 1, "a".into()),
+        event(other, "s", now, 2, "b".into()),
+    ])
+    .await;
+    rig.settle().await;
+    assert_eq!(rig.server.class(cold).as_deref(), Some("INFREQUENT_ACCESS"));
+    assert_eq!(rig.server.retention(cold), Some(30));
+    assert_eq!(rig.server.class(other).as_deref(), Some("STANDARD"));
+    assert_eq!(rig.server.retention(other), Some(7), "the default retention");
+    assert_eq!(rig.messages(cold, "s"), ["a"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

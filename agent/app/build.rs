@@ -212,21 +212,29 @@ pub(super) fn logs(
         az: parts.node.availability_zone.clone(),
         instance_id: parts.node.instance_id.clone(),
     };
-    let built = crate::logs::pipeline::settings(cfg, &outside.host_root, own_pod, facts).and_then(|settings| {
-        crate::logs::LogPipeline::build(
-            settings,
-            &outside.host_root,
-            &cfg.paths.state_dir,
-            parts.pods_file.as_ref().map(|(_, i)| i.clone()),
-            telemetry.clone(),
-            outside.clock.clone(),
-        )
-    });
+    let placeholders = crate::logs::collect::Placeholders::of(
+        &cfg.node_name,
+        parts.node.instance_id.as_deref(),
+        outside.env.host_ip.as_deref(),
+        &cfg.logs.collect_list,
+    );
+    let built =
+        crate::logs::pipeline::settings(cfg, &outside.host_root, own_pod, facts, &placeholders).and_then(|settings| {
+            crate::logs::LogPipeline::build(
+                settings,
+                &outside.host_root,
+                &cfg.paths.state_dir,
+                parts.pods_file.as_ref().map(|(_, i)| i.clone()),
+                telemetry.clone(),
+                outside.clock.clone(),
+            )
+        });
     match built {
         Ok((pipeline, settlements)) => {
             tracing::info!(
                 pod_logs_dir = %cfg.paths.pod_logs_dir.display(),
                 host_files = ?cfg.logs.host_files,
+                collect_list = cfg.logs.collect_list.len(),
                 "log collection on"
             );
             (Some(pipeline), Some(settlements as Arc<dyn Acknowledge>))

@@ -2,6 +2,7 @@
 //! needs; any `FAIL` makes the command exit non-zero.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::host::{CgroupMode, Root, procfs};
 use crate::telemetry::chain;
@@ -234,10 +235,20 @@ fn log_sources(r: &mut Report, o: &Outside, cfg: &crate::config::Config) {
             return;
         }
     };
+    let placeholders =
+        crate::logs::collect::Placeholders::of(&cfg.node_name, None, o.env.host_ip.as_deref(), &cfg.logs.collect_list);
+    let mut collect = Vec::new();
+    for (i, entry) in cfg.logs.collect_list.iter().enumerate() {
+        match crate::logs::collect::CollectRule::compile(i, entry, &placeholders, &cfg.paths.state_dir) {
+            Ok(rule) => collect.push(Arc::new(rule)),
+            Err(e) => r.push(Verdict::Fail, "collect_list", chain(&e)),
+        }
+    }
     let places = crate::logs::discover::Places {
         pod_logs_dir: cfg.paths.pod_logs_dir.display().to_string(),
         container_logs_dir: cfg.paths.container_logs_dir.display().to_string(),
         host_files: cfg.logs.host_files.clone(),
+        collect,
     };
     let scan = crate::logs::discover::scan(&root, &places);
     for e in &scan.errors {
@@ -275,6 +286,7 @@ fn log_sources(r: &mut Report, o: &Outside, cfg: &crate::config::Config) {
             );
         }
     }
+    collect_sources(r, cfg, &places, &scan);
     let journals: Vec<String> = ["var/log/journal", "run/log/journal"]
         .iter()
         .filter(|d| o.host_root.join(d).is_dir())
@@ -294,6 +306,46 @@ fn log_sources(r: &mut Report, o: &Outside, cfg: &crate::config::Config) {
             "journal",
             format!("{} read for {:?}", journals.join(" and "), cfg.logs.dataplane_units),
         );
+    }
+}
+
+/// Each `collect_list` entry: the files it collects now and where the first goes.
+fn collect_sources(
+    r: &mut Report,
+    cfg: &crate::config::Config,
+    places: &crate::logs::discover::Places,
+    scan: &crate::logs::discover::Scan,
+) {
+    for (i, entry) in cfg.logs.collect_list.iter().enumerate() {
+        let files: Vec<&crate::logs::discover::Found> = scan
+            .found
+            .iter()
+            .filter(|f| matches!(f.what, crate::logs::discover::What::Collected { entry, newest: true } if entry == i))
+            .collect();
+        match places.collect.iter().find(|r| r.index == i) {
+            Some(rule) if !files.is_empty() => {
+                let (group, stream) = rule.route(&files[0].rel);
+                r.push(
+                    Verdict::Ok,
+                    "collect_list",
+                    format!(
+                        "[{i}] {}: {} file(s) collected, e.g. /{} to {group} / {stream}",
+                        entry.file_path,
+                        files.len(),
+                        files[0].rel.display()
+                    ),
+                );
+            }
+            Some(_) => r.push(
+                Verdict::Warn,
+                "collect_list",
+                format!(
+                    "[{i}] {}: no file matches yet (collected once one appears)",
+                    entry.file_path
+                ),
+            ),
+            None => {}
+        }
     }
 }
 

@@ -68,6 +68,9 @@ pub const RESTART_KEYS: &[Key] = &[
     ("kinsight.logs.oversize_event", |a, b| {
         a.logs.oversize_event != b.logs.oversize_event
     }),
+    ("logs.logs_collected.files.collect_list", |a, b| {
+        a.logs.collect_list != b.logs.collect_list
+    }),
 ];
 
 /// Keys that shape the AWS identity: a change rebuilds the credentials, then the output.

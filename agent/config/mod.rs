@@ -18,6 +18,7 @@
 //! `env.rs`, `reload.rs`. Each key is read in exactly one place, with its type, unit, default
 //! and range in the comment above it: that is the configuration reference.
 
+pub mod collect;
 mod env;
 mod error;
 mod kinsight;

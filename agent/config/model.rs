@@ -146,9 +146,99 @@ pub struct Metrics {
     pub queue_intervals: usize,
 }
 
+/// One entry of the `CloudWatch` agent's `logs.logs_collected.files.collect_list`: files shipped
+/// as they are, one event per line or per multiline record, to the group and stream named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectFile {
+    /// Absolute, without `.` or `..`; `*`, `?` and `**` are wildcards.
+    pub file_path: String,
+    /// A template (`{instance_id}`, `{hostname}`, `{local_hostname}`, `{ip_address}`); `None`:
+    /// the file path without its extension, or with `publish_multi_logs` each file's own path.
+    pub log_group_name: Option<String>,
+    /// A template, as `log_group_name`.
+    pub log_stream_name: String,
+    /// A `timestamp_format` pattern (checked by `logs::parse::TimestampFormat`).
+    pub timestamp_format: Option<String>,
+    /// `timezone: "UTC"` (else local, which is UTC in kinsight's image).
+    pub timezone_utc: bool,
+    pub multi_line_start: MultiLineStart,
+    /// A WHATWG encoding label other than UTF-8 (`latin1`, `gbk`, `shift_jis`, …).
+    pub encoding: Option<String>,
+    pub filters: Vec<LogFilter>,
+    /// Applied to groups kinsight creates for this entry.
+    pub retention_in_days: Option<u32>,
+    /// `STANDARD` or `INFREQUENT_ACCESS`, for groups kinsight creates for this entry.
+    pub log_group_class: Option<LogGroupClass>,
+    /// Every matching file, each to its own stream; otherwise only the newest matching file.
+    pub publish_multi_logs: bool,
+    /// Files whose name matches this regex are not collected.
+    pub blacklist: Option<String>,
+    /// Remove the time found by `timestamp_format` from the message.
+    pub trim_timestamp: bool,
+}
+
+impl CollectFile {
+    /// An entry for `file_path` with the `CloudWatch` agent's defaults.
+    pub fn new(file_path: &str) -> CollectFile {
+        CollectFile {
+            file_path: file_path.to_string(),
+            log_group_name: None,
+            log_stream_name: super::collect::DEFAULT_STREAM.to_string(),
+            timestamp_format: None,
+            timezone_utc: false,
+            multi_line_start: MultiLineStart::Pattern(super::collect::DEFAULT_MULTI_LINE_START.to_string()),
+            encoding: None,
+            filters: Vec::new(),
+            retention_in_days: None,
+            log_group_class: None,
+            publish_multi_logs: false,
+            blacklist: None,
+            trim_timestamp: false,
+        }
+    }
+}
+
+/// Where a `collect_list` record starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MultiLineStart {
+    /// A line matching this regex starts a record; other lines continue it. Without
+    /// `multi_line_start_pattern` the `CloudWatch` agent uses `^[\S]` (its `fileconfig.go`), so a
+    /// line starting with a space or tab continues the previous one.
+    Pattern(String),
+    /// `{timestamp_format}`: a line in which `timestamp_format` finds a time starts a record.
+    Timestamp,
+}
+
+/// `log_group_class` of a `collect_list` entry (`CreateLogGroup` `logGroupClass`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogGroupClass {
+    Standard,
+    InfrequentAccess,
+}
+
+impl LogGroupClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogGroupClass::Standard => "STANDARD",
+            LogGroupClass::InfrequentAccess => "INFREQUENT_ACCESS",
+        }
+    }
+}
+
+/// One `filters` entry of a `collect_list` entry; every filter must let a record through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFilter {
+    /// `include`: only matching records are shipped; `exclude`: matching ones are not.
+    pub include: bool,
+    /// Rust `regex` syntax.
+    pub expression: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Logs {
     pub enabled: bool,
+    /// `logs.logs_collected.files.collect_list`.
+    pub collect_list: Vec<CollectFile>,
     pub record_profile: RecordProfile,
     pub stream_names: StreamNames,
     /// Container log files (by `/var/log/containers` basename glob) that are not shipped.

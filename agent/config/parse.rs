@@ -188,7 +188,10 @@ fn assemble(cx: &mut Ctx, agent: Agent, logs: Logs, k: Kinsight, inputs: &Inputs
             kube_config_path: kube.kube_config_path,
         },
         metrics: k.metrics,
-        logs: k.logs,
+        logs: super::model::Logs {
+            collect_list: logs.collect_list,
+            ..k.logs
+        },
         paths: k.paths,
         identity: IdentitySettings {
             require_workload_identity: k.require_workload_identity,

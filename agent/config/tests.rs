@@ -317,8 +317,6 @@ fn pasted_cloudwatch_agent_sections_warn_once_each() {
             "agent.logfile: accepted for compatibility with the CloudWatch agent and ignored",
             "agent.run_as_user: accepted for compatibility with the CloudWatch agent and ignored",
             "logs.metrics_collected.app_signals: not implemented by kinsight and ignored",
-            "logs.logs_collected is not implemented; kinsight collects container, dataplane and \
-             host logs itself",
             "section \"metrics\" is not implemented by kinsight and is ignored",
             "section \"traces\" is not implemented by kinsight and is ignored",
         ]
@@ -344,11 +342,97 @@ fn kueue_and_jmx_warn_only_when_true_and_plain_http_endpoints_warn() {
 }
 
 #[test]
+fn collect_list_entries_are_read_with_the_agents_defaults() {
+    let text = r#"{"logs": {
+        "metrics_collected": {"kubernetes": {"cluster_name": "c1"}},
+        "log_stream_name": "{hostname}",
+        "logs_collected": {"files": {"collect_list": [
+            {"file_path": "/var/log/app/server.log"},
+            {"file_path": "/var/log/app/*.log", "publish_multi_logs": true,
+             "log_stream_name": "{instance_id}-{ip_address}",
+             "timestamp_format": "%Y-%m-%d %H:%M:%S", "timezone": "UTC",
+             "multi_line_start_pattern": "{timestamp_format}", "trim_timestamp": true,
+             "encoding": "latin1", "retention_in_days": 7, "log_group_class": "INFREQUENT_ACCESS",
+             "blacklist": "^debug", "filters": [{"type": "exclude", "expression": "healthz"},
+                                                {"type": "include", "expression": "GET|POST"}]}
+        ]}}
+    }}"#;
+    let cfg = ok(text, &inputs());
+    let [a, b] = cfg.logs.collect_list.as_slice() else {
+        panic!("{:?}", cfg.logs.collect_list)
+    };
+    assert_eq!(a.file_path, "/var/log/app/server.log");
+    assert_eq!(a.log_group_name, None);
+    assert_eq!(a.log_stream_name, "{hostname}", "logs.log_stream_name is the default");
+    assert_eq!(a.multi_line_start, MultiLineStart::Pattern(r"^[\S]".into()));
+    assert!(!a.publish_multi_logs && a.filters.is_empty() && a.retention_in_days.is_none());
+    assert_eq!(b.log_stream_name, "{instance_id}-{ip_address}");
+    assert_eq!(b.multi_line_start, MultiLineStart::Timestamp);
+    assert_eq!(b.encoding.as_deref(), Some("latin1"));
+    assert_eq!(b.retention_in_days, Some(7));
+    assert_eq!(b.log_group_class, Some(LogGroupClass::InfrequentAccess));
+    assert!(b.timezone_utc && b.trim_timestamp && b.publish_multi_logs);
+    assert_eq!(
+        b.filters,
+        [
+            LogFilter {
+                include: false,
+                expression: "healthz".into()
+            },
+            LogFilter {
+                include: true,
+                expression: "GET|POST".into()
+            },
+        ]
+    );
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+}
+
+#[test]
+fn collect_list_errors_name_the_entry_and_the_field() {
+    let text = r#"{"logs": {"logs_collected": {"files": {"collect_list": [
+        {"file_path": "/var/log/../../etc/shadow"},
+        {"file_path": "/var/log/app/*.log"},
+        {"log_group_name": "g"},
+        {"file_path": "/x.log", "log_group_name": "/g/{instanceid}", "log_stream_name": "a:b",
+         "timestamp_format": "%Y-%Q", "encoding": "utf-16", "retention_in_days": 2,
+         "filters": [{"type": "maybe", "expression": "("}], "auto_removal": true}
+    ]}}}}"#;
+    assert_eq!(
+        errors(text, &local()),
+        [
+            "logs.logs_collected.files.collect_list[0].file_path: \"/var/log/../../etc/shadow\": '.' and '..' \
+             components are not allowed (paths are resolved under the host root)",
+            "logs.logs_collected.files.collect_list[1].log_group_name: required here: the default, the file \
+             path without its extension (\"/var/log/app/*\"), is not a valid log group name ('*' cannot appear \
+             in a log group name; allowed are letters, digits and . - _ / #)",
+            "logs.logs_collected.files.collect_list[2].file_path: required: the file, or file name pattern, \
+             to collect",
+            "logs.logs_collected.files.collect_list[3].encoding: \"utf-16\": UTF-16 files are not supported by \
+             kinsight (their lines do not end in a single '\\n' byte)",
+            "logs.logs_collected.files.collect_list[3].filters[0].expression: invalid regular expression \"(\": \
+             unclosed group",
+            "logs.logs_collected.files.collect_list[3].filters[0].type: invalid value \"maybe\"; expected one of \
+             \"include\", \"exclude\"",
+            "logs.logs_collected.files.collect_list[3].log_group_name: unknown placeholder {instanceid}; known \
+             are {instance_id}, {hostname}, {local_hostname}, {ip_address}",
+            "logs.logs_collected.files.collect_list[3].log_stream_name: ':' and '*' cannot appear in a log \
+             stream name",
+            "logs.logs_collected.files.collect_list[3].retention_in_days: must be -1 or one of 1, 3, 5, 7, 14, \
+             30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653 (days, as \
+             PutRetentionPolicy allows), got 2",
+            "logs.logs_collected.files.collect_list[3].timestamp_format: unknown directive %Q (supported: %Y %y \
+             %m %-m %B %b %d %-d %A %a %H %I %-I %M %-M %S %-S %p %f %Z %z %%)",
+        ]
+    );
+}
+
+#[test]
 fn kinsight_values_are_checked() {
     let text = r#"{"kinsight":{
         "output": "dir:",
         "metrics": {"queue_intervals": 61, "endpoint_override": "ftp://x"},
-        "logs": {"host_files": ["var/log/messages"], "retention_days": 2,
+        "logs": {"host_files": ["var/log/messages", "/var/log/../../etc/shadow"], "retention_days": 2,
                  "exclude_container_globs": ["a/b"],
                  "multiline": {"container_globs": ["*"]},
                  "max_event_bytes": 1048551},
@@ -361,6 +445,8 @@ fn kinsight_values_are_checked() {
             "kinsight.logs.exclude_container_globs[0]: invalid glob \"a/b\": matches a file \
              name, so it cannot contain '/'",
             "kinsight.logs.host_files[0]: must be an absolute path, got \"var/log/messages\"",
+            "kinsight.logs.host_files[1]: \"/var/log/../../etc/shadow\": '.' and '..' components are not \
+             allowed (paths are resolved under the host root)",
             "kinsight.logs.max_event_bytes: must be 1..=1048550 bytes, got 1048551",
             "kinsight.logs.multiline.first_line_regex: required key is missing",
             "kinsight.logs.retention_days: must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, \

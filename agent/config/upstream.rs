@@ -31,6 +31,8 @@ pub(super) struct Agent {
 #[derive(Debug, Default)]
 pub(super) struct Logs {
     pub force_flush_interval: Duration,
+    /// `logs_collected.files.collect_list`.
+    pub collect_list: Vec<super::model::CollectFile>,
     /// Already a URL (a bare host became `https://host`).
     pub endpoint_override: Option<String>,
     pub role_arn: Option<String>,
@@ -93,7 +95,7 @@ fn credentials(mut o: Obj<'_>, cx: &mut Ctx) -> Option<String> {
 
 /// The `logs` section.
 pub(super) fn logs(mut o: Obj<'_>, cx: &mut Ctx) -> Logs {
-    let logs = Logs {
+    let mut logs = Logs {
         // integer seconds 1..=172800, default 5: flush period of performance (EMF) events.
         force_flush_interval: o.secs(cx, "force_flush_interval", INTERVAL_SECS, 5),
         // string, no default: CloudWatch Logs endpoint, http(s) URL or bare host (= https://host).
@@ -102,19 +104,16 @@ pub(super) fn logs(mut o: Obj<'_>, cx: &mut Ctx) -> Logs {
         role_arn: credentials(o.object(cx, "credentials"), cx),
         // object: only `kubernetes` is implemented.
         kubernetes: metrics_collected(o.object(cx, "metrics_collected"), cx),
+        collect_list: Vec::new(),
     };
+    // string, default "{instance_id}": the stream of collect_list entries that name none.
+    let default_stream = o.str(cx, "log_stream_name");
+    // object {files: {collect_list: [...]}}: the CloudWatch agent's own file collection.
+    logs.collect_list = super::collect::logs_collected(o.object(cx, "logs_collected"), cx, default_stream);
     // integer >= 1: the CloudWatch agent's export workers; accepted and ignored.
     if o.uint(cx, "concurrency", 1..=u64::MAX, "").is_some() {
         o.ignored(cx, "concurrency");
     }
-    // string: default stream of `logs_collected`; accepted and ignored.
-    o.ignored(cx, "log_stream_name");
-    o.not_implemented(
-        cx,
-        "logs_collected",
-        "logs.logs_collected is not implemented; kinsight collects container, dataplane and \
-         host logs itself",
-    );
     o.finish(cx);
     logs
 }

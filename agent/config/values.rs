@@ -50,7 +50,7 @@ pub(super) fn cluster_name(s: &str) -> Result<String, ErrorKind> {
     Ok(s.to_owned())
 }
 
-fn is_log_group_char(c: char) -> bool {
+pub(super) fn is_log_group_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '#')
 }
 
@@ -151,13 +151,19 @@ pub(super) fn glob(s: &str) -> Result<String, ErrorKind> {
     Ok(s.to_owned())
 }
 
+/// An absolute host path. `.` and `..` components are refused: every host path is resolved
+/// under `--host-root`, and a `..` could only mean leaving the directory it names.
 pub(super) fn absolute_path(s: &str) -> Result<PathBuf, ErrorKind> {
     let path = PathBuf::from(s);
-    if path.is_absolute() {
-        Ok(path)
-    } else {
-        Err(ErrorKind::NotAbsolute { value: s.to_owned() })
+    if !path.is_absolute() {
+        return Err(ErrorKind::NotAbsolute { value: s.to_owned() });
     }
+    if s.split('/').any(|c| c == "." || c == "..") {
+        return Err(ErrorKind::invalid(format!(
+            "{s:?}: '.' and '..' components are not allowed (paths are resolved under the host root)"
+        )));
+    }
+    Ok(path)
 }
 
 pub(super) fn non_empty(s: &str) -> Result<String, ErrorKind> {

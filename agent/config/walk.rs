@@ -98,6 +98,37 @@ impl<'v> Obj<'v> {
         }
     }
 
+    /// An array of objects, each walked at `key[i]`. Absent, it is empty; of the wrong type, or
+    /// an item that is not an object, the error is recorded and the item skipped.
+    pub fn objects(&mut self, cx: &mut Ctx, key: &'static str) -> Vec<Obj<'v>> {
+        let path = self.path_of(key);
+        match self.value(key) {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    let item_path = format!("{path}[{i}]");
+                    match item {
+                        Value::Object(m) => Some(Obj {
+                            path: item_path,
+                            map: Some(m),
+                            known: Vec::new(),
+                        }),
+                        other => {
+                            cx.error(item_path, wrong_type("an object", other));
+                            None
+                        }
+                    }
+                })
+                .collect(),
+            Some(other) => {
+                cx.error(path, wrong_type("an array of objects", other));
+                Vec::new()
+            }
+        }
+    }
+
     /// Whether the object is in the file at all (present and an object).
     pub fn is_present(&self) -> bool {
         self.map.is_some()

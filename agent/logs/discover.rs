@@ -1,13 +1,15 @@
 //! Finding the log files of the node: container logs below the pod logs directory, their
-//! `/var/log/containers` names, and the configured host files. Every listing and link read is
-//! confined to the host root ([`ConfinedRoot`]); a `/var/log/containers` link is matched against
-//! the pod-log path it must name, never followed.
+//! `/var/log/containers` names, the configured host files and the `collect_list` files. Every
+//! listing and link read is confined to the host root ([`ConfinedRoot`]); a
+//! `/var/log/containers` link is matched against the pod-log path it must name, never followed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::host::confined::{ConfinedError, ConfinedRoot, FileKind};
 
+use super::collect::CollectRule;
 use super::route::{ContainerFile, symlink_target};
 
 /// One source found by a scan.
@@ -32,6 +34,10 @@ pub enum What {
     },
     /// `messages`, `secure`, `dmesg`, … (the file name of a configured host file).
     Host { name: String },
+    /// A file of `collect_list` entry `entry`. `newest`: the one to collect; without
+    /// `publish_multi_logs` the other matches are collected only to finish what a checkpoint
+    /// says was not read to its end.
+    Collected { entry: usize, newest: bool },
 }
 
 /// Where to look, relative to the host root.
@@ -41,6 +47,8 @@ pub struct Places {
     pub pod_logs_dir: String,
     pub container_logs_dir: String,
     pub host_files: Vec<PathBuf>,
+    /// The `collect_list` entries, by index.
+    pub collect: Vec<Arc<CollectRule>>,
 }
 
 fn rel(abs: &Path) -> PathBuf {
@@ -121,7 +129,35 @@ pub fn scan(root: &ConfinedRoot, places: &Places) -> Scan {
             });
         }
     }
+    for rule in &places.collect {
+        let files = rule.find(root, &mut out.errors);
+        // Without `publish_multi_logs`, only the most recently modified match (the agent's
+        // `getTargetFiles`); a file that cannot be opened now is left to the tailer to report.
+        let newest = if rule.publish_multi_logs || files.len() < 2 {
+            None
+        } else {
+            files
+                .iter()
+                .filter_map(|(rel, ino)| Some((modified(root, rel)?, *ino)))
+                .max()
+                .map(|(_, ino)| ino)
+        };
+        for (rel, ino) in files {
+            out.found.push(Found {
+                rel,
+                ino,
+                what: What::Collected {
+                    entry: rule.index,
+                    newest: newest.is_none_or(|n| n == ino),
+                },
+            });
+        }
+    }
     out
+}
+
+fn modified(root: &ConfinedRoot, rel: &Path) -> Option<std::time::SystemTime> {
+    root.open_file(rel).ok()?.file().metadata().ok()?.modified().ok()
 }
 
 type Key = (String, String, String, String, u32);
@@ -154,7 +190,13 @@ fn symlink_names(root: &ConfinedRoot, places: &Places, errors: &mut Vec<Confined
     names
 }
 
-fn list(root: &ConfinedRoot, dir: &Path, errors: &mut Vec<ConfinedError>) -> Vec<crate::host::confined::DirEntry> {
+/// The entries of `dir`; one that is not there (yet), or is not a directory after all
+/// (`ENOTDIR`, for an entry whose kind the directory did not report), is empty, not an error.
+pub(super) fn list(
+    root: &ConfinedRoot,
+    dir: &Path,
+    errors: &mut Vec<ConfinedError>,
+) -> Vec<crate::host::confined::DirEntry> {
     match root.read_dir_entries(dir) {
         Ok(v) => v,
         Err(e) if e.is_not_found() => Vec::new(),
@@ -176,6 +218,7 @@ mod tests {
             pod_logs_dir: "/var/log/pods".into(),
             container_logs_dir: "/var/log/containers".into(),
             host_files: vec!["/var/log/messages".into(), "/var/log/secure".into()],
+            collect: Vec::new(),
         }
     }
 

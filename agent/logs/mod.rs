@@ -4,6 +4,7 @@
 //!
 //! - `discover`: container log files below the pod logs directory, their `/var/log/containers`
 //!   names, and the host files; every open confined to the host root;
+//! - `collect`: the `CloudWatch` agent's `collect_list` files: patterns, groups, streams, events;
 //! - `tail`: held files read in bounded rounds, rotation, deletion and truncation;
 //! - `parse`: CRI and Docker `json-file` lines, partial-line joining, multiline rules, syslog;
 //! - `encode` and `route`: the record shapes, groups and streams of the Container Insights set-ups;
@@ -15,6 +16,7 @@
 //! keeps no second copy of log data on disk.
 
 pub mod checkpoint;
+pub mod collect;
 pub mod discover;
 pub mod encode;
 pub mod identity;

@@ -23,6 +23,7 @@ use crate::telemetry::Telemetry;
 use crate::telemetry::events::LogsRound;
 
 use super::checkpoint::Store;
+use super::collect::{CollectRule, Placeholders};
 use super::discover::Places;
 use super::encode::NodeFacts;
 use super::parse::{Limits, MultilineRule};
@@ -56,6 +57,8 @@ pub enum LogsError {
     },
     #[error("multiline rule kinsight.logs.multiline.first_line_regex does not compile")]
     Multiline(#[source] regex::Error),
+    #[error("logs.logs_collected.files.collect_list cannot be used")]
+    Collect(#[source] super::collect::CollectError),
 }
 
 /// The tailer's settings for `cfg`.
@@ -64,8 +67,19 @@ pub fn settings(
     host_root: &Path,
     own_pod: Option<(String, String)>,
     node: NodeFacts,
+    placeholders: &Placeholders,
 ) -> Result<TailSettings, LogsError> {
     let l = &cfg.logs;
+    let collect = l
+        .collect_list
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            CollectRule::compile(i, entry, placeholders, &cfg.paths.state_dir)
+                .map(Arc::new)
+                .map_err(LogsError::Collect)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let journald_host = l.host_source == crate::config::HostLogSource::Journald;
     // The persistent journal, and the volatile one when the node keeps none on disk (both are
     // what the Container Insights Fluent Bit set-up mounts).
@@ -96,6 +110,7 @@ pub fn settings(
             } else {
                 l.host_files.clone()
             },
+            collect,
         },
         profile: l.record_profile,
         stream_names: l.stream_names,
@@ -253,6 +268,7 @@ impl LogPipeline {
             utf8_repaired: c.utf8_repaired - last.utf8_repaired,
             truncated: c.truncated_records - last.truncated_records,
             excluded: c.excluded - last.excluded,
+            filtered: c.filtered - last.filtered,
             split: c.split_records - last.split_records,
             long_lines: c.long_lines - last.long_lines,
             opened: c.opened - last.opened,

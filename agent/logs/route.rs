@@ -157,7 +157,6 @@ impl Group {
 /// A source's group and stream, shared by all its events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub group: Group,
     pub group_name: Arc<str>,
     pub stream: Arc<str>,
 }

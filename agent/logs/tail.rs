@@ -28,11 +28,14 @@ use crate::kube::PodIndex;
 use crate::ship::LogEvent;
 
 use super::checkpoint::{Entry, Lookup, Store};
+use super::collect::CollectRule;
 use super::discover::{Found, Places, What, scan};
 use super::encode::{self, ContainerMeta, NodeFacts, Shape, SizeRules};
 use super::identity::{self, FileKey, Fingerprint};
 use super::journal::{self, JournalConfig, JournalRecordKind, JournalSource};
-use super::parse::{Joiner, Limits, LineParser, Multiline, MultilineRule, Record, parse_syslog, repair};
+use super::parse::{
+    CloseReason, Joiner, Limits, LineParser, Multiline, MultilineRule, Record, Stream, parse_syslog, repair,
+};
 use super::route::{self, ContainerFile, Group, Route};
 use super::settle::Settlements;
 
@@ -140,7 +143,13 @@ enum State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Container,
-    Host { syslog: bool },
+    Host {
+        syslog: bool,
+    },
+    /// A file of `collect_list` entry `entry` (`TailSettings::places.collect`).
+    Collect {
+        entry: usize,
+    },
 }
 
 /// One tracked file.
@@ -218,6 +227,8 @@ pub struct Counts {
     pub journal_entries: u64,
     /// Lines not shipped because of a `fluentbit.io/exclude…` annotation.
     pub excluded: u64,
+    /// `collect_list` records a filter held back.
+    pub filtered: u64,
 }
 
 /// The tailer's state. Synchronous: the pipeline runs it on a blocking thread.
@@ -461,7 +472,15 @@ impl Tailer {
             }
         }
         let tracked: HashSet<u64> = self.sources.iter().map(|s| s.key.inode).collect();
-        let mut new: Vec<Found> = scan.found.into_iter().filter(|f| !tracked.contains(&f.ino)).collect();
+        // One source per file: a file that two entries name (a host file also in `collect_list`)
+        // is collected once, by the first (container files, host files, then `collect_list` in
+        // order).
+        let mut seen = HashSet::new();
+        let mut new: Vec<Found> = scan
+            .found
+            .into_iter()
+            .filter(|f| !tracked.contains(&f.ino) && seen.insert(f.ino))
+            .collect();
         // Rotated files first (older data), by name: kubelet's timestamps sort by age.
         new.sort_by(|a, b| {
             let rotated = |f: &Found| matches!(f.what, What::Container { rotated: true, .. });
@@ -733,7 +752,6 @@ impl Tailer {
                     },
                 };
                 let route = Route {
-                    group,
                     group_name: group.name(&s.cluster).into(),
                     stream: stream.into(),
                 };
@@ -758,7 +776,6 @@ impl Tailer {
                     }
                 };
                 let route = Route {
-                    group: Group::Host,
                     group_name: Group::Host.name(&s.cluster).into(),
                     stream: route::valid_stream_name(&route::host_stream(s.stream_names, &s.node, name))
                         .0
@@ -766,13 +783,26 @@ impl Tailer {
                 };
                 (Kind::Host { syslog }, route, shape, None, None, true)
             }
+            What::Collected { entry, .. } => {
+                let rule = s.places.collect.get(*entry)?;
+                let (group, stream) = rule.route(&f.rel);
+                let route = Route {
+                    group_name: group.into(),
+                    stream: route::valid_stream_name(&stream).0.into(),
+                };
+                // The message is the line itself: no record shape applies.
+                let shape = Shape::HostPlain {
+                    node: s.node_facts.clone(),
+                };
+                (Kind::Collect { entry: *entry }, route, shape, None, None, true)
+            }
         })
     }
 
     fn open(&mut self, f: Found, now: Duration) {
         let checks = OpenChecks {
             device: None,
-            reject_hardlinked: matches!(f.what, What::Container { .. }),
+            reject_hardlinked: matches!(f.what, What::Container { .. } | What::Collected { .. }),
         };
         let file = match self.root.open_file_checked(&f.rel, checks) {
             Ok(file) => file,
@@ -799,6 +829,9 @@ impl Tailer {
                 return;
             }
             self.skip.remove(&key);
+        }
+        if matches!(f.what, What::Collected { newest: false, .. }) && !self.unfinished(key, &file) {
+            return;
         }
         let Some((kind, route, shape, container, container_id, enriched)) = self.route_of(&f) else {
             let fp = identity::fingerprint(file.file(), file.size()).unwrap_or(Fingerprint::EMPTY);
@@ -831,16 +864,12 @@ impl Tailer {
         {
             fingerprint = fp;
         }
-        let multiline = s.multiline.as_ref().and_then(|(rule, globs)| {
-            let name = route.stream.as_ref();
-            (kind == Kind::Container && globs.iter().any(|g| route::glob_match(g, name) || g == "*"))
-                .then(|| Multiline::new(rule.clone(), s.limits))
-        });
+        let multiline = multiline_of(s, kind, &route);
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.settlements.open(id, offset);
         self.counts.opened += 1;
-        tracing::debug!(path = %f.rel.display(), offset, group = route.group.as_str(), stream = %route.stream, "tailing");
+        tracing::debug!(path = %f.rel.display(), offset, group = %route.group_name, stream = %route.stream, "tailing");
         let mut src = Source {
             id,
             rel: f.rel,
@@ -874,6 +903,14 @@ impl Tailer {
         }
         self.remember(&src);
         self.sources.push(src);
+    }
+
+    /// Whether a checkpoint says a previous run left `file` unread. A `collect_list` match that
+    /// is not the newest is read only then (a file rotated while kinsight was down).
+    fn unfinished(&self, key: FileKey, file: &ConfinedFile) -> bool {
+        self.store.as_ref().is_some_and(
+            |st| matches!(st.lookup(key, file.file()), Ok(Lookup::Same(e)) if !e.finished && e.offset < file.size()),
+        )
     }
 
     /// Writes the source's entry to the checkpoint store.
@@ -1170,6 +1207,26 @@ impl Tailer {
     }
 }
 
+/// The multiline stage of a new source: its `collect_list` entry's rule, or the container rule
+/// when the file's stream name matches its globs.
+fn multiline_of(s: &TailSettings, kind: Kind, route: &Route) -> Option<Multiline> {
+    match kind {
+        Kind::Collect { entry } => s
+            .places
+            .collect
+            .get(entry)
+            .map(|rule| Multiline::new(rule.multiline.clone(), s.limits)),
+        Kind::Container => s.multiline.as_ref().and_then(|(rule, globs)| {
+            let name = route.stream.as_ref();
+            globs
+                .iter()
+                .any(|g| route::glob_match(g, name) || g == "*")
+                .then(|| Multiline::new(rule.clone(), s.limits))
+        }),
+        Kind::Host { .. } => None,
+    }
+}
+
 /// The marker of `point` in a resumed file: a hash of the 32 bytes before it.
 fn memory_marker(m: &Memory, point: u64) -> u64 {
     let upto = usize::try_from(point.saturating_sub(m.base))
@@ -1339,6 +1396,33 @@ fn handle_line(
             let token = ctx.settlements.hand_over(s.id, start, now.as_secs_f64());
             push_event(s, ts, msg, token, events, bytes, ctx.counts);
         }
+        Kind::Collect { entry } => {
+            let Some(rule) = ctx.settings.places.collect.get(entry) else {
+                return;
+            };
+            let (text, repaired) = rule.decode(line, ctx.repair_buf);
+            if repaired {
+                ctx.counts.utf8_repaired += 1;
+            }
+            let rec = Record {
+                time: "",
+                timestamp_ms: wall_ms,
+                stream: Stream::Stdout,
+                content: text.as_bytes(),
+                start,
+                end,
+                pieces: 1,
+                truncated: false,
+                closed: CloseReason::Terminated,
+            };
+            let mut out: Vec<(i64, u64, Vec<String>)> = Vec::new();
+            if let Some(ml) = &mut s.multiline {
+                let settings = ctx.settings;
+                let counts = &mut *ctx.counts;
+                ml.push(rec, now, |r| encode_collected(rule, &r, settings, counts, &mut out));
+            }
+            hand_over(s, out, now.as_secs_f64(), ctx, events, bytes);
+        }
         Kind::Container => match s.parser.parse(line, scratch) {
             Ok(l) if s.excluded[l.stream.index()] => ctx.counts.excluded += 1,
             Ok(l) => {
@@ -1402,9 +1486,11 @@ fn flush_expired(
     events: &mut Vec<LogEvent>,
     bytes: &mut usize,
 ) {
-    if s.kind != Kind::Container {
-        return;
-    }
+    let collect = match s.kind {
+        Kind::Container => None,
+        Kind::Host { .. } => return,
+        Kind::Collect { entry } => Some(ctx.settings.places.collect.get(entry).cloned()),
+    };
     let finish = now == Duration::MAX;
     let mut out: Vec<(i64, u64, Vec<String>)> = Vec::new();
     {
@@ -1417,7 +1503,11 @@ fn flush_expired(
         let settings = ctx.settings;
         let counts = &mut *ctx.counts;
         let repair_buf = &mut *ctx.repair_buf;
-        let mut emit = |r: Record<'_>| encode_record(shape, &r, settings, counts, repair_buf, &mut out);
+        let mut emit = |r: Record<'_>| match &collect {
+            Some(Some(rule)) => encode_collected(rule, &r, settings, counts, &mut out),
+            Some(None) => {}
+            None => encode_record(shape, &r, settings, counts, repair_buf, &mut out),
+        };
         match multiline {
             Some(ml) => {
                 if finish {
@@ -1461,6 +1551,31 @@ fn encode_record(
         counts.split_records += 1;
     }
     out.push((r.timestamp_ms, r.start, enc.messages));
+}
+
+/// A `collect_list` record: the line(s) themselves, timestamped, filtered and sized.
+fn encode_collected(
+    rule: &CollectRule,
+    r: &Record<'_>,
+    settings: &TailSettings,
+    counts: &mut Counts,
+    out: &mut Vec<(i64, u64, Vec<String>)>,
+) {
+    // The record's own time is when its first line was read: the clock for year-less times.
+    let Some(event) = rule.event(r, r.timestamp_ms, settings.size) else {
+        return;
+    };
+    if event.messages.is_empty() {
+        counts.filtered += 1;
+        return;
+    }
+    if event.truncated {
+        match settings.size.oversize {
+            OversizeEvent::Truncate => counts.truncated_records += 1,
+            OversizeEvent::Split => counts.split_records += 1,
+        }
+    }
+    out.push((event.timestamp_ms, r.start, event.messages));
 }
 
 /// Registers encoded records with the settle table and queues them for the output.

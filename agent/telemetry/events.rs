@@ -604,6 +604,8 @@ pub struct LogsRound {
     pub utf8_repaired: u64,
     pub truncated: u64,
     pub excluded: u64,
+    /// `collect_list` records a filter held back.
+    pub filtered: u64,
     pub split: u64,
     pub long_lines: u64,
     pub opened: u64,
@@ -629,6 +631,7 @@ impl LogsRound {
             ("utf8_repaired", self.utf8_repaired),
             ("truncated", self.truncated),
             ("excluded", self.excluded),
+            ("filtered", self.filtered),
             ("split", self.split),
             ("long_line", self.long_lines),
         ] {

@@ -147,6 +147,8 @@ impl LogsRequest {
 #[derive(Debug, Default)]
 struct Group {
     retention_days: Option<i64>,
+    /// `CreateLogGroup` `logGroupClass`; `STANDARD` when not given.
+    class: String,
     streams: BTreeMap<String, Vec<StoredLogEvent>>,
 }
 
@@ -299,6 +301,11 @@ impl StrictLogs {
             .groups
             .get(group)
             .is_some_and(|g| g.streams.contains_key(stream))
+    }
+
+    /// The class `group` was created with (`None`: no such group).
+    pub fn class(&self, group: &str) -> Option<String> {
+        self.lock().groups.get(group).map(|g| g.class.clone())
     }
 
     /// The retention set on `group` (`None`: never expire, or no such group).
@@ -566,7 +573,24 @@ fn create_log_group(st: &mut State, b: &Value) -> Result<Value, Failure> {
     if st.groups.contains_key(group) {
         return Err(already_exists("The specified log group already exists"));
     }
-    st.groups.insert(group.to_string(), Group::default());
+    // "Valid Values: STANDARD | INFREQUENT_ACCESS | DELIVERY" (API reference, `CreateLogGroup`).
+    let class = match b.get("logGroupClass").and_then(Value::as_str) {
+        None => "STANDARD",
+        Some(c @ ("STANDARD" | "INFREQUENT_ACCESS" | "DELIVERY")) => c,
+        Some(other) => {
+            return Err(invalid(format!(
+                "1 validation error detected: Value '{other}' at 'logGroupClass' failed to satisfy constraint: \
+                 Member must satisfy enum value set: [STANDARD, INFREQUENT_ACCESS, DELIVERY]"
+            )));
+        }
+    };
+    st.groups.insert(
+        group.to_string(),
+        Group {
+            class: class.to_string(),
+            ..Group::default()
+        },
+    );
     Ok(json!({}))
 }
 

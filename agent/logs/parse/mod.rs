@@ -6,6 +6,7 @@
 //! - joining the pieces a runtime cut a long line into, per (file, stream) ([`Joiner`]);
 //! - optional multiline rules over the joined records ([`Multiline`]);
 //! - syslog lines of `/var/log/messages` and `/var/log/secure` ([`parse_syslog`]);
+//! - the `CloudWatch` agent's `timestamp_format` for `collect_list` files ([`TimestampFormat`]);
 //! - UTF-8 repair and cutting ([`repair`], [`utf8_floor`]).
 //!
 //! The caller (the tailer) owns files, offsets and clocks: it hands in complete lines with their
@@ -29,6 +30,7 @@ mod line;
 mod multiline;
 mod record;
 mod time;
+mod timefmt;
 mod utf8;
 
 #[cfg(test)]
@@ -45,4 +47,5 @@ pub use line::{Line, Stream};
 pub use multiline::{Multiline, MultilineRule, Preset};
 pub use record::{CloseReason, Counters, Limits, Record};
 pub use time::{TimestampError, days_from_civil, parse_rfc3339_ms};
+pub use timefmt::{TimestampFormat, TimestampFormatError};
 pub use utf8::{Repaired, repair, utf8_floor};

@@ -24,12 +24,20 @@ pub struct Created {
 const NOT_FOUND: &str = "ResourceNotFoundException";
 const ALREADY_EXISTS: &str = "ResourceAlreadyExistsException";
 
+/// What a group kinsight creates gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupSettings {
+    pub retention_days: Option<u32>,
+    /// `logGroupClass` of `CreateLogGroup`; `None` is the service default (`STANDARD`).
+    pub class: Option<crate::config::LogGroupClass>,
+}
+
 /// Makes sure `group`/`stream` exist.
 pub async fn ensure(
     client: &Client,
     group: &str,
     stream: &str,
-    retention_days: Option<u32>,
+    settings: GroupSettings,
     create_groups: bool,
     telemetry: &Telemetry,
 ) -> Result<Created, Failure> {
@@ -49,10 +57,10 @@ pub async fn ensure(
             action: None,
         });
     }
-    let created_group = create_group(client, group, telemetry)
+    let created_group = create_group(client, group, settings.class, telemetry)
         .await
         .map_err(|f| f.during("logs:CreateLogGroup"))?;
-    if created_group && let Some(days) = retention_days {
+    if created_group && let Some(days) = settings.retention_days {
         retain(client, group, days, telemetry).await;
     }
     let stream = create_stream(client, group, stream, telemetry)
@@ -105,8 +113,18 @@ async fn create_stream(client: &Client, group: &str, stream: &str, t: &Telemetry
     settle("CreateLogStream", r.map(|_| ()).map_err(|e| classify(&e)), t)
 }
 
-async fn create_group(client: &Client, group: &str, t: &Telemetry) -> Result<bool, Failure> {
-    let r = client.create_log_group().log_group_name(group).send().await;
+async fn create_group(
+    client: &Client,
+    group: &str,
+    class: Option<crate::config::LogGroupClass>,
+    t: &Telemetry,
+) -> Result<bool, Failure> {
+    let r = client
+        .create_log_group()
+        .log_group_name(group)
+        .set_log_group_class(class.map(|c| aws_sdk_cloudwatchlogs::types::LogGroupClass::from(c.as_str())))
+        .send()
+        .await;
     settle("CreateLogGroup", r.map(|_| ()).map_err(|e| classify(&e)), t)
 }
 

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::super::json_lines::push_json_str;
+use crate::config::collect::GroupRule;
 use crate::telemetry::Telemetry;
 use crate::telemetry::events::{
     AccessDenied, AwsCall, AwsCallResult, EmfEventsDropped, ItemsWritten, LogEventsSettled, ShipDropReason,
@@ -58,6 +59,9 @@ pub struct ShipperOptions {
     pub emf_header: bool,
     /// Applied to groups this shipper creates, never to existing ones.
     pub retention_days: Option<u32>,
+    /// Retention and class of the `collect_list` groups this shipper creates (the first rule
+    /// whose glob matches the group; its retention, if any, wins over `retention_days`).
+    pub group_rules: Arc<[GroupRule]>,
     /// Create a missing log group (`kinsight.logs.create_log_groups`); otherwise wait for it.
     pub create_groups: bool,
     /// Longest time an event waits before its stream's batch is sent.
@@ -585,11 +589,16 @@ impl Sender {
             if not_found && !created {
                 self.call(AwsCallResult::Retry, Some(&f));
                 created = true;
+                let rule = GroupRule::find(&self.opts.group_rules, group);
+                let settings = create::GroupSettings {
+                    retention_days: rule.and_then(|r| r.retention_days).or(self.opts.retention_days),
+                    class: rule.and_then(|r| r.class),
+                };
                 match create::ensure(
                     &self.client,
                     group,
                     stream,
-                    self.opts.retention_days,
+                    settings,
                     self.opts.create_groups,
                     &self.shared.telemetry,
                 )

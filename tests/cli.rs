@@ -504,6 +504,64 @@ fn check_reports_apiserver_reachability() {
     );
 }
 
+/// A log file that appears while the agent runs is found through inotify, long before the
+/// periodic scan (10 s with inotify), and its lines are shipped.
+#[test]
+fn a_new_log_file_is_found_through_inotify() {
+    let root = tempfile::tempdir().unwrap();
+    v2_fixture(root.path());
+    std::fs::create_dir_all(root.path().join("var/log/pods")).unwrap();
+    let port = free_port();
+    let cfg = root.path().join("c.json");
+    write(
+        &cfg,
+        &format!(
+            r#"{{"agent":{{"metrics_collection_interval":60}},
+                "kinsight":{{"output":"stdout","metrics":{{"metadata_source":"none"}},
+                             "logs":{{"host_files":[]}},
+                             "paths":{{"state_dir":"/state"}},
+                             "telemetry":{{"listen_address":"127.0.0.1:{port}"}}}}}}"#
+        ),
+    );
+    let agent = Agent::start(&["run"], &cfg, root.path());
+    let base = format!("http://127.0.0.1:{port}");
+    let scans = |trigger: &str| -> u64 {
+        let Ok((_, m)) = try_http_request("GET", &format!("{base}/metrics"), &[], "") else {
+            return 0;
+        };
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("kinsight_log_scans_total{{trigger=\"{trigger}\"}} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), Duration::from_millis(50), || scans("timer")
+            >= 1),
+        "the first scan did not happen"
+    );
+    let dir = root.path().join("var/log/pods/shop_web-1_uid-1/web");
+    write(
+        &dir.join("0.log"),
+        "2026-12-06T10:00:00Z stdout F hello from a new pod\n",
+    );
+    let mut found = None;
+    wait_until(Duration::from_secs(8), Duration::from_millis(1), || {
+        if let Ok(v) = agent.lines.recv_timeout(Duration::from_millis(100))
+            && v["kind"] == "log"
+        {
+            found = Some(v);
+        }
+        found.is_some()
+    });
+    let line = found.expect("the new pod's line was not shipped within 8 s");
+    assert!(
+        line["message"].as_str().unwrap().contains("hello from a new pod"),
+        "{line}"
+    );
+    assert!(scans("inotify") >= 1, "found by the timer, not by inotify");
+    assert!(agent.terminate().success());
+}
+
 /// `check` names each `collect_list` entry's files and group, or warns that nothing matches.
 #[test]
 fn check_reports_collect_list_entries() {

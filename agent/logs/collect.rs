@@ -196,6 +196,17 @@ impl CollectRule {
         }
     }
 
+    /// The deepest directory of the pattern without a wildcard: where its files (or the
+    /// directories that hold them) appear.
+    pub fn prefix_dir(&self) -> PathBuf {
+        let fixed = self
+            .components
+            .iter()
+            .take(self.components.len().saturating_sub(1))
+            .take_while(|c| !c.contains(['*', '?']));
+        fixed.collect()
+    }
+
     /// The files the pattern names now: regular files only, with the inode the directory lists.
     pub fn find(&self, root: &ConfinedRoot, errors: &mut Vec<ConfinedError>) -> Vec<(PathBuf, u64)> {
         let mut out = Vec::new();

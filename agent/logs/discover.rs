@@ -63,23 +63,30 @@ pub struct Scan {
     /// checkpoint says was not finished may be found again after a restart.
     pub gzipped: Vec<PathBuf>,
     pub errors: Vec<ConfinedError>,
+    /// The directories where a new source would appear (below the root, sorted, no duplicates):
+    /// what the pipeline watches with inotify between scans.
+    pub dirs: Vec<PathBuf>,
 }
 
 /// Lists every source. A missing directory is not an error (a node without pods).
 pub fn scan(root: &ConfinedRoot, places: &Places) -> Scan {
     let mut out = Scan::default();
     let names = symlink_names(root, places, &mut out.errors);
+    out.dirs.push(rel(Path::new(&places.container_logs_dir)));
     let pods = rel(Path::new(&places.pod_logs_dir));
+    out.dirs.push(pods.clone());
     for pod_dir in list(root, &pods, &mut out.errors) {
         if pod_dir.kind != FileKind::Directory && pod_dir.kind != FileKind::Unknown {
             continue;
         }
         let pod_rel = pods.join(&pod_dir.name);
+        out.dirs.push(pod_rel.clone());
         for c in list(root, &pod_rel, &mut out.errors) {
             if c.kind != FileKind::Directory && c.kind != FileKind::Unknown {
                 continue;
             }
             let c_rel = pod_rel.join(&c.name);
+            out.dirs.push(c_rel.clone());
             for f in list(root, &c_rel, &mut out.errors) {
                 // Regular files only; a planted FIFO, device or symlink is not even opened.
                 if f.kind != FileKind::Regular && f.kind != FileKind::Unknown {
@@ -118,6 +125,7 @@ pub fn scan(root: &ConfinedRoot, places: &Places) -> Scan {
         let (Some(parent), Some(name)) = (r.parent(), r.file_name()) else {
             continue;
         };
+        out.dirs.push(parent.to_path_buf());
         let entries = list(root, parent, &mut Vec::new());
         if let Some(e) = entries.iter().find(|e| e.name == name) {
             out.found.push(Found {
@@ -131,6 +139,9 @@ pub fn scan(root: &ConfinedRoot, places: &Places) -> Scan {
     }
     for rule in &places.collect {
         let files = rule.find(root, &mut out.errors);
+        out.dirs.push(rule.prefix_dir());
+        out.dirs
+            .extend(files.iter().filter_map(|(f, _)| f.parent().map(Path::to_path_buf)));
         // Without `publish_multi_logs`, only the most recently modified match (the agent's
         // `getTargetFiles`); a file that cannot be opened now is left to the tailer to report.
         let newest = if rule.publish_multi_logs || files.len() < 2 {
@@ -153,6 +164,8 @@ pub fn scan(root: &ConfinedRoot, places: &Places) -> Scan {
             });
         }
     }
+    out.dirs.sort();
+    out.dirs.dedup();
     out
 }
 

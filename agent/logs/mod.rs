@@ -9,6 +9,7 @@
 //! - `parse`: CRI and Docker `json-file` lines, partial-line joining, multiline rules, syslog;
 //! - `encode` and `route`: the record shapes, groups and streams of the Container Insights set-ups;
 //! - `settle`, `identity`, `checkpoint`: outcomes → commit points → the state directory;
+//! - `watch`: inotify on the log directories, so that new files are found at once;
 //! - `pipeline`: the task that runs it all.
 //!
 //! The decision a newcomer would question: a file offset is committed only after CloudWatch Logs
@@ -26,6 +27,7 @@ pub mod pipeline;
 pub mod route;
 pub mod settle;
 pub mod tail;
+pub mod watch;
 
 pub use pipeline::{LogPipeline, LogsError};
 pub use settle::Settlements;

@@ -3,9 +3,10 @@
 //!
 //! The reads are synchronous (`pread` on held descriptors), so the loop runs on tokio's blocking
 //! pool and enters the runtime only to hand a round's events to the output, which makes it wait
-//! while the output holds its capacity. Without data it sleeps [`IDLE`] between rounds and
-//! rescans the directories every [`RESCAN`]: a line written to a file being tailed reaches the
-//! output within a fraction of a second.
+//! while the output holds its capacity. Without data it sleeps [`IDLE`] between rounds. It
+//! scans the directories when inotify reports a change in one of them, and every
+//! [`RESCAN_WATCHED`] regardless (every [`RESCAN`] without inotify): a new file is found, and a
+//! line written to a file being tailed reaches the output, within a fraction of a second.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use crate::host::confined::ConfinedRoot;
 use crate::kube::PodIndex;
 use crate::ship::Output;
 use crate::telemetry::Telemetry;
-use crate::telemetry::events::LogsRound;
+use crate::telemetry::events::{LogScan, LogsRound};
 
 use super::checkpoint::Store;
 use super::collect::{CollectRule, Placeholders};
@@ -29,11 +30,15 @@ use super::encode::NodeFacts;
 use super::parse::{Limits, MultilineRule};
 use super::settle::Settlements;
 use super::tail::{Counts, JournalSettings, TailSettings, Tailer, size_rules};
+use super::watch::DirWatch;
 
 /// Sleep between rounds that found nothing to read.
 pub const IDLE: Duration = Duration::from_millis(200);
-/// Time between directory scans.
+/// Time between directory scans without inotify.
 pub const RESCAN: Duration = Duration::from_secs(1);
+/// Time between directory scans while inotify watches the directories: a safety net for what
+/// inotify cannot see (a directory created and filled between a scan and its watch).
+pub const RESCAN_WATCHED: Duration = Duration::from_secs(10);
 /// Time between prunes of checkpoint entries of files that are gone.
 pub const PRUNE: Duration = Duration::from_mins(5);
 
@@ -44,6 +49,8 @@ pub struct LogPipeline {
     settlements: Arc<Settlements>,
     telemetry: Telemetry,
     clock: Arc<dyn Clock>,
+    /// The host root, for inotify watches.
+    host_root: std::path::PathBuf,
 }
 
 /// Why the pipeline cannot run at all (reported, and the agent goes on without logs).
@@ -170,6 +177,7 @@ impl LogPipeline {
                 settlements: settlements.clone(),
                 telemetry,
                 clock,
+                host_root: host_root.to_path_buf(),
             },
             settlements,
         ))
@@ -204,10 +212,26 @@ impl LogPipeline {
         let mut last_prune = Duration::ZERO;
         let mut reported = Counts::default();
         let mut generation = None;
+        let mut watch = match DirWatch::new(&self.host_root) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "inotify is not available; new log files are found by a scan every second");
+                None
+            }
+        };
         while !inputs.is_cancelled() {
             let now = self.clock.monotonic() - started;
-            if last_scan.is_none_or(|t| now.saturating_sub(t) >= RESCAN) {
+            let every = match &watch {
+                Some(w) if !w.degraded => RESCAN_WATCHED,
+                _ => RESCAN,
+            };
+            let changed = watch.as_mut().is_some_and(DirWatch::changed);
+            if changed || last_scan.is_none_or(|t| now.saturating_sub(t) >= every) {
+                LogScan { inotify: changed }.emit(&self.telemetry);
                 self.tailer.discover(now);
+                if let Some(w) = &mut watch {
+                    w.set(self.tailer.watch_dirs());
+                }
                 last_scan = Some(now);
                 let g = self.tailer_pod_generation();
                 if g != generation {

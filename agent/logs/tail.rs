@@ -256,6 +256,8 @@ pub struct Tailer {
     /// The first scan looks for checkpointed files that kubelet compressed meanwhile.
     resumed: bool,
     journal: Option<JournalTail>,
+    /// The directories the last scan looked in (for inotify).
+    dirs: Vec<PathBuf>,
 }
 
 impl Tailer {
@@ -288,6 +290,7 @@ impl Tailer {
             counts: Counts::default(),
             resumed: false,
             journal: None,
+            dirs: Vec::new(),
         }
         .with_journal()
     }
@@ -420,6 +423,11 @@ impl Tailer {
         self.pods.as_ref().map(|p| p.snapshot().generation())
     }
 
+    /// The directories where new files would appear, as of the last scan (below the root).
+    pub fn watch_dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
     /// Files being read.
     pub fn files(&self) -> usize {
         self.sources.len()
@@ -441,7 +449,8 @@ impl Tailer {
 
     /// Scans for new, rotated and deleted files (see the module doc).
     pub fn discover(&mut self, now: Duration) {
-        let scan = scan(&self.root, &self.settings.places);
+        let mut scan = scan(&self.root, &self.settings.places);
+        self.dirs = std::mem::take(&mut scan.dirs);
         for e in scan.errors {
             if self.reported.insert(e.path().to_path_buf()) {
                 tracing::warn!(error = %crate::telemetry::chain(&e), "cannot list a log directory");

@@ -595,6 +595,20 @@ impl OutputRebuilt<'_> {
     }
 }
 
+/// A scan of the log directories, and what started it.
+#[derive(Debug, Clone, Copy)]
+pub struct LogScan {
+    /// inotify reported a change (else the periodic timer).
+    pub inotify: bool,
+}
+
+impl LogScan {
+    pub fn emit(self, t: &Telemetry) {
+        let trigger = if self.inotify { "inotify" } else { "timer" };
+        t.add(Name::LogScans, &[("trigger", trigger)], 1);
+    }
+}
+
 /// What one round of the log tailer did (deltas since the last round) and where it stands.
 #[derive(Debug, Default)]
 pub struct LogsRound {

@@ -70,6 +70,8 @@ pub enum Name {
     /// Log file events, by `event` (`opened` | `finished` | `rotated` | `truncated` |
     /// `open_failed` | `resumed_gzip` | `lost_at_restart`).
     LogFileEvents,
+    /// Scans of the log directories, by `trigger` (`inotify` | `timer`).
+    LogScans,
     /// Log files being tailed.
     LogFilesTailed,
     /// Bytes on disk of tailed files not yet committed (size − committed offset, summed).
@@ -110,6 +112,7 @@ impl Name {
             Name::LogBytesRead => "kinsight_log_bytes_read_total",
             Name::LogRecordAnomalies => "kinsight_log_records_total",
             Name::LogFileEvents => "kinsight_log_files_total",
+            Name::LogScans => "kinsight_log_scans_total",
             Name::LogFilesTailed => "kinsight_log_files_tailed",
             Name::LogBytesBehind => "kinsight_log_bytes_behind",
             Name::LogOldestUnacknowledged => "kinsight_log_oldest_unacknowledged_seconds",
@@ -151,6 +154,7 @@ impl Name {
                 "Log records that needed care (parse errors, UTF-8 repair, truncation), by kind."
             }
             Name::LogFileEvents => "Log file events (opened, finished, rotated, truncated, open failed), by event.",
+            Name::LogScans => "Scans of the log directories, by what started them (inotify or the timer).",
             Name::LogFilesTailed => "Log files being tailed.",
             Name::LogBytesBehind => "Bytes of tailed log files not yet committed.",
             Name::LogOldestUnacknowledged => "Age in seconds of the oldest log event not yet settled by the output.",

@@ -87,6 +87,8 @@ fn tailer(root: &Path) -> (Tailer, Arc<Settlements>) {
             host: false,
         }),
         honour_exclude_annotation: false,
+        disk_pressure_free_percent: 15,
+        disk_space: kinsight::logs::tail::disk_space,
     };
     let state = root.join("var/lib/kinsight");
     std::fs::create_dir_all(&state).unwrap();

@@ -48,6 +48,8 @@ fn settings() -> TailSettings {
         merge_json: true,
         journal: None,
         honour_exclude_annotation: true,
+        disk_pressure_free_percent: 15,
+        disk_space: kinsight::logs::tail::disk_space,
     }
 }
 
@@ -824,4 +826,53 @@ fn a_collect_list_hardlink_or_symlink_never_ships_another_file() {
         "the hardlink is refused and counted"
     );
     assert_eq!(&*node.got[0].stream, "node-a__var_log_app_real.log");
+}
+
+/// The free space the fake `disk_space` reports, in percent of a 100-byte filesystem.
+static FREE_PERCENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(50);
+
+#[expect(clippy::unnecessary_wraps, reason = "the signature of TailSettings::disk_space")]
+fn fake_space(_: &std::fs::File) -> Option<kinsight::host::fs::FsStats> {
+    Some(kinsight::host::fs::FsStats {
+        capacity_bytes: 100,
+        available_bytes: FREE_PERCENT.load(std::sync::atomic::Ordering::SeqCst),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn under_disk_pressure_a_held_deleted_file_is_given_up_and_counted_and_only_then() {
+    let mut node = Node::new();
+    let mut s = settings();
+    s.disk_space = fake_space;
+    let (tailer, settlements) = Node::tailer_over(node.dir.path(), s);
+    node.tailer = tailer;
+    node.settlements = settlements;
+    let live = format!("{POD_DIR}/0.log");
+    for n in 0..100 {
+        node.append(&live, &cri(n));
+    }
+    // Read and handed over, but CloudWatch Logs is down: nothing is acknowledged.
+    node.step(false);
+    std::fs::remove_dir_all(node.path("var/log/pods/shop_web-1_uid-1")).unwrap();
+    node.advance(Duration::from_mins(1));
+    node.step(false);
+    assert_eq!(
+        node.tailer.files(),
+        1,
+        "the deleted file is held while its lines are not shipped"
+    );
+    node.tailer.relieve_disk_pressure();
+    assert_eq!(node.tailer.files(), 1, "50 % free: no pressure, nothing is given up");
+    FREE_PERCENT.store(5, std::sync::atomic::Ordering::SeqCst);
+    node.tailer.relieve_disk_pressure();
+    FREE_PERCENT.store(50, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(node.tailer.files(), 0, "5 % free: the held file is closed");
+    assert_eq!(node.tailer.counts.abandoned, 1);
+    node.tailer.commit(node.now, true);
+    let files = checkpoint(node.dir.path())["files"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(files.is_empty(), "its checkpoint entry is gone: {files:?}");
 }

@@ -68,6 +68,9 @@ pub const RESTART_KEYS: &[Key] = &[
     ("kinsight.logs.oversize_event", |a, b| {
         a.logs.oversize_event != b.logs.oversize_event
     }),
+    ("kinsight.logs.disk_pressure_free_percent", |a, b| {
+        a.logs.disk_pressure_free_percent != b.logs.disk_pressure_free_percent
+    }),
     ("logs.logs_collected.files.collect_list", |a, b| {
         a.logs.collect_list != b.logs.collect_list
     }),

@@ -191,6 +191,13 @@ fn logs(mut o: Obj<'_>, cx: &mut Ctx, force_flush_interval: Duration, endpoint_o
         shutdown_grace: o.secs(cx, "shutdown_grace_secs", 1..=300, 25),
         // bool, default false: honour the fluentbit.io/exclude pod annotations.
         honour_exclude_annotation: o.bool(cx, "honour_exclude_annotation", false),
+        // integer percent 0..=50, default 15 (0: never): the disk-pressure bound. kubelet evicts
+        // pods below 10 % free (`nodefs.available<10%`, its default hard eviction threshold), so
+        // held deleted files are given up before that.
+        disk_pressure_free_percent: o
+            .uint(cx, "disk_pressure_free_percent", 0..=50, "percent")
+            .and_then(|p| u8::try_from(p).ok())
+            .unwrap_or(15),
         force_flush_interval,
         endpoint_override,
     };

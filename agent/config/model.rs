@@ -259,6 +259,9 @@ pub struct Logs {
     pub retention_days: Option<u32>,
     pub shutdown_grace: Duration,
     pub honour_exclude_annotation: bool,
+    /// Below this share of free space (percent, 0 = never) on the filesystem of a deleted log
+    /// file kinsight still holds open, the largest such file is given up (counted, logged).
+    pub disk_pressure_free_percent: u8,
     /// `logs.force_flush_interval`: flush period for performance (EMF) events.
     pub force_flush_interval: Duration,
     /// `logs.endpoint_override`: `CloudWatch Logs` endpoint. Always a URL: a bare host in the file

@@ -60,6 +60,7 @@ fn an_empty_object_takes_every_default() {
     assert_eq!((m.endpoint_override.as_deref(), m.queue_intervals), (None, 5));
     let l = &cfg.logs;
     assert!(l.enabled && l.create_log_groups && !l.honour_exclude_annotation);
+    assert_eq!(l.disk_pressure_free_percent, 15);
     assert_eq!(l.record_profile, RecordProfile::FluentBit);
     assert_eq!(l.stream_names, StreamNames::FluentBit);
     assert!(l.exclude_container_globs.is_empty());
@@ -435,13 +436,14 @@ fn kinsight_values_are_checked() {
         "logs": {"host_files": ["var/log/messages", "/var/log/../../etc/shadow"], "retention_days": 2,
                  "exclude_container_globs": ["a/b"],
                  "multiline": {"container_globs": ["*"]},
-                 "max_event_bytes": 1048551},
+                 "max_event_bytes": 1048551, "disk_pressure_free_percent": 51},
         "paths": {"state_dir": "state"},
         "telemetry": {"listen_address": 9464, "log_format": "xml"}
     }}"#;
     assert_eq!(
         errors(text, &local()),
         [
+            "kinsight.logs.disk_pressure_free_percent: must be 0..=50 percent, got 51",
             "kinsight.logs.exclude_container_globs[0]: invalid glob \"a/b\": matches a file \
              name, so it cannot contain '/'",
             "kinsight.logs.host_files[0]: must be an absolute path, got \"var/log/messages\"",

@@ -170,9 +170,25 @@ pub fn statvfs(root: &Root, mount_point: &str) -> Result<FsStats, HostError> {
     ))
 }
 
+/// `fstatvfs` of the filesystem holding an open file: what the log tailer asks of the files it
+/// keeps open after they were deleted.
+pub fn fstatvfs(file: &std::fs::File) -> std::io::Result<FsStats> {
+    let s = rustix::fs::fstatvfs(file)?;
+    Ok(FsStats::from_raw(
+        s.f_frsize, s.f_bsize, s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fstatvfs_measures_the_filesystem_of_an_open_file() {
+        let f = tempfile::tempfile().unwrap();
+        let s = fstatvfs(&f).unwrap();
+        assert!(s.capacity_bytes > 0 && s.available_bytes <= s.capacity_bytes, "{s:?}");
+    }
 
     /// The oracle node's mounts (the root device, a bind of it on `/var/lib/kubelet`, an overlay,
     /// a tmpfs) plus the usual pseudo filesystems.

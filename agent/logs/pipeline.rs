@@ -134,6 +134,8 @@ pub fn settings(
         merge_json: true,
         journal,
         honour_exclude_annotation: l.honour_exclude_annotation,
+        disk_pressure_free_percent: l.disk_pressure_free_percent,
+        disk_space: super::tail::disk_space,
     })
 }
 
@@ -244,6 +246,7 @@ impl LogPipeline {
                 break;
             }
             self.tailer.commit(now, false);
+            self.tailer.relieve_disk_pressure();
             if now.saturating_sub(last_prune) >= PRUNE {
                 self.tailer.prune_store();
                 last_prune = now;
@@ -302,6 +305,7 @@ impl LogPipeline {
             open_failed: c.open_errors - last.open_errors,
             resumed_gzip: c.resumed_gzip - last.resumed_gzip,
             lost_at_restart: c.lost_at_restart - last.lost_at_restart,
+            abandoned: c.abandoned - last.abandoned,
             files: self.tailer.files(),
             bytes_behind: self.tailer.bytes_behind(),
             oldest_unacknowledged_s: oldest,

@@ -72,6 +72,15 @@ pub struct TailSettings {
     pub journal: Option<JournalSettings>,
     /// Honour the pods' `fluentbit.io/exclude…` annotations.
     pub honour_exclude_annotation: bool,
+    /// The disk-pressure bound: see [`Tailer::relieve_disk_pressure`] (0: never).
+    pub disk_pressure_free_percent: u8,
+    /// The free space of the filesystem holding a file: `fstatvfs`, replaceable in tests.
+    pub disk_space: fn(&std::fs::File) -> Option<crate::host::fs::FsStats>,
+}
+
+/// [`TailSettings::disk_space`] on a real node.
+pub fn disk_space(file: &std::fs::File) -> Option<crate::host::fs::FsStats> {
+    crate::host::fs::fstatvfs(file).ok()
 }
 
 /// What to read from the systemd journal.
@@ -223,6 +232,8 @@ pub struct Counts {
     pub resumed_gzip: u64,
     /// Checkpointed files gone at a restart with no twin: their unread rest is lost.
     pub lost_at_restart: u64,
+    /// Deleted files given up under disk pressure: their unacknowledged rest is lost.
+    pub abandoned: u64,
     /// Journal entries read (one entry may make several records).
     pub journal_entries: u64,
     /// Lines not shipped because of a `fluentbit.io/exclude…` annotation.
@@ -1199,6 +1210,54 @@ impl Tailer {
             flush_expired(s, Duration::MAX, 0.0, ctx, &mut events, &mut bytes);
         }
         events
+    }
+
+    /// The disk-pressure bound, the only thing that gives up unread data. A deleted file that
+    /// kinsight still holds open keeps its blocks allocated (the kernel frees them at the last
+    /// close), so during a long CloudWatch Logs outage the held files of deleted pods and
+    /// rotated-away logs could fill the node's disk. When the filesystem of the largest such
+    /// file has less than `disk_pressure_free_percent` free, that file is closed: its
+    /// unacknowledged rest is lost, counted (`abandoned`) and logged with its path. One file per
+    /// call; the pipeline calls it once a round, so files are given up one by one until the
+    /// free space is back above the bound.
+    pub fn relieve_disk_pressure(&mut self) {
+        let percent = u64::from(self.settings.disk_pressure_free_percent);
+        if percent == 0 {
+            return;
+        }
+        let largest = self
+            .sources
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state == State::Deleted && s.memory.is_none())
+            .max_by_key(|(_, s)| s.file.last_stat().size)
+            .map(|(i, _)| i);
+        let Some(i) = largest else { return };
+        let Some(space) = (self.settings.disk_space)(self.sources[i].file.file()) else {
+            return;
+        };
+        if space.capacity_bytes == 0
+            || space.available_bytes.saturating_mul(100) >= space.capacity_bytes.saturating_mul(percent)
+        {
+            return;
+        }
+        let s = self.sources.swap_remove(i);
+        self.settlements.close(s.id);
+        if let Some(store) = &mut self.store {
+            store.remove(s.key);
+        }
+        self.counts.abandoned += 1;
+        let size = s.file.last_stat().size;
+        tracing::warn!(
+            path = %s.rel.display(),
+            log_group = %s.route.group_name,
+            log_stream = %s.route.stream,
+            bytes_not_acknowledged = size.saturating_sub(s.committed),
+            free_bytes = space.available_bytes,
+            capacity_bytes = space.capacity_bytes,
+            bound_percent = percent,
+            "disk pressure: gave up a deleted log file kinsight held open so the kernel can free it; its unacknowledged rest is lost"
+        );
     }
 
     /// Forgets checkpoint entries of files that no longer exist anywhere the tailer looks.

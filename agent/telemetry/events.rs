@@ -629,6 +629,8 @@ pub struct LogsRound {
     pub open_failed: u64,
     pub resumed_gzip: u64,
     pub lost_at_restart: u64,
+    /// Deleted files given up under disk pressure.
+    pub abandoned: u64,
     pub files: usize,
     pub bytes_behind: u64,
     pub oldest_unacknowledged_s: f64,
@@ -661,6 +663,7 @@ impl LogsRound {
             ("open_failed", self.open_failed),
             ("resumed_gzip", self.resumed_gzip),
             ("lost_at_restart", self.lost_at_restart),
+            ("abandoned_disk_pressure", self.abandoned),
         ] {
             if n > 0 {
                 t.add(Name::LogFileEvents, &[("event", event)], n);

@@ -876,3 +876,43 @@ fn under_disk_pressure_a_held_deleted_file_is_given_up_and_counted_and_only_then
         .unwrap_or_default();
     assert!(files.is_empty(), "its checkpoint entry is gone: {files:?}");
 }
+
+#[test]
+fn a_deleted_pods_last_file_is_still_enriched_within_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let list = serde_json::json!({"kind": "PodList", "items": [{
+        "metadata": {"name": "gone", "namespace": "shop", "uid": "u9"},
+        "spec": {"nodeName": "node-a", "containers": [{"name": "web", "image": "shop/web:1.2"}]},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "web", "image": "shop/web:1.2",
+            "imageID": "docker.io/shop/web@sha256:abc", "restartCount": 0, "ready": true,
+            "containerID": format!("containerd://{ID}")}]}
+    }]});
+    let file = root.join("pods.json");
+    std::fs::write(&file, list.to_string()).unwrap();
+    let index = kinsight::kube::PodIndex::new(None);
+    let scope = kinsight::kube::NodeScope::NodeOfClusterDump("node-a".into());
+    kinsight::kube::load_file_scoped(&file, &scope, &index).unwrap();
+    // The pod is deleted (the next pod list lacks it) before its log file was ever opened.
+    std::fs::write(&file, serde_json::json!({"kind": "PodList", "items": []}).to_string()).unwrap();
+    kinsight::kube::load_file_scoped(&file, &scope, &index).unwrap();
+    assert!(index.by_uid("u9").is_none());
+    let d = root.join("var/log/pods/shop_gone_u9/web");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("0.log"), "2026-12-06T10:00:00Z stdout F last words\n").unwrap();
+    let state = root.join("var/lib/kinsight");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut tailer = Tailer::new(
+        settings(),
+        ConfinedRoot::open(root).unwrap(),
+        Some(index),
+        Arc::new(Settlements::default()),
+        Some(Store::open(&state, 1).0),
+    );
+    tailer.discover(Duration::ZERO);
+    let (events, _) = tailer.read_round(Duration::ZERO, WALL);
+    let record: Value = serde_json::from_str(&events[0].message).unwrap();
+    assert_eq!(record["log"], "last words");
+    assert_eq!(record["kubernetes"]["container_image"], "shop/web:1.2", "{record}");
+    assert_eq!(record["kubernetes"]["docker_id"], ID);
+}

@@ -9,9 +9,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::cluster::ClusterState;
 use super::model::{NodeTotals, PodInfo, PodPhase, PodResourceCeiling};
+
+/// How long a pod that left the index is still known to [`Snapshot::recently_departed`]: the
+/// log lines of a pod deleted before its file was opened (or read late, during an outage) keep
+/// their metadata. Vector's `kubernetes_logs` keeps deleted pods for 60 s (`delay_deletion_ms`);
+/// a log pipeline that pauses while CloudWatch Logs is down needs longer.
+pub const DEPARTED_GRACE: std::time::Duration = std::time::Duration::from_mins(5);
 
 /// One consistent view of the pods of this node, and of the cluster when this agent leads.
 #[derive(Debug, Default)]
@@ -25,6 +32,9 @@ pub struct Snapshot {
     by_container: HashMap<String, (usize, usize)>,
     synced: bool,
     generation: u64,
+    /// Pods that left the index within [`DEPARTED_GRACE`], by `metadata.uid` (and config hash),
+    /// with when they left: the log pipeline still enriches their last lines.
+    departed: HashMap<String, (Arc<PodInfo>, Instant)>,
     /// Hash of the bytes the file source built this snapshot from, so that it can skip an
     /// identical re-read.
     pub(crate) content_hash: Option<u64>,
@@ -58,8 +68,18 @@ impl Snapshot {
             by_container,
             synced: true,
             generation,
+            departed: HashMap::new(),
             content_hash,
         }
+    }
+
+    /// A pod that left the index less than [`DEPARTED_GRACE`] ago (never one still in it):
+    /// for enriching the last log lines of a deleted pod, not for metrics.
+    pub fn recently_departed(&self, uid: &str) -> Option<Arc<PodInfo>> {
+        self.departed
+            .get(uid)
+            .filter(|(_, at)| at.elapsed() < DEPARTED_GRACE)
+            .map(|(p, _)| Arc::clone(p))
     }
 
     /// The pod whose cgroup carries `uid`: its `metadata.uid`, or for a static pod the config
@@ -196,10 +216,21 @@ impl PodIndex {
                 "pods not bound to this node left out of the index"
             );
         }
-        let generation = self.shared.tx.borrow().generation + 1;
-        self.shared
-            .tx
-            .send_replace(Arc::new(Snapshot::build(pods, cluster, generation, content_hash)));
+        let previous = self.snapshot();
+        let mut next = Snapshot::build(pods, cluster, previous.generation + 1, content_hash);
+        let now = Instant::now();
+        next.departed = previous
+            .departed
+            .iter()
+            .filter(|(uid, (_, at))| now.duration_since(*at) < DEPARTED_GRACE && !next.by_uid.contains_key(*uid))
+            .map(|(uid, v)| (uid.clone(), v.clone()))
+            .collect();
+        for (uid, &i) in &previous.by_uid {
+            if !next.by_uid.contains_key(uid) {
+                next.departed.insert(uid.clone(), (Arc::clone(&previous.pods[i]), now));
+            }
+        }
+        self.shared.tx.send_replace(Arc::new(next));
     }
 
     /// The current snapshot: ask it several questions to get answers of one generation.
@@ -215,6 +246,11 @@ impl PodIndex {
     /// See [`Snapshot::by_uid`].
     pub fn by_uid(&self, uid: &str) -> Option<Arc<PodInfo>> {
         self.shared.tx.borrow().by_uid(uid)
+    }
+
+    /// See [`Snapshot::recently_departed`].
+    pub fn recently_departed(&self, uid: &str) -> Option<Arc<PodInfo>> {
+        self.shared.tx.borrow().recently_departed(uid)
     }
 
     /// See [`Snapshot::by_container_id`].

@@ -38,7 +38,7 @@ pub use error::{PodListError, QuantityError};
 pub use file::{
     FileSource, NodeScope, POLL_INTERVAL, RESCAN_INTERVAL, load_file_now, load_file_scoped, run_file_source,
 };
-pub use index::{PodIndex, Snapshot, is_bound_to};
+pub use index::{DEPARTED_GRACE, PodIndex, Snapshot, is_bound_to};
 pub use model::{
     ConditionStatus, ContainerInfo, ContainerState, LogExclusion, NodeTotals, PodInfo, PodPhase, PodResourceCeiling,
     PodResources,

@@ -351,6 +351,33 @@ fn snapshots_are_consistent_and_subscribers_wake() {
     assert!(!PodIndex::default().is_synced());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_departed_pod_is_known_to_log_enrichment_for_a_grace_period_only() {
+    let index = oracle_index(ORACLE_T0);
+    let a = pod_by_name(&index, index.pods()[0].name.as_str());
+    let uid = a.uid.clone();
+    assert!(index.recently_departed(&uid).is_none(), "not departed while present");
+    let others: Vec<PodInfo> = index.pods().iter().skip(1).map(|p| (**p).clone()).collect();
+    index.replace(others.clone());
+    assert!(index.by_uid(&uid).is_none(), "gone for metrics");
+    assert_eq!(
+        index.recently_departed(&uid).map(|p| p.name.clone()),
+        Some(a.name.clone())
+    );
+    // Still known after another replace within the grace period…
+    tokio::time::advance(DEPARTED_GRACE / 2).await;
+    index.replace(others.clone());
+    assert!(index.recently_departed(&uid).is_some());
+    // …and forgotten after it.
+    tokio::time::advance(DEPARTED_GRACE / 2 + Duration::from_secs(1)).await;
+    assert!(index.recently_departed(&uid).is_none());
+    index.replace(others);
+    assert!(index.recently_departed(&uid).is_none(), "dropped at the next replace");
+    // A pod that comes back is not "departed".
+    index.replace(vec![(*a).clone()]);
+    assert!(index.by_uid(&uid).is_some() && index.recently_departed(&uid).is_none());
+}
+
 #[test]
 fn the_cluster_oracle_parses_without_warnings() {
     let text = include_str!("../../tests/fixtures/kube/cluster-oracle.json");

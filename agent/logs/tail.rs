@@ -699,10 +699,17 @@ impl Tailer {
         let (Some(file), true) = (file, self.settings.honour_exclude_annotation) else {
             return [false; 2];
         };
-        let Some(pod) = self.pods.as_ref().and_then(|i| i.by_uid(&file.pod_uid)) else {
+        let Some(pod) = self.pod(&file.pod_uid) else {
             return [false; 2];
         };
         ["stdout", "stderr"].map(|stream| pod.log_exclusions.iter().any(|x| x.excludes(&file.container, stream)))
+    }
+
+    /// The pod of `uid` in the index, or one that left it within its grace period (a deleted
+    /// pod's last lines are still enriched).
+    fn pod(&self, uid: &str) -> Option<Arc<crate::kube::PodInfo>> {
+        let index = self.pods.as_ref()?;
+        index.by_uid(uid).or_else(|| index.recently_departed(uid))
     }
 
     /// The container's metadata, from the file name and, when it knows the pod, the index.
@@ -716,8 +723,9 @@ impl Tailer {
             container_id: basename_id.map(str::to_string),
             ..ContainerMeta::default()
         };
-        let pod = self.pods.as_ref().and_then(|i| i.by_uid(&file.pod_uid));
-        let Some(pod) = pod else { return (m, false) };
+        let Some(pod) = self.pod(&file.pod_uid) else {
+            return (m, false);
+        };
         let c = pod
             .containers
             .iter()

@@ -282,6 +282,8 @@ impl Collector {
                 .read_net_dev(root, &cg.uid)
                 .and_then(|read| self.sampler.counted(ReadSource::Procfs, read));
             if let Some(ifaces) = interfaces {
+                // Per-interface records whenever something sends them: events, or the
+                // enhanced `pod_interface_network_*_dropped` datums.
                 let nets = compute::net::add(
                     &mut rec,
                     &compute::net::POD_NET,
@@ -289,7 +291,7 @@ impl Collector {
                     &ifaces,
                     tick.rates,
                     at,
-                    events,
+                    containers,
                 );
                 out.push(rec);
                 out.extend(nets);

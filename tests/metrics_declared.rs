@@ -1,0 +1,163 @@
+//! Every declared (metric, dimension set) pair of the record types a node produces is sent, in
+//! every mode and for every destination, and nothing undeclared is: the datums of
+//! `put_metric_data`, the `CloudWatchMetrics` directive of `emf` (top level, as the Container Insights events carry it), both of `both`. A record type
+//! that only one destination builds (the per-interface pod records once were built only for
+//! EMF events, so `pod_interface_network_*_dropped` never reached `PutMetricData`) fails here.
+
+#[path = "../benches/support/synthetic.rs"]
+mod synthetic;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use kinsight::config::{self, Inputs, OutputKind};
+use kinsight::host::{CgroupMode, Root, SystemClock, procfs};
+use kinsight::kube::{self, PodIndex};
+use kinsight::metrics::Collector;
+use kinsight::metrics::collect::{Cycle, Settings};
+use kinsight::metrics::compute::NodeAttributes;
+use kinsight::metrics::declare;
+use kinsight::metrics::record::RecordType;
+use kinsight::metrics::sample::Sampler;
+use kinsight::telemetry::Telemetry;
+use serde_json::Value;
+
+type Pair = (String, Vec<String>);
+
+fn collector(root: &Path, enhanced: bool, destination: &str) -> Collector {
+    let json = format!(
+        r#"{{"logs":{{"metrics_collected":{{"kubernetes":{{"cluster_name":"c","enhanced_container_insights":{enhanced}}}}}}},
+            "kinsight":{{"metrics":{{"destination":"{destination}"}}}}}}"#
+    );
+    let inputs = Inputs {
+        output_override: Some(OutputKind::Stdout),
+        host_name_fallback: "node".into(),
+        ..Inputs::default()
+    };
+    let cfg = config::load_str(&json, &inputs).unwrap();
+    let root = Root::new(root);
+    let mode = CgroupMode::detect(&root).unwrap();
+    let capacity = procfs::read_capacity(&root).unwrap();
+    let index = PodIndex::new(None);
+    kube::load_file_now(&root.path("/proc/podlist.json"), None, &index).unwrap();
+    let attrs = NodeAttributes {
+        cluster_name: cfg.cluster_name.clone(),
+        node_name: cfg.node_name.clone(),
+        instance_id: Some("i-0123456789abcdef0".into()),
+        instance_type: Some("m5.large".into()),
+    };
+    Collector::new(
+        Sampler::new(root, mode, Telemetry::new()),
+        capacity,
+        Settings::from_config(&cfg, attrs),
+        Some(index),
+    )
+}
+
+/// Two cycles (the second has rates), the second one returned.
+fn cycle(enhanced: bool, destination: &str) -> Cycle {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = synthetic::Node::create(dir.path(), 3, 2);
+    // A Service over the pods of `ns0`, so that the Service dimension sets have members.
+    let list_path = dir.path().join("proc/podlist.json");
+    let mut list: Value = serde_json::from_str(&std::fs::read_to_string(&list_path).unwrap()).unwrap();
+    list["items"].as_array_mut().unwrap().push(serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "ns0"},
+        "spec": {"selector": {"app": "web"}, "publishNotReadyAddresses": true}
+    }));
+    std::fs::write(&list_path, list.to_string()).unwrap();
+    let mut c = collector(dir.path(), enhanced, destination);
+    c.collect(&SystemClock);
+    node.advance();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    c.collect(&SystemClock)
+}
+
+fn datum_pairs(c: &Cycle) -> BTreeSet<Pair> {
+    c.datums
+        .iter()
+        .map(|d| {
+            (
+                d.metric_name.to_string(),
+                d.dimensions.iter().map(|(k, _)| (*k).to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+fn directive_pairs(c: &Cycle) -> BTreeSet<Pair> {
+    let mut out = BTreeSet::new();
+    for e in &c.events {
+        let v: Value = serde_json::from_str(&e.message).unwrap();
+        for d in v["CloudWatchMetrics"].as_array().into_iter().flatten() {
+            for m in d["Metrics"].as_array().unwrap() {
+                for set in d["Dimensions"].as_array().unwrap() {
+                    let mut dims: Vec<String> = set
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|s| s.as_str().unwrap().to_string())
+                        .collect();
+                    dims.sort();
+                    out.insert((m["Name"].as_str().unwrap().to_string(), dims));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn declared(enhanced: bool, types: &BTreeSet<String>) -> BTreeSet<Pair> {
+    declare::table(enhanced)
+        .iter()
+        .filter(|d| types.contains(&format!("{:?}", d.record)))
+        .flat_map(|d| {
+            d.sets
+                .iter()
+                .map(|s| (d.metric.to_string(), s.iter().map(|x| (*x).to_string()).collect()))
+        })
+        .collect()
+}
+
+fn types(c: &Cycle) -> BTreeSet<String> {
+    c.records.iter().map(|r| format!("{:?}", r.kind)).collect()
+}
+
+#[test]
+fn every_declared_pair_is_sent_by_every_destination_in_every_mode() {
+    for enhanced in [false, true] {
+        let pmd = cycle(enhanced, "put_metric_data");
+        let emf = cycle(enhanced, "emf");
+        let both = cycle(enhanced, "both");
+        // The record types a node with pods produces, whatever the destination.
+        let all: BTreeSet<String> = [&pmd, &emf, &both].iter().flat_map(|c| types(c)).collect();
+        let cluster = [
+            RecordType::Cluster,
+            RecordType::ClusterNamespace,
+            RecordType::ClusterService,
+        ]
+        .map(|t| format!("{t:?}"));
+        assert!(
+            all.contains("PodNet") && all.contains("Pod") && all.contains("Node"),
+            "the synthetic node makes pod network records: {all:?}"
+        );
+        let want = declared(enhanced, &all);
+        assert!(!want.is_empty());
+        assert!(cluster.iter().all(|t| !all.contains(t)), "no cluster dump here");
+        let mode = if enhanced { "enhanced" } else { "standard" };
+        for (name, sent) in [
+            ("put_metric_data", datum_pairs(&pmd)),
+            ("emf", directive_pairs(&emf)),
+            ("both", datum_pairs(&both)),
+        ] {
+            let missing: Vec<&Pair> = want.difference(&sent).collect();
+            let extra: Vec<&Pair> = sent.difference(&want).collect();
+            assert!(
+                missing.is_empty() && extra.is_empty(),
+                "{mode} / {name}: declared but not sent {missing:#?}; sent but not declared {extra:#?}"
+            );
+        }
+        assert!(directive_pairs(&both).is_empty(), "both: events carry no directive");
+    }
+}

@@ -70,6 +70,8 @@ fn tailer(root: &Path) -> (Tailer, Arc<Settlements>) {
         },
         profile: RecordProfile::FluentBit,
         stream_names: StreamNames::FluentBit,
+        labels: false,
+        annotations: false,
         exclude_globs: vec![],
         dataplane_globs: vec![],
         multiline: None,

@@ -35,6 +35,8 @@ fn settings() -> TailSettings {
         },
         profile: RecordProfile::FluentBit,
         stream_names: StreamNames::FluentBit,
+        labels: false,
+        annotations: false,
         exclude_globs: vec![],
         dataplane_globs: vec!["aws-node*".into(), "kube-proxy*".into()],
         multiline: None,
@@ -915,4 +917,51 @@ fn a_deleted_pods_last_file_is_still_enriched_within_the_grace_period() {
     assert_eq!(record["log"], "last words");
     assert_eq!(record["kubernetes"]["container_image"], "shop/web:1.2", "{record}");
     assert_eq!(record["kubernetes"]["docker_id"], ID);
+}
+
+#[test]
+fn labels_and_annotations_are_added_when_asked_for_without_last_applied_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let list = serde_json::json!({"kind": "PodList", "items": [{
+        "metadata": {"name": "web-1", "namespace": "shop", "uid": "u1",
+            "labels": {"app": "web"},
+            "annotations": {"team": "payments",
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"huge\":true}"}},
+        "spec": {"nodeName": "node-a", "containers": [{"name": "web"}]},
+        "status": {"phase": "Running"}
+    }]});
+    std::fs::write(root.join("pods.json"), list.to_string()).unwrap();
+    let index = kinsight::kube::PodIndex::new(None);
+    let scope = kinsight::kube::NodeScope::NodeOfClusterDump("node-a".into());
+    kinsight::kube::load_file_scoped(&root.join("pods.json"), &scope, &index).unwrap();
+    let d = root.join("var/log/pods/shop_web-1_u1/web");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("0.log"), "2026-12-06T10:00:00Z stdout F hi\n").unwrap();
+    let state = root.join("var/lib/kinsight");
+    std::fs::create_dir_all(&state).unwrap();
+    let read = |labels: bool, annotations: bool| -> Value {
+        let mut s = settings();
+        s.labels = labels;
+        s.annotations = annotations;
+        let mut tailer = Tailer::new(
+            s,
+            ConfinedRoot::open(root).unwrap(),
+            Some(index.clone()),
+            Arc::new(Settlements::default()),
+            None,
+        );
+        tailer.discover(Duration::ZERO);
+        let (events, _) = tailer.read_round(Duration::ZERO, WALL);
+        serde_json::from_str(&events[0].message).unwrap()
+    };
+    let off = read(false, false);
+    assert!(off["kubernetes"].get("labels").is_none() && off["kubernetes"].get("annotations").is_none());
+    let on = read(true, true);
+    assert_eq!(on["kubernetes"]["labels"], serde_json::json!({"app": "web"}));
+    assert_eq!(
+        on["kubernetes"]["annotations"],
+        serde_json::json!({"team": "payments"}),
+        "{on}"
+    );
 }

@@ -68,6 +68,10 @@ pub const RESTART_KEYS: &[Key] = &[
     ("kinsight.logs.oversize_event", |a, b| {
         a.logs.oversize_event != b.logs.oversize_event
     }),
+    ("kinsight.logs.labels", |a, b| a.logs.labels != b.logs.labels),
+    ("kinsight.logs.annotations", |a, b| {
+        a.logs.annotations != b.logs.annotations
+    }),
     ("kinsight.logs.disk_pressure_free_percent", |a, b| {
         a.logs.disk_pressure_free_percent != b.logs.disk_pressure_free_percent
     }),

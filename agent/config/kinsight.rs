@@ -127,15 +127,23 @@ fn metrics(mut o: Obj<'_>, cx: &mut Ctx, default_source: MetadataSource) -> Metr
 
 /// `kinsight.logs`.
 fn logs(mut o: Obj<'_>, cx: &mut Ctx, force_flush_interval: Duration, endpoint_override: Option<String>) -> Logs {
+    let record_profile = o
+        .choice(cx, "record_profile", &RECORD_PROFILES)
+        .unwrap_or(RecordProfile::FluentBit);
     let l = Logs {
         // bool, default true: the log pipeline (application, dataplane and host groups).
         enabled: o.bool(cx, "enabled", true),
         // From `logs.logs_collected.files.collect_list` (filled in by the caller).
         collect_list: Vec::new(),
-        // "fluent-bit" | "fluentd", default "fluent-bit": application record shape.
-        record_profile: o
-            .choice(cx, "record_profile", &RECORD_PROFILES)
-            .unwrap_or(RecordProfile::FluentBit),
+        // "fluent-bit" | "fluentd", default "fluent-bit": application record shape (read above).
+        record_profile,
+        // bool, default true with record_profile fluentd, else false: pod labels in
+        // application records (the Container Insights Fluent Bit set-up has `Labels Off`, the
+        // fluentd one kept them).
+        labels: o.bool(cx, "labels", record_profile == RecordProfile::Fluentd),
+        // bool, default false: pod annotations in application records (`Annotations Off` in
+        // both set-ups).
+        annotations: o.bool(cx, "annotations", false),
         // "fluent-bit" | "fluentd", default "fluent-bit": log stream names.
         stream_names: o
             .choice(cx, "stream_names", &STREAM_NAMES)

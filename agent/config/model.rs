@@ -234,6 +234,7 @@ pub struct LogFilter {
     pub expression: String,
 }
 
+#[expect(clippy::struct_excessive_bools, reason = "one field per boolean key of the file")]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Logs {
     pub enabled: bool,
@@ -241,6 +242,11 @@ pub struct Logs {
     pub collect_list: Vec<CollectFile>,
     pub record_profile: RecordProfile,
     pub stream_names: StreamNames,
+    /// Pod labels in application records (default: on for the fluentd profile, off for Fluent
+    /// Bit's, as each set-up had them).
+    pub labels: bool,
+    /// Pod annotations in application records.
+    pub annotations: bool,
     /// Container log files (by `/var/log/containers` basename glob) that are not shipped.
     pub exclude_container_globs: Vec<String>,
     pub dataplane_container_globs: Vec<String>,

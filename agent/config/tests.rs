@@ -61,6 +61,12 @@ fn an_empty_object_takes_every_default() {
     let l = &cfg.logs;
     assert!(l.enabled && l.create_log_groups && !l.honour_exclude_annotation);
     assert_eq!(l.disk_pressure_free_percent, 15);
+    assert!(
+        !l.labels && !l.annotations,
+        "the Fluent Bit set-up has Labels Off, Annotations Off"
+    );
+    let fluentd = ok(r#"{"kinsight": {"logs": {"record_profile": "fluentd"}}}"#, &local());
+    assert!(fluentd.logs.labels, "the fluentd set-up kept labels");
     assert_eq!(l.record_profile, RecordProfile::FluentBit);
     assert_eq!(l.stream_names, StreamNames::FluentBit);
     assert!(l.exclude_container_globs.is_empty());

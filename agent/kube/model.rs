@@ -220,9 +220,13 @@ pub struct PodInfo {
     /// which a static pod's cgroup path carries instead of `metadata.uid`.
     pub mirror_of: Option<String>,
     /// The pod's `fluentbit.io/exclude[_stream][-container]: "true"` annotations (Fluent Bit's
-    /// `K8S-Logging.Exclude`), the only annotations kept: the log pipeline honours them when
+    /// `K8S-Logging.Exclude`): the log pipeline honours them when
     /// `kinsight.logs.honour_exclude_annotation` is on.
     pub log_exclusions: Vec<LogExclusion>,
+    /// `metadata.annotations`, for log records when `kinsight.logs.annotations` is on, without
+    /// `kubectl.kubernetes.io/last-applied-configuration` (a copy of the whole object, often
+    /// kilobytes, that would be repeated in every log record).
+    pub annotations: BTreeMap<String, String>,
     /// `spec.containers` in spec order, each joined with its status by name; statuses without a
     /// spec container follow, with no resources.
     pub containers: Vec<ContainerInfo>,

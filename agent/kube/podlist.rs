@@ -27,6 +27,9 @@ use super::quantity::Quantity;
 use super::service::{ServiceSelector, service_for};
 use super::workload::{OwnerRef, derive_workload};
 
+/// `kubectl apply`'s copy of the object: never kept (see `PodInfo::annotations`).
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// The annotation of a mirror pod that carries its static pod's config hash
 /// (`kubernetes/kubernetes` `pkg/kubelet/types/pod_update.go` `ConfigMirrorAnnotationKey`).
 pub const CONFIG_MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
@@ -375,9 +378,15 @@ impl RawPod {
             .iter()
             .filter_map(|(k, v)| super::model::LogExclusion::parse(k, v))
             .collect();
+        let mirror_of = annotations
+            .get(CONFIG_MIRROR_ANNOTATION)
+            .filter(|h| !h.is_empty())
+            .cloned();
+        annotations.remove(LAST_APPLIED_ANNOTATION);
         Some(PodInfo {
-            mirror_of: annotations.remove(CONFIG_MIRROR_ANNOTATION).filter(|h| !h.is_empty()),
+            mirror_of,
             log_exclusions,
+            annotations,
             uid,
             name,
             namespace,

@@ -116,6 +116,7 @@ mod tests {
             host_network: false,
             mirror_of: None,
             log_exclusions: Vec::new(),
+            annotations: std::collections::BTreeMap::new(),
             containers: restarts
                 .iter()
                 .enumerate()

@@ -62,7 +62,32 @@ pub struct ContainerMeta {
     pub container_image: Option<String>,
     /// `imageID` as the pod status has it (fluentd's `container_image_id`).
     pub container_image_id: Option<String>,
+    /// Empty unless `kinsight.logs.labels`.
     pub labels: Vec<(String, String)>,
+    /// Empty unless `kinsight.logs.annotations`.
+    pub annotations: Vec<(String, String)>,
+}
+
+/// `"key":{"k":"v",…}` after the fields before it, when `pairs` is not empty.
+fn object(out: &mut String, first: &mut bool, key: &str, pairs: &[(String, String)]) {
+    if pairs.is_empty() {
+        return;
+    }
+    if !*first {
+        out.push(',');
+    }
+    *first = false;
+    push_json_str(out, key);
+    out.push_str(":{");
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(out, k);
+        out.push(':');
+        push_json_str(out, v);
+    }
+    out.push('}');
 }
 
 /// The `kubernetes` object (or, for fluentd, `docker` + `kubernetes`), serialised once per file:
@@ -85,6 +110,8 @@ pub fn kubernetes_suffix(profile: RecordProfile, m: &ContainerMeta) -> String {
             field(&mut out, &mut first, "pod_name", &m.pod_name);
             field(&mut out, &mut first, "namespace_name", &m.namespace);
             field(&mut out, &mut first, "pod_id", &m.pod_id);
+            object(&mut out, &mut first, "labels", &m.labels);
+            object(&mut out, &mut first, "annotations", &m.annotations);
             field(&mut out, &mut first, "host", &m.host);
             field(&mut out, &mut first, "container_name", &m.container_name);
             for (k, v) in [
@@ -118,21 +145,8 @@ pub fn kubernetes_suffix(profile: RecordProfile, m: &ContainerMeta) -> String {
                     field(&mut out, &mut first, k, v);
                 }
             }
-            if !m.labels.is_empty() {
-                if !first {
-                    out.push(',');
-                }
-                out.push_str("\"labels\":{");
-                for (i, (k, v)) in m.labels.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    push_json_str(&mut out, k);
-                    out.push(':');
-                    push_json_str(&mut out, v);
-                }
-                out.push('}');
-            }
+            object(&mut out, &mut first, "labels", &m.labels);
+            object(&mut out, &mut first, "annotations", &m.annotations);
             out.push('}');
         }
     }
@@ -417,7 +431,8 @@ mod tests {
             container_hash: Some("registry/web@sha256:ab".into()),
             container_image: Some("registry/web:1".into()),
             container_image_id: Some("docker-pullable://registry/web@sha256:ab".into()),
-            labels: vec![("app".into(), "web".into())],
+            labels: Vec::new(),
+            annotations: Vec::new(),
         }
     }
 
@@ -462,6 +477,7 @@ mod tests {
     fn the_fluentd_shape_drops_empty_fields_and_carries_logtag() {
         let mut m = meta();
         m.container_image = None;
+        m.labels = vec![("app".into(), "web".into())];
         let shape = Shape::Application {
             profile: RecordProfile::Fluentd,
             suffix: kubernetes_suffix(RecordProfile::Fluentd, &m).into(),
@@ -476,6 +492,27 @@ mod tests {
         assert!(v["kubernetes"].get("container_image").is_none());
         assert!(v.get("time").is_none(), "fluentd removed time from the record");
         assert!(e.messages[0].starts_with("{\"log\":"));
+    }
+
+    #[test]
+    fn labels_and_annotations_sit_where_fluent_bit_puts_them_when_asked_for() {
+        let mut m = meta();
+        m.labels = vec![("app".into(), "web".into()), ("tier".into(), "front".into())];
+        m.annotations = vec![("team".into(), "a\"b".into())];
+        let suffix = kubernetes_suffix(RecordProfile::FluentBit, &m);
+        assert!(
+            suffix.contains(
+                "\"pod_id\":\"198f7dd2-2270-11ea-be47-0a5d932f5920\",\"labels\":{\"app\":\"web\",\"tier\":\"front\"},\
+                 \"annotations\":{\"team\":\"a\\\"b\"},\"host\":"
+            ),
+            "{suffix}"
+        );
+        let fluentd = kubernetes_suffix(RecordProfile::Fluentd, &m);
+        let v: serde_json::Value = serde_json::from_str(&format!("{{\"log\":\"x\"{fluentd}")).unwrap();
+        assert_eq!(v["kubernetes"]["annotations"]["team"], "a\"b");
+        assert_eq!(v["kubernetes"]["labels"]["tier"], "front");
+        let plain = kubernetes_suffix(RecordProfile::FluentBit, &meta());
+        assert!(!plain.contains("labels") && !plain.contains("annotations"), "{plain}");
     }
 
     #[test]

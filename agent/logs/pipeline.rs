@@ -120,6 +120,8 @@ pub fn settings(
             collect,
         },
         profile: l.record_profile,
+        labels: l.labels,
+        annotations: l.annotations,
         stream_names: l.stream_names,
         exclude_globs: l.exclude_container_globs.clone(),
         dataplane_globs: l.dataplane_container_globs.clone(),

@@ -50,6 +50,7 @@ pub const ROTATED_QUIET: Duration = Duration::from_secs(10);
 pub const DELETED_QUIET: Duration = Duration::from_secs(5);
 
 /// How the tailer reads and writes records; built from the configuration.
+#[expect(clippy::struct_excessive_bools, reason = "each a switch of the configuration")]
 #[derive(Debug, Clone)]
 pub struct TailSettings {
     pub cluster: String,
@@ -57,6 +58,9 @@ pub struct TailSettings {
     pub places: Places,
     pub profile: RecordProfile,
     pub stream_names: StreamNames,
+    /// Pod labels and annotations in application records.
+    pub labels: bool,
+    pub annotations: bool,
     pub exclude_globs: Vec<String>,
     pub dataplane_globs: Vec<String>,
     /// Multiline rule and the basename globs it applies to.
@@ -742,7 +746,12 @@ impl Tailer {
                 .as_deref()
                 .map(|i| i.split_once("://").map_or(i, |(_, rest)| rest).to_string());
         }
-        m.labels = pod.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if self.settings.labels {
+            m.labels = pod.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        }
+        if self.settings.annotations {
+            m.annotations = pod.annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        }
         (m, true)
     }
 

@@ -12,6 +12,9 @@ pub struct Env {
     pub host_name: Option<String>,
     /// `HOST_IP`: the node's IP (downward API `status.hostIP`); informational, no kubelet calls.
     pub host_ip: Option<String>,
+    /// `POD_IP`: the agent pod's IP (downward API `status.podIP`); the telemetry endpoint binds
+    /// it by default.
+    pub pod_ip: Option<String>,
     /// `K8S_NAMESPACE`: the agent's namespace (leader Lease namespace).
     pub k8s_namespace: Option<String>,
     /// `K8S_CLUSTER_NAME`: cluster-name fallback after the config key, as in the `CloudWatch` agent.
@@ -74,6 +77,7 @@ impl Env {
         Env {
             host_name: get("HOST_NAME"),
             host_ip: get("HOST_IP"),
+            pod_ip: get("POD_IP"),
             k8s_namespace: get("K8S_NAMESPACE"),
             k8s_cluster_name: get("K8S_CLUSTER_NAME"),
             aws_region: get("AWS_REGION"),

@@ -34,6 +34,6 @@ mod tests;
 
 pub use env::{AwsEnv, Env};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
-pub use kinsight::{DEFAULT_LISTEN_ADDRESS, MAX_EVENT_BYTES};
+pub use kinsight::{MAX_EVENT_BYTES, TELEMETRY_PORT, default_listen_address};
 pub use model::*;
 pub use parse::{DEFAULT_CONFIG, Inputs, LOCAL_CLUSTER_NAME, load_file, load_str};

@@ -113,6 +113,16 @@ fn validate(root: &Value, inputs: &Inputs) -> Result<Config, ConfigErrors> {
         },
         force_flush_interval: logs.force_flush_interval,
         logs_endpoint_override: logs.endpoint_override.clone(),
+        pod_ip: inputs.env.pod_ip.as_deref().and_then(|ip| {
+            ip.parse()
+                .map_err(|_| {
+                    cx.error(
+                        "env POD_IP",
+                        ErrorKind::invalid(format!("{ip:?} is not an IP address (downward API status.podIP)")),
+                    );
+                })
+                .ok()
+        }),
     };
     let kinsight = kinsight::section(top.object(&mut cx, "kinsight"), &mut cx, given);
     // The CloudWatch agent's other top-level sections: a pasted file loads, with a warning.

@@ -94,7 +94,8 @@ fn an_empty_object_takes_every_default() {
             logs_role_arn: None
         }
     );
-    let addr: SocketAddr = "0.0.0.0:9464".parse().unwrap();
+    // No POD_IP in these inputs: loopback, never every interface unless asked.
+    let addr: SocketAddr = "127.0.0.1:9464".parse().unwrap();
     assert_eq!(cfg.telemetry.listen_address, Some(addr));
     assert_eq!(cfg.telemetry.log_format, LogFormat::Text);
     assert!(cfg.warnings.is_empty());
@@ -566,4 +567,27 @@ fn output_parse_is_shared_with_the_cli() {
         Err("\"dir:\" needs a directory, as in \"dir:/tmp/kinsight\"".to_owned())
     );
     assert!(OutputKind::parse("s3").is_err());
+}
+
+#[test]
+fn telemetry_binds_the_pod_ip_by_default_and_every_interface_only_when_asked() {
+    let mut with_pod_ip = local();
+    with_pod_ip.env.pod_ip = Some("10.0.3.7".into());
+    let cfg = ok("{}", &with_pod_ip);
+    assert_eq!(cfg.telemetry.listen_address, Some("10.0.3.7:9464".parse().unwrap()));
+    with_pod_ip.env.pod_ip = Some("fd00::7".into());
+    let cfg = ok("{}", &with_pod_ip);
+    assert_eq!(cfg.telemetry.listen_address, Some("[fd00::7]:9464".parse().unwrap()));
+
+    let cfg = ok(
+        r#"{"kinsight":{"telemetry":{"listen_address":"0.0.0.0:9464"}}}"#,
+        &with_pod_ip,
+    );
+    assert_eq!(cfg.telemetry.listen_address, Some("0.0.0.0:9464".parse().unwrap()));
+
+    with_pod_ip.env.pod_ip = Some("ten.zero".into());
+    assert_eq!(
+        errors("{}", &with_pod_ip),
+        vec![r#"env POD_IP: "ten.zero" is not an IP address (downward API status.podIP)"#]
+    );
 }

@@ -162,8 +162,12 @@ pub(super) fn output(
 
 /// The startup log lines: warnings of the config, then one line naming what runs.
 pub(super) fn log_startup(cfg: &Config, outside: &Outside) {
-    for w in &cfg.warnings {
+    let (shown, more) = crate::config::printed(&cfg.warnings);
+    for w in shown {
         tracing::warn!("{w}");
+    }
+    if more > 0 {
+        tracing::warn!(more, "more configuration warnings not shown");
     }
     if cfg.kubernetes.enhanced_container_insights {
         // Never ignore the flag silently: name what is not implemented.

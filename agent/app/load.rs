@@ -38,15 +38,7 @@ fn read(outside: &Outside) -> Result<Option<String>, ConfigErrors> {
     let Some(path) = &outside.config_path else {
         return Ok(None);
     };
-    std::fs::read_to_string(path).map(Some).map_err(|e| {
-        ConfigErrors(vec![config::ConfigError {
-            path: String::new(),
-            kind: config::ErrorKind::Io {
-                file: path.clone(),
-                message: e.to_string(),
-            },
-        }])
-    })
+    config::read_file(path).map(Some)
 }
 
 fn validate(outside: &Outside, text: Option<&str>, inputs: &Inputs) -> Result<Config, ConfigErrors> {

@@ -85,7 +85,7 @@ pub(super) fn section(mut o: Obj<'_>, cx: &mut Ctx, given: Given) -> Kinsight {
         output: o.parsed(cx, "output", values::output),
         // string, no default: the node name; wins over
         // logs.metrics_collected.kubernetes.host_name, HOST_NAME and the host name.
-        node_name: o.parsed(cx, "node_name", values::non_empty),
+        node_name: o.parsed(cx, "node_name", values::node_name),
         metrics: metrics(o.object(cx, "metrics"), cx, given.default_metadata_source),
         logs: logs(
             o.object(cx, "logs"),

@@ -39,6 +39,11 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.json");
 /// The interval when neither config key sets one (the `CloudWatch` agent's default).
 const DEFAULT_INTERVAL_SECS: u64 = 60;
 
+/// The largest configuration file kinsight reads: a `ConfigMap` holds at most 1 MiB
+/// (<https://kubernetes.io/docs/concepts/configuration/configmap/>), so a larger file did not
+/// come from one, and the cap bounds the memory a load can take.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+
 /// The cluster name of a local run without one configured.
 pub const LOCAL_CLUSTER_NAME: &str = "local";
 
@@ -64,6 +69,12 @@ pub struct Inputs {
 
 /// Parses and validates `text`. Pure: no IO. Returns every error found, sorted by path.
 pub fn load_str(text: &str, inputs: &Inputs) -> Result<Config, ConfigErrors> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            kind: too_large(text.len() as u64),
+        }]));
+    }
     let value: Value = serde_json::from_str(text).map_err(|e| ConfigErrors(vec![malformed(&e)]))?;
     validate(&value, inputs)
 }
@@ -71,7 +82,15 @@ pub fn load_str(text: &str, inputs: &Inputs) -> Result<Config, ConfigErrors> {
 /// Reads `path` and calls [`load_str`]. A read error is one error with an empty path; malformed
 /// JSON is reported with the file name as its path.
 pub fn load_file(path: &Path, inputs: &Inputs) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read_file(path)?;
+    load_str(&text, inputs).map_err(|errors| errors.in_file(path))
+}
+
+/// Reads a configuration file of at most [`MAX_FILE_BYTES`] as UTF-8; anything larger is
+/// refused after reading one byte past the cap, whatever its size.
+pub fn read_file(path: &Path) -> Result<String, ConfigErrors> {
+    use std::io::Read as _;
+    let io_error = |e: &dyn std::fmt::Display| {
         ConfigErrors(vec![ConfigError {
             path: String::new(),
             kind: ErrorKind::Io {
@@ -79,8 +98,27 @@ pub fn load_file(path: &Path, inputs: &Inputs) -> Result<Config, ConfigErrors> {
                 message: e.to_string(),
             },
         }])
-    })?;
-    load_str(&text, inputs).map_err(|errors| errors.in_file(path))
+    };
+    let file = std::fs::File::open(path).map_err(|e| io_error(&e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(&e))?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(ConfigErrors(vec![ConfigError {
+            path: path.display().to_string(),
+            kind: too_large(bytes.len() as u64),
+        }]));
+    }
+    String::from_utf8(bytes).map_err(|e| io_error(&e))
+}
+
+/// The error for a file over [`MAX_FILE_BYTES`]; `seen` is how much was read.
+pub fn too_large(seen: u64) -> ErrorKind {
+    ErrorKind::invalid(format!(
+        "the file is larger than {MAX_FILE_BYTES} bytes (1 MiB, the most a ConfigMap holds); read {seen} \
+         bytes before stopping"
+    ))
 }
 
 fn malformed(e: &serde_json::Error) -> ConfigError {

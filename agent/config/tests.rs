@@ -591,3 +591,46 @@ fn telemetry_binds_the_pod_ip_by_default_and_every_interface_only_when_asked() {
         vec![r#"env POD_IP: "ten.zero" is not an IP address (downward API status.podIP)"#]
     );
 }
+
+#[test]
+fn a_file_over_one_mebibyte_is_refused_without_reading_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("cwagentconfig.json");
+    // sparse: 100 MB on paper, nothing on disk
+    std::fs::File::create(&big).unwrap().set_len(100 * 1024 * 1024).unwrap();
+    let e = load_file(&big, &local()).unwrap_err().to_string();
+    assert!(
+        e.ends_with(&format!(
+            "the file is larger than {MAX_FILE_BYTES} bytes (1 MiB, the most a ConfigMap holds); read {} bytes before stopping",
+            MAX_FILE_BYTES + 1
+        )),
+        "{e}"
+    );
+    assert!(e.starts_with(&big.display().to_string()), "{e}");
+
+    let text = format!("{{\"agent\":{{\"region\":\"{}\"}}}}", "a".repeat(MAX_FILE_BYTES));
+    let e = load_str(&text, &local()).unwrap_err().to_string();
+    assert!(e.starts_with("the file is larger than 1048576 bytes"), "{e}");
+}
+
+#[test]
+fn many_unknown_keys_print_twenty_errors_and_a_count() {
+    let keys: Vec<String> = (0..80_000).map(|i| format!("\"k{i}\":0")).collect();
+    let text = format!("{{\"agent\":{{{}}}}}", keys.join(","));
+    assert!(text.len() < MAX_FILE_BYTES);
+    let errors = load_str(&text, &local()).unwrap_err();
+    assert_eq!(errors.len(), 80_000);
+    let printed = errors.to_string();
+    assert_eq!(printed.lines().count(), MAX_PRINTED + 1, "{printed}");
+    assert!(printed.ends_with("… and 79980 more errors (80000 in all)"), "{printed}");
+}
+
+#[test]
+fn a_ten_megabyte_region_is_refused_by_its_length() {
+    let mut env = local();
+    env.env.aws_region = Some("a".repeat(10 * 1024 * 1024));
+    assert_eq!(
+        errors("{}", &env),
+        vec!["env AWS_REGION: a region of 10485760 bytes; at most 63 are allowed"]
+    );
+}

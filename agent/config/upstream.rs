@@ -170,7 +170,7 @@ fn kubernetes(mut o: Obj<'_>, cx: &mut Ctx) -> Kubernetes {
         // presence makes `apiserver` the default metadata source.
         kube_config_path: o.parsed(cx, "kube_config_path", |s| values::non_empty(s).map(PathBuf::from)),
         // string, no default: the node name; below kinsight.node_name, above HOST_NAME.
-        host_name: o.parsed(cx, "host_name", values::non_empty),
+        host_name: o.parsed(cx, "host_name", values::node_name),
     };
     // integer seconds: high-frequency GPU collection; accepted and ignored.
     if o.uint(

@@ -54,8 +54,41 @@ pub(super) fn is_log_group_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '#')
 }
 
+/// A region is one label of every service host name (`monitoring.us-east-1.amazonaws.com`), and
+/// a DNS label is at most 63 octets (RFC 1035, section 2.3.4).
+const MAX_REGION: usize = 63;
+
+/// `RoleArn` of `AssumeRole` is 20 to 2048 characters.
+/// <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html>
+const ROLE_ARN_LEN: std::ops::RangeInclusive<usize> = 20..=2048;
+
+/// A Kubernetes node name is a DNS subdomain name: at most 253 characters (RFC 1123, as
+/// <https://kubernetes.io/docs/concepts/overview/working-with-objects/names/> states).
+const MAX_NODE_NAME: usize = 253;
+
+/// `PATH_MAX` of Linux (`include/uapi/linux/limits.h`): 4096 bytes with the final NUL.
+const MAX_PATH: usize = 4095;
+
+/// Refuses a value longer than `max` bytes before any other rule looks at it.
+fn at_most(s: &str, max: usize, what: &str) -> Result<(), ErrorKind> {
+    if s.len() > max {
+        return Err(ErrorKind::invalid(format!(
+            "{what} of {} bytes; at most {max} are allowed",
+            s.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A node name: non-empty, at most 253 characters.
+pub(super) fn node_name(s: &str) -> Result<String, ErrorKind> {
+    at_most(s, MAX_NODE_NAME, "a node name")?;
+    non_empty(s)
+}
+
 /// AWS regions: lowercase letters, digits and `-` (`us-east-1`, `us-gov-west-1`).
 pub(super) fn region(s: &str) -> Result<String, ErrorKind> {
+    at_most(s, MAX_REGION, "a region")?;
     let ok = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -72,6 +105,14 @@ pub(super) fn region(s: &str) -> Result<String, ErrorKind> {
 
 /// IAM role ARNs: `arn:<partition>:iam::<12-digit account>:role/<path and name>`.
 pub(super) fn role_arn(s: &str) -> Result<String, ErrorKind> {
+    if !ROLE_ARN_LEN.contains(&s.len()) {
+        return Err(ErrorKind::invalid(format!(
+            "a role ARN of {} bytes; AssumeRole takes {} to {}",
+            s.len(),
+            ROLE_ARN_LEN.start(),
+            ROLE_ARN_LEN.end()
+        )));
+    }
     let parts: Vec<&str> = s.splitn(6, ':').collect();
     let ok = matches!(
         parts.as_slice(),
@@ -154,6 +195,7 @@ pub(super) fn glob(s: &str) -> Result<String, ErrorKind> {
 /// An absolute host path. `.` and `..` components are refused: every host path is resolved
 /// under `--host-root`, and a `..` could only mean leaving the directory it names.
 pub(super) fn absolute_path(s: &str) -> Result<PathBuf, ErrorKind> {
+    at_most(s, MAX_PATH, "a path")?;
     let path = PathBuf::from(s);
     if !path.is_absolute() {
         return Err(ErrorKind::NotAbsolute { value: s.to_owned() });
@@ -205,6 +247,16 @@ pub(super) fn socket_address(s: &str) -> Result<SocketAddr, ErrorKind> {
     })
 }
 
+/// A path given with `dir:` or `file:` (in the container, relative or absolute) may not climb
+/// with `..`: it names a directory or file, never a way out of one.
+fn no_parent_components(s: &str) -> Result<(), ErrorKind> {
+    at_most(s, MAX_PATH, "a path")?;
+    if s.split('/').any(|c| c == "..") {
+        return Err(ErrorKind::invalid(format!("{s:?}: '..' components are not allowed")));
+    }
+    Ok(())
+}
+
 /// `cloudwatch`, `stdout` or `dir:PATH` (config key `kinsight.output` and the `--output` flag).
 pub(super) fn output(s: &str) -> Result<OutputKind, ErrorKind> {
     match s {
@@ -214,7 +266,7 @@ pub(super) fn output(s: &str) -> Result<OutputKind, ErrorKind> {
             Some("") => Err(ErrorKind::invalid(
                 "\"dir:\" needs a directory, as in \"dir:/tmp/kinsight\"",
             )),
-            Some(dir) => Ok(OutputKind::Dir(PathBuf::from(dir))),
+            Some(dir) => no_parent_components(dir).map(|()| OutputKind::Dir(PathBuf::from(dir))),
             None => Err(ErrorKind::InvalidValue {
                 value: s.to_owned(),
                 allowed: vec!["cloudwatch", "stdout", "dir:PATH"],
@@ -232,7 +284,7 @@ pub(super) fn metadata_source(s: &str) -> Result<MetadataSource, ErrorKind> {
             Some("") => Err(ErrorKind::invalid(
                 "\"file:\" needs the path of a PodList JSON file, as in \"file:/tmp/pods.json\"",
             )),
-            Some(file) => Ok(MetadataSource::File(PathBuf::from(file))),
+            Some(file) => no_parent_components(file).map(|()| MetadataSource::File(PathBuf::from(file))),
             None => Err(ErrorKind::InvalidValue {
                 value: s.to_owned(),
                 allowed: vec!["apiserver", "file:PATH", "none"],
@@ -273,6 +325,36 @@ mod tests {
         assert!(role_arn("arn:aws:iam::123456789012:user/x").is_err());
         assert!(role_arn("arn:aws:iam::123456789012:role/").is_err());
         assert!(role_arn("kinsight").is_err());
+    }
+
+    #[test]
+    fn lengths_are_bounded_where_aws_and_linux_bound_them() {
+        assert!(region(&"a".repeat(63)).is_ok());
+        let e = region(&"a".repeat(10 * 1024 * 1024)).unwrap_err().to_string();
+        assert_eq!(e, "a region of 10485760 bytes; at most 63 are allowed");
+        let arn = format!("arn:aws:iam::123456789012:role/{}", "r".repeat(2048 - 31));
+        assert_eq!(arn.len(), 2048);
+        assert!(role_arn(&arn).is_ok());
+        assert!(
+            role_arn(&format!("{arn}r"))
+                .unwrap_err()
+                .to_string()
+                .contains("AssumeRole takes 20 to 2048")
+        );
+        assert!(node_name(&"n".repeat(253)).is_ok());
+        assert!(node_name(&"n".repeat(254)).is_err());
+        assert!(node_name("").is_err());
+        assert!(absolute_path(&format!("/{}", "p".repeat(4094))).is_ok());
+        assert!(absolute_path(&format!("/{}", "p".repeat(4095))).is_err());
+    }
+
+    #[test]
+    fn dir_and_file_paths_may_not_climb() {
+        assert!(output("dir:/tmp/../etc").is_err());
+        assert!(output("dir:out/x").is_ok());
+        assert!(metadata_source("file:../pods.json").is_err());
+        assert!(metadata_source("file:/var/lib/../pods.json").is_err());
+        assert!(metadata_source("file:/tmp/pods.json").is_ok());
     }
 
     #[test]

@@ -410,3 +410,35 @@ fn local_output_makes_no_aws_call() {
     out.assert_code(0);
     assert!(line(&out, "aws identity").starts_with("SKIP"));
 }
+
+#[test]
+fn even_a_trace_log_shows_no_key_id_secret_or_signature() {
+    const KEY_ID: &str = "AKIATRACEHYGIENE0001";
+    const SECRET: &str = "traceHygieneSecretKey000000000000000000001";
+    let dir = TempDir::new().unwrap();
+    let cw = fake_cloudwatch();
+    let cfg = config(dir.path(), &serde_json::json!({}), &serde_json::json!({}));
+    // Every AWS endpoint on the fake: STS answers 404 (the identity line fails), PutMetricData
+    // is signed and accepted.
+    let out = run(check(&cfg, &["--send-test"])
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", cw.url())
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH", cw.url())
+        .env("KINSIGHT_LOG", "trace"));
+    let signed = cw
+        .requests()
+        .into_iter()
+        .find_map(|r| r.header("authorization").map(str::to_owned))
+        .unwrap_or_else(|| panic!("nothing signed reached the fake:\n{}", out.stderr));
+    assert!(signed.contains(&format!("Credential={KEY_ID}/")), "{signed}");
+    let signature = signed.rsplit("Signature=").next().unwrap().to_owned();
+    assert!(
+        out.stderr.contains("DEBUG"),
+        "KINSIGHT_LOG was applied:\n{}",
+        out.stderr
+    );
+    assert_no_secrets(&out, &[KEY_ID, SECRET, &signature]);
+}

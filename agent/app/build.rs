@@ -160,8 +160,9 @@ pub(super) fn output(
     }
 }
 
-/// The startup log lines: warnings of the config, then one line naming what runs.
-pub(super) fn log_startup(cfg: &Config, outside: &Outside) {
+/// The config's warnings, first thing at startup: before any AWS call, so that an endpoint
+/// override is named before a request goes to it.
+pub(super) fn log_config_warnings(cfg: &Config) {
     let (shown, more) = crate::config::printed(&cfg.warnings);
     for w in shown {
         tracing::warn!("{w}");
@@ -169,6 +170,10 @@ pub(super) fn log_startup(cfg: &Config, outside: &Outside) {
     if more > 0 {
         tracing::warn!(more, "more configuration warnings not shown");
     }
+}
+
+/// The startup log lines after the identity: one line naming what runs.
+pub(super) fn log_startup(cfg: &Config, outside: &Outside) {
     if cfg.kubernetes.enhanced_container_insights {
         // Never ignore the flag silently: name what is not implemented.
         tracing::warn!(

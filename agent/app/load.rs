@@ -80,7 +80,7 @@ pub(super) async fn resolve_cluster_name(
     }
     let node = crate::auth::node_metadata(&outside.env.aws).await;
     let (name, _) =
-        crate::auth::resolve_cluster_name(None, &outside.env, aws.map(|a| &a.metrics), node.instance_id.as_deref())
+        crate::auth::resolve_cluster_name(None, &outside.env, aws.map(|a| &a.ec2), node.instance_id.as_deref())
             .await
             .map_err(AppError::Auth)?;
     tracing::info!(cluster = %name, "cluster name from the EC2 instance tag kubernetes.io/cluster/<name>=owned");

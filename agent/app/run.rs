@@ -331,6 +331,7 @@ async fn start(
     telemetry: &Telemetry,
     stopping: &CancellationToken,
 ) -> Result<(Started, Loaded), AppError> {
+    build::log_config_warnings(&loaded.cfg);
     let mut sup = Supervisor::new(telemetry.clone(), stopping.clone());
     let aws_owner = stopping.child_token();
     let mut aws = build::aws(&loaded.cfg, outside, telemetry, &aws_owner).await?;

@@ -138,7 +138,10 @@ fn malformed(e: &serde_json::Error) -> ConfigError {
 
 /// The walk over a parsed document.
 fn validate(root: &Value, inputs: &Inputs) -> Result<Config, ConfigErrors> {
-    let mut cx = Ctx::default();
+    let mut cx = Ctx {
+        allow_plain_http: inputs.env.allow_plain_http_endpoints,
+        ..Ctx::default()
+    };
     let mut top = Obj::root(&mut cx, root);
     let agent = upstream::agent(top.object(&mut cx, "agent"), &mut cx);
     let logs = upstream::logs(top.object(&mut cx, "logs"), &mut cx);
@@ -170,6 +173,7 @@ fn validate(root: &Value, inputs: &Inputs) -> Result<Config, ConfigErrors> {
     }
     top.finish(&mut cx);
 
+    env_endpoints(&mut cx, &inputs.env);
     let config = assemble(&mut cx, agent, logs, kinsight, inputs);
     if cx.errors.is_empty() {
         Ok(Config {
@@ -179,6 +183,37 @@ fn validate(root: &Value, inputs: &Inputs) -> Result<Config, ConfigErrors> {
     } else {
         cx.errors.sort_by(|a, b| a.path.cmp(&b.path));
         Err(ConfigErrors(cx.errors))
+    }
+}
+
+/// The SDK's endpoint variables (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`) obey the same
+/// rules as the config's overrides: the SDK sends signed requests to them. (The credential
+/// endpoints need no rule here: `AWS_CONTAINER_CREDENTIALS_FULL_URI` is checked by aws-config's
+/// `ecs` provider — loopback or the EKS Pod Identity agent's link-local addresses for `http` —
+/// and IMDS is link-local by design.)
+fn env_endpoints(cx: &mut Ctx, env: &super::env::Env) {
+    let aws = &env.aws;
+    for (name, value) in [
+        ("AWS_ENDPOINT_URL", &aws.endpoint_url),
+        ("AWS_ENDPOINT_URL_STS", &aws.endpoint_url_sts),
+        ("AWS_ENDPOINT_URL_CLOUDWATCH", &aws.endpoint_url_cloudwatch),
+        ("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", &aws.endpoint_url_cloudwatch_logs),
+        ("AWS_ENDPOINT_URL_EC2", &aws.endpoint_url_ec2),
+    ] {
+        let Some(value) = value else { continue };
+        let path = format!("env {name}");
+        match values::endpoint(value) {
+            Err(kind) => cx.error(path, kind),
+            Ok(e) if e.is_plain_http && !cx.allow_plain_http => cx.error(
+                path,
+                ErrorKind::invalid(format!(
+                    "plain http to {}, which is not loopback, would send signed requests unencrypted; use https, \
+                     or set KINSIGHT_ALLOW_PLAIN_HTTP_ENDPOINTS=true",
+                    e.host
+                )),
+            ),
+            Ok(_) => {}
+        }
     }
 }
 

@@ -325,21 +325,46 @@ fn pasted_cloudwatch_agent_sections_warn_once_each() {
 }
 
 #[test]
-fn kueue_and_jmx_warn_only_when_true_and_plain_http_endpoints_warn() {
+fn kueue_and_jmx_warn_only_when_true_and_plain_http_needs_the_environment_opt_in() {
     let text = r#"{"logs":{"endpoint_override":"http://logs.internal:8080",
         "metrics_collected":{"kubernetes":{"kueue_container_insights":true,
         "jmx_container_insights":false}}}}"#;
-    let cfg = ok(text, &local());
+    assert_eq!(
+        errors(text, &local()),
+        [
+            "logs.endpoint_override: plain http to logs.internal, which is not loopback, would send signed \
+          requests and data unencrypted; use https, or set KINSIGHT_ALLOW_PLAIN_HTTP_ENDPOINTS=true in the DaemonSet"
+        ]
+    );
+    let mut opted_in = local();
+    opted_in.env.allow_plain_http_endpoints = true;
+    let cfg = ok(text, &opted_in);
     assert_eq!(cfg.logs.endpoint_override.as_deref(), Some("http://logs.internal:8080"));
     assert_eq!(
         cfg.warnings,
         [
-            "logs.endpoint_override: \"http://logs.internal:8080\" is plain http to a host that \
-             is not loopback; data travels unencrypted",
+            "logs.endpoint_override: plain http to logs.internal (allowed by \
+             KINSIGHT_ALLOW_PLAIN_HTTP_ENDPOINTS); data travels unencrypted",
+            "logs.endpoint_override: endpoint override in effect; requests signed with the agent's \
+             credentials go to logs.internal",
             "logs.metrics_collected.kubernetes.kueue_container_insights: not supported by \
              kinsight; ignored",
         ]
     );
+}
+
+#[test]
+fn a_url_that_hides_its_host_or_carries_a_password_is_refused() {
+    let text = r#"{"kinsight":{"metrics":{"endpoint_override":"http://evil.example\\@localhost"}},
+        "logs":{"endpoint_override":"https://user:hunter2@logs.us-east-1.amazonaws.com"}}"#;
+    let found = errors(text, &local());
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].starts_with("kinsight.metrics.endpoint_override: plain http to evil.example"),
+        "{found:?}"
+    );
+    assert!(found[1].contains("user information"), "{found:?}");
+    assert!(!found.join("\n").contains("hunter2"), "{found:?}");
 }
 
 #[test]
@@ -488,7 +513,16 @@ fn role_arns_and_endpoints_reach_the_config() {
         Some("https://vpce-1.logs.us-east-1.vpce.amazonaws.com")
     );
     assert_eq!(cfg.metrics.endpoint_override.as_deref(), Some("http://127.0.0.1:4566"));
-    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    // Every override in effect is named with its host, never with more of the URL.
+    assert_eq!(
+        cfg.warnings,
+        [
+            "logs.endpoint_override: endpoint override in effect; requests signed with the agent's \
+             credentials go to vpce-1.logs.us-east-1.vpce.amazonaws.com",
+            "kinsight.metrics.endpoint_override: endpoint override in effect; requests signed with the \
+             agent's credentials go to 127.0.0.1",
+        ]
+    );
     let bad = r#"{"agent":{"credentials":{"role_arn":"x","external_id":"y"}}}"#;
     assert_eq!(errors(bad, &local()).len(), 2);
 }
@@ -633,4 +667,26 @@ fn a_ten_megabyte_region_is_refused_by_its_length() {
         errors("{}", &env),
         vec!["env AWS_REGION: a region of 10485760 bytes; at most 63 are allowed"]
     );
+}
+
+#[test]
+fn the_sdk_endpoint_variables_follow_the_same_rules() {
+    let mut env = local();
+    env.env.aws.endpoint_url_sts = Some("http://127.0.0.1:5000".into());
+    env.env.aws.endpoint_url_cloudwatch = Some("http://sts.evil.example".into());
+    env.env.aws.endpoint_url = Some("https://u:hunter2@proxy.example".into());
+    let found = errors("{}", &env);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].starts_with("env AWS_ENDPOINT_URL: invalid endpoint"),
+        "{found:?}"
+    );
+    assert!(!found[0].contains("hunter2"), "{found:?}");
+    assert!(
+        found[1].starts_with("env AWS_ENDPOINT_URL_CLOUDWATCH: plain http to sts.evil.example"),
+        "{found:?}"
+    );
+    env.env.aws.endpoint_url = None;
+    env.env.allow_plain_http_endpoints = true;
+    assert!(load_str("{}", &env).is_ok());
 }

@@ -132,46 +132,92 @@ pub(super) fn role_arn(s: &str) -> Result<String, ErrorKind> {
     }
 }
 
+/// A host name is at most 253 characters (RFC 1035 section 2.3.4, as written in text).
+const MAX_HOST: usize = 253;
+
+/// An endpoint override, parsed by the WHATWG URL rules (the `url` crate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Endpoint {
+    /// The URL as the parser normalised it (no trailing `/` for an empty path): what was checked
+    /// is exactly what the SDK is given.
+    pub url: String,
+    /// The host alone, for the startup warning.
+    pub host: String,
+    /// `http://` to a host that is not loopback.
+    pub is_plain_http: bool,
+}
+
 /// An endpoint override: an `http`/`https` URL, or a bare host (with an optional port) that
-/// means `https://<host>`. Returns the URL and whether it sends data
-/// unencrypted to a host that is not loopback (worth a warning).
-pub(super) fn endpoint(s: &str) -> Result<(String, bool), ErrorKind> {
+/// means `https://<host>`. The parser decides the host the way the request will see it: in
+/// `http://evil.example\@localhost` the `\` ends the host (WHATWG URL, "special" schemes), so
+/// the host is `evil.example`, not loopback. User info (`user:pass@`) is refused: the SDK signs
+/// with the agent's credentials and would send these to the host as well, and the value would be
+/// logged. Only a scheme, host, port and path are allowed.
+pub(super) fn endpoint(s: &str) -> Result<Endpoint, ErrorKind> {
+    at_most(s, MAX_PATH, "an endpoint")?;
+    let shown = redacted(s);
     let bad = |why: &str| {
         ErrorKind::invalid(format!(
-            "invalid endpoint {s:?}: {why}; expected an http or https URL or a host name"
+            "invalid endpoint {shown:?}: {why}; expected an http or https URL or a host name"
         ))
     };
-    let (scheme, rest) = match s.split_once("://") {
-        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-        None => ("https".to_owned(), s),
-    };
-    if scheme != "http" && scheme != "https" {
-        return Err(bad(&format!("scheme {scheme:?} is not http or https")));
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() {
-        return Err(bad("no host"));
-    }
-    if s.chars().any(char::is_whitespace) {
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("contains whitespace"));
     }
-    let host = authority_host(authority);
-    let is_loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    let url = if s.contains("://") {
+    let text = if s.contains("://") {
         s.to_owned()
     } else {
         format!("https://{s}")
     };
-    Ok((url, scheme == "http" && !is_loopback))
+    let url = url::Url::parse(&text).map_err(|e| bad(&e.to_string()))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(bad(&format!("scheme {:?} is not http or https", url.scheme())));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("carries user information (user:password@); an endpoint must not"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("has a query or fragment"));
+    }
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+        _ => return Err(bad("no host")),
+    };
+    at_most(&host, MAX_HOST, "an endpoint host")?;
+    let is_loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    let mut normalised = url.to_string();
+    if url.path() == "/" {
+        normalised.pop();
+    }
+    Ok(Endpoint {
+        url: normalised,
+        host,
+        is_plain_http: url.scheme() == "http" && !is_loopback,
+    })
 }
 
-/// The host of `host[:port]` or `[v6]:port`, without brackets or port.
-fn authority_host(authority: &str) -> &str {
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split(']').next().unwrap_or(v6);
+/// `s` with anything between `://` and the last `@` before the path replaced by `***`, so that a
+/// refused URL is named without its password.
+fn redacted(s: &str) -> String {
+    let (scheme, rest) = s.split_once("://").map_or(("", s), |(a, b)| (a, b));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => format!("***{}", &authority[at..]),
+        None => authority.to_owned(),
+    };
+    if scheme.is_empty() {
+        format!("{authority}{path}")
+    } else {
+        format!("{scheme}://{authority}{path}")
     }
-    authority.split(':').next().unwrap_or(authority)
 }
 
 /// A file-name glob on a `/var/log/containers` basename: only `*` and `?` are wildcards.
@@ -359,27 +405,67 @@ mod tests {
 
     #[test]
     fn endpoints_become_urls_and_flag_plain_http() {
+        let ok = |s: &str| {
+            let e = endpoint(s).unwrap();
+            (e.url, e.host, e.is_plain_http)
+        };
+        let owned = |u: &str, h: &str, plain| (u.to_owned(), h.to_owned(), plain);
         assert_eq!(
-            endpoint("logs.example.com").unwrap(),
-            ("https://logs.example.com".to_owned(), false)
+            ok("logs.example.com"),
+            owned("https://logs.example.com", "logs.example.com", false)
         );
         assert_eq!(
-            endpoint("http://127.0.0.1:4566").unwrap(),
-            ("http://127.0.0.1:4566".to_owned(), false)
+            ok("http://127.0.0.1:4566"),
+            owned("http://127.0.0.1:4566", "127.0.0.1", false)
         );
         assert_eq!(
-            endpoint("http://localhost:4566/").unwrap(),
-            ("http://localhost:4566/".to_owned(), false)
+            ok("http://localhost:4566/"),
+            owned("http://localhost:4566", "localhost", false)
         );
+        assert_eq!(ok("http://[::1]:4566"), owned("http://[::1]:4566", "[::1]", false));
         assert_eq!(
-            endpoint("http://[::1]:4566").unwrap(),
-            ("http://[::1]:4566".to_owned(), false)
+            ok("https://vpce-1.logs.us-east-1.vpce.amazonaws.com/base"),
+            owned(
+                "https://vpce-1.logs.us-east-1.vpce.amazonaws.com/base",
+                "vpce-1.logs.us-east-1.vpce.amazonaws.com",
+                false
+            )
         );
-        assert!(endpoint("http://vpce.example.com").unwrap().1);
+        assert!(ok("http://vpce.example.com").2);
         assert!(endpoint("ftp://x").is_err());
         assert!(endpoint("https://").is_err());
         assert!(endpoint("").is_err());
         assert!(endpoint("a b").is_err());
+    }
+
+    #[test]
+    fn the_host_is_the_one_the_request_would_reach() {
+        // A backslash ends the host of an http(s) URL (WHATWG): this is evil.example, plain.
+        let e = endpoint("http://evil.example\\@localhost").unwrap();
+        assert_eq!((e.host.as_str(), e.is_plain_http), ("evil.example", true));
+        assert_eq!(e.url, "http://evil.example/@localhost");
+        // Loopback in disguise is still loopback; a loopback-looking name is not.
+        assert!(!endpoint("http://127.1:4566").unwrap().is_plain_http);
+        assert!(!endpoint("http://LOCALHOST:4566").unwrap().is_plain_http);
+        assert!(endpoint("http://localhost.evil.example").unwrap().is_plain_http);
+        assert!(endpoint("http://127.0.0.1.nip.io").unwrap().is_plain_http);
+    }
+
+    #[test]
+    fn user_information_is_refused_and_never_echoed() {
+        for s in [
+            "https://user:hunter2@monitoring.us-east-1.amazonaws.com",
+            "https://user@monitoring.us-east-1.amazonaws.com",
+            "user:hunter2@monitoring.us-east-1.amazonaws.com",
+            "http://evil.example:hunter2@localhost",
+        ] {
+            let e = endpoint(s).unwrap_err().to_string();
+            assert!(e.contains("user information"), "{s}: {e}");
+            assert!(!e.contains("hunter2"), "{s}: {e}");
+        }
+        assert!(endpoint("https://h.example/?x=1").is_err());
+        assert!(endpoint("https://h.example/#x").is_err());
+        assert!(endpoint(&format!("https://{}.example", "a".repeat(250))).is_err());
     }
 
     #[test]

@@ -19,6 +19,8 @@ use super::error::{ConfigError, ErrorKind, MAX_PRINTED};
 pub(super) struct Ctx {
     pub errors: Vec<ConfigError>,
     pub warnings: Vec<String>,
+    /// `KINSIGHT_ALLOW_PLAIN_HTTP_ENDPOINTS` (from the environment, never from the file).
+    pub allow_plain_http: bool,
 }
 
 impl Ctx {

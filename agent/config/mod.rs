@@ -24,6 +24,8 @@ mod error;
 mod kinsight;
 mod model;
 mod parse;
+#[cfg(test)]
+mod proptests;
 pub mod reload;
 mod upstream;
 mod values;

@@ -12,6 +12,8 @@ mod discover;
 mod io;
 mod parse;
 mod procs;
+#[cfg(test)]
+mod proptests;
 pub mod v1;
 pub mod v2;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use kinsight::app::{self, AppError, Outside};
-use kinsight::config::{Env, OutputKind};
+use kinsight::config::{self, Env, OutputKind};
 use kinsight::host::SystemClock;
 use kinsight::telemetry;
 use tokio_util::sync::CancellationToken;
@@ -184,8 +184,12 @@ fn validate(file: &std::path::Path, output: Option<OutputKind>, env: Env) -> Exi
     };
     match app::load_config(&o) {
         Ok(cfg) => {
-            for w in &cfg.warnings {
+            let (shown, more) = config::printed(&cfg.warnings);
+            for w in shown {
                 eprintln!("warning: {w}");
+            }
+            if more > 0 {
+                eprintln!("warning: … and {more} more warnings");
             }
             eprintln!(
                 "{}: valid (cluster {}, interval {} s)",

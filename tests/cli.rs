@@ -599,6 +599,37 @@ fn check_reports_collect_list_entries() {
     );
 }
 
+/// Issue #9: a fixture whose `proc/sys/kernel/hostname` is a symlink to a file outside the
+/// host root made `check` print that file. Reads now resolve inside the root.
+#[test]
+fn check_never_prints_a_file_outside_the_host_root() {
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    std::fs::write(&secret, "outside-the-root-7f3a\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    v2_fixture(dir.path());
+    let hostname = dir.path().join("proc/sys/kernel/hostname");
+    std::fs::remove_file(&hostname).unwrap();
+    std::os::unix::fs::symlink(&secret, &hostname).unwrap();
+    let cfg = dir.path().join("c.json");
+    write(
+        &cfg,
+        r#"{"kinsight":{"metrics":{"metadata_source":"none"},"logs":{"enabled":false},
+            "telemetry":{"listen_address":null}}}"#,
+    );
+    for args in [&["check"][..], &["once", "--interval", "100ms"][..]] {
+        let mut cmd = kinsight();
+        cmd.args(args)
+            .args(["--output", "stdout", "--host-root"])
+            .arg(dir.path())
+            .arg("--config")
+            .arg(&cfg);
+        let r = run(&mut cmd);
+        assert!(!r.stdout.contains("outside-the-root"), "{args:?}: {}", r.stdout);
+        assert!(!r.stderr.contains("outside-the-root"), "{args:?}: {}", r.stderr);
+    }
+}
+
 #[path = "../benches/support/synthetic.rs"]
 mod synthetic;
 

@@ -124,3 +124,56 @@ fn without_a_tag_startup_refuses_and_names_the_ways() {
     }
     assert!(cw.accepted().is_empty(), "nothing may be sent without a cluster name");
 }
+
+#[test]
+fn describe_tags_never_follows_the_metrics_endpoint_override() {
+    // The override (a ConfigMap key) points at a server that records what it is sent; EC2 has no
+    // endpoint of its own in the environment, so DescribeTags goes to the regional endpoint (and
+    // fails here, without a network): the override must not receive the signed request.
+    let fake = support::FakeServer::start(|_| support::FakeResponse::text(404, ""));
+    let imds = Imds::start();
+    let dir = tempfile::tempdir().unwrap();
+    node(dir.path());
+    std::fs::write(
+        dir.path().join("c.json"),
+        format!(
+            r#"{{"agent":{{"region":"us-east-1"}},"kinsight":{{"node_name":"node-a",
+                "metrics":{{"metadata_source":"none","endpoint_override":"{}"}},
+                "logs":{{"enabled":false}},"telemetry":{{"listen_address":null}}}}}}"#,
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let mut cmd = kinsight();
+    cmd.args(["once", "--interval", "100ms", "--output", "cloudwatch", "--host-root"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(dir.path().join("c.json"))
+        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL_STS", fake.url())
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url());
+    let r = run(&mut cmd);
+    assert_eq!(
+        r.status.code(),
+        Some(78),
+        "no cluster name without the tag:\n{}",
+        r.stderr
+    );
+    let leaked: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(support::FakeRequest::body_text)
+        .filter(|b| b.contains("DescribeTags"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "DescribeTags reached the metrics override: {leaked:?}"
+    );
+    assert!(
+        r.stderr.contains("endpoint override in effect") && r.stderr.contains("127.0.0.1"),
+        "the override is named at startup:\n{}",
+        r.stderr
+    );
+}

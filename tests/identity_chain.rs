@@ -410,3 +410,94 @@ fn local_output_makes_no_aws_call() {
     out.assert_code(0);
     assert!(line(&out, "aws identity").starts_with("SKIP"));
 }
+
+#[test]
+fn even_a_trace_log_shows_no_key_id_secret_or_signature() {
+    const KEY_ID: &str = "AKIATRACEHYGIENE0001";
+    const SECRET: &str = "traceHygieneSecretKey000000000000000000001";
+    let dir = TempDir::new().unwrap();
+    let cw = fake_cloudwatch();
+    let cfg = config(dir.path(), &serde_json::json!({}), &serde_json::json!({}));
+    // Every AWS endpoint on the fake: STS answers 404 (the identity line fails), PutMetricData
+    // is signed and accepted.
+    let out = run(check(&cfg, &["--send-test"])
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", cw.url())
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH", cw.url())
+        .env("KINSIGHT_LOG", "trace"));
+    let signed = cw
+        .requests()
+        .into_iter()
+        .find_map(|r| r.header("authorization").map(str::to_owned))
+        .unwrap_or_else(|| panic!("nothing signed reached the fake:\n{}", out.stderr));
+    assert!(signed.contains(&format!("Credential={KEY_ID}/")), "{signed}");
+    let signature = signed.rsplit("Signature=").next().unwrap().to_owned();
+    assert!(
+        out.stderr.contains("DEBUG"),
+        "KINSIGHT_LOG was applied:\n{}",
+        out.stderr
+    );
+    assert_no_secrets(&out, &[KEY_ID, SECRET, &signature]);
+}
+
+#[test]
+fn a_role_in_another_account_is_refused_unless_the_daemonset_allows_it() {
+    let dir = TempDir::new().unwrap();
+    let sts = FakeServer::start(|req| {
+        if req.body_text().contains("Action=GetCallerIdentity") {
+            FakeResponse::new(
+                200,
+                "text/xml",
+                "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult>\
+                 <Arn>arn:aws:iam::123456789012:user/base</Arn><UserId>AIDAEXAMPLE</UserId>\
+                 <Account>123456789012</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>0</RequestId>\
+                 </ResponseMetadata></GetCallerIdentityResponse>",
+            )
+        } else {
+            FakeResponse::text(400, "")
+        }
+    });
+    let cfg = config(
+        dir.path(),
+        &serde_json::json!({}),
+        &serde_json::json!({ "credentials": { "role_arn": "arn:aws:iam::210987654321:role/elsewhere" } }),
+    );
+    let assume_calls = || {
+        sts.requests()
+            .iter()
+            .filter(|r| r.body_text().contains("Action=AssumeRole"))
+            .count()
+    };
+    let base = |cmd: &mut std::process::Command| {
+        cmd.env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL_STS", sts.url());
+    };
+    let mut cmd = check(&cfg, &[]);
+    base(&mut cmd);
+    let out = run(&mut cmd);
+    assert!(
+        out.stderr.contains(
+            "agent.credentials.role_arn arn:aws:iam::210987654321:role/elsewhere is in account 210987654321, \
+             not in the base identity's account 123456789012"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(assume_calls(), 0, "the role must not even be asked for");
+
+    let mut cmd = check(&cfg, &[]);
+    base(&mut cmd);
+    let out = run(cmd.env("KINSIGHT_ALLOW_CROSS_ACCOUNT_ROLES", "true"));
+    assert!(!out.stderr.contains("is in account"), "{}", out.stderr);
+    assert!(
+        assume_calls() > 0,
+        "with the opt-in the role is assumed:\n{}",
+        out.stderr
+    );
+}

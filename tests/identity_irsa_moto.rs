@@ -331,19 +331,26 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-/// `manifests/iam-policy.json` with the placeholders filled, adapted to what moto 5.2.5 can
+/// `manifests/iam-policy.json` and `iam-policy-optional.json` with the placeholders filled, adapted to what moto 5.2.5 can
 /// evaluate (README "Testing the policy against moto"): `monitoring:` twins of the
 /// `cloudwatch:` actions (moto checks the endpoint prefix), and `*` as every statement's resource
 /// (moto authorises Logs and CloudWatch calls against `*` only, so a log-group ARN never matches
 /// there). The actions are the manifest's own; its resource and condition scoping is checked by
 /// `tests/identity_policy.rs` instead.
 fn policy_for_moto() -> String {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/iam-policy.json"))
-        .expect("read the policy")
-        .replace("<region>", REGION)
-        .replace("<account>", ACCOUNT)
-        .replace("<cluster>", CLUSTER);
-    let mut policy: Value = serde_json::from_str(&text).expect("the policy is JSON");
+    // The required policy and the optional statements (this test asks DescribeTags).
+    let read = |file: &str| {
+        let text = std::fs::read_to_string(format!("{}/manifests/{file}", env!("CARGO_MANIFEST_DIR")))
+            .expect("read the policy")
+            .replace("<region>", REGION)
+            .replace("<account>", ACCOUNT)
+            .replace("<cluster>", CLUSTER);
+        serde_json::from_str::<Value>(&text).expect("the policy is JSON")
+    };
+    let mut policy = read("iam-policy.json");
+    let optional = read("iam-policy-optional.json");
+    let extra = optional["Statement"].as_array().expect("statements").clone();
+    policy["Statement"].as_array_mut().expect("statements").extend(extra);
     for s in policy["Statement"].as_array_mut().expect("statements") {
         let actions: Vec<String> = match &s["Action"] {
             Value::String(a) => vec![a.clone()],

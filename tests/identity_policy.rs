@@ -27,6 +27,9 @@ enum Check {
         resources: &'static [&'static str],
         namespace: Option<&'static str>,
     },
+    /// Needed only by a feature the operator may leave off: granted by
+    /// `manifests/iam-policy-optional.json`, never by the required policy.
+    Optional { resources: &'static [&'static str] },
     /// No identity-policy permission: the role's trust policy (IRSA), no permission at all
     /// (`GetCallerIdentity`), or the base role's own policy (`agent.credentials.role_arn`).
     NotInThisPolicy(&'static str),
@@ -78,23 +81,21 @@ const USED: &[Used] = &[
             namespace: None,
         },
     },
+    // Only with a retention configured (`kinsight.logs.retention_days`, `retention_in_days`).
     Used {
         marker: ".put_retention_policy()",
         action: "logs:PutRetentionPolicy",
-        check: Check::Allowed {
+        check: Check::Optional {
             resources: &[GROUP_ARN],
-            namespace: None,
         },
     },
-    // The cluster name from the instance tag (agent/auth/ec2.rs). DescribeTags supports no
-    // resource-level permissions or condition keys: IAM only accepts `*` for it.
+    // The cluster name from the instance tag (agent/auth/ec2.rs), only when no cluster name is
+    // configured. DescribeTags supports no resource-level permissions or condition keys: IAM
+    // only accepts `*` for it.
     Used {
         marker: "Action=DescribeTags",
         action: "ec2:DescribeTags",
-        check: Check::Allowed {
-            resources: &["*"],
-            namespace: None,
-        },
+        check: Check::Optional { resources: &["*"] },
     },
     Used {
         marker: ".get_caller_identity()",
@@ -330,7 +331,15 @@ fn sources(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
 }
 
 fn policy() -> Value {
-    let text = std::fs::read_to_string(root().join("manifests/iam-policy.json")).expect("read the policy");
+    policy_file("manifests/iam-policy.json")
+}
+
+fn optional_policy() -> Value {
+    policy_file("manifests/iam-policy-optional.json")
+}
+
+fn policy_file(path: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(path)).expect("read the policy");
     let filled = text
         .replace("<region>", REGION)
         .replace("<account>", ACCOUNT)
@@ -443,6 +452,20 @@ fn every_aws_operation_in_the_source_is_listed_and_allowed() {
                     );
                 }
             }
+            Check::Optional { resources } => {
+                for r in *resources {
+                    assert!(
+                        allowed(&optional_policy(), u.action, r, None),
+                        "{} on {r} is not allowed by manifests/iam-policy-optional.json",
+                        u.action
+                    );
+                    assert!(
+                        !allowed(&policy, u.action, r, None),
+                        "{} on {r} is optional: the required policy must not grant it",
+                        u.action
+                    );
+                }
+            }
             Check::NotInThisPolicy(why) => {
                 assert!(!u.action.is_empty(), "{why}");
             }
@@ -510,4 +533,45 @@ fn the_policy_is_no_broader_than_its_purpose() {
     for ph in ["<region>", "<account>", "<cluster>"] {
         assert!(raw.contains(ph), "{ph}");
     }
+}
+
+#[test]
+fn the_optional_policy_grants_only_its_two_actions() {
+    let p = optional_policy();
+    let statements = p["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 2);
+    assert!(allowed(&p, "logs:PutRetentionPolicy", GROUP_ARN, None));
+    let other = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/x";
+    assert!(!allowed(&p, "logs:PutRetentionPolicy", other, None));
+    assert!(allowed(&p, "ec2:DescribeTags", "*", None));
+    for action in [
+        "logs:PutLogEvents",
+        "logs:DeleteRetentionPolicy",
+        "ec2:DescribeInstances",
+        "cloudwatch:PutMetricData",
+    ] {
+        assert!(
+            !allowed(&p, action, GROUP_ARN, None) && !allowed(&p, action, "*", None),
+            "{action}"
+        );
+    }
+}
+
+#[test]
+fn the_pod_identity_trust_policy_names_the_namespace_service_account_cluster_and_account() {
+    let text = std::fs::read_to_string(root().join("manifests/pod-identity-trust-policy.json")).unwrap();
+    let p: Value = serde_json::from_str(&text).expect("JSON");
+    let [statement] = p["Statement"].as_array().unwrap().as_slice() else {
+        panic!("one statement: {p}")
+    };
+    assert_eq!(statement["Principal"]["Service"], "pods.eks.amazonaws.com");
+    assert_eq!(
+        statement["Action"],
+        serde_json::json!(["sts:AssumeRole", "sts:TagSession"])
+    );
+    let eq = &statement["Condition"]["StringEquals"];
+    assert_eq!(eq["aws:RequestTag/kubernetes-namespace"], "amazon-cloudwatch");
+    assert_eq!(eq["aws:RequestTag/kubernetes-service-account"], "cloudwatch-agent");
+    assert_eq!(eq["aws:RequestTag/eks-cluster-name"], "<cluster>");
+    assert_eq!(eq["aws:SourceAccount"], "<account>");
 }

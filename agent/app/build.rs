@@ -160,11 +160,20 @@ pub(super) fn output(
     }
 }
 
-/// The startup log lines: warnings of the config, then one line naming what runs.
-pub(super) fn log_startup(cfg: &Config, outside: &Outside) {
-    for w in &cfg.warnings {
+/// The config's warnings, first thing at startup: before any AWS call, so that an endpoint
+/// override is named before a request goes to it.
+pub(super) fn log_config_warnings(cfg: &Config) {
+    let (shown, more) = crate::config::printed(&cfg.warnings);
+    for w in shown {
         tracing::warn!("{w}");
     }
+    if more > 0 {
+        tracing::warn!(more, "more configuration warnings not shown");
+    }
+}
+
+/// The startup log lines after the identity: one line naming what runs.
+pub(super) fn log_startup(cfg: &Config, outside: &Outside) {
     if cfg.kubernetes.enhanced_container_insights {
         // Never ignore the flag silently: name what is not implemented.
         tracing::warn!(

@@ -103,14 +103,22 @@ pub fn run_with(o: &Outside, opts: Options) -> Report {
                     cfg.output
                 ),
             );
-            for w in &cfg.warnings {
+            let (shown, more) = crate::config::printed(&cfg.warnings);
+            for w in shown {
                 r.push(Verdict::Warn, "config", w.clone());
+            }
+            if more > 0 {
+                r.push(Verdict::Warn, "config", format!("… and {more} more warnings"));
             }
             Some(cfg)
         }
         Err(errors) => {
-            for e in &errors.0 {
+            let (shown, more) = crate::config::printed(&errors.0);
+            for e in shown {
                 r.push(Verdict::Fail, "config", format!("{source}: {e}"));
+            }
+            if more > 0 {
+                r.push(Verdict::Fail, "config", format!("… and {more} more errors"));
             }
             None
         }

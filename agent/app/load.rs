@@ -38,15 +38,7 @@ fn read(outside: &Outside) -> Result<Option<String>, ConfigErrors> {
     let Some(path) = &outside.config_path else {
         return Ok(None);
     };
-    std::fs::read_to_string(path).map(Some).map_err(|e| {
-        ConfigErrors(vec![config::ConfigError {
-            path: String::new(),
-            kind: config::ErrorKind::Io {
-                file: path.clone(),
-                message: e.to_string(),
-            },
-        }])
-    })
+    config::read_file(path).map(Some)
 }
 
 fn validate(outside: &Outside, text: Option<&str>, inputs: &Inputs) -> Result<Config, ConfigErrors> {
@@ -88,7 +80,7 @@ pub(super) async fn resolve_cluster_name(
     }
     let node = crate::auth::node_metadata(&outside.env.aws).await;
     let (name, _) =
-        crate::auth::resolve_cluster_name(None, &outside.env, aws.map(|a| &a.metrics), node.instance_id.as_deref())
+        crate::auth::resolve_cluster_name(None, &outside.env, aws.map(|a| &a.ec2), node.instance_id.as_deref())
             .await
             .map_err(AppError::Auth)?;
     tracing::info!(cluster = %name, "cluster name from the EC2 instance tag kubernetes.io/cluster/<name>=owned");

@@ -80,9 +80,18 @@ pub const RESTART_KEYS: &[Key] = &[
     }),
 ];
 
-/// Keys that shape the AWS identity: a change rebuilds the credentials, then the output.
+/// Keys that shape the AWS identity or where its signed requests go: a change rebuilds the AWS
+/// context (credentials and the SDK configurations the clients are built from), then the
+/// output. An endpoint override is part of that SDK configuration: rebuilding only the output
+/// would keep the old endpoint while reporting the new one as applied.
 pub const IDENTITY_KEYS: &[Key] = &[
     ("agent.region", |a, b| a.region != b.region),
+    ("kinsight.metrics.endpoint_override", |a, b| {
+        a.metrics.endpoint_override != b.metrics.endpoint_override
+    }),
+    ("logs.endpoint_override", |a, b| {
+        a.logs.endpoint_override != b.logs.endpoint_override
+    }),
     ("agent.credentials.role_arn", |a, b| {
         a.identity.agent_role_arn != b.identity.agent_role_arn
     }),
@@ -100,14 +109,8 @@ pub const OUTPUT_KEYS: &[Key] = &[
     ("kinsight.metrics.destination", |a, b| {
         a.metrics.destination != b.metrics.destination
     }),
-    ("kinsight.metrics.endpoint_override", |a, b| {
-        a.metrics.endpoint_override != b.metrics.endpoint_override
-    }),
     ("kinsight.metrics.queue_intervals", |a, b| {
         a.metrics.queue_intervals != b.metrics.queue_intervals
-    }),
-    ("logs.endpoint_override", |a, b| {
-        a.logs.endpoint_override != b.logs.endpoint_override
     }),
     ("logs.force_flush_interval", |a, b| {
         a.logs.force_flush_interval != b.logs.force_flush_interval
@@ -194,6 +197,39 @@ mod tests {
             vec!["kinsight.paths.state_dir", "kinsight.telemetry.listen_address"]
         );
         assert!(!plan.rebuilds_output());
+    }
+
+    #[test]
+    fn an_endpoint_or_role_change_rebuilds_the_aws_context_not_only_the_output() {
+        let old = cfg("");
+        for (extra, key) in [
+            (
+                r#""metrics": {"endpoint_override": "https://monitoring.example"}"#,
+                "kinsight.metrics.endpoint_override",
+            ),
+            (
+                r#""identity": {"require_workload_identity": true}"#,
+                "kinsight.identity.require_workload_identity",
+            ),
+        ] {
+            let plan = Plan::of(&old, &cfg(extra));
+            assert_eq!(plan.identity, vec![key]);
+            assert!(plan.output.is_empty() && plan.restart.is_empty());
+        }
+        let logs = config::load_str(
+            r#"{"logs": {"endpoint_override": "https://logs.example",
+                         "credentials": {"role_arn": "arn:aws:iam::123456789012:role/l"}}}"#,
+            &Inputs {
+                output_override: Some(OutputKind::Stdout),
+                host_name_fallback: "n".into(),
+                ..Inputs::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            Plan::of(&old, &logs).identity,
+            vec!["logs.endpoint_override", "logs.credentials.role_arn"]
+        );
     }
 
     #[test]

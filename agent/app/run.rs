@@ -331,6 +331,7 @@ async fn start(
     telemetry: &Telemetry,
     stopping: &CancellationToken,
 ) -> Result<(Started, Loaded), AppError> {
+    build::log_config_warnings(&loaded.cfg);
     let mut sup = Supervisor::new(telemetry.clone(), stopping.clone());
     let aws_owner = stopping.child_token();
     let mut aws = build::aws(&loaded.cfg, outside, telemetry, &aws_owner).await?;
@@ -368,8 +369,13 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
     } = started;
     let cfg = Arc::new(cfg);
     if let Some(addr) = cfg.telemetry.listen_address {
-        let (bound, _thread) = telemetry::serve(addr, telemetry.clone(), stopping.clone())
-            .map_err(|source| AppError::Telemetry { addr, source })?;
+        let (bound, _thread) = telemetry::serve(
+            addr,
+            telemetry::ServerLimits::default(),
+            telemetry.clone(),
+            stopping.clone(),
+        )
+        .map_err(|source| AppError::Telemetry { addr, source })?;
         tracing::info!(address = %bound, "telemetry endpoint listening (/healthz, /readyz, /metrics)");
     }
     telemetry.expect_condition("cycle", "no collection cycle has completed yet");

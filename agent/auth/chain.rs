@@ -20,18 +20,34 @@ use super::{AuthError, IdentityKind};
 use crate::config::AwsEnv;
 
 /// One link of the chain.
-#[derive(Debug)]
 pub struct Link {
     pub kind: IdentityKind,
     pub provider: SharedCredentialsProvider,
 }
 
+// Hand-written: a provider may hold credentials (static keys are their own provider), and
+// `Credentials`' own Debug prints the whole access key ID.
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("kind", &self.kind).finish_non_exhaustive()
+    }
+}
+
 /// The link that answered, and its first credentials.
-#[derive(Debug)]
 pub struct Pinned {
     pub kind: IdentityKind,
     pub provider: SharedCredentialsProvider,
     pub first: Credentials,
+}
+
+// Hand-written, as for `Link`: the kind and the expiry, never a key.
+impl std::fmt::Debug for Pinned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pinned")
+            .field("kind", &self.kind)
+            .field("expiry", &self.first.expiry())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the environment offers, for the `require_workload_identity` refusal: static keys, a

@@ -237,6 +237,11 @@ impl IdentityReport {
 pub struct AwsContext {
     /// For `CloudWatch` `PutMetricData` (`kinsight.metrics.endpoint_override` applied).
     pub metrics: SdkConfig,
+    /// For `ec2:DescribeTags`: the agent-wide identity and region with no kinsight endpoint
+    /// override, so that a `ConfigMap` edit of `kinsight.metrics.endpoint_override` cannot send
+    /// this signed request elsewhere (`AWS_ENDPOINT_URL_EC2` and `AWS_ENDPOINT_URL`, set in the
+    /// DaemonSet, still apply).
+    pub ec2: SdkConfig,
     /// For `CloudWatch Logs`: may carry `logs.credentials.role_arn`; `logs.endpoint_override`
     /// applied.
     pub logs: SdkConfig,
@@ -359,6 +364,9 @@ pub async fn build_with_clock(
     }
     let mut refreshers = vec![("auth::refresh::base", base.clone())];
     let base_sdk = sdk_config(&region, &base).await;
+    if !env.allow_cross_account_roles {
+        check_role_accounts(cfg, kind, aws, &base_sdk).await?;
+    }
 
     let (agent, agent_sdk) = match &cfg.identity.agent_role_arn {
         Some(arn) => {
@@ -435,10 +443,12 @@ pub async fn build_with_clock(
         in_pod: env.kubernetes_service_host.is_some(),
     };
     report.log();
+    let ec2 = agent_sdk.clone();
     let metrics = with_endpoint(agent_sdk, cfg.metrics.endpoint_override.as_deref());
     let logs = with_endpoint(logs_sdk, cfg.logs.endpoint_override.as_deref());
     Ok(AwsContext {
         metrics,
+        ec2,
         logs,
         report,
         identity: agent,
@@ -446,6 +456,59 @@ pub async fn build_with_clock(
         refreshers,
         caller_identity_retry,
     })
+}
+
+/// A role ARN in the `ConfigMap` may only name a role in the base identity's own account:
+/// whoever may edit the `ConfigMap` must not be able to point the agent's credentials, and its
+/// metrics and logs, at another account. The base account comes from `AWS_ROLE_ARN` for IRSA
+/// (no call), else from `sts:GetCallerIdentity` with the base identity (which needs no IAM
+/// permission; an STS that does not answer could not assume a role either).
+async fn check_role_accounts(
+    cfg: &Config,
+    kind: IdentityKind,
+    aws: &AwsEnv,
+    base_sdk: &SdkConfig,
+) -> Result<(), AuthError> {
+    let roles = [
+        ("agent.credentials.role_arn", cfg.identity.agent_role_arn.as_deref()),
+        ("logs.credentials.role_arn", cfg.identity.logs_role_arn.as_deref()),
+    ];
+    let Some((first_key, _)) = roles.iter().find(|(_, arn)| arn.is_some()) else {
+        return Ok(());
+    };
+    let irsa_account = (kind == IdentityKind::Irsa)
+        .then(|| aws.role_arn.as_deref().and_then(account_of).map(str::to_owned))
+        .flatten();
+    let base_account = match irsa_account {
+        Some(account) => account,
+        None => match caller_identity(base_sdk).await {
+            (arn, None) => account_of(&arn).unwrap_or_default().to_owned(),
+            (_, Some(message)) => {
+                return Err(AuthError::BaseAccountUnknown {
+                    key: first_key,
+                    message,
+                });
+            }
+        },
+    };
+    same_account(&roles, &base_account)
+}
+
+/// The rule of [`check_role_accounts`], pure.
+fn same_account(roles: &[(&'static str, Option<&str>)], base_account: &str) -> Result<(), AuthError> {
+    for (key, arn) in roles {
+        let Some(arn) = arn else { continue };
+        let role_account = account_of(arn).unwrap_or_default();
+        if role_account != base_account {
+            return Err(AuthError::CrossAccountRole {
+                key,
+                role_arn: (*arn).to_owned(),
+                role_account: role_account.to_owned(),
+                base_account: base_account.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The base identity: the links of aws-config's `DefaultCredentialsChain`, built from `pc`
@@ -583,5 +646,33 @@ async fn caller_identity(sdk: &SdkConfig) -> (String, Option<String>) {
             String::new(),
             Some(format!("no answer within {} s", CALLER_IDENTITY_TIMEOUT.as_secs())),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_in_another_account_is_refused() {
+        let same = "arn:aws:iam::123456789012:role/agent";
+        let other = "arn:aws:iam::210987654321:role/logs";
+        assert!(same_account(&[("agent.credentials.role_arn", Some(same))], "123456789012").is_ok());
+        assert!(same_account(&[("agent.credentials.role_arn", None)], "123456789012").is_ok());
+        let e = same_account(
+            &[
+                ("agent.credentials.role_arn", Some(same)),
+                ("logs.credentials.role_arn", Some(other)),
+            ],
+            "123456789012",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "logs.credentials.role_arn arn:aws:iam::210987654321:role/logs is in account 210987654321, not in the \
+             base identity's account 123456789012; a role in another account needs \
+             KINSIGHT_ALLOW_CROSS_ACCOUNT_ROLES=true in the DaemonSet"
+        );
+        assert_eq!(e.exit_code(), 78);
     }
 }

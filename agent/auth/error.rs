@@ -48,6 +48,25 @@ pub enum AuthError {
         #[source]
         source: aws_credential_types::provider::error::CredentialsError,
     },
+    /// `agent.credentials.role_arn` or `logs.credentials.role_arn` names a role in another
+    /// account than the base identity's, and `KINSIGHT_ALLOW_CROSS_ACCOUNT_ROLES` is not set.
+    #[error(
+        "{key} {role_arn} is in account {role_account}, not in the base identity's account {base_account}; \
+         a role in another account needs KINSIGHT_ALLOW_CROSS_ACCOUNT_ROLES=true in the DaemonSet"
+    )]
+    CrossAccountRole {
+        key: &'static str,
+        role_arn: String,
+        role_account: String,
+        base_account: String,
+    },
+    /// A role ARN is configured, but the base identity's account could not be learnt
+    /// (`sts:GetCallerIdentity` failed), so the same-account rule cannot be checked.
+    #[error(
+        "cannot check that {key} is in the base identity's account: sts:GetCallerIdentity failed ({message}); \
+         set KINSIGHT_ALLOW_CROSS_ACCOUNT_ROLES=true in the DaemonSet to assume it without this check"
+    )]
+    BaseAccountUnknown { key: &'static str, message: String },
     /// No cluster name from the config, `K8S_CLUSTER_NAME` or the instance tag: a configuration
     /// error. `tag` says why the instance tag did not give one.
     #[error(
@@ -69,7 +88,8 @@ impl AuthError {
             AuthError::NoRegion { .. }
             | AuthError::Refused { .. }
             | AuthError::RefusedKind { .. }
-            | AuthError::NoClusterName { .. } => 78,
+            | AuthError::NoClusterName { .. }
+            | AuthError::CrossAccountRole { .. } => 78,
             _ => 1,
         }
     }

@@ -70,13 +70,23 @@ pub struct CredentialsExpired {
     pub last_error: String,
 }
 
-#[derive(Debug)]
 struct State {
     creds: Credentials,
     obtained: SystemTime,
     /// The last refresh error, one line (never contains a secret: provider errors name files,
     /// URLs and STS error codes only).
     last_error: Option<String>,
+}
+
+// Hand-written: `Credentials`' Debug prints the whole access key ID.
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("expiry", &self.creds.expiry())
+            .field("obtained", &self.obtained)
+            .field("last_error", &self.last_error)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Inner {

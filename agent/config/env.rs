@@ -12,6 +12,9 @@ pub struct Env {
     pub host_name: Option<String>,
     /// `HOST_IP`: the node's IP (downward API `status.hostIP`); informational, no kubelet calls.
     pub host_ip: Option<String>,
+    /// `POD_IP`: the agent pod's IP (downward API `status.podIP`); the telemetry endpoint binds
+    /// it by default.
+    pub pod_ip: Option<String>,
     /// `K8S_NAMESPACE`: the agent's namespace (leader Lease namespace).
     pub k8s_namespace: Option<String>,
     /// `K8S_CLUSTER_NAME`: cluster-name fallback after the config key, as in the `CloudWatch` agent.
@@ -27,6 +30,13 @@ pub struct Env {
     pub kubernetes_service_port: Option<String>,
     /// The AWS SDK's variables that `auth` inspects for its report and builds links from.
     pub aws: AwsEnv,
+    /// `KINSIGHT_ALLOW_PLAIN_HTTP_ENDPOINTS=true`: an endpoint override may be `http://` to a host
+    /// that is not loopback. Set in the DaemonSet, not the ConfigMap, so that whoever may edit the
+    /// ConfigMap cannot send signed requests in clear text.
+    pub allow_plain_http_endpoints: bool,
+    /// `KINSIGHT_ALLOW_CROSS_ACCOUNT_ROLES=true`: `agent.credentials.role_arn` and
+    /// `logs.credentials.role_arn` may name a role in another account than the base identity's.
+    pub allow_cross_account_roles: bool,
 }
 
 /// The AWS SDK's environment variables, as `auth` needs them. Secrets are not kept: of
@@ -74,6 +84,7 @@ impl Env {
         Env {
             host_name: get("HOST_NAME"),
             host_ip: get("HOST_IP"),
+            pod_ip: get("POD_IP"),
             k8s_namespace: get("K8S_NAMESPACE"),
             k8s_cluster_name: get("K8S_CLUSTER_NAME"),
             aws_region: get("AWS_REGION"),
@@ -81,6 +92,10 @@ impl Env {
             kubernetes_service_host: get("KUBERNETES_SERVICE_HOST"),
             kubernetes_service_port: get("KUBERNETES_SERVICE_PORT"),
             aws: AwsEnv::from_lookup(&get),
+            allow_plain_http_endpoints: get("KINSIGHT_ALLOW_PLAIN_HTTP_ENDPOINTS")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            allow_cross_account_roles: get("KINSIGHT_ALLOW_CROSS_ACCOUNT_ROLES")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
         }
     }
 }

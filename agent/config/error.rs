@@ -37,13 +37,33 @@ impl ConfigErrors {
     }
 }
 
+/// How many errors or warnings of one load are printed or logged; the rest are counted in one
+/// last line. A file of 200,000 unknown keys would otherwise print 200,000 lines at every start
+/// and every reload, and the first errors are what a person fixes first anyway.
+pub const MAX_PRINTED: usize = 20;
+
+/// The longest single error line printed, in bytes: a value is echoed in its message, and a 1 MiB
+/// value is no easier to read whole. A longer line keeps its start (the path, the value's
+/// beginning) and its end (the rule that was broken) and drops the middle.
+const MAX_LINE_BYTES: usize = 1024;
+
+/// The first [`MAX_PRINTED`] of `items`, and how many are left out.
+pub fn printed<T>(items: &[T]) -> (&[T], usize) {
+    let shown = &items[..items.len().min(MAX_PRINTED)];
+    (shown, items.len() - shown.len())
+}
+
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.iter().enumerate() {
+        let (shown, more) = printed(&self.0);
+        for (i, error) in shown.iter().enumerate() {
             if i > 0 {
                 f.write_str("\n")?;
             }
             write!(f, "{error}")?;
+        }
+        if more > 0 {
+            write!(f, "\n… and {more} more errors ({} in all)", self.0.len())?;
         }
         Ok(())
     }
@@ -72,11 +92,23 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.kind)
+        let line = if self.path.is_empty() {
+            self.kind.to_string()
         } else {
-            write!(f, "{}: {}", self.path, self.kind)
+            format!("{}: {}", self.path, self.kind)
+        };
+        if line.len() <= MAX_LINE_BYTES {
+            return f.write_str(&line);
         }
+        let mut head = MAX_LINE_BYTES / 2;
+        while !line.is_char_boundary(head) {
+            head -= 1;
+        }
+        let mut tail = line.len() - MAX_LINE_BYTES / 4;
+        while !line.is_char_boundary(tail) {
+            tail += 1;
+        }
+        write!(f, "{} … ({} bytes cut) … {}", &line[..head], tail - head, &line[tail..])
     }
 }
 
@@ -215,6 +247,34 @@ mod tests {
         for (error, text) in cases {
             assert_eq!(error.to_string(), text);
         }
+    }
+
+    #[test]
+    fn at_most_twenty_errors_are_printed_then_a_count() {
+        let errors = ConfigErrors(
+            (0..200_000)
+                .map(|i| err(&format!("k{i:06}"), ErrorKind::UnknownKey { suggestion: None }))
+                .collect(),
+        );
+        let text = errors.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), MAX_PRINTED + 1);
+        assert_eq!(lines[0], "k000000: unknown key");
+        assert_eq!(lines[MAX_PRINTED], "… and 199980 more errors (200000 in all)");
+    }
+
+    #[test]
+    fn a_huge_value_is_cut_in_its_error_line() {
+        let value = "é".repeat(5_000_000);
+        let e = err(
+            "agent.region",
+            ErrorKind::invalid(format!("invalid region {value:?}; expected letters")),
+        );
+        let line = e.to_string();
+        assert!(line.len() < MAX_LINE_BYTES + 40, "{} bytes", line.len());
+        assert!(line.starts_with("agent.region: invalid region \"éé"), "{line}");
+        assert!(line.contains(" … (9999282 bytes cut) … "), "{line}");
+        assert!(line.ends_with("éé\"; expected letters"), "{line}");
     }
 
     #[test]

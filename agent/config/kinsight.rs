@@ -4,7 +4,7 @@
 //! As in `upstream.rs`, each key is read once and the comment above the call is its reference:
 //! type, unit, default and range.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,9 +24,15 @@ use super::walk::{Ctx, Obj, wrong_type};
 /// <https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutLogEvents.html>
 pub const MAX_EVENT_BYTES: u64 = 1_048_576 - 26;
 
-/// Default `kinsight.telemetry.listen_address`: all interfaces (kubelet probes the pod IP), port
-/// 9464, the default port of OpenTelemetry's Prometheus exporter.
-pub const DEFAULT_LISTEN_ADDRESS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9464);
+/// The telemetry port: 9464, the default port of OpenTelemetry's Prometheus exporter.
+pub const TELEMETRY_PORT: u16 = 9464;
+
+/// Default `kinsight.telemetry.listen_address`: the pod IP when `POD_IP` is set (kubelet probes
+/// the pod IP, so nothing else needs the port), else loopback; all interfaces only when the file
+/// asks for them (`"0.0.0.0:9464"`), because every interface of a host-network pod is the node's.
+pub fn default_listen_address(pod_ip: Option<IpAddr>) -> SocketAddr {
+    SocketAddr::new(pod_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)), TELEMETRY_PORT)
+}
 
 const DEFAULT_DATAPLANE_CONTAINER_GLOBS: [&str; 2] = ["aws-node*", "kube-proxy*"];
 const DEFAULT_DATAPLANE_UNITS: [&str; 3] = ["kubelet.service", "containerd.service", "docker.service"];
@@ -67,6 +73,8 @@ pub(super) struct Given {
     pub force_flush_interval: Duration,
     /// `logs.endpoint_override`.
     pub logs_endpoint_override: Option<String>,
+    /// `POD_IP`, parsed (an invalid value is already an error).
+    pub pod_ip: Option<IpAddr>,
 }
 
 /// The `kinsight` section.
@@ -77,7 +85,7 @@ pub(super) fn section(mut o: Obj<'_>, cx: &mut Ctx, given: Given) -> Kinsight {
         output: o.parsed(cx, "output", values::output),
         // string, no default: the node name; wins over
         // logs.metrics_collected.kubernetes.host_name, HOST_NAME and the host name.
-        node_name: o.parsed(cx, "node_name", values::non_empty),
+        node_name: o.parsed(cx, "node_name", values::node_name),
         metrics: metrics(o.object(cx, "metrics"), cx, given.default_metadata_source),
         logs: logs(
             o.object(cx, "logs"),
@@ -87,7 +95,7 @@ pub(super) fn section(mut o: Obj<'_>, cx: &mut Ctx, given: Given) -> Kinsight {
         ),
         paths: paths(o.object(cx, "paths"), cx),
         require_workload_identity: identity(o.object(cx, "identity"), cx),
-        telemetry: telemetry(o.object(cx, "telemetry"), cx),
+        telemetry: telemetry(o.object(cx, "telemetry"), cx, given.pod_ip),
     };
     o.finish(cx);
     k
@@ -288,12 +296,13 @@ fn identity(mut o: Obj<'_>, cx: &mut Ctx) -> bool {
 }
 
 /// `kinsight.telemetry`: kinsight's own endpoints and log lines.
-fn telemetry(mut o: Obj<'_>, cx: &mut Ctx) -> TelemetrySettings {
-    // "IP:PORT" or null, default "0.0.0.0:9464": /healthz, /readyz and /metrics; null disables
-    // the endpoint. Needs a restart to change.
+fn telemetry(mut o: Obj<'_>, cx: &mut Ctx, pod_ip: Option<IpAddr>) -> TelemetrySettings {
+    // "IP:PORT" or null, default "$POD_IP:9464" (or "127.0.0.1:9464" without POD_IP): /healthz,
+    // /readyz and /metrics; "0.0.0.0:9464" listens on every interface; null disables the
+    // endpoint. Needs a restart to change.
     let path = o.path_of("listen_address");
     let listen_address = match o.value("listen_address") {
-        None => Some(DEFAULT_LISTEN_ADDRESS),
+        None => Some(default_listen_address(pod_ip)),
         Some(Value::Null) => None,
         Some(Value::String(s)) => values::socket_address(s).map_err(|kind| cx.error(path, kind)).ok(),
         Some(other) => {

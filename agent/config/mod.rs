@@ -24,6 +24,8 @@ mod error;
 mod kinsight;
 mod model;
 mod parse;
+#[cfg(test)]
+mod proptests;
 pub mod reload;
 mod upstream;
 mod values;
@@ -33,7 +35,7 @@ mod walk;
 mod tests;
 
 pub use env::{AwsEnv, Env};
-pub use error::{ConfigError, ConfigErrors, ErrorKind};
-pub use kinsight::{DEFAULT_LISTEN_ADDRESS, MAX_EVENT_BYTES};
+pub use error::{ConfigError, ConfigErrors, ErrorKind, MAX_PRINTED, printed};
+pub use kinsight::{MAX_EVENT_BYTES, TELEMETRY_PORT, default_listen_address};
 pub use model::*;
-pub use parse::{DEFAULT_CONFIG, Inputs, LOCAL_CLUSTER_NAME, load_file, load_str};
+pub use parse::{DEFAULT_CONFIG, Inputs, LOCAL_CLUSTER_NAME, MAX_FILE_BYTES, load_file, load_str, read_file};

@@ -39,6 +39,11 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.json");
 /// The interval when neither config key sets one (the `CloudWatch` agent's default).
 const DEFAULT_INTERVAL_SECS: u64 = 60;
 
+/// The largest configuration file kinsight reads: a `ConfigMap` holds at most 1 MiB
+/// (<https://kubernetes.io/docs/concepts/configuration/configmap/>), so a larger file did not
+/// come from one, and the cap bounds the memory a load can take.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+
 /// The cluster name of a local run without one configured.
 pub const LOCAL_CLUSTER_NAME: &str = "local";
 
@@ -64,6 +69,12 @@ pub struct Inputs {
 
 /// Parses and validates `text`. Pure: no IO. Returns every error found, sorted by path.
 pub fn load_str(text: &str, inputs: &Inputs) -> Result<Config, ConfigErrors> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            kind: too_large(text.len() as u64),
+        }]));
+    }
     let value: Value = serde_json::from_str(text).map_err(|e| ConfigErrors(vec![malformed(&e)]))?;
     validate(&value, inputs)
 }
@@ -71,7 +82,15 @@ pub fn load_str(text: &str, inputs: &Inputs) -> Result<Config, ConfigErrors> {
 /// Reads `path` and calls [`load_str`]. A read error is one error with an empty path; malformed
 /// JSON is reported with the file name as its path.
 pub fn load_file(path: &Path, inputs: &Inputs) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read_file(path)?;
+    load_str(&text, inputs).map_err(|errors| errors.in_file(path))
+}
+
+/// Reads a configuration file of at most [`MAX_FILE_BYTES`] as UTF-8; anything larger is
+/// refused after reading one byte past the cap, whatever its size.
+pub fn read_file(path: &Path) -> Result<String, ConfigErrors> {
+    use std::io::Read as _;
+    let io_error = |e: &dyn std::fmt::Display| {
         ConfigErrors(vec![ConfigError {
             path: String::new(),
             kind: ErrorKind::Io {
@@ -79,8 +98,27 @@ pub fn load_file(path: &Path, inputs: &Inputs) -> Result<Config, ConfigErrors> {
                 message: e.to_string(),
             },
         }])
-    })?;
-    load_str(&text, inputs).map_err(|errors| errors.in_file(path))
+    };
+    let file = std::fs::File::open(path).map_err(|e| io_error(&e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(&e))?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(ConfigErrors(vec![ConfigError {
+            path: path.display().to_string(),
+            kind: too_large(bytes.len() as u64),
+        }]));
+    }
+    String::from_utf8(bytes).map_err(|e| io_error(&e))
+}
+
+/// The error for a file over [`MAX_FILE_BYTES`]; `seen` is how much was read.
+pub fn too_large(seen: u64) -> ErrorKind {
+    ErrorKind::invalid(format!(
+        "the file is larger than {MAX_FILE_BYTES} bytes (1 MiB, the most a ConfigMap holds); read {seen} \
+         bytes before stopping"
+    ))
 }
 
 fn malformed(e: &serde_json::Error) -> ConfigError {
@@ -100,7 +138,10 @@ fn malformed(e: &serde_json::Error) -> ConfigError {
 
 /// The walk over a parsed document.
 fn validate(root: &Value, inputs: &Inputs) -> Result<Config, ConfigErrors> {
-    let mut cx = Ctx::default();
+    let mut cx = Ctx {
+        allow_plain_http: inputs.env.allow_plain_http_endpoints,
+        ..Ctx::default()
+    };
     let mut top = Obj::root(&mut cx, root);
     let agent = upstream::agent(top.object(&mut cx, "agent"), &mut cx);
     let logs = upstream::logs(top.object(&mut cx, "logs"), &mut cx);
@@ -113,6 +154,16 @@ fn validate(root: &Value, inputs: &Inputs) -> Result<Config, ConfigErrors> {
         },
         force_flush_interval: logs.force_flush_interval,
         logs_endpoint_override: logs.endpoint_override.clone(),
+        pod_ip: inputs.env.pod_ip.as_deref().and_then(|ip| {
+            ip.parse()
+                .map_err(|_| {
+                    cx.error(
+                        "env POD_IP",
+                        ErrorKind::invalid(format!("{ip:?} is not an IP address (downward API status.podIP)")),
+                    );
+                })
+                .ok()
+        }),
     };
     let kinsight = kinsight::section(top.object(&mut cx, "kinsight"), &mut cx, given);
     // The CloudWatch agent's other top-level sections: a pasted file loads, with a warning.
@@ -122,6 +173,7 @@ fn validate(root: &Value, inputs: &Inputs) -> Result<Config, ConfigErrors> {
     }
     top.finish(&mut cx);
 
+    env_endpoints(&mut cx, &inputs.env);
     let config = assemble(&mut cx, agent, logs, kinsight, inputs);
     if cx.errors.is_empty() {
         Ok(Config {
@@ -131,6 +183,37 @@ fn validate(root: &Value, inputs: &Inputs) -> Result<Config, ConfigErrors> {
     } else {
         cx.errors.sort_by(|a, b| a.path.cmp(&b.path));
         Err(ConfigErrors(cx.errors))
+    }
+}
+
+/// The SDK's endpoint variables (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`) obey the same
+/// rules as the config's overrides: the SDK sends signed requests to them. (The credential
+/// endpoints need no rule here: `AWS_CONTAINER_CREDENTIALS_FULL_URI` is checked by aws-config's
+/// `ecs` provider — loopback or the EKS Pod Identity agent's link-local addresses for `http` —
+/// and IMDS is link-local by design.)
+fn env_endpoints(cx: &mut Ctx, env: &super::env::Env) {
+    let aws = &env.aws;
+    for (name, value) in [
+        ("AWS_ENDPOINT_URL", &aws.endpoint_url),
+        ("AWS_ENDPOINT_URL_STS", &aws.endpoint_url_sts),
+        ("AWS_ENDPOINT_URL_CLOUDWATCH", &aws.endpoint_url_cloudwatch),
+        ("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", &aws.endpoint_url_cloudwatch_logs),
+        ("AWS_ENDPOINT_URL_EC2", &aws.endpoint_url_ec2),
+    ] {
+        let Some(value) = value else { continue };
+        let path = format!("env {name}");
+        match values::endpoint(value) {
+            Err(kind) => cx.error(path, kind),
+            Ok(e) if e.is_plain_http && !cx.allow_plain_http => cx.error(
+                path,
+                ErrorKind::invalid(format!(
+                    "plain http to {}, which is not loopback, would send signed requests unencrypted; use https, \
+                     or set KINSIGHT_ALLOW_PLAIN_HTTP_ENDPOINTS=true",
+                    e.host
+                )),
+            ),
+            Ok(_) => {}
+        }
     }
 }
 

@@ -30,9 +30,9 @@ use tokio::sync::{mpsc, watch as channel};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::error::{ConfigError, ConfigErrors, ErrorKind};
+use super::error::{ConfigError, ConfigErrors, ErrorKind, printed};
 use super::model::Config;
-use super::parse::{Inputs, load_str};
+use super::parse::{Inputs, MAX_FILE_BYTES, load_str, too_large};
 
 /// The safety-net re-read period.
 pub const RESCAN_INTERVAL: Duration = Duration::from_mins(1);
@@ -190,7 +190,7 @@ impl Reloader {
 
     /// One look at the file.
     async fn look(&self, state: &mut State, tx: &channel::Sender<Arc<Config>>) -> Option<ReloadOutcome> {
-        let bytes = match tokio::fs::read(&self.file).await {
+        let bytes = match read_bounded(&self.file).await {
             Ok(bytes) => bytes,
             Err(e) => {
                 let message = format!("cannot read {}: {e}", self.file.display());
@@ -216,12 +216,16 @@ impl Reloader {
         };
         match loaded {
             Err(errors) => {
-                for error in &errors {
+                let (shown, more) = printed(&errors.0);
+                for error in shown {
                     tracing::warn!(
                         path = %error.path,
-                        error = %error.kind,
+                        error = %error,
                         "config reload rejected; keeping the running configuration"
                     );
+                }
+                if more > 0 {
+                    tracing::warn!(more, "config reload rejected: more errors not shown");
                 }
                 Some(ReloadOutcome::Invalid(errors))
             }
@@ -253,8 +257,13 @@ impl Reloader {
         if changed.is_empty() {
             return ReloadOutcome::Unchanged;
         }
-        for warning in new.warnings.iter().filter(|w| !old.warnings.contains(w)) {
+        let fresh: Vec<&String> = new.warnings.iter().filter(|w| !old.warnings.contains(w)).collect();
+        let (shown, more) = printed(&fresh);
+        for warning in shown {
             tracing::warn!("{warning}");
+        }
+        if more > 0 {
+            tracing::warn!(more, "more configuration warnings not shown");
         }
         tracing::info!(changed = ?changed, file = %self.file.display(), "configuration reloaded");
         let new = Arc::new(new);
@@ -262,6 +271,22 @@ impl Reloader {
         state.current = new;
         ReloadOutcome::Applied { changed, needs_restart }
     }
+}
+
+/// The file, or an error once it is larger than [`MAX_FILE_BYTES`] (read one byte past the cap,
+/// whatever its size).
+async fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let file = tokio::fs::File::open(path).await?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).await?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            too_large(bytes.len() as u64).to_string(),
+        ));
+    }
+    Ok(bytes)
 }
 
 fn hash_of(bytes: &[u8]) -> u64 {

@@ -101,7 +101,8 @@ fn an_empty_object_takes_every_default() {
             logs_role_arn: None
         }
     );
-    let addr: SocketAddr = "0.0.0.0:9464".parse().unwrap();
+    // No POD_IP in these inputs: loopback, never every interface unless asked.
+    let addr: SocketAddr = "127.0.0.1:9464".parse().unwrap();
     assert_eq!(cfg.telemetry.listen_address, Some(addr));
     assert_eq!(cfg.telemetry.log_format, LogFormat::Text);
     assert!(cfg.warnings.is_empty());
@@ -331,21 +332,46 @@ fn pasted_cloudwatch_agent_sections_warn_once_each() {
 }
 
 #[test]
-fn kueue_and_jmx_warn_only_when_true_and_plain_http_endpoints_warn() {
+fn kueue_and_jmx_warn_only_when_true_and_plain_http_needs_the_environment_opt_in() {
     let text = r#"{"logs":{"endpoint_override":"http://logs.internal:8080",
         "metrics_collected":{"kubernetes":{"kueue_container_insights":true,
         "jmx_container_insights":false}}}}"#;
-    let cfg = ok(text, &local());
+    assert_eq!(
+        errors(text, &local()),
+        [
+            "logs.endpoint_override: plain http to logs.internal, which is not loopback, would send signed \
+          requests and data unencrypted; use https, or set KINSIGHT_ALLOW_PLAIN_HTTP_ENDPOINTS=true in the DaemonSet"
+        ]
+    );
+    let mut opted_in = local();
+    opted_in.env.allow_plain_http_endpoints = true;
+    let cfg = ok(text, &opted_in);
     assert_eq!(cfg.logs.endpoint_override.as_deref(), Some("http://logs.internal:8080"));
     assert_eq!(
         cfg.warnings,
         [
-            "logs.endpoint_override: \"http://logs.internal:8080\" is plain http to a host that \
-             is not loopback; data travels unencrypted",
+            "logs.endpoint_override: plain http to logs.internal (allowed by \
+             KINSIGHT_ALLOW_PLAIN_HTTP_ENDPOINTS); data travels unencrypted",
+            "logs.endpoint_override: endpoint override in effect; requests signed with the agent's \
+             credentials go to logs.internal",
             "logs.metrics_collected.kubernetes.kueue_container_insights: not supported by \
              kinsight; ignored",
         ]
     );
+}
+
+#[test]
+fn a_url_that_hides_its_host_or_carries_a_password_is_refused() {
+    let text = r#"{"kinsight":{"metrics":{"endpoint_override":"http://evil.example\\@localhost"}},
+        "logs":{"endpoint_override":"https://user:hunter2@logs.us-east-1.amazonaws.com"}}"#;
+    let found = errors(text, &local());
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].starts_with("kinsight.metrics.endpoint_override: plain http to evil.example"),
+        "{found:?}"
+    );
+    assert!(found[1].contains("user information"), "{found:?}");
+    assert!(!found.join("\n").contains("hunter2"), "{found:?}");
 }
 
 #[test]
@@ -495,7 +521,16 @@ fn role_arns_and_endpoints_reach_the_config() {
         Some("https://vpce-1.logs.us-east-1.vpce.amazonaws.com")
     );
     assert_eq!(cfg.metrics.endpoint_override.as_deref(), Some("http://127.0.0.1:4566"));
-    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    // Every override in effect is named with its host, never with more of the URL.
+    assert_eq!(
+        cfg.warnings,
+        [
+            "logs.endpoint_override: endpoint override in effect; requests signed with the agent's \
+             credentials go to vpce-1.logs.us-east-1.vpce.amazonaws.com",
+            "kinsight.metrics.endpoint_override: endpoint override in effect; requests signed with the \
+             agent's credentials go to 127.0.0.1",
+        ]
+    );
     let bad = r#"{"agent":{"credentials":{"role_arn":"x","external_id":"y"}}}"#;
     assert_eq!(errors(bad, &local()).len(), 2);
 }
@@ -574,4 +609,92 @@ fn output_parse_is_shared_with_the_cli() {
         Err("\"dir:\" needs a directory, as in \"dir:/tmp/kinsight\"".to_owned())
     );
     assert!(OutputKind::parse("s3").is_err());
+}
+
+#[test]
+fn telemetry_binds_the_pod_ip_by_default_and_every_interface_only_when_asked() {
+    let mut with_pod_ip = local();
+    with_pod_ip.env.pod_ip = Some("10.0.3.7".into());
+    let cfg = ok("{}", &with_pod_ip);
+    assert_eq!(cfg.telemetry.listen_address, Some("10.0.3.7:9464".parse().unwrap()));
+    with_pod_ip.env.pod_ip = Some("fd00::7".into());
+    let cfg = ok("{}", &with_pod_ip);
+    assert_eq!(cfg.telemetry.listen_address, Some("[fd00::7]:9464".parse().unwrap()));
+
+    let cfg = ok(
+        r#"{"kinsight":{"telemetry":{"listen_address":"0.0.0.0:9464"}}}"#,
+        &with_pod_ip,
+    );
+    assert_eq!(cfg.telemetry.listen_address, Some("0.0.0.0:9464".parse().unwrap()));
+
+    with_pod_ip.env.pod_ip = Some("ten.zero".into());
+    assert_eq!(
+        errors("{}", &with_pod_ip),
+        vec![r#"env POD_IP: "ten.zero" is not an IP address (downward API status.podIP)"#]
+    );
+}
+
+#[test]
+fn a_file_over_one_mebibyte_is_refused_without_reading_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("cwagentconfig.json");
+    // sparse: 100 MB on paper, nothing on disk
+    std::fs::File::create(&big).unwrap().set_len(100 * 1024 * 1024).unwrap();
+    let e = load_file(&big, &local()).unwrap_err().to_string();
+    assert!(
+        e.ends_with(&format!(
+            "the file is larger than {MAX_FILE_BYTES} bytes (1 MiB, the most a ConfigMap holds); read {} bytes before stopping",
+            MAX_FILE_BYTES + 1
+        )),
+        "{e}"
+    );
+    assert!(e.starts_with(&big.display().to_string()), "{e}");
+
+    let text = format!("{{\"agent\":{{\"region\":\"{}\"}}}}", "a".repeat(MAX_FILE_BYTES));
+    let e = load_str(&text, &local()).unwrap_err().to_string();
+    assert!(e.starts_with("the file is larger than 1048576 bytes"), "{e}");
+}
+
+#[test]
+fn many_unknown_keys_print_twenty_errors_and_a_count() {
+    let keys: Vec<String> = (0..80_000).map(|i| format!("\"k{i}\":0")).collect();
+    let text = format!("{{\"agent\":{{{}}}}}", keys.join(","));
+    assert!(text.len() < MAX_FILE_BYTES);
+    let errors = load_str(&text, &local()).unwrap_err();
+    assert_eq!(errors.len(), 80_000);
+    let printed = errors.to_string();
+    assert_eq!(printed.lines().count(), MAX_PRINTED + 1, "{printed}");
+    assert!(printed.ends_with("… and 79980 more errors (80000 in all)"), "{printed}");
+}
+
+#[test]
+fn a_ten_megabyte_region_is_refused_by_its_length() {
+    let mut env = local();
+    env.env.aws_region = Some("a".repeat(10 * 1024 * 1024));
+    assert_eq!(
+        errors("{}", &env),
+        vec!["env AWS_REGION: a region of 10485760 bytes; at most 63 are allowed"]
+    );
+}
+
+#[test]
+fn the_sdk_endpoint_variables_follow_the_same_rules() {
+    let mut env = local();
+    env.env.aws.endpoint_url_sts = Some("http://127.0.0.1:5000".into());
+    env.env.aws.endpoint_url_cloudwatch = Some("http://sts.evil.example".into());
+    env.env.aws.endpoint_url = Some("https://u:hunter2@proxy.example".into());
+    let found = errors("{}", &env);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].starts_with("env AWS_ENDPOINT_URL: invalid endpoint"),
+        "{found:?}"
+    );
+    assert!(!found[0].contains("hunter2"), "{found:?}");
+    assert!(
+        found[1].starts_with("env AWS_ENDPOINT_URL_CLOUDWATCH: plain http to sts.evil.example"),
+        "{found:?}"
+    );
+    env.env.aws.endpoint_url = None;
+    env.env.allow_plain_http_endpoints = true;
+    assert!(load_str("{}", &env).is_ok());
 }

@@ -118,17 +118,35 @@ pub(super) fn logs(mut o: Obj<'_>, cx: &mut Ctx) -> Logs {
     logs
 }
 
-/// An endpoint override key; warns on plain `http` to a host that is not loopback, because
-/// log contents and metrics would travel unencrypted.
+/// An endpoint override key. Requests to it are signed with the agent's credentials and carry
+/// metrics or log contents, so: plain `http` to a host that is not loopback is an error unless
+/// the DaemonSet sets `KINSIGHT_ALLOW_PLAIN_HTTP_ENDPOINTS=true`, and every override in effect is
+/// a warning naming its host (at startup, and at the reload that sets it).
 pub(super) fn endpoint(cx: &mut Ctx, o: &mut Obj<'_>, key: &'static str) -> Option<String> {
-    let (url, is_plain_http) = o.parsed(cx, key, values::endpoint)?;
-    if is_plain_http {
+    let e = o.parsed(cx, key, values::endpoint)?;
+    let path = o.path_of(key);
+    if e.is_plain_http {
+        if !cx.allow_plain_http {
+            cx.error(
+                path,
+                ErrorKind::invalid(format!(
+                    "plain http to {}, which is not loopback, would send signed requests and data unencrypted; use \
+                     https, or set KINSIGHT_ALLOW_PLAIN_HTTP_ENDPOINTS=true in the DaemonSet",
+                    e.host
+                )),
+            );
+            return None;
+        }
         cx.warn(format!(
-            "{}: {url:?} is plain http to a host that is not loopback; data travels unencrypted",
-            o.path_of(key)
+            "{path}: plain http to {} (allowed by KINSIGHT_ALLOW_PLAIN_HTTP_ENDPOINTS); data travels unencrypted",
+            e.host
         ));
     }
-    Some(url)
+    cx.warn(format!(
+        "{path}: endpoint override in effect; requests signed with the agent's credentials go to {}",
+        e.host
+    ));
+    Some(e.url)
 }
 
 /// `logs.metrics_collected`: `kubernetes` is read; the `CloudWatch` agent's other collectors
@@ -170,7 +188,7 @@ fn kubernetes(mut o: Obj<'_>, cx: &mut Ctx) -> Kubernetes {
         // presence makes `apiserver` the default metadata source.
         kube_config_path: o.parsed(cx, "kube_config_path", |s| values::non_empty(s).map(PathBuf::from)),
         // string, no default: the node name; below kinsight.node_name, above HOST_NAME.
-        host_name: o.parsed(cx, "host_name", values::non_empty),
+        host_name: o.parsed(cx, "host_name", values::node_name),
     };
     // integer seconds: high-frequency GPU collection; accepted and ignored.
     if o.uint(

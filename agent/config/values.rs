@@ -54,8 +54,41 @@ pub(super) fn is_log_group_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '#')
 }
 
+/// A region is one label of every service host name (`monitoring.us-east-1.amazonaws.com`), and
+/// a DNS label is at most 63 octets (RFC 1035, section 2.3.4).
+const MAX_REGION: usize = 63;
+
+/// `RoleArn` of `AssumeRole` is 20 to 2048 characters.
+/// <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html>
+const ROLE_ARN_LEN: std::ops::RangeInclusive<usize> = 20..=2048;
+
+/// A Kubernetes node name is a DNS subdomain name: at most 253 characters (RFC 1123, as
+/// <https://kubernetes.io/docs/concepts/overview/working-with-objects/names/> states).
+const MAX_NODE_NAME: usize = 253;
+
+/// `PATH_MAX` of Linux (`include/uapi/linux/limits.h`): 4096 bytes with the final NUL.
+const MAX_PATH: usize = 4095;
+
+/// Refuses a value longer than `max` bytes before any other rule looks at it.
+fn at_most(s: &str, max: usize, what: &str) -> Result<(), ErrorKind> {
+    if s.len() > max {
+        return Err(ErrorKind::invalid(format!(
+            "{what} of {} bytes; at most {max} are allowed",
+            s.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A node name: non-empty, at most 253 characters.
+pub(super) fn node_name(s: &str) -> Result<String, ErrorKind> {
+    at_most(s, MAX_NODE_NAME, "a node name")?;
+    non_empty(s)
+}
+
 /// AWS regions: lowercase letters, digits and `-` (`us-east-1`, `us-gov-west-1`).
 pub(super) fn region(s: &str) -> Result<String, ErrorKind> {
+    at_most(s, MAX_REGION, "a region")?;
     let ok = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -72,6 +105,14 @@ pub(super) fn region(s: &str) -> Result<String, ErrorKind> {
 
 /// IAM role ARNs: `arn:<partition>:iam::<12-digit account>:role/<path and name>`.
 pub(super) fn role_arn(s: &str) -> Result<String, ErrorKind> {
+    if !ROLE_ARN_LEN.contains(&s.len()) {
+        return Err(ErrorKind::invalid(format!(
+            "a role ARN of {} bytes; AssumeRole takes {} to {}",
+            s.len(),
+            ROLE_ARN_LEN.start(),
+            ROLE_ARN_LEN.end()
+        )));
+    }
     let parts: Vec<&str> = s.splitn(6, ':').collect();
     let ok = matches!(
         parts.as_slice(),
@@ -91,46 +132,92 @@ pub(super) fn role_arn(s: &str) -> Result<String, ErrorKind> {
     }
 }
 
+/// A host name is at most 253 characters (RFC 1035 section 2.3.4, as written in text).
+const MAX_HOST: usize = 253;
+
+/// An endpoint override, parsed by the WHATWG URL rules (the `url` crate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Endpoint {
+    /// The URL as the parser normalised it (no trailing `/` for an empty path): what was checked
+    /// is exactly what the SDK is given.
+    pub url: String,
+    /// The host alone, for the startup warning.
+    pub host: String,
+    /// `http://` to a host that is not loopback.
+    pub is_plain_http: bool,
+}
+
 /// An endpoint override: an `http`/`https` URL, or a bare host (with an optional port) that
-/// means `https://<host>`. Returns the URL and whether it sends data
-/// unencrypted to a host that is not loopback (worth a warning).
-pub(super) fn endpoint(s: &str) -> Result<(String, bool), ErrorKind> {
+/// means `https://<host>`. The parser decides the host the way the request will see it: in
+/// `http://evil.example\@localhost` the `\` ends the host (WHATWG URL, "special" schemes), so
+/// the host is `evil.example`, not loopback. User info (`user:pass@`) is refused: the SDK signs
+/// with the agent's credentials and would send these to the host as well, and the value would be
+/// logged. Only a scheme, host, port and path are allowed.
+pub(super) fn endpoint(s: &str) -> Result<Endpoint, ErrorKind> {
+    at_most(s, MAX_PATH, "an endpoint")?;
+    let shown = redacted(s);
     let bad = |why: &str| {
         ErrorKind::invalid(format!(
-            "invalid endpoint {s:?}: {why}; expected an http or https URL or a host name"
+            "invalid endpoint {shown:?}: {why}; expected an http or https URL or a host name"
         ))
     };
-    let (scheme, rest) = match s.split_once("://") {
-        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-        None => ("https".to_owned(), s),
-    };
-    if scheme != "http" && scheme != "https" {
-        return Err(bad(&format!("scheme {scheme:?} is not http or https")));
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() {
-        return Err(bad("no host"));
-    }
-    if s.chars().any(char::is_whitespace) {
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("contains whitespace"));
     }
-    let host = authority_host(authority);
-    let is_loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    let url = if s.contains("://") {
+    let text = if s.contains("://") {
         s.to_owned()
     } else {
         format!("https://{s}")
     };
-    Ok((url, scheme == "http" && !is_loopback))
+    let url = url::Url::parse(&text).map_err(|e| bad(&e.to_string()))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(bad(&format!("scheme {:?} is not http or https", url.scheme())));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("carries user information (user:password@); an endpoint must not"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("has a query or fragment"));
+    }
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+        _ => return Err(bad("no host")),
+    };
+    at_most(&host, MAX_HOST, "an endpoint host")?;
+    let is_loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    let mut normalised = url.to_string();
+    if url.path() == "/" {
+        normalised.pop();
+    }
+    Ok(Endpoint {
+        url: normalised,
+        host,
+        is_plain_http: url.scheme() == "http" && !is_loopback,
+    })
 }
 
-/// The host of `host[:port]` or `[v6]:port`, without brackets or port.
-fn authority_host(authority: &str) -> &str {
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split(']').next().unwrap_or(v6);
+/// `s` with anything between `://` and the last `@` before the path replaced by `***`, so that a
+/// refused URL is named without its password.
+fn redacted(s: &str) -> String {
+    let (scheme, rest) = s.split_once("://").map_or(("", s), |(a, b)| (a, b));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => format!("***{}", &authority[at..]),
+        None => authority.to_owned(),
+    };
+    if scheme.is_empty() {
+        format!("{authority}{path}")
+    } else {
+        format!("{scheme}://{authority}{path}")
     }
-    authority.split(':').next().unwrap_or(authority)
 }
 
 /// A file-name glob on a `/var/log/containers` basename: only `*` and `?` are wildcards.
@@ -154,6 +241,7 @@ pub(super) fn glob(s: &str) -> Result<String, ErrorKind> {
 /// An absolute host path. `.` and `..` components are refused: every host path is resolved
 /// under `--host-root`, and a `..` could only mean leaving the directory it names.
 pub(super) fn absolute_path(s: &str) -> Result<PathBuf, ErrorKind> {
+    at_most(s, MAX_PATH, "a path")?;
     let path = PathBuf::from(s);
     if !path.is_absolute() {
         return Err(ErrorKind::NotAbsolute { value: s.to_owned() });
@@ -205,6 +293,16 @@ pub(super) fn socket_address(s: &str) -> Result<SocketAddr, ErrorKind> {
     })
 }
 
+/// A path given with `dir:` or `file:` (in the container, relative or absolute) may not climb
+/// with `..`: it names a directory or file, never a way out of one.
+fn no_parent_components(s: &str) -> Result<(), ErrorKind> {
+    at_most(s, MAX_PATH, "a path")?;
+    if s.split('/').any(|c| c == "..") {
+        return Err(ErrorKind::invalid(format!("{s:?}: '..' components are not allowed")));
+    }
+    Ok(())
+}
+
 /// `cloudwatch`, `stdout` or `dir:PATH` (config key `kinsight.output` and the `--output` flag).
 pub(super) fn output(s: &str) -> Result<OutputKind, ErrorKind> {
     match s {
@@ -214,7 +312,7 @@ pub(super) fn output(s: &str) -> Result<OutputKind, ErrorKind> {
             Some("") => Err(ErrorKind::invalid(
                 "\"dir:\" needs a directory, as in \"dir:/tmp/kinsight\"",
             )),
-            Some(dir) => Ok(OutputKind::Dir(PathBuf::from(dir))),
+            Some(dir) => no_parent_components(dir).map(|()| OutputKind::Dir(PathBuf::from(dir))),
             None => Err(ErrorKind::InvalidValue {
                 value: s.to_owned(),
                 allowed: vec!["cloudwatch", "stdout", "dir:PATH"],
@@ -232,7 +330,7 @@ pub(super) fn metadata_source(s: &str) -> Result<MetadataSource, ErrorKind> {
             Some("") => Err(ErrorKind::invalid(
                 "\"file:\" needs the path of a PodList JSON file, as in \"file:/tmp/pods.json\"",
             )),
-            Some(file) => Ok(MetadataSource::File(PathBuf::from(file))),
+            Some(file) => no_parent_components(file).map(|()| MetadataSource::File(PathBuf::from(file))),
             None => Err(ErrorKind::InvalidValue {
                 value: s.to_owned(),
                 allowed: vec!["apiserver", "file:PATH", "none"],
@@ -276,28 +374,98 @@ mod tests {
     }
 
     #[test]
+    fn lengths_are_bounded_where_aws_and_linux_bound_them() {
+        assert!(region(&"a".repeat(63)).is_ok());
+        let e = region(&"a".repeat(10 * 1024 * 1024)).unwrap_err().to_string();
+        assert_eq!(e, "a region of 10485760 bytes; at most 63 are allowed");
+        let arn = format!("arn:aws:iam::123456789012:role/{}", "r".repeat(2048 - 31));
+        assert_eq!(arn.len(), 2048);
+        assert!(role_arn(&arn).is_ok());
+        assert!(
+            role_arn(&format!("{arn}r"))
+                .unwrap_err()
+                .to_string()
+                .contains("AssumeRole takes 20 to 2048")
+        );
+        assert!(node_name(&"n".repeat(253)).is_ok());
+        assert!(node_name(&"n".repeat(254)).is_err());
+        assert!(node_name("").is_err());
+        assert!(absolute_path(&format!("/{}", "p".repeat(4094))).is_ok());
+        assert!(absolute_path(&format!("/{}", "p".repeat(4095))).is_err());
+    }
+
+    #[test]
+    fn dir_and_file_paths_may_not_climb() {
+        assert!(output("dir:/tmp/../etc").is_err());
+        assert!(output("dir:out/x").is_ok());
+        assert!(metadata_source("file:../pods.json").is_err());
+        assert!(metadata_source("file:/var/lib/../pods.json").is_err());
+        assert!(metadata_source("file:/tmp/pods.json").is_ok());
+    }
+
+    #[test]
     fn endpoints_become_urls_and_flag_plain_http() {
+        let ok = |s: &str| {
+            let e = endpoint(s).unwrap();
+            (e.url, e.host, e.is_plain_http)
+        };
+        let owned = |u: &str, h: &str, plain| (u.to_owned(), h.to_owned(), plain);
         assert_eq!(
-            endpoint("logs.example.com").unwrap(),
-            ("https://logs.example.com".to_owned(), false)
+            ok("logs.example.com"),
+            owned("https://logs.example.com", "logs.example.com", false)
         );
         assert_eq!(
-            endpoint("http://127.0.0.1:4566").unwrap(),
-            ("http://127.0.0.1:4566".to_owned(), false)
+            ok("http://127.0.0.1:4566"),
+            owned("http://127.0.0.1:4566", "127.0.0.1", false)
         );
         assert_eq!(
-            endpoint("http://localhost:4566/").unwrap(),
-            ("http://localhost:4566/".to_owned(), false)
+            ok("http://localhost:4566/"),
+            owned("http://localhost:4566", "localhost", false)
         );
+        assert_eq!(ok("http://[::1]:4566"), owned("http://[::1]:4566", "[::1]", false));
         assert_eq!(
-            endpoint("http://[::1]:4566").unwrap(),
-            ("http://[::1]:4566".to_owned(), false)
+            ok("https://vpce-1.logs.us-east-1.vpce.amazonaws.com/base"),
+            owned(
+                "https://vpce-1.logs.us-east-1.vpce.amazonaws.com/base",
+                "vpce-1.logs.us-east-1.vpce.amazonaws.com",
+                false
+            )
         );
-        assert!(endpoint("http://vpce.example.com").unwrap().1);
+        assert!(ok("http://vpce.example.com").2);
         assert!(endpoint("ftp://x").is_err());
         assert!(endpoint("https://").is_err());
         assert!(endpoint("").is_err());
         assert!(endpoint("a b").is_err());
+    }
+
+    #[test]
+    fn the_host_is_the_one_the_request_would_reach() {
+        // A backslash ends the host of an http(s) URL (WHATWG): this is evil.example, plain.
+        let e = endpoint("http://evil.example\\@localhost").unwrap();
+        assert_eq!((e.host.as_str(), e.is_plain_http), ("evil.example", true));
+        assert_eq!(e.url, "http://evil.example/@localhost");
+        // Loopback in disguise is still loopback; a loopback-looking name is not.
+        assert!(!endpoint("http://127.1:4566").unwrap().is_plain_http);
+        assert!(!endpoint("http://LOCALHOST:4566").unwrap().is_plain_http);
+        assert!(endpoint("http://localhost.evil.example").unwrap().is_plain_http);
+        assert!(endpoint("http://127.0.0.1.nip.io").unwrap().is_plain_http);
+    }
+
+    #[test]
+    fn user_information_is_refused_and_never_echoed() {
+        for s in [
+            "https://user:hunter2@monitoring.us-east-1.amazonaws.com",
+            "https://user@monitoring.us-east-1.amazonaws.com",
+            "user:hunter2@monitoring.us-east-1.amazonaws.com",
+            "http://evil.example:hunter2@localhost",
+        ] {
+            let e = endpoint(s).unwrap_err().to_string();
+            assert!(e.contains("user information"), "{s}: {e}");
+            assert!(!e.contains("hunter2"), "{s}: {e}");
+        }
+        assert!(endpoint("https://h.example/?x=1").is_err());
+        assert!(endpoint("https://h.example/#x").is_err());
+        assert!(endpoint(&format!("https://{}.example", "a".repeat(250))).is_err());
     }
 
     #[test]

@@ -30,6 +30,7 @@
 //! `kubernetes/kubernetes: pkg/kubelet/kuberuntime/kuberuntime_container.go`) and then opens the
 //! `/var/log/pods` path itself.
 
+use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::File;
@@ -72,7 +73,13 @@ pub struct ConfinedRoot {
     /// Set once `openat2` is known to be unavailable (or by [`ConfinedRoot::with_walk_only`]):
     /// from then on every lookup takes the component walk.
     walk_only: AtomicBool,
+    /// The walk follows relative symlinks without `..` ([`ConfinedRoot::with_relative_links`]).
+    relative_links: bool,
 }
+
+/// How many symlinks the walk follows in one lookup with [`ConfinedRoot::with_relative_links`];
+/// the kernel gives up after 40 (`path_resolution(7)`), kernel interface trees need one or two.
+const MAX_LINK_HOPS: usize = 8;
 
 /// Checks a caller may ask for on top of "a regular file inside the root".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -454,7 +461,27 @@ impl ConfinedRoot {
             dir,
             path: path.into(),
             walk_only: AtomicBool::new(false),
+            relative_links: false,
         }
+    }
+
+    /// The same root, whose component walk (the mode without `openat2`) follows a symlink whose
+    /// target is relative and has no `..` component, instead of refusing it. Such a link names
+    /// something below the directory that holds it, so it cannot leave the root: cgroup v1's
+    /// `/sys/fs/cgroup/cpu -> cpu,cpuacct` and procfs' `/proc/mounts -> self/mounts` are of this
+    /// kind. Absolute links and links with `..` are still refused. With `openat2` the kernel
+    /// resolves every link inside the root anyway.
+    #[must_use]
+    pub fn with_relative_links(mut self) -> Self {
+        self.relative_links = true;
+        self
+    }
+
+    /// Opens `rel` below the root with `flags` as they are (no `fstat`, no kind check): for
+    /// kernel interface files read every tick, where the extra system call of
+    /// [`ConfinedRoot::open_file`] would cost on every pod.
+    pub fn open_raw(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, ConfinedError> {
+        self.open_confined(rel, flags)
     }
 
     /// The same root, resolving every path by the component walk instead of `openat2`: what a
@@ -640,83 +667,121 @@ impl ConfinedRoot {
     /// `O_PATH | O_NOFOLLOW` and checks that it is a directory (such an open of a symlink yields
     /// the link itself, which `fstat` reports), then opens the last one with
     /// `flags | O_NOFOLLOW`, which fails with `ELOOP` on a symlink (open(2)). `..` never reaches
-    /// here.
+    /// here. A symlink met on the way is refused, or, with [`ConfinedRoot::with_relative_links`],
+    /// replaced by its target's components when that target is relative and has no `..`.
     fn open_parts(&self, rel: &Path, parts: &[&OsStr], flags: OFlags) -> Result<OwnedFd, ConfinedError> {
-        let Some((last, dirs)) = parts.split_last() else {
+        if parts.is_empty() {
             // The root itself.
             return rustix::fs::openat(&self.dir, ".", flags, Mode::empty()).map_err(|e| errno_error(rel, e));
-        };
+        }
+        let mut queue: VecDeque<OsString> = parts.iter().map(|p| p.to_os_string()).collect();
+        let mut hops = 0;
         let mut walked = PathBuf::new();
         let mut cur: Option<OwnedFd> = None;
-        for name in dirs {
-            walked.push(name);
+        while let Some(name) = queue.pop_front() {
+            walked.push(&name);
             let at = cur.as_ref().map_or(self.dir.as_fd(), AsFd::as_fd);
-            let fd = rustix::fs::openat(
-                at,
-                *name,
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| errno_error(rel, e))?;
-            let stat = rustix::fs::fstat(&fd).map_err(|e| errno_error(rel, e))?;
-            match FileType::from_raw_mode(stat.st_mode) {
-                FileType::Directory => {}
-                FileType::Symlink => {
-                    return Err(ConfinedError::SymlinkInPath {
-                        path: rel.to_path_buf(),
-                        symlink: walked,
-                    });
-                }
-                _ => {
-                    return Err(ConfinedError::NotFound {
-                        path: rel.to_path_buf(),
-                    });
-                }
-            }
-            cur = Some(fd);
-        }
-        walked.push(last);
-        let at = cur.as_ref().map_or(self.dir.as_fd(), AsFd::as_fd);
-        if flags.contains(OFlags::PATH) {
-            // O_PATH | O_NOFOLLOW opens a symlink itself instead of failing: check the kind.
-            let fd = rustix::fs::openat(
-                at,
-                *last,
-                flags.difference(OFlags::DIRECTORY) | OFlags::NOFOLLOW,
-                Mode::empty(),
-            )
-            .map_err(|e| errno_error(rel, e))?;
-            let stat = rustix::fs::fstat(&fd).map_err(|e| errno_error(rel, e))?;
-            return match FileType::from_raw_mode(stat.st_mode) {
-                FileType::Symlink => Err(ConfinedError::SymlinkInPath {
-                    path: rel.to_path_buf(),
-                    symlink: walked,
-                }),
-                FileType::Directory => Ok(fd),
-                _ if flags.contains(OFlags::DIRECTORY) => Err(ConfinedError::NotFound {
-                    path: rel.to_path_buf(),
-                }),
-                _ => Ok(fd),
+            let is_link = |fd: &OwnedFd| {
+                rustix::fs::fstat(fd)
+                    .map(|st| FileType::from_raw_mode(st.st_mode))
+                    .map_err(|e| errno_error(rel, e))
             };
-        }
-        match rustix::fs::openat(at, *last, flags | OFlags::NOFOLLOW, Mode::empty()) {
-            Err(Errno::LOOP) => Err(ConfinedError::SymlinkInPath {
-                path: rel.to_path_buf(),
-                symlink: walked,
-            }),
-            // With O_DIRECTORY a symlink fails as ENOTDIR instead: say which it was.
-            Err(Errno::NOTDIR)
-                if flags.contains(OFlags::DIRECTORY)
-                    && rustix::fs::statat(at, *last, AtFlags::SYMLINK_NOFOLLOW)
-                        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink) =>
-            {
-                Err(ConfinedError::SymlinkInPath {
-                    path: rel.to_path_buf(),
-                    symlink: walked,
-                })
+            if !queue.is_empty() {
+                let fd = rustix::fs::openat(
+                    at,
+                    &name,
+                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| errno_error(rel, e))?;
+                match is_link(&fd)? {
+                    FileType::Directory => cur = Some(fd),
+                    FileType::Symlink => self.follow(at, &name, &mut queue, &mut hops, rel, &walked)?,
+                    _ => {
+                        return Err(ConfinedError::NotFound {
+                            path: rel.to_path_buf(),
+                        });
+                    }
+                }
+                continue;
             }
-            other => other.map_err(|e| errno_error(rel, e)),
+            if flags.contains(OFlags::PATH) {
+                // O_PATH | O_NOFOLLOW opens a symlink itself instead of failing: check the kind.
+                let fd = rustix::fs::openat(
+                    at,
+                    &name,
+                    flags.difference(OFlags::DIRECTORY) | OFlags::NOFOLLOW,
+                    Mode::empty(),
+                )
+                .map_err(|e| errno_error(rel, e))?;
+                match is_link(&fd)? {
+                    FileType::Symlink => self.follow(at, &name, &mut queue, &mut hops, rel, &walked)?,
+                    FileType::Directory => return Ok(fd),
+                    _ if flags.contains(OFlags::DIRECTORY) => {
+                        return Err(ConfinedError::NotFound {
+                            path: rel.to_path_buf(),
+                        });
+                    }
+                    _ => return Ok(fd),
+                }
+                continue;
+            }
+            match rustix::fs::openat(at, &name, flags | OFlags::NOFOLLOW, Mode::empty()) {
+                Err(Errno::LOOP) => self.follow(at, &name, &mut queue, &mut hops, rel, &walked)?,
+                // With O_DIRECTORY a symlink fails as ENOTDIR instead: say which it was.
+                Err(Errno::NOTDIR)
+                    if flags.contains(OFlags::DIRECTORY)
+                        && rustix::fs::statat(at, &name, AtFlags::SYMLINK_NOFOLLOW)
+                            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink) =>
+                {
+                    self.follow(at, &name, &mut queue, &mut hops, rel, &walked)?;
+                }
+                other => return other.map_err(|e| errno_error(rel, e)),
+            }
         }
+        // Only a followed link can empty the queue without an open: its target was empty.
+        Err(ConfinedError::SymlinkInPath {
+            path: rel.to_path_buf(),
+            symlink: walked,
+        })
+    }
+
+    /// The symlink `name` in `at` met by the walk: refused, or (with relative links allowed) its
+    /// target's components put in front of what is left to walk.
+    fn follow(
+        &self,
+        at: BorrowedFd<'_>,
+        name: &OsStr,
+        queue: &mut VecDeque<OsString>,
+        hops: &mut usize,
+        rel: &Path,
+        walked: &Path,
+    ) -> Result<(), ConfinedError> {
+        let refused = || ConfinedError::SymlinkInPath {
+            path: rel.to_path_buf(),
+            symlink: walked.to_path_buf(),
+        };
+        if !self.relative_links || *hops >= MAX_LINK_HOPS {
+            return Err(refused());
+        }
+        *hops += 1;
+        let target = rustix::fs::readlinkat(at, name, Vec::new()).map_err(|e| errno_error(rel, e))?;
+        let target = PathBuf::from(OsString::from_vec(target.into_bytes()));
+        let mut parts = Vec::new();
+        for c in target.components() {
+            match c {
+                Component::Normal(p) => parts.push(p.to_os_string()),
+                Component::CurDir => {}
+                Component::RootDir | Component::ParentDir | Component::Prefix(_) => return Err(refused()),
+            }
+        }
+        if parts.is_empty() {
+            return Err(refused());
+        }
+        for p in parts.into_iter().rev() {
+            queue.push_front(p);
+        }
+        Ok(())
     }
 }
 

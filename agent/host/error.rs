@@ -11,6 +11,12 @@ pub enum HostError {
     },
     #[error("cannot parse {}: {what}", path.display())]
     Parse { path: PathBuf, what: String },
+    /// The path would leave the host root, or takes a symlink the walk refuses.
+    #[error("refused to read {}: {reason}", path.display())]
+    Refused { path: PathBuf, reason: String },
+    /// A whole-file read found more than `cap` bytes.
+    #[error("cannot read {}: larger than {cap} bytes", path.display())]
+    TooLarge { path: PathBuf, cap: usize },
 }
 
 impl HostError {
@@ -40,6 +46,8 @@ impl HostError {
                 _ => "io",
             },
             HostError::Parse { .. } => "parse",
+            HostError::Refused { .. } => "refused",
+            HostError::TooLarge { .. } => "too_large",
         }
     }
 }

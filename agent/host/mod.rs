@@ -22,6 +22,9 @@ pub mod pids;
 pub mod procfs;
 mod root;
 
+#[cfg(test)]
+pub(crate) mod proptests;
+
 pub use cgroup::CgroupMode;
 pub use clock::{Clock, SystemClock, thread_cpu_time};
 pub use error::HostError;

@@ -41,7 +41,7 @@ pub fn read_mem_total(root: &Root) -> Result<u64, HostError> {
 }
 
 /// A `/proc/meminfo` field in bytes. Lines are `Name:   123456 kB`.
-fn meminfo_field_bytes(text: &str, name: &str) -> Option<u64> {
+pub(super) fn meminfo_field_bytes(text: &str, name: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.split(':').next() == Some(name))?;
     let mut parts = line.split(':').nth(1)?.split_whitespace();
     let value: u64 = parts.next()?.parse().ok()?;

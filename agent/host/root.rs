@@ -6,9 +6,10 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::OFlags;
 
 use super::HostError;
+use super::confined::{ConfinedError, ConfinedRoot};
 
 /// The node's filesystem root as this process sees it.
 ///
@@ -20,9 +21,19 @@ use super::HostError;
 /// the few components below the anchor instead of the whole path. A pod's `cpu.stat` is eight
 /// components deep under `/rootfs`; on a node with 700 pods, path lookup was the largest single
 /// cost of a tick.
+///
+/// Every open resolves inside the base ([`ConfinedRoot`]: `openat2` with `RESOLVE_IN_ROOT |
+/// RESOLVE_NO_MAGICLINKS`, or a component walk that follows only relative symlinks without
+/// `..`), `..` is refused, and a whole-file read stops at [`MAX_READ_BYTES`]. Kernel interface
+/// files cannot be planted by pods today, but a root that a symlink can leave would read
+/// whatever a writer of the tree chose: a fixture or a tarball replayed with `--host-root`, a
+/// future reader of a directory pods write to.
 #[derive(Debug, Clone)]
 pub struct Root {
     base: PathBuf,
+    /// The base opened as a confining root; `None` when it could not be opened (every read then
+    /// fails as not found).
+    confined: Option<Arc<ConfinedRoot>>,
     anchors: Arc<[Anchor]>,
 }
 
@@ -30,7 +41,7 @@ pub struct Root {
 struct Anchor {
     /// Host path without a trailing slash (`/sys/fs/cgroup`).
     host: &'static str,
-    dir: OwnedFd,
+    dir: ConfinedRoot,
 }
 
 impl PartialEq for Root {
@@ -41,10 +52,11 @@ impl PartialEq for Root {
 
 impl Eq for Root {}
 
-/// A directory of the node opened with [`Root::open_dir`].
+/// A directory of the node opened with [`Root::open_dir`]; files in it are opened confined to
+/// it.
 #[derive(Debug)]
 pub struct Dir {
-    fd: OwnedFd,
+    fd: ConfinedRoot,
     /// The host path, for error messages.
     host: PathBuf,
 }
@@ -60,10 +72,20 @@ const READ_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::CLOEXEC).union(OFlags::N
 /// The host directories a tick reads below, in every cgroup mode.
 const ANCHORS: [&str; 2] = ["/sys/fs/cgroup", "/proc"];
 
+/// The largest file a whole-file read takes: `/proc/1/mountinfo` of a node with 110 pods is a
+/// few hundred KiB, every other file read whole a few KiB. A larger one is an error counted as
+/// `too_large`, never a growing buffer.
+pub const MAX_READ_BYTES: usize = 4 * 1024 * 1024;
+
 impl Root {
     pub fn new(base: impl Into<PathBuf>) -> Self {
+        let base = base.into();
+        let confined = ConfinedRoot::open(&base)
+            .ok()
+            .map(|r| Arc::new(r.with_relative_links()));
         Root {
-            base: base.into(),
+            base,
+            confined,
             anchors: Arc::new([]),
         }
     }
@@ -79,17 +101,18 @@ impl Root {
         let anchors: Vec<Anchor> = ANCHORS
             .iter()
             .filter_map(|host| {
-                let dir = rustix::fs::open(
-                    self.path(host),
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .ok()?;
+                let fd = self
+                    .confined
+                    .as_ref()?
+                    .open_raw(Path::new(host), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC)
+                    .ok()?;
+                let dir = ConfinedRoot::from_fd(fd, self.path(host)).with_relative_links();
                 Some(Anchor { host, dir })
             })
             .collect();
         Root {
             base: self.base,
+            confined: self.confined,
             anchors: anchors.into(),
         }
     }
@@ -98,7 +121,8 @@ impl Root {
         &self.base
     }
 
-    /// Re-roots an absolute host path (`/proc/stat`) under the base.
+    /// Re-roots an absolute host path (`/proc/stat`) under the base: for messages and for
+    /// listings of fixed directories. Files are never opened through it.
     pub fn path(&self, host_path: impl AsRef<Path>) -> PathBuf {
         let p = host_path.as_ref();
         let relative = p.strip_prefix("/").unwrap_or(p);
@@ -123,10 +147,7 @@ impl Root {
         parse: impl FnOnce(&str) -> Result<T, HostError>,
     ) -> Result<T, HostError> {
         let host_path = host_path.as_ref();
-        let file = self.open(host_path).map_err(|source| HostError::Read {
-            path: self.path(host_path),
-            source,
-        })?;
+        let file = self.open(host_path)?;
         Self::read_file(&file, false, parse, host_path, || self.path(host_path))
     }
 
@@ -141,13 +162,20 @@ impl Root {
         full: impl Fn() -> PathBuf,
     ) -> Result<T, HostError> {
         let mut buf = BUF.take();
-        let text = read_whole(file, &mut buf, from_start).and_then(|n| {
-            std::str::from_utf8(&buf[..n]).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-        });
-        let result = match text {
-            Ok(text) => parse(text).map_err(|e| match e {
-                HostError::Parse { path, what } if path == named => HostError::Parse { path: full(), what },
-                other => other,
+        let result = match read_whole(file, &mut buf, from_start) {
+            Ok(Some(n)) => match std::str::from_utf8(&buf[..n]) {
+                Ok(text) => parse(text).map_err(|e| match e {
+                    HostError::Parse { path, what } if path == named => HostError::Parse { path: full(), what },
+                    other => other,
+                }),
+                Err(e) => Err(HostError::Read {
+                    path: full(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                }),
+            },
+            Ok(None) => Err(HostError::TooLarge {
+                path: full(),
+                cap: MAX_READ_BYTES,
             }),
             Err(source) => Err(HostError::Read { path: full(), source }),
         };
@@ -164,8 +192,10 @@ impl Root {
         self.read_with(host_path, |text| parse_u64(text, host_path))
     }
 
+    /// Whether `host_path` resolves, inside the root, to something.
     pub fn exists(&self, host_path: impl AsRef<Path>) -> bool {
-        self.path(host_path).exists()
+        self.open_flags(host_path.as_ref(), OFlags::PATH | OFlags::CLOEXEC)
+            .is_ok()
     }
 
     /// Opens a directory to read files in it with [`Root::read_in`] (`O_PATH`: no read right
@@ -174,14 +204,9 @@ impl Root {
     /// has exited every lookup below it fails with `ENOENT`, even if the PID is reused.
     pub fn open_dir(&self, host_path: impl AsRef<Path>) -> Result<Dir, HostError> {
         let host_path = host_path.as_ref();
-        let fd = self
-            .open_flags(host_path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC)
-            .map_err(|source| HostError::Read {
-                path: self.path(host_path),
-                source,
-            })?;
+        let fd = self.open_flags(host_path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
         Ok(Dir {
-            fd,
+            fd: ConfinedRoot::from_fd(fd, self.path(host_path)).with_relative_links(),
             host: host_path.to_path_buf(),
         })
     }
@@ -201,12 +226,10 @@ impl Root {
     /// Opens the file `name` in `dir` to hold it across ticks and re-read it with
     /// [`Root::reread`].
     pub fn open_in(&self, dir: &Dir, name: &str) -> Result<File, HostError> {
-        rustix::fs::openat(&dir.fd, name, READ_FLAGS, Mode::empty())
+        dir.fd
+            .open_raw(Path::new(name), READ_FLAGS)
             .map(File::from)
-            .map_err(|e| HostError::Read {
-                path: self.path(dir.host.join(name)),
-                source: e.into(),
-            })
+            .map_err(|e| host_error(e, self.path(dir.host.join(name))))
     }
 
     /// Reads a file held open (opened with [`Root::open_in`] as `name` in `dir`) from its start,
@@ -226,18 +249,18 @@ impl Root {
     }
 
     /// Opens `host_path` read-only, relative to the deepest anchor that contains it.
-    fn open(&self, host_path: &Path) -> std::io::Result<File> {
+    fn open(&self, host_path: &Path) -> Result<File, HostError> {
         self.open_flags(host_path, READ_FLAGS).map(File::from)
     }
 
-    fn open_flags(&self, host_path: &Path, flags: OFlags) -> std::io::Result<OwnedFd> {
+    /// Opens `host_path` with `flags`, confined to the anchor that contains it, else to the base.
+    fn open_flags(&self, host_path: &Path, flags: OFlags) -> Result<OwnedFd, HostError> {
         let bytes = host_path.as_os_str().as_encoded_bytes();
         for a in self.anchors.iter() {
             let Some(rest) = bytes.strip_prefix(a.host.as_bytes()) else {
                 continue;
             };
-            // `/procfoo` is not below `/proc`; and `openat` ignores the directory for an
-            // absolute path, so the separator is stripped.
+            // `/procfoo` is not below `/proc`.
             if !rest.starts_with(b"/") {
                 continue;
             }
@@ -245,15 +268,36 @@ impl Root {
             if rest.is_empty() {
                 continue;
             }
-            let fd = rustix::fs::openat(
-                &a.dir,
-                Path::new(std::ffi::OsStr::from_bytes(rest)),
-                flags,
-                Mode::empty(),
-            )?;
-            return Ok(fd);
+            return a
+                .dir
+                .open_raw(Path::new(std::ffi::OsStr::from_bytes(rest)), flags)
+                .map_err(|e| host_error(e, self.path(host_path)));
         }
-        Ok(rustix::fs::open(self.path(host_path), flags, Mode::empty())?)
+        match &self.confined {
+            Some(root) => root
+                .open_raw(host_path, flags)
+                .map_err(|e| host_error(e, self.path(host_path))),
+            None => Err(HostError::Read {
+                path: self.path(host_path),
+                source: std::io::ErrorKind::NotFound.into(),
+            }),
+        }
+    }
+}
+
+/// A confined open's error as a [`HostError`] naming `path`: not found and system-call errors
+/// as reads, a path that would leave the root (or take a refused symlink) as refused.
+fn host_error(e: ConfinedError, path: PathBuf) -> HostError {
+    match e {
+        ConfinedError::NotFound { .. } => HostError::Read {
+            path,
+            source: std::io::ErrorKind::NotFound.into(),
+        },
+        ConfinedError::Io { source, .. } => HostError::Read { path, source },
+        refused => HostError::Refused {
+            path,
+            reason: refused.to_string(),
+        },
     }
 }
 
@@ -284,7 +328,8 @@ thread_local! {
 /// than asked is the end of the file for regular files and for the kernel's seq_file-backed
 /// proc, sysfs and cgroup files (they fill the buffer until their end), so that second read is
 /// skipped: one system call per file and tick.
-fn read_whole(file: &File, buf: &mut Vec<u8>, from_start: bool) -> std::io::Result<usize> {
+/// `None` when the file holds more than [`MAX_READ_BYTES`].
+fn read_whole(file: &File, buf: &mut Vec<u8>, from_start: bool) -> std::io::Result<Option<usize>> {
     use std::os::unix::fs::FileExt as _;
     if buf.len() < BUF_START {
         // Zero-filled once per thread; later reads overwrite what they use.
@@ -298,10 +343,13 @@ fn read_whole(file: &File, buf: &mut Vec<u8>, from_start: bool) -> std::io::Resu
             (&mut &*file).read(&mut buf[n..])?
         };
         n += got;
-        if n < buf.len() || got == 0 {
-            return Ok(n);
+        if n > MAX_READ_BYTES {
+            return Ok(None);
         }
-        buf.resize(2 * buf.len(), 0);
+        if n < buf.len() || got == 0 {
+            return Ok(Some(n));
+        }
+        buf.resize((2 * buf.len()).min(MAX_READ_BYTES + 1), 0);
     }
 }
 
@@ -390,6 +438,83 @@ mod tests {
         std::fs::write(dir.path().join("f"), [b'o', b'k', 0xff]).unwrap();
         let err = r.read("/f").unwrap_err();
         assert_eq!(err.kind(), "io", "{err}");
+    }
+
+    /// A tree whose `proc/sys/kernel/hostname` leads outside it, by an absolute and by a
+    /// relative symlink, with a secret beside the root; and cgroup v1's relative
+    /// `cpu -> cpu,cpuacct`.
+    fn planted() -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        let secret = d.path().join("secret");
+        std::fs::write(&secret, "outside-secret\n").unwrap();
+        let kernel = root.join("proc/sys/kernel");
+        std::fs::create_dir_all(&kernel).unwrap();
+        std::os::unix::fs::symlink(&secret, kernel.join("hostname")).unwrap();
+        std::os::unix::fs::symlink("../../../../secret", kernel.join("domainname")).unwrap();
+        std::fs::create_dir_all(root.join("proc/escape")).unwrap();
+        std::os::unix::fs::symlink("../../../secret", root.join("proc/escape/file")).unwrap();
+        let cg = root.join("sys/fs/cgroup");
+        std::fs::create_dir_all(cg.join("cpu,cpuacct")).unwrap();
+        std::fs::write(cg.join("cpu,cpuacct/cpuacct.usage"), "42\n").unwrap();
+        std::os::unix::fs::symlink("cpu,cpuacct", cg.join("cpu")).unwrap();
+        (d, root)
+    }
+
+    fn roots(base: &Path) -> Vec<(&'static str, Root)> {
+        let walk = Root {
+            base: base.to_path_buf(),
+            confined: Some(Arc::new(
+                ConfinedRoot::open(base).unwrap().with_relative_links().with_walk_only(),
+            )),
+            anchors: Arc::new([]),
+        };
+        vec![
+            ("plain", Root::new(base)),
+            ("anchored", Root::new(base).anchored()),
+            ("walk", walk),
+        ]
+    }
+
+    #[test]
+    fn no_read_leaves_the_root() {
+        let (_d, base) = planted();
+        for (mode, r) in roots(&base) {
+            for path in [
+                "/proc/sys/kernel/hostname",
+                "/proc/sys/kernel/domainname",
+                "/proc/escape/file",
+                "/proc/../secret",
+                "/../secret",
+            ] {
+                match r.read(path) {
+                    Ok(text) => assert!(!text.contains("outside-secret"), "{mode} {path}: leaked"),
+                    Err(e) => assert!(
+                        matches!(e.kind(), "not_found" | "refused"),
+                        "{mode} {path}: {e} ({})",
+                        e.kind()
+                    ),
+                }
+                assert!(!r.exists(path) || mode != "walk", "{mode} {path}");
+            }
+            assert_eq!(r.read("/proc/../secret").unwrap_err().kind(), "refused", "{mode}");
+            // A relative link that stays inside still works, in every mode.
+            assert_eq!(r.read_u64("/sys/fs/cgroup/cpu/cpuacct.usage").unwrap(), 42, "{mode}");
+        }
+    }
+
+    #[test]
+    fn a_whole_file_read_stops_at_the_cap() {
+        let d = tempfile::tempdir().unwrap();
+        let f = std::fs::File::create(d.path().join("big")).unwrap();
+        f.set_len(MAX_READ_BYTES as u64 + 1).unwrap();
+        std::fs::write(d.path().join("ok"), vec![b'a'; MAX_READ_BYTES]).unwrap();
+        let r = Root::new(d.path());
+        let e = r.read("/big").unwrap_err();
+        assert_eq!(e.kind(), "too_large", "{e}");
+        assert_eq!(r.read("/ok").unwrap().len(), MAX_READ_BYTES);
+        // The thread's buffer was not kept at that size.
+        assert!(BUF.take().capacity() <= BUF_KEEP);
     }
 
     /// The guarantee [`crate::host::pids::PidMap`] relies on, checked on the real procfs: a

@@ -1,6 +1,10 @@
 //! Diagnostic logs on stderr (stdout is the `stdout` output's data channel).
 
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
 
 /// Format of kinsight's own log lines on stderr (`kinsight.telemetry.log_format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,28 +13,112 @@ pub enum LogFormat {
     Json,
 }
 
-/// The AWS SDK, its HTTP stack and signer log request headers and bodies at debug and trace:
-/// credentials, tokens and log contents. They stay at `warn` whatever `agent.debug` says
-/// (secrets must never reach the log); raising them is a deliberate step through `KINSIGHT_LOG`.
-const QUIET_DEPENDENCIES: &str = "aws_smithy_runtime=warn,aws_smithy_http_client=warn,aws_smithy_runtime_api=warn,aws_sigv4=warn,aws_config=warn,aws_sdk_sts=warn,aws_sdk_cloudwatch=warn,aws_sdk_cloudwatchlogs=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn,notify=warn";
+/// Crates that see credentials, signatures, tokens or log contents, by target prefix (a target
+/// matches when it starts with the prefix, so `aws_` covers `aws_sigv4::sign::v4`,
+/// `aws_smithy_runtime`, `aws_config`, every `aws_sdk_*`…). The AWS signer traces its canonical
+/// request and string to sign (with the access key ID) and the signature; the SDK's runtime and
+/// HTTP client log request headers (`authorization`, `x-amz-security-token`) and bodies at debug
+/// and trace; hyper, h2 and rustls see the same bytes. They are capped at `warn` on top of any
+/// filter, `KINSIGHT_LOG` included: no filter string can raise them.
+pub const CAPPED_AT_WARN: [&str; 8] = [
+    "aws_",
+    "hyper",
+    "h2",
+    "http",
+    "rustls",
+    "tokio_rustls",
+    "tower",
+    "notify",
+];
 
 /// Sets the global subscriber once at start. `filter_override` is `KINSIGHT_LOG` (an
 /// `EnvFilter` directive string), read by `main`.
 pub fn init_logging(format: LogFormat, debug: bool, filter_override: Option<&str>) {
-    let level = if debug { "debug" } else { "info" };
-    let directives = match filter_override {
-        Some(f) => f.to_string(),
-        None => format!("{level},{QUIET_DEPENDENCIES}"),
-    };
-    let filter =
-        EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(format!("{level},{QUIET_DEPENDENCIES}")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(true);
     // try_init: a second call (tests running several agents in one process) keeps the first.
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.with_ansi(false).try_init(),
+    let _ = subscriber(format, debug, filter_override, std::io::stderr).try_init();
+}
+
+/// The subscriber [`init_logging`] installs, writing to `writer`.
+fn subscriber<W>(
+    format: LogFormat,
+    debug: bool,
+    filter_override: Option<&str>,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let level = if debug { "debug" } else { "info" };
+    let filter = filter_override
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(level));
+    let cap = CAPPED_AT_WARN
+        .iter()
+        .fold(Targets::new().with_default(LevelFilter::TRACE), |t, prefix| {
+            t.with_target(*prefix, LevelFilter::WARN)
+        });
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer).with_target(true);
+    let layer = match format {
+        LogFormat::Json => layer.json().flatten_event(true).boxed(),
+        LogFormat::Text => layer.with_ansi(false).boxed(),
     };
+    // Two global filters: an event is logged only when both enable it.
+    tracing_subscriber::registry().with(filter).with(cap).with(layer)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(filter: Option<&str>, debug: bool) -> String {
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let subscriber = subscriber(LogFormat::Text, debug, filter, move || out.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::trace!(target: "aws_sigv4::http_request::sign", "canonical request AKIA-TRACE");
+            tracing::debug!(target: "aws_smithy_runtime::client::orchestrator", "authorization AKIA-DEBUG");
+            tracing::info!(target: "hyper_util::client", "connecting AKIA-INFO");
+            tracing::trace!(target: "rustls::client", "handshake AKIA-TLS");
+            tracing::trace!(target: "h2::codec", "frame AKIA-H2");
+            tracing::warn!(target: "aws_config::imds", "imds slow (shown)");
+            tracing::trace!(target: "kinsight::auth", "own trace (shown at trace)");
+            tracing::debug!(target: "kinsight::auth", "own debug (shown at debug)");
+        });
+        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn no_filter_raises_the_capped_crates_above_warn() {
+        for filter in [
+            Some("trace"),
+            Some("aws_sigv4=trace,aws_smithy_runtime=trace,hyper_util=trace,rustls=trace,h2=trace,trace"),
+            Some("aws_sigv4::http_request::sign=trace,aws_smithy_runtime::client::orchestrator=trace,info"),
+            Some("[{secret}]=trace,info"),
+            None,
+        ] {
+            for debug in [false, true] {
+                let text = logged(filter, debug);
+                assert!(!text.contains("AKIA"), "{filter:?}: {text}");
+                assert!(text.contains("imds slow (shown)"), "{filter:?}: {text}");
+            }
+        }
+        assert!(logged(Some("trace"), false).contains("own trace (shown at trace)"));
+        assert!(logged(None, true).contains("own debug (shown at debug)"));
+        assert!(!logged(None, false).contains("own debug"));
+    }
 }

@@ -19,8 +19,8 @@ mod names;
 mod registry;
 
 pub use health::Heartbeat;
-pub use http::serve;
-pub use logging::{LogFormat, init_logging};
+pub use http::{MAX_BUF_BYTES, ServerLimits, serve};
+pub use logging::{CAPPED_AT_WARN, LogFormat, init_logging};
 pub use names::Name;
 pub use registry::Telemetry;
 

@@ -78,6 +78,10 @@ pub enum Name {
     LogBytesBehind,
     /// Age of the oldest log event handed to the output and not yet settled, seconds.
     LogOldestUnacknowledged,
+    /// Failed `accept` calls of the telemetry endpoint (each followed by a pause).
+    TelemetryAcceptErrors,
+    /// Telemetry connections closed because the connection cap was reached.
+    TelemetryConnectionsEvicted,
 }
 
 impl Name {
@@ -116,6 +120,8 @@ impl Name {
             Name::LogFilesTailed => "kinsight_log_files_tailed",
             Name::LogBytesBehind => "kinsight_log_bytes_behind",
             Name::LogOldestUnacknowledged => "kinsight_log_oldest_unacknowledged_seconds",
+            Name::TelemetryAcceptErrors => "kinsight_telemetry_accept_errors_total",
+            Name::TelemetryConnectionsEvicted => "kinsight_telemetry_connections_evicted_total",
         }
     }
 
@@ -158,6 +164,8 @@ impl Name {
             Name::LogFilesTailed => "Log files being tailed.",
             Name::LogBytesBehind => "Bytes of tailed log files not yet committed.",
             Name::LogOldestUnacknowledged => "Age in seconds of the oldest log event not yet settled by the output.",
+            Name::TelemetryAcceptErrors => "Failed accepts of the telemetry endpoint.",
+            Name::TelemetryConnectionsEvicted => "Telemetry connections closed to stay under the connection cap.",
         }
     }
 

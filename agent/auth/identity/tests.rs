@@ -279,3 +279,62 @@ async fn static_keys_are_never_refreshed() {
     assert!(identity.is_valid());
     cancel.cancel();
 }
+
+/// Every kinsight type that holds credentials, formatted with `{:?}` and `{:#?}`: no access key
+/// ID, secret or session token may appear.
+#[tokio::test]
+async fn no_debug_output_shows_a_key() {
+    use crate::auth::chain::{Link, Pinned};
+    use crate::auth::{IdentityKind, sdk_config};
+
+    const KEY_ID: &str = "ASIADEBUGKEYID000001";
+    const SECRET: &str = "debugSecretAccessKey00000000000000000001";
+    const TOKEN: &str = "debugSessionToken0001";
+    let creds = Credentials::new(
+        KEY_ID,
+        SECRET,
+        Some(TOKEN.into()),
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000)),
+        "test",
+    );
+    // The control: the SDK type itself prints the key ID, which is why the impls below exist.
+    assert!(format!("{creds:?}").contains(KEY_ID));
+
+    let provider = SharedCredentialsProvider::new(creds.clone());
+    let identity = Identity::new(
+        "test",
+        "base",
+        provider.clone(),
+        creds.clone(),
+        Arc::new(crate::host::SystemClock),
+        Telemetry::new(),
+    );
+    let link = Link {
+        kind: IdentityKind::Environment,
+        provider: provider.clone(),
+    };
+    let pinned = Pinned {
+        kind: IdentityKind::Environment,
+        provider,
+        first: creds.clone(),
+    };
+    let state = State {
+        creds,
+        obtained: SystemTime::UNIX_EPOCH,
+        last_error: None,
+    };
+    let sdk = sdk_config(&aws_types::region::Region::new("us-east-1"), &identity).await;
+    let texts = [
+        format!("{link:?}{link:#?}"),
+        format!("{pinned:?}{pinned:#?}"),
+        format!("{state:?}{state:#?}"),
+        format!("{identity:?}{identity:#?}"),
+        format!("{sdk:?}{sdk:#?}"),
+    ];
+    for text in &texts {
+        for secret in [KEY_ID, SECRET, TOKEN] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+    assert!(texts[1].contains("Environment"), "{}", texts[1]);
+}

@@ -100,7 +100,7 @@ type V1Entry = ((u32, u32), IoCounters);
 
 /// `8:0 Read 4096` lines; the last line `Total 123` (no device) is the sum over devices and is
 /// skipped, as are ops this agent does not use (`Discard` on 4.19+ kernels).
-fn parse_blkio(path: &Path, text: &str) -> Result<Vec<V1Entry>, HostError> {
+pub(super) fn parse_blkio(path: &Path, text: &str) -> Result<Vec<V1Entry>, HostError> {
     let mut out: Vec<V1Entry> = Vec::new();
     for line in text.lines() {
         let mut it = line.split_ascii_whitespace();
@@ -155,7 +155,7 @@ fn merge_v1(ops: &[V1Entry], bytes: &[V1Entry]) -> IoStats {
 }
 
 /// `259:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0`; unknown keys are skipped.
-fn parse_io_stat(path: &Path, text: &str) -> Result<IoStats, HostError> {
+pub(super) fn parse_io_stat(path: &Path, text: &str) -> Result<IoStats, HostError> {
     let mut devices = Vec::new();
     for line in text.lines() {
         let mut it = line.split_ascii_whitespace();

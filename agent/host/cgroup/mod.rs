@@ -12,6 +12,8 @@ mod discover;
 mod io;
 mod parse;
 mod procs;
+#[cfg(test)]
+mod proptests;
 pub mod v1;
 pub mod v2;
 
@@ -530,7 +532,7 @@ mod tests {
         });
         let open_fds = || open_fds_below(d.path());
         let base = open_fds();
-        assert_eq!(base, 1, "the /sys/fs/cgroup anchor");
+        assert_eq!(base, 2, "the host root and the /sys/fs/cgroup anchor");
         let mut held = HeldDirs::with_budget(MAX_DESCRIPTORS_PER_CGROUP + 1);
         held.begin_tick();
         assert!(matches!(held.at(&mode, &root, a), At::Held(_)));

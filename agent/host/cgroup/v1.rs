@@ -22,7 +22,7 @@ pub fn read_cpu(root: &Root, at: &At<'_>, full: bool) -> Result<CpuStats, HostEr
         Ok(())
     };
     match stat {
-        Err(e @ HostError::Parse { .. }) => return Err(e),
+        Err(e @ (HostError::Parse { .. } | HostError::Refused { .. } | HostError::TooLarge { .. })) => return Err(e),
         Ok(()) | Err(HostError::Read { .. }) => {}
     }
     let ticks = |v: Option<u64>| v.and_then(|t| t.checked_mul(NS_PER_USER_HZ_TICK));

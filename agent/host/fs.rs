@@ -160,11 +160,7 @@ fn unescape(s: &str) -> String {
 
 /// `statvfs` of a host mount point, re-rooted under the host root.
 pub fn statvfs(root: &Root, mount_point: &str) -> Result<FsStats, HostError> {
-    let path = root.path(mount_point);
-    let s = rustix::fs::statvfs(&path).map_err(|e| HostError::Read {
-        path: path.clone(),
-        source: e.into(),
-    })?;
+    let s = root.statvfs(mount_point)?;
     Ok(FsStats::from_raw(
         s.f_frsize, s.f_bsize, s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree,
     ))

@@ -50,14 +50,13 @@ pub fn pod_of_cgroup_file(text: &str) -> Option<ProcPod> {
 /// dashes restored, or the static pod's config hash). Processes that exit during the scan are
 /// skipped; only an unreadable `<root>/proc` is an error.
 pub fn pod_pids(root: &Root) -> Result<HashMap<String, u32>, HostError> {
-    let proc_dir = root.path("/proc");
-    let rd = std::fs::read_dir(&proc_dir).map_err(|source| HostError::Read {
-        path: proc_dir.clone(),
-        source,
+    let names = root.subdirectories("/proc")?.ok_or_else(|| HostError::Read {
+        path: root.path("/proc"),
+        source: std::io::ErrorKind::NotFound.into(),
     })?;
     let mut out: HashMap<String, u32> = HashMap::new();
-    for entry in rd.filter_map(Result::ok) {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+    for name in names {
+        let Ok(pid) = name.parse::<u32>() else {
             continue;
         };
         // Kernel threads and exited processes have no pod: skip read errors of single PIDs.

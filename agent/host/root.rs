@@ -198,6 +198,66 @@ impl Root {
             .is_ok()
     }
 
+    /// The subdirectories of `host_path` (names, unsorted), listed through a confined descriptor
+    /// like every other open; `None` when the directory is not there (or went away while it was
+    /// listed). Entries whose type the directory does not report are taken as directories: the
+    /// caller's reads below them fail as "not found" if they are not.
+    pub fn subdirectories(&self, host_path: impl AsRef<Path>) -> Result<Option<Vec<String>>, HostError> {
+        let host_path = host_path.as_ref();
+        let fd = match self.open_flags(host_path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC) {
+            Ok(fd) => fd,
+            // Something that is not a directory where one should be is an error naming it, not
+            // an absence (the confined open reports `ENOTDIR` as "not found").
+            Err(e) if e.is_not_found() && self.exists(host_path) => {
+                return Err(HostError::Read {
+                    path: self.path(host_path),
+                    source: std::io::Error::from_raw_os_error(rustix::io::Errno::NOTDIR.raw_os_error()),
+                });
+            }
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let io = |e: rustix::io::Errno| HostError::Read {
+            path: self.path(host_path),
+            source: e.into(),
+        };
+        let mut dir = rustix::fs::Dir::new(fd).map_err(io)?;
+        let mut out = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = match entry {
+                Ok(e) => e,
+                // A cgroup removed while listed.
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::NODEV) => return Ok(None),
+                Err(e) => return Err(io(e)),
+            };
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            if !matches!(
+                entry.file_type(),
+                rustix::fs::FileType::Directory | rustix::fs::FileType::Unknown
+            ) {
+                continue;
+            }
+            if let Ok(name) = std::str::from_utf8(name) {
+                out.push(name.to_string());
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// `statvfs` of the filesystem mounted at `host_path`, through a confined `O_PATH`
+    /// descriptor of it (`fstatfs` takes one: open(2), `O_PATH`).
+    pub fn statvfs(&self, host_path: impl AsRef<Path>) -> Result<rustix::fs::StatVfs, HostError> {
+        let host_path = host_path.as_ref();
+        let fd = self.open_flags(host_path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
+        rustix::fs::fstatvfs(&fd).map_err(|e| HostError::Read {
+            path: self.path(host_path),
+            source: e.into(),
+        })
+    }
+
     /// Opens a directory to read files in it with [`Root::read_in`] (`O_PATH`: no read right
     /// on the directory needed, and it pins nothing but the directory entry). On procfs, a
     /// `/proc/<pid>` descriptor refers to that process, not to the number: once the process
@@ -500,6 +560,33 @@ mod tests {
             assert_eq!(r.read("/proc/../secret").unwrap_err().kind(), "refused", "{mode}");
             // A relative link that stays inside still works, in every mode.
             assert_eq!(r.read_u64("/sys/fs/cgroup/cpu/cpuacct.usage").unwrap(), 42, "{mode}");
+        }
+    }
+
+    #[test]
+    fn listings_and_statvfs_stay_in_the_root_too() {
+        let (d, base) = planted();
+        // A directory outside the root, with subdirectories, and a link to it in a cgroup tree.
+        std::fs::create_dir_all(d.path().join("outside/leaked-subdir")).unwrap();
+        let cg = base.join("sys/fs/cgroup/kubepods.slice");
+        std::fs::create_dir_all(cg.join("pod-a")).unwrap();
+        std::fs::write(cg.join("cgroup.procs"), "").unwrap();
+        std::os::unix::fs::symlink(d.path().join("outside"), cg.join("escape")).unwrap();
+        std::os::unix::fs::symlink("../../../../outside", base.join("sys/fs/cgroup/rel-escape")).unwrap();
+        for (mode, r) in roots(&base) {
+            let mut kids = r.subdirectories("/sys/fs/cgroup/kubepods.slice").unwrap().unwrap();
+            kids.sort();
+            assert_eq!(kids, ["pod-a"], "{mode}: files and links are not listed");
+            for path in ["/sys/fs/cgroup/kubepods.slice/escape", "/sys/fs/cgroup/rel-escape"] {
+                match r.subdirectories(path) {
+                    Ok(Some(names)) => panic!("{mode} {path}: listed {names:?} outside the root"),
+                    Ok(None) => {}
+                    Err(e) => assert_eq!(e.kind(), "refused", "{mode} {path}: {e}"),
+                }
+                assert!(r.statvfs(path).is_err(), "{mode} {path}");
+            }
+            assert_eq!(r.subdirectories("/nope").unwrap(), None, "{mode}");
+            assert!(r.statvfs("/sys/fs/cgroup").unwrap().f_blocks > 0, "{mode}");
         }
     }
 

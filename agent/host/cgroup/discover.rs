@@ -202,31 +202,10 @@ fn children(root: &Root, dir: &Path, rel: &str) -> Result<Vec<String>, HostError
 
 /// `None` when the directory does not exist (or vanished while being read).
 fn children_if_present(root: &Root, dir: &Path, rel: &str) -> Result<Option<Vec<String>>, HostError> {
-    let path = root.path(dir.join(rel));
-    let io = |source: std::io::Error| HostError::Read {
-        path: path.clone(),
-        source,
+    // Symlinks and files are not cgroups: only directory entries are listed.
+    let Some(mut out) = root.subdirectories(dir.join(rel))? else {
+        return Ok(None);
     };
-    let rd = match std::fs::read_dir(&path) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(e)),
-    };
-    let mut out = Vec::new();
-    for entry in rd {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(e)),
-        };
-        // Symlinks and files are not cgroups; `file_type` does not follow symlinks.
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        if let Ok(name) = entry.file_name().into_string() {
-            out.push(name);
-        }
-    }
     out.sort_unstable();
     Ok(Some(out))
 }

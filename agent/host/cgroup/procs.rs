@@ -37,20 +37,8 @@ fn first_pid_at(root: &Root, dir: &Path, rel: &str, depth: usize) -> Result<Opti
     if depth >= MAX_DEPTH {
         return Ok(None);
     }
-    let children_dir = root.path(join(dir, rel, ""));
-    let mut names: Vec<String> = match std::fs::read_dir(&children_dir) {
-        Ok(rd) => rd
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(HostError::Read {
-                path: children_dir,
-                source,
-            });
-        }
+    let Some(mut names) = root.subdirectories(join(dir, rel, ""))? else {
+        return Ok(None);
     };
     names.sort_unstable();
     for name in names {

@@ -138,7 +138,7 @@ fn logs(events: &[LogEvent]) -> Vec<String> {
     events
         .iter()
         .map(|e| {
-            let v: Value = serde_json::from_str(&e.message).unwrap();
+            let v: Value = serde_json::from_str(&e.message.text()).unwrap();
             v["log"].as_str().or(v["message"].as_str()).unwrap().to_string()
         })
         .collect()
@@ -337,7 +337,7 @@ fn planted_links_devices_and_hardlinks_never_ship_another_file() {
     rx.recv_timeout(Duration::from_secs(10))
         .expect("the tailer hung on a planted file");
     let node = handle.join().unwrap();
-    let all: String = node.got.iter().map(|e| e.message.clone()).collect();
+    let all: String = node.got.iter().map(|e| e.message.text()).collect();
     assert!(!all.contains("SECRET"), "{all}");
     assert_eq!(logs(&node.got).len(), 1);
     assert!(
@@ -368,7 +368,7 @@ fn bad_input_is_shipped_visible_and_counted_never_a_panic() {
     assert!(node.tailer.counts.utf8_repaired >= 1);
     for e in &node.got {
         assert!(!e.message.is_empty());
-        serde_json::from_str::<Value>(&e.message).expect("every message is valid JSON");
+        serde_json::from_str::<Value>(&e.message.text()).expect("every message is valid JSON");
     }
 }
 
@@ -397,7 +397,7 @@ fn a_line_of_5_mib_without_newline_is_cut_and_the_next_line_still_arrives() {
     );
     assert!(got[1].starts_with("line 000001"));
     assert_eq!(node.tailer.counts.long_lines, 1);
-    let v: Value = serde_json::from_str(&node.got[0].message).unwrap();
+    let v: Value = serde_json::from_str(&node.got[0].message.text()).unwrap();
     assert_eq!(v["_truncated"], true);
 }
 
@@ -585,7 +585,7 @@ proptest::proptest! {
                 group: "g".into(),
                 stream: "s".into(),
                 timestamp_ms: 0,
-                message: serde_json::json!({"log": cri(n).trim_end().splitn(4, ' ').nth(3).unwrap()}).to_string(),
+                message: serde_json::json!({"log": cri(n).trim_end().splitn(4, ' ').nth(3).unwrap()}).to_string().into(),
                 token: 0,
             }])
             .remove(0);

@@ -25,7 +25,7 @@ use std::time::Duration;
 use crate::config::{OversizeEvent, RecordProfile, StreamNames};
 use crate::host::confined::{ConfinedFile, ConfinedRoot, OpenChecks};
 use crate::kube::PodIndex;
-use crate::ship::LogEvent;
+use crate::ship::{LogEvent, Message};
 
 use super::checkpoint::{Entry, Lookup, Store};
 use super::discover::{Found, Places, What, scan};
@@ -240,7 +240,7 @@ pub struct Tailer {
     buf: Vec<u8>,
     /// Docker JSON decoding scratch.
     scratch: Vec<u8>,
-    repair_buf: String,
+    enc: Encoding,
     pub counts: Counts,
     /// The first scan looks for checkpointed files that kubelet compressed meanwhile.
     resumed: bool,
@@ -273,7 +273,7 @@ impl Tailer {
             reported: HashSet::new(),
             buf: vec![0; QUANTUM],
             scratch: Vec::new(),
-            repair_buf: String::new(),
+            enc: Encoding::default(),
             counts: Counts::default(),
             resumed: false,
             journal: None,
@@ -371,7 +371,7 @@ impl Tailer {
                 JournalRecordKind::Dataplane { .. } => j.dataplane.clone(),
                 _ => j.host.clone(),
             };
-            let message = journal::record_message(r, &j.extra);
+            let message = Message::new(&journal::record_message(r, &j.extra));
             let token = self
                 .settlements
                 .hand_over(JOURNAL_SOURCE, j.next_seq - 1, now.as_secs_f64());
@@ -920,7 +920,7 @@ impl Tailer {
                 settlements: &self.settlements,
                 settings: &self.settings,
                 counts: &mut self.counts,
-                repair_buf: &mut self.repair_buf,
+                enc: &mut self.enc,
             };
             flush_expired(s, now, now.as_secs_f64(), ctx, &mut events, &mut bytes);
             let wm = watermark(s);
@@ -956,7 +956,7 @@ impl Tailer {
                 settlements: &self.settlements,
                 settings: &self.settings,
                 counts: &mut self.counts,
-                repair_buf: &mut self.repair_buf,
+                enc: &mut self.enc,
             };
             process(
                 s,
@@ -1022,7 +1022,7 @@ impl Tailer {
             settlements: &self.settlements,
             settings: &self.settings,
             counts: &mut self.counts,
-            repair_buf: &mut self.repair_buf,
+            enc: &mut self.enc,
         };
         process(
             s,
@@ -1148,7 +1148,7 @@ impl Tailer {
                 settlements: &self.settlements,
                 settings: &self.settings,
                 counts: &mut self.counts,
-                repair_buf: &mut self.repair_buf,
+                enc: &mut self.enc,
             };
             flush_expired(s, Duration::MAX, 0.0, ctx, &mut events, &mut bytes);
         }
@@ -1189,7 +1189,18 @@ struct Ctx<'a> {
     settlements: &'a Settlements,
     settings: &'a TailSettings,
     counts: &'a mut Counts,
-    repair_buf: &'a mut String,
+    enc: &'a mut Encoding,
+}
+
+/// The encoder's buffers, reused from line to line so that the hot path does not allocate.
+#[derive(Debug, Default)]
+struct Encoding {
+    /// A record's content repaired to UTF-8, when it was not.
+    repair: String,
+    arena: encode::Arena,
+    /// The records' messages, with their timestamp and start offset, until they are handed over.
+    records: Vec<(i64, u64, Message)>,
+    messages: Vec<Message>,
 }
 
 /// The commit watermark of a source after a read: the end of the last complete line, or the
@@ -1329,7 +1340,7 @@ fn handle_line(
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     match s.kind {
         Kind::Host { syslog } => {
-            let text = repair(line, ctx.repair_buf);
+            let text = repair(line, &mut ctx.enc.repair);
             if text.repaired {
                 ctx.counts.utf8_repaired += 1;
             }
@@ -1337,12 +1348,11 @@ fn handle_line(
             let ts = parsed.as_ref().map_or(wall_ms, |p| p.timestamp_ms);
             let msg = encode::host_line(&s.shape, text.text, parsed.as_ref(), ctx.settings.size);
             let token = ctx.settlements.hand_over(s.id, start, now.as_secs_f64());
-            push_event(s, ts, msg, token, events, bytes, ctx.counts);
+            push_event(s, ts, Message::new(&msg), token, events, bytes, ctx.counts);
         }
         Kind::Container => match s.parser.parse(line, scratch) {
             Ok(l) if s.excluded[l.stream.index()] => ctx.counts.excluded += 1,
             Ok(l) => {
-                let mut out: Vec<(i64, u64, Vec<String>)> = Vec::new();
                 {
                     let Source {
                         joiner,
@@ -1352,20 +1362,21 @@ fn handle_line(
                     } = &mut *s;
                     let settings = ctx.settings;
                     let counts = &mut *ctx.counts;
-                    let repair_buf = &mut *ctx.repair_buf;
-                    let mut emit = |r: Record<'_>| encode_record(shape, &r, settings, counts, repair_buf, &mut out);
+                    let enc = &mut *ctx.enc;
+                    let mut emit = |r: Record<'_>| encode_record(shape, &r, settings, counts, enc);
                     match multiline {
                         Some(ml) => joiner.push(l, start, end, now, |r| ml.push(r, now, &mut emit)),
                         None => joiner.push(l, start, end, now, &mut emit),
                     }
                 }
-                hand_over(s, out, now.as_secs_f64(), ctx, events, bytes);
+                hand_over(s, now.as_secs_f64(), ctx, events, bytes);
             }
             Err(_) => {
                 // Never dropped: the raw line goes out with the read time, counted.
                 ctx.counts.parse_errors += 1;
-                let text = repair(line, ctx.repair_buf);
-                let msg = encode::unparsed_line(&s.shape, text.text, ctx.settings.size);
+                let Encoding { repair: buf, arena, .. } = &mut *ctx.enc;
+                let text = repair(line, buf);
+                let msg = encode::unparsed_line(&s.shape, text.text, ctx.settings.size, arena);
                 let token = ctx.settlements.hand_over(s.id, start, now.as_secs_f64());
                 push_event(s, wall_ms, msg, token, events, bytes, ctx.counts);
             }
@@ -1376,7 +1387,7 @@ fn handle_line(
 fn push_event(
     s: &Source,
     ts: i64,
-    message: String,
+    message: Message,
     token: u64,
     events: &mut Vec<LogEvent>,
     bytes: &mut usize,
@@ -1406,7 +1417,6 @@ fn flush_expired(
         return;
     }
     let finish = now == Duration::MAX;
-    let mut out: Vec<(i64, u64, Vec<String>)> = Vec::new();
     {
         let Source {
             joiner,
@@ -1416,8 +1426,8 @@ fn flush_expired(
         } = &mut *s;
         let settings = ctx.settings;
         let counts = &mut *ctx.counts;
-        let repair_buf = &mut *ctx.repair_buf;
-        let mut emit = |r: Record<'_>| encode_record(shape, &r, settings, counts, repair_buf, &mut out);
+        let enc = &mut *ctx.enc;
+        let mut emit = |r: Record<'_>| encode_record(shape, &r, settings, counts, enc);
         match multiline {
             Some(ml) => {
                 if finish {
@@ -1437,46 +1447,36 @@ fn flush_expired(
             }
         }
     }
-    hand_over(s, out, handed_s, &mut ctx, events, bytes);
+    hand_over(s, handed_s, &mut ctx, events, bytes);
 }
 
 /// Encodes one record: its content repaired to UTF-8, then the message(s) of its shape.
-fn encode_record(
-    shape: &Shape,
-    r: &Record<'_>,
-    settings: &TailSettings,
-    counts: &mut Counts,
-    repair_buf: &mut String,
-    out: &mut Vec<(i64, u64, Vec<String>)>,
-) {
-    let text = repair(r.content, repair_buf);
+fn encode_record(shape: &Shape, r: &Record<'_>, settings: &TailSettings, counts: &mut Counts, enc: &mut Encoding) {
+    let Encoding {
+        repair: buf,
+        arena,
+        records,
+        messages,
+    } = enc;
+    let text = repair(r.content, buf);
     if text.repaired {
         counts.utf8_repaired += 1;
     }
-    let enc = encode::container_record(shape, r, text.text, settings.size);
-    if enc.truncated {
+    let e = encode::container_record(shape, r, text.text, settings.size, arena, messages);
+    if e.truncated {
         counts.truncated_records += 1;
     }
-    if enc.split {
+    if e.split {
         counts.split_records += 1;
     }
-    out.push((r.timestamp_ms, r.start, enc.messages));
+    records.extend(messages.drain(..).map(|m| (r.timestamp_ms, r.start, m)));
 }
 
 /// Registers encoded records with the settle table and queues them for the output.
-fn hand_over(
-    s: &Source,
-    out: Vec<(i64, u64, Vec<String>)>,
-    handed_s: f64,
-    ctx: &mut Ctx<'_>,
-    events: &mut Vec<LogEvent>,
-    bytes: &mut usize,
-) {
-    for (ts, start, messages) in out {
-        for m in messages {
-            let token = ctx.settlements.hand_over(s.id, start, handed_s);
-            push_event(s, ts, m, token, events, bytes, ctx.counts);
-        }
+fn hand_over(s: &Source, handed_s: f64, ctx: &mut Ctx<'_>, events: &mut Vec<LogEvent>, bytes: &mut usize) {
+    for (ts, start, m) in ctx.enc.records.drain(..) {
+        let token = ctx.settlements.hand_over(s.id, start, handed_s);
+        push_event(s, ts, m, token, events, bytes, ctx.counts);
     }
 }
 

@@ -38,8 +38,10 @@ use super::settle::Settlements;
 
 /// Bytes read from one file per round.
 pub const QUANTUM: usize = 256 * 1024;
-/// Bytes of events one round hands to the output at most.
-pub const ROUND_BYTES: usize = 2 << 20;
+/// Bytes of events one round hands to the output at most: a quarter of the log lane's capacity
+/// (`DEFAULT_LOGS_CAPACITY_BYTES`), so that the next round is read while earlier ones are sent,
+/// without a second capacity's worth of events waiting in memory.
+pub const ROUND_BYTES: usize = 1 << 20;
 /// A rotated file that has not grown for this long is finished once read (kubelet checks sizes
 /// every 10 s, `containerLogMonitorInterval`).
 pub const ROTATED_QUIET: Duration = Duration::from_secs(10);

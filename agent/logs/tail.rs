@@ -335,7 +335,7 @@ impl Tailer {
         self
     }
 
-    /// Reads the journal's new entries into `events`; returns whether there were any.
+    /// Reads the journal's new entries into `events`; returns whether more are waiting.
     fn read_journal(&mut self, now: Duration, events: &mut Vec<LogEvent>, bytes: &mut usize) -> bool {
         let Some(j) = &mut self.journal else { return false };
         let mut records = Vec::new();
@@ -388,7 +388,7 @@ impl Tailer {
             });
         }
         self.settlements.set_watermark(JOURNAL_SOURCE, j.next_seq);
-        !records.is_empty() || j.source.has_more()
+        j.source.has_more()
     }
 
     /// Commits the journal cursor of the last entry before the earliest unsettled one.
@@ -897,7 +897,8 @@ impl Tailer {
     }
 
     /// One round: reads every file once (bounded), returns the events for the output and
-    /// whether any file had data.
+    /// whether data is still waiting (a file or the journal not read to its end, or the round
+    /// cut at [`ROUND_BYTES`]): the caller reads again at once rather than after a pause.
     pub fn read_round(&mut self, now: Duration, wall_ms: i64) -> (Vec<LogEvent>, bool) {
         let mut events = Vec::new();
         let mut bytes = 0usize;
@@ -911,7 +912,10 @@ impl Tailer {
                 break;
             }
             let n = self.read_one(i, now, wall_ms, &mut events, &mut bytes);
-            any |= n > 0;
+            // More than a quantum was waiting: read again at once. A file read to its end does
+            // not count, so that a steady trickle into many files is read in rounds a pause
+            // apart rather than by a loop that spins on a few lines at a time.
+            any |= n > 0 && !self.sources[i].at_eof;
         }
         if bytes < ROUND_BYTES {
             any |= self.read_journal(now, &mut events, &mut bytes);

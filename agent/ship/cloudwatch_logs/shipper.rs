@@ -105,6 +105,9 @@ struct Shared {
 #[derive(Debug, Default)]
 struct State {
     pending: VecDeque<LogEvent>,
+    /// Logs lane: `PutLogEvents` bytes and events of `pending` per stream, to flush as soon as
+    /// one stream has a full request.
+    queued: HashMap<StreamKey, (usize, usize)>,
     /// `PutLogEvents` bytes of `pending` plus those being sent (logs lane budget).
     held_bytes: usize,
     in_flight: bool,
@@ -178,6 +181,33 @@ impl Shared {
             self.space.notify_waiters();
         }
     }
+}
+
+/// Adds `events` to the per-stream tally; returns whether a stream now holds a full request.
+fn queue_per_stream(queued: &mut HashMap<StreamKey, (usize, usize)>, events: &[LogEvent]) -> bool {
+    let mut full = false;
+    let mut run = 0;
+    // Runs of one stream (a round hands over each file's events together) add up at once.
+    while run < events.len() {
+        let first = &events[run];
+        let mut bytes = 0;
+        let mut n = 0;
+        for e in &events[run..] {
+            if !(Arc::ptr_eq(&e.group, &first.group) && Arc::ptr_eq(&e.stream, &first.stream)) {
+                break;
+            }
+            bytes += batch::event_bytes(e);
+            n += 1;
+        }
+        let q = queued
+            .entry((first.group.clone(), first.stream.clone()))
+            .or_insert((0, 0));
+        q.0 += bytes;
+        q.1 += n;
+        full |= q.0 >= MAX_BATCH_BYTES || q.1 >= MAX_EVENTS_PER_PUT;
+        run += n;
+    }
+    full
 }
 
 fn drop_reason(d: DropReason) -> ShipDropReason {
@@ -298,13 +328,16 @@ impl Shipper {
                 let mut st = self.shared.lock();
                 if st.held_bytes == 0 || st.held_bytes + bytes <= self.shared.capacity {
                     st.held_bytes += bytes;
+                    let full = queue_per_stream(&mut st.queued, &events);
                     st.pending.extend(events);
-                    let full = st.held_bytes >= MAX_BATCH_BYTES || st.pending.len() >= MAX_EVENTS_PER_PUT;
                     let over = st.held_bytes >= self.shared.capacity;
                     drop(st);
                     if full || over {
                         // Flush early instead of waiting for the timer: PutLogEvents is billed
-                        // per byte, not per request, so an early flush costs nothing.
+                        // per byte, not per request, so an early flush costs nothing. Only a
+                        // stream's full request counts, not the total over all streams: that
+                        // flushed many small requests, whose fixed cost (signing, the round
+                        // trip) was most of the CPU at a steady rate over many files.
                         self.shared.flush_now.notify_one();
                     }
                     return Ok(());
@@ -377,6 +410,7 @@ impl Shipper {
         let left: Vec<LogEvent> = {
             let mut st = self.shared.lock();
             st.held_bytes = 0;
+            st.queued.clear();
             st.pending.drain(..).collect()
         };
         match self.shared.lane {
@@ -438,6 +472,7 @@ impl Sender {
             let events: Vec<LogEvent> = {
                 let mut st = self.shared.lock();
                 st.in_flight = !st.pending.is_empty();
+                st.queued.clear();
                 st.pending.drain(..).collect()
             };
             if !events.is_empty() {
@@ -848,6 +883,28 @@ mod tests {
         assert_eq!(v["logEvents"][0]["timestamp"], 1);
         assert_eq!(v["logEvents"][0]["message"], "{\"log\":\"q\\\"\"}");
         assert_eq!(v["logEvents"][1]["message"], "line\n\u{1}é");
+    }
+
+    #[test]
+    fn only_a_streams_full_request_flushes_early() {
+        let (g, a, b): (Arc<str>, Arc<str>, Arc<str>) = ("g".into(), "a".into(), "b".into());
+        let e = |stream: &Arc<str>, len: usize| LogEvent {
+            group: g.clone(),
+            stream: stream.clone(),
+            timestamp_ms: 1,
+            message: "x".repeat(len).as_str().into(),
+            token: 0,
+        };
+        let mut queued = HashMap::new();
+        // 1.2 MB over two streams: no stream has a full request.
+        let half = MAX_BATCH_BYTES / 2 - 1000;
+        assert!(!queue_per_stream(&mut queued, &[e(&a, half), e(&b, half), e(&b, 100)]));
+        assert!(!queue_per_stream(&mut queued, &[e(&b, 100)]));
+        // Stream a reaches 1,048,576 bytes counting 26 per event.
+        assert!(queue_per_stream(&mut queued, &[e(&a, MAX_BATCH_BYTES - half - 2 * 26)]));
+        queued.clear();
+        let many: Vec<LogEvent> = (0..MAX_EVENTS_PER_PUT).map(|_| e(&b, 1)).collect();
+        assert!(queue_per_stream(&mut queued, &many));
     }
 
     #[test]

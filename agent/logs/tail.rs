@@ -247,6 +247,9 @@ pub struct Tailer {
     /// The first scan looks for checkpointed files that kubelet compressed meanwhile.
     resumed: bool,
     journal: Option<JournalTail>,
+    /// Where the next round starts among the files of a state: a round cut at
+    /// [`ROUND_BYTES`] leaves the files after the cut for the next one, which starts with them.
+    round_start: usize,
 }
 
 impl Tailer {
@@ -279,6 +282,7 @@ impl Tailer {
             counts: Counts::default(),
             resumed: false,
             journal: None,
+            round_start: 0,
         }
         .with_journal()
     }
@@ -903,20 +907,29 @@ impl Tailer {
         let mut events = Vec::new();
         let mut bytes = 0usize;
         let mut any = false;
-        // Rotated and deleted files first: they pin disk space.
+        // Rotated and deleted files first: they pin disk space. Within each, from where the last
+        // round stopped: with many busy files a round is cut before it reaches them all, and
+        // starting each round with the same files would keep the last ones waiting.
         let mut order: Vec<usize> = (0..self.sources.len()).collect();
+        if !order.is_empty() {
+            let start = self.round_start % order.len();
+            order.rotate_left(start);
+        }
         order.sort_by_key(|&i| self.sources[i].state == State::Live);
+        let mut visited = 0;
         for i in order {
             if bytes >= ROUND_BYTES {
                 any = true;
                 break;
             }
+            visited += 1;
             let n = self.read_one(i, now, wall_ms, &mut events, &mut bytes);
             // More than a quantum was waiting: read again at once. A file read to its end does
             // not count, so that a steady trickle into many files is read in rounds a pause
             // apart rather than by a loop that spins on a few lines at a time.
             any |= n > 0 && !self.sources[i].at_eof;
         }
+        self.round_start = self.round_start.wrapping_add(visited);
         if bytes < ROUND_BYTES {
             any |= self.read_journal(now, &mut events, &mut bytes);
         }

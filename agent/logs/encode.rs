@@ -251,9 +251,9 @@ impl Escaped<'_> {
         push_escaped(self.out, json);
     }
 
-    /// Record syntax given already escaped (a constant: `{\\"time\\":`), so that the markup
-    /// of every record is not escaped again each time. Its only escapes are `\\"`, one byte
-    /// more each than the text.
+    /// Record syntax given already escaped (a constant such as `{\"time\":`), so that the
+    /// markup of every record is not escaped again each time. Its only escapes are `\"`, one
+    /// byte more each than the text.
     fn lit(&mut self, escaped: &'static str) {
         self.out.extend_from_slice(escaped.as_bytes());
         self.len += escaped.len() - escaped.bytes().filter(|&b| b == b'\\').count();

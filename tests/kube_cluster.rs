@@ -277,7 +277,7 @@ fn performance_events_of_the_cluster_records() {
         assert_eq!(&*e.group, "/aws/containerinsights/demo/performance");
         assert_eq!(&*e.stream, NODE, "the leader's log stream");
     }
-    let message = |i: usize| -> Value { serde_json::from_str(&events[i].message).unwrap() };
+    let message = |i: usize| -> Value { serde_json::from_str(&events[i].message.text()).unwrap() };
     let cluster = message(0);
     assert_eq!(cluster["Type"], "Cluster");
     assert_eq!(

@@ -148,7 +148,7 @@ fn dataplane_units_ship_from_the_journal_and_resume_after_a_restart() {
             (
                 e.group.to_string(),
                 e.stream.to_string(),
-                serde_json::from_str(&e.message).unwrap(),
+                serde_json::from_str(&e.message.text()).unwrap(),
             )
         })
         .collect();
@@ -174,7 +174,7 @@ fn dataplane_units_ship_from_the_journal_and_resume_after_a_restart() {
     let again: Vec<String> = round(&mut t, &s, true)
         .iter()
         .map(|e| {
-            serde_json::from_str::<Value>(&e.message).unwrap()["message"]
+            serde_json::from_str::<Value>(&e.message.text()).unwrap()["message"]
                 .as_str()
                 .unwrap()
                 .to_string()

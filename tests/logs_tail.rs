@@ -143,7 +143,7 @@ fn logs(events: &[LogEvent]) -> Vec<String> {
     events
         .iter()
         .map(|e| {
-            let v: Value = serde_json::from_str(&e.message).unwrap();
+            let v: Value = serde_json::from_str(&e.message.text()).unwrap();
             v["log"].as_str().or(v["message"].as_str()).unwrap().to_string()
         })
         .collect()
@@ -342,7 +342,7 @@ fn planted_links_devices_and_hardlinks_never_ship_another_file() {
     rx.recv_timeout(Duration::from_secs(10))
         .expect("the tailer hung on a planted file");
     let node = handle.join().unwrap();
-    let all: String = node.got.iter().map(|e| e.message.clone()).collect();
+    let all: String = node.got.iter().map(|e| e.message.text()).collect();
     assert!(!all.contains("SECRET"), "{all}");
     assert_eq!(logs(&node.got).len(), 1);
     assert!(
@@ -373,7 +373,7 @@ fn bad_input_is_shipped_visible_and_counted_never_a_panic() {
     assert!(node.tailer.counts.utf8_repaired >= 1);
     for e in &node.got {
         assert!(!e.message.is_empty());
-        serde_json::from_str::<Value>(&e.message).expect("every message is valid JSON");
+        serde_json::from_str::<Value>(&e.message.text()).expect("every message is valid JSON");
     }
 }
 
@@ -402,7 +402,7 @@ fn a_line_of_5_mib_without_newline_is_cut_and_the_next_line_still_arrives() {
     );
     assert!(got[1].starts_with("line 000001"));
     assert_eq!(node.tailer.counts.long_lines, 1);
-    let v: Value = serde_json::from_str(&node.got[0].message).unwrap();
+    let v: Value = serde_json::from_str(&node.got[0].message.text()).unwrap();
     assert_eq!(v["_truncated"], true);
 }
 
@@ -590,7 +590,7 @@ proptest::proptest! {
                 group: "g".into(),
                 stream: "s".into(),
                 timestamp_ms: 0,
-                message: serde_json::json!({"log": cri(n).trim_end().splitn(4, ' ').nth(3).unwrap()}).to_string(),
+                message: serde_json::json!({"log": cri(n).trim_end().splitn(4, ' ').nth(3).unwrap()}).to_string().into(),
                 token: 0,
             }])
             .remove(0);
@@ -732,10 +732,12 @@ fn collect_list_files_ship_their_lines_joined_timestamped_and_filtered() {
     // The last record may go on: it waits for its next line or the flush timeout.
     node.advance(Duration::from_secs(6));
     node.step(true);
+    let texts: Vec<String> = node.got.iter().map(|e| e.message.text()).collect();
     let got: Vec<(&str, &str, i64, &str)> = node
         .got
         .iter()
-        .map(|e| (&*e.group, &*e.stream, e.timestamp_ms, e.message.as_str()))
+        .zip(&texts)
+        .map(|(e, t)| (&*e.group, &*e.stream, e.timestamp_ms, t.as_str()))
         .collect();
     assert_eq!(
         got,
@@ -765,7 +767,7 @@ fn collect_list_files_ship_their_lines_joined_timestamped_and_filtered() {
         node.advance(Duration::from_secs(6));
         node.step(true);
     }
-    let last: Vec<&str> = node.got[2..].iter().map(|e| e.message.as_str()).collect();
+    let last: Vec<String> = node.got[2..].iter().map(|e| e.message.text()).collect();
     assert_eq!(last, ["before rotation", "after rotation"]);
     assert_eq!(node.tailer.files(), 1, "the rotated file was closed");
 }
@@ -797,7 +799,7 @@ fn a_collect_file_rotated_while_the_agent_was_down_is_finished_after_the_restart
         node.step(true);
         node.advance(Duration::from_secs(6));
     }
-    let mut got: Vec<&str> = node.got.iter().map(|e| e.message.as_str()).collect();
+    let mut got: Vec<String> = node.got.iter().map(|e| e.message.text()).collect();
     got.sort_unstable();
     assert_eq!(
         got,
@@ -821,7 +823,7 @@ fn a_collect_list_hardlink_or_symlink_never_ships_another_file() {
     node.step(true);
     node.advance(Duration::from_secs(6));
     node.step(true);
-    let got: Vec<&str> = node.got.iter().map(|e| e.message.as_str()).collect();
+    let got: Vec<String> = node.got.iter().map(|e| e.message.text()).collect();
     assert_eq!(got, ["real"]);
     assert!(
         node.tailer.counts.open_errors >= 1,
@@ -913,7 +915,7 @@ fn a_deleted_pods_last_file_is_still_enriched_within_the_grace_period() {
     );
     tailer.discover(Duration::ZERO);
     let (events, _) = tailer.read_round(Duration::ZERO, WALL);
-    let record: Value = serde_json::from_str(&events[0].message).unwrap();
+    let record: Value = serde_json::from_str(&events[0].message.text()).unwrap();
     assert_eq!(record["log"], "last words");
     assert_eq!(record["kubernetes"]["container_image"], "shop/web:1.2", "{record}");
     assert_eq!(record["kubernetes"]["docker_id"], ID);
@@ -953,7 +955,7 @@ fn labels_and_annotations_are_added_when_asked_for_without_last_applied_configur
         );
         tailer.discover(Duration::ZERO);
         let (events, _) = tailer.read_round(Duration::ZERO, WALL);
-        serde_json::from_str(&events[0].message).unwrap()
+        serde_json::from_str(&events[0].message.text()).unwrap()
     };
     let off = read(false, false);
     assert!(off["kubernetes"].get("labels").is_none() && off["kubernetes"].get("annotations").is_none());

@@ -89,7 +89,7 @@ fn datum_pairs(c: &Cycle) -> BTreeSet<Pair> {
 fn directive_pairs(c: &Cycle) -> BTreeSet<Pair> {
     let mut out = BTreeSet::new();
     for e in &c.events {
-        let v: Value = serde_json::from_str(&e.message).unwrap();
+        let v: Value = serde_json::from_str(&e.message.text()).unwrap();
         for d in v["CloudWatchMetrics"].as_array().into_iter().flatten() {
             for m in d["Metrics"].as_array().unwrap() {
                 for set in d["Dimensions"].as_array().unwrap() {

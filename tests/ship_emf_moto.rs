@@ -134,7 +134,7 @@ fn event(group: &str, stream: &str, ts: i64, message: String) -> LogEvent {
         group: group.into(),
         stream: stream.into(),
         timestamp_ms: ts,
-        message,
+        message: message.into(),
         token: 0,
     }
 }
@@ -190,7 +190,7 @@ async fn emf_events_reach_lazily_created_group_and_stream_in_order_with_the_head
     let calls: Vec<Recorded> = recording(&rec).into_iter().filter(|c| !c.action.is_empty()).collect();
 
     let got = get_log_events(&moto, group, "node-1");
-    let mut want: Vec<(i64, String)> = events.iter().map(|e| (e.timestamp_ms, e.message.clone())).collect();
+    let mut want: Vec<(i64, String)> = events.iter().map(|e| (e.timestamp_ms, e.message.text())).collect();
     want.sort_by_key(|(ts, _)| *ts);
     assert_eq!(got, want, "the exact messages, in chronological order");
 

@@ -48,7 +48,7 @@ fn event(group: &str, stream: &str, ts: i64, token: u64) -> LogEvent {
         group: group.into(),
         stream: stream.into(),
         timestamp_ms: ts,
-        message: format!("{{\"log\":\"line {token}\"}}"),
+        message: format!("{{\"log\":\"line {token}\"}}").into(),
         token,
     }
 }

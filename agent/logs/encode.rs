@@ -15,15 +15,23 @@
 //! - host: `/var/log/dmesg` `{"message",…}`; `messages` and `secure` parsed as syslog,
 //!   `{"host","ident","pid","message",…}`, or `{"message"}` when a line is not syslog.
 //!
-//! The decision a newcomer would question: the `kubernetes` object of a file is serialised once
-//! (it is the same for every line of a container) and appended as text, so the per-line work is
-//! escaping the line itself.
+//! The decision a newcomer would question: messages are written in their escaped form, the
+//! bytes a `PutLogEvents` body carries inside its JSON string (see `ship::Message`), not as the
+//! record's JSON text. The record is JSON and would otherwise be escaped a second time as it is
+//! sent: its quotes on every line, and the `kubernetes` object, which is most of a record. So the
+//! line is escaped twice in one pass, and the `kubernetes` object of a file is serialised and
+//! escaped once (it is the same for every line of a container) and copied as it is.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::config::{OversizeEvent, RecordProfile};
+use bytes::BytesMut;
 
-use super::parse::{Record, SyslogLine};
+use crate::ship::Message;
+use crate::ship::json_lines::{push_escaped, push_escaped_twice};
+
+use super::parse::{Record, Stream, SyslogLine};
 
 pub use crate::ship::json_lines::push_json_str;
 
@@ -154,6 +162,26 @@ pub fn kubernetes_suffix(profile: RecordProfile, m: &ContainerMeta) -> String {
     out
 }
 
+/// The `kubernetes` text of a file's records ([`kubernetes_suffix`]), kept in its escaped form
+/// so that each record copies it as it is.
+#[derive(Debug, Clone)]
+pub struct Suffix {
+    escaped: Arc<str>,
+    /// Bytes of the text itself.
+    len: usize,
+}
+
+impl From<String> for Suffix {
+    fn from(text: String) -> Suffix {
+        let mut escaped = String::with_capacity(text.len() + text.len() / 4);
+        push_escaped(&mut escaped, &text);
+        Suffix {
+            escaped: escaped.into(),
+            len: text.len(),
+        }
+    }
+}
+
 /// How the records of one file are written.
 #[derive(Debug, Clone)]
 pub enum Shape {
@@ -161,7 +189,7 @@ pub enum Shape {
     /// merge a JSON `log` under `log_processed` (Fluent Bit's `Merge_Log`).
     Application {
         profile: RecordProfile,
-        suffix: std::sync::Arc<str>,
+        suffix: Suffix,
         merge_json: bool,
     },
     /// Dataplane container records, with the node facts.
@@ -180,11 +208,9 @@ pub struct SizeRules {
     pub oversize: OversizeEvent,
 }
 
-/// One event's message and what had to be done to it.
-#[derive(Debug, Default)]
+/// What had to be done to a record to make its message(s).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Encoded {
-    /// One message, or several with `oversize_event: split`.
-    pub messages: Vec<String>,
     /// The content was cut to fit (`_truncated: true`).
     pub truncated: bool,
     pub split: bool,
@@ -201,6 +227,79 @@ fn json_object(content: &str) -> Option<String> {
     v.is_object().then(|| v.to_string())
 }
 
+/// Where messages are written: a buffer that each message is cut from as a `Bytes` slice, so an
+/// event costs no allocation (nor free) of its own. A chunk is freed when the last message cut
+/// from it is; chunks are small so that a few events held long (a stream that keeps failing)
+/// pin little memory.
+#[derive(Debug, Default)]
+pub struct Arena {
+    buf: BytesMut,
+}
+
+/// Bytes of one arena chunk: about a hundred records of the Fluent Bit shape.
+const ARENA_CHUNK: usize = 64 << 10;
+
+impl Arena {
+    /// A message of about `estimate` escaped bytes (it may grow past it).
+    fn message(&mut self, estimate: usize) -> Escaped<'_> {
+        if self.buf.capacity() - self.buf.len() < estimate {
+            self.buf = BytesMut::with_capacity(estimate.max(ARENA_CHUNK));
+        }
+        Escaped {
+            out: &mut self.buf,
+            len: 0,
+        }
+    }
+}
+
+/// A message being written in its escaped form, with the length of the text it stands for.
+struct Escaped<'a> {
+    out: &'a mut BytesMut,
+    len: usize,
+}
+
+impl Escaped<'_> {
+    /// Record text (JSON syntax, or a value already in JSON), escaped once.
+    fn json(&mut self, json: &str) {
+        self.len += json.len();
+        push_escaped(self.out, json);
+    }
+
+    /// Record syntax given already escaped (a constant such as `{\"time\":`), so that the
+    /// markup of every record is not escaped again each time. Its only escapes are `\"`, one
+    /// byte more each than the text.
+    fn lit(&mut self, escaped: &'static str) {
+        self.out.extend_from_slice(escaped.as_bytes());
+        self.len += escaped.len() - escaped.bytes().filter(|&b| b == b'\\').count();
+    }
+
+    /// A string value of the record: quoted and escaped in the record, escaped again for the
+    /// body.
+    fn string(&mut self, s: &str) {
+        self.out.extend_from_slice(b"\\\"");
+        self.len += 2 + push_escaped_twice(self.out, s);
+        self.out.extend_from_slice(b"\\\"");
+    }
+
+    fn suffix(&mut self, s: &Suffix) {
+        self.out.extend_from_slice(s.escaped.as_bytes());
+        self.len += s.len;
+    }
+
+    fn finish(self) -> Message {
+        Message::from_escaped(self.out.split().freeze(), self.len)
+    }
+}
+
+/// Escaped bytes of a record of `content`: content and markup, with room for some escapes.
+fn estimate(content: &str, shape: &Shape) -> usize {
+    let suffix = match shape {
+        Shape::Application { suffix, .. } => suffix.escaped.len(),
+        _ => 128,
+    };
+    content.len() + content.len() / 16 + suffix + 128
+}
+
 /// The application or dataplane message of a container record. `content` is valid UTF-8 (the
 /// caller repaired it).
 fn container_message(
@@ -210,62 +309,72 @@ fn container_message(
     truncated: bool,
     part: Option<(usize, usize)>,
     merge: bool,
-) -> String {
-    let mut out = String::with_capacity(content.len() + 256);
+    arena: &mut Arena,
+) -> Message {
+    let mut out = arena.message(estimate(content, shape));
     match shape {
         Shape::Application {
             profile: RecordProfile::Fluentd,
             suffix,
             ..
         } => {
-            out.push_str("{\"log\":");
-            push_json_str(&mut out, content);
-            out.push_str(",\"stream\":\"");
-            out.push_str(r.stream.as_str());
-            out.push_str("\",\"logtag\":\"");
-            out.push(if r.is_complete() { 'F' } else { 'P' });
-            out.push('"');
+            out.lit(r#"{\"log\":"#);
+            out.string(content);
+            out.lit(match (r.stream, r.is_complete()) {
+                (Stream::Stdout, true) => r#",\"stream\":\"stdout\",\"logtag\":\"F\""#,
+                (Stream::Stdout, false) => r#",\"stream\":\"stdout\",\"logtag\":\"P\""#,
+                (Stream::Stderr, true) => r#",\"stream\":\"stderr\",\"logtag\":\"F\""#,
+                (Stream::Stderr, false) => r#",\"stream\":\"stderr\",\"logtag\":\"P\""#,
+            });
             push_flags(&mut out, truncated, part);
-            out.push_str(suffix);
+            out.suffix(suffix);
         }
         Shape::Application { suffix, merge_json, .. } => {
-            out.push_str("{\"time\":");
-            push_json_str(&mut out, r.time);
-            out.push_str(",\"stream\":\"");
-            out.push_str(r.stream.as_str());
-            out.push_str("\",\"log\":");
-            push_json_str(&mut out, content);
+            out.lit(r#"{\"time\":"#);
+            out.string(r.time);
+            out.lit(stream_then_log(r));
+            out.string(content);
             push_flags(&mut out, truncated, part);
             if *merge_json
                 && merge
                 && let Some(obj) = json_object(content)
             {
-                out.push_str(",\"log_processed\":");
-                out.push_str(&obj);
+                out.lit(r#",\"log_processed\":"#);
+                out.json(&obj);
             }
-            out.push_str(suffix);
+            out.suffix(suffix);
         }
         Shape::Dataplane { node } | Shape::HostPlain { node } | Shape::HostSyslog { node } => {
-            out.push_str("{\"time\":");
-            push_json_str(&mut out, r.time);
-            out.push_str(",\"stream\":\"");
-            out.push_str(r.stream.as_str());
-            out.push_str("\",\"log\":");
-            push_json_str(&mut out, content);
+            out.lit(r#"{\"time\":"#);
+            out.string(r.time);
+            out.lit(stream_then_log(r));
+            out.string(content);
             push_flags(&mut out, truncated, part);
-            node.append(&mut out);
-            out.push('}');
+            let mut facts = String::new();
+            node.append(&mut facts);
+            facts.push('}');
+            out.json(&facts);
         }
     }
-    out
+    out.finish()
 }
 
-fn push_flags(out: &mut String, truncated: bool, part: Option<(usize, usize)>) {
+/// `,"stream":"stdout","log":` or its `stderr` twin, escaped.
+fn stream_then_log(r: &Record<'_>) -> &'static str {
+    match r.stream {
+        Stream::Stdout => r#",\"stream\":\"stdout\",\"log\":"#,
+        Stream::Stderr => r#",\"stream\":\"stderr\",\"log\":"#,
+    }
+}
+
+fn push_flags(out: &mut Escaped, truncated: bool, part: Option<(usize, usize)>) {
     if truncated {
-        out.push_str(",\"_truncated\":true");
+        out.lit(r#",\"_truncated\":true"#);
     }
     if let Some((i, n)) = part {
-        let _ = write!(out, ",\"_part\":{i},\"_parts\":{n}");
+        let mut s = String::new();
+        let _ = write!(s, ",\"_part\":{i},\"_parts\":{n}");
+        out.json(&s);
     }
 }
 
@@ -278,29 +387,37 @@ fn floor(s: &str, max: usize) -> &str {
     &s[..cut]
 }
 
-/// Encodes a container record, keeping every message within `rules.max_event_bytes`.
-pub fn container_record(shape: &Shape, r: &Record<'_>, content: &str, rules: SizeRules) -> Encoded {
-    let full = container_message(shape, r, content, r.truncated, None, true);
+/// Encodes a container record into `out`, keeping every message within
+/// `rules.max_event_bytes`.
+pub fn container_record(
+    shape: &Shape,
+    r: &Record<'_>,
+    content: &str,
+    rules: SizeRules,
+    arena: &mut Arena,
+    out: &mut Vec<Message>,
+) -> Encoded {
+    let full = container_message(shape, r, content, r.truncated, None, true, arena);
     if full.len() <= rules.max_event_bytes {
+        out.push(full);
         return Encoded {
-            messages: vec![full],
             truncated: r.truncated,
             split: false,
         };
     }
     // Without the merged object first (Fluent Bit drops nothing; a message over the limit would
     // be refused whole), then with `log` cut at a character boundary.
-    let overhead = container_message(shape, r, "", true, Some((99_999, 99_999)), false).len();
+    let overhead = container_message(shape, r, "", true, Some((99_999, 99_999)), false, arena).len();
     let room = rules.max_event_bytes.saturating_sub(overhead).max(1);
     match rules.oversize {
         OversizeEvent::Truncate => {
             let mut keep = content.len().min(room);
             loop {
                 let cut = floor(content, keep);
-                let m = container_message(shape, r, cut, true, None, false);
+                let m = container_message(shape, r, cut, true, None, false, arena);
                 if m.len() <= rules.max_event_bytes || cut.is_empty() {
+                    out.push(m);
                     return Encoded {
-                        messages: vec![m],
                         truncated: true,
                         split: false,
                     };
@@ -322,7 +439,7 @@ pub fn container_record(shape: &Shape, r: &Record<'_>, content: &str, rules: Siz
                 }
                 // Escaping can make a piece's message longer than its bytes: shrink until it fits.
                 while take.len() > 1 {
-                    let m = container_message(shape, r, take, r.truncated, Some((99_999, 99_999)), false);
+                    let m = container_message(shape, r, take, r.truncated, Some((99_999, 99_999)), false, arena);
                     if m.len() <= rules.max_event_bytes {
                         break;
                     }
@@ -336,13 +453,18 @@ pub fn container_record(shape: &Shape, r: &Record<'_>, content: &str, rules: Siz
                 rest = &rest[take.len()..];
             }
             let n = pieces.len();
-            let messages = pieces
-                .iter()
-                .enumerate()
-                .map(|(i, p)| container_message(shape, r, p, r.truncated, Some((i + 1, n)), false))
-                .collect();
+            for (i, p) in pieces.iter().enumerate() {
+                out.push(container_message(
+                    shape,
+                    r,
+                    p,
+                    r.truncated,
+                    Some((i + 1, n)),
+                    false,
+                    arena,
+                ));
+            }
             Encoded {
-                messages,
                 truncated: r.truncated,
                 split: true,
             }
@@ -352,19 +474,21 @@ pub fn container_record(shape: &Shape, r: &Record<'_>, content: &str, rules: Siz
 
 /// A container line that did not parse as CRI or Docker: the raw line under `log`, with the
 /// `kubernetes` object when the shape has one.
-pub fn unparsed_line(shape: &Shape, line: &str, rules: SizeRules) -> String {
+pub fn unparsed_line(shape: &Shape, line: &str, rules: SizeRules, arena: &mut Arena) -> Message {
     let line = floor(line, rules.max_event_bytes.saturating_sub(1024).max(1));
-    let mut out = String::with_capacity(line.len() + 256);
-    out.push_str("{\"log\":");
-    push_json_str(&mut out, line);
+    let mut out = arena.message(estimate(line, shape));
+    out.lit(r#"{\"log\":"#);
+    out.string(line);
     match shape {
-        Shape::Application { suffix, .. } => out.push_str(suffix),
+        Shape::Application { suffix, .. } => out.suffix(suffix),
         Shape::Dataplane { node } | Shape::HostPlain { node } | Shape::HostSyslog { node } => {
-            node.append(&mut out);
-            out.push('}');
+            let mut facts = String::new();
+            node.append(&mut facts);
+            facts.push('}');
+            out.json(&facts);
         }
     }
-    out
+    out.finish()
 }
 
 /// A host file line: `{"message"}` for dmesg, syslog fields for messages and secure (a line that
@@ -404,7 +528,200 @@ pub fn host_line(shape: &Shape, line: &str, syslog: Option<&SyslogLine<'_>>, rul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logs::parse::{CloseReason, Stream};
+    use crate::logs::parse::CloseReason;
+    use proptest::prelude::*;
+
+    /// What a record was encoded into, with the messages as text.
+    struct Out {
+        messages: Vec<String>,
+        truncated: bool,
+        split: bool,
+    }
+
+    fn container_record(shape: &Shape, r: &Record<'_>, content: &str, rules: SizeRules) -> Out {
+        let mut out = Vec::new();
+        let e = super::container_record(shape, r, content, rules, &mut Arena::default(), &mut out);
+        Out {
+            messages: out.iter().map(Message::text).collect(),
+            truncated: e.truncated,
+            split: e.split,
+        }
+    }
+
+    /// The record as JSON text, the way it was written before messages were kept escaped: the
+    /// reference the one-pass encoder must match once its output is unescaped.
+    fn reference_message(
+        shape: &Shape,
+        r: &Record<'_>,
+        content: &str,
+        truncated: bool,
+        part: Option<(usize, usize)>,
+        merge: bool,
+        suffix_text: &str,
+    ) -> String {
+        let mut out = String::new();
+        let flags = |out: &mut String| {
+            if truncated {
+                out.push_str(",\"_truncated\":true");
+            }
+            if let Some((i, n)) = part {
+                let _ = write!(out, ",\"_part\":{i},\"_parts\":{n}");
+            }
+        };
+        match shape {
+            Shape::Application {
+                profile: RecordProfile::Fluentd,
+                ..
+            } => {
+                out.push_str("{\"log\":");
+                push_json_str(&mut out, content);
+                out.push_str(",\"stream\":\"");
+                out.push_str(r.stream.as_str());
+                out.push_str("\",\"logtag\":\"");
+                out.push(if r.is_complete() { 'F' } else { 'P' });
+                out.push('"');
+                flags(&mut out);
+                out.push_str(suffix_text);
+            }
+            Shape::Application { merge_json, .. } => {
+                out.push_str("{\"time\":");
+                push_json_str(&mut out, r.time);
+                out.push_str(",\"stream\":\"");
+                out.push_str(r.stream.as_str());
+                out.push_str("\",\"log\":");
+                push_json_str(&mut out, content);
+                flags(&mut out);
+                if *merge_json
+                    && merge
+                    && let Some(obj) = json_object(content)
+                {
+                    out.push_str(",\"log_processed\":");
+                    out.push_str(&obj);
+                }
+                out.push_str(suffix_text);
+            }
+            Shape::Dataplane { node } | Shape::HostPlain { node } | Shape::HostSyslog { node } => {
+                out.push_str("{\"time\":");
+                push_json_str(&mut out, r.time);
+                out.push_str(",\"stream\":\"");
+                out.push_str(r.stream.as_str());
+                out.push_str("\",\"log\":");
+                push_json_str(&mut out, content);
+                flags(&mut out);
+                node.append(&mut out);
+                out.push('}');
+            }
+        }
+        out
+    }
+
+    /// Text dense in what needs escaping, and sometimes a JSON object (merged as `log_processed`).
+    fn tricky_content() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("\"".to_string()),
+            Just("\\".to_string()),
+            (0u8..0x20).prop_map(|b| char::from(b).to_string()),
+            Just("\u{fffd}".to_string()),
+            Just("é日本\u{7f}/".to_string()),
+            "[a-z ]{0,20}",
+            any::<String>(),
+        ];
+        prop_oneof![
+            proptest::collection::vec(piece, 0..16).prop_map(|v| v.concat()),
+            ("[a-z\"\\\\]{0,8}", tricky_text_value())
+                .prop_map(|(k, v)| serde_json::json!({ k: v, "n": 1 }).to_string() + "\n"),
+        ]
+    }
+
+    fn tricky_text_value() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![Just("\"".to_string()), Just("\u{1}".to_string()), "[a-zé]{0,6}"],
+            0..6,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        /// The one-pass message is the two-pass one: the record's JSON text, escaped once more;
+        /// and its size is the bytes of that JSON text (what PutLogEvents counts).
+        #[test]
+        fn one_pass_messages_are_the_record_escaped_again(
+            content in tricky_content(),
+            time in prop_oneof![Just("2026-01-05T10:11:12.123456789Z".to_string()), any::<String>()],
+            shape_i in 0usize..4,
+            stderr in any::<bool>(),
+            truncated in any::<bool>(),
+            part in proptest::option::of((1usize..100, 1usize..100)),
+            merge in any::<bool>(),
+            closed in prop_oneof![Just(CloseReason::Terminated), Just(CloseReason::Timeout)],
+            name in any::<String>(),
+        ) {
+            let mut m = meta();
+            m.pod_name = name.clone();
+            m.labels.push((name.clone(), "\"v\\".into()));
+            let node = std::sync::Arc::new(NodeFacts { az: Some(name.clone()), instance_id: None });
+            let (shape, suffix_text) = match shape_i {
+                0 => (app(RecordProfile::FluentBit), kubernetes_suffix(RecordProfile::FluentBit, &meta())),
+                1 => {
+                    let t = kubernetes_suffix(RecordProfile::Fluentd, &m);
+                    (Shape::Application { profile: RecordProfile::Fluentd, suffix: t.clone().into(), merge_json: true }, t)
+                }
+                2 => {
+                    let t = kubernetes_suffix(RecordProfile::FluentBit, &m);
+                    (Shape::Application { profile: RecordProfile::FluentBit, suffix: t.clone().into(), merge_json: false }, t)
+                }
+                _ => (Shape::Dataplane { node }, String::new()),
+            };
+            let mut r = record(content.as_bytes());
+            r.time = &time;
+            r.stream = if stderr { Stream::Stderr } else { Stream::Stdout };
+            r.closed = closed;
+            let mut arena = Arena::default();
+            let got = container_message(&shape, &r, &content, truncated, part, merge, &mut arena);
+            let want = reference_message(&shape, &r, &content, truncated, part, merge, &suffix_text);
+            let mut want_escaped = String::new();
+            push_escaped(&mut want_escaped, &want);
+            prop_assert_eq!(std::str::from_utf8(got.escaped()).unwrap(), want_escaped.as_str());
+            prop_assert_eq!(got.len(), want.len());
+            prop_assert_eq!(got.text(), want);
+        }
+
+        /// Cutting and splitting keep their rules with sizes counted on the unescaped text.
+        #[test]
+        fn oversized_records_fit_counted_unescaped(
+            content in tricky_content(),
+            max in 420usize..1500,
+            split in any::<bool>(),
+        ) {
+            let rules = SizeRules {
+                max_event_bytes: max,
+                oversize: if split { OversizeEvent::Split } else { OversizeEvent::Truncate },
+            };
+            let shape = app(RecordProfile::FluentBit);
+            let e = container_record(&shape, &record(content.as_bytes()), &content, rules);
+            let mut joined = String::new();
+            for m in &e.messages {
+                prop_assert!(m.len() <= max, "{} > {}", m.len(), max);
+                let v: serde_json::Value = serde_json::from_str(m).unwrap();
+                joined.push_str(v["log"].as_str().unwrap());
+            }
+            if e.split {
+                prop_assert_eq!(joined, content);
+            } else if !e.truncated {
+                prop_assert_eq!(e.messages.len(), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn unparsed_lines_carry_the_escaped_suffix() {
+        let shape = app(RecordProfile::FluentBit);
+        let m = unparsed_line(&shape, "not \"cri\"\u{1}", RULES, &mut Arena::default());
+        let v: serde_json::Value = serde_json::from_str(&m.text()).unwrap();
+        assert_eq!(v["log"], "not \"cri\"\u{1}");
+        assert_eq!(v["kubernetes"]["pod_name"], "web-5468c5d4d7-n2swr");
+        assert_eq!(m.len(), m.text().len());
+    }
 
     fn record(content: &[u8]) -> Record<'_> {
         Record {

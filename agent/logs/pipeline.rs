@@ -3,10 +3,11 @@
 //!
 //! The reads are synchronous (`pread` on held descriptors), so the loop runs on tokio's blocking
 //! pool and enters the runtime only to hand a round's events to the output, which makes it wait
-//! while the output holds its capacity. Without data it sleeps [`IDLE`] between rounds. It
-//! scans the directories when inotify reports a change in one of them, and every
-//! [`RESCAN_WATCHED`] regardless (every [`RESCAN`] without inotify): a new file is found, and a
-//! line written to a file being tailed reaches the output, within a fraction of a second.
+//! while the output holds its capacity. When a round leaves nothing waiting (every file read
+//! to its end) it sleeps [`IDLE`] before the next. It scans the directories when inotify
+//! reports a change in one of them, and every [`RESCAN_WATCHED`] regardless (every [`RESCAN`]
+//! without inotify): a new file is found, and a line written to a file being tailed reaches the
+//! output, within a fraction of a second.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -243,7 +244,7 @@ impl LogPipeline {
                     self.tailer.refresh_metadata();
                 }
             }
-            let (events, any) = self.tailer.read_round(now, self.clock.wall_ms());
+            let (events, waiting) = self.tailer.read_round(now, self.clock.wall_ms());
             if !events.is_empty() && !send(handle, output, events, inputs) {
                 break;
             }
@@ -254,7 +255,7 @@ impl LogPipeline {
                 last_prune = now;
             }
             self.report(&mut reported, now);
-            if !any {
+            if !waiting {
                 handle.block_on(async {
                     tokio::select! {
                         () = tokio::time::sleep(IDLE) => {}

@@ -25,7 +25,7 @@ use std::time::Duration;
 use crate::config::{OversizeEvent, RecordProfile, StreamNames};
 use crate::host::confined::{ConfinedFile, ConfinedRoot, OpenChecks};
 use crate::kube::PodIndex;
-use crate::ship::LogEvent;
+use crate::ship::{LogEvent, Message};
 
 use super::checkpoint::{Entry, Lookup, Store};
 use super::collect::CollectRule;
@@ -41,8 +41,10 @@ use super::settle::Settlements;
 
 /// Bytes read from one file per round.
 pub const QUANTUM: usize = 256 * 1024;
-/// Bytes of events one round hands to the output at most.
-pub const ROUND_BYTES: usize = 2 << 20;
+/// Bytes of events one round hands to the output at most: a quarter of the log lane's capacity
+/// (`DEFAULT_LOGS_CAPACITY_BYTES`), so that the next round is read while earlier ones are sent,
+/// without a second capacity's worth of events waiting in memory.
+pub const ROUND_BYTES: usize = 1 << 20;
 /// A rotated file that has not grown for this long is finished once read (kubelet checks sizes
 /// every 10 s, `containerLogMonitorInterval`).
 pub const ROTATED_QUIET: Duration = Duration::from_secs(10);
@@ -266,13 +268,16 @@ pub struct Tailer {
     buf: Vec<u8>,
     /// Docker JSON decoding scratch.
     scratch: Vec<u8>,
-    repair_buf: String,
+    enc: Encoding,
     pub counts: Counts,
     /// The first scan looks for checkpointed files that kubelet compressed meanwhile.
     resumed: bool,
     journal: Option<JournalTail>,
     /// The directories the last scan looked in (for inotify).
     dirs: Vec<PathBuf>,
+    /// Where the next round starts among the files of a state: a round cut at
+    /// [`ROUND_BYTES`] leaves the files after the cut for the next one, which starts with them.
+    round_start: usize,
 }
 
 impl Tailer {
@@ -301,11 +306,12 @@ impl Tailer {
             reported: HashSet::new(),
             buf: vec![0; QUANTUM],
             scratch: Vec::new(),
-            repair_buf: String::new(),
+            enc: Encoding::default(),
             counts: Counts::default(),
             resumed: false,
             journal: None,
             dirs: Vec::new(),
+            round_start: 0,
         }
         .with_journal()
     }
@@ -362,7 +368,7 @@ impl Tailer {
         self
     }
 
-    /// Reads the journal's new entries into `events`; returns whether there were any.
+    /// Reads the journal's new entries into `events`; returns whether more are waiting.
     fn read_journal(&mut self, now: Duration, events: &mut Vec<LogEvent>, bytes: &mut usize) -> bool {
         let Some(j) = &mut self.journal else { return false };
         let mut records = Vec::new();
@@ -400,7 +406,7 @@ impl Tailer {
                 JournalRecordKind::Dataplane { .. } => j.dataplane.clone(),
                 _ => j.host.clone(),
             };
-            let message = journal::record_message(r, &j.extra);
+            let message = Message::new(&journal::record_message(r, &j.extra));
             let token = self
                 .settlements
                 .hand_over(JOURNAL_SOURCE, j.next_seq - 1, now.as_secs_f64());
@@ -415,7 +421,7 @@ impl Tailer {
             });
         }
         self.settlements.set_watermark(JOURNAL_SOURCE, j.next_seq);
-        !records.is_empty() || j.source.has_more()
+        j.source.has_more()
     }
 
     /// Commits the journal cursor of the last entry before the earliest unsettled one.
@@ -969,22 +975,35 @@ impl Tailer {
     }
 
     /// One round: reads every file once (bounded), returns the events for the output and
-    /// whether any file had data.
+    /// whether data is still waiting (a file or the journal not read to its end, or the round
+    /// cut at [`ROUND_BYTES`]): the caller reads again at once rather than after a pause.
     pub fn read_round(&mut self, now: Duration, wall_ms: i64) -> (Vec<LogEvent>, bool) {
         let mut events = Vec::new();
         let mut bytes = 0usize;
         let mut any = false;
-        // Rotated and deleted files first: they pin disk space.
+        // Rotated and deleted files first: they pin disk space. Within each, from where the last
+        // round stopped: with many busy files a round is cut before it reaches them all, and
+        // starting each round with the same files would keep the last ones waiting.
         let mut order: Vec<usize> = (0..self.sources.len()).collect();
+        if !order.is_empty() {
+            let start = self.round_start % order.len();
+            order.rotate_left(start);
+        }
         order.sort_by_key(|&i| self.sources[i].state == State::Live);
+        let mut visited = 0;
         for i in order {
             if bytes >= ROUND_BYTES {
                 any = true;
                 break;
             }
+            visited += 1;
             let n = self.read_one(i, now, wall_ms, &mut events, &mut bytes);
-            any |= n > 0;
+            // More than a quantum was waiting: read again at once. A file read to its end does
+            // not count, so that a steady trickle into many files is read in rounds a pause
+            // apart rather than by a loop that spins on a few lines at a time.
+            any |= n > 0 && !self.sources[i].at_eof;
         }
+        self.round_start = self.round_start.wrapping_add(visited);
         if bytes < ROUND_BYTES {
             any |= self.read_journal(now, &mut events, &mut bytes);
         }
@@ -994,7 +1013,7 @@ impl Tailer {
                 settlements: &self.settlements,
                 settings: &self.settings,
                 counts: &mut self.counts,
-                repair_buf: &mut self.repair_buf,
+                enc: &mut self.enc,
             };
             flush_expired(s, now, now.as_secs_f64(), ctx, &mut events, &mut bytes);
             let wm = watermark(s);
@@ -1030,7 +1049,7 @@ impl Tailer {
                 settlements: &self.settlements,
                 settings: &self.settings,
                 counts: &mut self.counts,
-                repair_buf: &mut self.repair_buf,
+                enc: &mut self.enc,
             };
             process(
                 s,
@@ -1096,7 +1115,7 @@ impl Tailer {
             settlements: &self.settlements,
             settings: &self.settings,
             counts: &mut self.counts,
-            repair_buf: &mut self.repair_buf,
+            enc: &mut self.enc,
         };
         process(
             s,
@@ -1222,7 +1241,7 @@ impl Tailer {
                 settlements: &self.settlements,
                 settings: &self.settings,
                 counts: &mut self.counts,
-                repair_buf: &mut self.repair_buf,
+                enc: &mut self.enc,
             };
             flush_expired(s, Duration::MAX, 0.0, ctx, &mut events, &mut bytes);
         }
@@ -1331,7 +1350,18 @@ struct Ctx<'a> {
     settlements: &'a Settlements,
     settings: &'a TailSettings,
     counts: &'a mut Counts,
-    repair_buf: &'a mut String,
+    enc: &'a mut Encoding,
+}
+
+/// The encoder's buffers, reused from line to line so that the hot path does not allocate.
+#[derive(Debug, Default)]
+struct Encoding {
+    /// A record's content repaired to UTF-8, when it was not.
+    repair: String,
+    arena: encode::Arena,
+    /// The records' messages, with their timestamp and start offset, until they are handed over.
+    records: Vec<(i64, u64, Message)>,
+    messages: Vec<Message>,
 }
 
 /// The commit watermark of a source after a read: the end of the last complete line, or the
@@ -1471,7 +1501,7 @@ fn handle_line(
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     match s.kind {
         Kind::Host { syslog } => {
-            let text = repair(line, ctx.repair_buf);
+            let text = repair(line, &mut ctx.enc.repair);
             if text.repaired {
                 ctx.counts.utf8_repaired += 1;
             }
@@ -1479,13 +1509,17 @@ fn handle_line(
             let ts = parsed.as_ref().map_or(wall_ms, |p| p.timestamp_ms);
             let msg = encode::host_line(&s.shape, text.text, parsed.as_ref(), ctx.settings.size);
             let token = ctx.settlements.hand_over(s.id, start, now.as_secs_f64());
-            push_event(s, ts, msg, token, events, bytes, ctx.counts);
+            push_event(s, ts, Message::new(&msg), token, events, bytes, ctx.counts);
         }
         Kind::Collect { entry } => {
             let Some(rule) = ctx.settings.places.collect.get(entry) else {
                 return;
             };
-            let (text, repaired) = rule.decode(line, ctx.repair_buf);
+            let settings: &TailSettings = ctx.settings;
+            let Encoding {
+                repair: buf, records, ..
+            } = &mut *ctx.enc;
+            let (text, repaired) = rule.decode(line, buf);
             if repaired {
                 ctx.counts.utf8_repaired += 1;
             }
@@ -1500,18 +1534,15 @@ fn handle_line(
                 truncated: false,
                 closed: CloseReason::Terminated,
             };
-            let mut out: Vec<(i64, u64, Vec<String>)> = Vec::new();
             if let Some(ml) = &mut s.multiline {
-                let settings = ctx.settings;
                 let counts = &mut *ctx.counts;
-                ml.push(rec, now, |r| encode_collected(rule, &r, settings, counts, &mut out));
+                ml.push(rec, now, |r| encode_collected(rule, &r, settings, counts, records));
             }
-            hand_over(s, out, now.as_secs_f64(), ctx, events, bytes);
+            hand_over(s, now.as_secs_f64(), ctx, events, bytes);
         }
         Kind::Container => match s.parser.parse(line, scratch) {
             Ok(l) if s.excluded[l.stream.index()] => ctx.counts.excluded += 1,
             Ok(l) => {
-                let mut out: Vec<(i64, u64, Vec<String>)> = Vec::new();
                 {
                     let Source {
                         joiner,
@@ -1521,20 +1552,21 @@ fn handle_line(
                     } = &mut *s;
                     let settings = ctx.settings;
                     let counts = &mut *ctx.counts;
-                    let repair_buf = &mut *ctx.repair_buf;
-                    let mut emit = |r: Record<'_>| encode_record(shape, &r, settings, counts, repair_buf, &mut out);
+                    let enc = &mut *ctx.enc;
+                    let mut emit = |r: Record<'_>| encode_record(shape, &r, settings, counts, enc);
                     match multiline {
                         Some(ml) => joiner.push(l, start, end, now, |r| ml.push(r, now, &mut emit)),
                         None => joiner.push(l, start, end, now, &mut emit),
                     }
                 }
-                hand_over(s, out, now.as_secs_f64(), ctx, events, bytes);
+                hand_over(s, now.as_secs_f64(), ctx, events, bytes);
             }
             Err(_) => {
                 // Never dropped: the raw line goes out with the read time, counted.
                 ctx.counts.parse_errors += 1;
-                let text = repair(line, ctx.repair_buf);
-                let msg = encode::unparsed_line(&s.shape, text.text, ctx.settings.size);
+                let Encoding { repair: buf, arena, .. } = &mut *ctx.enc;
+                let text = repair(line, buf);
+                let msg = encode::unparsed_line(&s.shape, text.text, ctx.settings.size, arena);
                 let token = ctx.settlements.hand_over(s.id, start, now.as_secs_f64());
                 push_event(s, wall_ms, msg, token, events, bytes, ctx.counts);
             }
@@ -1545,7 +1577,7 @@ fn handle_line(
 fn push_event(
     s: &Source,
     ts: i64,
-    message: String,
+    message: Message,
     token: u64,
     events: &mut Vec<LogEvent>,
     bytes: &mut usize,
@@ -1577,7 +1609,6 @@ fn flush_expired(
         Kind::Collect { entry } => Some(ctx.settings.places.collect.get(entry).cloned()),
     };
     let finish = now == Duration::MAX;
-    let mut out: Vec<(i64, u64, Vec<String>)> = Vec::new();
     {
         let Source {
             joiner,
@@ -1587,11 +1618,11 @@ fn flush_expired(
         } = &mut *s;
         let settings = ctx.settings;
         let counts = &mut *ctx.counts;
-        let repair_buf = &mut *ctx.repair_buf;
+        let enc = &mut *ctx.enc;
         let mut emit = |r: Record<'_>| match &collect {
-            Some(Some(rule)) => encode_collected(rule, &r, settings, counts, &mut out),
+            Some(Some(rule)) => encode_collected(rule, &r, settings, counts, &mut enc.records),
             Some(None) => {}
-            None => encode_record(shape, &r, settings, counts, repair_buf, &mut out),
+            None => encode_record(shape, &r, settings, counts, enc),
         };
         match multiline {
             Some(ml) => {
@@ -1612,30 +1643,29 @@ fn flush_expired(
             }
         }
     }
-    hand_over(s, out, handed_s, &mut ctx, events, bytes);
+    hand_over(s, handed_s, &mut ctx, events, bytes);
 }
 
 /// Encodes one record: its content repaired to UTF-8, then the message(s) of its shape.
-fn encode_record(
-    shape: &Shape,
-    r: &Record<'_>,
-    settings: &TailSettings,
-    counts: &mut Counts,
-    repair_buf: &mut String,
-    out: &mut Vec<(i64, u64, Vec<String>)>,
-) {
-    let text = repair(r.content, repair_buf);
+fn encode_record(shape: &Shape, r: &Record<'_>, settings: &TailSettings, counts: &mut Counts, enc: &mut Encoding) {
+    let Encoding {
+        repair: buf,
+        arena,
+        records,
+        messages,
+    } = enc;
+    let text = repair(r.content, buf);
     if text.repaired {
         counts.utf8_repaired += 1;
     }
-    let enc = encode::container_record(shape, r, text.text, settings.size);
-    if enc.truncated {
+    let e = encode::container_record(shape, r, text.text, settings.size, arena, messages);
+    if e.truncated {
         counts.truncated_records += 1;
     }
-    if enc.split {
+    if e.split {
         counts.split_records += 1;
     }
-    out.push((r.timestamp_ms, r.start, enc.messages));
+    records.extend(messages.drain(..).map(|m| (r.timestamp_ms, r.start, m)));
 }
 
 /// A `collect_list` record: the line(s) themselves, timestamped, filtered and sized.
@@ -1644,7 +1674,7 @@ fn encode_collected(
     r: &Record<'_>,
     settings: &TailSettings,
     counts: &mut Counts,
-    out: &mut Vec<(i64, u64, Vec<String>)>,
+    out: &mut Vec<(i64, u64, Message)>,
 ) {
     // The record's own time is when its first line was read: the clock for year-less times.
     let Some(event) = rule.event(r, r.timestamp_ms, settings.size) else {
@@ -1660,23 +1690,19 @@ fn encode_collected(
             OversizeEvent::Split => counts.split_records += 1,
         }
     }
-    out.push((event.timestamp_ms, r.start, event.messages));
+    out.extend(
+        event
+            .messages
+            .iter()
+            .map(|m| (event.timestamp_ms, r.start, Message::new(m))),
+    );
 }
 
 /// Registers encoded records with the settle table and queues them for the output.
-fn hand_over(
-    s: &Source,
-    out: Vec<(i64, u64, Vec<String>)>,
-    handed_s: f64,
-    ctx: &mut Ctx<'_>,
-    events: &mut Vec<LogEvent>,
-    bytes: &mut usize,
-) {
-    for (ts, start, messages) in out {
-        for m in messages {
-            let token = ctx.settlements.hand_over(s.id, start, handed_s);
-            push_event(s, ts, m, token, events, bytes, ctx.counts);
-        }
+fn hand_over(s: &Source, handed_s: f64, ctx: &mut Ctx<'_>, events: &mut Vec<LogEvent>, bytes: &mut usize) {
+    for (ts, start, m) in ctx.enc.records.drain(..) {
+        let token = ctx.settlements.hand_over(s.id, start, handed_s);
+        push_event(s, ts, m, token, events, bytes, ctx.counts);
     }
 }
 

@@ -5,6 +5,8 @@
 //! - EMF event: `{"kind":"emf","log_group":…,"log_stream":…,"timestamp":<ms>,"message":"…"}`
 //! - log event: `{"kind":"log","log_group":…,"log_stream":…,"timestamp":<ms>,"message":…}`
 
+use std::fmt::Write as _;
+
 use serde::ser::{SerializeMap, Serializer};
 
 use super::payload::LogEvent;
@@ -23,13 +25,56 @@ impl serde::Serialize for Dimensions<'_> {
     }
 }
 
+/// Where the escapers write: a `String`, or the `BytesMut` that log messages and request bodies
+/// are written into (only whole UTF-8 sequences and ASCII are ever appended).
+pub trait JsonOut {
+    fn put_str(&mut self, s: &str);
+    /// An ASCII byte.
+    fn put_ascii(&mut self, b: u8);
+    fn reserve_more(&mut self, n: usize);
+}
+
+impl JsonOut for String {
+    fn put_str(&mut self, s: &str) {
+        self.push_str(s);
+    }
+    fn put_ascii(&mut self, b: u8) {
+        debug_assert!(b.is_ascii());
+        self.push(char::from(b));
+    }
+    fn reserve_more(&mut self, n: usize) {
+        self.reserve(n);
+    }
+}
+
+impl JsonOut for bytes::BytesMut {
+    fn put_str(&mut self, s: &str) {
+        self.extend_from_slice(s.as_bytes());
+    }
+    fn put_ascii(&mut self, b: u8) {
+        debug_assert!(b.is_ascii());
+        self.extend_from_slice(&[b]);
+    }
+    fn reserve_more(&mut self, n: usize) {
+        self.reserve(n);
+    }
+}
+
 /// Appends `s` to `out` as a JSON string (with its quotes): `"` and `\\` and the control
-/// characters escaped, everything else copied in runs. Used for log records (once per line) and
-/// for `PutLogEvents` bodies, where it is the hot path of the log pipeline.
-pub fn push_json_str(out: &mut String, s: &str) {
-    out.reserve(s.len() + s.len() / 8 + 2);
-    out.push('"');
-    if has_control(s.as_bytes()) {
+/// characters escaped, everything else copied in runs. The same bytes `serde_json` writes.
+pub fn push_json_str(out: &mut impl JsonOut, s: &str) {
+    out.reserve_more(s.len() + s.len() / 8 + 2);
+    out.put_ascii(b'"');
+    push_escaped(out, s);
+    out.put_ascii(b'"');
+}
+
+/// Appends the inside of `s`'s JSON string (no quotes): what [`push_json_str`] writes between
+/// them.
+pub fn push_escaped(out: &mut impl JsonOut, s: &str) {
+    if !needs_any_escape(s.as_bytes()) {
+        out.put_str(s);
+    } else if has_control(s.as_bytes()) {
         push_escaped_slow(out, s);
     } else {
         // Only `"` and `\\` left to escape: jump between them with `memchr2` (vectorised). Log
@@ -39,14 +84,86 @@ pub fn push_json_str(out: &mut String, s: &str) {
         let mut run = 0;
         while let Some(k) = memchr::memchr2(b'"', b'\\', &bytes[run..]) {
             let i = run + k;
-            out.push_str(&s[run..i]);
-            out.push('\\');
-            out.push(char::from(bytes[i]));
+            out.put_str(&s[run..i]);
+            out.put_ascii(b'\\');
+            out.put_ascii(bytes[i]);
             run = i + 1;
         }
-        out.push_str(&s[run..]);
+        out.put_str(&s[run..]);
     }
-    out.push('"');
+}
+
+/// Appends `s` escaped twice, as a string value inside a JSON document that is itself sent as a
+/// JSON string (a log record inside a `PutLogEvents` body): the result is what
+/// `push_escaped(out, &once)` would append where `once` is `s` escaped once, without building
+/// `once`. Returns `once.len()`, the bytes the string takes in the record. One pass instead of
+/// two, and most log lines have nothing to escape, so they are one scan and one copy.
+pub fn push_escaped_twice(out: &mut impl JsonOut, s: &str) -> usize {
+    let bytes = s.as_bytes();
+    if !needs_any_escape(bytes) {
+        out.put_str(s);
+        return s.len();
+    }
+    let mut once = s.len();
+    let mut run = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8) {
+            let x = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+            if !needs_escape(x) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        // The once-escaped form of `b`, then its escape: `"` → `\"` → `\\\"`.
+        let esc: Option<&str> = match b {
+            b'"' => Some("\\\\\\\""),
+            b'\\' => Some("\\\\\\\\"),
+            b'\n' => Some("\\\\n"),
+            b'\r' => Some("\\\\r"),
+            b'\t' => Some("\\\\t"),
+            0x08 => Some("\\\\b"),
+            0x0c => Some("\\\\f"),
+            0..=0x1f => None,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.put_str(&s[run..i]);
+        match esc {
+            Some(e) => {
+                out.put_str(e);
+                once += 1;
+            }
+            None => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.put_str("\\\\u00");
+                out.put_ascii(HEX[usize::from(b >> 4)]);
+                out.put_ascii(HEX[usize::from(b & 0xf)]);
+                once += 5;
+            }
+        }
+        i += 1;
+        run = i;
+    }
+    out.put_str(&s[run..]);
+    once
+}
+
+/// Whether `bytes` holds anything JSON escapes (`"`, `\\`, a control character), checked 32 bytes
+/// at a time without branches so that the compiler vectorises it: most log lines have nothing
+/// to escape, and this one pass is all they cost before they are copied.
+fn needs_any_escape(bytes: &[u8]) -> bool {
+    let special = |b: u8| u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\');
+    let mut chunks = bytes.chunks_exact(32);
+    for c in &mut chunks {
+        if c.iter().fold(0u8, |acc, &b| acc | special(b)) != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| special(b) != 0)
 }
 
 /// Whether `bytes` holds a control character (below 0x20), checked 32 bytes at a time without
@@ -62,7 +179,7 @@ fn has_control(bytes: &[u8]) -> bool {
 }
 
 /// The general case: every byte looked at, eight at a time while none needs escaping.
-fn push_escaped_slow(out: &mut String, s: &str) {
+fn push_escaped_slow(out: &mut impl JsonOut, s: &str) {
     let bytes = s.as_bytes();
     let mut run = 0;
     let mut i = 0;
@@ -89,20 +206,20 @@ fn push_escaped_slow(out: &mut String, s: &str) {
                 continue;
             }
         };
-        out.push_str(&s[run..i]);
+        out.put_str(&s[run..i]);
         match esc {
-            Some(e) => out.push_str(e),
+            Some(e) => out.put_str(e),
             None => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.push_str("\\u00");
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 0xf)]));
+                out.put_str("\\u00");
+                out.put_ascii(HEX[usize::from(b >> 4)]);
+                out.put_ascii(HEX[usize::from(b & 0xf)]);
             }
         }
         i += 1;
         run = i;
     }
-    out.push_str(&s[run..]);
+    out.put_str(&s[run..]);
 }
 
 /// Whether any of the eight bytes of `x` is `"`, `\\` or a control character (below 0x20), by
@@ -127,9 +244,38 @@ mod escape_tests {
         fn escapes_like_serde_json(s in any::<String>()) {
             let mut out = String::new();
             push_json_str(&mut out, &s);
+            prop_assert_eq!(&out, &serde_json::to_string(&s).unwrap());
             let back: String = serde_json::from_str(&out).unwrap();
             prop_assert_eq!(back, s);
         }
+
+        /// Escaping twice in one pass is escaping once, then escaping the result.
+        #[test]
+        fn escaping_twice_is_two_escapes(s in tricky_text()) {
+            let mut once = String::new();
+            push_escaped(&mut once, &s);
+            let mut twice = String::new();
+            push_escaped(&mut twice, &once);
+            let mut fast = String::from("prefix");
+            let n = push_escaped_twice(&mut fast, &s);
+            prop_assert_eq!(&fast["prefix".len()..], twice.as_str());
+            prop_assert_eq!(n, once.len());
+        }
+    }
+
+    /// Text dense in what needs escaping: quotes, backslashes, every control character, the
+    /// replacement character of a UTF-8 repair, multi-byte characters, runs of plain ASCII.
+    fn tricky_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("\"".to_string()),
+            Just("\\".to_string()),
+            (0u8..0x20).prop_map(|b| char::from(b).to_string()),
+            Just("\u{fffd}".to_string()),
+            Just("é日本\u{7f}".to_string()),
+            "[a-z ]{0,20}",
+            any::<String>(),
+        ];
+        proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
     }
 
     #[test]
@@ -170,20 +316,20 @@ pub fn write_datum(buf: &mut Vec<u8>, d: &Datum) {
 }
 
 /// Appends one CloudWatch Logs event as a JSON line (with the trailing newline) to `buf`;
-/// `kind` is `emf` for performance events and `log` for log records.
+/// `kind` is `emf` for performance events and `log` for log records. Written by hand rather than
+/// with `serde_json` because the message is already escaped (the same bytes `serde_json` writes).
 pub fn write_event(buf: &mut Vec<u8>, kind: &str, e: &LogEvent) {
-    let mut ser = serde_json::Serializer::new(&mut *buf);
-    let result = (|| {
-        let mut m = ser.serialize_map(Some(5))?;
-        m.serialize_entry("kind", kind)?;
-        m.serialize_entry("log_group", &*e.group)?;
-        m.serialize_entry("log_stream", &*e.stream)?;
-        m.serialize_entry("timestamp", &e.timestamp_ms)?;
-        m.serialize_entry("message", &e.message)?;
-        m.end()
-    })();
-    debug_assert!(result.is_ok(), "event line serialization failed: {result:?}");
-    buf.push(b'\n');
+    let mut head = String::with_capacity(e.group.len() + e.stream.len() + 96);
+    head.push_str("{\"kind\":");
+    push_json_str(&mut head, kind);
+    head.push_str(",\"log_group\":");
+    push_json_str(&mut head, &e.group);
+    head.push_str(",\"log_stream\":");
+    push_json_str(&mut head, &e.stream);
+    let _ = write!(head, ",\"timestamp\":{},\"message\":\"", e.timestamp_ms);
+    buf.extend_from_slice(head.as_bytes());
+    buf.extend_from_slice(e.message.escaped());
+    buf.extend_from_slice(b"\"}\n");
 }
 
 /// All datums of an interval as JSON lines, ready for one write.
@@ -199,7 +345,7 @@ pub fn datum_lines(datums: &[Datum]) -> Vec<u8> {
 pub fn event_lines(kind: &str, events: &[LogEvent]) -> Vec<u8> {
     let size: usize = events
         .iter()
-        .map(|e| e.message.len() + e.stream.len() + e.group.len() + 80)
+        .map(|e| e.message.escaped().len() + e.stream.len() + e.group.len() + 80)
         .sum();
     let mut buf = Vec::with_capacity(size);
     for e in events {
@@ -212,6 +358,47 @@ pub fn event_lines(kind: &str, events: &[LogEvent]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::metrics::Unit;
+
+    /// The event line as `serde_json` writes it, which is what it was before messages were kept
+    /// escaped.
+    fn serde_event_line(kind: &str, e: &LogEvent) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut ser = serde_json::Serializer::new(&mut buf);
+        let mut m = ser.serialize_map(Some(5)).unwrap();
+        m.serialize_entry("kind", kind).unwrap();
+        m.serialize_entry("log_group", &*e.group).unwrap();
+        m.serialize_entry("log_stream", &*e.stream).unwrap();
+        m.serialize_entry("timestamp", &e.timestamp_ms).unwrap();
+        m.serialize_entry("message", &e.message.text()).unwrap();
+        m.end().unwrap();
+        buf.push(b'\n');
+        buf
+    }
+
+    #[test]
+    fn event_lines_are_the_bytes_serde_json_writes() {
+        for text in [
+            "plain",
+            "{\"log\":\"q\\\"\"}",
+            "line\n\u{1}\u{1f}é日本\u{7f}\u{fffd}",
+            "",
+            "\\/\t",
+        ] {
+            let e = LogEvent {
+                group: "/aws/containerinsights/c\"q/application".into(),
+                stream: "s\\1".into(),
+                timestamp_ms: -1_764_300_000_123,
+                message: text.into(),
+                token: 0,
+            };
+            let mut buf = vec![];
+            write_event(&mut buf, "log", &e);
+            assert_eq!(
+                String::from_utf8(buf).unwrap(),
+                String::from_utf8(serde_event_line("log", &e)).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn datum_line_matches_the_contract() {

@@ -21,4 +21,4 @@ pub use cloudwatch::{CloudwatchMetrics, CloudwatchOutput, build_cloudwatch};
 pub use error::ShipError;
 pub use local::{EMF_FILE, LOGS_FILE, LocalOutput, METRICS_FILE};
 pub use output::{BoxFuture, Output, OutputTask, build_local};
-pub use payload::{Acknowledge, Datum, DropReason, Leftover, LogEvent, Outcome, Rejection};
+pub use payload::{Acknowledge, Datum, DropReason, Leftover, LogEvent, Message, Outcome, Rejection};

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
+
 pub use crate::metrics::Datum;
 
 /// One CloudWatch Logs event, exactly what `PutLogEvents` sends: a performance (EMF) event or a
@@ -16,8 +18,8 @@ pub struct LogEvent {
     pub stream: Arc<str>,
     /// Milliseconds since the Unix epoch: the record's own time, not the send time.
     pub timestamp_ms: i64,
-    /// Valid UTF-8 (a `String`), never empty: `PutLogEvents` requires at least one character.
-    pub message: String,
+    /// Never empty: `PutLogEvents` requires at least one character.
+    pub message: Message,
     /// The producer's handle for this event, returned with its [`Outcome`] through
     /// [`Acknowledge`]; 0 where nobody listens (performance events).
     pub token: u64,
@@ -33,6 +35,89 @@ impl fmt::Debug for LogEvent {
             .field("message_bytes", &self.message.len())
             .field("token", &self.token)
             .finish()
+    }
+}
+
+/// An event's message, kept in the form it takes inside a JSON string (escaped, without the
+/// quotes): a `PutLogEvents` body and a JSON-lines output copy it as it is. A log record is
+/// itself JSON, so escaping it as it is sent meant a second pass over every byte of every record;
+/// the log encoder writes records in this form directly, in one pass, into shared buffers that
+/// messages are cut from (a `Bytes` slice: no allocation of its own).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Valid UTF-8.
+    escaped: Bytes,
+    /// UTF-8 bytes of the text itself: what `PutLogEvents` counts against its limits.
+    len: usize,
+}
+
+impl Message {
+    /// The message `text`.
+    pub fn new(text: &str) -> Message {
+        let mut escaped = BytesMut::with_capacity(text.len() + text.len() / 8);
+        super::json_lines::push_escaped(&mut escaped, text);
+        Message {
+            escaped: escaped.freeze(),
+            len: text.len(),
+        }
+    }
+
+    /// A message already escaped: `escaped` must be what [`push_escaped`] makes of a text of
+    /// `len` bytes (the log encoder's one-pass form).
+    ///
+    /// [`push_escaped`]: super::json_lines::push_escaped
+    pub fn from_escaped(escaped: Bytes, len: usize) -> Message {
+        debug_assert!(
+            unescape(&escaped).is_some_and(|t| t.len() == len),
+            "not an escaped text of {len} bytes"
+        );
+        Message { escaped, len }
+    }
+
+    /// UTF-8 bytes of the text.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The escaped form, for a JSON string (valid UTF-8).
+    pub fn escaped(&self) -> &[u8] {
+        &self.escaped
+    }
+
+    /// The text itself (unescaped again: for tests and the rare reader, not the send path).
+    pub fn text(&self) -> String {
+        unescape(&self.escaped).unwrap_or_default()
+    }
+}
+
+fn unescape(escaped: &[u8]) -> Option<String> {
+    let mut quoted = Vec::with_capacity(escaped.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(escaped);
+    quoted.push(b'"');
+    serde_json::from_slice(&quoted).ok()
+}
+
+impl From<&str> for Message {
+    fn from(text: &str) -> Message {
+        Message::new(text)
+    }
+}
+
+impl From<String> for Message {
+    fn from(text: String) -> Message {
+        Message::new(&text)
+    }
+}
+
+impl fmt::Debug for Message {
+    /// The size only: a message is user data and can be large.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Message({} bytes)", self.len)
     }
 }
 

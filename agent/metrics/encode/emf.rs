@@ -146,7 +146,7 @@ pub fn encode(record: &Record, opts: EmfOptions, out: &mut Vec<LogEvent>) {
         stream,
         timestamp_ms: record.timestamp_ms,
         // serde_json writes valid UTF-8.
-        message: String::from_utf8(buf).unwrap_or_default(),
+        message: crate::ship::Message::new(std::str::from_utf8(&buf).unwrap_or_default()),
         token: 0,
     });
 }
@@ -251,7 +251,7 @@ mod tests {
         );
         assert_eq!(&*out[0].group, "/aws/containerinsights/c/performance");
         assert_eq!(&*out[0].stream, "ip-1");
-        let v: Value = serde_json::from_str(&out[0].message).unwrap();
+        let v: Value = serde_json::from_str(&out[0].message.text()).unwrap();
         assert_eq!(v["Type"], "Node");
         assert_eq!(v["Version"], "0");
         assert_eq!(v["Timestamp"], "1764300030000");
@@ -289,7 +289,7 @@ mod tests {
             },
             &mut out,
         );
-        let v: Value = serde_json::from_str(&out[0].message).unwrap();
+        let v: Value = serde_json::from_str(&out[0].message.text()).unwrap();
         assert!(v.get("CloudWatchMetrics").is_none());
         assert_eq!(v["node_cpu_utilization"], json!(12.5));
 
@@ -306,7 +306,7 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.len(), 1, "standard mode keeps log-only records");
-        let v: Value = serde_json::from_str(&out[0].message).unwrap();
+        let v: Value = serde_json::from_str(&out[0].message.text()).unwrap();
         assert!(
             v.get("CloudWatchMetrics").is_none(),
             "no declared metric ⇒ no directive"

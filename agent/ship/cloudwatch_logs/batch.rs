@@ -99,7 +99,7 @@ mod tests {
             group: "g".into(),
             stream: "s".into(),
             timestamp_ms: ts,
-            message: "x".repeat(len),
+            message: "x".repeat(len).into(),
             token: 0,
         }
     }
@@ -141,7 +141,7 @@ mod tests {
         let mut b = ev(5, 1);
         b.message = "b".into();
         let batches = split(vec![a, b]);
-        assert_eq!(batches[0][0].message, "a");
+        assert_eq!(batches[0][0].message.text(), "a");
     }
 
     #[test]

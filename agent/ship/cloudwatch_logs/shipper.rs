@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsOutput;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -84,10 +85,10 @@ pub const PUT_CONCURRENCY: usize = 8;
 pub const DEFAULT_PERFORMANCE_CAPACITY: usize = 50_000;
 
 /// Log bytes held in memory and not yet settled. With the Fluent Bit record shape an encoded
-/// event is about three times its log line, so 8 MiB is about 2.5 MB of log input: eight full
-/// requests, small against the 40 MiB RSS target (the SDK copies a request's messages once more
-/// while it sends them).
-pub const DEFAULT_LOGS_CAPACITY_BYTES: usize = 8 << 20;
+/// event is about three times its log line, so 4 MiB is about 1.3 MB of log input: four full
+/// requests, or 80 KiB for each of 50 busy streams. In the throughput benchmark 8 MiB sent no
+/// faster than 4 and cost 13 MiB more peak RSS (against a 40 MiB target).
+pub const DEFAULT_LOGS_CAPACITY_BYTES: usize = 4 << 20;
 
 #[derive(Debug)]
 struct Shared {
@@ -108,6 +109,9 @@ struct Shared {
 #[derive(Debug, Default)]
 struct State {
     pending: VecDeque<LogEvent>,
+    /// Logs lane: `PutLogEvents` bytes and events of `pending` per stream, to flush as soon as
+    /// one stream has a full request.
+    queued: HashMap<StreamKey, (usize, usize)>,
     /// `PutLogEvents` bytes of `pending` plus those being sent (logs lane budget).
     held_bytes: usize,
     in_flight: bool,
@@ -183,6 +187,33 @@ impl Shared {
     }
 }
 
+/// Adds `events` to the per-stream tally; returns whether a stream now holds a full request.
+fn queue_per_stream(queued: &mut HashMap<StreamKey, (usize, usize)>, events: &[LogEvent]) -> bool {
+    let mut full = false;
+    let mut run = 0;
+    // Runs of one stream (a round hands over each file's events together) add up at once.
+    while run < events.len() {
+        let first = &events[run];
+        let mut bytes = 0;
+        let mut n = 0;
+        for e in &events[run..] {
+            if !(Arc::ptr_eq(&e.group, &first.group) && Arc::ptr_eq(&e.stream, &first.stream)) {
+                break;
+            }
+            bytes += batch::event_bytes(e);
+            n += 1;
+        }
+        let q = queued
+            .entry((first.group.clone(), first.stream.clone()))
+            .or_insert((0, 0));
+        q.0 += bytes;
+        q.1 += n;
+        full |= q.0 >= MAX_BATCH_BYTES || q.1 >= MAX_EVENTS_PER_PUT;
+        run += n;
+    }
+    full
+}
+
 fn drop_reason(d: DropReason) -> ShipDropReason {
     match d {
         DropReason::QueueFull => ShipDropReason::QueueFull,
@@ -244,6 +275,7 @@ impl Shipper {
             shared: shared.clone(),
             client,
             opts,
+            bodies: Mutex::new(Vec::new()),
         };
         (Shipper { shared }, Box::pin(sender.run()))
     }
@@ -300,13 +332,16 @@ impl Shipper {
                 let mut st = self.shared.lock();
                 if st.held_bytes == 0 || st.held_bytes + bytes <= self.shared.capacity {
                     st.held_bytes += bytes;
+                    let full = queue_per_stream(&mut st.queued, &events);
                     st.pending.extend(events);
-                    let full = st.held_bytes >= MAX_BATCH_BYTES || st.pending.len() >= MAX_EVENTS_PER_PUT;
                     let over = st.held_bytes >= self.shared.capacity;
                     drop(st);
                     if full || over {
                         // Flush early instead of waiting for the timer: PutLogEvents is billed
-                        // per byte, not per request, so an early flush costs nothing.
+                        // per byte, not per request, so an early flush costs nothing. Only a
+                        // stream's full request counts, not the total over all streams: that
+                        // flushed many small requests, whose fixed cost (signing, the round
+                        // trip) was most of the CPU at a steady rate over many files.
                         self.shared.flush_now.notify_one();
                     }
                     return Ok(());
@@ -379,6 +414,7 @@ impl Shipper {
         let left: Vec<LogEvent> = {
             let mut st = self.shared.lock();
             st.held_bytes = 0;
+            st.queued.clear();
             st.pending.drain(..).collect()
         };
         match self.shared.lane {
@@ -416,6 +452,8 @@ struct Sender {
     shared: Arc<Shared>,
     client: Client,
     opts: ShipperOptions,
+    /// Request body buffers, reused.
+    bodies: Mutex<Vec<BytesMut>>,
 }
 
 /// How one request ended.
@@ -438,6 +476,7 @@ impl Sender {
             let events: Vec<LogEvent> = {
                 let mut st = self.shared.lock();
                 st.in_flight = !st.pending.is_empty();
+                st.queued.clear();
                 st.pending.drain(..).collect()
             };
             if !events.is_empty() {
@@ -463,8 +502,12 @@ impl Sender {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let mut order: Vec<(Arc<str>, Arc<str>)> = Vec::new();
-        let mut streams: HashMap<(Arc<str>, Arc<str>), Vec<LogEvent>> = HashMap::new();
+        // Per stream, in order of first appearance. Consecutive events mostly share their stream
+        // (a round reads a file's lines together), so the stream of the previous event is tried
+        // first by pointer before the map hashes the names.
+        let mut per_stream: Vec<(StreamKey, Vec<LogEvent>)> = Vec::new();
+        let mut index: HashMap<StreamKey, usize> = HashMap::new();
+        let mut last: Option<usize> = None;
         for e in events {
             if let Err(why) = batch::check(&e, now_ms) {
                 let (outcome, detail) = match why {
@@ -483,22 +526,20 @@ impl Sender {
                 self.shared.release(bytes);
                 continue;
             }
-            let key = (e.group.clone(), e.stream.clone());
-            if let Some(v) = streams.get_mut(&key) {
-                v.push(e);
-            } else {
-                order.push(key.clone());
-                streams.insert(key, vec![e]);
-            }
+            let i = match last {
+                Some(i) if Arc::ptr_eq(&per_stream[i].0.0, &e.group) && Arc::ptr_eq(&per_stream[i].0.1, &e.stream) => i,
+                _ => *index.entry((e.group.clone(), e.stream.clone())).or_insert_with(|| {
+                    per_stream.push(((e.group.clone(), e.stream.clone()), Vec::new()));
+                    per_stream.len() - 1
+                }),
+            };
+            last = Some(i);
+            per_stream[i].1.push(e);
         }
         // Streams go out side by side, up to PUT_CONCURRENCY requests at once (since January 2023
         // CloudWatch Logs has no per-stream ordering token and accepts parallel puts); within a
         // stream, its requests go one after the other, oldest first. One request at a time for the
         // whole node would cap it at one request per round trip: a few MB/s to a distant region.
-        let per_stream: Vec<(StreamKey, Vec<LogEvent>)> = order
-            .into_iter()
-            .filter_map(|key| streams.remove(&key).map(|events| (key, events)))
-            .collect();
         let this = &*self;
         let mut running = futures_util::stream::iter(
             per_stream
@@ -654,12 +695,40 @@ impl Sender {
 
     /// One `PutLogEvents` call under [`REQUEST_TIMEOUT`], with the EMF header when asked.
     async fn put(&self, group: &str, stream: &str, events: &[LogEvent]) -> Result<PutLogEventsOutput, Failure> {
-        // The request body is written here, each message escaped once straight into it: the
-        // SDK's serializer escapes byte by byte and would first need a copy of every message
-        // (a quarter of the pipeline's CPU in the throughput benchmark). The SDK still signs
+        // The request body is written here, each message copied as it is (events keep their
+        // messages escaped): the SDK's serializer escapes byte by byte and would first need a
+        // copy of every message (a quarter of the pipeline's CPU in the throughput benchmark),
+        // then escape the records, which are JSON, a second time. The SDK still signs
         // the body (its request hook runs before signing), sends it, and parses the answer; it
         // is given one placeholder event, which the body replaces.
-        let body = hyper::body::Bytes::from(put_body(group, stream, events).into_bytes());
+        let mut buf = self
+            .bodies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default();
+        put_body(&mut buf, group, stream, events);
+        let body = buf.freeze();
+        let result = self.put_body_now(group, stream, events, body.clone()).await;
+        // The buffer back for the next request, when nothing else holds it any more: a body is
+        // about a megabyte, and a fresh one costs page faults on every request.
+        if let Ok(mut buf) = body.try_into_mut() {
+            let mut pool = self.bodies.lock().unwrap_or_else(PoisonError::into_inner);
+            if pool.len() < PUT_CONCURRENCY {
+                buf.clear();
+                pool.push(buf);
+            }
+        }
+        result
+    }
+
+    async fn put_body_now(
+        &self,
+        group: &str,
+        stream: &str,
+        events: &[LogEvent],
+        body: Bytes,
+    ) -> Result<PutLogEventsOutput, Failure> {
         let placeholder = InputLogEvent::builder()
             .timestamp(events.first().map_or(0, |e| e.timestamp_ms))
             .message("-")
@@ -752,26 +821,49 @@ impl Sender {
 }
 
 /// The `PutLogEvents` request body (AWS CloudWatch Logs API reference, "PutLogEvents", JSON
-/// protocol 1.1): `{"logGroupName":…,"logStreamName":…,"logEvents":[{"timestamp":…,"message":…}]}`.
-pub fn put_body(group: &str, stream: &str, events: &[LogEvent]) -> String {
-    use std::fmt::Write as _;
-    let size: usize = events.iter().map(|e| e.message.len() + e.message.len() / 8 + 40).sum();
-    let mut out = String::with_capacity(size + group.len() + stream.len() + 64);
-    out.push_str("{\"logGroupName\":");
-    push_json_str(&mut out, group);
-    out.push_str(",\"logStreamName\":");
-    push_json_str(&mut out, stream);
-    out.push_str(",\"logEvents\":[");
+/// protocol 1.1): `{"logGroupName":…,"logStreamName":…,"logEvents":[{"timestamp":…,"message":…}]}`,
+/// written into `out` (cleared first). Messages are kept escaped, so each is one copy.
+pub fn put_body(out: &mut BytesMut, group: &str, stream: &str, events: &[LogEvent]) {
+    // `,{"timestamp":` + at most 20 digits + `,"message":"` + `"}`
+    const EVENT_MARKUP: usize = 48;
+    let size: usize = events.iter().map(|e| e.message.escaped().len() + EVENT_MARKUP).sum();
+    out.clear();
+    out.reserve(size + 2 * (group.len() + stream.len()) + 64);
+    out.extend_from_slice(b"{\"logGroupName\":");
+    push_json_str(out, group);
+    out.extend_from_slice(b",\"logStreamName\":");
+    push_json_str(out, stream);
+    out.extend_from_slice(b",\"logEvents\":[");
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.extend_from_slice(b",");
         }
-        let _ = write!(out, "{{\"timestamp\":{},\"message\":", e.timestamp_ms);
-        push_json_str(&mut out, &e.message);
-        out.push('}');
+        out.extend_from_slice(b"{\"timestamp\":");
+        push_decimal(out, e.timestamp_ms);
+        out.extend_from_slice(b",\"message\":\"");
+        out.extend_from_slice(e.message.escaped());
+        out.extend_from_slice(b"\"}");
     }
-    out.push_str("]}");
-    out
+    out.extend_from_slice(b"]}");
+}
+
+/// `n` in decimal, without going through `fmt` (once per event of every request).
+fn push_decimal(out: &mut BytesMut, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + u8::try_from(v % 10).unwrap_or(0);
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.extend_from_slice(b"-");
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]
@@ -787,12 +879,49 @@ mod tests {
             message: m.into(),
             token: 0,
         };
-        let body = put_body("/aws/x", "a\"b", &[e(1, "{\"log\":\"q\\\"\"}"), e(2, "line\n\u{1}é")]);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut body = BytesMut::new();
+        put_body(
+            &mut body,
+            "/aws/x",
+            "a\"b",
+            &[e(1, "{\"log\":\"q\\\"\"}"), e(2, "line\n\u{1}é")],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["logGroupName"], "/aws/x");
         assert_eq!(v["logStreamName"], "a\"b");
         assert_eq!(v["logEvents"][0]["timestamp"], 1);
         assert_eq!(v["logEvents"][0]["message"], "{\"log\":\"q\\\"\"}");
         assert_eq!(v["logEvents"][1]["message"], "line\n\u{1}é");
+    }
+
+    #[test]
+    fn only_a_streams_full_request_flushes_early() {
+        let (g, a, b): (Arc<str>, Arc<str>, Arc<str>) = ("g".into(), "a".into(), "b".into());
+        let e = |stream: &Arc<str>, len: usize| LogEvent {
+            group: g.clone(),
+            stream: stream.clone(),
+            timestamp_ms: 1,
+            message: "x".repeat(len).as_str().into(),
+            token: 0,
+        };
+        let mut queued = HashMap::new();
+        // 1.2 MB over two streams: no stream has a full request.
+        let half = MAX_BATCH_BYTES / 2 - 1000;
+        assert!(!queue_per_stream(&mut queued, &[e(&a, half), e(&b, half), e(&b, 100)]));
+        assert!(!queue_per_stream(&mut queued, &[e(&b, 100)]));
+        // Stream a reaches 1,048,576 bytes counting 26 per event.
+        assert!(queue_per_stream(&mut queued, &[e(&a, MAX_BATCH_BYTES - half - 2 * 26)]));
+        queued.clear();
+        let many: Vec<LogEvent> = (0..MAX_EVENTS_PER_PUT).map(|_| e(&b, 1)).collect();
+        assert!(queue_per_stream(&mut queued, &many));
+    }
+
+    #[test]
+    fn timestamps_are_written_in_decimal() {
+        for n in [0, 7, 10, 1_764_300_000_000, i64::MAX, -1, i64::MIN] {
+            let mut out = BytesMut::new();
+            push_decimal(&mut out, n);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), n.to_string());
+        }
     }
 }

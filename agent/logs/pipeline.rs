@@ -217,6 +217,7 @@ impl LogPipeline {
         let mut last_prune = Duration::ZERO;
         let mut reported = Counts::default();
         let mut generation = None;
+        let mut rescan = false;
         let mut watch = match DirWatch::new(&self.host_root) {
             Ok(w) => Some(w),
             Err(e) => {
@@ -230,12 +231,13 @@ impl LogPipeline {
                 Some(w) if !w.degraded => RESCAN_WATCHED,
                 _ => RESCAN,
             };
-            let changed = watch.as_mut().is_some_and(DirWatch::changed);
+            let changed = watch.as_mut().is_some_and(DirWatch::changed) || std::mem::take(&mut rescan);
             if changed || last_scan.is_none_or(|t| now.saturating_sub(t) >= every) {
                 LogScan { inotify: changed }.emit(&self.telemetry);
                 self.tailer.discover(now);
                 if let Some(w) = &mut watch {
-                    w.set(self.tailer.watch_dirs());
+                    // A directory watched only now may already hold what the scan missed.
+                    rescan = w.set(self.tailer.watch_dirs()) > 0;
                 }
                 last_scan = Some(now);
                 let g = self.tailer_pod_generation();

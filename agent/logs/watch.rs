@@ -59,13 +59,27 @@ impl DirWatch {
         })
     }
 
-    /// Watches `dirs` (relative to the root) that are not watched yet; forgets watches of
-    /// directories no longer in the list. A directory that disappeared meanwhile is skipped.
-    pub fn set(&mut self, dirs: &[PathBuf]) {
+    /// Watches `dirs` (relative to the root) that are not watched yet, or, for one that does not
+    /// exist (yet), its nearest existing ancestor, whose events say when it appears; forgets the
+    /// watches of directories no longer wanted. Returns how many watches were added: a
+    /// directory watched only now may have received entries between the scan that found it and
+    /// its watch (kubelet creates a pod's directory, then the container's, then the file), so
+    /// the caller scans once more.
+    pub fn set(&mut self, dirs: &[PathBuf]) -> usize {
+        let mut wanted: Vec<PathBuf> = dirs
+            .iter()
+            .filter_map(|d| {
+                d.ancestors()
+                    .find(|a| self.root.join(a).is_dir())
+                    .map(Path::to_path_buf)
+            })
+            .collect();
+        wanted.sort();
+        wanted.dedup();
         let gone: Vec<PathBuf> = self
             .by_dir
             .keys()
-            .filter(|d| dirs.binary_search(d).is_err())
+            .filter(|d| wanted.binary_search(d).is_err())
             .cloned()
             .collect();
         for d in gone {
@@ -74,15 +88,17 @@ impl DirWatch {
                 let _ = self.inotify.watches().remove(wd);
             }
         }
-        for d in dirs {
+        let mut added = 0;
+        for d in &wanted {
             if self.by_dir.contains_key(d) {
                 continue;
             }
             match self.inotify.watches().add(self.root.join(d), MASK) {
                 Ok(wd) => {
                     self.by_dir.insert(d.clone(), wd);
+                    added += 1;
                 }
-                // Gone (or never a directory) between the scan and now: nothing to watch.
+                // Gone (or never a directory) between the check and now: the next scan sees it.
                 Err(e) if matches!(Errno::from_io_error(&e), Some(Errno::NOENT | Errno::NOTDIR)) => {}
                 Err(e) => {
                     if !self.degraded {
@@ -92,6 +108,7 @@ impl DirWatch {
                 }
             }
         }
+        added
     }
 
     /// Whether anything appeared, moved or went away since the last call (drains the queue;
@@ -153,8 +170,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("a.log"), "x\n").unwrap();
         let mut w = DirWatch::new(t.path()).unwrap();
-        w.set(&[PathBuf::from("var/log/app"), PathBuf::from("var/log/nope")]);
-        assert_eq!(w.len(), 1, "a missing directory is skipped");
+        assert_eq!(w.set(&[PathBuf::from("var/log/app")]), 1);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w.set(&[PathBuf::from("var/log/app")]), 0, "already watched");
         assert!(!w.changed());
 
         std::fs::OpenOptions::new()
@@ -173,7 +191,23 @@ mod tests {
         assert!(w.changed());
         w.changed();
         assert!(w.is_empty(), "the kernel dropped the watch of the removed directory");
-        w.set(&[]);
+        assert_eq!(w.set(&[]), 0);
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_directory_that_does_not_exist_yet_is_watched_through_its_ancestor() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("var")).unwrap();
+        let mut w = DirWatch::new(t.path()).unwrap();
+        let pods = [PathBuf::from("var/log/pods")];
+        assert_eq!(w.set(&pods), 1, "var, the nearest existing ancestor");
+        assert_eq!(w.set(&pods), 0);
+        std::fs::create_dir_all(t.path().join("var/log/pods")).unwrap();
+        assert!(w.changed(), "var/log appeared");
+        assert_eq!(w.set(&pods), 1, "now the directory itself");
+        assert_eq!(w.len(), 1, "and no longer its ancestor");
+        std::fs::write(t.path().join("var/log/pods/x"), "").unwrap();
+        assert!(w.changed());
     }
 }

@@ -33,8 +33,12 @@ use super::settle::Settlements;
 use super::tail::{Counts, JournalSettings, TailSettings, Tailer, size_rules};
 use super::watch::DirWatch;
 
-/// Sleep between rounds that found nothing to read.
-pub const IDLE: Duration = Duration::from_millis(200);
+/// Pause after a round that left nothing waiting. A line is then read at most this late, small
+/// against the flush interval (5 s by default) that decides when it is sent; at a steady trickle
+/// each round costs about the same whatever it finds, so the pause sets the CPU: measured at
+/// 5 MB/s over 50 files, 6.5 % of a core with 200 ms, 5.3 % with 500 ms, 4.3 % with 1 s
+/// (`scripts/bench logs-live`).
+pub const IDLE: Duration = Duration::from_secs(1);
 /// Time between directory scans without inotify.
 pub const RESCAN: Duration = Duration::from_secs(1);
 /// Time between directory scans while inotify watches the directories: a safety net for what

@@ -6,8 +6,8 @@
 //! while the output holds its capacity. When a round leaves nothing waiting (every file read
 //! to its end) it sleeps [`IDLE`] before the next. It scans the directories when inotify
 //! reports a change in one of them, and every [`RESCAN_WATCHED`] regardless (every [`RESCAN`]
-//! without inotify): a new file is found, and a line written to a file being tailed reaches the
-//! output, within a fraction of a second.
+//! without inotify): a new file is found within a fraction of a second, and a line written to a
+//! file being tailed reaches the output within [`IDLE`].
 
 use std::path::Path;
 use std::sync::Arc;

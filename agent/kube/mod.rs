@@ -20,6 +20,7 @@
 //! crate, and every source — file now, apiserver later — produces the same shape.
 
 mod cluster;
+mod convert;
 mod error;
 mod file;
 mod index;

@@ -24,8 +24,8 @@ use super::{AppError, Outside};
 #[derive(Debug)]
 pub(super) struct Parts {
     pub collector: Collector,
-    /// The pod list file to keep re-reading (metadata source `file:`).
-    pub pods_file: Option<(PathBuf, PodIndex)>,
+    /// The pod metadata source to run, and the index it fills.
+    pub metadata: Option<Metadata>,
     /// Instance id and type from IMDS, for the node attributes.
     pub node: NodeMetadata,
 }
@@ -53,8 +53,25 @@ pub(super) async fn aws(
         .map_err(AppError::Auth)
 }
 
+/// Where pod metadata comes from.
+#[derive(Debug, Clone)]
+pub(super) enum Metadata {
+    /// The pod list file to keep re-reading (metadata source `file:`).
+    File(PathBuf, PodIndex),
+    /// The apiserver watch, through `kube_config_path` when set, else in-cluster/`KUBECONFIG`.
+    Apiserver(PodIndex, Option<PathBuf>),
+}
+
+impl Metadata {
+    pub(super) fn index(&self) -> &PodIndex {
+        match self {
+            Metadata::File(_, i) | Metadata::Apiserver(i, _) => i,
+        }
+    }
+}
+
 /// The pod index for the metadata source: `--pods-file`, else the configured source.
-fn pod_index(outside: &Outside, cfg: &Config) -> Option<(PathBuf, PodIndex)> {
+fn pod_index(outside: &Outside, cfg: &Config) -> Option<Metadata> {
     let source = match &outside.pods_file {
         Some(path) => MetadataSource::File(path.clone()),
         None => cfg.metrics.metadata_source.clone(),
@@ -75,14 +92,14 @@ fn pod_index(outside: &Outside, cfg: &Config) -> Option<(PathBuf, PodIndex)> {
                     tracing::warn!(error = %crate::telemetry::chain(&e), "pod list not loaded yet; node metrics only until it is");
                 }
             }
-            Some((path, index))
+            Some(Metadata::File(path, index))
         }
         MetadataSource::Apiserver => {
-            tracing::warn!(
-                "metadata source apiserver: the apiserver pod watch is not part of this build; collecting node-level \
-                 metrics only. Use --pods-file FILE or kinsight.metrics.metadata_source \"file:PATH\" for pod metrics"
-            );
-            None
+            tracing::info!(node = %cfg.node_name, "metadata source apiserver: watching this node's pods");
+            Some(Metadata::Apiserver(
+                PodIndex::new(Some(cfg.node_name.clone())),
+                cfg.kubernetes.kube_config_path.clone(),
+            ))
         }
         MetadataSource::None => {
             tracing::info!("metadata source none: node-level metrics only");
@@ -127,16 +144,16 @@ pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry
         "node read"
     );
     let sampler = Sampler::new(root, mode, telemetry.clone());
-    let pods_file = pod_index(outside, cfg);
+    let metadata = pod_index(outside, cfg);
     let collector = Collector::new(
         sampler,
         capacity,
         settings(cfg, &node),
-        pods_file.as_ref().map(|(_, i)| i.clone()),
+        metadata.as_ref().map(|m| m.index().clone()),
     );
     Ok(Parts {
         collector,
-        pods_file,
+        metadata,
         node,
     })
 }
@@ -233,7 +250,7 @@ pub(super) fn logs(
                 settings,
                 &outside.host_root,
                 &cfg.paths.state_dir,
-                parts.pods_file.as_ref().map(|(_, i)| i.clone()),
+                parts.metadata.as_ref().map(|m| m.index().clone()),
                 telemetry.clone(),
                 outside.clock.clone(),
             )

@@ -355,6 +355,69 @@ async fn start(
 }
 
 /// `kinsight run`: collect every interval until `cancel`, applying config reloads live.
+/// Starts the pod metadata source, if any: the file source or the apiserver watch.
+fn start_metadata(
+    sup: &mut Supervisor,
+    metadata: Option<build::Metadata>,
+    cfg: &Config,
+    outside: &Outside,
+    telemetry: &Telemetry,
+    inputs: &CancellationToken,
+) {
+    match metadata {
+        Some(build::Metadata::File(path, index)) => {
+            let scope = kube::NodeScope::NodeOfClusterDump(cfg.node_name.clone());
+            let (t, token) = (telemetry.clone(), inputs.clone());
+            sup.restartable_until("kube::pods_file", inputs.clone(), move || {
+                let source =
+                    kube::FileSource::new(path.clone(), None, index.clone(), t.clone()).with_scope(scope.clone());
+                source.run(token.clone())
+            });
+        }
+        Some(build::Metadata::Apiserver(index, kubeconfig)) => {
+            let (t, token) = (telemetry.clone(), inputs.clone());
+            let (node, tag_service) = (cfg.node_name.clone(), cfg.kubernetes.tag_service);
+            let allow_plain_http = outside.env.allow_plain_http_endpoints;
+            telemetry.expect_condition(
+                kube::API_CONDITION,
+                "the apiserver pod watch has not completed its first list",
+            );
+            sup.restartable_until("kube::apiserver", inputs.clone(), move || {
+                let (t, token, index, node, kubeconfig) = (
+                    t.clone(),
+                    token.clone(),
+                    index.clone(),
+                    node.clone(),
+                    kubeconfig.clone(),
+                );
+                async move {
+                    match kube::connect_apiserver(kubeconfig.as_deref(), allow_plain_http).await {
+                        Ok(client) => {
+                            let source = kube::ApiSource {
+                                client,
+                                node,
+                                index,
+                                telemetry: t,
+                                tag_service,
+                            };
+                            source.run(token).await;
+                        }
+                        Err(e) => {
+                            // Not retried: a missing kubeconfig or service account does not appear
+                            // by waiting. Metrics and logs go on without pod metadata.
+                            let error = crate::telemetry::chain(&e);
+                            tracing::error!(%error, "no apiserver client; pod metadata is unavailable");
+                            t.set_condition(kube::API_CONDITION, false, &format!("no apiserver client: {error}"));
+                            token.cancelled().await;
+                        }
+                    }
+                }
+            });
+        }
+        None => {}
+    }
+}
+
 pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) -> Result<(), AppError> {
     let telemetry = Telemetry::new();
     let stopping = CancellationToken::new();
@@ -393,14 +456,7 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
     let logs_task = start_logs(&mut sup, logs, &output_rx, &inputs);
 
     // Pod metadata.
-    if let Some((path, index)) = parts.pods_file.clone() {
-        let scope = kube::NodeScope::NodeOfClusterDump(cfg.node_name.clone());
-        let (t, token) = (telemetry.clone(), inputs.clone());
-        sup.restartable_until("kube::pods_file", inputs.clone(), move || {
-            let source = kube::FileSource::new(path.clone(), None, index.clone(), t.clone()).with_scope(scope.clone());
-            source.run(token.clone())
-        });
-    }
+    start_metadata(&mut sup, parts.metadata.clone(), &cfg, &outside, &telemetry, &inputs);
 
     // Metrics: the tick loop and the delivery of its cycles.
     let (settings_tx, settings_rx) = watch::channel(build::settings(&cfg, &parts.node));

@@ -119,6 +119,21 @@ pub(crate) fn pod_info(pod: &Pod, cx: &mut Convert<'_>) -> Option<PodInfo> {
     })
 }
 
+/// Recomputes `PodName` and `pod_owners` (both `prefer_full_pod_name` settings) of a converted
+/// pod, when the apiserver has said which Deployment controls one of its `ReplicaSet`s.
+pub(crate) fn set_workload(
+    info: &mut PodInfo,
+    owner_refs: &[OwnerRef],
+    deployment_of: &dyn Fn(&str) -> Option<String>,
+) {
+    let default = derive_workload(&info.name, owner_refs, false, deployment_of);
+    let full = derive_workload(&info.name, owner_refs, true, deployment_of);
+    info.workload_name = default.pod_name;
+    info.owners = default.owners;
+    info.workload_name_preferring_full = full.pod_name;
+    info.owners_preferring_full = full.owners;
+}
+
 /// What Service membership needs of a Service; `None` for one without a name.
 pub(crate) fn service_selector(svc: &Service) -> Option<ServiceSelector> {
     let meta = &svc.metadata;

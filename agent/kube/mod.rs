@@ -19,6 +19,7 @@
 //! Kubernetes API types, so that the metrics and log code and their tests need no Kubernetes
 //! crate, and every source — file now, apiserver later — produces the same shape.
 
+mod api;
 mod cluster;
 mod convert;
 mod error;
@@ -34,6 +35,7 @@ mod workload;
 #[cfg(test)]
 mod tests;
 
+pub use api::{ApiError, ApiSource, CONDITION as API_CONDITION, connect as connect_apiserver};
 pub use cluster::{ClusterState, FAILED_NODE_CONDITIONS, NodeCondition, NodeState, SERVICE_NAME_LABEL, ServiceKey};
 pub use error::{PodListError, QuantityError};
 pub use file::{

@@ -19,6 +19,9 @@ use tokio::time::Instant;
 pub(super) struct Health {
     beats: Mutex<BTreeMap<&'static str, Beat>>,
     conditions: Mutex<BTreeMap<&'static str, Condition>>,
+    /// Degradations that do not make the agent unready (an apiserver outage after the first
+    /// sync: cached metadata serves), shown in `/readyz`'s text.
+    notes: Mutex<BTreeMap<&'static str, String>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +110,27 @@ impl Health {
             }
         }
         if out.is_empty() { Ok(()) } else { Err(out) }
+    }
+
+    pub(super) fn set_note(&self, name: &'static str, note: Option<&str>) {
+        let mut notes = self.notes.lock().unwrap_or_else(PoisonError::into_inner);
+        match note {
+            Some(n) => {
+                notes.insert(name, n.to_string());
+            }
+            None => {
+                notes.remove(name);
+            }
+        }
+    }
+
+    /// One line per degradation, empty when there is none.
+    pub(super) fn notes(&self) -> String {
+        let mut out = String::new();
+        for (name, note) in self.notes.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            let _ = writeln!(out, "degraded: {name}: {note}");
+        }
+        out
     }
 
     fn lock_beats(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, Beat>> {

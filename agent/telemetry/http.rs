@@ -238,11 +238,11 @@ fn route<B>(req: &Request<B>, t: &Telemetry) -> Response<Full<Bytes>> {
             ),
         },
         "/readyz" => match t.readiness() {
-            Ok(()) => (StatusCode::OK, "text/plain", "ready\n".to_string()),
+            Ok(()) => (StatusCode::OK, "text/plain", format!("ready\n{}", t.notes())),
             Err(why) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",
-                format!("not ready:\n{why}"),
+                format!("not ready:\n{why}{}", t.notes()),
             ),
         },
         "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", t.render()),

@@ -42,6 +42,15 @@ pub enum Name {
     PodIndexWarnings,
     /// Pods in the index after the last load.
     PodIndexPods,
+    /// 1 while every apiserver watch works, 0 while one fails (the index is then served from what
+    /// is cached).
+    ApiserverUp,
+    /// Watch events from the apiserver, by `resource` and `type` (`apply` | `delete` | `relist`).
+    ApiserverEvents,
+    /// Failed apiserver list/watch attempts, by `resource` (each followed by a backoff).
+    ApiserverWatchErrors,
+    /// Single-object GETs (owner lookups), by `resource` and `result` (`ok` | `error`).
+    ApiserverGets,
     /// Metric datums not delivered to `CloudWatch`, by `reason` (`queue_full` | `rejected` |
     /// `access_denied` | `invalid_value` | `out_of_window` | `shutdown`).
     MetricsDropped,
@@ -101,6 +110,10 @@ impl Name {
             Name::PodIndexReloads => "kinsight_pod_index_reloads_total",
             Name::PodIndexWarnings => "kinsight_pod_index_warnings_total",
             Name::PodIndexPods => "kinsight_pod_index_pods",
+            Name::ApiserverUp => "kinsight_apiserver_up",
+            Name::ApiserverEvents => "kinsight_apiserver_events_total",
+            Name::ApiserverWatchErrors => "kinsight_apiserver_watch_errors_total",
+            Name::ApiserverGets => "kinsight_apiserver_gets_total",
             Name::AwsIdentityInfo => "kinsight_aws_identity_info",
             Name::AwsCredentialsExpiry => "kinsight_aws_credentials_expiry_seconds",
             Name::AwsCredentialsRefresh => "kinsight_aws_credentials_refresh_total",
@@ -143,6 +156,10 @@ impl Name {
             Name::PodIndexReloads => "Pod index loads by result.",
             Name::PodIndexWarnings => "Pod list items skipped or fields treated as unset, by kind.",
             Name::PodIndexPods => "Pods of this node in the pod index after the last load.",
+            Name::ApiserverUp => "1 while every apiserver watch works, 0 while one fails (cached metadata is used).",
+            Name::ApiserverEvents => "Watch events from the apiserver, by resource and type.",
+            Name::ApiserverWatchErrors => "Failed apiserver list/watch attempts, by resource.",
+            Name::ApiserverGets => "Single-object GETs to the apiserver (owner lookups), by resource and result.",
             Name::AwsIdentityInfo => "Always 1; the labels name the kind of AWS identity in use.",
             Name::AwsCredentialsExpiry => "Seconds until the current AWS credentials expire.",
             Name::AwsCredentialsRefresh => "Background AWS credential refreshes by result.",
@@ -179,6 +196,7 @@ impl Name {
                 | Name::AwsIdentityInfo
                 | Name::AwsCredentialsExpiry
                 | Name::PodIndexPods
+                | Name::ApiserverUp
                 | Name::LogFilesTailed
                 | Name::LogBytesBehind
                 | Name::LogOldestUnacknowledged

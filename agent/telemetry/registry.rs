@@ -68,6 +68,16 @@ impl Telemetry {
         self.inner.health.set_condition(name, met, detail);
     }
 
+    /// Sets (or with `None` clears) a degradation note that `/readyz` shows without failing.
+    pub fn set_note(&self, name: &'static str, note: Option<&str>) {
+        self.inner.health.set_note(name, note);
+    }
+
+    /// The degradation notes, one line each.
+    pub fn notes(&self) -> String {
+        self.inner.health.notes()
+    }
+
     /// `Ok` while every must-run task makes progress, else why not (one line per task).
     pub fn liveness(&self) -> Result<(), String> {
         self.inner.health.liveness()

@@ -24,6 +24,7 @@ mod cloudwatch_logs;
 pub mod fake_server;
 mod http;
 pub mod imds;
+mod kube_api;
 mod moto;
 pub mod pod_identity;
 mod process;
@@ -44,6 +45,7 @@ pub use self::cloudwatch_logs::{
 pub use self::fake_server::{FakeServer, Request as FakeRequest, Response as FakeResponse, expiration_in};
 pub use self::http::{http_request, try_http_request};
 pub use self::imds::Imds;
+pub use self::kube_api::{ApiRequest, KubeApi};
 pub use self::moto::{FAKE_SIGV4_AUTHORIZATION, Moto};
 pub use self::pod_identity::PodIdentity;
 pub use self::process::{

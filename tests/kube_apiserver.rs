@@ -1,0 +1,328 @@
+//! The `apiserver` pod metadata source against the Kubernetes API test server
+//! (`tests/support/kube_api.rs`), loaded with the oracle cluster dump
+//! (`tests/fixtures/kube/cluster-oracle.json`, real `kubectl get -o json` shapes): the initial
+//! sync gives the index exactly what the file source gives for the same objects; adds, changes and
+//! deletes arrive; a dropped watch reconnects; a compaction (`410 Gone`) relists; an apiserver that
+//! goes away leaves the cached index serving and is caught up with when it returns; `ReplicaSet`
+//! owners are looked up; missing RBAC is named.
+//!
+//! No test sleeps for luck: each waits on a condition with a 10 s limit.
+
+#![allow(clippy::float_cmp, reason = "gauges of 0 and 1, exact in f64")]
+
+mod support;
+
+use std::time::Duration;
+
+use kinsight::kube::{API_CONDITION, ApiSource, PodIndex, PodInfo, connect_apiserver, parse_list};
+use kinsight::telemetry::{Name, Telemetry};
+use serde_json::{Value, json};
+use support::KubeApi;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const NODE: &str = "ip-10-0-1-23.eu-west-1.compute.internal";
+const ORACLE: &str = "tests/fixtures/kube/cluster-oracle.json";
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "waited {LIMIT:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn oracle() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(ORACLE).unwrap()).unwrap()
+}
+
+struct Running {
+    index: PodIndex,
+    telemetry: Telemetry,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    async fn start(api: &KubeApi) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = api.kubeconfig(dir.path());
+        let client = connect_apiserver(Some(&kubeconfig), false).await.unwrap();
+        let index = PodIndex::new(Some(NODE.to_string()));
+        let telemetry = Telemetry::new();
+        let cancel = CancellationToken::new();
+        let source = ApiSource {
+            client,
+            node: NODE.to_string(),
+            index: index.clone(),
+            telemetry: telemetry.clone(),
+            tag_service: true,
+        };
+        let task = tokio::spawn(source.run(cancel.clone()));
+        Running {
+            index,
+            telemetry,
+            cancel,
+            task,
+            _dir: dir,
+        }
+    }
+
+    async fn synced(api: &KubeApi) -> Running {
+        let r = Running::start(api).await;
+        until("the first sync", || r.index.is_synced()).await;
+        r
+    }
+
+    fn pod(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<PodInfo>> {
+        self.index
+            .pods()
+            .into_iter()
+            .find(|p| p.namespace == namespace && p.name == name)
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(LIMIT, self.task).await.unwrap().unwrap();
+    }
+}
+
+/// A running pod on [`NODE`] with one container.
+fn pod(name: &str, labels: &Value, owners: &Value) -> Value {
+    json!({
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}"), "labels": labels,
+                     "ownerReferences": owners,
+                     "managedFields": [{"manager": "kubelet", "operation": "Update", "fieldsV1": {"f:status": {}}}]},
+        "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "app:1"}]},
+        "status": {"phase": "Running",
+                   "conditions": [{"type": "Ready", "status": "True"}],
+                   "containerStatuses": [{"name": "app", "containerID": format!("containerd://{name}-cid"),
+                                          "image": "app:1", "imageID": "", "ready": true, "restartCount": 0,
+                                          "state": {"running": {"startedAt": "2026-01-15T10:00:00Z"}}}]}
+    })
+}
+
+#[tokio::test]
+async fn the_first_sync_gives_what_the_file_source_gives_for_the_same_objects() {
+    let api = KubeApi::start();
+    api.apply_list(&oracle());
+    let r = Running::start(&api).await;
+    assert!(!r.index.is_synced());
+    until("the first sync", || r.index.is_synced()).await;
+    assert!(r.telemetry.readiness().is_ok(), "{:?}", r.telemetry.readiness());
+
+    // The file source's view of the same dump, cut to this node.
+    let text = std::fs::read_to_string(ORACLE).unwrap();
+    let mut want: Vec<PodInfo> = parse_list(&text)
+        .unwrap()
+        .pods
+        .into_iter()
+        .filter(|p| p.node_name.as_deref() == Some(NODE))
+        .collect();
+    want.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    // The test server fills in namespaces the dump leaves to the apiserver's default.
+    let got: Vec<PodInfo> = r.index.pods().iter().map(|p| (**p).clone()).collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    // Lookups by uid and container id work on the watched index.
+    let first = &got[0];
+    assert!(r.index.by_uid(&first.uid).is_some());
+    if let Some(id) = first.containers.iter().find_map(|c| c.id.clone()) {
+        assert_eq!(r.index.by_container_id(&id).unwrap().0.uid, first.uid);
+    }
+    // The list was asked for this node only, from the watch cache (resourceVersion=0 is the
+    // watcher's any-semantic list; the server records the verb).
+    let reqs = api.requests();
+    assert!(reqs.iter().any(|q| q.verb == "list" && q.resource == "pods"));
+    assert!(reqs.iter().any(|q| q.verb == "watch" && q.resource == "pods"));
+    assert!(reqs.iter().any(|q| q.verb == "watch" && q.resource == "services"));
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn adds_changes_and_deletes_arrive_and_a_deleted_pod_stays_known_for_late_log_lines() {
+    let api = KubeApi::start();
+    api.apply(
+        json!({"kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+                     "spec": {"selector": {"app": "web"}}}),
+    );
+    let r = Running::synced(&api).await;
+    assert!(r.index.pods().is_empty());
+
+    api.apply(pod("web-0", &json!({"app": "web"}), &json!([])));
+    until("the new pod", || r.pod("shop", "web-0").is_some()).await;
+    assert_eq!(r.pod("shop", "web-0").unwrap().service.as_deref(), Some("web"));
+    assert!(r.index.by_container_id("web-0-cid").is_some());
+
+    // A label change moves it out of the Service.
+    api.apply(pod("web-0", &json!({"app": "other"}), &json!([])));
+    until("the label change", || {
+        r.pod("shop", "web-0").is_some_and(|p| p.service.is_none())
+    })
+    .await;
+
+    // A pod of another node never enters the index.
+    let mut elsewhere = pod("far-0", &json!({}), &json!([]));
+    elsewhere["spec"]["nodeName"] = json!("another-node");
+    api.apply(elsewhere);
+    api.apply(pod("web-1", &json!({}), &json!([])));
+    until("web-1", || r.pod("shop", "web-1").is_some()).await;
+    assert!(r.pod("shop", "far-0").is_none());
+
+    // Deleted: gone from the index (no metrics), still known to log enrichment.
+    assert!(api.delete("Pod", "shop", "web-0"));
+    until("the delete", || r.pod("shop", "web-0").is_none()).await;
+    assert_eq!(
+        r.index.recently_departed("uid-web-0").map(|p| p.name.clone()),
+        Some("web-0".to_string())
+    );
+    assert!(
+        r.telemetry
+            .get(Name::ApiserverEvents, &[("resource", "pods"), ("type", "delete")])
+            >= 1.0
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_dropped_watch_reconnects_and_a_compaction_relists() {
+    let api = KubeApi::start();
+    api.apply(pod("a-0", &json!({}), &json!([])));
+    let r = Running::synced(&api).await;
+    assert!(r.pod("shop", "a-0").is_some());
+
+    // Dropped connection: the watcher resumes from its last version, nothing lost.
+    api.drop_watches();
+    api.apply(pod("b-0", &json!({}), &json!([])));
+    until("b-0 after a dropped watch", || r.pod("shop", "b-0").is_some()).await;
+
+    // Changes while the watch is down and the history compacted: the resumed watch gets
+    // 410 Gone, the watcher relists, and a pod deleted meanwhile leaves the index.
+    let relists_before = r
+        .telemetry
+        .get(Name::ApiserverEvents, &[("resource", "pods"), ("type", "relist")]);
+    api.set_down(true);
+    api.delete("Pod", "shop", "a-0");
+    api.apply(pod("c-0", &json!({}), &json!([])));
+    api.compact();
+    api.set_down(false);
+    until("the relist after 410", || {
+        r.pod("shop", "c-0").is_some() && r.pod("shop", "a-0").is_none()
+    })
+    .await;
+    assert!(
+        r.telemetry
+            .get(Name::ApiserverEvents, &[("resource", "pods"), ("type", "relist")])
+            > relists_before
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn an_apiserver_outage_keeps_the_cached_index_and_is_caught_up_with() {
+    let api = KubeApi::start();
+    api.apply(pod("a-0", &json!({}), &json!([])));
+    let r = Running::synced(&api).await;
+    until("up", || r.telemetry.get(Name::ApiserverUp, &[]) == 1.0).await;
+
+    api.set_down(true);
+    until("the outage is seen", || {
+        r.telemetry.get(Name::ApiserverWatchErrors, &[("resource", "pods")]) >= 1.0
+    })
+    .await;
+    // Cached metadata keeps serving; ready, but /readyz's text says why it is degraded.
+    assert!(r.pod("shop", "a-0").is_some());
+    assert_eq!(r.telemetry.get(Name::ApiserverUp, &[]), 0.0);
+    assert!(r.telemetry.readiness().is_ok());
+    assert!(
+        r.telemetry.notes().contains("serving cached metadata"),
+        "{}",
+        r.telemetry.notes()
+    );
+
+    api.apply(pod("b-0", &json!({}), &json!([])));
+    api.set_down(false);
+    until("caught up", || r.pod("shop", "b-0").is_some()).await;
+    until("up again", || r.telemetry.get(Name::ApiserverUp, &[]) == 1.0).await;
+    assert_eq!(r.telemetry.notes(), "");
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn replica_set_owners_are_asked_once_and_a_forbidden_get_falls_back_to_the_suffix_rule() {
+    let api = KubeApi::start();
+    // `frontend-v2` has no hash-like suffix: only the ReplicaSet's owner can name the Deployment.
+    api.apply(json!({"kind": "ReplicaSet", "apiVersion": "apps/v1",
+        "metadata": {"name": "frontend-v2", "namespace": "shop", "uid": "rs-uid-1",
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "frontend",
+                                          "uid": "d-uid", "controller": true}]}}));
+    let owner = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "frontend-v2", "uid": "rs-uid-1",
+                        "controller": true}]);
+    api.apply(pod("frontend-v2-x1", &json!({}), &owner));
+    api.apply(pod("frontend-v2-x2", &json!({}), &owner));
+    let r = Running::synced(&api).await;
+    until("the Deployment name", || {
+        r.pod("shop", "frontend-v2-x1")
+            .is_some_and(|p| p.workload_name == "frontend")
+            && r.pod("shop", "frontend-v2-x2")
+                .is_some_and(|p| p.workload_name == "frontend")
+    })
+    .await;
+    let gets = api
+        .requests()
+        .iter()
+        .filter(|q| q.verb == "get" && q.resource == "replicasets")
+        .count();
+    assert_eq!(gets, 1, "one GET per ReplicaSet");
+    r.stop().await;
+
+    // Without `get replicasets`, the suffix rule decides (here: no Deployment, the RS name).
+    let api = KubeApi::start();
+    api.forbid("get", "replicasets");
+    api.apply(pod(
+        "web-7d4b9c8f5d-abcde",
+        &json!({}), &json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d4b9c8f5d", "uid": "rs-2", "controller": true}])));
+    let r = Running::synced(&api).await;
+    assert!(
+        api.wait_for_request(LIMIT, |q| q.verb == "get" && q.resource == "replicasets"),
+        "the GET was tried"
+    );
+    assert_eq!(r.pod("shop", "web-7d4b9c8f5d-abcde").unwrap().workload_name, "web");
+    until("the refused GET is counted", || {
+        r.telemetry
+            .get(Name::ApiserverGets, &[("resource", "replicasets"), ("result", "error")])
+            >= 1.0
+    })
+    .await;
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_forbidden_pod_watch_keeps_the_agent_unready_and_names_the_permission() {
+    let api = KubeApi::start();
+    api.forbid("list", "pods");
+    let r = Running::start(&api).await;
+    until("the refusal", || {
+        r.telemetry.get(Name::ApiserverWatchErrors, &[("resource", "pods")]) >= 1.0
+    })
+    .await;
+    let why = r.telemetry.readiness().unwrap_err();
+    assert!(why.contains(API_CONDITION), "{why}");
+    assert!(why.contains("list and watch of pods"), "{why}");
+    assert!(!r.index.is_synced());
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_forbidden_service_watch_does_not_hold_the_pods_back() {
+    let api = KubeApi::start();
+    api.forbid("list", "services");
+    api.apply(pod("a-0", &json!({"app": "web"}), &json!([])));
+    let r = Running::synced(&api).await;
+    assert!(r.pod("shop", "a-0").is_some_and(|p| p.service.is_none()));
+    r.stop().await;
+}

@@ -456,47 +456,82 @@ fn destination_both_sends_each_datapoint_once() {
     assert!(lines.iter().all(|l| l["kind"] == "emf"), "{}", r.stdout);
 }
 
-/// `check` reports the apiserver: reachable when something listens at
-/// `KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT`, a warning when nothing does, skipped
-/// outside a pod.
+/// `check` reports the apiserver when pod metadata comes from it: skipped otherwise; reachable
+/// through the agent's own client (here a kubeconfig for the test apiserver), then each permission
+/// by a `SelfSubjectAccessReview` — a denied essential one (pods) fails the check, another warns;
+/// an apiserver that does not answer is a warning (the agent runs on without pod metadata).
 #[test]
-fn check_reports_apiserver_reachability() {
+fn check_reports_apiserver_reachability_and_each_permission() {
     let dir = tempfile::tempdir().unwrap();
     v2_fixture(dir.path());
+    let api = support::KubeApi::start();
+    let kubeconfig = api.kubeconfig(dir.path());
     let cfg = dir.path().join("c.json");
-    write(&cfg, &local_config(60, "stdout", "null"));
-    let check = |env: &[(&str, String)]| {
+    let check = |metadata: &str| {
+        write(
+            &cfg,
+            &format!(
+                r#"{{"agent":{{"metrics_collection_interval":60}},
+                "logs":{{"metrics_collected":{{"kubernetes":{{"kube_config_path":"{}"}}}}}},
+                "kinsight":{{"output":"stdout","metrics":{{"metadata_source":"{metadata}"}},"logs":{{"enabled":false}},
+                             "telemetry":{{"listen_address":null}}}}}}"#,
+                kubeconfig.display()
+            ),
+        );
         let mut cmd = kinsight();
         cmd.args(["check", "--output", "stdout", "--host-root"])
             .arg(dir.path())
             .arg("--config")
-            .arg(&cfg);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+            .arg(&cfg)
+            .env("K8S_NAMESPACE", "amazon-cloudwatch");
         run(&mut cmd)
     };
-    let outside = check(&[]);
-    assert!(outside.stderr.contains("SKIP  apiserver"), "{}", outside.stderr);
+    let off = check("none");
+    assert!(off.stderr.contains("SKIP  apiserver"), "{}", off.stderr);
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let up = check(&[
-        ("KUBERNETES_SERVICE_HOST", "127.0.0.1".into()),
-        ("KUBERNETES_SERVICE_PORT", port.clone()),
-    ]);
+    let up = check("apiserver");
     assert!(
-        up.stderr
-            .contains(&format!("OK    apiserver      127.0.0.1:{port} reachable")),
+        up.stderr.contains("OK    apiserver      reachable, Kubernetes v1.33"),
         "{}",
         up.stderr
     );
+    assert!(
+        up.stderr.contains("OK    rbac           list pods: allowed"),
+        "{}",
+        up.stderr
+    );
+    assert!(
+        up.stderr.contains("OK    rbac           get apps/replicasets: allowed"),
+        "{}",
+        up.stderr
+    );
+    assert!(up.status.success(), "{}", up.stderr);
+    let reviews = api
+        .requests()
+        .iter()
+        .filter(|q| q.resource == "selfsubjectaccessreviews")
+        .count();
+    assert_eq!(reviews, kinsight::kube::rbac::PERMISSIONS.len());
 
-    drop(listener);
-    let down = check(&[
-        ("KUBERNETES_SERVICE_HOST", "127.0.0.1".into()),
-        ("KUBERNETES_SERVICE_PORT", port.clone()),
-    ]);
+    api.deny("watch", "services");
+    let partial = check("apiserver");
+    assert!(
+        partial.stderr.contains("WARN  rbac           watch services: DENIED"),
+        "{}",
+        partial.stderr
+    );
+    assert!(partial.status.success(), "{}", partial.stderr);
+    api.deny("list", "pods");
+    let denied = check("apiserver");
+    assert!(
+        denied.stderr.contains("FAIL  rbac           list pods: DENIED"),
+        "{}",
+        denied.stderr
+    );
+    assert!(!denied.status.success());
+
+    api.set_down(true);
+    let down = check("apiserver");
     assert!(
         down.stderr.contains("WARN  apiserver") && down.stderr.contains("unreachable"),
         "{}",

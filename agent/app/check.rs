@@ -151,7 +151,7 @@ pub fn run_with(o: &Outside, opts: Options) -> Report {
         state_dir(&mut r, &root, cfg);
         log_sources(&mut r, o, cfg);
     }
-    apiserver(&mut r, &o.env);
+    apiserver(&mut r, o, cfg.as_ref());
     match &cfg {
         Some(cfg) => aws_identity(&mut r, o, cfg, opts),
         None => r.push(
@@ -196,38 +196,85 @@ fn open_files(r: &mut Report, root: &Root, mode: &CgroupMode) {
     }
 }
 
-/// Whether the apiserver answers TCP at `KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT`.
-/// A WARN, not a FAIL: a failing pod watch never stops the agent, and this build's
-/// metadata sources are the pod list file and `none`.
-fn apiserver(r: &mut Report, env: &crate::config::Env) {
-    use std::net::{TcpStream, ToSocketAddrs};
-    let Some(host) = &env.kubernetes_service_host else {
-        r.push(
+/// The apiserver, when pod metadata comes from it: reachable through the client the agent would
+/// use (in-cluster service account, `kube_config_path` or `KUBECONFIG`), its version, and each
+/// permission of [`crate::kube::rbac::PERMISSIONS`] by a `SelfSubjectAccessReview`. A missing
+/// essential permission (pods) is a FAIL; the others cost one feature each and WARN.
+fn apiserver(r: &mut Report, o: &Outside, cfg: Option<&crate::config::Config>) {
+    use crate::config::MetadataSource;
+    let Some(cfg) = cfg else {
+        return r.push(Verdict::Skip, "apiserver", "not checked: the configuration is invalid");
+    };
+    if o.pods_file.is_some() || cfg.metrics.metadata_source != MetadataSource::Apiserver {
+        let why = if o.pods_file.is_some() {
+            "--pods-file".to_string()
+        } else {
+            format!("{:?}", cfg.metrics.metadata_source).to_lowercase()
+        };
+        return r.push(
             Verdict::Skip,
             "apiserver",
-            "not in a pod (KUBERNETES_SERVICE_HOST is unset)",
+            format!("pod metadata source is {why}; the apiserver is not used"),
         );
-        return;
-    };
-    let port = env.kubernetes_service_port.as_deref().unwrap_or("443");
-    let target = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    let addr = match target.to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(a)) => a,
-        Ok(None) => return r.push(Verdict::Warn, "apiserver", format!("{target} resolves to no address")),
-        Err(e) => return r.push(Verdict::Warn, "apiserver", format!("{target}: {e}")),
-    };
-    match TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)) {
-        Ok(_) => r.push(Verdict::Ok, "apiserver", format!("{target} reachable (TCP)")),
-        Err(e) => r.push(
-            Verdict::Warn,
-            "apiserver",
-            format!("{target} unreachable: {e}; pod metadata from the apiserver will be missing"),
-        ),
     }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return r.push(Verdict::Fail, "apiserver", format!("cannot start a runtime: {e}")),
+    };
+    let namespace = o
+        .env
+        .k8s_namespace
+        .clone()
+        .unwrap_or_else(|| "amazon-cloudwatch".to_string());
+    rt.block_on(async {
+        let timeout = std::time::Duration::from_secs(5);
+        let client = match crate::kube::connect_apiserver(
+            cfg.kubernetes.kube_config_path.as_deref(),
+            o.env.allow_plain_http_endpoints,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => return r.push(Verdict::Fail, "apiserver", chain(&e)),
+        };
+        match tokio::time::timeout(timeout, client.apiserver_version()).await {
+            Ok(Ok(v)) => r.push(
+                Verdict::Ok,
+                "apiserver",
+                format!("reachable, Kubernetes {}", v.git_version),
+            ),
+            Ok(Err(e)) => {
+                return r.push(
+                    Verdict::Warn,
+                    "apiserver",
+                    format!(
+                        "unreachable: {}; pod metadata will be missing until it answers",
+                        chain(&e)
+                    ),
+                );
+            }
+            Err(_) => {
+                return r.push(
+                    Verdict::Warn,
+                    "apiserver",
+                    "no answer within 5 s; pod metadata will be missing until it answers",
+                );
+            }
+        }
+        for p in crate::kube::rbac::PERMISSIONS {
+            let what = p.describe();
+            match tokio::time::timeout(timeout, crate::kube::rbac::allowed(&client, p, &namespace)).await {
+                Ok(Ok(true)) => r.push(Verdict::Ok, "rbac", format!("{what}: allowed ({})", p.why)),
+                Ok(Ok(false)) => r.push(
+                    if p.essential { Verdict::Fail } else { Verdict::Warn },
+                    "rbac",
+                    format!("{what}: DENIED — {} will be missing; see manifests/rbac.yaml", p.why),
+                ),
+                Ok(Err(e)) => r.push(Verdict::Warn, "rbac", format!("{what}: review failed: {}", chain(&e))),
+                Err(_) => r.push(Verdict::Warn, "rbac", format!("{what}: review not answered within 5 s")),
+            }
+        }
+    });
 }
 
 /// What the log pipeline would read: the pod log directories (how many container files), and

@@ -28,6 +28,7 @@ mod index;
 mod model;
 mod podlist;
 mod quantity;
+pub mod rbac;
 mod restarts;
 mod service;
 mod workload;

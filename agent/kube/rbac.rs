@@ -1,0 +1,137 @@
+//! The Kubernetes permissions the agent uses, in one table: `kinsight check` asks the apiserver
+//! about each (`SelfSubjectAccessReview`), and a test holds `manifests/rbac.yaml` to exactly
+//! these rules and to the requests the agent made against the test apiserver.
+//!
+//! No `nodes/proxy` (the kubelet's `/pods` route would need it, and it grants exec into every
+//! pod of the node), no Secrets, no write verb except on the one leader Lease.
+//! `SelfSubjectAccessReview` itself needs no rule: every authenticated user may create it
+//! through the default `system:basic-user` `ClusterRole`.
+
+use k8s_openapi::api::authorization::v1::{
+    NonResourceAttributes, ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::api::PostParams;
+use kube::{Api, Client};
+
+/// The name of the leader election Lease.
+pub const LEASE_NAME: &str = "kinsight-leader";
+
+/// Where a permission applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Cluster-wide (a `ClusterRole` rule).
+    Cluster,
+    /// In the agent's own namespace (a `Role` rule), optionally for one object name.
+    OwnNamespace { name: Option<&'static str> },
+    /// A non-resource URL (a `ClusterRole` `nonResourceURLs` rule).
+    NonResource,
+}
+
+/// One permission: what it is for, and whether the agent is of no use without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permission {
+    /// The API group (`""` for core); for a non-resource URL, empty.
+    pub group: &'static str,
+    /// The plural resource, or the non-resource path.
+    pub resource: &'static str,
+    pub verb: &'static str,
+    pub scope: Scope,
+    /// Without it, pod metrics and log metadata are missing altogether.
+    pub essential: bool,
+    pub why: &'static str,
+}
+
+const fn cluster(
+    group: &'static str,
+    resource: &'static str,
+    verb: &'static str,
+    essential: bool,
+    why: &'static str,
+) -> Permission {
+    Permission {
+        group,
+        resource,
+        verb,
+        scope: Scope::Cluster,
+        essential,
+        why,
+    }
+}
+
+/// Every permission the agent uses.
+pub const PERMISSIONS: &[Permission] = &[
+    cluster(
+        "",
+        "pods",
+        "list",
+        true,
+        "this node's pods (fieldSelector spec.nodeName)",
+    ),
+    cluster(
+        "",
+        "pods",
+        "watch",
+        true,
+        "this node's pods (fieldSelector spec.nodeName)",
+    ),
+    cluster("", "services", "list", false, "the Service dimension (tag_service)"),
+    cluster("", "services", "watch", false, "the Service dimension (tag_service)"),
+    cluster(
+        "apps",
+        "replicasets",
+        "get",
+        false,
+        "the Deployment name of a ReplicaSet's pods",
+    ),
+];
+
+impl Permission {
+    /// `verb group/resource` as a reader would write it (`list pods`, `get apps/replicasets`).
+    pub fn describe(&self) -> String {
+        match (self.scope, self.group) {
+            (Scope::NonResource, _) => format!("{} {}", self.verb, self.resource),
+            (_, "") => format!("{} {}", self.verb, self.resource),
+            (_, g) => format!("{} {g}/{}", self.verb, self.resource),
+        }
+    }
+
+    fn review(&self, namespace: &str) -> SelfSubjectAccessReview {
+        let spec = match self.scope {
+            Scope::NonResource => SelfSubjectAccessReviewSpec {
+                non_resource_attributes: Some(NonResourceAttributes {
+                    path: Some(self.resource.to_string()),
+                    verb: Some(self.verb.to_string()),
+                }),
+                ..SelfSubjectAccessReviewSpec::default()
+            },
+            Scope::Cluster | Scope::OwnNamespace { .. } => {
+                let (ns, name) = match self.scope {
+                    Scope::OwnNamespace { name } => (Some(namespace.to_string()), name.map(str::to_string)),
+                    _ => (None, None),
+                };
+                SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        group: Some(self.group.to_string()),
+                        resource: Some(self.resource.to_string()),
+                        verb: Some(self.verb.to_string()),
+                        namespace: ns,
+                        name,
+                        ..ResourceAttributes::default()
+                    }),
+                    ..SelfSubjectAccessReviewSpec::default()
+                }
+            }
+        };
+        SelfSubjectAccessReview {
+            spec,
+            ..SelfSubjectAccessReview::default()
+        }
+    }
+}
+
+/// Asks the apiserver whether this identity holds `p` (in `namespace` for namespaced rules).
+pub async fn allowed(client: &Client, p: &Permission, namespace: &str) -> Result<bool, kube::Error> {
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let answer = api.create(&PostParams::default(), &p.review(namespace)).await?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}

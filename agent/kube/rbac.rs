@@ -89,8 +89,7 @@ impl Permission {
     /// `verb group/resource` as a reader would write it (`list pods`, `get apps/replicasets`).
     pub fn describe(&self) -> String {
         match (self.scope, self.group) {
-            (Scope::NonResource, _) => format!("{} {}", self.verb, self.resource),
-            (_, "") => format!("{} {}", self.verb, self.resource),
+            (Scope::NonResource, _) | (_, "") => format!("{} {}", self.verb, self.resource),
             (_, g) => format!("{} {g}/{}", self.verb, self.resource),
         }
     }

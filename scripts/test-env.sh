@@ -11,7 +11,8 @@
 # shell first stops what the previous sourcing started.
 #
 # One function per step; a new tier adds a line or two to the step it needs:
-#   1. _ks_env_debs      Debian packages: containerd runc busybox-static (as root)
+#   1. _ks_env_debs      Debian packages: containerd runc busybox-static, kubectl if absent
+#                        (as root)
 #   2. _ks_env_venvs     Python tools, one venv each under .venv/ (git-ignored):
 #                        moto; later ministack + cbor2 in a venv of its own
 #   3. _ks_env_services  scratch directory, then background services: containerd (as root)
@@ -115,6 +116,10 @@ _ks_wait() {
 _ks_env_debs() {
   if [ "$(id -u)" -eq 0 ]; then
     _ks_apt_install containerd runc busybox-static iproute2 systemd-journal-remote || return 1 # ip: the pod veth
+    # kubectl renders the kustomize base (tests/deploy.rs). Debian's kubernetes-client ships it
+    # (an old kubectl, whose kustomize renders the same objects); a kubectl already on PATH,
+    # from any source, is used as it is.
+    if ! command -v kubectl >/dev/null; then _ks_apt_install kubernetes-client || return 1; fi
   else
     _ks_say "not root: the containerd and journal tests will skip"
   fi

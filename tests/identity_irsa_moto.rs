@@ -138,7 +138,7 @@ fn token(marker: &str) -> String {
         b64url(
             serde_json::json!({
                 "iss": "https://oidc.eks.us-east-1.amazonaws.com/id/TEST",
-                "sub": "system:serviceaccount:amazon-cloudwatch:cloudwatch-agent",
+                "sub": "system:serviceaccount:amazon-cloudwatch:kinsight",
                 "aud": ["sts.amazonaws.com"], "iat": now, "exp": now + 86_400,
             })
             .to_string()

@@ -571,7 +571,7 @@ fn the_pod_identity_trust_policy_names_the_namespace_service_account_cluster_and
     );
     let eq = &statement["Condition"]["StringEquals"];
     assert_eq!(eq["aws:RequestTag/kubernetes-namespace"], "amazon-cloudwatch");
-    assert_eq!(eq["aws:RequestTag/kubernetes-service-account"], "cloudwatch-agent");
+    assert_eq!(eq["aws:RequestTag/kubernetes-service-account"], "kinsight");
     assert_eq!(eq["aws:RequestTag/eks-cluster-name"], "<cluster>");
     assert_eq!(eq["aws:SourceAccount"], "<account>");
 }

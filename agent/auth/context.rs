@@ -154,7 +154,7 @@ impl IdentityReport {
 
     /// The explanation that goes with a fallback identity, or `None`.
     pub fn risk(&self) -> Option<String> {
-        let fix = "Give the ServiceAccount amazon-cloudwatch/cloudwatch-agent an IAM role (IRSA or EKS Pod \
+        let fix = "Give the ServiceAccount amazon-cloudwatch/kinsight an IAM role (IRSA or EKS Pod \
                    Identity) and remove the CloudWatch permissions from the node role. Set \
                    kinsight.identity.require_workload_identity to true to refuse this fallback.";
         match self.kind {

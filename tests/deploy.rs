@@ -239,53 +239,75 @@ fn kubectl_kustomize_renders_the_base_and_kinsight_yaml_is_that_render() {
 }
 
 #[test]
-fn rbac_is_exactly_the_agreed_rules() {
+fn rbac_is_exactly_the_permissions_the_code_uses() {
+    use kinsight::kube::rbac::{PERMISSIONS, Scope};
+    use std::collections::BTreeSet;
     let objects = base_objects();
-    let grant = |groups: &[&str], resources: &[&str], names: &[&str], verbs: &[&str]| PolicyRule {
-        api_groups: Some(groups.iter().map(ToString::to_string).collect()),
-        resources: Some(resources.iter().map(ToString::to_string).collect()),
-        resource_names: (!names.is_empty()).then(|| names.iter().map(ToString::to_string).collect()),
-        verbs: verbs.iter().map(ToString::to_string).collect(),
-        non_resource_urls: None,
-    };
+    // Every (group, resource, verb, namespace-scoped?, name) a rule grants.
+    let expand =
+        |rules: Vec<PolicyRule>, namespaced: bool| -> BTreeSet<(String, String, String, bool, Option<String>)> {
+            let mut out = BTreeSet::new();
+            for r in rules {
+                for verb in &r.verbs {
+                    if let Some(urls) = &r.non_resource_urls {
+                        for u in urls {
+                            out.insert((String::new(), u.clone(), verb.clone(), false, None));
+                        }
+                    }
+                    for g in r.api_groups.iter().flatten() {
+                        for res in r.resources.iter().flatten() {
+                            match &r.resource_names {
+                                Some(names) => {
+                                    for n in names {
+                                        out.insert((g.clone(), res.clone(), verb.clone(), namespaced, Some(n.clone())));
+                                    }
+                                }
+                                None => {
+                                    out.insert((g.clone(), res.clone(), verb.clone(), namespaced, None));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            out
+        };
     let cluster: ClusterRole = strict(find(&objects, "ClusterRole", "kinsight"));
-    let read = ["get", "list", "watch"];
-    let list = ["list", "watch"];
-    assert_eq!(
-        cluster.rules.unwrap(),
-        vec![
-            grant(&[""], &["pods", "nodes", "services", "namespaces"], &[], &read),
-            grant(&[""], &["persistentvolumes", "persistentvolumeclaims"], &[], &list),
-            grant(
-                &["apps"],
-                &["replicasets", "deployments", "daemonsets", "statefulsets"],
-                &[],
-                &read
-            ),
-            grant(&["batch"], &["jobs"], &[], &read),
-            grant(&["networking.k8s.io"], &["ingresses"], &[], &list),
-            PolicyRule {
-                non_resource_urls: Some(vec!["/metrics".into()]),
-                verbs: vec!["get".into()],
-                ..PolicyRule::default()
-            },
-        ]
-    );
     let role: Role = strict(find(&objects, "Role", "kinsight-leader"));
     assert_eq!(role.metadata.namespace.as_deref(), Some("amazon-cloudwatch"));
+    let mut granted = expand(cluster.rules.unwrap(), false);
+    granted.extend(expand(role.rules.unwrap(), true));
+    let wanted: BTreeSet<_> = PERMISSIONS
+        .iter()
+        .map(|p| {
+            let (namespaced, name) = match p.scope {
+                Scope::Cluster | Scope::NonResource => (false, None),
+                Scope::OwnNamespace { name } => (true, name.map(str::to_string)),
+            };
+            (
+                p.group.to_string(),
+                p.resource.to_string(),
+                p.verb.to_string(),
+                namespaced,
+                name,
+            )
+        })
+        .collect();
     assert_eq!(
-        role.rules.unwrap(),
-        vec![
-            // create cannot be restricted by resource name: alone, and only in this namespace
-            grant(&["coordination.k8s.io"], &["leases"], &[], &["create"]),
-            grant(
-                &["coordination.k8s.io"],
-                &["leases"],
-                &["kinsight-leader"],
-                &["get", "update", "patch"]
-            ),
-        ]
+        granted, wanted,
+        "manifests/rbac.yaml must grant exactly kube::rbac::PERMISSIONS"
     );
+    // Never: secrets, nodes/proxy, or a write verb outside the Lease.
+    for (group, resource, verb, _, _) in &granted {
+        assert!(resource != "secrets" && !resource.contains('/'), "{resource}");
+        if !["get", "list", "watch"].contains(&verb.as_str()) {
+            assert_eq!(
+                (group.as_str(), resource.as_str()),
+                ("coordination.k8s.io", "leases"),
+                "{verb}"
+            );
+        }
+    }
     let sa = json!([{"kind": "ServiceAccount", "name": "kinsight", "namespace": "amazon-cloudwatch"}]);
     let crb: ClusterRoleBinding = strict(find(&objects, "ClusterRoleBinding", "kinsight"));
     assert_eq!(serde_json::to_value(&crb.subjects).unwrap(), sa);

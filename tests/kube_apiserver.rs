@@ -14,10 +14,13 @@ mod support;
 
 use std::time::Duration;
 
-use kinsight::kube::{API_CONDITION, ApiSource, PodIndex, PodInfo, connect_apiserver, parse_list};
+use kinsight::kube::{
+    API_CONDITION, ApiSource, ClusterWatch, Elector, PodIndex, PodInfo, connect_apiserver, parse_list,
+};
 use kinsight::telemetry::{Name, Telemetry};
 use serde_json::{Value, json};
 use support::KubeApi;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -325,4 +328,140 @@ async fn a_forbidden_service_watch_does_not_hold_the_pods_back() {
     let r = Running::synced(&api).await;
     assert!(r.pod("shop", "a-0").is_some_and(|p| p.service.is_none()));
     r.stop().await;
+}
+
+/// An elector of `identity` with a 3 s Lease against `api`.
+async fn elector(
+    api: &KubeApi,
+    dir: &std::path::Path,
+    identity: &str,
+) -> (Elector, watch::Receiver<bool>, watch::Sender<bool>) {
+    let client = connect_apiserver(Some(&api.kubeconfig(dir)), false).await.unwrap();
+    let (tx, rx) = watch::channel(false);
+    let e = Elector {
+        client,
+        namespace: "amazon-cloudwatch".to_string(),
+        identity: identity.to_string(),
+        duration: LEASE,
+        telemetry: Telemetry::new(),
+    };
+    (e, rx, tx)
+}
+
+const LEASE: Duration = Duration::from_secs(3);
+
+fn holder(api: &KubeApi) -> Option<String> {
+    api.get("Lease", "amazon-cloudwatch", "kinsight-leader")
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+}
+
+#[tokio::test]
+async fn exactly_one_elector_leads_another_takes_over_when_it_stops_renewing_and_a_release_hands_over_at_once() {
+    let api = KubeApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, a_rx, a_tx) = elector(&api, dir.path(), "node-a/kinsight-a").await;
+    let (b, b_rx, b_tx) = elector(&api, dir.path(), "node-b/kinsight-b").await;
+    let (a_stop, b_stop) = (CancellationToken::new(), CancellationToken::new());
+    let a_task = tokio::spawn(a.run(a_tx, a_stop.clone()));
+    let b_task = tokio::spawn(b.run(b_tx, b_stop.clone()));
+    until("a leader", || *a_rx.borrow() || *b_rx.borrow()).await;
+    // Never two at once, over two lease durations of renewals.
+    let deadline = tokio::time::Instant::now() + 2 * LEASE;
+    while tokio::time::Instant::now() < deadline {
+        assert!(!(*a_rx.borrow() && *b_rx.borrow()), "two leaders");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (leader_task, leader_rx, follower_rx, follower, leader_id) = if *a_rx.borrow() {
+        (a_task, a_rx, b_rx, "node-b/kinsight-b", "node-a/kinsight-a")
+    } else {
+        (b_task, b_rx, a_rx, "node-a/kinsight-a", "node-b/kinsight-b")
+    };
+    assert_eq!(holder(&api).as_deref(), Some(leader_id));
+    drop(leader_rx);
+
+    // The leader dies without releasing (its task is dropped mid-flight): the follower takes
+    // over once the Lease has not been renewed for its duration, and not much later.
+    leader_task.abort();
+    let killed = tokio::time::Instant::now();
+    until("the takeover", || *follower_rx.borrow()).await;
+    let took = killed.elapsed();
+    assert!(
+        took >= LEASE.saturating_sub(Duration::from_millis(500)),
+        "took over after {took:?}, before the Lease expired"
+    );
+    assert!(took <= LEASE + Duration::from_secs(2), "took over after {took:?}");
+    assert_eq!(holder(&api).as_deref(), Some(follower));
+    let lease = api.get("Lease", "amazon-cloudwatch", "kinsight-leader").unwrap();
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+
+    // A graceful stop releases the Lease: a new candidate leads at once, not after expiry.
+    a_stop.cancel();
+    b_stop.cancel();
+    until("the release", || holder(&api).is_none()).await;
+    let (c, c_rx, c_tx) = elector(&api, dir.path(), "node-c/kinsight-c").await;
+    let c_stop = CancellationToken::new();
+    let started = tokio::time::Instant::now();
+    let c_task = tokio::spawn(c.run(c_tx, c_stop.clone()));
+    until("the new leader", || *c_rx.borrow()).await;
+    assert!(started.elapsed() < LEASE, "{:?}", started.elapsed());
+    c_stop.cancel();
+    c_task.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_leader_cluster_view_matches_the_file_source_and_goes_when_leadership_does() {
+    let api = KubeApi::start();
+    api.apply_list(&oracle());
+    let dir = tempfile::tempdir().unwrap();
+    let client = connect_apiserver(Some(&api.kubeconfig(dir.path())), false)
+        .await
+        .unwrap();
+    let index = PodIndex::new(Some(NODE.to_string()));
+    let (tx, rx) = watch::channel(false);
+    let cancel = CancellationToken::new();
+    let watch = ClusterWatch {
+        client,
+        index: index.clone(),
+        telemetry: Telemetry::new(),
+    };
+    let task = tokio::spawn(watch.run(rx, cancel.clone()));
+    // A follower watches nothing cluster-wide.
+    tokio::task::yield_now().await;
+    assert!(!api.requests().iter().any(|q| q.resource == "nodes"));
+    tx.send_replace(true);
+    until("the cluster view", || index.snapshot().cluster().is_some()).await;
+
+    let mut want = parse_list(&std::fs::read_to_string(ORACLE).unwrap())
+        .unwrap()
+        .cluster
+        .unwrap();
+    want.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let got = index.snapshot().cluster().unwrap().clone();
+    assert_eq!(got, want);
+    // The oracle's values (METRICS.md's worked cluster): 4 nodes, 2 failed.
+    assert_eq!((got.node_count(), got.failed_node_count()), (4, 2));
+
+    // A pod that stops running leaves the namespace count.
+    let running_before = got.running_pods();
+    let mut pod = oracle()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "Pod" && i["status"]["phase"] == "Running")
+        .cloned()
+        .unwrap();
+    pod["status"]["phase"] = json!("Succeeded");
+    api.apply(pod);
+    until("the count to drop", || {
+        index
+            .snapshot()
+            .cluster()
+            .is_some_and(|c| c.running_pods() == running_before - 1)
+    })
+    .await;
+
+    tx.send_replace(false);
+    until("the cluster view to go", || index.snapshot().cluster().is_none()).await;
+    cancel.cancel();
+    task.await.unwrap();
 }

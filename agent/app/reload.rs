@@ -37,6 +37,9 @@ pub const RESTART_KEYS: &[Key] = &[
     ("kinsight.metrics.metadata_source", |a, b| {
         a.metrics.metadata_source != b.metrics.metadata_source
     }),
+    ("kinsight.metrics.leader_lease_secs", |a, b| {
+        a.metrics.leader_lease != b.metrics.leader_lease
+    }),
     ("logs.metrics_collected.kubernetes.kube_config_path", |a, b| {
         a.kubernetes.kube_config_path != b.kubernetes.kube_config_path
     }),

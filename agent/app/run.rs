@@ -378,6 +378,21 @@ fn start_metadata(
             let (t, token) = (telemetry.clone(), inputs.clone());
             let (node, tag_service) = (cfg.node_name.clone(), cfg.kubernetes.tag_service);
             let allow_plain_http = outside.env.allow_plain_http_endpoints;
+            let namespace = outside
+                .env
+                .k8s_namespace
+                .clone()
+                .unwrap_or_else(|| "amazon-cloudwatch".to_string());
+            // Unique per agent pod: during a rolling update with surge two run on one node.
+            let identity = format!(
+                "{node}/{}",
+                outside
+                    .env
+                    .pod_name
+                    .clone()
+                    .unwrap_or_else(|| format!("pid-{}", std::process::id()))
+            );
+            let lease = cfg.metrics.leader_lease;
             telemetry.expect_condition(
                 kube::API_CONDITION,
                 "the apiserver pod watch has not completed its first list",
@@ -390,17 +405,35 @@ fn start_metadata(
                     node.clone(),
                     kubeconfig.clone(),
                 );
+                let (namespace, identity) = (namespace.clone(), identity.clone());
                 async move {
                     match kube::connect_apiserver(kubeconfig.as_deref(), allow_plain_http).await {
                         Ok(client) => {
                             let source = kube::ApiSource {
-                                client,
+                                client: client.clone(),
                                 node,
-                                index,
-                                telemetry: t,
+                                index: index.clone(),
+                                telemetry: t.clone(),
                                 tag_service,
                             };
-                            source.run(token).await;
+                            let elector = kube::Elector {
+                                client: client.clone(),
+                                namespace,
+                                identity,
+                                duration: lease,
+                                telemetry: t.clone(),
+                            };
+                            let cluster = kube::ClusterWatch {
+                                client,
+                                index,
+                                telemetry: t,
+                            };
+                            let (leading_tx, leading_rx) = watch::channel(false);
+                            tokio::join!(
+                                source.run(token.clone()),
+                                elector.run(leading_tx, token.clone()),
+                                cluster.run(leading_rx, token),
+                            );
                         }
                         Err(e) => {
                             // Not retried: a missing kubeconfig or service account does not appear

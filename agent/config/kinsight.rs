@@ -128,6 +128,10 @@ fn metrics(mut o: Obj<'_>, cx: &mut Ctx, default_source: MetadataSource) -> Metr
             .uint(cx, "queue_intervals", 1..=60, "intervals")
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(5),
+        // integer 3..=600, default 60 (client-go's and the CloudWatch agent's lease duration).
+        leader_lease: o
+            .uint(cx, "leader_lease_secs", 3..=600, "seconds")
+            .map_or(crate::kube::DEFAULT_LEASE_DURATION, Duration::from_secs),
     };
     o.finish(cx);
     m

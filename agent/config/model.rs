@@ -144,6 +144,9 @@ pub struct Metrics {
     pub endpoint_override: Option<String>,
     /// Intervals held while `CloudWatch` is unreachable; the oldest is dropped first.
     pub queue_intervals: usize,
+    /// The leader Lease's duration (metadata source `apiserver`): a leader that stops renewing
+    /// is replaced after this long; it renews every twelfth of it.
+    pub leader_lease: Duration,
 }
 
 /// One entry of the `CloudWatch` agent's `logs.logs_collected.files.collect_list`: files shipped

@@ -504,7 +504,7 @@ impl ApiSource {
         let pods = st.pods_for_index();
         let n = pods.len();
         let first = !self.index.is_synced();
-        self.index.replace(pods);
+        self.index.replace_keeping_cluster(pods);
         self.telemetry.set(Name::PodIndexPods, &[], n as f64);
         if first {
             tracing::info!(pods = n, node = %self.node, "pod index synced from the apiserver");

@@ -15,6 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -121,16 +123,20 @@ impl ClusterBuilder {
             reason,
         };
         match kind {
-            "Node" => match RawNode::deserialize(item) {
-                Ok(raw) => match raw.into_state() {
+            "Node" => match Node::deserialize(item) {
+                Ok(node) => match node_state(&node) {
                     Some(node) if self.node_names.insert(node.name.clone()) => self.nodes.push(node),
                     Some(node) => warnings.push(skipped(format!("Node {} repeats an earlier item", node.name))),
                     None => warnings.push(skipped("metadata.name is missing".to_string())),
                 },
                 Err(e) => warnings.push(skipped(e.to_string())),
             },
-            "EndpointSlice" => match RawEndpointSlice::deserialize(item) {
-                Ok(raw) => raw.add_to(&mut self.from_slices),
+            "EndpointSlice" => match EndpointSlice::deserialize(item) {
+                Ok(slice) => {
+                    if let Some((service, pods)) = slice_ready_pods(&slice) {
+                        self.from_slices.entry(service).or_default().extend(pods);
+                    }
+                }
                 Err(e) => warnings.push(skipped(e.to_string())),
             },
             "Endpoints" => match RawEndpoints::deserialize(item) {
@@ -181,88 +187,82 @@ struct RawMeta {
     labels: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawNode {
-    metadata: Option<RawMeta>,
-    status: Option<RawNodeStatus>,
+/// What the leader keeps of a Node: its name and conditions. `None` without a name.
+pub(crate) fn node_state(node: &Node) -> Option<NodeState> {
+    let name = node.metadata.name.clone().filter(|n| !n.is_empty())?;
+    let conditions = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| !c.type_.is_empty())
+        .map(|c| NodeCondition {
+            kind: c.type_.clone(),
+            status: ConditionStatus::parse(Some(c.status.as_str())),
+        })
+        .collect();
+    Some(NodeState { name, conditions })
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawNodeStatus {
-    conditions: Option<Vec<RawCondition>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawCondition {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    status: Option<String>,
-}
-
-impl RawNode {
-    fn into_state(self) -> Option<NodeState> {
-        let name = self.metadata?.name.filter(|n| !n.is_empty())?;
-        let conditions = self
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|c| {
-                Some(NodeCondition {
-                    kind: c.kind.filter(|k| !k.is_empty())?,
-                    status: ConditionStatus::parse(c.status.as_deref()),
-                })
-            })
-            .collect();
-        Some(NodeState { name, conditions })
+/// The pod (namespace, name) an endpoint's `targetRef` points at; `None` for another kind or no
+/// name.
+fn target_pod(
+    kind: Option<&str>,
+    name: Option<&str>,
+    namespace: Option<&str>,
+    default_namespace: &str,
+) -> Option<(String, String)> {
+    if kind != Some("Pod") {
+        return None;
     }
+    let name = name.filter(|n| !n.is_empty())?;
+    let namespace = namespace.filter(|n| !n.is_empty()).unwrap_or(default_namespace);
+    Some((namespace.to_string(), name.to_string()))
 }
 
-/// `targetRef` of an endpoint or address.
+/// The Service of an `EndpointSlice` (its `kubernetes.io/service-name` label) and the distinct
+/// ready pods it lists: endpoints whose `conditions.ready` is `false` are skipped (unset counts as
+/// ready), and so are endpoints without a Pod `targetRef`. `None` for a slice without the label,
+/// which belongs to no Service.
+pub(crate) fn slice_ready_pods(slice: &EndpointSlice) -> Option<(ServiceKey, BTreeSet<(String, String)>)> {
+    let meta = &slice.metadata;
+    let namespace = meta
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+    let service = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        .filter(|s| !s.is_empty())?
+        .clone();
+    let pods = slice
+        .endpoints
+        .iter()
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .filter_map(|e| {
+            let t = e.target_ref.as_ref()?;
+            target_pod(t.kind.as_deref(), t.name.as_deref(), t.namespace.as_deref(), &namespace)
+        })
+        .collect();
+    Some((
+        ServiceKey {
+            namespace,
+            name: service,
+        },
+        pods,
+    ))
+}
+
+/// `targetRef` of a v1 Endpoints address.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct RawTargetRef {
     kind: Option<String>,
     name: Option<String>,
     namespace: Option<String>,
-}
-
-impl RawTargetRef {
-    /// The pod (namespace, name) an endpoint points at; `None` for another kind or no name.
-    fn pod(self, default_namespace: &str) -> Option<(String, String)> {
-        if self.kind.as_deref() != Some("Pod") {
-            return None;
-        }
-        let name = self.name.filter(|n| !n.is_empty())?;
-        let namespace = self
-            .namespace
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| default_namespace.to_string());
-        Some((namespace, name))
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawEndpointSlice {
-    metadata: Option<RawMeta>,
-    endpoints: Option<Vec<RawSliceEndpoint>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct RawSliceEndpoint {
-    conditions: Option<RawSliceConditions>,
-    target_ref: Option<RawTargetRef>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawSliceConditions {
-    ready: Option<bool>,
 }
 
 /// The namespace of an object that names none, as the apiserver defaults it.
@@ -273,36 +273,6 @@ fn namespace_of(meta: &RawMeta) -> String {
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
-}
-
-impl RawEndpointSlice {
-    /// Group by the `kubernetes.io/service-name` label; count distinct pods over all
-    /// slices of a Service; skip endpoints whose `conditions.ready` is `false` (unset counts as
-    /// ready) and endpoints without a Pod `targetRef`. A slice without the label belongs to no
-    /// Service and is ignored.
-    fn add_to(self, services: &mut BTreeMap<ServiceKey, BTreeSet<(String, String)>>) {
-        let meta = self.metadata.unwrap_or_default();
-        let namespace = namespace_of(&meta);
-        let Some(service) = meta
-            .labels
-            .and_then(|mut l| l.remove(SERVICE_NAME_LABEL))
-            .filter(|s| !s.is_empty())
-        else {
-            return;
-        };
-        let pods = services
-            .entry(ServiceKey {
-                namespace: namespace.clone(),
-                name: service,
-            })
-            .or_default();
-        for endpoint in self.endpoints.into_iter().flatten() {
-            let is_ready = endpoint.conditions.and_then(|c| c.ready).unwrap_or(true);
-            if let Some(pod) = endpoint.target_ref.filter(|_| is_ready).and_then(|t| t.pod(&namespace)) {
-                pods.insert(pod);
-            }
-        }
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -348,7 +318,10 @@ impl RawEndpoints {
             .flatten()
             .flat_map(|s| s.addresses.into_iter().flatten());
         for address in addresses {
-            if let Some(pod) = address.target_ref.and_then(|t| t.pod(&namespace)) {
+            if let Some(pod) = address
+                .target_ref
+                .and_then(|t| target_pod(t.kind.as_deref(), t.name.as_deref(), t.namespace.as_deref(), &namespace))
+            {
                 pods.insert(pod);
             }
         }

@@ -168,6 +168,10 @@ pub struct PodIndex {
 struct Shared {
     node_name: Option<String>,
     tx: watch::Sender<Arc<Snapshot>>,
+    /// Held by a writer from reading the previous snapshot to sending the next, so that the pod
+    /// source and the leader's cluster view, writing from two tasks, never lose each other's
+    /// update. Readers never take it.
+    write: std::sync::Mutex<()>,
 }
 
 impl Default for PodIndex {
@@ -182,7 +186,11 @@ impl PodIndex {
     pub fn new(node_name: Option<String>) -> PodIndex {
         let (tx, _) = watch::channel(Arc::new(Snapshot::default()));
         PodIndex {
-            shared: Arc::new(Shared { node_name, tx }),
+            shared: Arc::new(Shared {
+                node_name,
+                tx,
+                write: std::sync::Mutex::new(()),
+            }),
         }
     }
 
@@ -201,12 +209,54 @@ impl PodIndex {
         self.replace_with_hash(pods, cluster, None);
     }
 
+    /// [`PodIndex::replace`] that keeps the cluster view the leader last set
+    /// ([`PodIndex::set_cluster`]): what the apiserver pod source uses.
+    pub fn replace_keeping_cluster(&self, pods: Vec<PodInfo>) {
+        self.replace_inner(pods, None, None, true);
+    }
+
+    /// Sets (or with `None` clears) the leader's cluster view, keeping the pods as they are.
+    pub fn set_cluster(&self, cluster: Option<ClusterState>) {
+        let _writer = self
+            .shared
+            .write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let previous = self.snapshot();
+        let next = Snapshot {
+            pods: previous.pods.clone(),
+            cluster: cluster.map(Arc::new),
+            by_uid: previous.by_uid.clone(),
+            by_container: previous.by_container.clone(),
+            synced: previous.synced,
+            generation: previous.generation + 1,
+            departed: previous.departed.clone(),
+            content_hash: previous.content_hash,
+        };
+        self.shared.tx.send_replace(Arc::new(next));
+    }
+
     pub(crate) fn replace_with_hash(
+        &self,
+        pods: Vec<PodInfo>,
+        cluster: Option<ClusterState>,
+        content_hash: Option<u64>,
+    ) {
+        self.replace_inner(pods, cluster, content_hash, false);
+    }
+
+    fn replace_inner(
         &self,
         mut pods: Vec<PodInfo>,
         cluster: Option<ClusterState>,
         content_hash: Option<u64>,
+        keep_cluster: bool,
     ) {
+        let _writer = self
+            .shared
+            .write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let before = pods.len();
         pods.retain(|p| is_bound_to(p, self.node_name()));
         if pods.len() != before {
@@ -218,6 +268,9 @@ impl PodIndex {
         }
         let previous = self.snapshot();
         let mut next = Snapshot::build(pods, cluster, previous.generation + 1, content_hash);
+        if keep_cluster {
+            next.cluster.clone_from(&previous.cluster);
+        }
         let now = Instant::now();
         next.departed = previous
             .departed

@@ -25,6 +25,8 @@ mod convert;
 mod error;
 mod file;
 mod index;
+mod leader;
+mod lease;
 mod model;
 mod podlist;
 mod quantity;
@@ -43,6 +45,8 @@ pub use file::{
     FileSource, NodeScope, POLL_INTERVAL, RESCAN_INTERVAL, load_file_now, load_file_scoped, run_file_source,
 };
 pub use index::{DEPARTED_GRACE, PodIndex, Snapshot, is_bound_to};
+pub use leader::ClusterWatch;
+pub use lease::{DEFAULT_LEASE_DURATION, Elector};
 pub use model::{
     ConditionStatus, ContainerInfo, ContainerState, LogExclusion, NodeTotals, PodInfo, PodPhase, PodResourceCeiling,
     PodResources,

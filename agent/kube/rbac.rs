@@ -58,32 +58,41 @@ const fn cluster(
     }
 }
 
+const POD_INDEX: &str = "this node's pods (fieldSelector spec.nodeName)";
+const SERVICES: &str = "the Service dimension (tag_service)";
+const WORKLOADS: &str = "the Deployment name of a ReplicaSet's pods";
+const NODES: &str = "the leader's cluster_node_count and cluster_failed_node_count";
+const SLICES: &str = "the leader's service_number_of_running_pods";
+
 /// Every permission the agent uses.
 pub const PERMISSIONS: &[Permission] = &[
-    cluster(
-        "",
-        "pods",
-        "list",
-        true,
-        "this node's pods (fieldSelector spec.nodeName)",
-    ),
-    cluster(
-        "",
-        "pods",
-        "watch",
-        true,
-        "this node's pods (fieldSelector spec.nodeName)",
-    ),
-    cluster("", "services", "list", false, "the Service dimension (tag_service)"),
-    cluster("", "services", "watch", false, "the Service dimension (tag_service)"),
-    cluster(
-        "apps",
-        "replicasets",
-        "get",
-        false,
-        "the Deployment name of a ReplicaSet's pods",
-    ),
+    cluster("", "pods", "list", true, POD_INDEX),
+    cluster("", "pods", "watch", true, POD_INDEX),
+    cluster("", "services", "list", false, SERVICES),
+    cluster("", "services", "watch", false, SERVICES),
+    cluster("apps", "replicasets", "get", false, WORKLOADS),
+    cluster("", "nodes", "list", false, NODES),
+    cluster("", "nodes", "watch", false, NODES),
+    cluster("discovery.k8s.io", "endpointslices", "list", false, SLICES),
+    cluster("discovery.k8s.io", "endpointslices", "watch", false, SLICES),
+    lease("create", None),
+    lease("get", Some(LEASE_NAME)),
+    lease("update", Some(LEASE_NAME)),
 ];
+
+/// A right on the leader Lease, in the agent's namespace. `create` cannot be limited to one name
+/// ("you cannot restrict create or deletecollection requests by their resource name",
+/// <https://kubernetes.io/docs/reference/access-authn-authz/rbac/#referring-to-resources>).
+const fn lease(verb: &'static str, name: Option<&'static str>) -> Permission {
+    Permission {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        verb,
+        scope: Scope::OwnNamespace { name },
+        essential: false,
+        why: "leader election (the cluster records come from one agent)",
+    }
+}
 
 impl Permission {
     /// `verb group/resource` as a reader would write it (`list pods`, `get apps/replicasets`).

@@ -51,6 +51,12 @@ pub enum Name {
     ApiserverWatchErrors,
     /// Single-object GETs (owner lookups), by `resource` and `result` (`ok` | `error`).
     ApiserverGets,
+    /// 1 while this agent holds the leader Lease (and sends the cluster records), else 0.
+    Leader,
+    /// Leadership changes of this agent, by `to` (`leader` | `follower`).
+    LeaderTransitions,
+    /// Nodes in the leader's last cluster view.
+    ClusterNodes,
     /// Metric datums not delivered to `CloudWatch`, by `reason` (`queue_full` | `rejected` |
     /// `access_denied` | `invalid_value` | `out_of_window` | `shutdown`).
     MetricsDropped,
@@ -114,6 +120,9 @@ impl Name {
             Name::ApiserverEvents => "kinsight_apiserver_events_total",
             Name::ApiserverWatchErrors => "kinsight_apiserver_watch_errors_total",
             Name::ApiserverGets => "kinsight_apiserver_gets_total",
+            Name::Leader => "kinsight_leader",
+            Name::LeaderTransitions => "kinsight_leader_transitions_total",
+            Name::ClusterNodes => "kinsight_cluster_nodes",
             Name::AwsIdentityInfo => "kinsight_aws_identity_info",
             Name::AwsCredentialsExpiry => "kinsight_aws_credentials_expiry_seconds",
             Name::AwsCredentialsRefresh => "kinsight_aws_credentials_refresh_total",
@@ -160,6 +169,9 @@ impl Name {
             Name::ApiserverEvents => "Watch events from the apiserver, by resource and type.",
             Name::ApiserverWatchErrors => "Failed apiserver list/watch attempts, by resource.",
             Name::ApiserverGets => "Single-object GETs to the apiserver (owner lookups), by resource and result.",
+            Name::Leader => "1 while this agent holds the leader Lease and sends the cluster records.",
+            Name::LeaderTransitions => "Leadership changes of this agent, by the side it moved to.",
+            Name::ClusterNodes => "Nodes in the leader's last cluster view.",
             Name::AwsIdentityInfo => "Always 1; the labels name the kind of AWS identity in use.",
             Name::AwsCredentialsExpiry => "Seconds until the current AWS credentials expire.",
             Name::AwsCredentialsRefresh => "Background AWS credential refreshes by result.",
@@ -197,6 +209,8 @@ impl Name {
                 | Name::AwsCredentialsExpiry
                 | Name::PodIndexPods
                 | Name::ApiserverUp
+                | Name::Leader
+                | Name::ClusterNodes
                 | Name::LogFilesTailed
                 | Name::LogBytesBehind
                 | Name::LogOldestUnacknowledged

@@ -1,0 +1,282 @@
+//! The leader's cluster view from the apiserver: Nodes, running pods per namespace and ready pods
+//! per Service, for the Cluster, `ClusterNamespace` and `ClusterService` records.
+//!
+//! The watches start when this agent becomes the leader and stop, their memory freed, when it
+//! stops leading — as the CloudWatch agent creates its clients on winning the election and shuts
+//! its watches down on losing it (`internal/k8sapiserver/leaderelection.go` in
+//! amazon-contributing/opentelemetry-collector-contrib). Until all three have completed their
+//! first list, no cluster view is set, so no cluster record is sent (never 0 for unknown).
+//!
+//! Memory is bounded by what is kept per object, not by the objects' size:
+//! - pods: a watch with `fieldSelector=status.phase=Running`, so only running pods are ever sent
+//!   (a pod that stops running arrives as a delete); each is kept as its UID and an `Arc` of
+//!   its namespace's name, about 100 bytes — 150,000 pods hold about 15 MiB;
+//! - Nodes: name and conditions;
+//! - `EndpointSlices` (`discovery.k8s.io/v1`; v1 Endpoints is deprecated since Kubernetes 1.33):
+//!   per slice its Service and its distinct ready pods.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Api, Client};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::cluster::{ClusterState, NodeState, ServiceKey, node_state, slice_ready_pods};
+use super::index::PodIndex;
+use crate::telemetry::{Name, Telemetry};
+
+/// Changes within this window make one new cluster view: on a large cluster the watches deliver
+/// many events a second, and the records are needed once an interval.
+const PUBLISH_DELAY: Duration = Duration::from_secs(1);
+
+/// The leader's cluster watches.
+#[derive(Clone)]
+pub struct ClusterWatch {
+    pub client: Client,
+    pub index: PodIndex,
+    pub telemetry: Telemetry,
+}
+
+impl std::fmt::Debug for ClusterWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterWatch").finish_non_exhaustive()
+    }
+}
+
+/// One list-then-watch's objects, with the buffer of a relist in progress.
+struct Objects<K, V> {
+    live: HashMap<K, V>,
+    relist: Option<HashMap<K, V>>,
+    synced: bool,
+}
+
+impl<K: std::hash::Hash + Eq, V> Default for Objects<K, V> {
+    fn default() -> Self {
+        Objects {
+            live: HashMap::new(),
+            relist: None,
+            synced: false,
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V> Objects<K, V> {
+    /// Applies one watcher event, given its object's key and kept value; returns whether the live
+    /// set changed.
+    fn apply<O>(
+        &mut self,
+        ev: watcher::Event<O>,
+        key: impl Fn(&O) -> Option<K>,
+        value: impl Fn(&O) -> Option<V>,
+    ) -> bool {
+        match ev {
+            watcher::Event::Init => {
+                self.relist = Some(HashMap::new());
+                false
+            }
+            watcher::Event::InitApply(o) => {
+                if let (Some(k), Some(v), Some(buffer)) = (key(&o), value(&o), self.relist.as_mut()) {
+                    buffer.insert(k, v);
+                }
+                false
+            }
+            watcher::Event::InitDone => {
+                if let Some(buffer) = self.relist.take() {
+                    self.live = buffer;
+                }
+                self.synced = true;
+                true
+            }
+            watcher::Event::Apply(o) => match (key(&o), value(&o)) {
+                (Some(k), Some(v)) => {
+                    self.live.insert(k, v);
+                    true
+                }
+                (Some(k), None) => self.live.remove(&k).is_some(),
+                _ => false,
+            },
+            watcher::Event::Delete(o) => key(&o).is_some_and(|k| self.live.remove(&k).is_some()),
+        }
+    }
+}
+
+/// A pod by (namespace, name).
+type PodRef = (String, String);
+
+/// What is kept of one `EndpointSlice`: its Service and the distinct ready pods it lists.
+type SliceView = (ServiceKey, BTreeSet<PodRef>);
+
+/// The three watches' state.
+#[derive(Default)]
+struct View {
+    nodes: Objects<String, NodeState>,
+    /// Running pods: UID → namespace.
+    pods: Objects<String, Arc<str>>,
+    /// (namespace, slice name) → its Service and ready pods.
+    slices: Objects<(String, String), SliceView>,
+    /// Namespace names shared by the pods of each namespace.
+    namespaces: HashMap<String, Arc<str>>,
+}
+
+impl View {
+    fn synced(&self) -> bool {
+        self.nodes.synced && self.pods.synced && self.slices.synced
+    }
+
+    fn namespace(&mut self, ns: &str) -> Arc<str> {
+        if let Some(a) = self.namespaces.get(ns) {
+            return Arc::clone(a);
+        }
+        let a: Arc<str> = Arc::from(ns);
+        self.namespaces.insert(ns.to_string(), Arc::clone(&a));
+        a
+    }
+
+    fn state(&mut self) -> ClusterState {
+        let mut nodes: Vec<NodeState> = self.nodes.live.values().cloned().collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut namespace_running_pods = BTreeMap::new();
+        for ns in self.pods.live.values() {
+            *namespace_running_pods.entry(ns.to_string()).or_insert(0) += 1;
+        }
+        let mut services: BTreeMap<ServiceKey, BTreeSet<&PodRef>> = BTreeMap::new();
+        for (service, pods) in self.slices.live.values() {
+            services.entry(service.clone()).or_default().extend(pods.iter());
+        }
+        let service_ready_pods = services
+            .into_iter()
+            .filter(|(_, pods)| !pods.is_empty())
+            .map(|(k, pods)| (k, pods.len() as u64))
+            .collect();
+        // Namespaces without pods any more are forgotten.
+        self.namespaces.retain(|_, a| Arc::strong_count(a) > 1);
+        ClusterState {
+            nodes,
+            namespace_running_pods,
+            service_ready_pods,
+        }
+    }
+}
+
+impl ClusterWatch {
+    /// Runs the cluster watches whenever `leading` is true, until `cancel`.
+    pub async fn run(self, mut leading: watch::Receiver<bool>, cancel: CancellationToken) {
+        loop {
+            while !*leading.borrow_and_update() {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    changed = leading.changed() => if changed.is_err() { return },
+                }
+            }
+            tracing::info!("leader: starting the cluster watches (nodes, running pods, endpointslices)");
+            let stop = CancellationToken::new();
+            tokio::select! {
+                () = self.watch(stop.clone()) => {}
+                () = async {
+                    while leading.changed().await.is_ok() && *leading.borrow() {}
+                } => {}
+                () = cancel.cancelled() => {}
+            }
+            stop.cancel();
+            self.index.set_cluster(None);
+            if cancel.is_cancelled() {
+                return;
+            }
+            tracing::info!("not the leader any more: cluster watches stopped, cluster records stop");
+        }
+    }
+
+    async fn watch(&self, stop: CancellationToken) {
+        let cfg = || watcher::Config::default().any_semantic();
+        let mut nodes = pin!(watcher(Api::<Node>::all(self.client.clone()), cfg()).default_backoff());
+        let mut pods = pin!(
+            watcher(
+                Api::<Pod>::all(self.client.clone()),
+                cfg().fields("status.phase=Running")
+            )
+            .default_backoff()
+        );
+        let mut slices = pin!(watcher(Api::<EndpointSlice>::all(self.client.clone()), cfg()).default_backoff());
+        let mut view = View::default();
+        let mut publish_at: Option<Instant> = None;
+        loop {
+            let publish_timer = async {
+                match publish_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let changed = tokio::select! {
+                () = stop.cancelled() => return,
+                Some(ev) = nodes.next() => match ev {
+                    Ok(ev) => view.nodes.apply(ev, |n: &Node| n.metadata.name.clone(), node_state),
+                    Err(e) => self.failed("nodes", &e),
+                },
+                Some(ev) = pods.next() => match ev {
+                    Ok(ev) => {
+                        // Only the namespace is kept; a pod of another phase (should the
+                        // selector be ignored) is dropped.
+                        let ns = |p: &Pod| {
+                            let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                            running.then(|| p.metadata.namespace.clone().unwrap_or_default())
+                        };
+                        let mapped = map_event(ev, |p| ns(p).map(|n| view.namespace(&n)));
+                        view.pods.apply(mapped, |(uid, _)| uid.clone(), |(_, ns)| ns.clone())
+                    }
+                    Err(e) => self.failed("pods (cluster)", &e),
+                },
+                Some(ev) = slices.next() => match ev {
+                    Ok(ev) => view.slices.apply(
+                        ev,
+                        |s: &EndpointSlice| Some((s.metadata.namespace.clone()?, s.metadata.name.clone()?)),
+                        slice_ready_pods,
+                    ),
+                    Err(e) => self.failed("endpointslices", &e),
+                },
+                () = publish_timer => {
+                    publish_at = None;
+                    if view.synced() {
+                        let state = view.state();
+                        self.telemetry.set(Name::ClusterNodes, &[], state.node_count() as f64);
+                        self.index.set_cluster(Some(state));
+                    }
+                    false
+                }
+            };
+            if changed && publish_at.is_none() {
+                publish_at = Some(Instant::now() + PUBLISH_DELAY);
+            }
+        }
+    }
+
+    fn failed(&self, resource: &'static str, e: &watcher::Error) -> bool {
+        self.telemetry
+            .add(Name::ApiserverWatchErrors, &[("resource", resource)], 1);
+        tracing::warn!(resource, error = %crate::telemetry::chain(e), "leader: cluster watch failing; the last cluster view stays, retrying with backoff");
+        false
+    }
+}
+
+/// A pod event reduced to (UID, namespace) before anything is kept: the full object is dropped
+/// here. A pod without a UID is skipped.
+fn map_event(
+    ev: watcher::Event<Pod>,
+    mut ns: impl FnMut(&Pod) -> Option<Arc<str>>,
+) -> watcher::Event<(Option<String>, Option<Arc<str>>)> {
+    let mut slim = |p: Pod| (p.metadata.uid.clone(), ns(&p));
+    match ev {
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+        watcher::Event::InitApply(p) => watcher::Event::InitApply(slim(p)),
+        watcher::Event::Apply(p) => watcher::Event::Apply(slim(p)),
+        watcher::Event::Delete(p) => watcher::Event::Delete(slim(p)),
+    }
+}

@@ -25,11 +25,11 @@ use std::pin::pin;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -144,6 +144,9 @@ struct OwnerRefWithUid {
     name: String,
     uid: String,
 }
+
+/// The owner GETs in flight: `ReplicaSet` UID and answer.
+type Gets = FuturesUnordered<std::pin::Pin<Box<dyn std::future::Future<Output = (String, Answer)> + Send>>>;
 
 /// What a `GET` of a `ReplicaSet` said.
 enum Answer {
@@ -307,8 +310,8 @@ impl ApiSource {
         let mut pods = pin!(watcher(pods_api, pod_cfg).default_backoff());
         let svc_api: Api<Service> = Api::all(self.client.clone());
         let mut services = pin!(watcher(svc_api, watcher::Config::default().any_semantic()).default_backoff());
-        // Bounded: at most one GET is in flight per ReplicaSet of this node's pods.
-        let (answers_tx, mut answers) = mpsc::channel::<(String, Answer)>(256);
+        // Owner GETs in flight, polled by this loop (at most one per ReplicaSet of this node).
+        let mut gets: Gets = FuturesUnordered::new();
         let mut st = State {
             services_settled: !self.tag_service,
             ..State::default()
@@ -327,9 +330,9 @@ impl ApiSource {
             };
             tokio::select! {
                 () = cancel.cancelled() => break,
-                Some(ev) = pods.next() => self.on_pod(&mut st, ev, &answers_tx),
+                Some(ev) = pods.next() => self.on_pod(&mut st, ev, &mut gets),
                 Some(ev) = services.next(), if self.tag_service => self.on_service(&mut st, ev),
-                Some((uid, answer)) = answers.recv() => st.on_answer(&uid, answer),
+                Some((uid, answer)) = gets.next() => st.on_answer(&uid, answer),
                 () = publish_timer => {
                     publish_at = None;
                     self.publish(&mut st);
@@ -351,12 +354,7 @@ impl ApiSource {
         }
     }
 
-    fn on_pod(
-        &self,
-        st: &mut State,
-        ev: Result<watcher::Event<Pod>, watcher::Error>,
-        answers: &mpsc::Sender<(String, Answer)>,
-    ) {
+    fn on_pod(&self, st: &mut State, ev: Result<watcher::Event<Pod>, watcher::Error>, gets: &mut Gets) {
         let ev = match ev {
             Ok(ev) => ev,
             Err(e) => return self.failed(st, "pods", &e),
@@ -372,7 +370,7 @@ impl ApiSource {
                 st.relist = Some(HashMap::new());
             }
             watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
-                self.ask_owners(st, &pod, answers);
+                self.ask_owners(st, &pod, gets);
                 let Some(held) = st.convert(&pod) else { return };
                 let uid = held.info.uid.clone();
                 match st.relist.as_mut() {
@@ -448,7 +446,7 @@ impl ApiSource {
     }
 
     /// Starts a `GET` for each `ReplicaSet` owner not cached, not asked and not forbidden.
-    fn ask_owners(&self, st: &mut State, pod: &Pod, answers: &mpsc::Sender<(String, Answer)>) {
+    fn ask_owners(&self, st: &mut State, pod: &Pod, gets: &mut Gets) {
         if st.workloads.forbidden {
             return;
         }
@@ -473,9 +471,8 @@ impl ApiSource {
             w.pending
                 .insert(owner.uid.clone(), Instant::now() + GET_TIMEOUT + GET_RETRY);
             let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
-            let tx = answers.clone();
             let t = self.telemetry.clone();
-            tokio::spawn(async move {
+            gets.push(Box::pin(async move {
                 let answer = match tokio::time::timeout(GET_TIMEOUT, api.get_opt(&owner.name)).await {
                     Ok(Ok(rs)) => Answer::Owner(rs.and_then(|rs| controlling_deployment(&rs))),
                     Ok(Err(kube::Error::Api(s))) if s.code == 403 => Answer::Forbidden,
@@ -491,8 +488,8 @@ impl ApiSource {
                     &[("resource", "replicasets"), ("result", result)],
                     1,
                 );
-                let _ = tx.send((owner.uid, answer)).await;
-            });
+                (owner.uid, answer)
+            }));
         }
     }
 

@@ -1,0 +1,150 @@
+//! Two `kinsight run` processes against one Kubernetes API test server loaded with the oracle
+//! cluster (`tests/fixtures/kube/cluster-oracle.json`): exactly one of them holds the Lease and
+//! sends the cluster records, with the oracle's values; when it is killed (SIGKILL, no release),
+//! the other takes over within the Lease duration; the two never send them in the same interval.
+
+#![allow(clippy::disallowed_types, reason = "wall-clock waits around child processes")]
+#![allow(clippy::float_cmp, reason = "counts, exact in f64")]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{KubeApi, kinsight};
+
+const NODES: [&str; 2] = [
+    "ip-10-0-1-23.eu-west-1.compute.internal",
+    "ip-10-0-2-34.eu-west-1.compute.internal",
+];
+const LEASE_SECS: u64 = 3;
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+struct Agent {
+    child: Child,
+    lines: mpsc::Receiver<(Instant, Value)>,
+}
+
+impl Agent {
+    fn start(config: &Path, node: &str, pod: &str) -> Agent {
+        let mut child = kinsight()
+            .args(["run", "--output", "stdout", "--host-root"])
+            .arg(repo("tests/fixtures/host/cgroup-v2-systemd/t1"))
+            .arg("--config")
+            .arg(config)
+            .env("HOST_NAME", node)
+            .env("POD_NAME", pod)
+            .env("K8S_NAMESPACE", "amazon-cloudwatch")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if tx.send((Instant::now(), v)).is_err() {
+                    break;
+                }
+            }
+        });
+        Agent { child, lines }
+    }
+
+    /// The `cluster_node_count` datums received so far: (when, value).
+    fn cluster_counts(&self) -> Vec<(Instant, f64)> {
+        self.lines
+            .try_iter()
+            .filter(|(_, v)| v["metric_name"] == "cluster_node_count")
+            .map(|(at, v)| (at, v["value"].as_f64().unwrap()))
+            .collect()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn one_of_two_agents_sends_the_cluster_records_and_the_other_takes_over_when_it_dies() {
+    let api = KubeApi::start();
+    api.apply_list(
+        &serde_json::from_str(&std::fs::read_to_string(repo("tests/fixtures/kube/cluster-oracle.json")).unwrap())
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let config = dir.path().join("c.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"agent":{{"metrics_collection_interval":1}},
+            "logs":{{"metrics_collected":{{"kubernetes":{{"cluster_name":"oracle","kube_config_path":"{}"}}}}}},
+            "kinsight":{{"metrics":{{"metadata_source":"apiserver","leader_lease_secs":{LEASE_SECS}}},
+                         "logs":{{"enabled":false}},"telemetry":{{"listen_address":null}}}}}}"#,
+            kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    let a = Agent::start(&config, NODES[0], "kinsight-a");
+    let b = Agent::start(&config, NODES[1], "kinsight-b");
+
+    // Whichever wins, only it sends the cluster records; watch both for 5 intervals after the
+    // first one arrives.
+    let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while from_a.is_empty() && from_b.is_empty() {
+        assert!(Instant::now() < deadline, "no cluster record from either agent");
+        from_a.extend(a.cluster_counts());
+        from_b.extend(b.cluster_counts());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let settle = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < settle {
+        from_a.extend(a.cluster_counts());
+        from_b.extend(b.cluster_counts());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (leader, follower, sent) = match (from_a.is_empty(), from_b.is_empty()) {
+        (false, true) => (a, b, from_a),
+        (true, false) => (b, a, from_b),
+        _ => panic!("both agents sent cluster records: a {from_a:?}, b {from_b:?}"),
+    };
+    assert!(sent.len() >= 3, "{sent:?}");
+    assert!(sent.iter().all(|(_, v)| *v == 4.0), "the oracle has 4 nodes: {sent:?}");
+    let holder = api.get("Lease", "amazon-cloudwatch", "kinsight-leader").unwrap()["spec"]["holderIdentity"].clone();
+    assert!(holder.as_str().unwrap().ends_with("/kinsight-a") || holder.as_str().unwrap().ends_with("/kinsight-b"));
+
+    // SIGKILL: no release. The follower takes over once the Lease expires.
+    let mut leader = leader;
+    leader.child.kill().unwrap();
+    leader.child.wait().unwrap();
+    let killed = Instant::now();
+    let _ = follower.cluster_counts();
+    let deadline = killed + Duration::from_secs(LEASE_SECS + 10);
+    let first = loop {
+        assert!(Instant::now() < deadline, "the follower never took over");
+        if let Some((at, v)) = follower.cluster_counts().into_iter().next() {
+            break (at, v);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(first.1, 4.0);
+    let took = first.0.duration_since(killed);
+    // Expiry (3 s), the next renew attempt (0.25 s), the cluster watches' first list and the next
+    // interval (1 s).
+    assert!(took <= Duration::from_secs(LEASE_SECS + 5), "took over after {took:?}");
+}

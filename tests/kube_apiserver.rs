@@ -465,3 +465,67 @@ async fn the_leader_cluster_view_matches_the_file_source_and_goes_when_leadershi
     cancel.cancel();
     task.await.unwrap();
 }
+
+/// Everything the agent asks of the apiserver — the pod source (with a `ReplicaSet` owner to look
+/// up and a Service to match), the elector (create, renew, release) and the leader's cluster
+/// watches — is granted by `kube::rbac::PERMISSIONS` (which `manifests/rbac.yaml` grants exactly,
+/// see tests/deploy.rs), and every permission there is used.
+#[tokio::test]
+async fn the_rbac_table_grants_exactly_the_requests_the_agent_makes() {
+    use kinsight::kube::rbac::{PERMISSIONS, Scope};
+    let api = KubeApi::start();
+    api.apply_list(&oracle());
+    api.apply(json!({"kind": "ReplicaSet", "apiVersion": "apps/v1",
+        "metadata": {"name": "shop-v1", "namespace": "shop", "uid": "rs-shop"}}));
+    api.apply(pod(
+        "shop-v1-abcde",
+        &json!({"app": "web"}),
+        &json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "shop-v1", "uid": "rs-shop", "controller": true}]),
+    ));
+    let r = Running::synced(&api).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (e, leading, tx) = elector(&api, dir.path(), "node-a/kinsight-a").await;
+    let stop = CancellationToken::new();
+    let elector_task = tokio::spawn(e.run(tx, stop.clone()));
+    let cluster = ClusterWatch {
+        client: connect_apiserver(Some(&api.kubeconfig(dir.path())), false)
+            .await
+            .unwrap(),
+        index: r.index.clone(),
+        telemetry: Telemetry::new(),
+    };
+    let cluster_task = tokio::spawn(cluster.run(leading.clone(), stop.clone()));
+    until("the cluster view", || r.index.snapshot().cluster().is_some()).await;
+    assert!(api.wait_for_request(LIMIT, |q| q.resource == "replicasets"));
+    // Renew once, then release.
+    let renewed = |q: &support::ApiRequest| q.verb == "update" && q.resource == "leases";
+    assert!(api.wait_for_request(LIMIT, renewed));
+    stop.cancel();
+    elector_task.await.unwrap();
+    cluster_task.await.unwrap();
+    r.stop().await;
+
+    let covers = |p: &kinsight::kube::rbac::Permission, q: &support::ApiRequest| {
+        p.group == q.group
+            && p.resource == q.resource
+            && p.verb == q.verb
+            && match p.scope {
+                Scope::Cluster => true,
+                Scope::OwnNamespace { name } => {
+                    q.namespace.as_deref() == Some("amazon-cloudwatch") && (name.is_none() || q.name.as_deref() == name)
+                }
+                Scope::NonResource => q.group.is_empty(),
+            }
+    };
+    let requests = api.requests();
+    for q in &requests {
+        assert!(PERMISSIONS.iter().any(|p| covers(p, q)), "not granted: {q:?}");
+    }
+    for p in PERMISSIONS {
+        assert!(
+            requests.iter().any(|q| covers(p, q)),
+            "granted but never used: {}",
+            p.describe()
+        );
+    }
+}

@@ -137,6 +137,12 @@ async fn the_first_sync_gives_what_the_file_source_gives_for_the_same_objects() 
     if let Some(id) = first.containers.iter().find_map(|c| c.id.clone()) {
         assert_eq!(r.index.by_container_id(&id).unwrap().0.uid, first.uid);
     }
+    // The own Node object, from its own watch: conditions and pod capacity (node_status_*).
+    until("the own Node", || r.index.snapshot().own_node().is_some()).await;
+    let own = r.index.snapshot().own_node().unwrap().clone();
+    assert_eq!(own.name, NODE);
+    assert_eq!((own.capacity_pods, own.allocatable_pods), (Some(58), Some(58)));
+    assert!(own.conditions.iter().any(|c| c.kind == "MemoryPressure"));
     // The list was asked for this node only, from the watch cache (resourceVersion=0 is the
     // watcher's any-semantic list; the server records the verb).
     let reqs = api.requests();

@@ -40,6 +40,23 @@ fn collector(root: &Path, enhanced: bool, destination: &str) -> Collector {
     let capacity = procfs::read_capacity(&root).unwrap();
     let index = PodIndex::new(None);
     kube::load_file_now(&root.path("/proc/podlist.json"), None, &index).unwrap();
+    // The own Node object, as the apiserver source's Node watch gives it (node_status_*).
+    let cond = |kind: &str, status: kube::ConditionStatus| kube::NodeCondition {
+        kind: kind.to_string(),
+        status,
+    };
+    index.set_own_node(Some(kube::NodeState {
+        name: "node".into(),
+        conditions: vec![
+            cond("Ready", kube::ConditionStatus::True),
+            cond("MemoryPressure", kube::ConditionStatus::False),
+            cond("DiskPressure", kube::ConditionStatus::False),
+            cond("PIDPressure", kube::ConditionStatus::False),
+            cond("NetworkUnavailable", kube::ConditionStatus::False),
+        ],
+        capacity_pods: Some(110),
+        allocatable_pods: Some(110),
+    }));
     let attrs = NodeAttributes {
         cluster_name: cfg.cluster_name.clone(),
         node_name: cfg.node_name.clone(),

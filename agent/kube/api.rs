@@ -27,12 +27,13 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::{NodeState, node_state};
 use super::convert::{self, Convert};
 use super::index::PodIndex;
 use super::model::PodInfo;
@@ -310,6 +311,12 @@ impl ApiSource {
         let mut pods = pin!(watcher(pods_api, pod_cfg).default_backoff());
         let svc_api: Api<Service> = Api::all(self.client.clone());
         let mut services = pin!(watcher(svc_api, watcher::Config::default().any_semantic()).default_backoff());
+        // This node's own Node object: conditions and pod capacity for the [E] node_status_*.
+        let node_cfg = watcher::Config::default()
+            .fields(&format!("metadata.name={}", self.node))
+            .any_semantic();
+        let mut own_node = pin!(watcher(Api::<Node>::all(self.client.clone()), node_cfg).default_backoff());
+        let mut own_node_relist: Option<Option<NodeState>> = None;
         // Owner GETs in flight, polled by this loop (at most one per ReplicaSet of this node).
         let mut gets: Gets = FuturesUnordered::new();
         let mut st = State {
@@ -332,6 +339,19 @@ impl ApiSource {
                 () = cancel.cancelled() => break,
                 Some(ev) = pods.next() => self.on_pod(&mut st, ev, &mut gets),
                 Some(ev) = services.next(), if self.tag_service => self.on_service(&mut st, ev),
+                Some(ev) = own_node.next() => match ev {
+                    Ok(ev) => {
+                        self.recovered(&mut st, "nodes");
+                        match ev {
+                            watcher::Event::Init => own_node_relist = Some(None),
+                            watcher::Event::InitApply(n) => own_node_relist = Some(node_state(&n)),
+                            watcher::Event::InitDone => self.index.set_own_node(own_node_relist.take().flatten()),
+                            watcher::Event::Apply(n) => self.index.set_own_node(node_state(&n)),
+                            watcher::Event::Delete(_) => self.index.set_own_node(None),
+                        }
+                    }
+                    Err(e) => self.failed(&mut st, "nodes", &e),
+                },
                 Some((uid, answer)) = gets.next() => st.on_answer(&uid, answer),
                 () = publish_timer => {
                     publish_at = None;

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -43,11 +44,16 @@ pub struct NodeCondition {
     pub status: ConditionStatus,
 }
 
-/// What the leader needs of one Node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the leader needs of one Node, and an agent of its own Node (the [E] `node_status_*`
+/// fields).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodeState {
     pub name: String,
     pub conditions: Vec<NodeCondition>,
+    /// `status.capacity.pods` (`node_status_capacity_pods`).
+    pub capacity_pods: Option<u64>,
+    /// `status.allocatable.pods` (`node_status_allocatable_pods`).
+    pub allocatable_pods: Option<u64>,
 }
 
 impl NodeState {
@@ -202,7 +208,15 @@ pub(crate) fn node_state(node: &Node) -> Option<NodeState> {
             status: ConditionStatus::parse(Some(c.status.as_str())),
         })
         .collect();
-    Some(NodeState { name, conditions })
+    // The kubelet writes the pod count as a plain integer (`--max-pods`, default 110).
+    let pods = |m: Option<&BTreeMap<String, ApiQuantity>>| m?.get("pods")?.0.trim().parse::<u64>().ok();
+    let status = node.status.as_ref();
+    Some(NodeState {
+        name,
+        conditions,
+        capacity_pods: pods(status.and_then(|s| s.capacity.as_ref())),
+        allocatable_pods: pods(status.and_then(|s| s.allocatable.as_ref())),
+    })
 }
 
 /// The pod (namespace, name) an endpoint's `targetRef` points at; `None` for another kind or no
@@ -344,6 +358,7 @@ mod tests {
                     status: ConditionStatus::parse(Some(s)),
                 })
                 .collect(),
+            ..NodeState::default()
         }
     }
 

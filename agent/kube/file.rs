@@ -236,6 +236,10 @@ fn parse_bytes(bytes: &[u8]) -> Result<ParsedList, PodListError> {
 
 fn install(index: &PodIndex, list: ParsedList, scope: &NodeScope, hash: u64, path: &Path) -> usize {
     let ParsedList { mut pods, cluster, .. } = list;
+    // This node's own Node in a cluster dump: the [E] node_status_* fields.
+    let own_node = scope
+        .node_for(true)
+        .and_then(|node| cluster.as_ref()?.nodes.iter().find(|n| n.name == node).cloned());
     if let Some(node) = scope.node_for(cluster.is_some()) {
         if let Some(cluster) = cluster.as_ref().filter(|c| !c.has_node(node)) {
             // Most likely a dump replayed under another node name (`HOST_NAME`, config
@@ -250,6 +254,7 @@ fn install(index: &PodIndex, list: ParsedList, scope: &NodeScope, hash: u64, pat
         pods.retain(|p| is_bound_to(p, Some(node)));
     }
     index.replace_with_hash(pods, cluster, Some(hash));
+    index.set_own_node(own_node);
     index.snapshot().pods().len()
 }
 

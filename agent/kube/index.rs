@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::cluster::ClusterState;
+use super::cluster::{ClusterState, NodeState};
 use super::model::{NodeTotals, PodInfo, PodPhase, PodResourceCeiling};
 
 /// How long a pod that left the index is still known to [`Snapshot::recently_departed`]: the
@@ -24,8 +24,12 @@ pub const DEPARTED_GRACE: std::time::Duration = std::time::Duration::from_mins(5
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pods: Vec<Arc<PodInfo>>,
-    /// The leader's cluster view; only a cluster dump in the file source sets it so far.
+    /// The leader's cluster view: the apiserver leader's watches, or a cluster dump in the file
+    /// source.
     cluster: Option<Arc<ClusterState>>,
+    /// This node's own Node object (conditions, pod capacity), for the [E] `node_status_*`
+    /// fields: the apiserver source's Node watch, or this node's Node in a cluster dump.
+    own_node: Option<Arc<NodeState>>,
     /// `metadata.uid` and, for mirror pods, the static pod's config hash → position in `pods`.
     by_uid: HashMap<String, usize>,
     /// Container id (no runtime prefix) → (position in `pods`, container index).
@@ -70,7 +74,13 @@ impl Snapshot {
             generation,
             departed: HashMap::new(),
             content_hash,
+            own_node: None,
         }
+    }
+
+    /// This node's Node object, when a source has it.
+    pub fn own_node(&self) -> Option<&NodeState> {
+        self.own_node.as_deref()
     }
 
     /// A pod that left the index less than [`DEPARTED_GRACE`] ago (never one still in it):
@@ -217,15 +227,26 @@ impl PodIndex {
 
     /// Sets (or with `None` clears) the leader's cluster view, keeping the pods as they are.
     pub fn set_cluster(&self, cluster: Option<ClusterState>) {
+        self.amend(|next| next.cluster = cluster.map(Arc::new));
+    }
+
+    /// Sets (or with `None` clears) this node's own Node object, keeping the rest.
+    pub fn set_own_node(&self, node: Option<NodeState>) {
+        self.amend(|next| next.own_node = node.map(Arc::new));
+    }
+
+    /// A new snapshot that shares the previous one's pods, changed by `change`.
+    fn amend(&self, change: impl FnOnce(&mut Snapshot)) {
         let _writer = self
             .shared
             .write
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let previous = self.snapshot();
-        let next = Snapshot {
+        let mut next = Snapshot {
             pods: previous.pods.clone(),
-            cluster: cluster.map(Arc::new),
+            cluster: previous.cluster.clone(),
+            own_node: previous.own_node.clone(),
             by_uid: previous.by_uid.clone(),
             by_container: previous.by_container.clone(),
             synced: previous.synced,
@@ -233,6 +254,7 @@ impl PodIndex {
             departed: previous.departed.clone(),
             content_hash: previous.content_hash,
         };
+        change(&mut next);
         self.shared.tx.send_replace(Arc::new(next));
     }
 
@@ -271,6 +293,8 @@ impl PodIndex {
         if keep_cluster {
             next.cluster.clone_from(&previous.cluster);
         }
+        // The own Node comes from its own watch (or the file source sets it after this).
+        next.own_node.clone_from(&previous.own_node);
         let now = Instant::now();
         next.departed = previous
             .departed

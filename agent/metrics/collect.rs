@@ -179,6 +179,11 @@ impl Collector {
         let mut records = Vec::with_capacity(16);
         if let Some(index) = &self.pods {
             let snapshot = index.snapshot();
+            if self.settings.enhanced
+                && let Some(own) = snapshot.own_node()
+            {
+                pod::add_node_status(&mut node, own);
+            }
             // Pod-derived fields wait for the index's first complete load.
             if snapshot.is_synced() {
                 let capacity = crate::kube::PodResourceCeiling {

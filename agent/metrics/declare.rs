@@ -112,10 +112,10 @@ const CONTAINER_E: &[&[&str]] = &[SET_C, SET_FCT, SET_CT];
 
 /// Enhanced observability: the effective declarations when
 /// `enhanced_container_insights` is on — the standard ones with the [E] sets added, plus the
-/// [E] groups kinsight implements (container, pod extras, pod state, node net/disk/FS).
-/// Groups that need the apiserver (node conditions, workloads, control plane) or external
+/// [E] groups kinsight implements (container, pod extras, pod state, node status from the own
+/// Node object, node net/disk/FS). Groups that need the leader (workloads, control plane) or external
 /// exporters (accelerated compute, EBS) are not here; `missing_enhanced_groups` names them.
-pub const ENHANCED: [Declaration; 67] = [
+pub const ENHANCED: [Declaration; 75] = [
     // Node: the 11 standard node metrics, all with N and C.
     d("node_cpu_utilization", Node, Percent, N_C),
     d("node_memory_utilization", Node, Percent, N_C),
@@ -128,6 +128,15 @@ pub const ENHANCED: [Declaration; 67] = [
     d("node_cpu_limit", Node, NoUnit, N_C),
     d("node_memory_working_set", Node, Bytes, N_C),
     d("node_memory_limit", Node, Bytes, N_C),
+    // Node status, from this node's own Node object.
+    d("node_status_condition_ready", Node, Count, N_C),
+    d("node_status_condition_disk_pressure", Node, Count, N_C),
+    d("node_status_condition_memory_pressure", Node, Count, N_C),
+    d("node_status_condition_pid_pressure", Node, Count, N_C),
+    d("node_status_condition_network_unavailable", Node, Count, N_C),
+    d("node_status_condition_unknown", Node, Count, N_C),
+    d("node_status_capacity_pods", Node, Count, N_C),
+    d("node_status_allocatable_pods", Node, Count, N_C),
     // Node net / disk / FS.
     d("node_interface_network_rx_dropped", NodeNet, CountPerSecond, N_C),
     d("node_interface_network_tx_dropped", NodeNet, CountPerSecond, N_C),
@@ -255,7 +264,6 @@ pub const ENHANCED: [Declaration; 67] = [
 /// [E] groups kinsight does not implement yet (said once at start, never ignored silently).
 pub const MISSING_ENHANCED_GROUPS: &[&str] = &[
     "container filesystem (absent on containerd nodes upstream too)",
-    "node conditions and pod capacity (node_status_*)",
     "workloads (replicas_*)",
     "namespace_ingress_count",
     "control plane",
@@ -289,6 +297,11 @@ pub fn lookup(enhanced: bool, record: RecordType, metric: &str) -> Option<&'stat
 /// for checking the declaration tables.
 pub fn unit_of(field: &str) -> Unit {
     let f = field;
+    // Conditions and pod counts; `memory_pressure` and `network_unavailable` are no bytes or
+    // rates (upstream's `containerinsight` unit table lists `node_status_*` as Count).
+    if f.starts_with("node_status_") {
+        return Count;
+    }
     if f == "number_of_container_restarts"
         || f.contains("_cpu_usage_")
         || f.ends_with("_cpu_limit")

@@ -89,10 +89,12 @@ mod tests {
                 NodeState {
                     name: "a".into(),
                     conditions: vec![cond("Ready", ConditionStatus::False)],
+                    ..NodeState::default()
                 },
                 NodeState {
                     name: "b".into(),
                     conditions: vec![cond("DiskPressure", ConditionStatus::True)],
+                    ..NodeState::default()
                 },
             ],
             namespace_running_pods: BTreeMap::from([("ns".into(), 3), ("empty".into(), 0)]),

@@ -294,6 +294,33 @@ pub fn container_record(
 }
 
 /// The Node record's pod-derived fields, gated like the pod's on this tick's usage.
+/// The [E] `node_status_*` fields from this node's own Node object: each condition present is 1
+/// when `True`, else 0; `node_status_condition_unknown` is 1 when any condition is `Unknown`;
+/// the pod capacity and allocatable count as the Node lists them
+/// [amazon-contributing/opentelemetry-collector-contrib:
+/// `receiver/awscontainerinsightreceiver/internal/stores/nodeinfo.go`].
+pub fn add_node_status(node: &mut Record, own: &crate::kube::NodeState) {
+    use crate::kube::ConditionStatus;
+    const FIELDS: [(&str, &str); 5] = [
+        ("Ready", "node_status_condition_ready"),
+        ("DiskPressure", "node_status_condition_disk_pressure"),
+        ("MemoryPressure", "node_status_condition_memory_pressure"),
+        ("PIDPressure", "node_status_condition_pid_pressure"),
+        ("NetworkUnavailable", "node_status_condition_network_unavailable"),
+    ];
+    for (kind, field) in FIELDS {
+        if let Some(c) = own.conditions.iter().find(|c| c.kind == kind) {
+            node.set_field(field, Some(if c.status == ConditionStatus::True { 1.0 } else { 0.0 }));
+        }
+    }
+    if !own.conditions.is_empty() {
+        let unknown = own.conditions.iter().any(|c| c.status == ConditionStatus::Unknown);
+        node.set_field("node_status_condition_unknown", Some(if unknown { 1.0 } else { 0.0 }));
+    }
+    node.set_field("node_status_capacity_pods", own.capacity_pods.map(|n| n as f64));
+    node.set_field("node_status_allocatable_pods", own.allocatable_pods.map(|n| n as f64));
+}
+
 pub fn add_node_totals(node: &mut Record, totals: &NodeTotals, usage: Usage) {
     node.set_field("node_number_of_running_pods", Some(totals.running_pods as f64));
     node.set_field(
@@ -315,5 +342,42 @@ pub fn add_node_totals(node: &mut Record, totals: &NodeTotals, usage: Usage) {
             "node_memory_reserved_capacity",
             mem_limit.map(|l| totals.memory_request_bytes / l * 100.0),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::{ConditionStatus, NodeCondition, NodeState};
+    use crate::metrics::record::RecordType;
+
+    #[test]
+    fn node_status_sets_present_conditions_one_hot_and_flags_unknown() {
+        let cond = |kind: &str, status| NodeCondition {
+            kind: kind.into(),
+            status,
+        };
+        let own = NodeState {
+            name: "n".into(),
+            conditions: vec![
+                cond("Ready", ConditionStatus::True),
+                cond("MemoryPressure", ConditionStatus::False),
+                cond("DiskPressure", ConditionStatus::Unknown),
+            ],
+            capacity_pods: Some(110),
+            allocatable_pods: None,
+        };
+        let mut node = Record::new(RecordType::Node, 0);
+        add_node_status(&mut node, &own);
+        assert_eq!(node.field("node_status_condition_ready"), Some(1.0));
+        assert_eq!(node.field("node_status_condition_memory_pressure"), Some(0.0));
+        // Unknown is not True: 0, and it raises the unknown flag.
+        assert_eq!(node.field("node_status_condition_disk_pressure"), Some(0.0));
+        assert_eq!(node.field("node_status_condition_unknown"), Some(1.0));
+        // Absent conditions and counts are left out, never reported as 0.
+        assert_eq!(node.field("node_status_condition_pid_pressure"), None);
+        assert_eq!(node.field("node_status_condition_network_unavailable"), None);
+        assert_eq!(node.field("node_status_capacity_pods"), Some(110.0));
+        assert_eq!(node.field("node_status_allocatable_pods"), None);
     }
 }

@@ -429,23 +429,56 @@ async fn the_leader_cluster_view_matches_the_file_source_and_goes_when_leadershi
         client,
         index: index.clone(),
         telemetry: Telemetry::new(),
+        workloads: true,
     };
     let task = tokio::spawn(watch.run(rx, cancel.clone()));
     // A follower watches nothing cluster-wide.
     tokio::task::yield_now().await;
     assert!(!api.requests().iter().any(|q| q.resource == "nodes"));
+    // Workloads, in the file too: the same conversion reads both.
+    let workloads = json!([
+        {"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "web", "namespace": "shop"},
+         "spec": {"replicas": 3}, "status": {"readyReplicas": 2, "availableReplicas": 2, "unavailableReplicas": 1}},
+        {"kind": "DaemonSet", "apiVersion": "apps/v1", "metadata": {"name": "agent", "namespace": "kube-system"},
+         "status": {"desiredNumberScheduled": 4, "currentNumberScheduled": 4, "numberAvailable": 3,
+                    "numberUnavailable": 1, "numberMisscheduled": 0, "numberReady": 3}},
+        {"kind": "StatefulSet", "apiVersion": "apps/v1", "metadata": {"name": "db", "namespace": "shop"},
+         "spec": {"replicas": 2}, "status": {"replicas": 2, "readyReplicas": 2, "availableReplicas": 1}},
+        {"kind": "ReplicaSet", "apiVersion": "apps/v1", "metadata": {"name": "bare", "namespace": "shop"},
+         "spec": {"replicas": 1}, "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}},
+        {"kind": "ReplicaSet", "apiVersion": "apps/v1", "metadata": {"name": "web-7d4b9c8f5d", "namespace": "shop",
+         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "d", "controller": true}]},
+         "spec": {"replicas": 3}, "status": {"replicas": 3}}
+    ]);
+    let mut dump = oracle();
+    for w in workloads.as_array().unwrap() {
+        api.apply(w.clone());
+        dump["items"].as_array_mut().unwrap().push(w.clone());
+    }
     tx.send_replace(true);
     until("the cluster view", || index.snapshot().cluster().is_some()).await;
 
-    let mut want = parse_list(&std::fs::read_to_string(ORACLE).unwrap())
-        .unwrap()
-        .cluster
-        .unwrap();
+    let mut want = parse_list(&dump.to_string()).unwrap().cluster.unwrap();
     want.nodes.sort_by(|a, b| a.name.cmp(&b.name));
     let got = index.snapshot().cluster().unwrap().clone();
     assert_eq!(got, want);
     // The oracle's values (METRICS.md's worked cluster): 4 nodes, 2 failed.
     assert_eq!((got.node_count(), got.failed_node_count()), (4, 2));
+    // Four workloads: the Deployment's own ReplicaSet is not one.
+    let names: Vec<(&str, Option<u64>, Option<u64>)> = got
+        .workloads
+        .iter()
+        .map(|w| (w.name.as_str(), w.desired, w.unavailable))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("web", Some(3), Some(1)),
+            ("agent", Some(4), Some(1)),
+            ("db", Some(2), None),
+            ("bare", Some(1), None)
+        ]
+    );
 
     // A pod that stops running leaves the namespace count.
     let running_before = got.running_pods();
@@ -499,6 +532,7 @@ async fn the_rbac_table_grants_exactly_the_requests_the_agent_makes() {
             .unwrap(),
         index: r.index.clone(),
         telemetry: Telemetry::new(),
+        workloads: true,
     };
     let cluster_task = tokio::spawn(cluster.run(leading.clone(), stop.clone()));
     until("the cluster view", || r.index.snapshot().cluster().is_some()).await;

@@ -393,6 +393,10 @@ fn start_metadata(
                     .unwrap_or_else(|| format!("pid-{}", std::process::id()))
             );
             let lease = cfg.metrics.leader_lease;
+            // Workload records are performance events (and [E] metrics): not watched when
+            // neither is written.
+            let workloads = cfg.kubernetes.enhanced_container_insights
+                || cfg.metrics.destination != crate::config::MetricsDestination::PutMetricData;
             telemetry.expect_condition(
                 kube::API_CONDITION,
                 "the apiserver pod watch has not completed its first list",
@@ -427,6 +431,7 @@ fn start_metadata(
                                 client,
                                 index,
                                 telemetry: t,
+                                workloads,
                             };
                             let (leading_tx, leading_rx) = watch::channel(false);
                             tokio::join!(

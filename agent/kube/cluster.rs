@@ -15,9 +15,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -74,6 +76,104 @@ pub struct ServiceKey {
     pub name: String,
 }
 
+/// The kind of a workload record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WorkloadKind {
+    Deployment,
+    DaemonSet,
+    StatefulSet,
+    /// Only `ReplicaSets` without an owner (a Deployment's are counted through the Deployment).
+    ReplicaSet,
+}
+
+/// One workload's replica counts, as the leader's workload records carry them (field names
+/// without a type prefix, `PodName` = the workload name) [amazon-contributing/opentelemetry-collector-contrib:
+/// `internal/k8sapiserver/k8sapiserver.go`, `internal/aws/k8s/k8sclient/{deployment,daemonset,statefulset,replicaset}.go`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadState {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+    /// `replicas_desired`.
+    pub desired: Option<u64>,
+    /// `replicas_ready`.
+    pub ready: Option<u64>,
+    /// `status_replicas_available`.
+    pub available: Option<u64>,
+    /// `status_replicas_unavailable` (Deployments and `DaemonSets` only).
+    pub unavailable: Option<u64>,
+}
+
+fn count(n: Option<i32>) -> Option<u64> {
+    n.and_then(|n| u64::try_from(n).ok())
+}
+
+fn workload(kind: WorkloadKind, meta: &ObjectMeta) -> Option<WorkloadState> {
+    Some(WorkloadState {
+        kind,
+        namespace: meta
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
+        name: meta.name.clone().filter(|n| !n.is_empty())?,
+        desired: None,
+        ready: None,
+        available: None,
+        unavailable: None,
+    })
+}
+
+/// A Deployment's counts: `spec.replicas`, `status.{ready,available,unavailable}Replicas`.
+pub(crate) fn deployment_state(d: &Deployment) -> Option<WorkloadState> {
+    let st = d.status.as_ref();
+    Some(WorkloadState {
+        desired: count(d.spec.as_ref().and_then(|s| s.replicas)),
+        ready: count(st.and_then(|s| s.ready_replicas)),
+        available: count(st.and_then(|s| s.available_replicas)),
+        unavailable: count(st.and_then(|s| s.unavailable_replicas)),
+        ..workload(WorkloadKind::Deployment, &d.metadata)?
+    })
+}
+
+/// A `DaemonSet`'s counts: `status.desiredNumberScheduled`, `currentNumberScheduled`,
+/// `numberAvailable`, `numberUnavailable`.
+pub(crate) fn daemon_set_state(d: &DaemonSet) -> Option<WorkloadState> {
+    let st = d.status.as_ref();
+    Some(WorkloadState {
+        desired: count(st.map(|s| s.desired_number_scheduled)),
+        ready: count(st.map(|s| s.current_number_scheduled)),
+        available: count(st.and_then(|s| s.number_available)),
+        unavailable: count(st.and_then(|s| s.number_unavailable)),
+        ..workload(WorkloadKind::DaemonSet, &d.metadata)?
+    })
+}
+
+/// A `StatefulSet`'s counts: `spec.replicas`, `status.readyReplicas`, `status.availableReplicas`.
+pub(crate) fn stateful_set_state(s: &StatefulSet) -> Option<WorkloadState> {
+    let st = s.status.as_ref();
+    Some(WorkloadState {
+        desired: count(s.spec.as_ref().and_then(|s| s.replicas)),
+        ready: count(st.and_then(|s| s.ready_replicas)),
+        available: count(st.and_then(|s| s.available_replicas)),
+        ..workload(WorkloadKind::StatefulSet, &s.metadata)?
+    })
+}
+
+/// A `ReplicaSet`'s counts, for one without an owner only (`None` for a Deployment's).
+pub(crate) fn replica_set_state(r: &ReplicaSet) -> Option<WorkloadState> {
+    if r.metadata.owner_references.as_ref().is_some_and(|o| !o.is_empty()) {
+        return None;
+    }
+    let st = r.status.as_ref();
+    Some(WorkloadState {
+        desired: count(r.spec.as_ref().and_then(|s| s.replicas)),
+        ready: count(st.and_then(|s| s.ready_replicas)),
+        available: count(st.and_then(|s| s.available_replicas)),
+        ..workload(WorkloadKind::ReplicaSet, &r.metadata)?
+    })
+}
+
 /// The cluster as the leader sees it. Namespaces and Services with a count of 0 are not
 /// in the maps: they emit nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -84,6 +184,9 @@ pub struct ClusterState {
     pub namespace_running_pods: BTreeMap<String, u64>,
     /// Distinct ready pod endpoints per Service (`service_number_of_running_pods`).
     pub service_ready_pods: BTreeMap<ServiceKey, u64>,
+    /// Deployments, `DaemonSets`, `StatefulSets` and owner-less `ReplicaSets`, by kind, namespace
+    /// and name; empty when the workload watches are off.
+    pub workloads: Vec<WorkloadState>,
 }
 
 impl ClusterState {
@@ -117,11 +220,12 @@ pub(crate) struct ClusterBuilder {
     from_slices: BTreeMap<ServiceKey, BTreeSet<(String, String)>>,
     /// Service → distinct ready pods from v1 Endpoints.
     from_endpoints: BTreeMap<ServiceKey, BTreeSet<(String, String)>>,
+    workloads: Vec<WorkloadState>,
 }
 
 impl ClusterBuilder {
-    /// Takes one item of kind `Node`, `EndpointSlice` or `Endpoints`; returns false for any
-    /// other kind. An item that does not fit is skipped with a warning.
+    /// Takes one item of kind `Node`, `EndpointSlice`, `Endpoints` or a workload kind
+    /// (`Deployment`, `DaemonSet`, `StatefulSet`, `ReplicaSet`); returns false for any other kind. An item that does not fit is skipped with a warning.
     pub(crate) fn take(&mut self, index: usize, kind: &str, item: Value, warnings: &mut Vec<Warning>) -> bool {
         let skipped = |reason: String| Warning::ObjectSkipped {
             index,
@@ -145,6 +249,18 @@ impl ClusterBuilder {
                 }
                 Err(e) => warnings.push(skipped(e.to_string())),
             },
+            "Deployment" | "DaemonSet" | "StatefulSet" | "ReplicaSet" => {
+                let state = match kind {
+                    "Deployment" => Deployment::deserialize(item).map(|d| deployment_state(&d)),
+                    "DaemonSet" => DaemonSet::deserialize(item).map(|d| daemon_set_state(&d)),
+                    "StatefulSet" => StatefulSet::deserialize(item).map(|s| stateful_set_state(&s)),
+                    _ => ReplicaSet::deserialize(item).map(|r| replica_set_state(&r)),
+                };
+                match state {
+                    Ok(state) => self.workloads.extend(state),
+                    Err(e) => warnings.push(skipped(e.to_string())),
+                }
+            }
             "Endpoints" => match RawEndpoints::deserialize(item) {
                 Ok(raw) => raw.add_to(&mut self.from_endpoints),
                 Err(e) => warnings.push(skipped(e.to_string())),
@@ -175,10 +291,13 @@ impl ClusterBuilder {
             .filter(|(_, pods)| !pods.is_empty())
             .map(|(key, pods)| (key, pods.len() as u64))
             .collect();
+        let mut workloads = self.workloads;
+        workloads.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
         Some(ClusterState {
             nodes: self.nodes,
             namespace_running_pods,
             service_ready_pods,
+            workloads,
         })
     }
 }

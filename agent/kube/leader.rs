@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::{WatchStreamExt as _, watcher};
@@ -29,7 +30,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::cluster::{ClusterState, NodeState, ServiceKey, node_state, slice_ready_pods};
+use super::cluster::{
+    ClusterState, NodeState, ServiceKey, WorkloadState, daemon_set_state, deployment_state, node_state,
+    replica_set_state, slice_ready_pods, stateful_set_state,
+};
 use super::index::PodIndex;
 use crate::telemetry::{Name, Telemetry};
 
@@ -43,6 +47,10 @@ pub struct ClusterWatch {
     pub client: Client,
     pub index: PodIndex,
     pub telemetry: Telemetry,
+    /// Watch Deployments, `DaemonSets`, `StatefulSets` and `ReplicaSets` for the workload records:
+    /// only when performance events are written or enhanced observability is on (the records
+    /// are log-only in standard mode).
+    pub workloads: bool,
 }
 
 impl std::fmt::Debug for ClusterWatch {
@@ -124,11 +132,22 @@ struct View {
     slices: Objects<(String, String), SliceView>,
     /// Namespace names shared by the pods of each namespace.
     namespaces: HashMap<String, Arc<str>>,
+    /// Workloads by kind, (namespace, name); synced from the start when not watched.
+    deployments: Objects<(String, String), WorkloadState>,
+    daemon_sets: Objects<(String, String), WorkloadState>,
+    stateful_sets: Objects<(String, String), WorkloadState>,
+    replica_sets: Objects<(String, String), WorkloadState>,
 }
 
 impl View {
     fn synced(&self) -> bool {
-        self.nodes.synced && self.pods.synced && self.slices.synced
+        self.nodes.synced
+            && self.pods.synced
+            && self.slices.synced
+            && self.deployments.synced
+            && self.daemon_sets.synced
+            && self.stateful_sets.synced
+            && self.replica_sets.synced
     }
 
     fn namespace(&mut self, ns: &str) -> Arc<str> {
@@ -158,10 +177,21 @@ impl View {
             .collect();
         // Namespaces without pods any more are forgotten.
         self.namespaces.retain(|_, a| Arc::strong_count(a) > 1);
+        let mut workloads: Vec<WorkloadState> = [
+            &self.deployments,
+            &self.daemon_sets,
+            &self.stateful_sets,
+            &self.replica_sets,
+        ]
+        .iter()
+        .flat_map(|o| o.live.values().cloned())
+        .collect();
+        workloads.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
         ClusterState {
             nodes,
             namespace_running_pods,
             service_ready_pods,
+            workloads,
         }
     }
 }
@@ -176,7 +206,10 @@ impl ClusterWatch {
                     changed = leading.changed() => if changed.is_err() { return },
                 }
             }
-            tracing::info!("leader: starting the cluster watches (nodes, running pods, endpointslices)");
+            tracing::info!(
+                workloads = self.workloads,
+                "leader: starting the cluster watches (nodes, running pods, endpointslices, and workloads when on)"
+            );
             let stop = CancellationToken::new();
             tokio::select! {
                 () = self.watch(stop.clone()) => {}
@@ -205,7 +238,23 @@ impl ClusterWatch {
             .default_backoff()
         );
         let mut slices = pin!(watcher(Api::<EndpointSlice>::all(self.client.clone()), cfg()).default_backoff());
+        let w = self.workloads;
+        let mut deployments = pin!(watcher(Api::<Deployment>::all(self.client.clone()), cfg()).default_backoff());
+        let mut daemon_sets = pin!(watcher(Api::<DaemonSet>::all(self.client.clone()), cfg()).default_backoff());
+        let mut stateful_sets = pin!(watcher(Api::<StatefulSet>::all(self.client.clone()), cfg()).default_backoff());
+        let mut replica_sets = pin!(watcher(Api::<ReplicaSet>::all(self.client.clone()), cfg()).default_backoff());
         let mut view = View::default();
+        if !w {
+            for o in [
+                &mut view.deployments,
+                &mut view.daemon_sets,
+                &mut view.stateful_sets,
+                &mut view.replica_sets,
+            ] {
+                o.synced = true;
+            }
+        }
+        let key = |m: &kube::api::ObjectMeta| Some((m.namespace.clone()?, m.name.clone()?));
         let mut publish_at: Option<Instant> = None;
         loop {
             let publish_timer = async {
@@ -240,6 +289,22 @@ impl ClusterWatch {
                         slice_ready_pods,
                     ),
                     Err(e) => self.failed("endpointslices", &e),
+                },
+                Some(ev) = deployments.next(), if w => match ev {
+                    Ok(ev) => view.deployments.apply(ev, |d: &Deployment| key(&d.metadata), deployment_state),
+                    Err(e) => self.failed("deployments", &e),
+                },
+                Some(ev) = daemon_sets.next(), if w => match ev {
+                    Ok(ev) => view.daemon_sets.apply(ev, |d: &DaemonSet| key(&d.metadata), daemon_set_state),
+                    Err(e) => self.failed("daemonsets", &e),
+                },
+                Some(ev) = stateful_sets.next(), if w => match ev {
+                    Ok(ev) => view.stateful_sets.apply(ev, |s: &StatefulSet| key(&s.metadata), stateful_set_state),
+                    Err(e) => self.failed("statefulsets", &e),
+                },
+                Some(ev) = replica_sets.next(), if w => match ev {
+                    Ok(ev) => view.replica_sets.apply(ev, |r: &ReplicaSet| key(&r.metadata), replica_set_state),
+                    Err(e) => self.failed("replicasets", &e),
                 },
                 () = publish_timer => {
                     publish_at = None;

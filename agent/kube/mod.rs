@@ -39,7 +39,10 @@ mod workload;
 mod tests;
 
 pub use api::{ApiError, ApiSource, CONDITION as API_CONDITION, connect as connect_apiserver};
-pub use cluster::{ClusterState, FAILED_NODE_CONDITIONS, NodeCondition, NodeState, SERVICE_NAME_LABEL, ServiceKey};
+pub use cluster::{
+    ClusterState, FAILED_NODE_CONDITIONS, NodeCondition, NodeState, SERVICE_NAME_LABEL, ServiceKey, WorkloadKind,
+    WorkloadState,
+};
 pub use error::{PodListError, QuantityError};
 pub use file::{
     FileSource, NodeScope, POLL_INTERVAL, RESCAN_INTERVAL, load_file_now, load_file_scoped, run_file_source,

@@ -63,6 +63,7 @@ const SERVICES: &str = "the Service dimension (tag_service)";
 const WORKLOADS: &str = "the Deployment name of a ReplicaSet's pods";
 const NODES: &str = "the leader's cluster_node_count and cluster_failed_node_count";
 const SLICES: &str = "the leader's service_number_of_running_pods";
+const WORKLOAD_RECORDS: &str = "the leader's workload records (replicas_*)";
 
 /// Every permission the agent uses.
 pub const PERMISSIONS: &[Permission] = &[
@@ -75,6 +76,14 @@ pub const PERMISSIONS: &[Permission] = &[
     cluster("", "nodes", "watch", false, NODES),
     cluster("discovery.k8s.io", "endpointslices", "list", false, SLICES),
     cluster("discovery.k8s.io", "endpointslices", "watch", false, SLICES),
+    cluster("apps", "deployments", "list", false, WORKLOAD_RECORDS),
+    cluster("apps", "deployments", "watch", false, WORKLOAD_RECORDS),
+    cluster("apps", "daemonsets", "list", false, WORKLOAD_RECORDS),
+    cluster("apps", "daemonsets", "watch", false, WORKLOAD_RECORDS),
+    cluster("apps", "statefulsets", "list", false, WORKLOAD_RECORDS),
+    cluster("apps", "statefulsets", "watch", false, WORKLOAD_RECORDS),
+    cluster("apps", "replicasets", "list", false, WORKLOAD_RECORDS),
+    cluster("apps", "replicasets", "watch", false, WORKLOAD_RECORDS),
     lease("create", None),
     lease("get", Some(LEASE_NAME)),
     lease("update", Some(LEASE_NAME)),

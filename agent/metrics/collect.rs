@@ -104,7 +104,8 @@ fn sources(kind: RecordType) -> serde_json::Value {
         RecordType::NodeFS | RecordType::NodeNet | RecordType::PodNet => json!(["cadvisor", "calculated"]),
         RecordType::NodeDiskIO => json!(["cadvisor"]),
         RecordType::Pod | RecordType::Container => json!(["cadvisor", "pod", "calculated"]),
-        RecordType::Cluster | RecordType::ClusterNamespace | RecordType::ClusterService => json!(["apiserver"]),
+        kind if kind.is_leader() => json!(["apiserver"]),
+        _ => json!([]),
     }
 }
 
@@ -358,10 +359,7 @@ impl Collector {
                 r.json_attributes.push(("Sources", sources(r.kind)));
                 // As upstream's `AddKubernetesInfo`: node, pod and container types carry {"host"};
                 // Cluster carries none.
-                let needs_host = !matches!(
-                    r.kind,
-                    RecordType::Cluster | RecordType::ClusterNamespace | RecordType::ClusterService
-                );
+                let needs_host = !r.kind.is_leader();
                 if needs_host && !r.json_attributes.iter().any(|(k, _)| *k == "kubernetes") {
                     r.json_attributes
                         .push(("kubernetes", json!({ "host": s.attrs.node_name })));

@@ -46,7 +46,8 @@ const fn d(
 }
 
 use RecordType::{
-    Cluster, ClusterNamespace, ClusterService, Container, Node, NodeDiskIO, NodeFS, NodeNet, Pod, PodNet,
+    Cluster, ClusterDaemonSet, ClusterDeployment, ClusterNamespace, ClusterReplicaSet, ClusterService,
+    ClusterStatefulSet, Container, Node, NodeDiskIO, NodeFS, NodeNet, Pod, PodNet,
 };
 use Unit::{Bytes, BytesPerSecond, Count, CountPerSecond, None as NoUnit, Percent};
 
@@ -106,6 +107,7 @@ pub const STANDARD: [Declaration; 25] = [
 ];
 
 const N_C: &[&[&str]] = &[SET_N, SET_C];
+const P_C: &[&[&str]] = &[SET_P, SET_C];
 const POD_E: &[&[&str]] = &[SET_P, SET_C, SET_S, SET_NS, SET_FP];
 const POD_STATE_E: &[&[&str]] = &[SET_P, SET_C, SET_FP, SET_S];
 const CONTAINER_E: &[&[&str]] = &[SET_C, SET_FCT, SET_CT];
@@ -113,9 +115,10 @@ const CONTAINER_E: &[&[&str]] = &[SET_C, SET_FCT, SET_CT];
 /// Enhanced observability: the effective declarations when
 /// `enhanced_container_insights` is on — the standard ones with the [E] sets added, plus the
 /// [E] groups kinsight implements (container, pod extras, pod state, node status from the own
-/// Node object, node net/disk/FS). Groups that need the leader (workloads, control plane) or external
+/// Node object, node net/disk/FS, the leader's workloads). Groups that need the control-plane
+/// scrape or external
 /// exporters (accelerated compute, EBS) are not here; `missing_enhanced_groups` names them.
-pub const ENHANCED: [Declaration; 75] = [
+pub const ENHANCED: [Declaration; 89] = [
     // Node: the 11 standard node metrics, all with N and C.
     d("node_cpu_utilization", Node, Percent, N_C),
     d("node_memory_utilization", Node, Percent, N_C),
@@ -259,12 +262,26 @@ pub const ENHANCED: [Declaration; 75] = [
     d("cluster_node_count", Cluster, Count, &[SET_C]),
     d("cluster_failed_node_count", Cluster, Count, &[SET_C]),
     d("cluster_number_of_running_pods", Cluster, Count, &[SET_C]),
+    // Workloads (leader), `PodName` = the workload name.
+    d("replicas_desired", ClusterDeployment, Count, P_C),
+    d("replicas_ready", ClusterDeployment, Count, P_C),
+    d("status_replicas_available", ClusterDeployment, Count, P_C),
+    d("status_replicas_unavailable", ClusterDeployment, Count, P_C),
+    d("replicas_desired", ClusterDaemonSet, Count, P_C),
+    d("replicas_ready", ClusterDaemonSet, Count, P_C),
+    d("status_replicas_available", ClusterDaemonSet, Count, P_C),
+    d("status_replicas_unavailable", ClusterDaemonSet, Count, P_C),
+    d("replicas_desired", ClusterStatefulSet, Count, P_C),
+    d("replicas_ready", ClusterStatefulSet, Count, P_C),
+    d("status_replicas_available", ClusterStatefulSet, Count, P_C),
+    d("replicas_desired", ClusterReplicaSet, Count, P_C),
+    d("replicas_ready", ClusterReplicaSet, Count, P_C),
+    d("status_replicas_available", ClusterReplicaSet, Count, P_C),
 ];
 
 /// [E] groups kinsight does not implement yet (said once at start, never ignored silently).
 pub const MISSING_ENHANCED_GROUPS: &[&str] = &[
     "container filesystem (absent on containerd nodes upstream too)",
-    "workloads (replicas_*)",
     "namespace_ingress_count",
     "control plane",
     "accelerated compute",

@@ -16,6 +16,10 @@ pub enum RecordType {
     Cluster,
     ClusterNamespace,
     ClusterService,
+    ClusterDeployment,
+    ClusterDaemonSet,
+    ClusterStatefulSet,
+    ClusterReplicaSet,
 }
 
 impl RecordType {
@@ -32,7 +36,25 @@ impl RecordType {
             RecordType::Cluster => "Cluster",
             RecordType::ClusterNamespace => "ClusterNamespace",
             RecordType::ClusterService => "ClusterService",
+            RecordType::ClusterDeployment => "ClusterDeployment",
+            RecordType::ClusterDaemonSet => "ClusterDaemonSet",
+            RecordType::ClusterStatefulSet => "ClusterStatefulSet",
+            RecordType::ClusterReplicaSet => "ClusterReplicaSet",
         }
+    }
+
+    /// The records only the elected leader sends, from the apiserver.
+    pub fn is_leader(self) -> bool {
+        matches!(
+            self,
+            RecordType::Cluster
+                | RecordType::ClusterNamespace
+                | RecordType::ClusterService
+                | RecordType::ClusterDeployment
+                | RecordType::ClusterDaemonSet
+                | RecordType::ClusterStatefulSet
+                | RecordType::ClusterReplicaSet
+        )
     }
 }
 

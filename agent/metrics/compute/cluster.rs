@@ -1,5 +1,6 @@
-//! The leader's cluster-level records: Cluster, `ClusterNamespace` and `ClusterService`, from a
-//! [`ClusterState`].
+//! The leader's cluster-level records: Cluster, `ClusterNamespace`, `ClusterService` and the
+//! workload records (`ClusterDeployment`, `ClusterDaemonSet`, `ClusterStatefulSet`,
+//! `ClusterReplicaSet`), from a [`ClusterState`].
 //!
 //! Only the leader calls this; in file mode that is the agent whose file is a cluster dump. The
 //! records carry the leader's `ClusterName` and `NodeName` and, as upstream's, no instance
@@ -8,7 +9,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::kube::ClusterState;
+use crate::kube::{ClusterState, WorkloadKind};
 
 use super::super::record::{Record, RecordType};
 
@@ -60,6 +61,28 @@ pub fn cluster_records(cluster: &ClusterState, node: &Record, kubernetes_object:
         }
         out.push(r);
     }
+
+    // Workloads: `PodName` is the workload's name and the fields have no type prefix, so that
+    // upstream's substring selectors (`replicas_desired`) match all four types.
+    for w in &cluster.workloads {
+        let kind = match w.kind {
+            WorkloadKind::Deployment => RecordType::ClusterDeployment,
+            WorkloadKind::DaemonSet => RecordType::ClusterDaemonSet,
+            WorkloadKind::StatefulSet => RecordType::ClusterStatefulSet,
+            WorkloadKind::ReplicaSet => RecordType::ClusterReplicaSet,
+        };
+        let mut r = leader(kind);
+        r.set_attribute("PodName", w.name.as_str());
+        r.set_attribute("Namespace", w.namespace.as_str());
+        let f = |n: Option<u64>| n.map(|n| n as f64);
+        r.set_field("replicas_desired", f(w.desired));
+        r.set_field("replicas_ready", f(w.ready));
+        r.set_field("status_replicas_available", f(w.available));
+        if matches!(w.kind, WorkloadKind::Deployment | WorkloadKind::DaemonSet) {
+            r.set_field("status_replicas_unavailable", f(w.unavailable));
+        }
+        out.push(r);
+    }
     out
 }
 
@@ -68,7 +91,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::kube::{ConditionStatus, NodeCondition, NodeState, ServiceKey};
+    use crate::kube::{ConditionStatus, NodeCondition, NodeState, ServiceKey, WorkloadKind, WorkloadState};
 
     fn node_record() -> Record {
         let mut n = Record::new(RecordType::Node, 1_768_471_290_000);
@@ -105,6 +128,7 @@ mod tests {
                 },
                 2,
             )]),
+            workloads: Vec::new(),
         }
     }
 
@@ -138,6 +162,51 @@ mod tests {
             (Some("svc"), Some("ns"))
         );
         assert_eq!(records[2].field("service_number_of_running_pods"), Some(2.0));
+    }
+
+    #[test]
+    fn workload_records_carry_the_workload_name_and_unprefixed_fields() {
+        let w = |kind, name: &str, unavailable| WorkloadState {
+            kind,
+            namespace: "shop".into(),
+            name: name.into(),
+            desired: Some(3),
+            ready: Some(2),
+            available: Some(2),
+            unavailable,
+        };
+        let mut cluster = state();
+        cluster.workloads = vec![
+            w(WorkloadKind::Deployment, "web", Some(1)),
+            w(WorkloadKind::DaemonSet, "agent", Some(1)),
+            w(WorkloadKind::StatefulSet, "db", None),
+            w(WorkloadKind::ReplicaSet, "bare", None),
+        ];
+        let records = cluster_records(&cluster, &node_record(), false);
+        let workloads: Vec<&Record> = records.iter().skip(3).collect();
+        let kinds: Vec<RecordType> = workloads.iter().map(|r| r.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                RecordType::ClusterDeployment,
+                RecordType::ClusterDaemonSet,
+                RecordType::ClusterStatefulSet,
+                RecordType::ClusterReplicaSet
+            ]
+        );
+        for r in &workloads {
+            assert_eq!(r.attribute("Namespace"), Some("shop"));
+            assert_eq!(r.attribute("NodeName"), Some("leader-node"));
+            assert_eq!(r.field("replicas_desired"), Some(3.0));
+            assert_eq!(r.field("replicas_ready"), Some(2.0));
+            assert_eq!(r.field("status_replicas_available"), Some(2.0));
+        }
+        assert_eq!(workloads[0].attribute("PodName"), Some("web"));
+        assert_eq!(workloads[0].field("status_replicas_unavailable"), Some(1.0));
+        assert_eq!(workloads[1].field("status_replicas_unavailable"), Some(1.0));
+        // StatefulSets and ReplicaSets have no unavailable count.
+        assert_eq!(workloads[2].field("status_replicas_unavailable"), None);
+        assert_eq!(workloads[3].field("status_replicas_unavailable"), None);
     }
 
     #[test]

@@ -569,3 +569,76 @@ async fn the_rbac_table_grants_exactly_the_requests_the_agent_makes() {
         );
     }
 }
+
+/// `PodName` (and its `prefer_full_pod_name` twin) for each owner kind, through the apiserver
+/// source: Deployment (by the ReplicaSet's owner), bare ReplicaSet, DaemonSet, StatefulSet,
+/// Job (prefix), CronJob (10-digit suffix), static pod (mirror), kube-proxy, no owner.
+#[tokio::test]
+async fn workload_names_for_each_owner_kind() {
+    let api = KubeApi::start();
+    let owner = |kind: &str, name: &str| json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": format!("uid-{name}"), "controller": true}]);
+    api.apply(json!({"kind": "ReplicaSet", "apiVersion": "apps/v1",
+        "metadata": {"name": "api-7d4b9c8f5d", "namespace": "shop", "uid": "uid-api-7d4b9c8f5d",
+                     "ownerReferences": owner("Deployment", "api")}}));
+    api.apply(json!({"kind": "ReplicaSet", "apiVersion": "apps/v1",
+        "metadata": {"name": "solo", "namespace": "shop", "uid": "uid-solo"}}));
+    let cases = [
+        // (pod name, owners, PodName, PodName with prefer_full_pod_name)
+        (
+            "api-7d4b9c8f5d-x2x2x",
+            owner("ReplicaSet", "api-7d4b9c8f5d"),
+            "api",
+            "api",
+        ),
+        ("solo-abcde", owner("ReplicaSet", "solo"), "solo", "solo"),
+        ("agent-q7k2z", owner("DaemonSet", "agent"), "agent", "agent"),
+        ("db-0", owner("StatefulSet", "db"), "db-0", "db-0"),
+        (
+            "migrate-schema-4xkq2",
+            owner("Job", "migrate-schema"),
+            "migrate",
+            "migrate-schema",
+        ),
+        (
+            "backup-1712345678-p9x8d",
+            owner("Job", "backup-1712345678"),
+            "backup",
+            "backup",
+        ),
+        (
+            "kube-proxy-8xk2l",
+            owner("DaemonSet", "kube-proxy"),
+            "kube-proxy",
+            "kube-proxy",
+        ),
+        (
+            "kube-proxy-ip-10-0-1-23",
+            json!([]),
+            "kube-proxy",
+            "kube-proxy-ip-10-0-1-23",
+        ),
+        ("lonely", json!([]), "lonely", "lonely"),
+    ];
+    for (name, owners, _, _) in &cases {
+        api.apply(pod(name, &json!({}), owners));
+    }
+    // A static pod's mirror: owned by the Node, its cgroup named by the config hash.
+    let mut mirror = pod("etcd-ip-10-0-1-23", &json!({}), &owner("Node", NODE));
+    mirror["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "0123abcd"});
+    api.apply(mirror);
+    let r = Running::synced(&api).await;
+    until("the Deployment's name from the ReplicaSet GET", || {
+        r.pod("shop", "api-7d4b9c8f5d-x2x2x")
+            .is_some_and(|p| p.workload_name == "api")
+    })
+    .await;
+    for (name, _, want, want_full) in &cases {
+        let p = r.pod("shop", name).unwrap_or_else(|| panic!("{name} not indexed"));
+        assert_eq!((p.pod_name(false), p.pod_name(true)), (*want, *want_full), "{name}");
+    }
+    let etcd = r.pod("shop", "etcd-ip-10-0-1-23").unwrap();
+    assert!(etcd.is_static_pod());
+    assert_eq!(etcd.pod_name(false), "etcd-ip-10-0-1-23");
+    assert_eq!(r.index.by_uid("0123abcd").unwrap().name, "etcd-ip-10-0-1-23");
+    r.stop().await;
+}

@@ -571,8 +571,8 @@ async fn the_rbac_table_grants_exactly_the_requests_the_agent_makes() {
 }
 
 /// `PodName` (and its `prefer_full_pod_name` twin) for each owner kind, through the apiserver
-/// source: Deployment (by the ReplicaSet's owner), bare ReplicaSet, DaemonSet, StatefulSet,
-/// Job (prefix), CronJob (10-digit suffix), static pod (mirror), kube-proxy, no owner.
+/// source: Deployment (by the `ReplicaSet`'s owner), bare `ReplicaSet`, `DaemonSet`, `StatefulSet`,
+/// Job (prefix), `CronJob` (10-digit suffix), static pod (mirror), kube-proxy, no owner.
 #[tokio::test]
 async fn workload_names_for_each_owner_kind() {
     let api = KubeApi::start();

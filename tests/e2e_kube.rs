@@ -148,3 +148,62 @@ fn one_of_two_agents_sends_the_cluster_records_and_the_other_takes_over_when_it_
     // interval (1 s).
     assert!(took <= Duration::from_secs(LEASE_SECS + 5), "took over after {took:?}");
 }
+
+/// `kinsight once` with the apiserver source: the pods of the fixture node's cgroups get their
+/// names, workload and Service from the apiserver within the interval between the two samples,
+/// and this lone agent, leading, adds the cluster records.
+#[test]
+fn once_names_the_pods_from_the_apiserver() {
+    let api = KubeApi::start();
+    api.apply_list(
+        &serde_json::from_str(&std::fs::read_to_string(repo("tests/fixtures/kube/cluster-oracle.json")).unwrap())
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let config = dir.path().join("c.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"logs":{{"metrics_collected":{{"kubernetes":{{"cluster_name":"oracle","kube_config_path":"{}"}}}}}},
+            "kinsight":{{"metrics":{{"metadata_source":"apiserver","leader_lease_secs":3}},
+                         "logs":{{"enabled":false}},"telemetry":{{"listen_address":null}}}}}}"#,
+            kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    let r = support::run(
+        kinsight()
+            .args(["once", "--interval", "2s", "--output", "stdout", "--host-root"])
+            .arg(repo("tests/fixtures/host/cgroup-v2-systemd/t1"))
+            .arg("--config")
+            .arg(&config)
+            .env("HOST_NAME", NODES[0])
+            .env("POD_NAME", "kinsight-once")
+            .env("K8S_NAMESPACE", "amazon-cloudwatch"),
+    );
+    r.assert_code(0);
+    let lines = support::json_lines(&r.stdout);
+    let web = lines
+        .iter()
+        .find(|l| l["kind"] == "metric" && l["dimensions"]["PodName"] == "web")
+        .unwrap_or_else(|| panic!("no pod datum named by the apiserver:\n{}\n{}", r.stdout, r.stderr));
+    assert_eq!(web["dimensions"]["Namespace"], "shop");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["kind"] == "metric" && l["dimensions"]["Service"] == "web-svc"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["metric_name"] == "cluster_node_count" && l["value"] == 4.0),
+        "{}",
+        r.stdout
+    );
+    // The Lease was released on the way out.
+    let lease = api.get("Lease", "amazon-cloudwatch", "kinsight-leader").unwrap();
+    assert!(lease["spec"]["holderIdentity"].is_null(), "{lease}");
+}

@@ -578,6 +578,10 @@ pub async fn once(
     } = started;
     let (output, tasks) = build::output(&cfg, aws.as_ref(), &telemetry, None)?;
     let installed = install(&mut sup, output, tasks, &stopping);
+    // The apiserver source (and the election) run during the interval between the two samples,
+    // usually long enough for the first list; the second sample then has the pods.
+    let inputs = stopping.child_token();
+    start_metadata(&mut sup, parts.metadata.clone(), &cfg, &outside, &telemetry, &inputs);
     let clock: Arc<dyn Clock> = outside.clock.clone();
     let (collector, _priming, _) = tick::collect_off_thread(parts.collector, clock.clone()).await;
     tokio::select! {
@@ -611,6 +615,7 @@ pub async fn once(
             let _ = out.flush(Instant::now()).await;
         }
     }
+    inputs.cancel();
     installed.owner.cancel();
     sup.shutdown(Instant::now() + Duration::from_secs(2)).await;
     written

@@ -19,6 +19,8 @@ use kinsight::logs::tail::{TailSettings, Tailer, size_rules};
 use kinsight::ship::{Acknowledge, LogEvent, Outcome};
 use serde_json::Value;
 
+mod support;
+
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const POD_DIR: &str = "var/log/pods/shop_web-1_uid-1/web";
 const WALL: i64 = 1_796_551_200_000;
@@ -966,4 +968,72 @@ fn labels_and_annotations_are_added_when_asked_for_without_last_applied_configur
         serde_json::json!({"team": "payments"}),
         "{on}"
     );
+}
+
+/// The pod of a file being read is deleted in the apiserver mid-file: it leaves the index (no
+/// more metrics), and the lines still to read keep its `kubernetes` metadata.
+#[test]
+fn a_pod_deleted_in_the_apiserver_while_its_log_is_read_keeps_its_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let api = support::KubeApi::start();
+    api.apply(serde_json::json!({"kind": "Pod", "apiVersion": "v1",
+        "metadata": {"name": "web-1", "namespace": "shop", "uid": "uid-1"},
+        "spec": {"nodeName": "node-a", "containers": [{"name": "web", "image": "shop/web:1.2"}]},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "web", "image": "shop/web:1.2",
+            "imageID": "", "restartCount": 0, "ready": true, "containerID": format!("containerd://{ID}")}]}}));
+    let kubeconfig = api.kubeconfig(root);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let index = kinsight::kube::PodIndex::new(Some("node-a".into()));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let source = rt.block_on(async {
+        kinsight::kube::ApiSource {
+            client: kinsight::kube::connect_apiserver(Some(&kubeconfig), false)
+                .await
+                .unwrap(),
+            node: "node-a".into(),
+            index: index.clone(),
+            telemetry: kinsight::telemetry::Telemetry::new(),
+            tag_service: false,
+        }
+    });
+    rt.spawn(source.run(cancel.clone()));
+    let until = |what: &str, cond: &dyn Fn() -> bool| {
+        assert!(
+            support::wait_until(Duration::from_secs(10), Duration::from_millis(20), cond),
+            "waited for {what}"
+        );
+    };
+    until("the pod", &|| index.by_uid("uid-1").is_some());
+
+    let d = root.join(POD_DIR);
+    std::fs::create_dir_all(&d).unwrap();
+    let log = d.join("0.log");
+    std::fs::write(&log, "2026-12-06T10:00:00Z stdout F first\n").unwrap();
+    let mut tailer = Tailer::new(
+        settings(),
+        ConfinedRoot::open(root).unwrap(),
+        Some(index.clone()),
+        Arc::new(Settlements::default()),
+        None,
+    );
+    tailer.discover(Duration::ZERO);
+    let (first, _) = tailer.read_round(Duration::ZERO, WALL);
+    let record: Value = serde_json::from_str(&first[0].message.text()).unwrap();
+    assert_eq!(record["kubernetes"]["container_image"], "shop/web:1.2", "{record}");
+
+    assert!(api.delete("Pod", "shop", "web-1"));
+    until("the delete", &|| index.by_uid("uid-1").is_none());
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(b"2026-12-06T10:00:01Z stdout F last words\n")
+        .unwrap();
+    let (last, _) = tailer.read_round(Duration::from_secs(1), WALL);
+    let record: Value = serde_json::from_str(&last[0].message.text()).unwrap();
+    assert_eq!(record["log"], "last words");
+    assert_eq!(record["kubernetes"]["pod_name"], "web-1", "{record}");
+    assert_eq!(record["kubernetes"]["container_image"], "shop/web:1.2", "{record}");
+    cancel.cancel();
 }

@@ -430,6 +430,7 @@ async fn the_leader_cluster_view_matches_the_file_source_and_goes_when_leadershi
         index: index.clone(),
         telemetry: Telemetry::new(),
         workloads: true,
+        pending_pods: true,
     };
     let task = tokio::spawn(watch.run(rx, cancel.clone()));
     // A follower watches nothing cluster-wide.
@@ -451,6 +452,16 @@ async fn the_leader_cluster_view_matches_the_file_source_and_goes_when_leadershi
          "spec": {"replicas": 3}, "status": {"replicas": 3}}
     ]);
     let mut dump = oracle();
+    // A pod no node has taken yet: the leader's pending-pod records.
+    let mut unscheduled = pod("queued-0", &json!({}), &json!([]));
+    unscheduled["spec"].as_object_mut().unwrap().remove("nodeName");
+    unscheduled["status"] = json!({"phase": "Pending",
+        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]});
+    let workloads = {
+        let mut w = workloads;
+        w.as_array_mut().unwrap().push(unscheduled);
+        w
+    };
     for w in workloads.as_array().unwrap() {
         api.apply(w.clone());
         dump["items"].as_array_mut().unwrap().push(w.clone());
@@ -533,6 +544,7 @@ async fn the_rbac_table_grants_exactly_the_requests_the_agent_makes() {
         index: r.index.clone(),
         telemetry: Telemetry::new(),
         workloads: true,
+        pending_pods: true,
     };
     let cluster_task = tokio::spawn(cluster.run(leading.clone(), stop.clone()));
     until("the cluster view", || r.index.snapshot().cluster().is_some()).await;

@@ -395,8 +395,8 @@ fn start_metadata(
             let lease = cfg.metrics.leader_lease;
             // Workload records are performance events (and [E] metrics): not watched when
             // neither is written.
-            let workloads = cfg.kubernetes.enhanced_container_insights
-                || cfg.metrics.destination != crate::config::MetricsDestination::PutMetricData;
+            let enhanced = cfg.kubernetes.enhanced_container_insights;
+            let workloads = enhanced || cfg.metrics.destination != crate::config::MetricsDestination::PutMetricData;
             telemetry.expect_condition(
                 kube::API_CONDITION,
                 "the apiserver pod watch has not completed its first list",
@@ -432,6 +432,7 @@ fn start_metadata(
                                 index,
                                 telemetry: t,
                                 workloads,
+                                pending_pods: enhanced,
                             };
                             let (leading_tx, leading_rx) = watch::channel(false);
                             tokio::join!(

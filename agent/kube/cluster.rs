@@ -14,6 +14,7 @@
 //! that has no slice in the list.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Node;
@@ -176,7 +177,7 @@ pub(crate) fn replica_set_state(r: &ReplicaSet) -> Option<WorkloadState> {
 
 /// The cluster as the leader sees it. Namespaces and Services with a count of 0 are not
 /// in the maps: they emit nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterState {
     /// Every Node object, in list order.
     pub nodes: Vec<NodeState>,
@@ -187,6 +188,10 @@ pub struct ClusterState {
     /// Deployments, `DaemonSets`, `StatefulSets` and owner-less `ReplicaSets`, by kind, namespace
     /// and name; empty when the workload watches are off.
     pub workloads: Vec<WorkloadState>,
+    /// Pods not scheduled to any node yet (phase `Pending`, no `spec.nodeName`), for the
+    /// enhanced Pod records the leader sends for them (log stream `pending`); empty unless
+    /// enhanced observability is on.
+    pub pending_pods: Vec<Arc<PodInfo>>,
 }
 
 impl ClusterState {
@@ -291,6 +296,12 @@ impl ClusterBuilder {
             .filter(|(_, pods)| !pods.is_empty())
             .map(|(key, pods)| (key, pods.len() as u64))
             .collect();
+        let mut pending_pods: Vec<Arc<PodInfo>> = pods
+            .iter()
+            .filter(|p| p.phase == PodPhase::Pending && p.node_name.is_none())
+            .map(|p| Arc::new(p.clone()))
+            .collect();
+        pending_pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         let mut workloads = self.workloads;
         workloads.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
         Some(ClusterState {
@@ -298,6 +309,7 @@ impl ClusterBuilder {
             namespace_running_pods,
             service_ready_pods,
             workloads,
+            pending_pods,
         })
     }
 }

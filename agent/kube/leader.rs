@@ -34,7 +34,9 @@ use super::cluster::{
     ClusterState, NodeState, ServiceKey, WorkloadState, daemon_set_state, deployment_state, node_state,
     replica_set_state, slice_ready_pods, stateful_set_state,
 };
+use super::convert::{Convert, pod_info};
 use super::index::PodIndex;
+use super::model::{PodInfo, PodPhase};
 use crate::telemetry::{Name, Telemetry};
 
 /// Changes within this window make one new cluster view: on a large cluster the watches deliver
@@ -51,6 +53,8 @@ pub struct ClusterWatch {
     /// only when performance events are written or enhanced observability is on (the records
     /// are log-only in standard mode).
     pub workloads: bool,
+    /// Watch unscheduled Pending pods for their enhanced Pod records.
+    pub pending_pods: bool,
 }
 
 impl std::fmt::Debug for ClusterWatch {
@@ -137,6 +141,8 @@ struct View {
     daemon_sets: Objects<(String, String), WorkloadState>,
     stateful_sets: Objects<(String, String), WorkloadState>,
     replica_sets: Objects<(String, String), WorkloadState>,
+    /// Unscheduled Pending pods by UID.
+    pending: Objects<String, Arc<PodInfo>>,
 }
 
 impl View {
@@ -148,6 +154,7 @@ impl View {
             && self.daemon_sets.synced
             && self.stateful_sets.synced
             && self.replica_sets.synced
+            && self.pending.synced
     }
 
     fn namespace(&mut self, ns: &str) -> Arc<str> {
@@ -187,11 +194,14 @@ impl View {
         .flat_map(|o| o.live.values().cloned())
         .collect();
         workloads.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+        let mut pending_pods: Vec<Arc<PodInfo>> = self.pending.live.values().cloned().collect();
+        pending_pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         ClusterState {
             nodes,
             namespace_running_pods,
             service_ready_pods,
             workloads,
+            pending_pods,
         }
     }
 }
@@ -227,6 +237,10 @@ impl ClusterWatch {
         }
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one select over the leader's eight watches reads best in one place"
+    )]
     async fn watch(&self, stop: CancellationToken) {
         let cfg = || watcher::Config::default().any_semantic();
         let mut nodes = pin!(watcher(Api::<Node>::all(self.client.clone()), cfg()).default_backoff());
@@ -243,7 +257,16 @@ impl ClusterWatch {
         let mut daemon_sets = pin!(watcher(Api::<DaemonSet>::all(self.client.clone()), cfg()).default_backoff());
         let mut stateful_sets = pin!(watcher(Api::<StatefulSet>::all(self.client.clone()), cfg()).default_backoff());
         let mut replica_sets = pin!(watcher(Api::<ReplicaSet>::all(self.client.clone()), cfg()).default_backoff());
+        let pending_on = self.pending_pods;
+        let mut pending = pin!(
+            watcher(
+                Api::<Pod>::all(self.client.clone()),
+                cfg().fields("status.phase=Pending,spec.nodeName=")
+            )
+            .default_backoff()
+        );
         let mut view = View::default();
+        view.pending.synced = !pending_on;
         if !w {
             for o in [
                 &mut view.deployments,
@@ -302,6 +325,10 @@ impl ClusterWatch {
                     Ok(ev) => view.stateful_sets.apply(ev, |s: &StatefulSet| key(&s.metadata), stateful_set_state),
                     Err(e) => self.failed("statefulsets", &e),
                 },
+                Some(ev) = pending.next(), if pending_on => match ev {
+                    Ok(ev) => view.pending.apply(ev, |p: &Pod| p.metadata.uid.clone(), pending_pod),
+                    Err(e) => self.failed("pods (pending)", &e),
+                },
                 Some(ev) = replica_sets.next(), if w => match ev {
                     Ok(ev) => view.replica_sets.apply(ev, |r: &ReplicaSet| key(&r.metadata), replica_set_state),
                     Err(e) => self.failed("replicasets", &e),
@@ -328,6 +355,18 @@ impl ClusterWatch {
         tracing::warn!(resource, error = %crate::telemetry::chain(e), "leader: cluster watch failing; the last cluster view stays, retrying with backoff");
         false
     }
+}
+
+/// An unscheduled Pending pod as the index would hold it (the suffix rule names its workload).
+fn pending_pod(p: &Pod) -> Option<Arc<PodInfo>> {
+    let mut warnings = Vec::new();
+    let mut cx = Convert {
+        index: 0,
+        warnings: &mut warnings,
+        deployment_of: &|_| None,
+    };
+    let info = pod_info(p, &mut cx)?;
+    (info.phase == PodPhase::Pending && info.node_name.is_none()).then(|| Arc::new(info))
 }
 
 /// A pod event reduced to (UID, namespace) before anything is kept: the full object is dropped

@@ -197,6 +197,20 @@ impl Collector {
                 if let Some(cluster) = snapshot.cluster() {
                     let events = self.settings.produce.events().is_some();
                     records.extend(compute::cluster::cluster_records(cluster, &node, events));
+                    if self.settings.enhanced {
+                        let s = pod::PodSettings {
+                            enhanced: true,
+                            prefer_full_pod_name: self.settings.prefer_full_pod_name,
+                            tag_service: self.settings.tag_service,
+                            kubernetes_object: events,
+                        };
+                        records.extend(
+                            cluster
+                                .pending_pods
+                                .iter()
+                                .map(|p| pod::pending_pod_record(&node, p, s)),
+                        );
+                    }
                 }
             }
         }

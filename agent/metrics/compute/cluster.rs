@@ -129,6 +129,7 @@ mod tests {
                 2,
             )]),
             workloads: Vec::new(),
+            pending_pods: Vec::new(),
         }
     }
 

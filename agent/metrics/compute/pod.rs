@@ -227,6 +227,41 @@ pub fn pod_record(
     (r, usage)
 }
 
+/// The node name of the records the leader sends for unscheduled Pending pods: their log stream
+/// (upstream sets `k8s.node.name` to `pending` for them, `internal/k8sapiserver/k8sapiserver.go`).
+pub const PENDING_NODE: &str = "pending";
+
+/// The [E] Pod record of a pod no node has taken yet, sent by the leader: the status fields and
+/// counts, no CPU or memory (there is no cgroup). `leader` is the leader's Node record of this
+/// tick (its `ClusterName` and timestamp are copied); `NodeName` is `pending`.
+pub fn pending_pod_record(leader: &Record, pod: &PodInfo, s: PodSettings) -> Record {
+    let mut r = Record::new(RecordType::Pod, leader.timestamp_ms);
+    if let Some(cluster) = leader.attribute("ClusterName") {
+        r.set_attribute("ClusterName", cluster.to_string());
+    }
+    r.set_attribute("NodeName", PENDING_NODE);
+    r.set_attribute("Namespace", pod.namespace.as_str());
+    r.set_attribute("PodName", pod.pod_name(s.prefer_full_pod_name));
+    r.set_attribute("FullPodName", pod.name.as_str());
+    if s.tag_service
+        && let Some(svc) = &pod.service
+    {
+        r.set_attribute("Service", svc.as_str());
+    }
+    r.set_attribute("pod_status", pod.pod_status());
+    r.set_field("pod_number_of_containers", Some(pod.number_of_containers() as f64));
+    r.set_field(
+        "pod_number_of_running_containers",
+        Some(pod.number_of_running_containers() as f64),
+    );
+    add_status_fields(&mut r, pod);
+    if s.kubernetes_object {
+        r.json_attributes
+            .push(("kubernetes", kubernetes_object(PENDING_NODE, pod, s, None)));
+    }
+    r
+}
+
 /// The Container record of one application container.
 pub fn container_record(
     owner: &Record,
@@ -350,6 +385,37 @@ mod tests {
     use super::*;
     use crate::kube::{ConditionStatus, NodeCondition, NodeState};
     use crate::metrics::record::RecordType;
+
+    #[test]
+    fn a_pending_pod_record_lands_in_the_pending_stream_with_its_status_and_no_usage() {
+        let text = r#"{"kind":"PodList","items":[{"metadata":{"name":"queued-7d4b9c8f5d-abcde","namespace":"shop","uid":"u",
+            "ownerReferences":[{"kind":"ReplicaSet","name":"queued-7d4b9c8f5d","uid":"r","apiVersion":"apps/v1"}]},
+            "spec":{"containers":[{"name":"app"}]},
+            "status":{"phase":"Pending","conditions":[{"type":"PodScheduled","status":"False"}]}}]}"#;
+        let (pods, _) = crate::kube::parse_pod_list(text).unwrap();
+        let mut leader = Record::new(RecordType::Node, 42);
+        leader.set_attribute("ClusterName", "c");
+        leader.set_attribute("NodeName", "leader-node");
+        leader.set_attribute("InstanceId", "i-1");
+        let s = PodSettings {
+            enhanced: true,
+            prefer_full_pod_name: false,
+            tag_service: true,
+            kubernetes_object: true,
+        };
+        let r = pending_pod_record(&leader, &pods[0], s);
+        assert_eq!(r.timestamp_ms, 42);
+        assert_eq!(r.attribute("NodeName"), Some("pending"));
+        assert_eq!(r.attribute("InstanceId"), None);
+        assert_eq!(r.attribute("PodName"), Some("queued"));
+        assert_eq!(r.attribute("FullPodName"), Some("queued-7d4b9c8f5d-abcde"));
+        assert_eq!(r.field("pod_status_pending"), Some(1.0));
+        assert_eq!(r.field("pod_status_scheduled"), Some(0.0));
+        assert_eq!(r.field("pod_number_of_containers"), Some(0.0));
+        assert_eq!(r.field("pod_cpu_utilization"), None, "no cgroup, no usage");
+        let k = &r.json_attributes.iter().find(|(k, _)| *k == "kubernetes").unwrap().1;
+        assert_eq!(k["host"], "pending");
+    }
 
     #[test]
     fn node_status_sets_present_conditions_one_hot_and_flags_unknown() {

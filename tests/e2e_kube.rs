@@ -78,20 +78,19 @@ impl Drop for Agent {
     }
 }
 
-#[test]
-fn one_of_two_agents_sends_the_cluster_records_and_the_other_takes_over_when_it_dies() {
+/// The test apiserver loaded with the oracle cluster, and a config for it (metrics every
+/// `interval` seconds, a 3 s Lease, no logs, no telemetry port) in a temporary directory.
+fn oracle_cluster(interval: u32) -> (KubeApi, tempfile::TempDir, PathBuf) {
     let api = KubeApi::start();
-    api.apply_list(
-        &serde_json::from_str(&std::fs::read_to_string(repo("tests/fixtures/kube/cluster-oracle.json")).unwrap())
-            .unwrap(),
-    );
+    let oracle = std::fs::read_to_string(repo("tests/fixtures/kube/cluster-oracle.json")).unwrap();
+    api.apply_list(&serde_json::from_str(&oracle).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.kubeconfig(dir.path());
     let config = dir.path().join("c.json");
     std::fs::write(
         &config,
         format!(
-            r#"{{"agent":{{"metrics_collection_interval":1}},
+            r#"{{"agent":{{"metrics_collection_interval":{interval}}},
             "logs":{{"metrics_collected":{{"kubernetes":{{"cluster_name":"oracle","kube_config_path":"{}"}}}}}},
             "kinsight":{{"metrics":{{"metadata_source":"apiserver","leader_lease_secs":{LEASE_SECS}}},
                          "logs":{{"enabled":false}},"telemetry":{{"listen_address":null}}}}}}"#,
@@ -99,6 +98,12 @@ fn one_of_two_agents_sends_the_cluster_records_and_the_other_takes_over_when_it_
         ),
     )
     .unwrap();
+    (api, dir, config)
+}
+
+#[test]
+fn one_of_two_agents_sends_the_cluster_records_and_the_other_takes_over_when_it_dies() {
+    let (api, _dir, config) = oracle_cluster(1);
     let a = Agent::start(&config, NODES[0], "kinsight-a");
     let b = Agent::start(&config, NODES[1], "kinsight-b");
 
@@ -154,24 +159,7 @@ fn one_of_two_agents_sends_the_cluster_records_and_the_other_takes_over_when_it_
 /// and this lone agent, leading, adds the cluster records.
 #[test]
 fn once_names_the_pods_from_the_apiserver() {
-    let api = KubeApi::start();
-    api.apply_list(
-        &serde_json::from_str(&std::fs::read_to_string(repo("tests/fixtures/kube/cluster-oracle.json")).unwrap())
-            .unwrap(),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.kubeconfig(dir.path());
-    let config = dir.path().join("c.json");
-    std::fs::write(
-        &config,
-        format!(
-            r#"{{"logs":{{"metrics_collected":{{"kubernetes":{{"cluster_name":"oracle","kube_config_path":"{}"}}}}}},
-            "kinsight":{{"metrics":{{"metadata_source":"apiserver","leader_lease_secs":3}},
-                         "logs":{{"enabled":false}},"telemetry":{{"listen_address":null}}}}}}"#,
-            kubeconfig.display()
-        ),
-    )
-    .unwrap();
+    let (api, _dir, config) = oracle_cluster(60);
     let r = support::run(
         kinsight()
             .args(["once", "--interval", "2s", "--output", "stdout", "--host-root"])

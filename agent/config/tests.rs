@@ -58,6 +58,7 @@ fn an_empty_object_takes_every_default() {
     assert_eq!(m.destination, MetricsDestination::PutMetricData);
     assert_eq!(m.metadata_source, MetadataSource::None);
     assert_eq!((m.endpoint_override.as_deref(), m.queue_intervals), (None, 5));
+    assert_eq!(m.leader_lease, std::time::Duration::from_mins(1));
     let l = &cfg.logs;
     assert!(l.enabled && l.create_log_groups && !l.honour_exclude_annotation);
     assert_eq!(l.disk_pressure_free_percent, 15);
@@ -464,7 +465,7 @@ fn collect_list_errors_name_the_entry_and_the_field() {
 fn kinsight_values_are_checked() {
     let text = r#"{"kinsight":{
         "output": "dir:",
-        "metrics": {"queue_intervals": 61, "endpoint_override": "ftp://x"},
+        "metrics": {"queue_intervals": 61, "endpoint_override": "ftp://x", "leader_lease_secs": 2},
         "logs": {"host_files": ["var/log/messages", "/var/log/../../etc/shadow"], "retention_days": 2,
                  "exclude_container_globs": ["a/b"],
                  "multiline": {"container_globs": ["*"]},
@@ -488,6 +489,7 @@ fn kinsight_values_are_checked() {
              PutRetentionPolicy allows), got 2",
             "kinsight.metrics.endpoint_override: invalid endpoint \"ftp://x\": scheme \"ftp\" is \
              not http or https; expected an http or https URL or a host name",
+            "kinsight.metrics.leader_lease_secs: must be 3..=600 seconds, got 2",
             "kinsight.metrics.queue_intervals: must be 1..=60 intervals, got 61",
             "kinsight.output: \"dir:\" needs a directory, as in \"dir:/tmp/kinsight\"",
             "kinsight.paths.state_dir: must be an absolute path, got \"state\"",

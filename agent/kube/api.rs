@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -135,7 +136,8 @@ impl std::fmt::Debug for ApiSource {
 
 /// One pod as the source holds it: converted, plus what a later `ReplicaSet` answer needs.
 struct Held {
-    info: PodInfo,
+    /// Shared with the index; copied only when it changes.
+    info: Arc<PodInfo>,
     owners: Vec<OwnerRefWithUid>,
 }
 
@@ -223,7 +225,10 @@ impl State {
         for w in &warnings {
             tracing::debug!(warning = %w, "pod from the apiserver not fully usable");
         }
-        info.map(|info| Held { info, owners })
+        info.map(|info| Held {
+            info: Arc::new(info),
+            owners,
+        })
     }
 
     /// Re-derives the workload names of the pods that reference `rs_uid`.
@@ -242,7 +247,7 @@ impl State {
                 })
                 .collect();
             let lookup = |rs: &str| workloads.deployment_of(&held.owners, rs);
-            convert::set_workload(&mut held.info, &refs, &lookup);
+            convert::set_workload(Arc::make_mut(&mut held.info), &refs, &lookup);
             self.dirty = true;
         }
     }
@@ -282,17 +287,23 @@ impl State {
         }
     }
 
-    /// The index's pods: every held pod with its `Service`.
-    fn pods_for_index(&self) -> Vec<PodInfo> {
-        let mut out: Vec<PodInfo> = self
-            .pods
-            .values()
-            .map(|h| {
-                let mut p = h.info.clone();
-                p.service = service_for(&p.namespace, &p.labels, p.ready, self.services.values());
-                p
-            })
-            .collect();
+    /// The index's pods: every held pod with its `Service`. A pod whose `Service` did not change
+    /// is shared with the previous index, not copied.
+    fn pods_for_index(&mut self) -> Vec<Arc<PodInfo>> {
+        // Only the Services of a pod's namespace can select it.
+        let mut by_namespace: HashMap<&str, Vec<&ServiceSelector>> = HashMap::new();
+        for s in self.services.values() {
+            by_namespace.entry(s.namespace.as_str()).or_default().push(s);
+        }
+        let mut out: Vec<Arc<PodInfo>> = Vec::with_capacity(self.pods.len());
+        for h in self.pods.values_mut() {
+            let candidates = by_namespace.get(h.info.namespace.as_str()).map_or(&[][..], Vec::as_slice);
+            let service = service_for(&h.info.namespace, &h.info.labels, h.info.ready, candidates.iter().copied());
+            if h.info.service != service {
+                Arc::make_mut(&mut h.info).service = service;
+            }
+            out.push(Arc::clone(&h.info));
+        }
         // A stable order, as a list would give it.
         out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         out

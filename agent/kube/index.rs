@@ -46,14 +46,13 @@ pub struct Snapshot {
 
 impl Snapshot {
     fn build(
-        pods: Vec<PodInfo>,
+        pods: Vec<Arc<PodInfo>>,
         cluster: Option<ClusterState>,
         generation: u64,
         content_hash: Option<u64>,
     ) -> Snapshot {
         let mut by_uid = HashMap::with_capacity(pods.len() * 2);
         let mut by_container = HashMap::with_capacity(pods.len() * 3);
-        let pods: Vec<Arc<PodInfo>> = pods.into_iter().map(Arc::new).collect();
         for (i, pod) in pods.iter().enumerate() {
             by_uid.entry(pod.uid.clone()).or_insert(i);
             if let Some(hash) = &pod.mirror_of {
@@ -221,7 +220,7 @@ impl PodIndex {
 
     /// [`PodIndex::replace`] that keeps the cluster view the leader last set
     /// ([`PodIndex::set_cluster`]): what the apiserver pod source uses.
-    pub fn replace_keeping_cluster(&self, pods: Vec<PodInfo>) {
+    pub fn replace_keeping_cluster(&self, pods: Vec<Arc<PodInfo>>) {
         self.replace_inner(pods, None, None, true);
     }
 
@@ -264,12 +263,12 @@ impl PodIndex {
         cluster: Option<ClusterState>,
         content_hash: Option<u64>,
     ) {
-        self.replace_inner(pods, cluster, content_hash, false);
+        self.replace_inner(pods.into_iter().map(Arc::new).collect(), cluster, content_hash, false);
     }
 
     fn replace_inner(
         &self,
-        mut pods: Vec<PodInfo>,
+        mut pods: Vec<Arc<PodInfo>>,
         cluster: Option<ClusterState>,
         content_hash: Option<u64>,
         keep_cluster: bool,

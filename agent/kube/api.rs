@@ -297,8 +297,15 @@ impl State {
         }
         let mut out: Vec<Arc<PodInfo>> = Vec::with_capacity(self.pods.len());
         for h in self.pods.values_mut() {
-            let candidates = by_namespace.get(h.info.namespace.as_str()).map_or(&[][..], Vec::as_slice);
-            let service = service_for(&h.info.namespace, &h.info.labels, h.info.ready, candidates.iter().copied());
+            let candidates = by_namespace
+                .get(h.info.namespace.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            let service = service_for(
+                &h.info.namespace,
+                &h.info.labels,
+                h.info.ready,
+                candidates.iter().copied(),
+            );
             if h.info.service != service {
                 Arc::make_mut(&mut h.info).service = service;
             }

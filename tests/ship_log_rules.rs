@@ -1389,7 +1389,7 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for ChangeBodyAfter
 }
 
 /// Both lanes' requests, created groups and streams included, carry signatures that verify over
-/// the body as received (the shipper hashes its bodies itself, see
+/// the body as received (the shipper swaps its own body into the SDK's request, see
 /// `ship::cloudwatch_logs::body`); a body changed after signing is refused as AWS refuses it.
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_are_signed_over_the_body_sent() {

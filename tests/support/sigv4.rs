@@ -1,18 +1,18 @@
 //! `SigV4` verification for the local endpoints: a request's signature recomputed from scratch
 //! (method, path, query, the headers it names, and the body as received) with the test
-//! credentials of `test_sdk_config`, the way AWS checks it. The agent hashes request bodies
-//! itself (`ship::cloudwatch_logs::body`), so a body that differs from the hash it was signed
-//! with must fail here as it would on AWS.
+//! credentials of `test_sdk_config`, the way AWS checks it. The agent writes request bodies
+//! itself and swaps them into the SDK's request (`ship::cloudwatch_logs::body`), so a body that
+//! differs from the one that was signed must fail here as it would on AWS.
 //!
 //! The steps are the AWS General Reference's, "Create a signed AWS API request" (Signature
-//! Version 4): canonical request, string to sign, derived signing key, HMAC. SHA-256 comes from
-//! the `sha2` crate and HMAC from aws-lc, independently of how the agent or the SDK computed them.
+//! Version 4): canonical request, string to sign, derived signing key, HMAC, written out here
+//! rather than taken from the SDK's signer (only the `sha2` and `hmac` primitives are shared).
 //! Only what the JSON-protocol endpoints need: a path and query without characters to encode,
 //! header-based signing (no presigned URLs), no `x-amz-content-sha256` other than the body's hash.
 
 use std::fmt::Write as _;
 
-use aws_lc_rs::hmac;
+use hmac::{KeyInit as _, Mac as _};
 use sha2::{Digest as _, Sha256};
 
 /// The access key id of the test credentials (`test_sdk_config`).
@@ -86,9 +86,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn hmac_sha256(key: &[u8], data: &str) -> Vec<u8> {
-    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data.as_bytes())
-        .as_ref()
-        .to_vec()
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(data.as_bytes());
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// Checks the request's signature with `secret`. `Err` says what does not match.

@@ -1,13 +1,13 @@
-//! The `PutLogEvents` request as bytes: the JSON body written straight from the events, its
-//! SHA-256 for the signature, and the interceptor that puts both into the SDK's request.
+//! The `PutLogEvents` request as bytes: the JSON body written straight from the events, and the
+//! interceptor that puts it into the SDK's request.
 //!
 //! The SDK still builds, signs, sends and parses each request; it is given one placeholder event,
-//! which the body replaces before signing (see `Sender::put` in `shipper`).
+//! which the body replaces before signing (see `Sender::put` in `shipper`). The signer hashes the
+//! body (SHA-256, about 30 % of the agent's CPU in `scripts/bench logs`). Hashing it here with
+//! aws-lc instead and handing the signer the hash (`PayloadSigningOverride::Precomputed`) was
+//! tried: no difference in CPU in interleaved runs (both use the CPU's SHA extensions, about
+//! 1.9 GB/s here), so the signer keeps hashing.
 
-use std::fmt::Write as _;
-
-use aws_lc_rs::digest;
-use aws_runtime::auth::PayloadSigningOverride;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
@@ -66,34 +66,12 @@ fn push_decimal(out: &mut BytesMut, n: i64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// The lower-case hex SHA-256 of `body`: the payload hash of the `SigV4` canonical request (AWS
-/// General Reference, "Create a canonical request for Signature Version 4": `Hex(SHA256Hash(payload))`).
-///
-/// Computed here with aws-lc (already built for rustls) rather than left to the SDK's signer,
-/// which hashes with the `sha2` crate. Every body is hashed once, about 3.3 bytes per byte of log
-/// input, and that hash is about 30 % of the agent's CPU in the cold throughput benchmark
-/// (`scripts/bench logs`). Both use the CPU's SHA extensions where present; in that benchmark
-/// aws-lc took about 6 % fewer samples than `sha2` for the same bytes (1,879 against 1,995 in
-/// `perf record` runs of equal length), a small gain. The payload stays signed: CloudWatch Logs
-/// does not accept `UNSIGNED-PAYLOAD`.
-pub fn payload_sha256_hex(body: &[u8]) -> String {
-    let d = digest::digest(&digest::SHA256, body);
-    let mut hex = String::with_capacity(64);
-    for b in d.as_ref() {
-        let _ = write!(hex, "{b:02x}");
-    }
-    hex
-}
-
 /// Puts a prepared body into the SDK's request before it is signed: the body, its
-/// `content-length`, the EMF header when asked, and the body's precomputed SHA-256 for the
-/// signer (`PayloadSigningOverride::Precomputed`, the SDK's own way to hand the signer a payload
-/// hash; see `aws_runtime::auth::sigv4`). Runs again on every attempt, so a retried request is
-/// signed the same way.
+/// `content-length`, and the EMF header when asked. Runs again on every attempt, so a retried
+/// request is signed over the same body.
 #[derive(Debug)]
 pub struct PreparedBody {
     pub body: Bytes,
-    pub sha256_hex: String,
     pub emf: bool,
 }
 
@@ -106,7 +84,7 @@ impl Intercept for PreparedBody {
         &self,
         context: &mut BeforeTransmitInterceptorContextMut<'_>,
         _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
+        _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let req = context.request_mut();
         *req.body_mut() = SdkBody::from(self.body.clone());
@@ -114,8 +92,6 @@ impl Intercept for PreparedBody {
         if self.emf {
             req.headers_mut().insert(EMF_HEADER.0, EMF_HEADER.1);
         }
-        cfg.interceptor_state()
-            .store_put(PayloadSigningOverride::Precomputed(self.sha256_hex.clone()));
         Ok(())
     }
 }
@@ -146,19 +122,6 @@ mod tests {
         assert_eq!(v["logEvents"][0]["timestamp"], 1);
         assert_eq!(v["logEvents"][0]["message"], "{\"log\":\"q\\\"\"}");
         assert_eq!(v["logEvents"][1]["message"], "line\n\u{1}é");
-    }
-
-    #[test]
-    fn the_payload_hash_is_sha256_in_lower_case_hex() {
-        // FIPS 180-2 test vectors: "" and "abc".
-        assert_eq!(
-            payload_sha256_hex(b""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-        assert_eq!(
-            payload_sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 
     #[test]

@@ -699,8 +699,7 @@ impl Sender {
         // messages escaped): the SDK's serializer escapes byte by byte and would first need a
         // copy of every message (a quarter of the pipeline's CPU in the throughput benchmark),
         // then escape the records, which are JSON, a second time. The SDK still signs
-        // the body (its request hook runs before signing, given the body's hash), sends it, and
-        // parses the answer; it is given one placeholder event, which the body replaces.
+        // the body (its request hook runs before signing), sends it, and parses the answer; it is given one placeholder event, which the body replaces.
         let mut buf = self
             .bodies
             .lock()
@@ -709,10 +708,8 @@ impl Sender {
             .unwrap_or_default();
         body::put_body(&mut buf, group, stream, events);
         let body = buf.freeze();
-        let sha256_hex = body::payload_sha256_hex(&body);
         let prepared = body::PreparedBody {
             body: body.clone(),
-            sha256_hex,
             emf: self.opts.emf_header,
         };
         let result = self.put_body_now(group, stream, events, prepared).await;

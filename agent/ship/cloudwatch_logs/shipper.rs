@@ -699,7 +699,8 @@ impl Sender {
         // messages escaped): the SDK's serializer escapes byte by byte and would first need a
         // copy of every message (a quarter of the pipeline's CPU in the throughput benchmark),
         // then escape the records, which are JSON, a second time. The SDK still signs
-        // the body (its request hook runs before signing), sends it, and parses the answer; it is given one placeholder event, which the body replaces.
+        // the body (`body::PreparedBody` runs before signing), sends it, and parses the answer;
+        // it is given one placeholder event, which the body replaces.
         let mut buf = self
             .bodies
             .lock()

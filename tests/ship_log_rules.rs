@@ -187,12 +187,13 @@ fn summary(requests: &[LogsRequest]) -> String {
     requests.iter().fold(String::new(), |mut out, r| {
         let _ = write!(
             out,
-            "\n  {} {}/{} events={} bytes={} -> {} {}",
+            "\n  {} {}/{} events={} bytes={} signature_ok={:?} -> {} {}",
             r.action,
             r.group.as_deref().unwrap_or("-"),
             r.stream.as_deref().unwrap_or("-"),
             r.events,
             r.bytes,
+            r.signature_ok,
             r.status,
             r.error.as_deref().unwrap_or("")
         );
@@ -1083,6 +1084,11 @@ async fn faults_are_retried(lane: Lane) {
         );
     }
     assert_eq!(rig.server.stored_count(), 300, "nothing stored twice");
+    assert!(
+        requests.iter().all(|r| r.signature_ok == Some(true)),
+        "every attempt signed over its body: {}",
+        summary(&requests)
+    );
     if lane == Lane::Logs {
         let outcomes = rig.ack.outcomes();
         assert_eq!(outcomes.len(), 300);
@@ -1267,4 +1273,174 @@ async fn a_denied_retention_call_is_counted_under_its_own_action() {
         "{}",
         summary(&rig.server.requests())
     );
+}
+
+// --- Signatures -----------------------------------------------------------------------------
+
+/// The endpoint's `SigV4` check itself (`support::sigv4`): AWS's published `get-vanilla` example
+/// verifies, and a request signed by the SDK's signer (which hashes the body itself) verifies
+/// until one byte of its body changes.
+#[test]
+fn the_sigv4_check_accepts_aws_examples_and_refuses_a_changed_body() {
+    use aws_credential_types::Credentials;
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+    use aws_smithy_runtime_api::client::identity::Identity;
+    use support::sigv4::{SignedRequest, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, verify};
+
+    // AWS Signature Version 4 test suite, `get-vanilla` (credentials AKIDEXAMPLE).
+    let vanilla = [
+        ("host".to_string(), "example.amazonaws.com".to_string()),
+        ("x-amz-date".to_string(), "20150830T123600Z".to_string()),
+        (
+            "authorization".to_string(),
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+             SignedHeaders=host;x-amz-date, \
+             Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+                .to_string(),
+        ),
+    ];
+    let get = SignedRequest {
+        method: "GET",
+        path: "/",
+        query: "",
+        headers: &vanilla,
+        body: b"",
+    };
+    assert_eq!(verify(&get, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"), Ok(()));
+    assert!(verify(&get, TEST_SECRET_ACCESS_KEY).is_err(), "another secret");
+
+    let body = br#"{"logGroupName":"g","logStreamName":"s","logEvents":[{"timestamp":1,"message":"x"}]}"#;
+    let mut headers = vec![
+        ("host".to_string(), "logs.us-east-1.amazonaws.com".to_string()),
+        ("content-type".to_string(), "application/x-amz-json-1.1".to_string()),
+        ("x-amz-target".to_string(), "Logs_20140328.PutLogEvents".to_string()),
+    ];
+    let identity = Identity::from(Credentials::new(
+        TEST_ACCESS_KEY_ID,
+        TEST_SECRET_ACCESS_KEY,
+        None,
+        None,
+        "t",
+    ));
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("logs")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        "https://logs.us-east-1.amazonaws.com/",
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    headers.extend(
+        instructions
+            .headers()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())),
+    );
+    let post = |body: &[u8]| {
+        verify(
+            &SignedRequest {
+                method: "POST",
+                path: "/",
+                query: "",
+                headers: &headers,
+                body,
+            },
+            TEST_SECRET_ACCESS_KEY,
+        )
+    };
+    assert_eq!(post(body), Ok(()));
+    let mut changed = body.to_vec();
+    let at = changed.len() - 4;
+    changed[at] = b'y';
+    assert!(post(&changed).is_err(), "one byte of the body changed");
+}
+
+/// Replaces the request body after it was signed, as a body built apart from its hash could.
+#[derive(Debug)]
+struct ChangeBodyAfterSigning;
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for ChangeBodyAfterSigning {
+    fn name(&self) -> &'static str {
+        "ChangeBodyAfterSigning"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let req = context.request_mut();
+        let body = req.body().bytes().ok_or("body not in memory")?;
+        let changed = String::from_utf8_lossy(body).replace("\"x\"", "\"y\"");
+        req.headers_mut().insert("content-length", changed.len().to_string());
+        *req.body_mut() = aws_smithy_types::body::SdkBody::from(changed);
+        Ok(())
+    }
+}
+
+/// Both lanes' requests, created groups and streams included, carry signatures that verify over
+/// the body as received (the shipper swaps its own body into the SDK's request, see
+/// `ship::cloudwatch_logs::body`); a body changed after signing is refused as AWS refuses it.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_are_signed_over_the_body_sent() {
+    for lane in [Lane::Logs, Lane::Performance] {
+        let rig = Rig::start(lane);
+        let g = "/aws/containerinsights/signed/application";
+        let now = now_ms();
+        // Escapes, non-ASCII text and two streams: the body is not just the messages.
+        let events: Vec<LogEvent> = (0..50u64)
+            .map(|i| {
+                let stream = if i % 2 == 0 { "a" } else { "b" };
+                let message = format!("{{\"log\":\"q\\\"{i}\\n\",\"é\":\"\\u0001\"}}");
+                event(g, stream, now - 100 + i64::try_from(i).unwrap(), i + 1, message)
+            })
+            .collect();
+        rig.ship(events).await;
+        rig.settle().await;
+        let requests = rig.server.requests();
+        assert!(requests.iter().any(|r| r.action == PUT), "{}", summary(&requests));
+        assert!(
+            requests.iter().all(|r| r.signature_ok == Some(true)),
+            "{lane:?}: {}",
+            summary(&requests)
+        );
+        assert_eq!(rig.server.stored_count(), 50);
+    }
+
+    let server = StrictLogs::start();
+    let client = logs_client(&test_sdk_config(&server.url()), None);
+    let (g, s) = ("/aws/containerinsights/signed/application", "s");
+    client.create_log_group().log_group_name(g).send().await.unwrap();
+    client
+        .create_log_stream()
+        .log_group_name(g)
+        .log_stream_name(s)
+        .send()
+        .await
+        .unwrap();
+    let e = client
+        .put_log_events()
+        .log_group_name(g)
+        .log_stream_name(s)
+        .log_events(input(now_ms(), "x"))
+        .customize()
+        .interceptor(ChangeBodyAfterSigning)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("InvalidSignatureException"));
+    let refused = server.requests_of(PUT);
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].signature_ok, Some(false));
+    assert_eq!(server.stored_count(), 0);
 }

@@ -776,8 +776,8 @@ pub fn test_sdk_config(endpoint: &str) -> aws_types::SdkConfig {
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_types::region::Region::new("us-east-1"))
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            super::sigv4::TEST_ACCESS_KEY_ID,
+            super::sigv4::TEST_SECRET_ACCESS_KEY,
             None,
             None,
             "kinsight-test",

@@ -12,6 +12,8 @@
 //! - [`StrictCloudwatch`]: the strict local CloudWatch metrics endpoint (rpc-v2-cbor
 //!   `PutMetricData`, real limits, scripted faults), in-process; [`test_sdk_config`] points an SDK
 //!   client at a local server with static test credentials.
+//! - [`sigv4`]: `SigV4` signatures recomputed from a request as received, with those test
+//!   credentials; the strict CloudWatch Logs endpoint refuses a request that does not verify.
 
 // Every file in tests/ is a crate of its own and uses only part of this module; the rest would be
 // reported as dead code (and the re-exports below as unused imports) in each of them.
@@ -28,6 +30,7 @@ mod kube_api;
 mod moto;
 pub mod pod_identity;
 mod process;
+pub mod sigv4;
 
 use std::thread;
 use std::time::Duration;

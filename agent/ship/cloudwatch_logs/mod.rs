@@ -1,9 +1,9 @@
 //! The `cloudwatch` output's CloudWatch Logs side: one [`Shipper`] per lane, performance (EMF)
 //! events and log records.
 //!
-//! Owns: `PutLogEvents` batching to the API limits (`batch`), lazy group and stream creation
-//! (`create`), the per-stream sender with its outcomes (`shipper`). Must not: build the events
-//! (that is `metrics::encode::emf` and `logs`).
+//! Owns: `PutLogEvents` batching to the API limits (`batch`), the request body (`body`), lazy
+//! group and stream creation (`create`), the per-stream sender with its outcomes (`shipper`).
+//! Must not: build the events (that is `metrics::encode::emf` and `logs`).
 //!
 //! The decision a newcomer would question: performance events are buffered in memory, bounded,
 //! and dropped oldest-first when CloudWatch Logs is unreachable for long, while log records make
@@ -11,6 +11,7 @@
 //! regenerated every interval; log records do, so the files are their buffer.
 
 mod batch;
+mod body;
 mod create;
 mod shipper;
 

@@ -19,13 +19,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsOutput;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_util::StreamExt as _;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::super::json_lines::push_json_str;
 use crate::config::collect::GroupRule;
 use crate::telemetry::Telemetry;
 use crate::telemetry::events::{
@@ -35,6 +34,7 @@ use crate::telemetry::events::{
 use super::super::payload::{Acknowledge, DropReason, Leftover, LogEvent, Outcome, Rejection};
 use super::super::retry::{Backoff, ErrorClass, Failure, REQUEST_TIMEOUT, classify};
 use super::batch::{self, MAX_BATCH_BYTES, MAX_EVENTS_PER_PUT, Unsendable};
+use super::body;
 use super::create::{self, Created};
 
 /// The header that makes CloudWatch Logs extract metrics from EMF events (the CloudWatch agent
@@ -699,17 +699,21 @@ impl Sender {
         // messages escaped): the SDK's serializer escapes byte by byte and would first need a
         // copy of every message (a quarter of the pipeline's CPU in the throughput benchmark),
         // then escape the records, which are JSON, a second time. The SDK still signs
-        // the body (its request hook runs before signing), sends it, and parses the answer; it
-        // is given one placeholder event, which the body replaces.
+        // the body (`body::PreparedBody` runs before signing), sends it, and parses the answer;
+        // it is given one placeholder event, which the body replaces.
         let mut buf = self
             .bodies
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop()
             .unwrap_or_default();
-        put_body(&mut buf, group, stream, events);
+        body::put_body(&mut buf, group, stream, events);
         let body = buf.freeze();
-        let result = self.put_body_now(group, stream, events, body.clone()).await;
+        let prepared = body::PreparedBody {
+            body: body.clone(),
+            emf: self.opts.emf_header,
+        };
+        let result = self.put_body_now(group, stream, events, prepared).await;
         // The buffer back for the next request, when nothing else holds it any more: a body is
         // about a megabyte, and a fresh one costs page faults on every request.
         if let Ok(mut buf) = body.try_into_mut() {
@@ -727,7 +731,7 @@ impl Sender {
         group: &str,
         stream: &str,
         events: &[LogEvent],
-        body: Bytes,
+        prepared: body::PreparedBody,
     ) -> Result<PutLogEventsOutput, Failure> {
         let placeholder = InputLogEvent::builder()
             .timestamp(events.first().map_or(0, |e| e.timestamp_ms))
@@ -740,7 +744,6 @@ impl Sender {
                 message: crate::telemetry::chain(&e),
                 action: None,
             })?;
-        let emf = self.opts.emf_header;
         let request = self
             .client
             .put_log_events()
@@ -748,14 +751,7 @@ impl Sender {
             .log_stream_name(stream)
             .set_log_events(Some(vec![placeholder]))
             .customize()
-            .mutate_request(move |req| {
-                let len = body.len();
-                *req.body_mut() = aws_smithy_types::body::SdkBody::from(body.clone());
-                req.headers_mut().insert("content-length", len.to_string());
-                if emf {
-                    req.headers_mut().insert(EMF_HEADER.0, EMF_HEADER.1);
-                }
-            });
+            .interceptor(prepared);
         match tokio::time::timeout(REQUEST_TIMEOUT, request.send()).await {
             Ok(r) => r.map_err(|e| classify(&e)),
             Err(_) => Err(Failure {
@@ -820,79 +816,9 @@ impl Sender {
     }
 }
 
-/// The `PutLogEvents` request body (AWS CloudWatch Logs API reference, "PutLogEvents", JSON
-/// protocol 1.1): `{"logGroupName":…,"logStreamName":…,"logEvents":[{"timestamp":…,"message":…}]}`,
-/// written into `out` (cleared first). Messages are kept escaped, so each is one copy.
-pub fn put_body(out: &mut BytesMut, group: &str, stream: &str, events: &[LogEvent]) {
-    // `,{"timestamp":` + at most 20 digits + `,"message":"` + `"}`
-    const EVENT_MARKUP: usize = 48;
-    let size: usize = events.iter().map(|e| e.message.escaped().len() + EVENT_MARKUP).sum();
-    out.clear();
-    out.reserve(size + 2 * (group.len() + stream.len()) + 64);
-    out.extend_from_slice(b"{\"logGroupName\":");
-    push_json_str(out, group);
-    out.extend_from_slice(b",\"logStreamName\":");
-    push_json_str(out, stream);
-    out.extend_from_slice(b",\"logEvents\":[");
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b",");
-        }
-        out.extend_from_slice(b"{\"timestamp\":");
-        push_decimal(out, e.timestamp_ms);
-        out.extend_from_slice(b",\"message\":\"");
-        out.extend_from_slice(e.message.escaped());
-        out.extend_from_slice(b"\"}");
-    }
-    out.extend_from_slice(b"]}");
-}
-
-/// `n` in decimal, without going through `fmt` (once per event of every request).
-fn push_decimal(out: &mut BytesMut, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut v = n.unsigned_abs();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + u8::try_from(v % 10).unwrap_or(0);
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        out.extend_from_slice(b"-");
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_body_is_the_json_the_api_expects() {
-        let e = |ts, m: &str| LogEvent {
-            group: "g".into(),
-            stream: "s".into(),
-            timestamp_ms: ts,
-            message: m.into(),
-            token: 0,
-        };
-        let mut body = BytesMut::new();
-        put_body(
-            &mut body,
-            "/aws/x",
-            "a\"b",
-            &[e(1, "{\"log\":\"q\\\"\"}"), e(2, "line\n\u{1}é")],
-        );
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["logGroupName"], "/aws/x");
-        assert_eq!(v["logStreamName"], "a\"b");
-        assert_eq!(v["logEvents"][0]["timestamp"], 1);
-        assert_eq!(v["logEvents"][0]["message"], "{\"log\":\"q\\\"\"}");
-        assert_eq!(v["logEvents"][1]["message"], "line\n\u{1}é");
-    }
 
     #[test]
     fn only_a_streams_full_request_flushes_early() {
@@ -914,14 +840,5 @@ mod tests {
         queued.clear();
         let many: Vec<LogEvent> = (0..MAX_EVENTS_PER_PUT).map(|_| e(&b, 1)).collect();
         assert!(queue_per_stream(&mut queued, &many));
-    }
-
-    #[test]
-    fn timestamps_are_written_in_decimal() {
-        for n in [0, 7, 10, 1_764_300_000_000, i64::MAX, -1, i64::MIN] {
-            let mut out = BytesMut::new();
-            push_decimal(&mut out, n);
-            assert_eq!(std::str::from_utf8(&out).unwrap(), n.to_string());
-        }
     }
 }

@@ -39,3 +39,4 @@ pub use error::{ConfigError, ConfigErrors, ErrorKind, MAX_PRINTED, printed};
 pub use kinsight::{MAX_EVENT_BYTES, TELEMETRY_PORT, default_listen_address};
 pub use model::*;
 pub use parse::{DEFAULT_CONFIG, Inputs, LOCAL_CLUSTER_NAME, MAX_FILE_BYTES, load_file, load_str, read_file};
+pub use walk::known_keys;

@@ -14,6 +14,24 @@ use serde_json::{Map, Value};
 
 use super::error::{ConfigError, ErrorKind, MAX_PRINTED};
 
+thread_local! {
+    /// While [`known_keys`] runs: every key a section defines, by its full path.
+    static KNOWN_KEYS: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Every key the sections walked while validating `text` define (their full paths, array items
+/// as `[i]`), whether the file sets them or not: what the configuration reference must document.
+/// Sections and array items the file does not contain are not walked, so `text` should contain
+/// each of them once.
+pub fn known_keys(text: &str, inputs: &super::Inputs) -> Vec<String> {
+    KNOWN_KEYS.set(Some(Vec::new()));
+    let _ = super::load_str(text, inputs);
+    let mut keys = KNOWN_KEYS.take().unwrap_or_default();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 /// What one walk collects.
 #[derive(Debug, Default)]
 pub(super) struct Ctx {
@@ -266,6 +284,11 @@ impl<'v> Obj<'v> {
     /// [`MAX_PRINTED`] of an object (in key order, which is the printed order): no more are
     /// printed, and a file of 100,000 unknown keys costs no 100,000 edit-distance searches.
     pub fn finish(self, cx: &mut Ctx) {
+        KNOWN_KEYS.with_borrow_mut(|record| {
+            if let Some(record) = record {
+                record.extend(self.known.iter().map(|k| self.path_of(k)));
+            }
+        });
         let Some(map) = self.map else { return };
         let mut unknown = 0;
         for key in map.keys() {

@@ -37,6 +37,12 @@ use crate::telemetry::{Name, Telemetry};
 /// many events a second, and the records are needed once an interval.
 const PUBLISH_DELAY: Duration = Duration::from_secs(1);
 
+/// Objects per list page. The watches list at once, and a page is held whole while it is
+/// decoded: 500 (client-go's and kube's default) Nodes of 16 KB is 8 MB of JSON per page, and the
+/// 5,000-node benchmark peaked 120 MiB above a follower (docs/performance.md, `scripts/bench
+/// kube-leader`). More requests at a relist are the price: 1,600 instead of 320 there.
+const LIST_PAGE_SIZE: u32 = 100;
+
 /// The leader's cluster watches.
 #[derive(Clone)]
 pub struct ClusterWatch {
@@ -195,7 +201,7 @@ impl ClusterWatch {
     }
 
     async fn watch(&self, stop: CancellationToken) {
-        let cfg = || watcher::Config::default().any_semantic();
+        let cfg = || watcher::Config::default().any_semantic().page_size(LIST_PAGE_SIZE);
         let mut nodes = pin!(watcher(Api::<Node>::all(self.client.clone()), cfg()).default_backoff());
         let mut pods = pin!(
             watcher(

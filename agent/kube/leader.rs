@@ -43,6 +43,12 @@ use crate::telemetry::{Name, Telemetry};
 /// many events a second, and the records are needed once an interval.
 const PUBLISH_DELAY: Duration = Duration::from_secs(1);
 
+/// Objects per list page. The watches list at once, and a page is held whole while it is
+/// decoded: 500 (client-go's and kube's default) Nodes of 16 KB is 8 MB of JSON per page, and the
+/// 5,000-node benchmark peaked 120 MiB above a follower (docs/performance.md, `scripts/bench
+/// kube-leader`). More requests at a relist are the price: 1,600 instead of 320 there.
+const LIST_PAGE_SIZE: u32 = 100;
+
 /// The leader's cluster watches.
 #[derive(Clone)]
 pub struct ClusterWatch {
@@ -242,7 +248,11 @@ impl ClusterWatch {
         reason = "one select over the leader's eight watches reads best in one place"
     )]
     async fn watch(&self, stop: CancellationToken) {
-        let cfg = || watcher::Config::default().any_semantic();
+        // Not `resourceVersion=0` (the watch cache) as the node-scoped watches ask: an apiserver
+        // may serve such a list whole, ignoring `limit` ("the watch cache does not support
+        // limit", Kubernetes API concepts, "Resource versions"), and a cluster-wide list of
+        // 150,000 pods is more than a gigabyte of JSON. A consistent list is paged.
+        let cfg = || watcher::Config::default().page_size(LIST_PAGE_SIZE);
         let mut nodes = pin!(watcher(Api::<Node>::all(self.client.clone()), cfg()).default_backoff());
         let mut pods = pin!(
             watcher(

@@ -86,7 +86,7 @@ impl<K: std::hash::Hash + Eq, V> Default for Objects<K, V> {
     }
 }
 
-impl<K: std::hash::Hash + Eq, V> Objects<K, V> {
+impl<K: std::hash::Hash + Eq, V: PartialEq> Objects<K, V> {
     /// Applies one watcher event, given its object's key and kept value; returns whether the live
     /// set changed.
     fn apply<O>(
@@ -114,6 +114,9 @@ impl<K: std::hash::Hash + Eq, V> Objects<K, V> {
                 true
             }
             watcher::Event::Apply(o) => match (key(&o), value(&o)) {
+                // Most updates (a pod's status, a Node's heartbeat) change nothing kept: no new
+                // cluster view for them.
+                (Some(k), Some(v)) if self.live.get(&k) == Some(&v) => false,
                 (Some(k), Some(v)) => {
                     self.live.insert(k, v);
                     true

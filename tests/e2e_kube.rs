@@ -195,3 +195,82 @@ fn once_names_the_pods_from_the_apiserver() {
     let lease = api.get("Lease", "amazon-cloudwatch", "kinsight-leader").unwrap();
     assert!(lease["spec"]["holderIdentity"].is_null(), "{lease}");
 }
+
+/// Text of a control-plane exposition with the given cumulative values.
+fn control_plane_text(ok: [u64; 2], lists: [u64; 4], sum: f64) -> String {
+    let [pods, nodes] = ok;
+    let [b1, b2, b3, count] = lists;
+    format!(
+        "# TYPE apiserver_request_total counter\n\
+         apiserver_request_total{{code=\"200\",resource=\"pods\",scope=\"namespace\",verb=\"GET\"}} {pods}\n\
+         apiserver_request_total{{code=\"200\",resource=\"nodes\",scope=\"cluster\",verb=\"GET\"}} {nodes}\n\
+         # TYPE apiserver_request_duration_seconds histogram\n\
+         apiserver_request_duration_seconds_bucket{{resource=\"pods\",verb=\"LIST\",le=\"0.05\"}} {b1}\n\
+         apiserver_request_duration_seconds_bucket{{resource=\"pods\",verb=\"LIST\",le=\"0.5\"}} {b2}\n\
+         apiserver_request_duration_seconds_bucket{{resource=\"pods\",verb=\"LIST\",le=\"1\"}} {b3}\n\
+         apiserver_request_duration_seconds_bucket{{resource=\"pods\",verb=\"LIST\",le=\"+Inf\"}} {count}\n\
+         apiserver_request_duration_seconds_sum{{resource=\"pods\",verb=\"LIST\"}} {sum}\n\
+         apiserver_request_duration_seconds_count{{resource=\"pods\",verb=\"LIST\"}} {count}\n\
+         # TYPE apiserver_storage_objects gauge\n\
+         apiserver_storage_objects{{resource=\"pods\"}} 4000\n"
+    )
+}
+
+/// With enhanced observability the leader scrapes the apiserver's `/metrics` and sends the
+/// interval's increase: counters rolled up to their declared labels as statistic sets, and a
+/// histogram's observations as one.
+#[test]
+fn the_leader_sends_control_plane_increases_as_statistic_sets() {
+    let (api, _dir, config) = oracle_cluster(1);
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    cfg["logs"]["metrics_collected"]["kubernetes"]["enhanced_container_insights"] = Value::Bool(true);
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    api.set_control_plane_metrics(&control_plane_text([100, 40], [5, 9, 10, 10], 2.0));
+    let agent = Agent::start(&config, NODES[0], "kinsight-a");
+    let mut seen: Vec<Value> = Vec::new();
+    let mut wait_for = |what: &str, pred: &dyn Fn(&Value) -> bool| -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            seen.extend(agent.lines.try_iter().map(|(_, v)| v));
+            if let Some(v) = seen.iter().find(|v| pred(v)) {
+                return v.clone();
+            }
+            assert!(Instant::now() < deadline, "no {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // A gauge arrives from the first scrape on.
+    let objects = wait_for("apiserver_storage_objects", &|v| {
+        v["metric_name"] == "apiserver_storage_objects" && v["dimensions"]["resource"] == "pods"
+    });
+    assert_eq!(objects["value"], 4000.0);
+    assert_eq!(objects["dimensions"]["ClusterName"], "oracle");
+    // 60 + 20 more GETs, 30 more LISTs (10 in the first bucket, 15 in the second, 5 in the
+    // third) taking 4.5 s together.
+    api.set_control_plane_metrics(&control_plane_text([160, 60], [15, 34, 40, 40], 6.5));
+    let gets = wait_for("the GET increase", &|v| {
+        v["metric_name"] == "apiserver_request_total"
+            && v["dimensions"]["verb"] == "GET"
+            && v["statistic_values"]["Sum"] == 80.0
+    });
+    assert_eq!(gets["dimensions"]["code"], "200");
+    assert_eq!(gets["unit"], "Count");
+    assert_eq!(
+        gets["statistic_values"],
+        serde_json::json!({"SampleCount": 2.0, "Sum": 80.0, "Minimum": 20.0, "Maximum": 60.0})
+    );
+    let lists = wait_for("the LIST durations", &|v| {
+        v["metric_name"] == "apiserver_request_duration_seconds" && v["dimensions"]["verb"] == "LIST"
+    });
+    assert_eq!(lists["unit"], "Seconds");
+    assert_eq!(
+        lists["statistic_values"],
+        serde_json::json!({"SampleCount": 30.0, "Sum": 4.5, "Minimum": 0.0, "Maximum": 1.0})
+    );
+    // And the {ClusterName} roll-up of each.
+    wait_for("the roll-up", &|v| {
+        v["metric_name"] == "apiserver_request_total"
+            && v["dimensions"].as_object().is_some_and(|d| d.len() == 1)
+            && v["statistic_values"]["Sum"] == 80.0
+    });
+}

@@ -431,6 +431,7 @@ async fn the_leader_cluster_view_matches_the_file_source_and_goes_when_leadershi
         telemetry: Telemetry::new(),
         workloads: true,
         pending_pods: true,
+        control_plane: None,
     };
     let task = tokio::spawn(watch.run(rx, cancel.clone()));
     // A follower watches nothing cluster-wide.
@@ -516,6 +517,77 @@ async fn the_leader_cluster_view_matches_the_file_source_and_goes_when_leadershi
     task.await.unwrap();
 }
 
+/// The leader scrapes `/metrics` once an interval into the index, the allowed families only; a
+/// 403 (RBAC without the `nonResourceURLs` rule) clears it and is counted; losing the lead stops
+/// the scrapes.
+#[tokio::test]
+async fn the_leader_scrapes_the_control_plane_until_forbidden_or_no_longer_leading() {
+    let api = KubeApi::start();
+    api.apply_list(&oracle());
+    api.set_control_plane_metrics(
+        "# TYPE apiserver_request_total counter\n\
+         apiserver_request_total{code=\"200\",resource=\"pods\",verb=\"GET\"} 10\n\
+         # TYPE go_goroutines gauge\n\
+         go_goroutines 12\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let client = connect_apiserver(Some(&api.kubeconfig(dir.path())), false)
+        .await
+        .unwrap();
+    let index = PodIndex::new(Some(NODE.to_string()));
+    let telemetry = Telemetry::new();
+    let (tx, rx) = watch::channel(false);
+    let cancel = CancellationToken::new();
+    let watch = ClusterWatch {
+        client,
+        index: index.clone(),
+        telemetry: telemetry.clone(),
+        workloads: false,
+        pending_pods: false,
+        control_plane: Some(Duration::from_millis(100)),
+    };
+    let task = tokio::spawn(watch.run(rx, cancel.clone()));
+    tokio::task::yield_now().await;
+    assert!(
+        !api.requests().iter().any(|q| q.resource == "/metrics"),
+        "a follower does not scrape"
+    );
+    tx.send_replace(true);
+    until("a scrape", || index.snapshot().control_plane().is_some()).await;
+    let first = index.snapshot().control_plane().unwrap().clone();
+    assert_eq!(first.series.len(), 1, "{first:?}");
+    assert_eq!(first.series[0].family, "apiserver_request_total");
+    assert_eq!(first.series[0].value, kinsight::kube::SeriesValue::Counter(10.0));
+    // The next scrape sees the new value.
+    api.set_control_plane_metrics("apiserver_request_total{code=\"200\",resource=\"pods\",verb=\"GET\"} 25\n");
+    until("the next scrape", || {
+        index.snapshot().control_plane().is_some_and(|s| {
+            s.seq > first.seq && s.series.first().map(|x| &x.value) == Some(&kinsight::kube::SeriesValue::Gauge(25.0))
+        })
+    })
+    .await;
+    assert!(telemetry.get(Name::ControlPlaneScrapes, &[("result", "ok")]) >= 2.0);
+
+    api.forbid("get", "/metrics");
+    until("the forbidden scrape", || {
+        telemetry.get(Name::ControlPlaneScrapes, &[("result", "forbidden")]) >= 1.0
+    })
+    .await;
+    assert!(index.snapshot().control_plane().is_none());
+
+    tx.send_replace(false);
+    until("the cluster view to go", || index.snapshot().cluster().is_none()).await;
+    let scrapes = api.requests().iter().filter(|q| q.resource == "/metrics").count();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        api.requests().iter().filter(|q| q.resource == "/metrics").count(),
+        scrapes,
+        "no scrape after losing the lead"
+    );
+    cancel.cancel();
+    task.await.unwrap();
+}
+
 /// Everything the agent asks of the apiserver — the pod source (with a `ReplicaSet` owner to look
 /// up and a Service to match), the elector (create, renew, release) and the leader's cluster
 /// watches — is granted by `kube::rbac::PERMISSIONS` (which `manifests/rbac.yaml` grants exactly,
@@ -545,10 +617,12 @@ async fn the_rbac_table_grants_exactly_the_requests_the_agent_makes() {
         telemetry: Telemetry::new(),
         workloads: true,
         pending_pods: true,
+        control_plane: Some(Duration::from_millis(200)),
     };
     let cluster_task = tokio::spawn(cluster.run(leading.clone(), stop.clone()));
     until("the cluster view", || r.index.snapshot().cluster().is_some()).await;
     assert!(api.wait_for_request(LIMIT, |q| q.resource == "replicasets"));
+    assert!(api.wait_for_request(LIMIT, |q| q.resource == "/metrics"));
     // Renew once, then release.
     let renewed = |q: &support::ApiRequest| q.verb == "update" && q.resource == "leases";
     assert!(api.wait_for_request(LIMIT, renewed));

@@ -40,6 +40,7 @@ fn interval(tag: &str, n: usize) -> Vec<Datum> {
             ]
             .into(),
             value: i as f64 + 0.25,
+            stats: None,
             unit: Unit::Percent,
             timestamp_ms: ts,
         })
@@ -223,6 +224,24 @@ async fn strict_endpoint_enforces_the_limits_with_the_codes_the_sdk_reports() {
     assert_eq!(
         aws_sdk_cloudwatch::error::ProvideErrorMetadata::code(&err),
         Some("InvalidParameterCombination")
+    );
+    // A statistic set without its Maximum.
+    let partial = aws_sdk_cloudwatch::types::StatisticSet::builder()
+        .sample_count(2.0)
+        .sum(3.0)
+        .minimum(1.0)
+        .build();
+    let err = put(vec![
+        MetricDatum::builder()
+            .metric_name("m")
+            .statistic_values(partial)
+            .build(),
+    ])
+    .await
+    .unwrap_err();
+    assert_eq!(
+        aws_sdk_cloudwatch::error::ProvideErrorMetadata::code(&err),
+        Some("MissingParameter")
     );
     assert_eq!(server.accepted().len(), 1000, "only the valid request was accepted");
 }
@@ -416,6 +435,37 @@ async fn values_and_timestamps_cloudwatch_would_reject_are_dropped_locally() {
     assert_eq!(server.request_count(), 1);
     assert_eq!(dropped(&t, "invalid_value"), 2.0);
     assert_eq!(dropped(&t, "out_of_window"), 1.0);
+}
+
+/// Statistic sets (the control plane's roll-ups) go as `StatisticValues`, never with a `Value`;
+/// a set of no samples or with a non-finite member is dropped before sending and counted.
+#[tokio::test]
+async fn statistic_sets_arrive_as_statistic_values_and_invalid_ones_are_dropped_locally() {
+    use kinsight::metrics::record::StatisticSet;
+    let server = StrictCloudwatch::start();
+    let t = Telemetry::new();
+    let out = sink(&server, 4, &t);
+    let mut data = interval("c", 4);
+    let set = |sample_count: f64, minimum: f64| {
+        Some(Box::new(StatisticSet {
+            sample_count,
+            sum: 80.0,
+            minimum,
+            maximum: 60.0,
+        }))
+    };
+    data[0].stats = set(2.0, 20.0);
+    data[1].stats = set(0.0, 20.0);
+    data[2].stats = set(2.0, f64::NAN);
+    out.enqueue(data.clone());
+    assert_eq!(out.flush(Instant::now() + FLUSH).await, 0);
+    let accepted = server.accepted();
+    assert_eq!(accepted.len(), 2, "{accepted:?}");
+    let with_set: Vec<_> = accepted.iter().filter(|a| a.statistic_values.is_some()).collect();
+    assert_eq!(with_set.len(), 1);
+    assert_eq!(with_set[0].statistic_values, Some([2.0, 80.0, 20.0, 60.0]));
+    assert_eq!(with_set[0].value, None, "Value and StatisticValues are exclusive");
+    assert_eq!(dropped(&t, "invalid_value"), 2.0);
 }
 
 #[tokio::test]

@@ -54,6 +54,7 @@ fn datums(cluster: &str, ts_ms: i64) -> Vec<Datum> {
                 ]
                 .into(),
                 value: i as f64 * 1.5 + 0.25,
+                stats: None,
                 unit,
                 timestamp_ms: ts_ms,
             }

@@ -397,6 +397,8 @@ fn start_metadata(
             // neither is written.
             let enhanced = cfg.kubernetes.enhanced_container_insights;
             let workloads = enhanced || cfg.metrics.destination != crate::config::MetricsDestination::PutMetricData;
+            // The control plane is an [E] group: scraped once an interval, by the leader only.
+            let control_plane = enhanced.then_some(cfg.interval);
             telemetry.expect_condition(
                 kube::API_CONDITION,
                 "the apiserver pod watch has not completed its first list",
@@ -433,6 +435,7 @@ fn start_metadata(
                                 telemetry: t,
                                 workloads,
                                 pending_pods: enhanced,
+                                control_plane,
                             };
                             let (leading_tx, leading_rx) = watch::channel(false);
                             tokio::join!(

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::cluster::{ClusterState, NodeState};
+use super::control_plane::ControlPlaneScrape;
 use super::model::{NodeTotals, PodInfo, PodPhase, PodResourceCeiling};
 
 /// How long a pod that left the index is still known to [`Snapshot::recently_departed`]: the
@@ -30,6 +31,8 @@ pub struct Snapshot {
     /// This node's own Node object (conditions, pod capacity), for the [E] `node_status_*`
     /// fields: the apiserver source's Node watch, or this node's Node in a cluster dump.
     own_node: Option<Arc<NodeState>>,
+    /// The leader's last scrape of the apiserver's `/metrics` (enhanced observability only).
+    control_plane: Option<Arc<ControlPlaneScrape>>,
     /// `metadata.uid` and, for mirror pods, the static pod's config hash → position in `pods`.
     by_uid: HashMap<String, usize>,
     /// Container id (no runtime prefix) → (position in `pods`, container index).
@@ -74,7 +77,14 @@ impl Snapshot {
             departed: HashMap::new(),
             content_hash,
             own_node: None,
+            control_plane: None,
         }
+    }
+
+    /// The leader's last control-plane scrape, while this agent leads with enhanced
+    /// observability on.
+    pub fn control_plane(&self) -> Option<&Arc<ControlPlaneScrape>> {
+        self.control_plane.as_ref()
     }
 
     /// This node's Node object, when a source has it.
@@ -234,6 +244,11 @@ impl PodIndex {
         self.amend(|next| next.own_node = node.map(Arc::new));
     }
 
+    /// Sets (or with `None` clears) the leader's last control-plane scrape, keeping the rest.
+    pub fn set_control_plane(&self, scrape: Option<ControlPlaneScrape>) {
+        self.amend(|next| next.control_plane = scrape.map(Arc::new));
+    }
+
     /// A new snapshot that shares the previous one's pods, changed by `change`.
     fn amend(&self, change: impl FnOnce(&mut Snapshot)) {
         let _writer = self
@@ -246,6 +261,7 @@ impl PodIndex {
             pods: previous.pods.clone(),
             cluster: previous.cluster.clone(),
             own_node: previous.own_node.clone(),
+            control_plane: previous.control_plane.clone(),
             by_uid: previous.by_uid.clone(),
             by_container: previous.by_container.clone(),
             synced: previous.synced,
@@ -292,8 +308,10 @@ impl PodIndex {
         if keep_cluster {
             next.cluster.clone_from(&previous.cluster);
         }
-        // The own Node comes from its own watch (or the file source sets it after this).
+        // The own Node comes from its own watch (or the file source sets it after this), the
+        // control-plane scrape from the leader.
         next.own_node.clone_from(&previous.own_node);
+        next.control_plane.clone_from(&previous.control_plane);
         let now = Instant::now();
         next.departed = previous
             .departed

@@ -34,6 +34,7 @@ use super::cluster::{
     ClusterState, NodeState, ServiceKey, WorkloadState, daemon_set_state, deployment_state, node_state,
     replica_set_state, slice_ready_pods, stateful_set_state,
 };
+use super::control_plane;
 use super::convert::{Convert, pod_info};
 use super::index::PodIndex;
 use super::model::{PodInfo, PodPhase};
@@ -42,6 +43,9 @@ use crate::telemetry::{Name, Telemetry};
 /// Changes within this window make one new cluster view: on a large cluster the watches deliver
 /// many events a second, and the records are needed once an interval.
 const PUBLISH_DELAY: Duration = Duration::from_secs(1);
+
+/// How often a forbidden `/metrics` is asked again.
+const FORBIDDEN_RETRY: Duration = Duration::from_mins(10);
 
 /// Objects per list page. The watches list at once, and a page is held whole while it is
 /// decoded: 500 (client-go's and kube's default) Nodes of 16 KB is 8 MB of JSON per page, and the
@@ -61,6 +65,9 @@ pub struct ClusterWatch {
     pub workloads: bool,
     /// Watch unscheduled Pending pods for their enhanced Pod records.
     pub pending_pods: bool,
+    /// Scrape the apiserver's `/metrics` this often for the enhanced control-plane records
+    /// (`None`: not at all).
+    pub control_plane: Option<Duration>,
 }
 
 impl std::fmt::Debug for ClusterWatch {
@@ -231,7 +238,7 @@ impl ClusterWatch {
             );
             let stop = CancellationToken::new();
             tokio::select! {
-                () = self.watch(stop.clone()) => {}
+                ((), ()) = async { tokio::join!(self.watch(stop.clone()), self.scrape_control_plane(stop.clone())) } => {}
                 () = async {
                     while leading.changed().await.is_ok() && *leading.borrow() {}
                 } => {}
@@ -239,6 +246,7 @@ impl ClusterWatch {
             }
             stop.cancel();
             self.index.set_cluster(None);
+            self.index.set_control_plane(None);
             if cancel.is_cancelled() {
                 return;
             }
@@ -358,6 +366,63 @@ impl ClusterWatch {
             };
             if changed && publish_at.is_none() {
                 publish_at = Some(Instant::now() + PUBLISH_DELAY);
+            }
+        }
+    }
+
+    /// Scrapes `/metrics` every [`ClusterWatch::control_plane`] while leading, the first at
+    /// once. Each scrape may take up to the interval (upstream's scrape timeout is its
+    /// interval too).
+    async fn scrape_control_plane(&self, stop: CancellationToken) {
+        let Some(every) = self.control_plane else { return };
+        let mut seq = 0u64;
+        let mut told_forbidden = false;
+        let mut told_first = false;
+        let mut next = Instant::now();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep_until(next) => {}
+            }
+            seq += 1;
+            let result = tokio::select! {
+                () = stop.cancelled() => return,
+                r = tokio::time::timeout(every, control_plane::scrape(&self.client, seq)) => r,
+            };
+            next = Instant::now() + every;
+            let result = result.unwrap_or_else(|_| {
+                Err(control_plane::ScrapeError::Body(format!(
+                    "no complete answer within {every:?}"
+                )))
+            });
+            match result {
+                Ok(scrape) => {
+                    self.telemetry.add(Name::ControlPlaneScrapes, &[("result", "ok")], 1);
+                    if !told_first {
+                        told_first = true;
+                        tracing::info!(
+                            series = scrape.series.len(),
+                            "leader: control-plane metrics scraped from the apiserver's /metrics"
+                        );
+                    }
+                    told_forbidden = false;
+                    self.index.set_control_plane(Some(scrape));
+                }
+                Err(control_plane::ScrapeError::Forbidden) => {
+                    self.telemetry
+                        .add(Name::ControlPlaneScrapes, &[("result", "forbidden")], 1);
+                    if !told_forbidden {
+                        told_forbidden = true;
+                        tracing::warn!(error = %control_plane::ScrapeError::Forbidden, "leader: no control-plane metrics; retrying every 10 minutes");
+                    }
+                    self.index.set_control_plane(None);
+                    // RBAC does not change by itself often: ask rarely.
+                    next = Instant::now() + every.max(FORBIDDEN_RETRY);
+                }
+                Err(e) => {
+                    self.telemetry.add(Name::ControlPlaneScrapes, &[("result", "error")], 1);
+                    tracing::warn!(error = %crate::telemetry::chain(&e), "leader: control-plane scrape failed; the next interval tries again");
+                }
             }
         }
     }

@@ -21,6 +21,7 @@
 
 mod api;
 mod cluster;
+mod control_plane;
 mod convert;
 mod error;
 mod file;
@@ -42,6 +43,10 @@ pub use api::{ApiError, ApiSource, CONDITION as API_CONDITION, connect as connec
 pub use cluster::{
     ClusterState, FAILED_NODE_CONDITIONS, NodeCondition, NodeState, SERVICE_NAME_LABEL, ServiceKey, WorkloadKind,
     WorkloadState,
+};
+pub use control_plane::{
+    ControlPlaneScrape, FAMILIES as CONTROL_PLANE_FAMILIES, KEPT_LABELS as CONTROL_PLANE_LABELS, ScrapeError, Series,
+    SeriesValue, parse_text as parse_control_plane,
 };
 pub use error::{PodListError, QuantityError};
 pub use file::{

@@ -87,6 +87,14 @@ pub const PERMISSIONS: &[Permission] = &[
     lease("create", None),
     lease("get", Some(LEASE_NAME)),
     lease("update", Some(LEASE_NAME)),
+    Permission {
+        group: "",
+        resource: "/metrics",
+        verb: "get",
+        scope: Scope::NonResource,
+        essential: false,
+        why: "the leader's control-plane metrics (enhanced observability)",
+    },
 ];
 
 /// A right on the leader Lease, in the agent's namespace. `create` cannot be limited to one name

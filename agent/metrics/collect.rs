@@ -142,6 +142,8 @@ pub struct Collector {
     pids: PidMap,
     /// Pod and container cgroup directories, held across ticks.
     dirs: HeldDirs,
+    /// Deltas of the leader's control-plane scrapes.
+    control_plane: compute::control_plane::ControlPlane,
     /// Datums of the last cycle: the next one reserves that many at once instead of growing
     /// (and copying) a vector of tens of thousands of datums several times.
     last_datums: usize,
@@ -160,6 +162,7 @@ impl Collector {
             restarts: RestartTracker::new(),
             pids: PidMap::with_budget(budget / 4),
             dirs: HeldDirs::with_budget(budget - budget / 4),
+            control_plane: compute::control_plane::ControlPlane::new(),
             last_datums: 0,
         }
     }
@@ -184,6 +187,12 @@ impl Collector {
                 && let Some(own) = snapshot.own_node()
             {
                 pod::add_node_status(&mut node, own);
+            }
+            // The leader's control-plane scrape ([E] only: the leader scrapes only then).
+            if self.settings.enhanced
+                && let Some(scrape) = snapshot.control_plane()
+            {
+                records.extend(self.control_plane.records(scrape, &node));
             }
             // Pod-derived fields wait for the index's first complete load.
             if snapshot.is_synced() {

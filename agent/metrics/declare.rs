@@ -47,9 +47,9 @@ const fn d(
 
 use RecordType::{
     Cluster, ClusterDaemonSet, ClusterDeployment, ClusterNamespace, ClusterReplicaSet, ClusterService,
-    ClusterStatefulSet, Container, Node, NodeDiskIO, NodeFS, NodeNet, Pod, PodNet,
+    ClusterStatefulSet, Container, ControlPlane, Node, NodeDiskIO, NodeFS, NodeNet, Pod, PodNet,
 };
-use Unit::{Bytes, BytesPerSecond, Count, CountPerSecond, None as NoUnit, Percent};
+use Unit::{Bytes, BytesPerSecond, Count, CountPerSecond, None as NoUnit, Percent, Seconds};
 
 /// The 25 standard metrics.
 pub const STANDARD: [Declaration; 25] = [
@@ -115,10 +115,10 @@ const CONTAINER_E: &[&[&str]] = &[SET_C, SET_FCT, SET_CT];
 /// Enhanced observability: the effective declarations when
 /// `enhanced_container_insights` is on — the standard ones with the [E] sets added, plus the
 /// [E] groups kinsight implements (container, pod extras, pod state, node status from the own
-/// Node object, node net/disk/FS, the leader's workloads). Groups that need the control-plane
-/// scrape or external
-/// exporters (accelerated compute, EBS) are not here; `missing_enhanced_groups` names them.
-pub const ENHANCED: [Declaration; 89] = [
+/// Node object, node net/disk/FS, the leader's workloads and control-plane scrape). Groups that
+/// need external exporters (accelerated compute, EBS) are not here; `MISSING_ENHANCED_GROUPS`
+/// names them.
+pub const ENHANCED: [Declaration; 107] = [
     // Node: the 11 standard node metrics, all with N and C.
     d("node_cpu_utilization", Node, Percent, N_C),
     d("node_memory_utilization", Node, Percent, N_C),
@@ -277,13 +277,93 @@ pub const ENHANCED: [Declaration; 89] = [
     d("replicas_desired", ClusterReplicaSet, Count, P_C),
     d("replicas_ready", ClusterReplicaSet, Count, P_C),
     d("status_replicas_available", ClusterReplicaSet, Count, P_C),
+    // Control plane (leader): the apiserver's `/metrics`, units forced as upstream's metric
+    // descriptors force them (`getControlPlaneMetricDescriptors` in `kubernetes.go`).
+    d("apiserver_storage_size_bytes", ControlPlane, Bytes, CP_ENDPOINT),
+    d("etcd_db_total_size_in_bytes", ControlPlane, Bytes, CP_ENDPOINT),
+    d(
+        "etcd_request_duration_seconds",
+        ControlPlane,
+        Seconds,
+        &[SET_CP_ENDPOINT, SET_CP_OPERATION, SET_C],
+    ),
+    d(
+        "apiserver_storage_list_duration_seconds",
+        ControlPlane,
+        Seconds,
+        CP_RESOURCE,
+    ),
+    d("apiserver_longrunning_requests", ControlPlane, Count, CP_RESOURCE),
+    d("apiserver_storage_objects", ControlPlane, Count, CP_RESOURCE),
+    d("apiserver_request_duration_seconds", ControlPlane, Seconds, CP_VERB),
+    d("rest_client_request_duration_seconds", ControlPlane, Seconds, CP_VERB),
+    d("apiserver_request_total", ControlPlane, Count, CP_CODE_VERB),
+    d("apiserver_request_total_5xx", ControlPlane, Count, CP_CODE_VERB),
+    d(
+        "apiserver_admission_controller_admission_duration_seconds",
+        ControlPlane,
+        Seconds,
+        CP_OPERATION,
+    ),
+    d(
+        "apiserver_admission_step_admission_duration_seconds",
+        ControlPlane,
+        Seconds,
+        CP_OPERATION,
+    ),
+    d(
+        "rest_client_requests_total",
+        ControlPlane,
+        Count,
+        &[&["ClusterName", "code", "method"], SET_C],
+    ),
+    d(
+        "apiserver_current_inflight_requests",
+        ControlPlane,
+        Count,
+        &[&["ClusterName", "request_kind"], SET_C],
+    ),
+    d(
+        "apiserver_admission_webhook_admission_duration_seconds",
+        ControlPlane,
+        Seconds,
+        &[&["ClusterName", "name"], SET_C],
+    ),
+    // No descriptor upstream: sent without a unit.
+    d(
+        "apiserver_requested_deprecated_apis",
+        ControlPlane,
+        NoUnit,
+        &[&["ClusterName", "group"], SET_C],
+    ),
+    d(
+        "apiserver_flowcontrol_rejected_requests_total",
+        ControlPlane,
+        Count,
+        &[&["ClusterName", "reason"], SET_C],
+    ),
+    d(
+        "apiserver_flowcontrol_request_concurrency_limit",
+        ControlPlane,
+        Count,
+        &[&["ClusterName", "priority_level"], SET_C],
+    ),
 ];
+
+/// Control-plane dimension sets: `ClusterName` and one or two Prometheus labels, as upstream
+/// declares them (`getControlPlaneMetricDeclarations` in `kubernetes.go`).
+const SET_CP_ENDPOINT: &[&str] = &["ClusterName", "endpoint"];
+const SET_CP_OPERATION: &[&str] = &["ClusterName", "operation"];
+const CP_ENDPOINT: &[&[&str]] = &[SET_CP_ENDPOINT, SET_C];
+const CP_OPERATION: &[&[&str]] = &[SET_CP_OPERATION, SET_C];
+const CP_RESOURCE: &[&[&str]] = &[&["ClusterName", "resource"], SET_C];
+const CP_VERB: &[&[&str]] = &[&["ClusterName", "verb"], SET_C];
+const CP_CODE_VERB: &[&[&str]] = &[&["ClusterName", "code", "verb"], SET_C];
 
 /// [E] groups kinsight does not implement yet (said once at start, never ignored silently).
 pub const MISSING_ENHANCED_GROUPS: &[&str] = &[
     "container filesystem (absent on containerd nodes upstream too)",
     "namespace_ingress_count",
-    "control plane",
     "accelerated compute",
     "EBS and instance-store storage",
     "HyperPod",
@@ -314,6 +394,9 @@ pub fn lookup(enhanced: bool, record: RecordType, metric: &str) -> Option<&'stat
 /// for checking the declaration tables.
 pub fn unit_of(field: &str) -> Unit {
     let f = field;
+    if let Some(d) = ENHANCED.iter().find(|d| d.record == ControlPlane && d.metric == f) {
+        return d.unit;
+    }
     // Conditions and pod counts; `memory_pressure` and `network_unavailable` are no bytes or
     // rates (upstream's `containerinsight` unit table lists `node_status_*` as Count).
     if f.starts_with("node_status_") {

@@ -20,6 +20,9 @@ pub enum RecordType {
     ClusterDaemonSet,
     ClusterStatefulSet,
     ClusterReplicaSet,
+    /// The apiserver's own metrics (`/metrics`), scraped by the leader with enhanced
+    /// observability.
+    ControlPlane,
 }
 
 impl RecordType {
@@ -40,6 +43,7 @@ impl RecordType {
             RecordType::ClusterDaemonSet => "ClusterDaemonSet",
             RecordType::ClusterStatefulSet => "ClusterStatefulSet",
             RecordType::ClusterReplicaSet => "ClusterReplicaSet",
+            RecordType::ControlPlane => "ControlPlane",
         }
     }
 
@@ -54,6 +58,7 @@ impl RecordType {
                 | RecordType::ClusterDaemonSet
                 | RecordType::ClusterStatefulSet
                 | RecordType::ClusterReplicaSet
+                | RecordType::ControlPlane
         )
     }
 }
@@ -73,6 +78,49 @@ pub struct Record {
     pub json_attributes: Vec<(&'static str, serde_json::Value)>,
     /// Metric fields. An absent field (no rate yet) is simply not in the list.
     pub fields: Vec<(&'static str, f64)>,
+    /// Fields that summarise several observations (the control plane's histograms and its
+    /// series rolled up to the declared dimensions): sent as statistic sets.
+    pub stats: Vec<(&'static str, StatisticSet)>,
+}
+
+/// Several observations of one metric in one interval, as PutMetricData's `StatisticValues`
+/// and an EMF statistic-set value (`{"Count","Sum","Min","Max"}`) carry them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StatisticSet {
+    pub sample_count: f64,
+    pub sum: f64,
+    pub minimum: f64,
+    pub maximum: f64,
+}
+
+impl StatisticSet {
+    /// One observation.
+    pub fn single(v: f64) -> Self {
+        StatisticSet {
+            sample_count: 1.0,
+            sum: v,
+            minimum: v,
+            maximum: v,
+        }
+    }
+
+    /// Both sets' observations together.
+    pub fn merge(&mut self, other: &StatisticSet) {
+        self.sample_count += other.sample_count;
+        self.sum += other.sum;
+        self.minimum = self.minimum.min(other.minimum);
+        self.maximum = self.maximum.max(other.maximum);
+    }
+
+    /// Whether every number is finite and the set holds at least one observation: CloudWatch
+    /// rejects NaN and infinities, and a set of no observations says nothing.
+    pub fn is_valid(&self) -> bool {
+        self.sample_count > 0.0
+            && [self.sample_count, self.sum, self.minimum, self.maximum]
+                .iter()
+                .all(|v| v.is_finite())
+            && self.minimum <= self.maximum
+    }
 }
 
 impl Record {
@@ -83,6 +131,7 @@ impl Record {
             attributes: Vec::new(),
             json_attributes: Vec::new(),
             fields: Vec::new(),
+            stats: Vec::new(),
         }
     }
 
@@ -114,6 +163,13 @@ impl Record {
     pub fn set_field(&mut self, name: &'static str, value: Option<f64>) {
         if let Some(v) = value.filter(|v| v.is_finite()) {
             self.fields.push((name, v));
+        }
+    }
+
+    /// Adds a statistic-set field when it is valid (see [`StatisticSet::is_valid`]).
+    pub fn set_stats(&mut self, name: &'static str, stats: StatisticSet) {
+        if stats.is_valid() {
+            self.stats.push((name, stats));
         }
     }
 }

@@ -336,6 +336,20 @@ mod escape_tests {
     }
 }
 
+/// A statistic set as PutMetricData names its members.
+struct Stats<'a>(&'a crate::metrics::record::StatisticSet);
+
+impl serde::Serialize for Stats<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("SampleCount", &self.0.sample_count)?;
+        m.serialize_entry("Sum", &self.0.sum)?;
+        m.serialize_entry("Minimum", &self.0.minimum)?;
+        m.serialize_entry("Maximum", &self.0.maximum)?;
+        m.end()
+    }
+}
+
 /// Appends one datum as a JSON line (with the trailing newline) to `buf`.
 pub fn write_datum(buf: &mut Vec<u8>, d: &Datum) {
     let mut ser = serde_json::Serializer::new(&mut *buf);
@@ -346,6 +360,9 @@ pub fn write_datum(buf: &mut Vec<u8>, d: &Datum) {
         m.serialize_entry("metric_name", d.metric_name)?;
         m.serialize_entry("dimensions", &Dimensions(&d.dimensions))?;
         m.serialize_entry("value", &d.value)?;
+        if let Some(s) = &d.stats {
+            m.serialize_entry("statistic_values", &Stats(s))?;
+        }
         m.serialize_entry("unit", d.unit.as_str())?;
         m.serialize_entry("timestamp", &d.timestamp_ms)?;
         m.end()
@@ -447,6 +464,7 @@ mod tests {
             metric_name: "node_cpu_utilization",
             dimensions: vec![("ClusterName", "local".into()), ("NodeName", "a\"b".into())].into(),
             value: 12.5,
+            stats: None,
             unit: Unit::Percent,
             timestamp_ms: 1_764_300_000_000,
         };

@@ -57,6 +57,9 @@ pub enum Name {
     LeaderTransitions,
     /// Nodes in the leader's last cluster view.
     ClusterNodes,
+    /// Scrapes of the apiserver's `/metrics` by the leader (enhanced observability), by `result`
+    /// (`ok` | `forbidden` | `error`).
+    ControlPlaneScrapes,
     /// Metric datums not delivered to `CloudWatch`, by `reason` (`queue_full` | `rejected` |
     /// `access_denied` | `invalid_value` | `out_of_window` | `shutdown`).
     MetricsDropped,
@@ -123,6 +126,7 @@ impl Name {
             Name::Leader => "kinsight_leader",
             Name::LeaderTransitions => "kinsight_leader_transitions_total",
             Name::ClusterNodes => "kinsight_cluster_nodes",
+            Name::ControlPlaneScrapes => "kinsight_control_plane_scrapes_total",
             Name::AwsIdentityInfo => "kinsight_aws_identity_info",
             Name::AwsCredentialsExpiry => "kinsight_aws_credentials_expiry_seconds",
             Name::AwsCredentialsRefresh => "kinsight_aws_credentials_refresh_total",
@@ -172,6 +176,7 @@ impl Name {
             Name::Leader => "1 while this agent holds the leader Lease and sends the cluster records.",
             Name::LeaderTransitions => "Leadership changes of this agent, by the side it moved to.",
             Name::ClusterNodes => "Nodes in the leader's last cluster view.",
+            Name::ControlPlaneScrapes => "Scrapes of the apiserver's /metrics by the leader, by result.",
             Name::AwsIdentityInfo => "Always 1; the labels name the kind of AWS identity in use.",
             Name::AwsCredentialsExpiry => "Seconds until the current AWS credentials expire.",
             Name::AwsCredentialsRefresh => "Background AWS credential refreshes by result.",

@@ -99,6 +99,8 @@ pub struct AcceptedDatum {
     pub value: Option<f64>,
     pub values: Vec<f64>,
     pub counts: Vec<f64>,
+    /// `StatisticValues`: `[SampleCount, Sum, Minimum, Maximum]`.
+    pub statistic_values: Option<[f64; 4]>,
     pub unit: Option<String>,
     pub storage_resolution: Option<i64>,
     /// Index of the request in [`StrictCloudwatch::requests`].
@@ -693,10 +695,21 @@ fn datum(namespace: &str, n: usize, m: &Cbor, now_s: f64) -> Result<AcceptedDatu
     }
     let mut all = values.clone();
     all.extend(value);
+    let mut statistic_values = None;
     if let Some(s) = stats {
-        for k in ["SampleCount", "Sum", "Minimum", "Maximum"] {
-            all.extend(s.get(k).and_then(Cbor::as_f64));
+        // All four members are required (`StatisticSet`, CloudWatch API reference).
+        let mut four = [0.0; 4];
+        for (i, k) in ["SampleCount", "Sum", "Minimum", "Maximum"].into_iter().enumerate() {
+            let Some(x) = s.get(k).and_then(Cbor::as_f64) else {
+                return Err((
+                    "MissingParameter",
+                    format!("The parameter {}.{k} is required.", at("StatisticValues")),
+                ));
+            };
+            four[i] = x;
         }
+        all.extend(four);
+        statistic_values = Some(four);
     }
     if let Some(bad) = all.iter().find(|x| !x.is_finite() || x.abs() > MAX_MAGNITUDE) {
         return Err(invalid(format!(
@@ -760,6 +773,7 @@ fn datum(namespace: &str, n: usize, m: &Cbor, now_s: f64) -> Result<AcceptedDatu
         value,
         values,
         counts,
+        statistic_values,
         unit: unit.map(str::to_string),
         storage_resolution,
         request: 0,

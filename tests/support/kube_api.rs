@@ -538,6 +538,16 @@ fn serve(stream: TcpStream, shared: &Shared) {
     let mut stream = stream;
     if req.path == "/metrics" {
         record(shared, "get", "", "/metrics", None, None);
+        if shared
+            .lock()
+            .forbidden
+            .contains(&("get".to_string(), "/metrics".to_string()))
+        {
+            let message =
+                "forbidden: User \"system:serviceaccount:amazon-cloudwatch:kinsight\" cannot get path \"/metrics\"";
+            respond_json(&mut stream, 403, &status(403, "Forbidden", message));
+            return;
+        }
         let text = shared.lock().control_plane_metrics.clone();
         respond(&mut stream, 200, "text/plain; version=0.0.4", text.as_bytes());
         return;

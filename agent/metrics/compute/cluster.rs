@@ -13,6 +13,18 @@ use crate::kube::{ClusterState, WorkloadKind};
 
 use super::super::record::{Record, RecordType};
 
+/// An empty leader record of `kind` with the `ClusterName`, `NodeName` and time of `node`, this
+/// tick's Node record.
+pub fn leader_record(kind: RecordType, node: &Record) -> Record {
+    let mut r = Record::new(kind, node.timestamp_ms);
+    for name in ["ClusterName", "NodeName"] {
+        if let Some((_, value)) = node.attributes.iter().find(|(k, _)| *k == name) {
+            r.set_attribute(name, value.clone());
+        }
+    }
+    r
+}
+
 /// Cluster, then one `ClusterNamespace` per namespace with ≥ 1 running pod (by name), then one
 /// `ClusterService` per Service with ≥ 1 ready pod endpoint (by namespace, then name). `node` is
 /// this tick's Node record: its `ClusterName`, `NodeName` and timestamp are copied. With
@@ -20,15 +32,7 @@ use super::super::record::{Record, RecordType};
 /// `ClusterService` get their `kubernetes` object; Cluster has none.
 pub fn cluster_records(cluster: &ClusterState, node: &Record, kubernetes_object: bool) -> Vec<Record> {
     let mut out = Vec::with_capacity(1 + cluster.namespace_running_pods.len() + cluster.service_ready_pods.len());
-    let leader = |kind: RecordType| {
-        let mut r = Record::new(kind, node.timestamp_ms);
-        for name in ["ClusterName", "NodeName"] {
-            if let Some((_, value)) = node.attributes.iter().find(|(k, _)| *k == name) {
-                r.set_attribute(name, value.clone());
-            }
-        }
-        r
-    };
+    let leader = |kind: RecordType| leader_record(kind, node);
 
     let mut c = leader(RecordType::Cluster);
     c.set_field("cluster_node_count", Some(cluster.node_count() as f64));

@@ -6,6 +6,7 @@
 //! without rates for one tick.
 
 pub mod cluster;
+pub mod control_plane;
 pub mod cpumem;
 pub mod net;
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::super::declare;
-use super::super::record::Record;
+use super::super::record::{Record, StatisticSet};
 
 /// A CloudWatch unit as PutMetricData spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +14,7 @@ pub enum Unit {
     BytesPerSecond,
     Count,
     CountPerSecond,
+    Seconds,
     /// No unit: millicores (CloudWatch has none for them).
     None,
 }
@@ -26,6 +27,7 @@ impl Unit {
             Unit::BytesPerSecond => "Bytes/Second",
             Unit::Count => "Count",
             Unit::CountPerSecond => "Count/Second",
+            Unit::Seconds => "Seconds",
             Unit::None => "None",
         }
     }
@@ -38,7 +40,12 @@ pub struct Datum {
     /// Sorted by name. Shared by the datums of one record with the same dimension set,
     /// and the values with the record they came from: a pod's 27 datums hold 3 lists.
     pub dimensions: Dimensions,
+    /// The value; with `stats`, their sum (what the datum adds to a Sum statistic).
     pub value: f64,
+    /// Several observations in one datum: sent as `StatisticValues` instead of `Value` (the API
+    /// takes one or the other). Boxed: a handful of control-plane datums carry one, the tens of
+    /// thousands of others stay one pointer larger only.
+    pub stats: Option<Box<StatisticSet>>,
     pub unit: Unit,
     pub timestamp_ms: i64,
 }
@@ -53,7 +60,9 @@ pub const NAMESPACE: &str = "ContainerInsights";
 pub fn encode(record: &Record, enhanced: bool, out: &mut Vec<Datum>) {
     // The dimension lists built for this record, by set (`None`: an attribute is missing).
     let mut built: Vec<(&'static [&'static str], Option<Dimensions>)> = Vec::new();
-    for &(field, value) in &record.fields {
+    let plain = record.fields.iter().map(|&(field, value)| (field, value, None));
+    let sets = record.stats.iter().map(|(field, s)| (*field, s.sum, Some(s)));
+    for (field, value, stats) in plain.chain(sets) {
         let Some(decl) = declare::lookup(enhanced, record.kind, field) else {
             continue;
         };
@@ -72,6 +81,7 @@ pub fn encode(record: &Record, enhanced: bool, out: &mut Vec<Datum>) {
                 metric_name: decl.metric,
                 dimensions,
                 value,
+                stats: stats.map(|s| Box::new(*s)),
                 unit: decl.unit,
                 timestamp_ms: record.timestamp_ms,
             });

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
 use super::super::declare::{self, Declaration};
-use super::super::record::Record;
+use super::super::record::{Record, StatisticSet};
 use super::datum::{NAMESPACE, Unit};
 
 /// A performance event is an ordinary CloudWatch Logs event whose `message` is the EMF JSON.
@@ -67,7 +67,8 @@ struct Group {
 
 fn groups(record: &Record, enhanced: bool) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
-    for (field, _) in &record.fields {
+    let stats = record.stats.iter().map(|(f, _)| f);
+    for field in record.fields.iter().map(|(f, _)| f).chain(stats) {
         let Some(decl) = declare::lookup(enhanced, record.kind, field) else {
             continue;
         };
@@ -112,6 +113,9 @@ pub fn encode(record: &Record, opts: EmfOptions, out: &mut Vec<LogEvent>) {
                 m.serialize_entry(k, &v)?;
             }
         }
+        for (k, v) in &record.stats {
+            m.serialize_entry(k, &EmfStats(v))?;
+        }
         m.serialize_entry("Version", "0")?;
         m.serialize_entry("Timestamp", &record.timestamp_ms.to_string())?;
         if opts.with_directive {
@@ -149,6 +153,32 @@ pub fn encode(record: &Record, opts: EmfOptions, out: &mut Vec<LogEvent>) {
         message: crate::ship::Message::new(std::str::from_utf8(&buf).unwrap_or_default()),
         token: 0,
     });
+}
+
+/// A statistic-set value as upstream's EMF exporter writes one (`cWMetricStats` in
+/// `exporter/awsemfexporter/datapoint.go`): `{"Max","Min","Count","Sum"}`.
+struct EmfStats<'a>(&'a StatisticSet);
+
+impl serde::Serialize for EmfStats<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("Max", &self.0.maximum)?;
+        m.serialize_entry("Min", &self.0.minimum)?;
+        // A count of observations: an integer, as upstream's uint64 `Count`.
+        let count = self.0.sample_count;
+        if count.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&count) {
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "checked integral, non-negative and below 2^53 just above"
+            )]
+            m.serialize_entry("Count", &(count as u64))?;
+        } else {
+            m.serialize_entry("Count", &count)?;
+        }
+        m.serialize_entry("Sum", &self.0.sum)?;
+        SerializeMap::end(m)
+    }
 }
 
 /// The dimension sets of a group that the record satisfies, de-duplicated.

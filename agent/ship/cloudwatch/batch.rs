@@ -32,6 +32,20 @@ pub fn value_is_sendable(v: f64) -> bool {
     v.is_finite() && v.abs() <= LIMIT
 }
 
+/// Whether CloudWatch would take the datum's value or statistic set: every number sendable
+/// (the same range applies to `StatisticValues`), and a set of at least one sample.
+pub fn datum_is_sendable(d: &Datum) -> bool {
+    match &d.stats {
+        Some(s) => {
+            s.sample_count > 0.0
+                && [s.sample_count, s.sum, s.minimum, s.maximum]
+                    .into_iter()
+                    .all(value_is_sendable)
+        }
+        None => value_is_sendable(d.value),
+    }
+}
+
 /// An upper bound of one datum's size in the rpc-v2-cbor body: its strings plus a generous
 /// fixed allowance for keys (`MetricName`, `Dimensions`, `Value`, `Unit`, `Timestamp`,
 /// `StorageResolution`: 61 bytes), heads, the float64 value and timestamp (9 + 10 bytes) and
@@ -39,7 +53,9 @@ pub fn value_is_sendable(v: f64) -> bool {
 /// encoding is smaller; `tests/ship_cloudwatch.rs` checks the bound against actual bodies.
 pub fn estimate_bytes(d: &Datum) -> usize {
     let dims: usize = d.dimensions.iter().map(|(n, v)| 16 + n.len() + v.len()).sum();
-    128 + d.metric_name.len() + dims
+    // `StatisticValues` and its four keys and float64s instead of one value: 80 bytes more.
+    let stats = if d.stats.is_some() { 80 } else { 0 };
+    128 + d.metric_name.len() + dims + stats
 }
 
 /// Splits datums into requests of at most [`MAX_DATUMS_PER_PUT`] datums and
@@ -77,6 +93,7 @@ mod tests {
             ]
             .into(),
             value: 1.0,
+            stats: None,
             unit: Unit::Percent,
             timestamp_ms: 1_700_000_000_000,
         }

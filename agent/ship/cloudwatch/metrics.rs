@@ -16,7 +16,7 @@ use crate::telemetry::events::ShipDropReason;
 
 use super::super::output::BoxFuture;
 use super::super::retry::{Backoff, sdk_retry_config};
-use super::batch::{self, MAX_AGE, MAX_AHEAD, value_is_sendable};
+use super::batch::{self, MAX_AGE, MAX_AHEAD, datum_is_sendable};
 use super::queue::IntervalQueue;
 use super::sender::{self, Shared, State};
 
@@ -78,7 +78,7 @@ impl CloudwatchMetrics {
         let (mut bad_value, mut bad_time) = (0, 0);
         let mut ok = Vec::with_capacity(datums.len());
         for d in datums {
-            if !value_is_sendable(d.value) {
+            if !datum_is_sendable(&d) {
                 bad_value += 1;
             } else if d.timestamp_ms < oldest || d.timestamp_ms > newest {
                 bad_time += 1;

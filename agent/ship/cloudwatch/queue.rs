@@ -124,6 +124,7 @@ mod tests {
                 metric_name: "node_cpu_utilization",
                 dimensions: vec![].into(),
                 value: tag,
+                stats: None,
                 unit: Unit::Percent,
                 timestamp_ms: 0,
             })

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -235,10 +235,23 @@ pub fn to_sdk(d: &Datum) -> MetricDatum {
         .iter()
         .map(|(name, value)| Dimension::builder().name(*name).value(&**value).build())
         .collect();
-    MetricDatum::builder()
+    let builder = MetricDatum::builder()
         .metric_name(d.metric_name)
-        .set_dimensions(Some(dims))
-        .value(d.value)
+        .set_dimensions(Some(dims));
+    // `Value` and `StatisticValues` are mutually exclusive ("InvalidParameterCombination",
+    // PutMetricData API reference).
+    let builder = match &d.stats {
+        Some(s) => builder.statistic_values(
+            StatisticSet::builder()
+                .sample_count(s.sample_count)
+                .sum(s.sum)
+                .minimum(s.minimum)
+                .maximum(s.maximum)
+                .build(),
+        ),
+        None => builder.value(d.value),
+    };
+    builder
         .unit(unit(d.unit))
         .timestamp(DateTime::from_millis(d.timestamp_ms))
         .storage_resolution(STORAGE_RESOLUTION)
@@ -254,6 +267,7 @@ pub fn unit(u: Unit) -> StandardUnit {
         Unit::BytesPerSecond => StandardUnit::BytesSecond,
         Unit::Count => StandardUnit::Count,
         Unit::CountPerSecond => StandardUnit::CountSecond,
+        Unit::Seconds => StandardUnit::Seconds,
         Unit::None => StandardUnit::None,
     }
 }
@@ -282,6 +296,7 @@ mod tests {
             metric_name: "node_cpu_limit",
             dimensions: vec![("ClusterName", "c".into()), ("NodeName", "n".into())].into(),
             value: 4000.0,
+            stats: None,
             unit: Unit::None,
             timestamp_ms: 1_700_000_000_123,
         };

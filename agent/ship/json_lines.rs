@@ -390,28 +390,6 @@ pub fn write_event(buf: &mut Vec<u8>, kind: &str, e: &LogEvent) {
     buf.extend_from_slice(b"\"}\n");
 }
 
-/// All datums of an interval as JSON lines, ready for one write.
-pub fn datum_lines(datums: &[Datum]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(datums.len() * 192);
-    for d in datums {
-        write_datum(&mut buf, d);
-    }
-    buf
-}
-
-/// Events as JSON lines of `kind`, ready for one write.
-pub fn event_lines(kind: &str, events: &[LogEvent]) -> Vec<u8> {
-    let size: usize = events
-        .iter()
-        .map(|e| e.message.escaped().len() + e.stream.len() + e.group.len() + 80)
-        .sum();
-    let mut buf = Vec::with_capacity(size);
-    for e in events {
-        write_event(&mut buf, kind, e);
-    }
-    buf
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,9 @@
 //! - `churn=50`: pod updates per second (a container restart: status and `resourceVersion`),
 //!   starting `churn_delay=0` seconds after the cluster is ready; `churn_on=cluster` spreads them
 //!   over every node, `churn_on=node` keeps them on `bench-node`;
+//! - `control_plane_mb=12`: the size of the apiserver's `/metrics` answer, in MB of Prometheus
+//!   text: the families the leader keeps at a large cluster's cardinality, and filler families
+//!   it drops (0: an empty answer);
 //! - `hold_lease=1`: another identity holds the `kinsight-leader` Lease and renews it every 5 s,
 //!   so every agent started against this cluster stays a follower.
 //!
@@ -65,6 +68,8 @@ fn main() {
     api.kubeconfig(&args.dir);
     let started = Instant::now();
     let pods = populate(&api, &args);
+    let exposition = control_plane_exposition(args.get("control_plane_mb", 12));
+    api.set_control_plane_metrics(&exposition);
     let holder = args.get("hold_lease", 0) == 1;
     if holder {
         renew_lease(&api);
@@ -187,6 +192,84 @@ fn namespace(i: usize) -> String {
 
 /// Fills the server; returns every pod as (namespace, name, node). The watch history is
 /// trimmed as it goes: each `apply` records an event holding a copy of the object.
+/// A `/metrics` answer of about `mb` MB shaped like a large cluster's apiserver: the kept
+/// families per resource, verb and code (request durations with the apiserver's 37 buckets), and
+/// as many filler families (watch event sizes, Go runtime, etcd bookmarks …) as make up the size.
+fn control_plane_exposition(mb: usize) -> String {
+    let mut out = String::with_capacity(mb << 20);
+    if mb == 0 {
+        return out;
+    }
+    let resources: Vec<String> = (0..80).map(|i| format!("resource{i:02}")).collect();
+    let verbs = ["GET", "LIST", "WATCH", "CREATE", "UPDATE", "PATCH", "DELETE", "APPLY"];
+    let codes = ["200", "201", "404", "409", "429", "500"];
+    let buckets = [
+        0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0,
+        30.0, 45.0, 60.0,
+    ];
+    let _ = writeln!(
+        out,
+        "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds 1.7e+09"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP apiserver_request_total [STABLE] Counter of apiserver requests\n# TYPE apiserver_request_total counter"
+    );
+    for r in &resources {
+        for v in verbs {
+            for c in codes {
+                let _ = writeln!(
+                    out,
+                    "apiserver_request_total{{code=\"{c}\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"{r}\",scope=\"namespace\",subresource=\"\",verb=\"{v}\",version=\"v1\"}} 12345"
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "# TYPE apiserver_request_duration_seconds histogram");
+    for r in &resources {
+        for v in verbs {
+            let labels = format!(
+                "component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"{r}\",scope=\"namespace\",subresource=\"\",verb=\"{v}\",version=\"v1\""
+            );
+            for (i, le) in buckets.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "apiserver_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {}",
+                    100 + i
+                );
+            }
+            let _ = writeln!(
+                out,
+                "apiserver_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} 200"
+            );
+            let _ = writeln!(out, "apiserver_request_duration_seconds_sum{{{labels}}} 31.5");
+            let _ = writeln!(out, "apiserver_request_duration_seconds_count{{{labels}}} 200");
+        }
+    }
+    let _ = writeln!(out, "# TYPE apiserver_storage_objects gauge");
+    for r in &resources {
+        let _ = writeln!(out, "apiserver_storage_objects{{resource=\"{r}\"}} 5000");
+    }
+    // Filler: families nobody keeps, until the size is reached.
+    let mut family = 0;
+    while out.len() < mb << 20 {
+        let _ = writeln!(
+            out,
+            "# HELP apiserver_watch_events_sizes_{family} filler\n# TYPE apiserver_watch_events_sizes_{family} histogram"
+        );
+        for r in &resources {
+            for le in buckets {
+                let _ = writeln!(
+                    out,
+                    "apiserver_watch_events_sizes_{family}_bucket{{group=\"\",kind=\"{r}\",version=\"v1\",le=\"{le}\"}} 7"
+                );
+            }
+        }
+        family += 1;
+    }
+    out
+}
+
 fn populate(api: &KubeApi, args: &Args) -> Vec<(String, String, String)> {
     let nodes = args.get("nodes", 5000);
     let per_node = args.get("pods", 30);

@@ -25,6 +25,10 @@ use serde_json::Value;
 type Pair = (String, Vec<String>);
 
 fn collector(root: &Path, enhanced: bool, destination: &str) -> Collector {
+    collector_with(root, enhanced, destination, Telemetry::new())
+}
+
+fn collector_with(root: &Path, enhanced: bool, destination: &str, telemetry: Telemetry) -> Collector {
     let json = format!(
         r#"{{"logs":{{"metrics_collected":{{"kubernetes":{{"cluster_name":"c","enhanced_container_insights":{enhanced}}}}}}},
             "kinsight":{{"metrics":{{"destination":"{destination}"}}}}}}"#
@@ -64,7 +68,7 @@ fn collector(root: &Path, enhanced: bool, destination: &str) -> Collector {
         instance_type: Some("m5.large".into()),
     };
     Collector::new(
-        Sampler::new(root, mode, Telemetry::new()),
+        Sampler::new(root, mode, telemetry),
         capacity,
         Settings::from_config(&cfg, attrs),
         Some(index),
@@ -176,5 +180,43 @@ fn every_declared_pair_is_sent_by_every_destination_in_every_mode() {
             );
         }
         assert!(directive_pairs(&both).is_empty(), "both: events carry no directive");
+    }
+}
+
+/// `kinsight_billable_metric_series` counts the distinct (metric, dimension values) of the datums
+/// sent over the last hour: here the union of two cycles' datums, counted by hand.
+#[test]
+#[allow(clippy::float_cmp, reason = "a count, exact in f64")]
+fn the_billable_series_gauge_counts_the_distinct_series_sent() {
+    use kinsight::telemetry::Name;
+    for enhanced in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = synthetic::Node::create(dir.path(), 3, 2);
+        let t = Telemetry::new();
+        let mut c = collector_with(dir.path(), enhanced, "put_metric_data", t.clone());
+        let first = c.collect(&SystemClock);
+        node.advance();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let second = c.collect(&SystemClock);
+        let series: BTreeSet<(String, Vec<(String, String)>)> = first
+            .datums
+            .iter()
+            .chain(&second.datums)
+            .map(|d| {
+                (
+                    d.metric_name.to_string(),
+                    d.dimensions
+                        .iter()
+                        .map(|(k, v)| ((*k).to_string(), v.to_string()))
+                        .collect(),
+                )
+            })
+            .collect();
+        assert!(series.len() > 20, "{}", series.len());
+        assert_eq!(
+            t.get(Name::BillableMetricSeries, &[]),
+            series.len() as f64,
+            "enhanced {enhanced}"
+        );
     }
 }

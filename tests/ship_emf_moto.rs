@@ -221,6 +221,10 @@ async fn emf_events_reach_lazily_created_group_and_stream_in_order_with_the_head
         t.get(Name::ItemsWritten, &[("kind", "emf"), ("output", "cloudwatch")]),
         3.0
     );
+    // Billed as CloudWatch Logs bills ingestion: the UTF-8 bytes of each message plus 26, summed
+    // by hand from what moto stored.
+    let billed: usize = got.iter().map(|(_, m)| m.len() + 26).sum();
+    assert_eq!(t.get(Name::BillableEmfBytes, &[]), billed as f64);
 
     // the stream exists now: the next flush is one PutLogEvents, nothing created
     out.enqueue_dropping(vec![event(group, "node-1", now, "{\"Type\":\"Node\"}".into())]);

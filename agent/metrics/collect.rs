@@ -142,6 +142,8 @@ pub struct Collector {
     pids: PidMap,
     /// Pod and container cgroup directories, held across ticks.
     dirs: HeldDirs,
+    /// The metric series sent in the last hour (`kinsight_billable_metric_series`).
+    series: super::series::SeriesWindow,
     /// Deltas of the leader's control-plane scrapes.
     control_plane: compute::control_plane::ControlPlane,
     /// Datums of the last cycle: the next one reserves that many at once instead of growing
@@ -163,6 +165,7 @@ impl Collector {
             pids: PidMap::with_budget(budget / 4),
             dirs: HeldDirs::with_budget(budget - budget / 4),
             control_plane: compute::control_plane::ControlPlane::new(),
+            series: super::series::SeriesWindow::default(),
             last_datums: 0,
         }
     }
@@ -363,6 +366,17 @@ impl Collector {
 
     fn encode(&mut self, mut records: Vec<Record>) -> Cycle {
         let s = &self.settings;
+        // Metrics reach CloudWatch as datums or through an EMF directive; events without one
+        // make none.
+        if s.produce.datums() || s.produce.events() == Some(true) {
+            let now_ms = records.first().map_or(0, |r| r.timestamp_ms);
+            self.series.observe(&records, s.enhanced, now_ms);
+            self.sampler.telemetry.set(
+                crate::telemetry::Name::BillableMetricSeries,
+                &[],
+                self.series.count() as f64,
+            );
+        }
         let mut datums = Vec::new();
         let mut events = Vec::new();
         if s.produce.datums() {

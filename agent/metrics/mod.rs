@@ -19,6 +19,7 @@ pub mod encode;
 pub mod rate;
 pub mod record;
 pub mod sample;
+pub mod series;
 pub mod tick;
 
 pub use collect::{Collector, Cycle};

@@ -57,6 +57,12 @@ pub enum Name {
     LeaderTransitions,
     /// Nodes in the leader's last cluster view.
     ClusterNodes,
+    /// Distinct metric series (name and dimension values) sent in the last hour: what the
+    /// custom-metric charge follows.
+    BillableMetricSeries,
+    /// Bytes of EMF performance events CloudWatch Logs accepted, as it bills them (message bytes
+    /// plus 26 per event).
+    BillableEmfBytes,
     /// Scrapes of the apiserver's `/metrics` by the leader (enhanced observability), by `result`
     /// (`ok` | `forbidden` | `error`).
     ControlPlaneScrapes,
@@ -127,6 +133,8 @@ impl Name {
             Name::LeaderTransitions => "kinsight_leader_transitions_total",
             Name::ClusterNodes => "kinsight_cluster_nodes",
             Name::ControlPlaneScrapes => "kinsight_control_plane_scrapes_total",
+            Name::BillableMetricSeries => "kinsight_billable_metric_series",
+            Name::BillableEmfBytes => "kinsight_billable_emf_bytes_total",
             Name::AwsIdentityInfo => "kinsight_aws_identity_info",
             Name::AwsCredentialsExpiry => "kinsight_aws_credentials_expiry_seconds",
             Name::AwsCredentialsRefresh => "kinsight_aws_credentials_refresh_total",
@@ -177,6 +185,10 @@ impl Name {
             Name::LeaderTransitions => "Leadership changes of this agent, by the side it moved to.",
             Name::ClusterNodes => "Nodes in the leader's last cluster view.",
             Name::ControlPlaneScrapes => "Scrapes of the apiserver's /metrics by the leader, by result.",
+            Name::BillableMetricSeries => "Distinct metric series (name and dimension values) sent in the last hour.",
+            Name::BillableEmfBytes => {
+                "EMF performance event bytes accepted by CloudWatch Logs (message bytes + 26 per event)."
+            }
             Name::AwsIdentityInfo => "Always 1; the labels name the kind of AWS identity in use.",
             Name::AwsCredentialsExpiry => "Seconds until the current AWS credentials expire.",
             Name::AwsCredentialsRefresh => "Background AWS credential refreshes by result.",
@@ -216,6 +228,7 @@ impl Name {
                 | Name::ApiserverUp
                 | Name::Leader
                 | Name::ClusterNodes
+                | Name::BillableMetricSeries
                 | Name::LogFilesTailed
                 | Name::LogBytesBehind
                 | Name::LogOldestUnacknowledged

@@ -89,6 +89,32 @@ pub fn encode(record: &Record, enhanced: bool, out: &mut Vec<Datum>) {
     }
 }
 
+/// Calls `f` with a hash of each metric series (metric name, dimension names and values) that
+/// the datums of `record` would carry, without building them: what CloudWatch bills as custom
+/// metrics, whichever way (PutMetricData or an EMF directive) the values arrive.
+pub fn for_each_series(record: &Record, enhanced: bool, mut f: impl FnMut(u64)) {
+    use std::hash::{Hash, Hasher};
+    let plain = record.fields.iter().map(|(field, _)| *field);
+    let sets = record.stats.iter().map(|(field, _)| *field);
+    for field in plain.chain(sets) {
+        let Some(decl) = declare::lookup(enhanced, record.kind, field) else {
+            continue;
+        };
+        'sets: for &set in decl.sets {
+            let mut h = super::super::rate::KeyHasher::default();
+            decl.metric.hash(&mut h);
+            for &name in set {
+                let Some(value) = record.attribute(name) else {
+                    continue 'sets;
+                };
+                name.hash(&mut h);
+                value.hash(&mut h);
+            }
+            f(h.finish());
+        }
+    }
+}
+
 fn dimensions(record: &Record, set: &[&'static str]) -> Option<Dimensions> {
     set.iter()
         .map(|&name| record.attribute_shared(name).map(|v| (name, Arc::clone(v))))

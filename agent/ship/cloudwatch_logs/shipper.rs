@@ -139,12 +139,17 @@ impl Shared {
             ack.settled(&tokens, outcome);
         }
         match (self.lane, outcome) {
-            (Lane::Performance, Outcome::Accepted) => ItemsWritten {
-                output: "cloudwatch",
-                kind: "emf",
-                count: events.len(),
+            (Lane::Performance, Outcome::Accepted) => {
+                ItemsWritten {
+                    output: "cloudwatch",
+                    kind: "emf",
+                    count: events.len(),
+                }
+                .emit(&self.telemetry);
+                let bytes: usize = events.iter().map(batch::event_bytes).sum();
+                self.telemetry
+                    .add(crate::telemetry::Name::BillableEmfBytes, &[], bytes as u64);
             }
-            .emit(&self.telemetry),
             (Lane::Performance, Outcome::Rejected(r)) => EmfEventsDropped {
                 reason: match r {
                     Rejection::TooNew => ShipDropReason::TooNew,

@@ -72,6 +72,21 @@ enum Command {
         #[arg(long)]
         send_test: bool,
     },
+    /// Estimate what this node's metrics and logs cost a month in CloudWatch, per destination,
+    /// with enhanced observability off and on (sends nothing)
+    Cost {
+        #[command(flatten)]
+        common: Common,
+        /// Time between the two samples; also the window the log growth is measured over
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        interval: Duration,
+        /// Nodes like this one in the cluster
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        nodes: u64,
+        /// `text` (a table) or `json` (one object)
+        #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
     /// Configuration file commands
     Config {
         #[command(subcommand)]
@@ -170,6 +185,19 @@ fn main() -> ExitCode {
         Command::Check { common, send_test } => check(&outside(&common, env), send_test),
         Command::Once { common, interval } => start(outside(&common, env), move |o, l, c| app::once(o, l, interval, c)),
         Command::Run { common } => start(outside(&common, env), app::run),
+        Command::Cost {
+            mut common,
+            interval,
+            nodes,
+            format,
+        } => {
+            // Nothing is sent: a local output, so that no AWS identity is needed.
+            common.output = Some(OutputKind::Stdout);
+            let json = format == "json";
+            start(outside(&common, env), move |o, l, c| {
+                app::cost(o, l, interval, nodes, json, c)
+            })
+        }
     }
 }
 

@@ -777,3 +777,87 @@ fn metrics_show_held_objects_and_cycle_cpu_time() {
         .unwrap_or_else(|| panic!("no cycle CPU gauge in {last}"));
     assert!(cpu > 0.0 && cpu < 1.0, "cycle CPU {cpu} s for 40 pods");
 }
+
+/// `kinsight cost` measures what `once` would send for the same node (the oracle's pods on the
+/// v2 fixture tree), prices it for `--nodes`, and prints one JSON object; a bad config exits 78
+/// as `run` does, and without pod metadata it says what is missing.
+#[test]
+fn cost_measures_what_once_sends_and_prices_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    support::copy_dir(&repo("tests/fixtures/host/cgroup-v2-systemd/t1"), &root);
+    let cfg = dir.path().join("c.json");
+    write(
+        &cfg,
+        r#"{"agent":{"metrics_collection_interval":60},
+            "logs":{"metrics_collected":{"kubernetes":{"cluster_name":"fixture"}}},
+            "kinsight":{"node_name":"ip-10-0-1-23.eu-west-1.compute.internal","logs":{"enabled":false},
+                        "telemetry":{"listen_address":null}}}"#,
+    );
+    let with = |cmd: &mut std::process::Command| {
+        cmd.arg("--host-root")
+            .arg(&root)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--pods-file")
+            .arg(repo("tests/fixtures/kube/cluster-oracle.json"));
+    };
+    let mut once = kinsight();
+    once.args(["once", "--interval", "200ms", "--output", "stdout"]);
+    with(&mut once);
+    let once = run(&mut once);
+    assert_eq!(once.status.code(), Some(0), "{}", once.stderr);
+    let sent = json_lines(&once.stdout).len() as u64;
+
+    let mut cost = kinsight();
+    cost.args(["cost", "--interval", "200ms", "--nodes", "3", "--format", "json"]);
+    with(&mut cost);
+    let r = run(&mut cost);
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    let est: Value = serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
+    assert_eq!(est["nodes"], 3);
+    let standard = &est["inputs"]["standard"];
+    assert_eq!(standard["datums"].as_u64(), Some(sent), "the datums once writes");
+    assert!(est["inputs"]["enhanced"]["datums"].as_u64().unwrap() > sent);
+    let lines = est["metrics"].as_array().unwrap();
+    assert_eq!(lines.len(), 6, "three destinations, enhanced off and on");
+    // Three nodes: the node-scoped series three times, the cluster-wide ones once.
+    let pmd = &lines[0];
+    assert_eq!(pmd["destination"], "put_metric_data");
+    let node = standard["node_series"].as_u64().unwrap();
+    let shared = standard["shared_series"].as_u64().unwrap();
+    assert!(node > 0 && shared > 0, "{standard}");
+    assert_eq!(pmd["series"].as_u64(), Some(shared + 3 * node));
+
+    // The table form names every destination.
+    let mut table = kinsight();
+    table.args(["cost", "--interval", "100ms"]);
+    with(&mut table);
+    let t = run(&mut table);
+    assert_eq!(t.status.code(), Some(0), "{}", t.stderr);
+    for d in ["put_metric_data", "emf", "both", "application"] {
+        assert!(t.stdout.contains(d), "{d}:\n{}", t.stdout);
+    }
+
+    // A bad config: the usual 78 and the error, nothing on stdout.
+    let bad = dir.path().join("bad.json");
+    write(&bad, r#"{"kinsight":{"cost":{"log_ingestion_per_gb_usd":-1}}}"#);
+    let r = run(kinsight().args(["cost", "--interval", "100ms", "--config"]).arg(&bad));
+    assert_eq!(r.status.code(), Some(78), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("kinsight.cost.log_ingestion_per_gb_usd"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+
+    // No pod metadata: said on stderr; the node-level estimate still comes.
+    let r = run(kinsight()
+        .args(["cost", "--interval", "100ms", "--host-root"])
+        .arg(&root)
+        .arg("--config")
+        .arg(&cfg));
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    assert!(r.stderr.contains("no pod metadata"), "{}", r.stderr);
+    assert!(r.stdout.contains("put_metric_data"));
+}

@@ -890,6 +890,13 @@ fn the_dockerfile_builds_the_binary_the_daemon_set_runs_and_nothing_else() {
         "the runtime image holds the binary only"
     );
 
+    // The allocator setting the leader's memory figures were measured with ships in the image.
+    assert!(
+        ins.iter()
+            .any(|i| i.stage == 2 && i.op == "ENV" && i.args == "MALLOC_MMAP_THRESHOLD_=131072"),
+        "the runtime stage sets MALLOC_MMAP_THRESHOLD_"
+    );
+
     // User, entrypoint and arguments agree with the DaemonSet.
     let ds = daemon_set();
     let c = container(&ds);

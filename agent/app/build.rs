@@ -158,6 +158,25 @@ pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry
     })
 }
 
+/// Another collector over the node of `outside` with `settings`, reading `index`: `kinsight
+/// cost` runs one per mode side by side.
+pub(super) fn collector(
+    outside: &Outside,
+    settings: Settings,
+    index: Option<PodIndex>,
+    telemetry: &Telemetry,
+) -> Result<Collector, AppError> {
+    let root = Root::new(&outside.host_root);
+    let mode = CgroupMode::detect(&root).map_err(AppError::Host)?;
+    let capacity: NodeCapacity = procfs::read_capacity(&root).map_err(AppError::Host)?;
+    Ok(Collector::new(
+        Sampler::new(root, mode, telemetry.clone()),
+        capacity,
+        settings,
+        index,
+    ))
+}
+
 /// The output for `cfg`, and the tasks it needs. The same function serves startup and reload.
 pub(super) fn output(
     cfg: &Config,

@@ -12,6 +12,7 @@
 
 mod build;
 pub mod check;
+pub mod cost;
 mod load;
 mod reload;
 mod run;
@@ -25,6 +26,7 @@ use crate::config::{ConfigErrors, Env, OutputKind};
 use crate::host::{Clock, HostError};
 use crate::ship::ShipError;
 
+pub use cost::cost;
 pub use load::{Loaded, inputs, load, load_config};
 pub use reload::{OUTPUT_KEYS, RESTART_KEYS};
 pub use run::{once, run};

@@ -315,17 +315,17 @@ async fn drain(running: &Running, inputs: &CancellationToken, delivered: &Cancel
 }
 
 /// What `run` and `once` start from.
-struct Started {
-    sup: Supervisor,
-    aws: Option<AwsContext>,
-    aws_owner: CancellationToken,
-    cfg: Config,
-    parts: build::Parts,
+pub(super) struct Started {
+    pub(super) sup: Supervisor,
+    pub(super) aws: Option<AwsContext>,
+    pub(super) aws_owner: CancellationToken,
+    pub(super) cfg: Config,
+    pub(super) parts: build::Parts,
 }
 
 /// The common start of `run` and `once`: the identity first (a refused identity stops the agent
 /// before anything else starts), its refreshers, the cluster name, the startup lines, the node.
-async fn start(
+pub(super) async fn start(
     outside: &Outside,
     mut loaded: Loaded,
     telemetry: &Telemetry,
@@ -356,7 +356,7 @@ async fn start(
 
 /// `kinsight run`: collect every interval until `cancel`, applying config reloads live.
 /// Starts the pod metadata source, if any: the file source or the apiserver watch.
-fn start_metadata(
+pub(super) fn start_metadata(
     sup: &mut Supervisor,
     metadata: Option<build::Metadata>,
     cfg: &Config,

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::error::ErrorKind;
 use super::model::{
     HostLogSource, LogFormat, Logs, MetadataSource, Metrics, MetricsDestination, Multiline, OutputKind, OversizeEvent,
-    Paths, RecordProfile, StreamNames, TelemetrySettings,
+    Paths, Prices, RecordProfile, StreamNames, TelemetrySettings,
 };
 use super::upstream;
 use super::values;
@@ -61,6 +61,7 @@ pub(super) struct Kinsight {
     pub paths: Paths,
     pub require_workload_identity: bool,
     pub telemetry: TelemetrySettings,
+    pub prices: Prices,
 }
 
 /// Values that the upstream sections or the environment decide, needed to fill kinsight's
@@ -96,6 +97,7 @@ pub(super) fn section(mut o: Obj<'_>, cx: &mut Ctx, given: Given) -> Kinsight {
         paths: paths(o.object(cx, "paths"), cx),
         require_workload_identity: identity(o.object(cx, "identity"), cx),
         telemetry: telemetry(o.object(cx, "telemetry"), cx, given.pod_ip),
+        prices: prices(o.object(cx, "cost"), cx),
     };
     o.finish(cx);
     k
@@ -287,6 +289,47 @@ fn paths(mut o: Obj<'_>, cx: &mut Ctx) -> Paths {
         // absolute path, default "/var/log/containers": kubelet's container log symlinks.
         container_logs_dir: path("container_logs_dir", "/var/log/containers"),
     };
+    o.finish(cx);
+    p
+}
+
+/// `kinsight.cost`: the prices `kinsight cost` uses (US dollars, ≥ 0).
+fn prices(mut o: Obj<'_>, cx: &mut Ctx) -> Prices {
+    let d = Prices::default();
+    let price = |o: &mut Obj<'_>, cx: &mut Ctx, key: &'static str, default: f64| {
+        let path = o.path_of(key);
+        match o.number(cx, key) {
+            Some(v) if v.is_finite() && v >= 0.0 => v,
+            Some(v) => {
+                cx.error(
+                    path,
+                    ErrorKind::OutOfRange {
+                        expected: "a price in US dollars, 0 or more".into(),
+                        got: v.to_string(),
+                    },
+                );
+                default
+            }
+            None => default,
+        }
+    };
+    let mut tiers = o.object(cx, "custom_metric_month_usd");
+    let [t1, t2, t3, t4] = d.custom_metric_month;
+    let p = Prices {
+        // {first_10000, next_240000, next_750000, over_1000000}, default 0.30, 0.10, 0.05, 0.02:
+        // per custom metric and month.
+        custom_metric_month: [
+            price(&mut tiers, cx, "first_10000", t1),
+            price(&mut tiers, cx, "next_240000", t2),
+            price(&mut tiers, cx, "next_750000", t3),
+            price(&mut tiers, cx, "over_1000000", t4),
+        ],
+        // number, default 0.01: per 1,000 PutMetricData requests.
+        put_metric_data_per_1000: price(&mut o, cx, "put_metric_data_per_1000_usd", d.put_metric_data_per_1000),
+        // number, default 0.50: per GB of CloudWatch Logs ingestion.
+        log_ingestion_per_gb: price(&mut o, cx, "log_ingestion_per_gb_usd", d.log_ingestion_per_gb),
+    };
+    tiers.finish(cx);
     o.finish(cx);
     p
 }

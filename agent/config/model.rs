@@ -322,7 +322,33 @@ pub struct Config {
     pub paths: Paths,
     pub identity: IdentitySettings,
     pub telemetry: TelemetrySettings,
+    /// List prices for `kinsight cost` (`kinsight.cost`).
+    pub prices: Prices,
     /// Sections kinsight does not implement, one warning each (e.g. `metrics`, `traces`), and
     /// keys it accepts but ignores; `main` logs each once at startup.
     pub warnings: Vec<String>,
+}
+
+/// The prices `kinsight cost` multiplies by, in US dollars (`kinsight.cost`). Defaults: the
+/// us-east-1 list prices of the CloudWatch pricing page (<https://aws.amazon.com/cloudwatch/pricing/>,
+/// "Paid tier", as of 2026; check them for your Region and date).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prices {
+    /// Custom metrics, per metric and month, in CloudWatch's volume tiers: the first 10,000,
+    /// the next 240,000, the next 750,000, and over 1,000,000.
+    pub custom_metric_month: [f64; 4],
+    /// `PutMetricData`, per 1,000 requests.
+    pub put_metric_data_per_1000: f64,
+    /// CloudWatch Logs ingestion (standard log class), per GB (2^30 bytes, as AWS bills data).
+    pub log_ingestion_per_gb: f64,
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        Prices {
+            custom_metric_month: [0.30, 0.10, 0.05, 0.02],
+            put_metric_data_per_1000: 0.01,
+            log_ingestion_per_gb: 0.50,
+        }
+    }
 }

@@ -282,6 +282,7 @@ fn assemble(cx: &mut Ctx, agent: Agent, logs: Logs, k: Kinsight, inputs: &Inputs
             logs_role_arn: logs.role_arn,
         },
         telemetry: k.telemetry,
+        prices: k.prices,
         warnings: Vec::new(),
     }
 }

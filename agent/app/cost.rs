@@ -479,6 +479,78 @@ pub async fn cost(
     Ok(())
 }
 
+/// The billable units the running agent counted, cumulative (from its telemetry).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counted {
+    pub put_metric_data_requests: f64,
+    pub emf_bytes: f64,
+    pub log_bytes: f64,
+}
+
+impl Counted {
+    /// Reads the counters: `PutMetricData` attempts (every one is billed), EMF bytes accepted,
+    /// log bytes accepted.
+    pub fn read(t: &Telemetry) -> Counted {
+        use crate::telemetry::Name;
+        let requests = ["ok", "retry", "error"]
+            .iter()
+            .map(|r| t.get(Name::AwsRequests, &[("api", "PutMetricData"), ("result", r)]))
+            .sum();
+        let logs = ["application", "dataplane", "host", "other"]
+            .iter()
+            .map(|g| t.get(Name::LogBytesSettled, &[("group", g), ("outcome", "accepted")]))
+            .sum();
+        Counted {
+            put_metric_data_requests: requests,
+            emf_bytes: t.get(Name::BillableEmfBytes, &[]),
+            log_bytes: logs,
+        }
+    }
+}
+
+/// A month of what was counted over `window` (ending with `now`, begun with `before`), with
+/// `series` metric series billed: (custom metrics, requests, EMF, logs, total) in dollars.
+pub fn month_of(before: Counted, now: Counted, window: Duration, series: u64, p: &Prices) -> [f64; 5] {
+    let scale = HOURS_PER_MONTH * 3600.0 / window.as_secs_f64().max(1.0);
+    let metrics = tiered(series, &p.custom_metric_month);
+    let requests =
+        (now.put_metric_data_requests - before.put_metric_data_requests) * scale / 1000.0 * p.put_metric_data_per_1000;
+    let emf = (now.emf_bytes - before.emf_bytes) * scale / GB * p.log_ingestion_per_gb;
+    let logs = (now.log_bytes - before.log_bytes) * scale / GB * p.log_ingestion_per_gb;
+    [metrics, requests, emf, logs, metrics + requests + emf + logs]
+}
+
+/// Once an hour, the month the last hour's real counters add up to, for this node, at info level
+/// (`kinsight cost` estimates it before deploying; this is what the agent really sent).
+pub async fn log_hourly(telemetry: Telemetry, prices: Prices, cancel: CancellationToken) {
+    const HOUR: Duration = Duration::from_hours(1);
+    let mut before = Counted::read(&telemetry);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(HOUR) => {}
+        }
+        let now = Counted::read(&telemetry);
+        let series = telemetry.get(crate::telemetry::Name::BillableMetricSeries, &[]);
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a count of series"
+        )]
+        let [metrics, requests, emf, logs, total] = month_of(before, now, HOUR, series as u64, &prices);
+        tracing::info!(
+            series,
+            custom_metrics_usd = format!("{metrics:.2}"),
+            put_metric_data_usd = format!("{requests:.2}"),
+            emf_usd = format!("{emf:.2}"),
+            logs_usd = format!("{logs:.2}"),
+            total_usd = format!("{total:.2}"),
+            "cost: the last hour of this node, as a month at kinsight.cost prices (custom metrics counted for this node alone)"
+        );
+        before = now;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,5 +685,60 @@ mod tests {
         assert_eq!((by("application").bytes, by("application").lines), (14, 3));
         assert_eq!((by("dataplane").bytes, by("dataplane").lines), (4, 1));
         assert_eq!((by("host").bytes, by("host").lines), (0, 0));
+    }
+
+    /// The hourly line: an hour's counters, scaled to 730 hours and priced by hand.
+    #[test]
+    fn the_hourly_month_is_the_hand_computed_one() {
+        let before = Counted {
+            put_metric_data_requests: 100.0,
+            emf_bytes: 0.0,
+            log_bytes: 1e9,
+        };
+        // An hour: 60 requests, 2^30 EMF bytes, 2^30 log bytes more.
+        let now = Counted {
+            put_metric_data_requests: 160.0,
+            emf_bytes: GB,
+            log_bytes: 1e9 + GB,
+        };
+        let [metrics, requests, emf, logs, total] =
+            month_of(before, now, Duration::from_hours(1), 200, &Prices::default());
+        // 200 series × 0.30; 60 × 730 = 43,800 requests × 0.01 / 1,000; 730 GB × 0.50 twice.
+        assert!((metrics - 60.0).abs() < 1e-9);
+        assert!((requests - 0.438).abs() < 1e-9);
+        assert!((emf - 365.0).abs() < 1e-9);
+        assert!((logs - 365.0).abs() < 1e-9);
+        assert!((total - 790.438).abs() < 1e-9);
+    }
+
+    /// The counters are read from the telemetry names the outputs count with.
+    #[test]
+    fn counted_reads_the_outputs_counters() {
+        use crate::telemetry::Name;
+        let t = Telemetry::new();
+        t.add(Name::AwsRequests, &[("api", "PutMetricData"), ("result", "ok")], 3);
+        t.add(Name::AwsRequests, &[("api", "PutMetricData"), ("result", "retry")], 2);
+        t.add(Name::AwsRequests, &[("api", "PutLogEvents"), ("result", "ok")], 7);
+        t.add(Name::BillableEmfBytes, &[], 500);
+        t.add(
+            Name::LogBytesSettled,
+            &[("group", "application"), ("outcome", "accepted")],
+            40,
+        );
+        t.add(Name::LogBytesSettled, &[("group", "host"), ("outcome", "accepted")], 2);
+        t.add(
+            Name::LogBytesSettled,
+            &[("group", "host"), ("outcome", "dropped_queue_full")],
+            9,
+        );
+        let c = Counted::read(&t);
+        assert_eq!(
+            c,
+            Counted {
+                put_metric_data_requests: 5.0,
+                emf_bytes: 500.0,
+                log_bytes: 42.0
+            }
+        );
     }
 }

@@ -217,6 +217,12 @@ fn start_metrics(
         telemetry.heartbeat("ship::deliver_cycles", bound),
         delivered.clone(),
     );
+    {
+        let (t, prices, token) = (telemetry.clone(), cfg.prices.clone(), inputs.clone());
+        sup.restartable_until("cost::hourly", inputs.clone(), move || {
+            super::cost::log_hourly(t.clone(), prices.clone(), token.clone())
+        });
+    }
     sup.must_run_until("ship::deliver_cycles", inputs.clone(), async move {
         deliver(cycle_rx, output, credentials, t, hb).await;
         done.cancel();

@@ -829,6 +829,30 @@ fn cost_measures_what_once_sends_and_prices_it() {
     assert!(node > 0 && shared > 0, "{standard}");
     assert_eq!(pmd["series"].as_u64(), Some(shared + 3 * node));
 
+    assert!(est["without_drop"].is_null(), "no drop configured");
+
+    // A series budget: every ClusterName-only roll-up dropped. The saving is priced against the
+    // full set, from the same samples.
+    let budget = dir.path().join("budget.json");
+    let mut b: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    b["kinsight"]["metrics"] = serde_json::json!({"drop": [{"dimensions": ["ClusterName"]}]});
+    write(&budget, &b.to_string());
+    let r = run(kinsight()
+        .args(["cost", "--interval", "200ms", "--format", "json", "--pods-file"])
+        .arg(repo("tests/fixtures/kube/cluster-oracle.json"))
+        .arg("--host-root")
+        .arg(&root)
+        .arg("--config")
+        .arg(&budget));
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    let est: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let kept = est["metrics"][0]["series"].as_u64().unwrap();
+    let full = est["without_drop"][0]["series"].as_u64().unwrap();
+    assert!(kept < full, "{kept} of {full}");
+    assert!(
+        est["metrics"][0]["per_node_usd"].as_f64().unwrap() < est["without_drop"][0]["per_node_usd"].as_f64().unwrap()
+    );
+
     // The table form names every destination.
     let mut table = kinsight();
     table.args(["cost", "--interval", "100ms"]);

@@ -29,9 +29,10 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Prices};
+use crate::config::{Config, MetricDrop, Prices};
 use crate::host::{Clock, Root};
 use crate::metrics::collect::{Cycle, Produce};
+use crate::metrics::encode::datum;
 use crate::metrics::encode::emf::{self, EmfOptions};
 use crate::telemetry::Telemetry;
 
@@ -120,6 +121,9 @@ pub struct Estimate {
     /// Log ingestion, all groups, all nodes.
     pub logs_usd: f64,
     pub inputs: Inputs,
+    /// With `kinsight.metrics.drop` set: the lines of the full Container Insights set, for the
+    /// saving.
+    pub without_drop: Option<Vec<Line>>,
 }
 
 /// The monthly charge for `series` custom metrics in CloudWatch's volume tiers.
@@ -190,6 +194,7 @@ pub fn estimate(inputs: &Inputs, prices: &Prices) -> Estimate {
         logs,
         logs_usd,
         inputs: inputs.clone(),
+        without_drop: None,
     }
 }
 
@@ -235,6 +240,22 @@ pub fn render(e: &Estimate) -> String {
             l.per_node_usd
         );
     }
+    if let Some(full) = &e.without_drop {
+        let _ = writeln!(
+            out,
+            "\nkinsight.metrics.drop saves, a node a month, against the full Container Insights set:"
+        );
+        for (l, f) in e.metrics.iter().zip(full) {
+            let _ = writeln!(
+                out,
+                "  {:<16} {:<4} {:>9.2} $ ({} series fewer in the cluster)",
+                l.destination,
+                if l.enhanced { "on" } else { "off" },
+                f.per_node_usd - l.per_node_usd,
+                f.series.saturating_sub(l.series)
+            );
+        }
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -252,8 +273,8 @@ pub fn render(e: &Estimate) -> String {
     out
 }
 
-/// The series of a cycle's datums: (node-scoped, cluster-wide).
-fn series(cycle: &Cycle) -> (u64, u64) {
+/// The series of datums: (node-scoped, cluster-wide).
+fn series(datums: &[crate::metrics::Datum]) -> (u64, u64) {
     const NODE_SCOPED: [&str; 6] = [
         "NodeName",
         "InstanceId",
@@ -263,7 +284,7 @@ fn series(cycle: &Cycle) -> (u64, u64) {
         "VolumeId",
     ];
     let (mut node, mut shared) = (HashSet::new(), HashSet::new());
-    for d in &cycle.datums {
+    for d in datums {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         d.metric_name.hash(&mut h);
         d.dimensions.hash(&mut h);
@@ -280,21 +301,25 @@ fn billed_bytes(events: &[crate::ship::LogEvent]) -> u64 {
     events.iter().map(|e| e.message.len() as u64 + EVENT_OVERHEAD).sum()
 }
 
-/// What the cycle of one mode sends: datums, series, and the performance events' bytes with
-/// and without the directive (the cycle was made with [`Produce::DatumsAndEvents`]: events
-/// without it, and the records to write them again with it).
-fn sample_of(cycle: &Cycle, enhanced: bool) -> MetricSample {
-    let (node_series, shared_series) = series(cycle);
+/// What the cycle of one mode sends with `drops` (`kinsight.metrics.drop`) left out: datums,
+/// series, and the performance events' bytes with and without the directive (the cycle was made
+/// with [`Produce::DatumsAndEvents`]: events without it, and the records to write them again
+/// with it). The datums are encoded again from the records, so that the same cycle prices the
+/// configured set and the full Container Insights set alike.
+fn sample_of(cycle: &Cycle, enhanced: bool, drops: &[MetricDrop]) -> MetricSample {
+    let mut datums = Vec::with_capacity(cycle.datums.len());
     let mut with_directive = Vec::with_capacity(cycle.records.len());
     let opts = EmfOptions {
         with_directive: true,
         enhanced,
     };
     for r in &cycle.records {
-        emf::encode(r, opts, &mut with_directive);
+        datum::encode_selected(r, enhanced, drops, &mut datums);
+        emf::encode_selected(r, opts, drops, &mut with_directive);
     }
+    let (node_series, shared_series) = series(&datums);
     MetricSample {
-        datums: cycle.datums.len() as u64,
+        datums: datums.len() as u64,
         node_series,
         shared_series,
         emf_bytes: billed_bytes(&with_directive),
@@ -441,11 +466,8 @@ pub async fn cost(
             return Ok(());
         }
     }
-    let samples: Vec<MetricSample> = collectors
-        .iter_mut()
-        .zip([false, true])
-        .map(|(c, enhanced)| sample_of(&c.collect(clock.as_ref()), enhanced))
-        .collect();
+    let cycles: Vec<Cycle> = collectors.iter_mut().map(|c| c.collect(clock.as_ref())).collect();
+    let drops = &cfg.metrics.drop;
     let window = started.elapsed();
     let growth = logs.growth();
     if index.as_ref().is_none_or(|i| !i.snapshot().is_synced()) {
@@ -453,17 +475,18 @@ pub async fn cost(
             "kinsight cost: no pod metadata (metadata source none, or not loaded in time): pod and container metrics are not in this estimate"
         );
     }
-    let est = estimate(
-        &Inputs {
-            interval_secs: cfg.interval.as_secs_f64(),
-            standard: samples[0],
-            enhanced: samples[1],
-            window_secs: window.as_secs_f64(),
-            logs: growth,
-            nodes,
-        },
-        &cfg.prices,
-    );
+    let inputs_with = |drops: &[MetricDrop]| Inputs {
+        interval_secs: cfg.interval.as_secs_f64(),
+        standard: sample_of(&cycles[0], false, drops),
+        enhanced: sample_of(&cycles[1], true, drops),
+        window_secs: window.as_secs_f64(),
+        logs: growth.clone(),
+        nodes,
+    };
+    let mut est = estimate(&inputs_with(drops), &cfg.prices);
+    if !drops.is_empty() {
+        est.without_drop = Some(estimate(&inputs_with(&[]), &cfg.prices).metrics);
+    }
     let text = if json {
         format!("{}\n", serde_json::to_string(&est).unwrap_or_default())
     } else {

@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use super::error::ErrorKind;
 use super::model::{
-    HostLogSource, LogFormat, Logs, MetadataSource, Metrics, MetricsDestination, Multiline, OutputKind, OversizeEvent,
-    Paths, Prices, RecordProfile, StreamNames, TelemetrySettings,
+    HostLogSource, LogFormat, Logs, MetadataSource, MetricDrop, Metrics, MetricsDestination, Multiline, OutputKind,
+    OversizeEvent, Paths, Prices, RecordProfile, StreamNames, TelemetrySettings,
 };
 use super::upstream;
 use super::values;
@@ -134,9 +134,43 @@ fn metrics(mut o: Obj<'_>, cx: &mut Ctx, default_source: MetadataSource) -> Metr
         leader_lease: o
             .uint(cx, "leader_lease_secs", 3..=600, "seconds")
             .map_or(crate::kube::DEFAULT_LEASE_DURATION, Duration::from_secs),
+        // [{metric?, dimensions?}], default []: metrics or dimension sets not sent, each checked
+        // against the declaration table (a typo is an error).
+        drop: o
+            .objects(cx, "drop")
+            .into_iter()
+            .filter_map(|e| metric_drop(e, cx))
+            .collect(),
     };
     o.finish(cx);
     m
+}
+
+/// One `kinsight.metrics.drop` entry.
+fn metric_drop(mut o: Obj<'_>, cx: &mut Ctx) -> Option<MetricDrop> {
+    let path = o.path_of("");
+    let path = path.trim_end_matches('.').to_string();
+    let metric = o.str(cx, "metric").map(str::to_string);
+    let dimensions = o.str_list(cx, "dimensions", values::non_empty);
+    let dims_given = o.value("dimensions").is_some();
+    o.finish(cx);
+    if metric.is_none() && !dims_given {
+        cx.error(
+            path,
+            ErrorKind::invalid("names neither a metric nor dimensions: it would drop everything"),
+        );
+        return None;
+    }
+    if dims_given && dimensions.is_none() {
+        return None; // the list's own error is reported
+    }
+    match crate::metrics::declare::check_drop(metric.as_deref(), dimensions.as_deref()) {
+        Ok(dimensions) => Some(MetricDrop { metric, dimensions }),
+        Err(message) => {
+            cx.error(path, ErrorKind::invalid(message));
+            None
+        }
+    }
 }
 
 /// `kinsight.logs`.

@@ -147,6 +147,34 @@ pub struct Metrics {
     /// The leader Lease's duration (metadata source `apiserver`): a leader that stops renewing
     /// is replaced after this long; it renews every twelfth of it.
     pub leader_lease: Duration,
+    /// `kinsight.metrics.drop`: metrics or dimension sets not sent (the series budget).
+    pub drop: Vec<MetricDrop>,
+}
+
+/// One entry of `kinsight.metrics.drop`: a metric (every dimension set of it), a dimension set
+/// (of every metric sent with it), or one dimension set of one metric. Checked against the
+/// declaration table when the file is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricDrop {
+    pub metric: Option<String>,
+    /// Sorted by name, as the declarations write sets.
+    pub dimensions: Option<Vec<String>>,
+}
+
+impl MetricDrop {
+    /// Whether this entry drops `metric` sent with the dimension `set` (sorted).
+    pub fn drops(&self, metric: &str, set: &[&str]) -> bool {
+        self.metric.as_deref().is_none_or(|m| m == metric)
+            && self
+                .dimensions
+                .as_deref()
+                .is_none_or(|d| d.len() == set.len() && d.iter().zip(set).all(|(a, b)| a == b))
+    }
+}
+
+/// Whether any entry of `drops` drops `metric` with `set`.
+pub fn is_dropped(drops: &[MetricDrop], metric: &str, set: &[&str]) -> bool {
+    !drops.is_empty() && drops.iter().any(|d| d.drops(metric, set))
 }
 
 /// One entry of the `CloudWatch` agent's `logs.logs_collected.files.collect_list`: files shipped

@@ -700,3 +700,70 @@ fn the_sdk_endpoint_variables_follow_the_same_rules() {
     env.env.allow_plain_http_endpoints = true;
     assert!(load_str("{}", &env).is_ok());
 }
+
+/// `kinsight.metrics.drop`: a metric, a dimension set, or one set of one metric, each checked
+/// against the declarations; a typo is an error that says what is sent.
+#[test]
+fn metric_drops_are_checked_against_the_declarations() {
+    let cfg = ok(
+        r#"{"kinsight":{"metrics":{"drop":[
+            {"metric": "node_cpu_usage_total"},
+            {"dimensions": ["Namespace", "ClusterName"]},
+            {"metric": "pod_cpu_utilization", "dimensions": ["Service", "Namespace", "ClusterName"]}
+        ]}}}"#,
+        &local(),
+    );
+    let d = &cfg.metrics.drop;
+    assert_eq!(d.len(), 3);
+    assert_eq!(
+        d[1].dimensions.as_deref(),
+        Some(&["ClusterName".to_string(), "Namespace".to_string()][..])
+    );
+    assert!(crate::config::is_dropped(d, "node_cpu_usage_total", &["ClusterName"]));
+    assert!(crate::config::is_dropped(
+        d,
+        "pod_memory_utilization",
+        &["ClusterName", "Namespace"]
+    ));
+    assert!(crate::config::is_dropped(
+        d,
+        "pod_cpu_utilization",
+        &["ClusterName", "Namespace", "Service"]
+    ));
+    assert!(!crate::config::is_dropped(
+        d,
+        "pod_memory_utilization",
+        &["ClusterName", "Namespace", "Service"]
+    ));
+    assert!(!crate::config::is_dropped(
+        &[],
+        "node_cpu_usage_total",
+        &["ClusterName"]
+    ));
+
+    let errs = errors(
+        r#"{"kinsight":{"metrics":{"drop":[
+            {"metric": "pod_cpu_utilisation"},
+            {"metric": "node_cpu_utilization", "dimensions": ["PodName"]},
+            {"dimensions": ["ClusterName", "Nope"]},
+            {},
+            {"metric": "pod_cpu_utilization", "dimension": ["ClusterName"]}
+        ]}}}"#,
+        &local(),
+    );
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    assert!(errs[0].starts_with("kinsight.metrics.drop[0]: no metric named \"pod_cpu_utilisation\" is sent (did you mean \"pod_cpu_utilization\"?)"), "{errs:#?}");
+    assert!(
+        errs[1].contains("\"node_cpu_utilization\" is not sent with the dimensions [\"PodName\"]; its sets are"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[2].contains("no metric is sent with the dimensions [\"ClusterName\", \"Nope\"]"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[3].starts_with("kinsight.metrics.drop[3]: names neither a metric nor dimensions"),
+        "{errs:#?}"
+    );
+    assert!(errs[4].starts_with("kinsight.metrics.drop[4].dimension"), "{errs:#?}");
+}

@@ -45,6 +45,8 @@ pub struct Settings {
     pub prefer_full_pod_name: bool,
     pub tag_service: bool,
     pub produce: Produce,
+    /// `kinsight.metrics.drop`: (metric, dimension set) pairs not sent.
+    pub drop: Vec<crate::config::MetricDrop>,
 }
 
 /// What a cycle produces for the configured destination.
@@ -92,6 +94,7 @@ impl Settings {
             prefer_full_pod_name: k.prefer_full_pod_name,
             tag_service: k.tag_service,
             produce,
+            drop: cfg.metrics.drop.clone(),
         }
     }
 }
@@ -370,7 +373,7 @@ impl Collector {
         // make none.
         if s.produce.datums() || s.produce.events() == Some(true) {
             let now_ms = records.first().map_or(0, |r| r.timestamp_ms);
-            self.series.observe(&records, s.enhanced, now_ms);
+            self.series.observe(&records, s.enhanced, &s.drop, now_ms);
             self.sampler.telemetry.set(
                 crate::telemetry::Name::BillableMetricSeries,
                 &[],
@@ -382,7 +385,7 @@ impl Collector {
         if s.produce.datums() {
             datums.reserve((records.len() * 8).max(self.last_datums + self.last_datums / 8));
             for r in &records {
-                datum::encode(r, s.enhanced, &mut datums);
+                datum::encode_selected(r, s.enhanced, &s.drop, &mut datums);
             }
             self.last_datums = datums.len();
         }
@@ -401,7 +404,7 @@ impl Collector {
                     r.json_attributes
                         .push(("kubernetes", json!({ "host": s.attrs.node_name })));
                 }
-                emf::encode(r, opts, &mut events);
+                emf::encode_selected(r, opts, &s.drop, &mut events);
             }
         }
         Cycle {

@@ -389,6 +389,52 @@ pub fn lookup(enhanced: bool, record: RecordType, metric: &str) -> Option<&'stat
     index[usize::from(enhanced)].get(&(record, metric)).copied()
 }
 
+/// Checks a `kinsight.metrics.drop` entry against the declarations (standard and enhanced):
+/// the metric must be declared, and the dimensions (any order) one of its sets, or with no
+/// metric a set some metric is declared with. Returns the dimensions sorted as sets are.
+pub fn check_drop(metric: Option<&str>, dimensions: Option<&[String]>) -> Result<Option<Vec<String>>, String> {
+    let all = || STANDARD.iter().chain(ENHANCED.iter());
+    if let Some(m) = metric
+        && !all().any(|d| d.metric == m)
+    {
+        let mut names: Vec<&str> = all().map(|d| d.metric).collect();
+        names.sort_unstable();
+        names.dedup();
+        let near = names
+            .iter()
+            .min_by_key(|n| strsim::osa_distance(m, n))
+            .copied()
+            .unwrap_or_default();
+        return Err(format!("no metric named {m:?} is sent (did you mean {near:?}?)"));
+    }
+    let Some(dims) = dimensions else {
+        return Ok(None);
+    };
+    let mut sorted: Vec<String> = dims.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let matches = |set: &[&str]| set.len() == sorted.len() && set.iter().zip(&sorted).all(|(a, b)| a == b);
+    let candidates: Vec<&Declaration> = all().filter(|d| metric.is_none_or(|m| d.metric == m)).collect();
+    if candidates.iter().any(|d| d.sets.iter().any(|s| matches(s))) {
+        return Ok(Some(sorted));
+    }
+    Err(match metric {
+        Some(m) => {
+            let mut sets: Vec<String> = candidates
+                .iter()
+                .flat_map(|d| d.sets.iter().map(|s| format!("{s:?}")))
+                .collect();
+            sets.sort();
+            sets.dedup();
+            format!(
+                "{m:?} is not sent with the dimensions {sorted:?}; its sets are {}",
+                sets.join(", ")
+            )
+        }
+        None => format!("no metric is sent with the dimensions {sorted:?}"),
+    })
+}
+
 /// The unit of a field by its suffix (upstream's `metricToUnitMap` in
 /// `internal/aws/containerinsight/const.go`), for performance events and
 /// for checking the declaration tables.

@@ -40,9 +40,9 @@ pub struct SeriesWindow {
 
 impl SeriesWindow {
     /// Notes the series of `records` (sent at `now_ms`) and forgets those older than an hour.
-    pub fn observe(&mut self, records: &[Record], enhanced: bool, now_ms: i64) {
+    pub fn observe(&mut self, records: &[Record], enhanced: bool, drops: &[crate::config::MetricDrop], now_ms: i64) {
         for r in records {
-            datum::for_each_series(r, enhanced, |h| {
+            datum::for_each_series(r, enhanced, drops, |h| {
                 self.seen.insert(h, now_ms);
             });
         }
@@ -81,14 +81,14 @@ mod tests {
             datum::encode(r, false, &mut datums);
         }
         assert_eq!(datums.len(), 6, "3 datums a pod");
-        w.observe(&records, false, 0);
+        w.observe(&records, false, &[], 0);
         assert_eq!(w.count(), 4);
-        w.observe(&[pod("web", 9.0), pod("api", 7.0)], false, 60_000);
+        w.observe(&[pod("web", 9.0), pod("api", 7.0)], false, &[], 60_000);
         assert_eq!(w.count(), 4, "the same series again");
         // An hour after the first sight of `api`, it is gone if not seen since.
-        w.observe(&[pod("web", 3.0)], false, 60_000 + WINDOW_MS - 1);
+        w.observe(&[pod("web", 3.0)], false, &[], 60_000 + WINDOW_MS - 1);
         assert_eq!(w.count(), 4, "api's last value was 59:59 ago");
-        w.observe(&[pod("web", 3.0)], false, 60_000 + WINDOW_MS);
+        w.observe(&[pod("web", 3.0)], false, &[], 60_000 + WINDOW_MS);
         assert_eq!(w.count(), 3);
     }
 }

@@ -9,6 +9,7 @@ use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use super::super::declare::{self, Declaration};
 use super::super::record::{Record, StatisticSet};
 use super::datum::{NAMESPACE, Unit};
+use crate::config::{MetricDrop, is_dropped};
 
 /// A performance event is an ordinary CloudWatch Logs event whose `message` is the EMF JSON.
 pub use crate::ship::LogEvent;
@@ -62,20 +63,42 @@ fn same_sets(a: &[&'static [&'static str]], b: &[&'static [&'static str]]) -> bo
 /// A group of declared metrics that share their dimension sets: one `CloudWatchMetrics` entry.
 struct Group {
     sets: &'static [&'static [&'static str]],
+    /// Sets left out by `kinsight.metrics.drop` (bit i: `sets[i]`).
+    dropped: u32,
     metrics: Vec<&'static Declaration>,
 }
 
-fn groups(record: &Record, enhanced: bool) -> Vec<Group> {
+/// The sets of `decl` that `drops` leaves out, as bits.
+fn dropped_sets(decl: &Declaration, drops: &[MetricDrop]) -> u32 {
+    if drops.is_empty() {
+        return 0;
+    }
+    decl.sets
+        .iter()
+        .enumerate()
+        .filter(|(_, set)| is_dropped(drops, decl.metric, set))
+        .fold(0, |mask, (i, _)| mask | (1 << i))
+}
+
+fn groups(record: &Record, enhanced: bool, drops: &[MetricDrop]) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
     let stats = record.stats.iter().map(|(f, _)| f);
     for field in record.fields.iter().map(|(f, _)| f).chain(stats) {
         let Some(decl) = declare::lookup(enhanced, record.kind, field) else {
             continue;
         };
-        match groups.iter_mut().find(|g| same_sets(g.sets, decl.sets)) {
+        let dropped = dropped_sets(decl, drops);
+        if dropped != 0 && dropped.count_ones() as usize == decl.sets.len() {
+            continue;
+        }
+        match groups
+            .iter_mut()
+            .find(|g| g.dropped == dropped && same_sets(g.sets, decl.sets))
+        {
             Some(g) => g.metrics.push(decl),
             None => groups.push(Group {
                 sets: decl.sets,
+                dropped,
                 metrics: vec![decl],
             }),
         }
@@ -87,7 +110,13 @@ fn groups(record: &Record, enhanced: bool) -> Vec<Group> {
 /// is dropped, as upstream's EMF exporter does; in standard mode it is still written (log-only
 /// data).
 pub fn encode(record: &Record, opts: EmfOptions, out: &mut Vec<LogEvent>) {
-    let groups = groups(record, opts.enhanced);
+    encode_selected(record, opts, &[], out);
+}
+
+/// [`encode`], leaving out of the directive what `drops` (`kinsight.metrics.drop`) names; the
+/// values stay in the event (log data, billed as bytes, not as metrics).
+pub fn encode_selected(record: &Record, opts: EmfOptions, drops: &[MetricDrop], out: &mut Vec<LogEvent>) {
+    let groups = groups(record, opts.enhanced, drops);
     if opts.enhanced && groups.is_empty() {
         return;
     }
@@ -184,8 +213,8 @@ impl serde::Serialize for EmfStats<'_> {
 /// The dimension sets of a group that the record satisfies, de-duplicated.
 fn satisfied(record: &Record, g: &Group) -> Vec<&'static [&'static str]> {
     let mut sets: Vec<&'static [&'static str]> = Vec::new();
-    for &set in g.sets {
-        if set.iter().all(|d| record.attribute(d).is_some()) && !sets.contains(&set) {
+    for (i, &set) in g.sets.iter().enumerate() {
+        if g.dropped & (1 << i) == 0 && set.iter().all(|d| record.attribute(d).is_some()) && !sets.contains(&set) {
             sets.push(set);
         }
     }

@@ -47,7 +47,7 @@ const fn d(
 
 use RecordType::{
     Cluster, ClusterDaemonSet, ClusterDeployment, ClusterNamespace, ClusterReplicaSet, ClusterService,
-    ClusterStatefulSet, Container, Node, NodeDiskIO, NodeFS, NodeNet, Pod, PodNet,
+    ClusterStatefulSet, Container, ContainerFS, Node, NodeDiskIO, NodeFS, NodeNet, Pod, PodNet,
 };
 use Unit::{Bytes, BytesPerSecond, Count, CountPerSecond, None as NoUnit, Percent};
 
@@ -118,7 +118,7 @@ const CONTAINER_E: &[&[&str]] = &[SET_C, SET_FCT, SET_CT];
 /// Node object, node net/disk/FS, the leader's workloads). Groups that need the control-plane
 /// scrape or external
 /// exporters (accelerated compute, EBS) are not here; `missing_enhanced_groups` names them.
-pub const ENHANCED: [Declaration; 89] = [
+pub const ENHANCED: [Declaration; 92] = [
     // Node: the 11 standard node metrics, all with N and C.
     d("node_cpu_utilization", Node, Percent, N_C),
     d("node_memory_utilization", Node, Percent, N_C),
@@ -251,6 +251,10 @@ pub const ENHANCED: [Declaration; 89] = [
     ),
     d("container_memory_limit", Container, Bytes, CONTAINER_E),
     d("container_memory_request", Container, Bytes, CONTAINER_E),
+    // Container filesystem, from the container runtime (absent when its socket is).
+    d("container_filesystem_usage", ContainerFS, Bytes, CONTAINER_E),
+    d("container_filesystem_available", ContainerFS, Bytes, CONTAINER_E),
+    d("container_filesystem_utilization", ContainerFS, Percent, CONTAINER_E),
     // Namespace, service and cluster (leader).
     d("service_number_of_running_pods", ClusterService, Count, &[SET_S, SET_C]),
     d(
@@ -281,7 +285,6 @@ pub const ENHANCED: [Declaration; 89] = [
 
 /// [E] groups kinsight does not implement yet (said once at start, never ignored silently).
 pub const MISSING_ENHANCED_GROUPS: &[&str] = &[
-    "container filesystem (absent on containerd nodes upstream too)",
     "namespace_ingress_count",
     "control plane",
     "accelerated compute",

@@ -4,6 +4,7 @@ use serde_json::{Map, Value, json};
 
 use crate::host::cgroup::{CpuStats, MemoryStats};
 use crate::kube::{ContainerInfo, NodeTotals, PodInfo};
+use crate::runtime::ImageFs;
 
 use super::super::record::{Record, RecordType};
 use super::cpumem::{self, Tick, Usage};
@@ -263,6 +264,40 @@ pub fn pending_pod_record(leader: &Record, pod: &PodInfo, s: PodSettings) -> Rec
 }
 
 /// The Container record of one application container.
+/// The ContainerFS record of a container (cAdvisor's container filesystem figures, which its
+/// containerd handler never reports): the writable layer's usage against the filesystem that
+/// holds the writable layers, with the Container record's pod and container attributes.
+pub fn container_fs_record(container: &Record, usage_bytes: u64, image_fs: Option<ImageFs>) -> Record {
+    let mut r = Record::new(RecordType::ContainerFS, container.timestamp_ms);
+    // The status attributes are the Container record's alone.
+    r.attributes.extend(
+        container
+            .attributes
+            .iter()
+            .filter(|(k, _)| !k.starts_with("container_"))
+            .cloned(),
+    );
+    r.json_attributes.extend(
+        container
+            .json_attributes
+            .iter()
+            .filter(|(k, _)| *k == "kubernetes")
+            .cloned(),
+    );
+    r.set_field("container_filesystem_usage", Some(usage_bytes as f64));
+    if let Some(fs) = image_fs {
+        r.set_field("container_filesystem_capacity", Some(fs.capacity_bytes as f64));
+        r.set_field("container_filesystem_available", Some(fs.available_bytes as f64));
+        if fs.capacity_bytes > 0 {
+            r.set_field(
+                "container_filesystem_utilization",
+                Some(usage_bytes as f64 / fs.capacity_bytes as f64 * 100.0),
+            );
+        }
+    }
+    r
+}
+
 pub fn container_record(
     owner: &Record,
     pod: &PodInfo,

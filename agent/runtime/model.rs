@@ -6,7 +6,11 @@ use std::time::{Duration, SystemTime};
 
 use crate::kube::{ContainerInfo, ContainerState, PodInfo, PodPhase};
 
+use prost::Message as _;
+
 use super::client::Container;
+use super::proto::containerd::events::TaskOom;
+use super::proto::containerd::types::Envelope;
 use super::proto::containerd::v1::types::{Process, Status};
 
 /// The labels kubelet puts on every container it asks the runtime to create
@@ -78,6 +82,30 @@ impl RuntimeContainer {
     pub fn is_sandbox(&self) -> bool {
         self.name.is_none()
     }
+}
+
+/// The `topic` label of `kinsight_runtime_events_total` for an event topic (containerd's
+/// `runtime.TaskOOMEventTopic` and its siblings in `runtime/events.go`).
+pub fn topic_label(topic: &str) -> &'static str {
+    match topic {
+        "/tasks/oom" => "oom",
+        "/tasks/start" => "start",
+        "/tasks/exit" => "exit",
+        "/containers/create" => "create",
+        "/containers/delete" => "delete",
+        _ => "other",
+    }
+}
+
+/// The container of an OOM event: its payload is a `TaskOOM` message
+/// (`containerd.events.TaskOOM`). `None` for another or an unreadable payload.
+pub fn oom_container(envelope: &Envelope) -> Option<String> {
+    let any = envelope.event.as_ref()?;
+    if !any.type_url.ends_with("containerd.events.TaskOOM") {
+        return None;
+    }
+    let oom = TaskOom::decode(any.value.as_slice()).ok()?;
+    (!oom.container_id.is_empty()).then_some(oom.container_id)
 }
 
 /// A task's state from its `Process` entry.
@@ -335,6 +363,35 @@ mod tests {
         // A sandbox alone: the pod exists, no container started yet.
         assert_eq!(pods[2].phase, PodPhase::Pending);
         assert!(pods[2].containers.is_empty());
+    }
+
+    #[test]
+    fn oom_events_name_their_container_and_other_payloads_do_not() {
+        let envelope = |type_url: &str, value: Vec<u8>| Envelope {
+            topic: "/tasks/oom".to_string(),
+            namespace: "k8s.io".to_string(),
+            event: Some(prost_types::Any {
+                type_url: type_url.to_string(),
+                value,
+            }),
+            ..Envelope::default()
+        };
+        let oom = TaskOom {
+            container_id: "abc".to_string(),
+        }
+        .encode_to_vec();
+        assert_eq!(
+            oom_container(&envelope("containerd.events.TaskOOM", oom.clone())),
+            Some("abc".to_string())
+        );
+        assert_eq!(oom_container(&envelope("containerd.events.TaskExit", oom)), None);
+        assert_eq!(
+            oom_container(&envelope("containerd.events.TaskOOM", vec![0xff, 0xff, 0xff])),
+            None
+        );
+        assert_eq!(oom_container(&Envelope::default()), None);
+        assert_eq!(topic_label("/tasks/oom"), "oom");
+        assert_eq!(topic_label("/tasks/paused"), "other");
     }
 
     #[test]

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use prost::Message as _;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +24,6 @@ use crate::telemetry::{Name, Telemetry};
 use super::client::Client;
 use super::error::RuntimeError;
 use super::model::{self, RuntimeContainer};
-use super::proto::containerd::events::TaskOom;
 use super::proto::containerd::types::Envelope;
 use super::view::{ContainerFs, ImageFs};
 
@@ -205,26 +203,13 @@ impl RuntimeSource {
         held: &mut Held,
         envelope: &Envelope,
     ) -> Result<bool, RuntimeError> {
-        let topic = envelope.topic.as_str();
-        let label = match topic {
-            "/tasks/oom" => "oom",
-            "/tasks/start" => "start",
-            "/tasks/exit" => "exit",
-            "/containers/create" => "create",
-            "/containers/delete" => "delete",
-            _ => "other",
-        };
+        let label = model::topic_label(&envelope.topic);
         self.telemetry.add(Name::RuntimeEvents, &[("topic", label)], 1);
         if label != "oom" {
             // Any other task or container change may change a pod's containers or phase.
             return Ok(true);
         }
-        let Some(id) = envelope
-            .event
-            .as_ref()
-            .and_then(|any| TaskOom::decode(any.value.as_slice()).ok())
-            .map(|oom| oom.container_id)
-        else {
+        let Some(id) = model::oom_container(envelope) else {
             tracing::debug!("an OOM event without a readable payload");
             return Ok(false);
         };

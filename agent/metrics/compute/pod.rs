@@ -422,6 +422,43 @@ mod tests {
     use crate::metrics::record::RecordType;
 
     #[test]
+    fn a_container_fs_record_carries_the_container_attributes_without_its_status() {
+        let mut container = Record::new(RecordType::Container, 7);
+        container.set_attribute("ClusterName", "c");
+        container.set_attribute("PodName", "web");
+        container.set_attribute("ContainerName", "app");
+        container.set_attribute("container_status", "Running");
+        container
+            .json_attributes
+            .push(("kubernetes", serde_json::json!({"container_name": "app"})));
+        container.set_field("container_cpu_utilization", Some(3.0));
+        let fs = ImageFs {
+            capacity_bytes: 1000 << 20,
+            available_bytes: 600 << 20,
+        };
+        let r = container_fs_record(&container, 50 << 20, Some(fs));
+        assert_eq!(r.kind, RecordType::ContainerFS);
+        assert_eq!(r.timestamp_ms, 7);
+        assert_eq!(r.attribute("PodName"), Some("web"));
+        assert_eq!(r.attribute("ContainerName"), Some("app"));
+        assert_eq!(r.attribute("container_status"), None);
+        assert_eq!(r.json_attributes.len(), 1);
+        assert_eq!(r.field("container_cpu_utilization"), None);
+        assert_eq!(r.field("container_filesystem_usage"), Some(f64::from(50u32 << 20)));
+        assert_eq!(r.field("container_filesystem_capacity"), Some(f64::from(1000u32 << 20)));
+        assert_eq!(r.field("container_filesystem_available"), Some(f64::from(600u32 << 20)));
+        assert_eq!(r.field("container_filesystem_utilization"), Some(5.0));
+        // Without the image filesystem (a snapshotter that exports no root): usage only.
+        let r = container_fs_record(&container, 1, None);
+        assert_eq!(r.field("container_filesystem_usage"), Some(1.0));
+        assert_eq!(r.field("container_filesystem_capacity"), None);
+        assert_eq!(r.field("container_filesystem_utilization"), None);
+        // A zero-sized filesystem gives no utilization, never a division by zero.
+        let r = container_fs_record(&container, 1, Some(ImageFs::default()));
+        assert_eq!(r.field("container_filesystem_utilization"), None);
+    }
+
+    #[test]
     fn a_pending_pod_record_lands_in_the_pending_stream_with_its_status_and_no_usage() {
         let text = r#"{"kind":"PodList","items":[{"metadata":{"name":"queued-7d4b9c8f5d-abcde","namespace":"shop","uid":"u",
             "ownerReferences":[{"kind":"ReplicaSet","name":"queued-7d4b9c8f5d","uid":"r","apiVersion":"apps/v1"}]},

@@ -192,9 +192,8 @@ impl Drop for Containerd {
                     let _ = std::fs::remove_dir(h.path().join(rel).join(id));
                 }
                 let _ = std::fs::remove_dir(h.path().join(rel));
-                // The shared parents, only when empty.
-                let _ = std::fs::remove_dir(h.path().join("kubepods/burstable"));
-                let _ = std::fs::remove_dir(h.path().join("kubepods"));
+                // The shared parents `kubepods/burstable` stay: removing them while another
+                // test's runc creates a pod below them would fail that test's `ctr run`.
             }
         }
     }
@@ -469,14 +468,23 @@ fn an_oom_kill_is_counted_and_logged_with_its_pod() {
     // Subscribed before the container starts: the OOM event cannot come too early.
     agent.wait_metric("kinsight_runtime_up", 1.0);
     let pod = TestPod::new("hog");
-    // `tail` keeps all of a newline-free input in memory: 64 MiB against a 16 MiB limit.
+    // `tail` keeps all of a newline-free input in memory: 64 MiB against a 16 MiB limit. It
+    // starts when the test says so: the runc shim watches the memory cgroup for OOM only once
+    // the task has started, and an allocation before that would be killed unseen.
     let limit = (16 * MIB).to_string();
-    ctd.run_container(
+    let id = ctd.run_container(
         &pod,
         "hog",
         &["--memory-limit", &limit],
-        "/bin/busybox head -c 64m /dev/zero | /bin/busybox tail",
+        "until /bin/busybox test -e /go; do /bin/busybox sleep 0.1; done; \
+         /bin/busybox head -c 64m /dev/zero | /bin/busybox tail",
     );
+    let mut pid = None;
+    assert!(support::wait_until(WAIT, POLL, || {
+        pid = ctd.running_pid(&id);
+        pid.is_some()
+    }));
+    std::fs::write(format!("/proc/{}/root/go", pid.unwrap()), "").unwrap();
     agent.wait_metric("kinsight_runtime_oom_kills_total", 1.0);
     assert!(
         support::wait_until(WAIT, POLL, || {

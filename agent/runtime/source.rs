@@ -41,6 +41,11 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// then each container's create and start) is one list, not six.
 const RELIST_DELAY: Duration = Duration::from_millis(100);
 
+/// At most one event-driven relist this often: a list carries every container's OCI spec
+/// (kilobytes each), so a node churning pods (a burst of Jobs) must not make the agent decode
+/// megabytes ten times a second. A new container is still known within about a second.
+const RELIST_MIN_GAP: Duration = Duration::from_secs(1);
+
 /// The snapshotter whose exports name the directory of writable layers when a container does
 /// not say (every Kubernetes container does: `Container.snapshotter`).
 const DEFAULT_SNAPSHOTTER: &str = "overlayfs";
@@ -147,6 +152,7 @@ impl RuntimeSource {
         let mut usage = tokio::time::interval_at(Instant::now() + self.usage_every, self.usage_every);
         usage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut relist_at: Option<Instant> = None;
+        let mut listed_at = Instant::now();
         loop {
             let relist_timer = async {
                 match relist_at {
@@ -159,7 +165,7 @@ impl RuntimeSource {
                 ev = events.next() => match ev {
                     Some(Ok(envelope)) => {
                         if self.on_event(&client, &mut st, held, &envelope).await? && relist_at.is_none() {
-                            relist_at = Some(Instant::now() + RELIST_DELAY);
+                            relist_at = Some((Instant::now() + RELIST_DELAY).max(listed_at + RELIST_MIN_GAP));
                         }
                     }
                     Some(Err(e)) => return Err(e),
@@ -168,12 +174,14 @@ impl RuntimeSource {
                 () = relist_timer => {
                     relist_at = None;
                     self.relist(&client, &mut st).await?;
+                    listed_at = Instant::now();
                 }
                 // Each interval lists again before measuring, in case an event was missed (one
                 // sent between the list and the subscription, or dropped by containerd's bounded
                 // event queue): two calls an interval.
                 _ = usage.tick() => {
                     self.relist(&client, &mut st).await?;
+                    listed_at = Instant::now();
                     self.measure(&client, &mut st).await?;
                 }
             }

@@ -358,6 +358,21 @@ impl Drop for Agent {
     }
 }
 
+/// The `runtime` line of `kinsight check` with the agent's configuration in `dir`.
+fn check_line(dir: &Path) -> String {
+    let r = support::run(
+        support::kinsight()
+            .args(["check", "--host-root", "/", "--config"])
+            .arg(dir.join("cwagentconfig.json")),
+    );
+    // The report goes to stderr (stdout is the data channel).
+    r.stderr
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("runtime"))
+        .unwrap_or_else(|| panic!("no runtime line in kinsight check:\n{}\n{}", r.stdout, r.stderr))
+        .to_string()
+}
+
 fn dim<'a>(datum: &'a Value, name: &str) -> Option<&'a str> {
     datum["dimensions"][name].as_str()
 }
@@ -511,6 +526,11 @@ fn containerd_going_away_and_coming_back_is_survived_and_counted() {
     let mut agent = Agent::start(dir.path(), &ctd.sock);
     agent.wait_metric("kinsight_runtime_up", 1.0);
     agent.wait_metric("kinsight_runtime_containers", 1.0);
+    let line = check_line(dir.path());
+    assert!(
+        line.starts_with("OK") && line.contains("containerd 1.") && line.contains("1 containers"),
+        "{line}"
+    );
 
     // containerd stops and its socket goes (containerd removes it; make sure).
     ctd.stop();
@@ -521,6 +541,12 @@ fn containerd_going_away_and_coming_back_is_survived_and_counted() {
         agent.stderr()
     );
     agent.wait_metric("kinsight_runtime_errors_total{kind=\"missing\"}", 1.0);
+    // `check` reports it, as a failure here: the runtime is this agent's pod metadata source.
+    let line = check_line(dir.path());
+    assert!(
+        line.starts_with("FAIL") && line.contains("no containerd socket"),
+        "{line}"
+    );
     let cycles = agent.own_metric("kinsight_metrics_cycles_total").unwrap_or(0.0);
     // Metrics go on meanwhile.
     agent.wait_metric("kinsight_metrics_cycles_total", cycles + 1.0);

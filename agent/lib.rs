@@ -10,5 +10,6 @@ pub mod host;
 pub mod kube;
 pub mod logs;
 pub mod metrics;
+pub mod runtime;
 pub mod ship;
 pub mod telemetry;

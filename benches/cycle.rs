@@ -7,6 +7,10 @@
 //! system: the target is CPU, and a cycle runs on one thread. Criterion still prints it as
 //! `time:`.
 //!
+//! `emf_enhanced_runtime` is `emf_enhanced` with the container runtime's writable-layer usage
+//! for every container (a ContainerFS record beside each Container record); the runtime's calls
+//! themselves run off the tick (`scripts/bench runtime` measures those).
+//!
 //! Run: `cargo bench --bench cycle` (README "Performance").
 
 #[path = "support/synthetic.rs"]
@@ -28,6 +32,10 @@ use kinsight::metrics::sample::Sampler;
 use kinsight::telemetry::Telemetry;
 
 fn collector(root: &Path, config_json: &str) -> Collector {
+    collector_with_index(root, config_json).1
+}
+
+fn collector_with_index(root: &Path, config_json: &str) -> (PodIndex, Collector) {
     let inputs = Inputs {
         output_override: Some(OutputKind::Stdout),
         host_name_fallback: "bench".into(),
@@ -48,7 +56,13 @@ fn collector(root: &Path, config_json: &str) -> Collector {
         instance_type: Some("m5.4xlarge".into()),
     };
     let sampler = Sampler::new(root, mode, Telemetry::new());
-    Collector::new(sampler, capacity, Settings::from_config(&cfg, attrs), Some(index))
+    let col = Collector::new(
+        sampler,
+        capacity,
+        Settings::from_config(&cfg, attrs),
+        Some(index.clone()),
+    );
+    (index, col)
 }
 
 const STANDARD: &str = r#"{"logs":{"metrics_collected":{"kubernetes":{"cluster_name":"bench"}}}}"#;
@@ -121,6 +135,36 @@ fn cycle(c: &mut Criterion<ThreadCpu>) {
                 b.iter(|| black_box(col.collect(&SystemClock)));
             });
         }
+    }
+    // The runtime source on (issue #12): every container's writable layer measured, so that each
+    // Container record gets its ContainerFS twin. The measuring itself runs off the tick.
+    for pods in [110, 737] {
+        let dir = tmpfs_dir();
+        let mut node = synthetic::Node::create(dir.path(), pods, 3);
+        let (index, col) = collector_with_index(dir.path(), ENHANCED_EMF);
+        let (tx, view) = kinsight::runtime::fs_channel();
+        let mut fs = kinsight::runtime::ContainerFs {
+            image_fs: Some(kinsight::runtime::ImageFs {
+                capacity_bytes: 100 << 30,
+                available_bytes: 60 << 30,
+            }),
+            ..Default::default()
+        };
+        for pod in index.pods() {
+            for c in &pod.containers {
+                if let Some(id) = &c.id {
+                    fs.usage_bytes.insert(id.clone(), 5 << 20);
+                }
+            }
+        }
+        tx.send_replace(std::sync::Arc::new(fs));
+        let mut col = col.with_container_fs(view);
+        col.collect(&SystemClock);
+        node.advance();
+        col.collect(&SystemClock);
+        group.bench_with_input(BenchmarkId::new("emf_enhanced_runtime", pods), &pods, |b, _| {
+            b.iter(|| black_box(col.collect(&SystemClock)));
+        });
     }
     group.finish();
 }

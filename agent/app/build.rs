@@ -15,6 +15,7 @@ use crate::metrics::Collector;
 use crate::metrics::collect::Settings;
 use crate::metrics::compute::NodeAttributes;
 use crate::metrics::sample::Sampler;
+use crate::runtime::RuntimeSource;
 use crate::ship::{self, Acknowledge, Output, OutputTask};
 use crate::telemetry::Telemetry;
 
@@ -24,10 +25,14 @@ use super::{AppError, Outside};
 #[derive(Debug)]
 pub(super) struct Parts {
     pub collector: Collector,
+    /// The runtime source's writable-layer usage, for other collectors (`kinsight cost`).
+    pub fs_view: crate::runtime::FsView,
     /// The pod metadata source to run, and the index it fills.
     pub metadata: Option<Metadata>,
     /// Instance id and type from IMDS, for the node attributes.
     pub node: NodeMetadata,
+    /// The container runtime source (always built; it copes with a missing socket).
+    pub runtime: RuntimeSource,
 }
 
 /// Whether the output needs AWS credentials.
@@ -60,12 +65,14 @@ pub(super) enum Metadata {
     File(PathBuf, PodIndex),
     /// The apiserver watch, through `kube_config_path` when set, else in-cluster/`KUBECONFIG`.
     Apiserver(PodIndex, Option<PathBuf>),
+    /// The container runtime alone (the runtime source fills the index).
+    Runtime(PodIndex),
 }
 
 impl Metadata {
     pub(super) fn index(&self) -> &PodIndex {
         match self {
-            Metadata::File(_, i) | Metadata::Apiserver(i, _) => i,
+            Metadata::File(_, i) | Metadata::Apiserver(i, _) | Metadata::Runtime(i) => i,
         }
     }
 }
@@ -100,6 +107,10 @@ fn pod_index(outside: &Outside, cfg: &Config) -> Option<Metadata> {
                 PodIndex::new(Some(cfg.node_name.clone())),
                 cfg.kubernetes.kube_config_path.clone(),
             ))
+        }
+        MetadataSource::Runtime => {
+            tracing::info!("metadata source runtime: pods and containers from containerd's labels");
+            Some(Metadata::Runtime(PodIndex::new(Some(cfg.node_name.clone()))))
         }
         MetadataSource::None => {
             tracing::info!("metadata source none: node-level metrics only");
@@ -143,18 +154,37 @@ pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry
         host_root = %outside.host_root.display(),
         "node read"
     );
+    let runtime_root = root.clone();
     let sampler = Sampler::new(root, mode, telemetry.clone());
     let metadata = pod_index(outside, cfg);
+    let (fs_tx, fs_view) = crate::runtime::fs_channel();
     let collector = Collector::new(
         sampler,
         capacity,
         settings(cfg, &node),
         metadata.as_ref().map(|m| m.index().clone()),
-    );
+    )
+    .with_container_fs(fs_view.clone());
+    // The runtime names pods for `runtime` and fills the apiserver's gaps; a pod list file is
+    // the whole truth by design (tests and replays), so the runtime does not add to it.
+    let runtime_index = match &metadata {
+        Some(Metadata::Runtime(i) | Metadata::Apiserver(i, _)) => Some(i.clone()),
+        _ => None,
+    };
+    let runtime = RuntimeSource {
+        socket: runtime_root.path(&cfg.paths.containerd_socket),
+        root: runtime_root,
+        index: runtime_index,
+        fs: fs_tx,
+        telemetry: telemetry.clone(),
+        usage_every: cfg.interval,
+    };
     Ok(Parts {
         collector,
+        fs_view,
         metadata,
         node,
+        runtime,
     })
 }
 

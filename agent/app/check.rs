@@ -152,6 +152,9 @@ pub fn run_with(o: &Outside, opts: Options) -> Report {
         log_sources(&mut r, o, cfg);
     }
     apiserver(&mut r, o, cfg.as_ref());
+    if let Some(cfg) = &cfg {
+        runtime(&mut r, &root, cfg);
+    }
     match &cfg {
         Some(cfg) => aws_identity(&mut r, o, cfg, opts),
         None => r.push(
@@ -275,6 +278,47 @@ fn apiserver(r: &mut Report, o: &Outside, cfg: Option<&crate::config::Config>) {
             }
         }
     });
+}
+
+/// The containerd socket: reachable (its version and how many Kubernetes containers it has), or
+/// missing — a warning, as the agent works without it, unless it is the pod metadata source.
+fn runtime(r: &mut Report, root: &Root, cfg: &crate::config::Config) {
+    let socket = root.path(&cfg.paths.containerd_socket);
+    let needed = cfg.metrics.metadata_source == crate::config::MetadataSource::Runtime;
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return r.push(Verdict::Fail, "runtime", format!("cannot start a runtime: {e}")),
+    };
+    let answer = rt.block_on(async {
+        let client = crate::runtime::Client::connect(&socket).await?;
+        let version = client.version().await?;
+        let containers = client.containers().await?;
+        Ok::<_, crate::runtime::RuntimeError>((version, containers.len()))
+    });
+    match answer {
+        Ok((version, n)) => r.push(
+            Verdict::Ok,
+            "runtime",
+            format!(
+                "containerd {version} at {}: {n} containers in namespace {}",
+                socket.display(),
+                crate::runtime::K8S_NAMESPACE
+            ),
+        ),
+        Err(e) => r.push(
+            if needed { Verdict::Fail } else { Verdict::Warn },
+            "runtime",
+            format!(
+                "{}; container filesystem metrics, OOM events and runtime pod names will be missing{}",
+                chain(&e),
+                if needed {
+                    " (metadata_source is runtime: no pod records)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+    }
 }
 
 /// What the log pipeline would read: the pod log directories (how many container files), and

@@ -443,6 +443,7 @@ pub async fn cost(
     } = started;
     let inputs = stopping.child_token();
     run::start_metadata(&mut sup, parts.metadata.clone(), &cfg, &outside, &telemetry, &inputs);
+    run::start_runtime(&mut sup, parts.runtime.clone(), &inputs);
     let index = parts.metadata.as_ref().map(|m| m.index().clone());
     let mut collectors = Vec::new();
     for enhanced in [false, true] {
@@ -450,7 +451,9 @@ pub async fn cost(
         settings.enhanced = enhanced;
         settings.prefer_full_pod_name |= enhanced;
         settings.produce = Produce::DatumsAndEvents;
-        collectors.push(build::collector(&outside, settings, index.clone(), &telemetry)?);
+        collectors.push(
+            build::collector(&outside, settings, index.clone(), &telemetry)?.with_container_fs(parts.fs_view.clone()),
+        );
     }
     let clock: Arc<dyn Clock> = outside.clock.clone();
     let root = Root::new(&outside.host_root);

@@ -27,6 +27,9 @@ pub const RESTART_KEYS: &[Key] = &[
     ("kinsight.paths.container_logs_dir", |a, b| {
         a.paths.container_logs_dir != b.paths.container_logs_dir
     }),
+    ("kinsight.paths.containerd_socket", |a, b| {
+        a.paths.containerd_socket != b.paths.containerd_socket
+    }),
     ("kinsight.telemetry.listen_address", |a, b| {
         a.telemetry.listen_address != b.telemetry.listen_address
     }),

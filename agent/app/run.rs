@@ -462,8 +462,17 @@ pub(super) fn start_metadata(
                 }
             });
         }
-        None => {}
+        // The runtime source fills this index itself (`start_runtime`).
+        Some(build::Metadata::Runtime(_)) | None => {}
     }
+}
+
+/// Starts the container runtime source (restartable; it retries a missing socket itself).
+pub(super) fn start_runtime(sup: &mut Supervisor, source: crate::runtime::RuntimeSource, inputs: &CancellationToken) {
+    let token = inputs.clone();
+    sup.restartable_until("runtime::containerd", inputs.clone(), move || {
+        source.clone().run(token.clone())
+    });
 }
 
 pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) -> Result<(), AppError> {
@@ -505,6 +514,7 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
 
     // Pod metadata.
     start_metadata(&mut sup, parts.metadata.clone(), &cfg, &outside, &telemetry, &inputs);
+    start_runtime(&mut sup, parts.runtime.clone(), &inputs);
 
     // Metrics: the tick loop and the delivery of its cycles.
     let (settings_tx, settings_rx) = watch::channel(build::settings(&cfg, &parts.node));
@@ -592,6 +602,7 @@ pub async fn once(
     // usually long enough for the first list; the second sample then has the pods.
     let inputs = stopping.child_token();
     start_metadata(&mut sup, parts.metadata.clone(), &cfg, &outside, &telemetry, &inputs);
+    start_runtime(&mut sup, parts.runtime.clone(), &inputs);
     let clock: Arc<dyn Clock> = outside.clock.clone();
     let (collector, _priming, _) = tick::collect_off_thread(parts.collector, clock.clone()).await;
     tokio::select! {

@@ -118,7 +118,7 @@ fn metrics(mut o: Obj<'_>, cx: &mut Ctx, default_source: MetadataSource) -> Metr
                 ],
             )
             .unwrap_or(MetricsDestination::PutMetricData),
-        // "apiserver" | "file:PATH" | "none"; default "apiserver" when KUBERNETES_SERVICE_HOST
+        // "apiserver" | "runtime" | "file:PATH" | "none"; default "apiserver" when KUBERNETES_SERVICE_HOST
         // is set or kube_config_path is given, else "none".
         metadata_source: o
             .parsed(cx, "metadata_source", values::metadata_source)
@@ -322,6 +322,9 @@ fn paths(mut o: Obj<'_>, cx: &mut Ctx) -> Paths {
         pod_logs_dir: path("pod_logs_dir", "/var/log/pods"),
         // absolute path, default "/var/log/containers": kubelet's container log symlinks.
         container_logs_dir: path("container_logs_dir", "/var/log/containers"),
+        // absolute path, default "/run/containerd/containerd.sock": containerd's socket, for
+        // container metadata, events and filesystem usage. Needs a restart to change.
+        containerd_socket: path("containerd_socket", crate::runtime::DEFAULT_SOCKET),
     };
     o.finish(cx);
     p

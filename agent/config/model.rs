@@ -59,6 +59,9 @@ pub enum MetadataSource {
     Apiserver,
     /// A `PodList` JSON file, re-read when it changes.
     File(PathBuf),
+    /// The container runtime (containerd): pod and container names, images and states from
+    /// the containers' kubelet labels; no owners, labels, requests or limits.
+    Runtime,
     /// No pod metadata: node metrics only.
     None,
 }
@@ -313,6 +316,8 @@ pub struct Paths {
     pub state_dir: PathBuf,
     pub pod_logs_dir: PathBuf,
     pub container_logs_dir: PathBuf,
+    /// containerd's socket, under the host root.
+    pub containerd_socket: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -257,6 +257,26 @@ fn metadata_source_defaults_to_apiserver_in_a_cluster_or_with_a_kubeconfig() {
 }
 
 #[test]
+fn the_containerd_socket_defaults_to_its_standard_path_and_must_be_absolute() {
+    let inputs = local();
+    let cfg = ok("{}", &inputs);
+    assert_eq!(
+        cfg.paths.containerd_socket,
+        PathBuf::from("/run/containerd/containerd.sock")
+    );
+    let custom = r#"{"kinsight":{"paths":{"containerd_socket":"/var/run/k3s/containerd/containerd.sock"},
+                                 "metrics":{"metadata_source":"runtime"}}}"#;
+    let cfg = ok(custom, &inputs);
+    assert_eq!(
+        cfg.paths.containerd_socket,
+        PathBuf::from("/var/run/k3s/containerd/containerd.sock")
+    );
+    assert_eq!(cfg.metrics.metadata_source, MetadataSource::Runtime);
+    let relative = r#"{"kinsight":{"paths":{"containerd_socket":"run/containerd.sock"}}}"#;
+    assert!(load_str(relative, &inputs).is_err());
+}
+
+#[test]
 fn misspelt_keys_get_a_suggestion() {
     let text = r#"{"logs":{"metrics_collected":{"kubernetes":{"metrics_colection_interval":60}}}}"#;
     assert_eq!(

@@ -321,11 +321,12 @@ pub(super) fn output(s: &str) -> Result<OutputKind, ErrorKind> {
     }
 }
 
-/// `apiserver`, `file:PATH` or `none`.
+/// `apiserver`, `runtime`, `file:PATH` or `none`.
 pub(super) fn metadata_source(s: &str) -> Result<MetadataSource, ErrorKind> {
     match s {
         "apiserver" => Ok(MetadataSource::Apiserver),
         "none" => Ok(MetadataSource::None),
+        "runtime" => Ok(MetadataSource::Runtime),
         _ => match s.strip_prefix("file:") {
             Some("") => Err(ErrorKind::invalid(
                 "\"file:\" needs the path of a PodList JSON file, as in \"file:/tmp/pods.json\"",
@@ -333,7 +334,7 @@ pub(super) fn metadata_source(s: &str) -> Result<MetadataSource, ErrorKind> {
             Some(file) => no_parent_components(file).map(|()| MetadataSource::File(PathBuf::from(file))),
             None => Err(ErrorKind::InvalidValue {
                 value: s.to_owned(),
-                allowed: vec!["apiserver", "file:PATH", "none"],
+                allowed: vec!["apiserver", "runtime", "file:PATH", "none"],
             }),
         },
     }
@@ -499,6 +500,7 @@ mod tests {
         );
         assert!(metadata_source("file:").is_err());
         assert!(metadata_source("kubelet").is_err());
+        assert_eq!(metadata_source("runtime"), Ok(MetadataSource::Runtime));
         assert!(socket_address("0.0.0.0:9464").is_ok());
         assert!(socket_address("[::]:9464").is_ok());
         assert!(socket_address("localhost:9464").is_err());

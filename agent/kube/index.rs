@@ -45,6 +45,12 @@ pub struct Snapshot {
     /// Hash of the bytes the file source built this snapshot from, so that it can skip an
     /// identical re-read.
     pub(crate) content_hash: Option<u64>,
+    /// The pods the container runtime last listed ([`PodIndex::set_runtime`]), kept so that a
+    /// new list from the pod source merges them again.
+    runtime: Arc<[Arc<PodInfo>]>,
+    /// `pods[..primary_len]` came from the pod source; the rest are runtime pods it does not
+    /// know.
+    primary_len: usize,
 }
 
 impl Snapshot {
@@ -54,6 +60,7 @@ impl Snapshot {
         generation: u64,
         content_hash: Option<u64>,
     ) -> Snapshot {
+        let pods_len = pods.len();
         let mut by_uid = HashMap::with_capacity(pods.len() * 2);
         let mut by_container = HashMap::with_capacity(pods.len() * 3);
         for (i, pod) in pods.iter().enumerate() {
@@ -78,6 +85,8 @@ impl Snapshot {
             content_hash,
             own_node: None,
             control_plane: None,
+            runtime: Arc::new([]),
+            primary_len: pods_len,
         }
     }
 
@@ -85,6 +94,49 @@ impl Snapshot {
     /// observability on.
     pub fn control_plane(&self) -> Option<&Arc<ControlPlaneScrape>> {
         self.control_plane.as_ref()
+    }
+
+    /// Adds what the runtime knows and the pod source does not: a pod it has not listed yet
+    /// (or at all, without a pod source), and the id of a container it has not published yet
+    /// (a container started, or restarted, since the last watch event), resolved to the
+    /// source's container of the same name.
+    fn merge_runtime(&mut self, runtime: Arc<[Arc<PodInfo>]>) {
+        for pod in runtime.iter() {
+            match self.by_uid.get(&pod.uid).copied() {
+                Some(i) => {
+                    let known = &self.pods[i];
+                    let position = |name: &str| {
+                        known.containers.iter().position(|k| k.name == name).or_else(|| {
+                            known
+                                .init_containers
+                                .iter()
+                                .position(|k| k.name == name)
+                                .map(|p| p + known.containers.len())
+                        })
+                    };
+                    for c in pod.containers.iter().chain(&pod.init_containers) {
+                        let Some(id) = &c.id else { continue };
+                        if self.by_container.contains_key(id) {
+                            continue;
+                        }
+                        if let Some(at) = position(&c.name) {
+                            self.by_container.insert(id.clone(), (i, at));
+                        }
+                    }
+                }
+                None => {
+                    let i = self.pods.len();
+                    self.by_uid.insert(pod.uid.clone(), i);
+                    for (at, c) in pod.containers.iter().chain(&pod.init_containers).enumerate() {
+                        if let Some(id) = &c.id {
+                            self.by_container.entry(id.clone()).or_insert((i, at));
+                        }
+                    }
+                    self.pods.push(Arc::clone(pod));
+                }
+            }
+        }
+        self.runtime = runtime;
     }
 
     /// This node's Node object, when a source has it.
@@ -268,6 +320,8 @@ impl PodIndex {
             generation: previous.generation + 1,
             departed: previous.departed.clone(),
             content_hash: previous.content_hash,
+            runtime: Arc::clone(&previous.runtime),
+            primary_len: previous.primary_len,
         };
         change(&mut next);
         self.shared.tx.send_replace(Arc::new(next));
@@ -308,6 +362,7 @@ impl PodIndex {
         if keep_cluster {
             next.cluster.clone_from(&previous.cluster);
         }
+        next.merge_runtime(Arc::clone(&previous.runtime));
         // The own Node comes from its own watch (or the file source sets it after this), the
         // control-plane scrape from the leader.
         next.own_node.clone_from(&previous.own_node);
@@ -324,6 +379,27 @@ impl PodIndex {
                 next.departed.insert(uid.clone(), (Arc::clone(&previous.pods[i]), now));
             }
         }
+        self.shared.tx.send_replace(Arc::new(next));
+    }
+
+    /// Replaces the runtime's view (`metadata_source: runtime`, or the runtime source beside
+    /// another source): its pods are merged under the pod source's (see
+    /// `Snapshot::merge_runtime`) and the index counts as synced, so that pod and container
+    /// records are named before (or without) the apiserver's first list. Runtime pods are this
+    /// node's by definition: no node filter.
+    pub fn set_runtime(&self, pods: Vec<PodInfo>) {
+        let _writer = self
+            .shared
+            .write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let previous = self.snapshot();
+        let primary = previous.pods[..previous.primary_len].to_vec();
+        let mut next = Snapshot::build(primary, None, previous.generation + 1, previous.content_hash);
+        next.cluster.clone_from(&previous.cluster);
+        next.own_node.clone_from(&previous.own_node);
+        next.departed.clone_from(&previous.departed);
+        next.merge_runtime(pods.into_iter().map(Arc::new).collect());
         self.shared.tx.send_replace(Arc::new(next));
     }
 

@@ -393,3 +393,86 @@ fn the_cluster_oracle_parses_without_warnings() {
     // The oracle lists are plain pod lists.
     assert_eq!(parse_list(ORACLE_T0).unwrap().cluster, None);
 }
+
+mod runtime_merge {
+    use std::collections::BTreeMap;
+
+    use super::super::{ContainerInfo, PodIndex, PodInfo, PodPhase};
+
+    fn pod(uid: &str, containers: &[(&str, Option<&str>)]) -> PodInfo {
+        let mut p = PodInfo {
+            uid: uid.to_string(),
+            name: format!("pod-{uid}"),
+            namespace: "default".into(),
+            node_name: None,
+            phase: PodPhase::Running,
+            workload_name: format!("pod-{uid}"),
+            owners: Vec::new(),
+            workload_name_preferring_full: format!("pod-{uid}"),
+            owners_preferring_full: Vec::new(),
+            labels: BTreeMap::new(),
+            host_network: false,
+            mirror_of: None,
+            log_exclusions: Vec::new(),
+            annotations: BTreeMap::new(),
+            containers: Vec::new(),
+            init_containers: Vec::new(),
+            service: None,
+            ready: None,
+            scheduled: None,
+        };
+        p.containers = containers
+            .iter()
+            .map(|(name, id)| ContainerInfo {
+                name: (*name).to_string(),
+                id: id.map(str::to_string),
+                has_status: id.is_some(),
+                ..ContainerInfo::default()
+            })
+            .collect();
+        p
+    }
+
+    #[test]
+    fn runtime_pods_name_what_the_pod_source_does_not_know() {
+        let index = PodIndex::new(Some("node-a".into()));
+        assert!(!index.is_synced());
+        // Without a pod source (metadata source `runtime`): the runtime alone syncs the index.
+        index.set_runtime(vec![pod("u1", &[("app", Some("c1"))])]);
+        assert!(index.is_synced());
+        let (p, i) = index.by_container_id("c1").unwrap();
+        assert_eq!((p.uid.as_str(), p.container(i).unwrap().name.as_str()), ("u1", "app"));
+
+        // The apiserver lists u1 (its container not yet published) and u2; the runtime's u1
+        // gives way to the source's, and the runtime's container id resolves to the source's
+        // container of that name.
+        let mut u1 = pod("u1", &[("app", None)]);
+        u1.node_name = Some("node-a".into());
+        u1.workload_name = "web".into();
+        let mut u2 = pod("u2", &[("db", Some("c2"))]);
+        u2.node_name = Some("node-a".into());
+        index.replace(vec![u1, u2]);
+        let snap = index.snapshot();
+        assert_eq!(snap.pods().len(), 2);
+        let (p, i) = snap.by_container_id("c1").unwrap();
+        assert_eq!(p.workload_name, "web", "the source's pod wins");
+        assert_eq!(p.container(i).unwrap().name, "app");
+        assert!(snap.by_container_id("c2").is_some());
+
+        // A pod the runtime sees first (started since the last watch event) is added; a new
+        // runtime list replaces the old one, the source's pods stay.
+        index.set_runtime(vec![
+            pod("u1", &[("app", Some("c1"))]),
+            pod("u3", &[("job", Some("c3"))]),
+        ]);
+        let snap = index.snapshot();
+        assert_eq!(snap.pods().len(), 3);
+        assert_eq!(snap.by_uid("u3").unwrap().containers[0].name, "job");
+        assert_eq!(snap.by_uid("u1").unwrap().workload_name, "web");
+        index.set_runtime(Vec::new());
+        let snap = index.snapshot();
+        assert_eq!(snap.pods().len(), 2);
+        assert!(snap.by_uid("u3").is_none());
+        assert!(snap.by_container_id("c1").is_none(), "the source never published c1");
+    }
+}

@@ -104,7 +104,9 @@ impl Settings {
 fn sources(kind: RecordType) -> serde_json::Value {
     match kind {
         RecordType::Node => json!(["cadvisor", "/proc", "pod", "calculated"]),
-        RecordType::NodeFS | RecordType::NodeNet | RecordType::PodNet => json!(["cadvisor", "calculated"]),
+        RecordType::NodeFS | RecordType::NodeNet | RecordType::PodNet | RecordType::ContainerFS => {
+            json!(["cadvisor", "calculated"])
+        }
         RecordType::NodeDiskIO => json!(["cadvisor"]),
         RecordType::Pod | RecordType::Container => json!(["cadvisor", "pod", "calculated"]),
         kind if kind.is_leader() => json!(["apiserver"]),
@@ -132,6 +134,19 @@ fn read_cgroup(
     (cpu, memory)
 }
 
+/// Adds a Container record, and its ContainerFS record when the runtime measured the
+/// container's writable layer.
+fn push_with_fs(out: &mut Vec<Record>, container: Record, fs: Option<&crate::runtime::FsView>, id: &str) {
+    let usage = fs.and_then(|v| v.borrow().of(id));
+    if let Some((bytes, image_fs)) = usage {
+        let rec = pod::container_fs_record(&container, bytes, image_fs);
+        out.push(container);
+        out.push(rec);
+    } else {
+        out.push(container);
+    }
+}
+
 /// Holds the rate state across ticks.
 #[derive(Debug)]
 pub struct Collector {
@@ -149,6 +164,8 @@ pub struct Collector {
     series: super::series::SeriesWindow,
     /// Deltas of the leader's control-plane scrapes.
     control_plane: compute::control_plane::ControlPlane,
+    /// The runtime source's writable-layer usage, for ContainerFS records.
+    container_fs: Option<crate::runtime::FsView>,
     /// Datums of the last cycle: the next one reserves that many at once instead of growing
     /// (and copying) a vector of tens of thousands of datums several times.
     last_datums: usize,
@@ -169,8 +186,17 @@ impl Collector {
             dirs: HeldDirs::with_budget(budget - budget / 4),
             control_plane: compute::control_plane::ControlPlane::new(),
             series: super::series::SeriesWindow::default(),
+            container_fs: None,
             last_datums: 0,
         }
+    }
+
+    /// Adds ContainerFS records from the runtime source's last measurement (read without
+    /// waiting: the source measures in the background).
+    #[must_use]
+    pub fn with_container_fs(mut self, view: crate::runtime::FsView) -> Self {
+        self.container_fs = Some(view);
+        self
     }
 
     /// Applies a reloaded configuration.
@@ -348,7 +374,7 @@ impl Collector {
                 let cpu = self.sampler.counted(ReadSource::Cgroup, cpu);
                 let memory = self.sampler.counted(ReadSource::Cgroup, memory);
                 let restarts = self.restarts.container_delta_at(pod, i, at);
-                out.push(pod::container_record(
+                let rec = pod::container_record(
                     node,
                     pod,
                     container,
@@ -356,7 +382,8 @@ impl Collector {
                     restarts,
                     pod_settings,
                     &mut tick,
-                ));
+                );
+                push_with_fs(out, rec, self.container_fs.as_ref(), &cc.id);
             }
         }
         self.dirs.end_tick();

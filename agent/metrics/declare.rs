@@ -47,7 +47,7 @@ const fn d(
 
 use RecordType::{
     Cluster, ClusterDaemonSet, ClusterDeployment, ClusterNamespace, ClusterReplicaSet, ClusterService,
-    ClusterStatefulSet, Container, ControlPlane, Node, NodeDiskIO, NodeFS, NodeNet, Pod, PodNet,
+    ClusterStatefulSet, Container, ContainerFS, ControlPlane, Node, NodeDiskIO, NodeFS, NodeNet, Pod, PodNet,
 };
 use Unit::{Bytes, BytesPerSecond, Count, CountPerSecond, None as NoUnit, Percent, Seconds};
 
@@ -115,10 +115,10 @@ const CONTAINER_E: &[&[&str]] = &[SET_C, SET_FCT, SET_CT];
 /// Enhanced observability: the effective declarations when
 /// `enhanced_container_insights` is on — the standard ones with the [E] sets added, plus the
 /// [E] groups kinsight implements (container, pod extras, pod state, node status from the own
-/// Node object, node net/disk/FS, the leader's workloads and control-plane scrape). Groups that
-/// need external exporters (accelerated compute, EBS) are not here; `MISSING_ENHANCED_GROUPS`
-/// names them.
-pub const ENHANCED: [Declaration; 107] = [
+/// Node object, node net/disk/FS, the leader's workloads and control-plane scrape, the
+/// runtime's container filesystems). Groups that need external exporters (accelerated
+/// compute, EBS) are not here; `MISSING_ENHANCED_GROUPS` names them.
+pub const ENHANCED: [Declaration; 110] = [
     // Node: the 11 standard node metrics, all with N and C.
     d("node_cpu_utilization", Node, Percent, N_C),
     d("node_memory_utilization", Node, Percent, N_C),
@@ -251,6 +251,10 @@ pub const ENHANCED: [Declaration; 107] = [
     ),
     d("container_memory_limit", Container, Bytes, CONTAINER_E),
     d("container_memory_request", Container, Bytes, CONTAINER_E),
+    // Container filesystem, from the container runtime (absent when its socket is).
+    d("container_filesystem_usage", ContainerFS, Bytes, CONTAINER_E),
+    d("container_filesystem_available", ContainerFS, Bytes, CONTAINER_E),
+    d("container_filesystem_utilization", ContainerFS, Percent, CONTAINER_E),
     // Namespace, service and cluster (leader).
     d("service_number_of_running_pods", ClusterService, Count, &[SET_S, SET_C]),
     d(
@@ -362,7 +366,6 @@ const CP_CODE_VERB: &[&[&str]] = &[&["ClusterName", "code", "verb"], SET_C];
 
 /// [E] groups kinsight does not implement yet (said once at start, never ignored silently).
 pub const MISSING_ENHANCED_GROUPS: &[&str] = &[
-    "container filesystem (absent on containerd nodes upstream too)",
     "namespace_ingress_count",
     "accelerated compute",
     "EBS and instance-store storage",

@@ -51,6 +51,21 @@ pub enum Name {
     ApiserverWatchErrors,
     /// Single-object GETs (owner lookups), by `resource` and `result` (`ok` | `error`).
     ApiserverGets,
+    /// 1 while containerd answers, 0 while it is unreachable (or not there).
+    RuntimeUp,
+    /// Failures talking to containerd, by `kind` (`missing` | `connect` | `call` | `timeout` |
+    /// `stream_ended` | `statvfs`).
+    RuntimeErrors,
+    /// Connections to containerd made again after one was lost.
+    RuntimeReconnects,
+    /// Calls to containerd, by `call` (`Containers.ListStream`, `Tasks.List`, `Snapshots.Usage`, …).
+    RuntimeCalls,
+    /// containerd events received, by `topic` (`start` | `exit` | `oom` | `create` | `delete` | `other`).
+    RuntimeEvents,
+    /// Containers OOM-killed (containerd's `/tasks/oom` events).
+    RuntimeOomKills,
+    /// Kubernetes containers (and sandboxes) containerd listed last.
+    RuntimeContainers,
     /// 1 while this agent holds the leader Lease (and sends the cluster records), else 0.
     Leader,
     /// Leadership changes of this agent, by `to` (`leader` | `follower`).
@@ -129,6 +144,13 @@ impl Name {
             Name::ApiserverEvents => "kinsight_apiserver_events_total",
             Name::ApiserverWatchErrors => "kinsight_apiserver_watch_errors_total",
             Name::ApiserverGets => "kinsight_apiserver_gets_total",
+            Name::RuntimeUp => "kinsight_runtime_up",
+            Name::RuntimeErrors => "kinsight_runtime_errors_total",
+            Name::RuntimeReconnects => "kinsight_runtime_reconnects_total",
+            Name::RuntimeCalls => "kinsight_runtime_calls_total",
+            Name::RuntimeEvents => "kinsight_runtime_events_total",
+            Name::RuntimeOomKills => "kinsight_runtime_oom_kills_total",
+            Name::RuntimeContainers => "kinsight_runtime_containers",
             Name::Leader => "kinsight_leader",
             Name::LeaderTransitions => "kinsight_leader_transitions_total",
             Name::ClusterNodes => "kinsight_cluster_nodes",
@@ -181,6 +203,13 @@ impl Name {
             Name::ApiserverEvents => "Watch events from the apiserver, by resource and type.",
             Name::ApiserverWatchErrors => "Failed apiserver list/watch attempts, by resource.",
             Name::ApiserverGets => "Single-object GETs to the apiserver (owner lookups), by resource and result.",
+            Name::RuntimeUp => "1 while containerd answers, 0 while it is unreachable or absent.",
+            Name::RuntimeErrors => "Failures talking to containerd, by kind.",
+            Name::RuntimeReconnects => "Connections to containerd made again after one was lost.",
+            Name::RuntimeCalls => "Calls to containerd, by call.",
+            Name::RuntimeEvents => "containerd events received, by topic.",
+            Name::RuntimeOomKills => "Containers OOM-killed, from containerd's /tasks/oom events.",
+            Name::RuntimeContainers => "Kubernetes containers and sandboxes containerd listed last.",
             Name::Leader => "1 while this agent holds the leader Lease and sends the cluster records.",
             Name::LeaderTransitions => "Leadership changes of this agent, by the side it moved to.",
             Name::ClusterNodes => "Nodes in the leader's last cluster view.",
@@ -226,6 +255,8 @@ impl Name {
                 | Name::AwsCredentialsExpiry
                 | Name::PodIndexPods
                 | Name::ApiserverUp
+                | Name::RuntimeUp
+                | Name::RuntimeContainers
                 | Name::Leader
                 | Name::ClusterNodes
                 | Name::BillableMetricSeries

@@ -4,6 +4,7 @@ use serde_json::{Map, Value, json};
 
 use crate::host::cgroup::{CpuStats, MemoryStats};
 use crate::kube::{ContainerInfo, NodeTotals, PodInfo};
+use crate::runtime::ImageFs;
 
 use super::super::record::{Record, RecordType};
 use super::cpumem::{self, Tick, Usage};
@@ -263,6 +264,40 @@ pub fn pending_pod_record(leader: &Record, pod: &PodInfo, s: PodSettings) -> Rec
 }
 
 /// The Container record of one application container.
+/// The ContainerFS record of a container (cAdvisor's container filesystem figures, which its
+/// containerd handler never reports): the writable layer's usage against the filesystem that
+/// holds the writable layers, with the Container record's pod and container attributes.
+pub fn container_fs_record(container: &Record, usage_bytes: u64, image_fs: Option<ImageFs>) -> Record {
+    let mut r = Record::new(RecordType::ContainerFS, container.timestamp_ms);
+    // The status attributes are the Container record's alone.
+    r.attributes.extend(
+        container
+            .attributes
+            .iter()
+            .filter(|(k, _)| !k.starts_with("container_"))
+            .cloned(),
+    );
+    r.json_attributes.extend(
+        container
+            .json_attributes
+            .iter()
+            .filter(|(k, _)| *k == "kubernetes")
+            .cloned(),
+    );
+    r.set_field("container_filesystem_usage", Some(usage_bytes as f64));
+    if let Some(fs) = image_fs {
+        r.set_field("container_filesystem_capacity", Some(fs.capacity_bytes as f64));
+        r.set_field("container_filesystem_available", Some(fs.available_bytes as f64));
+        if fs.capacity_bytes > 0 {
+            r.set_field(
+                "container_filesystem_utilization",
+                Some(usage_bytes as f64 / fs.capacity_bytes as f64 * 100.0),
+            );
+        }
+    }
+    r
+}
+
 pub fn container_record(
     owner: &Record,
     pod: &PodInfo,
@@ -385,6 +420,43 @@ mod tests {
     use super::*;
     use crate::kube::{ConditionStatus, NodeCondition, NodeState};
     use crate::metrics::record::RecordType;
+
+    #[test]
+    fn a_container_fs_record_carries_the_container_attributes_without_its_status() {
+        let mut container = Record::new(RecordType::Container, 7);
+        container.set_attribute("ClusterName", "c");
+        container.set_attribute("PodName", "web");
+        container.set_attribute("ContainerName", "app");
+        container.set_attribute("container_status", "Running");
+        container
+            .json_attributes
+            .push(("kubernetes", serde_json::json!({"container_name": "app"})));
+        container.set_field("container_cpu_utilization", Some(3.0));
+        let fs = ImageFs {
+            capacity_bytes: 1000 << 20,
+            available_bytes: 600 << 20,
+        };
+        let r = container_fs_record(&container, 50 << 20, Some(fs));
+        assert_eq!(r.kind, RecordType::ContainerFS);
+        assert_eq!(r.timestamp_ms, 7);
+        assert_eq!(r.attribute("PodName"), Some("web"));
+        assert_eq!(r.attribute("ContainerName"), Some("app"));
+        assert_eq!(r.attribute("container_status"), None);
+        assert_eq!(r.json_attributes.len(), 1);
+        assert_eq!(r.field("container_cpu_utilization"), None);
+        assert_eq!(r.field("container_filesystem_usage"), Some(f64::from(50u32 << 20)));
+        assert_eq!(r.field("container_filesystem_capacity"), Some(f64::from(1000u32 << 20)));
+        assert_eq!(r.field("container_filesystem_available"), Some(f64::from(600u32 << 20)));
+        assert_eq!(r.field("container_filesystem_utilization"), Some(5.0));
+        // Without the image filesystem (a snapshotter that exports no root): usage only.
+        let r = container_fs_record(&container, 1, None);
+        assert_eq!(r.field("container_filesystem_usage"), Some(1.0));
+        assert_eq!(r.field("container_filesystem_capacity"), None);
+        assert_eq!(r.field("container_filesystem_utilization"), None);
+        // A zero-sized filesystem gives no utilization, never a division by zero.
+        let r = container_fs_record(&container, 1, Some(ImageFs::default()));
+        assert_eq!(r.field("container_filesystem_utilization"), None);
+    }
 
     #[test]
     fn a_pending_pod_record_lands_in_the_pending_stream_with_its_status_and_no_usage() {

@@ -14,6 +14,8 @@
 //! - `control_plane_mb=12`: the size of the apiserver's `/metrics` answer, in MB of Prometheus
 //!   text: the families the leader keeps at a large cluster's cardinality, and filler families
 //!   it drops (0: an empty answer);
+//! - `pods_file=PATH`: also serve the items of a pod list (`kubectl get pods -o json`, such as
+//!   the synthetic node's `proc/podlist.json`), as they are: the footprint benchmark's node;
 //! - `hold_lease=1`: another identity holds the `kinsight-leader` Lease and renews it every 5 s,
 //!   so every agent started against this cluster stays a follower.
 //!
@@ -68,6 +70,17 @@ fn main() {
     api.kubeconfig(&args.dir);
     let started = Instant::now();
     let pods = populate(&api, &args);
+    if let Some(path) = args.n.get("pods_file") {
+        let list: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("read pods_file")).expect("a pod list");
+        for mut item in list["items"].as_array().cloned().unwrap_or_default() {
+            if item.get("kind").is_none() {
+                item["kind"] = json!("Pod");
+                item["apiVersion"] = json!("v1");
+            }
+            api.apply(item);
+        }
+    }
     let exposition = control_plane_exposition(args.get("control_plane_mb", 12));
     api.set_control_plane_metrics(&exposition);
     let holder = args.get("hold_lease", 0) == 1;

@@ -4,6 +4,10 @@
 //! request) and bytes, and writes `<events> <bytes> <p50 ms> <p99 ms> <max ms>` to the stats file
 //! after every request: the latencies from each event's own time to its arrival.
 //!
+//! It also answers `PutMetricData` (the rpc-v2-cbor protocol: an empty CBOR map), counting
+//! requests and bytes into `STATS_FILE.metrics` (`<requests> <bytes>`), for the whole-agent
+//! footprint benchmark.
+//!
 //! `logs_sink PORT_FILE STATS_FILE`: binds 127.0.0.1:0, writes the port to `PORT_FILE`.
 
 use std::convert::Infallible;
@@ -18,6 +22,8 @@ use hyper::{Request, Response};
 struct Stats {
     events: AtomicU64,
     bytes: AtomicU64,
+    metric_requests: AtomicU64,
+    metric_bytes: AtomicU64,
     /// Milliseconds from each event's own time (the line's runtime timestamp, written when the
     /// line was written) to its arrival here, as a histogram of 1 ms buckets (the last bucket
     /// holds everything from 10 minutes on): the end-to-end latency of a live run.
@@ -68,6 +74,7 @@ async fn handle(
     stats: Arc<Stats>,
     path: Arc<String>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let is_metrics = req.uri().path().ends_with("/operation/PutMetricData");
     let target = req
         .headers()
         .get("x-amz-target")
@@ -80,6 +87,24 @@ async fn handle(
         .await
         .map(http_body_util::Collected::to_bytes)
         .unwrap_or_default();
+    if is_metrics {
+        let n = stats.metric_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let b = stats.metric_bytes.fetch_add(body.len() as u64, Ordering::SeqCst) + body.len() as u64;
+        let _ = std::fs::write(format!("{path}.metrics"), format!("{n} {b}\n"));
+        // PutMetricData's output is an empty structure: an empty CBOR map.
+        let mut resp = Response::new(Full::new(Bytes::from_static(&[0xa0])));
+        let h = resp.headers_mut();
+        h.insert(
+            "content-type",
+            hyper::header::HeaderValue::from_static("application/cbor"),
+        );
+        h.insert(
+            "smithy-protocol",
+            hyper::header::HeaderValue::from_static("rpc-v2-cbor"),
+        );
+        h.insert("x-amzn-requestid", hyper::header::HeaderValue::from_static("bench"));
+        return Ok(resp);
+    }
     let reply = if target.ends_with("PutLogEvents") {
         stats.events.fetch_add(count(&body), Ordering::SeqCst);
         stats.bytes.fetch_add(body.len() as u64, Ordering::SeqCst);

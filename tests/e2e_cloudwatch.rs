@@ -281,3 +281,107 @@ fn emf_events_in_cloudwatch_logs_are_what_stdout_prints() {
         "mode emf carries the directive"
     );
 }
+
+/// One counter of `/metrics` text (`name{labels} value`, the labels as printed), 0 if absent.
+fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The billable-unit counters of a running agent equal what the endpoints received: the strict
+/// CloudWatch endpoint's `PutMetricData` requests, datums and distinct series, and the bytes of
+/// the performance events the strict CloudWatch Logs endpoint stored (message + 26 each).
+/// Compared in a quiet moment between two intervals: the endpoints' counts read before and after
+/// the agent's are the same.
+#[test]
+fn billable_counters_equal_what_the_endpoints_received() {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+    use support::{StrictCloudwatch, StrictLogs, free_port, try_http_request, wait_until};
+    let Some(moto) = Moto::start() else { return };
+    let cw = StrictCloudwatch::start();
+    let logs = StrictLogs::start();
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &repo("tests/fixtures/host/cgroup-v2-systemd/t1"),
+        &dir.path().join("root"),
+    );
+    let port = free_port();
+    let cfg = dir.path().join("c.json");
+    std::fs::write(
+        &cfg,
+        json!({
+            "agent": {"region": "us-east-1", "metrics_collection_interval": 2},
+            "logs": {"metrics_collected": {"kubernetes": {"cluster_name": "billed"}}},
+            "kinsight": {"node_name": NODE, "metrics": {"destination": "both"},
+                         "logs": {"enabled": false, "flush_interval_secs": 1},
+                         "telemetry": {"listen_address": format!("127.0.0.1:{port}")}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut cmd = kinsight();
+    cmd.args(["run", "--output", "cloudwatch", "--config"])
+        .arg(&cfg)
+        .arg("--host-root")
+        .arg(dir.path().join("root"))
+        .arg("--pods-file")
+        .arg(repo("tests/fixtures/kube/cluster-oracle.json"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    aws_env(
+        &mut cmd,
+        &[
+            ("AWS_ENDPOINT_URL_CLOUDWATCH", &cw.url()),
+            ("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", &logs.url()),
+            ("AWS_ENDPOINT_URL_STS", &moto.endpoint),
+        ],
+    );
+    let mut child = cmd.spawn().unwrap();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let group = "/aws/containerinsights/billed/performance";
+    let received = || {
+        let accepted = cw.accepted();
+        let series: BTreeSet<(String, Vec<(String, String)>)> = accepted
+            .iter()
+            .map(|d| (d.metric_name.clone(), d.dimensions.clone()))
+            .collect();
+        let emf: usize = logs.events(group, NODE).iter().map(|e| e.message.len() + 26).sum();
+        (
+            cw.request_count() as f64,
+            accepted.len() as f64,
+            series.len() as f64,
+            emf as f64,
+        )
+    };
+    let mut last = (String::new(), (0.0, 0.0, 0.0, 0.0));
+    let agreed = wait_until(Duration::from_mins(1), Duration::from_millis(100), || {
+        let before = received();
+        let Ok((200, m)) = try_http_request("GET", &url, &[], "") else {
+            return false;
+        };
+        let after = received();
+        let counted = (
+            counter(&m, "kinsight_aws_requests_total{api=\"PutMetricData\",result=\"ok\"}"),
+            counter(
+                &m,
+                "kinsight_output_items_written_total{kind=\"metric\",output=\"cloudwatch\"}",
+            ),
+            counter(&m, "kinsight_billable_metric_series"),
+            counter(&m, "kinsight_billable_emf_bytes_total"),
+        );
+        last = (m, after);
+        // Two intervals at least, and nothing arrived while the agent's counters were read.
+        before == after && after.0 >= 2.0 && after.3 > 0.0 && counted == after
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        agreed,
+        "counters never matched the endpoints: received {:?}\n{}",
+        last.1, last.0
+    );
+}

@@ -301,13 +301,18 @@ impl PodIndex {
         self.amend(|next| next.control_plane = scrape.map(Arc::new));
     }
 
-    /// A new snapshot that shares the previous one's pods, changed by `change`.
-    fn amend(&self, change: impl FnOnce(&mut Snapshot)) {
-        let _writer = self
-            .shared
+    /// The writers' lock (see `Shared::write`), held from reading the previous snapshot to
+    /// sending the next.
+    fn writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.shared
             .write
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A new snapshot that shares the previous one's pods, changed by `change`.
+    fn amend(&self, change: impl FnOnce(&mut Snapshot)) {
+        let _writer = self.writer();
         let previous = self.snapshot();
         let mut next = Snapshot {
             pods: previous.pods.clone(),
@@ -343,11 +348,7 @@ impl PodIndex {
         content_hash: Option<u64>,
         keep_cluster: bool,
     ) {
-        let _writer = self
-            .shared
-            .write
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _writer = self.writer();
         let before = pods.len();
         pods.retain(|p| is_bound_to(p, self.node_name()));
         if pods.len() != before {
@@ -388,11 +389,7 @@ impl PodIndex {
     /// records are named before (or without) the apiserver's first list. Runtime pods are this
     /// node's by definition: no node filter.
     pub fn set_runtime(&self, pods: Vec<PodInfo>) {
-        let _writer = self
-            .shared
-            .write
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _writer = self.writer();
         let previous = self.snapshot();
         let primary = previous.pods[..previous.primary_len].to_vec();
         let mut next = Snapshot::build(primary, None, previous.generation + 1, previous.content_hash);

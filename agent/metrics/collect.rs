@@ -396,17 +396,6 @@ impl Collector {
 
     fn encode(&mut self, mut records: Vec<Record>) -> Cycle {
         let s = &self.settings;
-        // Metrics reach CloudWatch as datums or through an EMF directive; events without one
-        // make none.
-        if s.produce.datums() || s.produce.events() == Some(true) {
-            let now_ms = records.first().map_or(0, |r| r.timestamp_ms);
-            self.series.observe(&records, s.enhanced, &s.drop, now_ms);
-            self.sampler.telemetry.set(
-                crate::telemetry::Name::BillableMetricSeries,
-                &[],
-                self.series.count() as f64,
-            );
-        }
         let mut datums = Vec::new();
         let mut events = Vec::new();
         if s.produce.datums() {
@@ -416,6 +405,19 @@ impl Collector {
             }
             self.last_datums = datums.len();
         }
+        // Metrics reach CloudWatch as datums or through an EMF directive; events without one
+        // make none.
+        let now_ms = records.first().map_or(0, |r| r.timestamp_ms);
+        if s.produce.datums() {
+            self.series.observe_datums(&datums, now_ms);
+        } else if s.produce.events() == Some(true) {
+            self.series.observe(&records, s.enhanced, &s.drop, now_ms);
+        }
+        self.sampler.telemetry.set(
+            crate::telemetry::Name::BillableMetricSeries,
+            &[],
+            self.series.count() as f64,
+        );
         if let Some(with_directive) = s.produce.events() {
             events.reserve(records.len());
             let opts = EmfOptions {

@@ -15,7 +15,8 @@ mod support;
 use std::time::Duration;
 
 use kinsight::kube::{
-    API_CONDITION, ApiSource, ClusterWatch, Elector, PodIndex, PodInfo, connect_apiserver, parse_list,
+    API_CONDITION, ApiSource, ClaimPhase, ClusterWatch, Elector, HyperPodHealth, PodIndex, PodInfo, connect_apiserver,
+    parse_list,
 };
 use kinsight::telemetry::{Name, Telemetry};
 use serde_json::{Value, json};
@@ -414,6 +415,96 @@ async fn exactly_one_elector_leads_another_takes_over_when_it_stops_renewing_and
     c_task.await.unwrap();
 }
 
+/// Storage objects for the leader test: claims in each phase (and one with no status yet),
+/// volumes, Ingresses in a namespace with pods and in one without; and the dump's first Node
+/// made a `SageMaker` `HyperPod` node (replaced in `dump`, returned to apply), with its name.
+fn storage_objects(dump: &mut Value) -> (Vec<Value>, Value, String) {
+    let claim = |name: &str, ns: &str, phase: Option<&str>| {
+        let mut c = json!({"kind": "PersistentVolumeClaim", "apiVersion": "v1",
+                           "metadata": {"name": name, "namespace": ns}, "spec": {}});
+        if let Some(p) = phase {
+            c["status"] = json!({ "phase": p });
+        }
+        c
+    };
+    let ingress = |name: &str, ns: &str| {
+        json!({"kind": "Ingress", "apiVersion": "networking.k8s.io/v1",
+               "metadata": {"name": name, "namespace": ns}, "spec": {}})
+    };
+    let storage = [
+        claim("data-db-0", "shop", Some("Bound")),
+        claim("data-db-1", "shop", Some("Pending")),
+        claim("old", "archive", Some("Lost")),
+        claim("new", "archive", None),
+        json!({"kind": "PersistentVolume", "apiVersion": "v1", "metadata": {"name": "pv-1"}, "spec": {}}),
+        json!({"kind": "PersistentVolume", "apiVersion": "v1", "metadata": {"name": "pv-2"}, "spec": {}}),
+        ingress("web", "shop"),
+        ingress("api", "shop"),
+        ingress("docs", "static-only"),
+    ];
+    // A SageMaker HyperPod node: an `ml.` instance type with the health label.
+    let mut hyperpod = dump["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "Node")
+        .cloned()
+        .unwrap();
+    let hyperpod_name = hyperpod["metadata"]["name"].as_str().unwrap().to_string();
+    hyperpod["metadata"]["labels"] = json!({
+        "node.kubernetes.io/instance-type": "ml.p5.48xlarge",
+        "sagemaker.amazonaws.com/node-health-status": "UnschedulablePendingReboot"
+    });
+    for item in dump["items"].as_array_mut().unwrap() {
+        if item["kind"] == "Node" && item["metadata"]["name"] == hyperpod_name.as_str() {
+            *item = hyperpod.clone();
+        }
+    }
+    (storage.to_vec(), hyperpod, hyperpod_name)
+}
+
+/// The storage part of the leader's view of [`storage_objects`].
+fn assert_storage(got: &kinsight::kube::ClusterState, hyperpod_name: &str) {
+    let claims: Vec<(&str, &str, ClaimPhase)> = got
+        .claims
+        .iter()
+        .map(|c| (c.namespace.as_str(), c.name.as_str(), c.phase))
+        .collect();
+    assert_eq!(
+        claims,
+        [
+            ("archive", "new", ClaimPhase::Other),
+            ("archive", "old", ClaimPhase::Lost),
+            ("shop", "data-db-0", ClaimPhase::Bound),
+            ("shop", "data-db-1", ClaimPhase::Pending),
+        ]
+    );
+    assert_eq!(got.persistent_volumes, 2);
+    assert_eq!(
+        got.namespace_ingresses,
+        std::collections::BTreeMap::from([("shop".to_string(), 2), ("static-only".to_string(), 1)])
+    );
+    let health: Vec<(&str, HyperPodHealth)> = got
+        .nodes
+        .iter()
+        .filter_map(|n| Some((n.name.as_str(), n.hyperpod_health?)))
+        .collect();
+    assert_eq!(health, [(hyperpod_name, HyperPodHealth::UnschedulablePendingReboot)]);
+}
+
+/// A deleted claim and volume of [`storage_objects`] leave the leader's view.
+async fn storage_follows_deletes(api: &KubeApi, index: &PodIndex) {
+    assert!(api.delete("PersistentVolumeClaim", "archive", "old"));
+    assert!(api.delete("PersistentVolume", "", "pv-2"));
+    until("the storage view to follow", || {
+        index
+            .snapshot()
+            .cluster()
+            .is_some_and(|c| c.claims.len() == 3 && c.persistent_volumes == 1)
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_leader_cluster_view_matches_the_file_source_and_goes_when_leadership_does() {
     let api = KubeApi::start();
@@ -431,6 +522,7 @@ async fn the_leader_cluster_view_matches_the_file_source_and_goes_when_leadershi
         telemetry: Telemetry::new(),
         workloads: true,
         pending_pods: true,
+        storage: true,
         control_plane: None,
     };
     let task = tokio::spawn(watch.run(rx, cancel.clone()));
@@ -463,7 +555,9 @@ async fn the_leader_cluster_view_matches_the_file_source_and_goes_when_leadershi
         w.as_array_mut().unwrap().push(unscheduled);
         w
     };
-    for w in workloads.as_array().unwrap() {
+    let (storage, hyperpod, hyperpod_name) = storage_objects(&mut dump);
+    api.apply(hyperpod);
+    for w in workloads.as_array().unwrap().iter().chain(&storage) {
         api.apply(w.clone());
         dump["items"].as_array_mut().unwrap().push(w.clone());
     }
@@ -491,6 +585,11 @@ async fn the_leader_cluster_view_matches_the_file_source_and_goes_when_leadershi
             ("bare", Some(1), None)
         ]
     );
+
+    // Storage, as the file source reads the same objects.
+    assert_storage(&got, &hyperpod_name);
+    // A deleted claim and volume leave the view.
+    storage_follows_deletes(&api, &index).await;
 
     // A pod that stops running leaves the namespace count.
     let running_before = got.running_pods();
@@ -544,6 +643,7 @@ async fn the_leader_scrapes_the_control_plane_until_forbidden_or_no_longer_leadi
         telemetry: telemetry.clone(),
         workloads: false,
         pending_pods: false,
+        storage: false,
         control_plane: Some(Duration::from_millis(100)),
     };
     let task = tokio::spawn(watch.run(rx, cancel.clone()));
@@ -617,6 +717,7 @@ async fn the_rbac_table_grants_exactly_the_requests_the_agent_makes() {
         telemetry: Telemetry::new(),
         workloads: true,
         pending_pods: true,
+        storage: true,
         control_plane: Some(Duration::from_millis(200)),
     };
     let cluster_task = tokio::spawn(cluster.run(leading.clone(), stop.clone()));

@@ -59,7 +59,7 @@ fn node_record() -> Record {
 /// `(Type, Namespace, Service)` → the one metric of that record, over all cluster records.
 fn values(cluster: &ClusterState) -> BTreeMap<(String, String, String), (String, f64)> {
     let mut out = BTreeMap::new();
-    for r in cluster_records(cluster, &node_record(), false) {
+    for r in cluster_records(cluster, &node_record(), false, false) {
         let key = (
             r.kind.as_str().to_string(),
             r.attribute("Namespace").unwrap_or("").to_string(),
@@ -141,7 +141,7 @@ fn the_oracle_dump_gives_the_section_19_4_values_of_metrics_22_to_25() {
     ]);
     assert_eq!(got, want);
 
-    let records = cluster_records(cluster, &node_record(), false);
+    let records = cluster_records(cluster, &node_record(), false, false);
     let c = &records[0];
     assert_eq!(c.kind, RecordType::Cluster);
     assert_eq!(c.field("cluster_failed_node_count"), Some(2.0));
@@ -208,7 +208,7 @@ fn a_plain_pod_list_has_no_cluster_view_and_keeps_every_pod() {
 fn datums_of_the_cluster_records_match_section_19_6() {
     let index = load(Path::new(CLUSTER_ORACLE), &dump_scope());
     let snapshot = index.snapshot();
-    let records = cluster_records(snapshot.cluster().unwrap(), &node_record(), false);
+    let records = cluster_records(snapshot.cluster().unwrap(), &node_record(), false, false);
     let mut datums = Vec::new();
     for r in &records {
         datum::encode(r, false, &mut datums);
@@ -263,7 +263,7 @@ fn datums_of_the_cluster_records_match_section_19_6() {
 fn performance_events_of_the_cluster_records() {
     let index = load(Path::new(CLUSTER_ORACLE), &dump_scope());
     let snapshot = index.snapshot();
-    let records = cluster_records(snapshot.cluster().unwrap(), &node_record(), true);
+    let records = cluster_records(snapshot.cluster().unwrap(), &node_record(), true, false);
     let mut events = Vec::new();
     let opts = EmfOptions {
         with_directive: true,

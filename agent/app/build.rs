@@ -242,10 +242,13 @@ pub(super) fn log_config_warnings(cfg: &Config) {
 pub(super) fn log_startup(cfg: &Config, outside: &Outside) {
     if cfg.kubernetes.enhanced_container_insights {
         // Never ignore the flag silently: name what is not implemented.
-        tracing::warn!(
-            missing = ?crate::metrics::declare::MISSING_ENHANCED_GROUPS,
-            "enhanced_container_insights: these enhanced metric groups are not implemented by kinsight"
-        );
+        let missing = crate::metrics::declare::missing_enhanced(cfg.kubernetes.accelerated_compute_metrics);
+        if !missing.is_empty() {
+            tracing::warn!(
+                missing = ?missing,
+                "enhanced_container_insights: these enhanced metric groups are not implemented by kinsight"
+            );
+        }
         // PutMetricData bills every series as a custom metric, unlike EMF extraction.
         if cfg.metrics.destination != MetricsDestination::Emf {
             tracing::warn!(

@@ -150,6 +150,7 @@ pub fn run_with(o: &Outside, opts: Options) -> Report {
     if let Some(cfg) = &cfg {
         state_dir(&mut r, &root, cfg);
         log_sources(&mut r, o, cfg);
+        enhanced_groups(&mut r, cfg);
     }
     apiserver(&mut r, o, cfg.as_ref());
     if let Some(cfg) = &cfg {
@@ -164,6 +165,24 @@ pub fn run_with(o: &Outside, opts: Options) -> Report {
         ),
     }
     r
+}
+
+/// With enhanced observability on, the enhanced metric groups kinsight does not send (the same
+/// list the startup warning names).
+fn enhanced_groups(r: &mut Report, cfg: &crate::config::Config) {
+    if !cfg.kubernetes.enhanced_container_insights {
+        return;
+    }
+    let missing = crate::metrics::declare::missing_enhanced(cfg.kubernetes.accelerated_compute_metrics);
+    if missing.is_empty() {
+        r.push(Verdict::Ok, "enhanced metrics", "every enhanced metric group is sent");
+    } else {
+        r.push(
+            Verdict::Warn,
+            "enhanced metrics",
+            format!("not implemented by kinsight: {}", missing.join("; ")),
+        );
+    }
 }
 
 /// The open-files limit against this node's pods: each pod's cgroup and process are held open

@@ -441,6 +441,7 @@ pub(super) fn start_metadata(
                                 telemetry: t,
                                 workloads,
                                 pending_pods: enhanced,
+                                storage: enhanced,
                                 control_plane,
                             };
                             let (leading_tx, leading_rx) = watch::channel(false);

@@ -17,8 +17,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
@@ -57,6 +58,105 @@ pub struct NodeState {
     pub capacity_pods: Option<u64>,
     /// `status.allocatable.pods` (`node_status_allocatable_pods`).
     pub allocatable_pods: Option<u64>,
+    /// A `SageMaker` `HyperPod` node's health label (the leader's `hyperpod_node_health_status_*`):
+    /// set only for an instance type `ml.*` that carries a known
+    /// `sagemaker.amazonaws.com/node-health-status` value.
+    pub hyperpod_health: Option<HyperPodHealth>,
+}
+
+/// The values of the `sagemaker.amazonaws.com/node-health-status` label `HyperPod` puts on its
+/// nodes, as upstream reads them (`HyperPodConditionTypeMap` in the receiver's
+/// `internal/aws/k8s/k8sutil/util.go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HyperPodHealth {
+    Schedulable,
+    Unschedulable,
+    UnschedulablePendingReplacement,
+    UnschedulablePendingReboot,
+}
+
+impl HyperPodHealth {
+    pub const ALL: [HyperPodHealth; 4] = [
+        HyperPodHealth::Schedulable,
+        HyperPodHealth::Unschedulable,
+        HyperPodHealth::UnschedulablePendingReplacement,
+        HyperPodHealth::UnschedulablePendingReboot,
+    ];
+
+    /// The field of the `HyperPodNode` record that is 1 in this state (the others are 0).
+    pub fn field(self) -> &'static str {
+        match self {
+            HyperPodHealth::Schedulable => "hyperpod_node_health_status_schedulable",
+            HyperPodHealth::Unschedulable => "hyperpod_node_health_status_unschedulable",
+            HyperPodHealth::UnschedulablePendingReplacement => {
+                "hyperpod_node_health_status_unschedulable_pending_replacement"
+            }
+            HyperPodHealth::UnschedulablePendingReboot => "hyperpod_node_health_status_unschedulable_pending_reboot",
+        }
+    }
+
+    fn parse(label: &str) -> Option<HyperPodHealth> {
+        Some(match label {
+            "Schedulable" => HyperPodHealth::Schedulable,
+            "Unschedulable" => HyperPodHealth::Unschedulable,
+            "UnschedulablePendingReplacement" => HyperPodHealth::UnschedulablePendingReplacement,
+            "UnschedulablePendingReboot" => HyperPodHealth::UnschedulablePendingReboot,
+            _ => return None,
+        })
+    }
+}
+
+/// The label `HyperPod` keeps a node's health in.
+const HYPERPOD_HEALTH_LABEL: &str = "sagemaker.amazonaws.com/node-health-status";
+
+/// A `HyperPod` node's health, from its labels: upstream takes nodes whose instance type starts
+/// with `ml.` (`isHyperPodNode` in the receiver's `internal/k8sapiserver/utils.go`).
+fn hyperpod_health(labels: Option<&BTreeMap<String, String>>) -> Option<HyperPodHealth> {
+    let labels = labels?;
+    let instance_type = labels
+        .get("node.kubernetes.io/instance-type")
+        .or_else(|| labels.get("beta.kubernetes.io/instance-type"))?;
+    if !instance_type.starts_with("ml.") {
+        return None;
+    }
+    HyperPodHealth::parse(labels.get(HYPERPOD_HEALTH_LABEL)?)
+}
+
+/// A `PersistentVolumeClaim`'s phase (`status.phase`), for `persistent_volume_claim_status_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimPhase {
+    Pending,
+    Bound,
+    Lost,
+    /// Absent or not one of the three.
+    Other,
+}
+
+impl ClaimPhase {
+    pub(crate) fn parse(phase: Option<&str>) -> ClaimPhase {
+        match phase {
+            Some("Pending") => ClaimPhase::Pending,
+            Some("Bound") => ClaimPhase::Bound,
+            Some("Lost") => ClaimPhase::Lost,
+            _ => ClaimPhase::Other,
+        }
+    }
+}
+
+/// What the leader keeps of a `PersistentVolumeClaim`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimState {
+    pub namespace: String,
+    pub name: String,
+    pub phase: ClaimPhase,
+}
+
+pub(crate) fn claim_state(c: &PersistentVolumeClaim) -> Option<ClaimState> {
+    Some(ClaimState {
+        namespace: c.metadata.namespace.clone()?,
+        name: c.metadata.name.clone()?,
+        phase: ClaimPhase::parse(c.status.as_ref().and_then(|s| s.phase.as_deref())),
+    })
 }
 
 impl NodeState {
@@ -192,6 +292,12 @@ pub struct ClusterState {
     /// enhanced Pod records the leader sends for them (log stream `pending`); empty unless
     /// enhanced observability is on.
     pub pending_pods: Vec<Arc<PodInfo>>,
+    /// The storage objects, watched with enhanced observability only (else empty / 0):
+    /// `PersistentVolumeClaims` by namespace and name, the number of `PersistentVolumes`, and
+    /// `Ingresses` per namespace (`namespace_ingress_count`).
+    pub claims: Vec<ClaimState>,
+    pub persistent_volumes: u64,
+    pub namespace_ingresses: BTreeMap<String, u64>,
 }
 
 impl ClusterState {
@@ -226,11 +332,15 @@ pub(crate) struct ClusterBuilder {
     /// Service → distinct ready pods from v1 Endpoints.
     from_endpoints: BTreeMap<ServiceKey, BTreeSet<(String, String)>>,
     workloads: Vec<WorkloadState>,
+    claims: Vec<ClaimState>,
+    persistent_volumes: u64,
+    namespace_ingresses: BTreeMap<String, u64>,
 }
 
 impl ClusterBuilder {
-    /// Takes one item of kind `Node`, `EndpointSlice`, `Endpoints` or a workload kind
-    /// (`Deployment`, `DaemonSet`, `StatefulSet`, `ReplicaSet`); returns false for any other kind. An item that does not fit is skipped with a warning.
+    /// Takes one item of kind `Node`, `EndpointSlice`, `Endpoints`, a workload kind
+    /// (`Deployment`, `DaemonSet`, `StatefulSet`, `ReplicaSet`) or a storage kind
+    /// (`PersistentVolumeClaim`, `PersistentVolume`, `Ingress`); returns false for any other kind. An item that does not fit is skipped with a warning.
     pub(crate) fn take(&mut self, index: usize, kind: &str, item: Value, warnings: &mut Vec<Warning>) -> bool {
         let skipped = |reason: String| Warning::ObjectSkipped {
             index,
@@ -270,6 +380,24 @@ impl ClusterBuilder {
                 Ok(raw) => raw.add_to(&mut self.from_endpoints),
                 Err(e) => warnings.push(skipped(e.to_string())),
             },
+            "PersistentVolumeClaim" => match PersistentVolumeClaim::deserialize(item) {
+                Ok(c) => match claim_state(&c) {
+                    Some(c) => self.claims.push(c),
+                    None => warnings.push(skipped("metadata.name or namespace is missing".to_string())),
+                },
+                Err(e) => warnings.push(skipped(e.to_string())),
+            },
+            "PersistentVolume" => match PersistentVolume::deserialize(item) {
+                Ok(_) => self.persistent_volumes += 1,
+                Err(e) => warnings.push(skipped(e.to_string())),
+            },
+            "Ingress" => match Ingress::deserialize(item) {
+                Ok(i) => match i.metadata.namespace {
+                    Some(ns) => *self.namespace_ingresses.entry(ns).or_insert(0) += 1,
+                    None => warnings.push(skipped("metadata.namespace is missing".to_string())),
+                },
+                Err(e) => warnings.push(skipped(e.to_string())),
+            },
             _ => return false,
         }
         true
@@ -304,12 +432,18 @@ impl ClusterBuilder {
         pending_pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         let mut workloads = self.workloads;
         workloads.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+        let mut claims = self.claims;
+        claims.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        claims.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
         Some(ClusterState {
             nodes: self.nodes,
             namespace_running_pods,
             service_ready_pods,
             workloads,
             pending_pods,
+            claims,
+            persistent_volumes: self.persistent_volumes,
+            namespace_ingresses: self.namespace_ingresses,
         })
     }
 }
@@ -347,6 +481,7 @@ pub(crate) fn node_state(node: &Node) -> Option<NodeState> {
         conditions,
         capacity_pods: pods(status.and_then(|s| s.capacity.as_ref())),
         allocatable_pods: pods(status.and_then(|s| s.allocatable.as_ref())),
+        hyperpod_health: hyperpod_health(node.metadata.labels.as_ref()),
     })
 }
 
@@ -627,6 +762,43 @@ mod tests {
             warnings[1].to_string(),
             "item 2: Node skipped: metadata.name is missing"
         );
+    }
+
+    /// Only an `ml.` instance type with a known health value is a `HyperPod` node.
+    #[test]
+    fn hyperpod_health_needs_an_ml_instance_type_and_a_known_value() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect()
+        };
+        let ml = ("node.kubernetes.io/instance-type", "ml.g5.8xlarge");
+        let health = |v| (HYPERPOD_HEALTH_LABEL, v);
+        assert_eq!(
+            hyperpod_health(Some(&labels(&[ml, health("Schedulable")]))),
+            Some(HyperPodHealth::Schedulable)
+        );
+        assert_eq!(
+            hyperpod_health(Some(&labels(&[
+                ("beta.kubernetes.io/instance-type", "ml.p4d.24xlarge"),
+                health("UnschedulablePendingReboot")
+            ]))),
+            Some(HyperPodHealth::UnschedulablePendingReboot)
+        );
+        assert_eq!(
+            hyperpod_health(Some(&labels(&[
+                ("node.kubernetes.io/instance-type", "m5.large"),
+                health("Schedulable")
+            ]))),
+            None
+        );
+        assert_eq!(hyperpod_health(Some(&labels(&[ml, health("Rebooting")]))), None);
+        assert_eq!(hyperpod_health(Some(&labels(&[ml]))), None);
+        assert_eq!(hyperpod_health(None), None);
+        for h in HyperPodHealth::ALL {
+            assert!(h.field().starts_with("hyperpod_node_health_status_"));
+        }
     }
 
     #[test]

@@ -21,14 +21,17 @@ use http_body_util::BodyExt as _;
 use kube::Client;
 use prometheus_parse::{Scrape, Value};
 
-/// The families scraped: upstream's allow-list, less the two that no declaration sends
-/// (`apiserver_current_inqueue_requests`, `apiserver_storage_db_total_size_in_bytes`).
+/// The families scraped: the names upstream declares (`getControlPlaneMetricDeclarations` in the
+/// CloudWatch agent's `translator/translate/otel/exporter/awsemf/kubernetes.go`).
+/// `apiserver_storage_db_total_size_in_bytes` is the name apiservers before Kubernetes 1.28 use
+/// for `apiserver_storage_size_bytes`; a cluster exports one or the other.
 /// `apiserver_request_total_5xx` is derived from `apiserver_request_total`.
 pub const FAMILIES: &[&str] = &[
     "apiserver_admission_controller_admission_duration_seconds",
     "apiserver_admission_step_admission_duration_seconds",
     "apiserver_admission_webhook_admission_duration_seconds",
     "apiserver_current_inflight_requests",
+    "apiserver_current_inqueue_requests",
     "apiserver_flowcontrol_rejected_requests_total",
     "apiserver_flowcontrol_request_concurrency_limit",
     "apiserver_longrunning_requests",
@@ -36,6 +39,7 @@ pub const FAMILIES: &[&str] = &[
     "apiserver_request_total",
     "apiserver_requested_deprecated_apis",
     "apiserver_storage_list_duration_seconds",
+    "apiserver_storage_db_total_size_in_bytes",
     "apiserver_storage_objects",
     "apiserver_storage_size_bytes",
     "etcd_db_total_size_in_bytes",

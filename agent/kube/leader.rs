@@ -13,7 +13,9 @@
 //!   its namespace's name, about 100 bytes — 150,000 pods hold about 15 MiB;
 //! - Nodes: name and conditions;
 //! - `EndpointSlices` (`discovery.k8s.io/v1`; v1 Endpoints is deprecated since Kubernetes 1.33):
-//!   per slice its Service and its distinct ready pods.
+//!   per slice its Service and its distinct ready pods;
+//! - with enhanced observability, `PersistentVolumeClaims` (namespace, name, phase),
+//!   `PersistentVolumes` and `Ingresses` (`networking.k8s.io/v1`) by key only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::pin;
@@ -22,8 +24,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
@@ -31,8 +34,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::cluster::{
-    ClusterState, NodeState, ServiceKey, WorkloadState, daemon_set_state, deployment_state, node_state,
-    replica_set_state, slice_ready_pods, stateful_set_state,
+    ClaimState, ClusterState, NodeState, ServiceKey, WorkloadState, claim_state, daemon_set_state, deployment_state,
+    node_state, replica_set_state, slice_ready_pods, stateful_set_state,
 };
 use super::control_plane;
 use super::convert::{Convert, pod_info};
@@ -65,6 +68,9 @@ pub struct ClusterWatch {
     pub workloads: bool,
     /// Watch unscheduled Pending pods for their enhanced Pod records.
     pub pending_pods: bool,
+    /// Watch `PersistentVolumeClaims`, `PersistentVolumes` and `Ingresses` for the enhanced
+    /// storage records.
+    pub storage: bool,
     /// Scrape the apiserver's `/metrics` this often for the enhanced control-plane records
     /// (`None`: not at all).
     pub control_plane: Option<Duration>,
@@ -159,6 +165,11 @@ struct View {
     replica_sets: Objects<(String, String), WorkloadState>,
     /// Unscheduled Pending pods by UID.
     pending: Objects<String, Arc<PodInfo>>,
+    /// `PersistentVolumeClaims` by (namespace, name); `PersistentVolumes` by name; `Ingresses`
+    /// by (namespace, name), keeping nothing: the key has the namespace.
+    claims: Objects<(String, String), ClaimState>,
+    volumes: Objects<String, ()>,
+    ingresses: Objects<(String, String), ()>,
 }
 
 impl View {
@@ -171,6 +182,9 @@ impl View {
             && self.stateful_sets.synced
             && self.replica_sets.synced
             && self.pending.synced
+            && self.claims.synced
+            && self.volumes.synced
+            && self.ingresses.synced
     }
 
     fn namespace(&mut self, ns: &str) -> Arc<str> {
@@ -212,12 +226,21 @@ impl View {
         workloads.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
         let mut pending_pods: Vec<Arc<PodInfo>> = self.pending.live.values().cloned().collect();
         pending_pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let mut claims: Vec<ClaimState> = self.claims.live.values().cloned().collect();
+        claims.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let mut namespace_ingresses = BTreeMap::new();
+        for (ns, _) in self.ingresses.live.keys() {
+            *namespace_ingresses.entry(ns.clone()).or_insert(0) += 1;
+        }
         ClusterState {
             nodes,
             namespace_running_pods,
             service_ready_pods,
             workloads,
             pending_pods,
+            claims,
+            persistent_volumes: self.volumes.live.len() as u64,
+            namespace_ingresses,
         }
     }
 }
@@ -256,7 +279,7 @@ impl ClusterWatch {
 
     #[expect(
         clippy::too_many_lines,
-        reason = "one select over the leader's eight watches reads best in one place"
+        reason = "one select over the leader's eleven watches reads best in one place"
     )]
     async fn watch(&self, stop: CancellationToken) {
         // Not `resourceVersion=0` (the watch cache) as the node-scoped watches ask: an apiserver
@@ -286,8 +309,19 @@ impl ClusterWatch {
             )
             .default_backoff()
         );
+        let storage = self.storage;
+        let mut claims = pin!(watcher(Api::<PersistentVolumeClaim>::all(self.client.clone()), cfg()).default_backoff());
+        let mut volumes = pin!(watcher(Api::<PersistentVolume>::all(self.client.clone()), cfg()).default_backoff());
+        let mut ingresses = pin!(watcher(Api::<Ingress>::all(self.client.clone()), cfg()).default_backoff());
         let mut view = View::default();
         view.pending.synced = !pending_on;
+        for synced in [
+            &mut view.claims.synced,
+            &mut view.volumes.synced,
+            &mut view.ingresses.synced,
+        ] {
+            *synced = !storage;
+        }
         if !w {
             for o in [
                 &mut view.deployments,
@@ -353,6 +387,18 @@ impl ClusterWatch {
                 Some(ev) = replica_sets.next(), if w => match ev {
                     Ok(ev) => view.replica_sets.apply(ev, |r: &ReplicaSet| key(&r.metadata), replica_set_state),
                     Err(e) => self.failed("replicasets", &e),
+                },
+                Some(ev) = claims.next(), if storage => match ev {
+                    Ok(ev) => view.claims.apply(ev, |c: &PersistentVolumeClaim| key(&c.metadata), claim_state),
+                    Err(e) => self.failed("persistentvolumeclaims", &e),
+                },
+                Some(ev) = volumes.next(), if storage => match ev {
+                    Ok(ev) => view.volumes.apply(ev, |v: &PersistentVolume| v.metadata.name.clone(), |_| Some(())),
+                    Err(e) => self.failed("persistentvolumes", &e),
+                },
+                Some(ev) = ingresses.next(), if storage => match ev {
+                    Ok(ev) => view.ingresses.apply(ev, |i: &Ingress| key(&i.metadata), |_| Some(())),
+                    Err(e) => self.failed("ingresses", &e),
                 },
                 () = publish_timer => {
                     publish_at = None;

@@ -41,8 +41,8 @@ mod tests;
 
 pub use api::{ApiError, ApiSource, CONDITION as API_CONDITION, connect as connect_apiserver};
 pub use cluster::{
-    ClusterState, FAILED_NODE_CONDITIONS, NodeCondition, NodeState, SERVICE_NAME_LABEL, ServiceKey, WorkloadKind,
-    WorkloadState,
+    ClaimPhase, ClaimState, ClusterState, FAILED_NODE_CONDITIONS, HyperPodHealth, NodeCondition, NodeState,
+    SERVICE_NAME_LABEL, ServiceKey, WorkloadKind, WorkloadState,
 };
 pub use control_plane::{
     ControlPlaneScrape, FAMILIES as CONTROL_PLANE_FAMILIES, KEPT_LABELS as CONTROL_PLANE_LABELS, ScrapeError, Series,

@@ -12,8 +12,9 @@
 //! A `List` may also hold `Service` objects (`kubectl get pods,services -o json`); their
 //! selectors then give the pods their `Service` attribute. A `List` that holds `Node`
 //! objects is a cluster dump (`kubectl get nodes,pods,services,endpointslices -A -o json`): its
-//! Nodes, `EndpointSlices`, Endpoints and the pods of every node make a [`ClusterState`] for the
-//! leader's records (see [`super::cluster`]). Other kinds are ignored with a warning.
+//! Nodes, `EndpointSlices`, Endpoints, workloads, `PersistentVolumeClaims`, `PersistentVolumes`,
+//! `Ingresses` and the pods of every node make a [`ClusterState`] for the leader's records (see
+//! [`super::cluster`]). Other kinds are ignored with a warning.
 
 use std::collections::HashSet;
 

@@ -64,6 +64,8 @@ const WORKLOADS: &str = "the Deployment name of a ReplicaSet's pods";
 const NODES: &str = "the leader's cluster_node_count and cluster_failed_node_count";
 const SLICES: &str = "the leader's service_number_of_running_pods";
 const WORKLOAD_RECORDS: &str = "the leader's workload records (replicas_*)";
+const STORAGE_RECORDS: &str =
+    "the leader's storage records (persistent_volume_*, namespace_ingress_count; enhanced observability)";
 
 /// Every permission the agent uses.
 pub const PERMISSIONS: &[Permission] = &[
@@ -84,6 +86,12 @@ pub const PERMISSIONS: &[Permission] = &[
     cluster("apps", "statefulsets", "watch", false, WORKLOAD_RECORDS),
     cluster("apps", "replicasets", "list", false, WORKLOAD_RECORDS),
     cluster("apps", "replicasets", "watch", false, WORKLOAD_RECORDS),
+    cluster("", "persistentvolumeclaims", "list", false, STORAGE_RECORDS),
+    cluster("", "persistentvolumeclaims", "watch", false, STORAGE_RECORDS),
+    cluster("", "persistentvolumes", "list", false, STORAGE_RECORDS),
+    cluster("", "persistentvolumes", "watch", false, STORAGE_RECORDS),
+    cluster("networking.k8s.io", "ingresses", "list", false, STORAGE_RECORDS),
+    cluster("networking.k8s.io", "ingresses", "watch", false, STORAGE_RECORDS),
     lease("create", None),
     lease("get", Some(LEASE_NAME)),
     lease("update", Some(LEASE_NAME)),

@@ -237,7 +237,12 @@ impl Collector {
                 // File mode with a cluster dump: this agent is the leader (see README).
                 if let Some(cluster) = snapshot.cluster() {
                     let events = self.settings.produce.events().is_some();
-                    records.extend(compute::cluster::cluster_records(cluster, &node, events));
+                    records.extend(compute::cluster::cluster_records(
+                        cluster,
+                        &node,
+                        events,
+                        self.settings.enhanced,
+                    ));
                     if self.settings.enhanced {
                         let s = pod::PodSettings {
                             enhanced: true,

@@ -24,6 +24,10 @@ pub enum RecordType {
     /// The apiserver's own metrics (`/metrics`), scraped by the leader with enhanced
     /// observability.
     ControlPlane,
+    /// One `PersistentVolumeClaim` (leader, enhanced).
+    ClusterPersistentVolumeClaim,
+    /// One `SageMaker` `HyperPod` node's health label (leader, enhanced).
+    HyperPodNode,
 }
 
 impl RecordType {
@@ -46,6 +50,8 @@ impl RecordType {
             RecordType::ClusterStatefulSet => "ClusterStatefulSet",
             RecordType::ClusterReplicaSet => "ClusterReplicaSet",
             RecordType::ControlPlane => "ControlPlane",
+            RecordType::ClusterPersistentVolumeClaim => "ClusterPersistentVolumeClaim",
+            RecordType::HyperPodNode => "HyperPodNode",
         }
     }
 
@@ -61,6 +67,8 @@ impl RecordType {
                 | RecordType::ClusterStatefulSet
                 | RecordType::ClusterReplicaSet
                 | RecordType::ControlPlane
+                | RecordType::ClusterPersistentVolumeClaim
+                | RecordType::HyperPodNode
         )
     }
 }

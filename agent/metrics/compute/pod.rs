@@ -504,6 +504,7 @@ mod tests {
             ],
             capacity_pods: Some(110),
             allocatable_pods: None,
+            ..NodeState::default()
         };
         let mut node = Record::new(RecordType::Node, 0);
         add_node_status(&mut node, &own);

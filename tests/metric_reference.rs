@@ -46,6 +46,8 @@ fn source(d: &Declaration) -> &'static str {
         RecordType::ControlPlane => "leader: the apiserver's /metrics",
         RecordType::ClusterPersistentVolumeClaim => "leader: PersistentVolumeClaim watch",
         RecordType::HyperPodNode => "leader: Node labels (SageMaker HyperPod nodes only)",
+        RecordType::NodeEBS => "this node's EBS CSI node plugin (`aws_ebs_csi_*`, node metrics on)",
+        RecordType::NodeInstanceStore => "this node's instance-store CSI node plugin (`aws_ec2_instance_store_csi_*`)",
     }
 }
 

@@ -197,8 +197,10 @@ fn every_declared_pair_is_sent_by_every_destination_in_every_mode() {
         // Every record type the table declares metrics for is made here, except those whose
         // source the synthetic node lacks: the apiserver's `/metrics` (ControlPlane:
         // tests/e2e_kube.rs), the container runtime (ContainerFS: tests/runtime_containerd.rs)
-        // and mounted filesystems (NodeFS: tests/host_fixtures.rs, tests/e2e_cloudwatch.rs).
-        let elsewhere = ["ControlPlane", "ContainerFS", "NodeFS"];
+        // mounted filesystems (NodeFS: tests/host_fixtures.rs, tests/e2e_cloudwatch.rs) and the
+        // CSI node plugins (NodeEBS: tests/metrics_volumes.rs; NodeInstanceStore: the same code
+        // with another prefix, `metrics::volumes` unit tests).
+        let elsewhere = ["ControlPlane", "ContainerFS", "NodeFS", "NodeEBS", "NodeInstanceStore"];
         let declared_types: BTreeSet<String> = declare::table(enhanced)
             .iter()
             .map(|d| format!("{:?}", d.record))

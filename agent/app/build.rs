@@ -27,6 +27,8 @@ pub(super) struct Parts {
     pub collector: Collector,
     /// The runtime source's writable-layer usage, for other collectors (`kinsight cost`).
     pub fs_view: crate::runtime::FsView,
+    /// Where the CSI node plugins' scrapes go (`crate::metrics::volumes::VolumeSource`).
+    pub volume_tx: tokio::sync::watch::Sender<std::sync::Arc<crate::metrics::volumes::VolumeScrape>>,
     /// The pod metadata source to run, and the index it fills.
     pub metadata: Option<Metadata>,
     /// Instance id and type from IMDS, for the node attributes.
@@ -158,13 +160,15 @@ pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry
     let sampler = Sampler::new(root, mode, telemetry.clone());
     let metadata = pod_index(outside, cfg);
     let (fs_tx, fs_view) = crate::runtime::fs_channel();
+    let (volume_tx, volume_view) = crate::metrics::volumes::volume_channel();
     let collector = Collector::new(
         sampler,
         capacity,
         settings(cfg, &node),
         metadata.as_ref().map(|m| m.index().clone()),
     )
-    .with_container_fs(fs_view.clone());
+    .with_container_fs(fs_view.clone())
+    .with_volumes(volume_view);
     // The runtime names pods for `runtime` and fills the apiserver's gaps; a pod list file is
     // the whole truth by design (tests and replays), so the runtime does not add to it.
     let runtime_index = match &metadata {
@@ -182,6 +186,7 @@ pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry
     Ok(Parts {
         collector,
         fs_view,
+        volume_tx,
         metadata,
         node,
         runtime,

@@ -468,6 +468,28 @@ pub(super) fn start_metadata(
     }
 }
 
+/// Starts the scrapes of this node's CSI node plugins (enhanced volume I/O) when there is a pod
+/// index to find them in; the source idles while enhanced observability is off.
+pub(super) fn start_volumes(
+    sup: &mut Supervisor,
+    parts: &build::Parts,
+    settings: &watch::Receiver<crate::metrics::collect::Settings>,
+    telemetry: &Telemetry,
+    inputs: &CancellationToken,
+) {
+    let Some(metadata) = &parts.metadata else { return };
+    let source = crate::metrics::volumes::VolumeSource {
+        index: metadata.index().clone(),
+        tx: parts.volume_tx.clone(),
+        telemetry: telemetry.clone(),
+        settings: settings.clone(),
+    };
+    let token = inputs.clone();
+    sup.restartable_until("metrics::volumes", inputs.clone(), move || {
+        source.clone().run(token.clone())
+    });
+}
+
 /// Starts the container runtime source (restartable; it retries a missing socket itself).
 pub(super) fn start_runtime(sup: &mut Supervisor, source: crate::runtime::RuntimeSource, inputs: &CancellationToken) {
     let token = inputs.clone();
@@ -519,6 +541,7 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
 
     // Metrics: the tick loop and the delivery of its cycles.
     let (settings_tx, settings_rx) = watch::channel(build::settings(&cfg, &parts.node));
+    start_volumes(&mut sup, &parts, &settings_rx, &telemetry, &inputs);
     let delivered = start_metrics(
         &mut sup,
         parts.collector,
@@ -604,6 +627,8 @@ pub async fn once(
     let inputs = stopping.child_token();
     start_metadata(&mut sup, parts.metadata.clone(), &cfg, &outside, &telemetry, &inputs);
     start_runtime(&mut sup, parts.runtime.clone(), &inputs);
+    let (_settings_tx, settings_rx) = watch::channel(build::settings(&cfg, &parts.node));
+    start_volumes(&mut sup, &parts, &settings_rx, &telemetry, &inputs);
     let clock: Arc<dyn Clock> = outside.clock.clone();
     let (collector, _priming, _) = tick::collect_off_thread(parts.collector, clock.clone()).await;
     tokio::select! {

@@ -16,6 +16,7 @@ mod clock;
 pub mod confined;
 pub mod disk;
 mod error;
+pub mod exporter;
 pub mod fs;
 pub mod net;
 pub mod pids;

@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, ContainerState as ApiContainerState, ContainerStatus, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState as ApiContainerState, ContainerStatus, Pod, PodSpec, PodStatus, Service,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
 use super::model::{ConditionStatus, ContainerInfo, ContainerState, LogExclusion, PodInfo, PodPhase};
@@ -116,7 +118,34 @@ pub(crate) fn pod_info(pod: &Pod, cx: &mut Convert<'_>) -> Option<PodInfo> {
         service: None,
         ready: condition("Ready"),
         scheduled: condition("PodScheduled"),
+        metrics_endpoint: metrics_endpoint(meta.namespace.as_deref(), meta.labels.as_ref(), spec, status),
     })
+}
+
+/// A pod's IP and `metrics` container port when it is one of the exporters kinsight scrapes
+/// (`crate::metrics::volumes::EXPORTERS`); `None` for any other pod, so the index holds nothing
+/// more for them.
+fn metrics_endpoint(
+    namespace: Option<&str>,
+    labels: Option<&BTreeMap<String, String>>,
+    spec: Option<&PodSpec>,
+    status: Option<&PodStatus>,
+) -> Option<(std::net::IpAddr, Option<u16>)> {
+    let labels = labels?;
+    let is_exporter = crate::metrics::volumes::EXPORTERS
+        .iter()
+        .any(|e| Some(e.namespace) == namespace && labels.get(e.label.0).is_some_and(|v| v == e.label.1));
+    if !is_exporter {
+        return None;
+    }
+    let ip = status?.pod_ip.as_deref()?.parse().ok()?;
+    let port = spec
+        .into_iter()
+        .flat_map(|s| &s.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .find(|p| p.name.as_deref() == Some("metrics"))
+        .and_then(|p| u16::try_from(p.container_port).ok());
+    Some((ip, port))
 }
 
 /// Recomputes `PodName` and `pod_owners` (both `prefer_full_pod_name` settings) of a converted

@@ -240,6 +240,10 @@ pub struct PodInfo {
     pub ready: Option<ConditionStatus>,
     /// The `PodScheduled` condition, `None` when absent.
     pub scheduled: Option<ConditionStatus>,
+    /// `status.podIP` and the first container port named `metrics`, kept only for the node-local
+    /// exporters kinsight scrapes (the EBS and instance-store CSI node plugins, see
+    /// `metrics::volumes`); `None` for every other pod.
+    pub metrics_endpoint: Option<(std::net::IpAddr, Option<u16>)>,
 }
 
 impl PodInfo {

@@ -132,6 +132,7 @@ mod tests {
             service: None,
             ready: None,
             scheduled: None,
+            metrics_endpoint: None,
         }
     }
 

@@ -420,6 +420,7 @@ mod runtime_merge {
             service: None,
             ready: None,
             scheduled: None,
+            metrics_endpoint: None,
         };
         p.containers = containers
             .iter()

@@ -166,6 +166,9 @@ pub struct Collector {
     control_plane: compute::control_plane::ControlPlane,
     /// The runtime source's writable-layer usage, for ContainerFS records.
     container_fs: Option<crate::runtime::FsView>,
+    /// The CSI node plugins' last scrape and the counters' previous values, for the enhanced
+    /// `NodeEBS` and `NodeInstanceStore` records.
+    volumes: Option<(super::volumes::VolumeView, super::volumes::Volumes)>,
     /// Datums of the last cycle: the next one reserves that many at once instead of growing
     /// (and copying) a vector of tens of thousands of datums several times.
     last_datums: usize,
@@ -187,6 +190,7 @@ impl Collector {
             control_plane: compute::control_plane::ControlPlane::new(),
             series: super::series::SeriesWindow::default(),
             container_fs: None,
+            volumes: None,
             last_datums: 0,
         }
     }
@@ -196,6 +200,14 @@ impl Collector {
     #[must_use]
     pub fn with_container_fs(mut self, view: crate::runtime::FsView) -> Self {
         self.container_fs = Some(view);
+        self
+    }
+
+    /// Adds the enhanced volume I/O records from the CSI node plugins' last scrape (read without
+    /// waiting: [`super::volumes::VolumeSource`] scrapes in the background).
+    #[must_use]
+    pub fn with_volumes(mut self, view: super::volumes::VolumeView) -> Self {
+        self.volumes = Some((view, super::volumes::Volumes::default()));
         self
     }
 
@@ -219,6 +231,13 @@ impl Collector {
                 && let Some(own) = snapshot.own_node()
             {
                 pod::add_node_status(&mut node, own);
+            }
+            // This node's volumes, from the CSI node plugins ([E] only).
+            if self.settings.enhanced
+                && let Some((view, volumes)) = &mut self.volumes
+            {
+                let scrape = Arc::clone(&view.borrow());
+                records.extend(volumes.records(&scrape, &node));
             }
             // The leader's control-plane scrape ([E] only: the leader scrapes only then).
             if self.settings.enhanced

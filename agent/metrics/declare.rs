@@ -47,8 +47,8 @@ const fn d(
 
 use RecordType::{
     Cluster, ClusterDaemonSet, ClusterDeployment, ClusterNamespace, ClusterPersistentVolumeClaim, ClusterReplicaSet,
-    ClusterService, ClusterStatefulSet, Container, ContainerFS, ControlPlane, HyperPodNode, Node, NodeDiskIO, NodeFS,
-    NodeNet, Pod, PodNet,
+    ClusterService, ClusterStatefulSet, Container, ContainerFS, ControlPlane, HyperPodNode, Node, NodeDiskIO, NodeEBS,
+    NodeFS, NodeInstanceStore, NodeNet, Pod, PodNet,
 };
 use Unit::{Bytes, BytesPerSecond, Count, CountPerSecond, None as NoUnit, Percent, Seconds};
 
@@ -112,6 +112,7 @@ const P_C: &[&[&str]] = &[SET_P, SET_C];
 const POD_E: &[&[&str]] = &[SET_P, SET_C, SET_S, SET_NS, SET_FP];
 const POD_STATE_E: &[&[&str]] = &[SET_P, SET_C, SET_FP, SET_S];
 const CONTAINER_E: &[&[&str]] = &[SET_C, SET_FCT, SET_CT];
+const VOLUME: &[&[&str]] = &[SET_C, SET_N, &["ClusterName", "InstanceId", "NodeName", "VolumeId"]];
 const PVC: &[&[&str]] = &[
     SET_C,
     SET_NS,
@@ -125,7 +126,7 @@ const PVC: &[&[&str]] = &[
 /// runtime's container filesystems, the leader's storage and `HyperPod` records). Groups that
 /// need external exporters (accelerated compute, EBS) are not here; [`MISSING_ENHANCED`] names
 /// them.
-pub const ENHANCED: [Declaration; 122] = [
+pub const ENHANCED: [Declaration; 142] = [
     // Node: the 11 standard node metrics, all with N and C.
     d("node_cpu_utilization", Node, Percent, N_C),
     d("node_memory_utilization", Node, Percent, N_C),
@@ -273,6 +274,93 @@ pub const ENHANCED: [Declaration; 122] = [
     d("cluster_node_count", Cluster, Count, &[SET_C]),
     d("cluster_failed_node_count", Cluster, Count, &[SET_C]),
     d("cluster_number_of_running_pods", Cluster, Count, &[SET_C]),
+    // EBS and instance-store volume I/O, from this node's CSI node plugins (units as upstream's
+    // `internal/nvme/metric_unit.go` in `awscontainerinsightreceiver`).
+    d("node_diskio_ebs_total_read_ops", NodeEBS, Count, VOLUME),
+    d("node_diskio_ebs_total_write_ops", NodeEBS, Count, VOLUME),
+    d("node_diskio_ebs_total_read_bytes", NodeEBS, Bytes, VOLUME),
+    d("node_diskio_ebs_total_write_bytes", NodeEBS, Bytes, VOLUME),
+    d("node_diskio_ebs_total_read_time", NodeEBS, Seconds, VOLUME),
+    d("node_diskio_ebs_total_write_time", NodeEBS, Seconds, VOLUME),
+    d(
+        "node_diskio_ebs_volume_performance_exceeded_iops",
+        NodeEBS,
+        Seconds,
+        VOLUME,
+    ),
+    d(
+        "node_diskio_ebs_volume_performance_exceeded_tp",
+        NodeEBS,
+        Seconds,
+        VOLUME,
+    ),
+    d(
+        "node_diskio_ebs_ec2_instance_performance_exceeded_iops",
+        NodeEBS,
+        Seconds,
+        VOLUME,
+    ),
+    d(
+        "node_diskio_ebs_ec2_instance_performance_exceeded_tp",
+        NodeEBS,
+        Seconds,
+        VOLUME,
+    ),
+    d("node_diskio_ebs_volume_queue_length", NodeEBS, Count, VOLUME),
+    d(
+        "node_diskio_instance_store_total_read_ops",
+        NodeInstanceStore,
+        Count,
+        VOLUME,
+    ),
+    d(
+        "node_diskio_instance_store_total_write_ops",
+        NodeInstanceStore,
+        Count,
+        VOLUME,
+    ),
+    d(
+        "node_diskio_instance_store_total_read_bytes",
+        NodeInstanceStore,
+        Bytes,
+        VOLUME,
+    ),
+    d(
+        "node_diskio_instance_store_total_write_bytes",
+        NodeInstanceStore,
+        Bytes,
+        VOLUME,
+    ),
+    d(
+        "node_diskio_instance_store_total_read_time",
+        NodeInstanceStore,
+        Seconds,
+        VOLUME,
+    ),
+    d(
+        "node_diskio_instance_store_total_write_time",
+        NodeInstanceStore,
+        Seconds,
+        VOLUME,
+    ),
+    d(
+        "node_diskio_instance_store_ec2_instance_performance_exceeded_iops",
+        NodeInstanceStore,
+        Seconds,
+        VOLUME,
+    ),
+    d(
+        "node_diskio_instance_store_ec2_instance_performance_exceeded_tp",
+        NodeInstanceStore,
+        Seconds,
+        VOLUME,
+    ),
+    d(
+        "node_diskio_instance_store_volume_queue_length",
+        NodeInstanceStore,
+        Count,
+        VOLUME,
+    ),
     // Storage (leader): Ingresses per namespace, PersistentVolumes, one record per claim.
     d("namespace_ingress_count", ClusterNamespace, Count, &[SET_NS, SET_C]),
     d("persistent_volume_count", Cluster, Count, &[SET_C]),
@@ -444,16 +532,6 @@ impl MissingGroup {
 /// declarations the table does not cover.
 pub const MISSING_ENHANCED: &[MissingGroup] = &[
     MissingGroup {
-        name: "EBS volume I/O (node_diskio_ebs_*)",
-        accelerated: false,
-        contains: &["node_diskio_ebs_"],
-    },
-    MissingGroup {
-        name: "instance-store volume I/O (node_diskio_instance_store_*)",
-        accelerated: false,
-        contains: &["node_diskio_instance_store_"],
-    },
-    MissingGroup {
         name: "NVIDIA GPU (*_gpu_*)",
         accelerated: true,
         contains: &["_gpu_"],
@@ -550,7 +628,11 @@ pub fn check_drop(metric: Option<&str>, dimensions: Option<&[String]>) -> Result
 /// for checking the declaration tables.
 pub fn unit_of(field: &str) -> Unit {
     let f = field;
-    if let Some(d) = ENHANCED.iter().find(|d| d.record == ControlPlane && d.metric == f) {
+    // Units upstream sets by descriptor or by its scraper's unit table, not by suffix.
+    if let Some(d) = ENHANCED
+        .iter()
+        .find(|d| matches!(d.record, ControlPlane | NodeEBS | NodeInstanceStore) && d.metric == f)
+    {
         return d.unit;
     }
     // Conditions and pod counts; `memory_pressure` and `network_unavailable` are no bytes or

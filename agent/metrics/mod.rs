@@ -21,6 +21,7 @@ pub mod record;
 pub mod sample;
 pub mod series;
 pub mod tick;
+pub mod volumes;
 
 pub use collect::{Collector, Cycle};
 pub use encode::datum::{Datum, Unit};

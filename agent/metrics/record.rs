@@ -28,6 +28,10 @@ pub enum RecordType {
     ClusterPersistentVolumeClaim,
     /// One `SageMaker` `HyperPod` node's health label (leader, enhanced).
     HyperPodNode,
+    /// One EBS volume's NVMe statistics from the EBS CSI node plugin (enhanced).
+    NodeEBS,
+    /// One instance-store volume's NVMe statistics from its CSI node plugin (enhanced).
+    NodeInstanceStore,
 }
 
 impl RecordType {
@@ -52,6 +56,8 @@ impl RecordType {
             RecordType::ControlPlane => "ControlPlane",
             RecordType::ClusterPersistentVolumeClaim => "ClusterPersistentVolumeClaim",
             RecordType::HyperPodNode => "HyperPodNode",
+            RecordType::NodeEBS => "NodeEBS",
+            RecordType::NodeInstanceStore => "NodeInstanceStore",
         }
     }
 

@@ -227,6 +227,7 @@ pub fn pods<'a>(containers: impl IntoIterator<Item = &'a RuntimeContainer>) -> V
                 service: None,
                 ready: None,
                 scheduled: None,
+                metrics_endpoint: None,
             })
         })
         .collect()

@@ -81,6 +81,9 @@ pub enum Name {
     /// Scrapes of the apiserver's `/metrics` by the leader (enhanced observability), by `result`
     /// (`ok` | `forbidden` | `error`).
     ControlPlaneScrapes,
+    /// Scrapes of this node's CSI node plugins for volume I/O (enhanced observability), by
+    /// `exporter` (`ebs` | `instance_store`) and `result` (`ok` | `error`).
+    VolumeScrapes,
     /// Metric datums not delivered to `CloudWatch`, by `reason` (`queue_full` | `rejected` |
     /// `access_denied` | `invalid_value` | `out_of_window` | `shutdown`).
     MetricsDropped,
@@ -155,6 +158,7 @@ impl Name {
             Name::LeaderTransitions => "kinsight_leader_transitions_total",
             Name::ClusterNodes => "kinsight_cluster_nodes",
             Name::ControlPlaneScrapes => "kinsight_control_plane_scrapes_total",
+            Name::VolumeScrapes => "kinsight_volume_scrapes_total",
             Name::BillableMetricSeries => "kinsight_billable_metric_series",
             Name::BillableEmfBytes => "kinsight_billable_emf_bytes_total",
             Name::AwsIdentityInfo => "kinsight_aws_identity_info",
@@ -214,6 +218,9 @@ impl Name {
             Name::LeaderTransitions => "Leadership changes of this agent, by the side it moved to.",
             Name::ClusterNodes => "Nodes in the leader's last cluster view.",
             Name::ControlPlaneScrapes => "Scrapes of the apiserver's /metrics by the leader, by result.",
+            Name::VolumeScrapes => {
+                "Scrapes of this node's EBS and instance-store CSI node plugins, by exporter and result."
+            }
             Name::BillableMetricSeries => "Distinct metric series (name and dimension values) sent in the last hour.",
             Name::BillableEmfBytes => {
                 "EMF performance event bytes accepted by CloudWatch Logs (message bytes + 26 per event)."

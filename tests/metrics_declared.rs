@@ -1,14 +1,18 @@
-//! Every declared (metric, dimension set) pair of the record types a node produces is sent, in
-//! every mode and for every destination, and nothing undeclared is: the datums of
-//! `put_metric_data`, the `CloudWatchMetrics` directive of `emf` (top level, as the Container Insights events carry it), both of `both`. A record type
-//! that only one destination builds (the per-interface pod records once were built only for
-//! EMF events, so `pod_interface_network_*_dropped` never reached `PutMetricData`) fails here.
+//! Every declared (metric, dimension set) pair is sent, in every mode and for every destination,
+//! and nothing undeclared is, on a node with every source present: cgroups and `/proc`, a cluster
+//! dump (so this agent is the leader), the runtime's writable layers, the CSI node plugins and
+//! the apiserver's `/metrics`. The datums of `put_metric_data`, the `CloudWatchMetrics`
+//! directive of `emf`, both of `both`. A record type that only one destination builds (the
+//! per-interface pod records once were built only for EMF events, so
+//! `pod_interface_network_*_dropped` never reached `PutMetricData`) fails here. The last test
+//! holds the same run to the CloudWatch agent's own declarations.
 
 #[path = "../benches/support/synthetic.rs"]
 mod synthetic;
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use kinsight::config::{self, Inputs, OutputKind};
 use kinsight::host::{CgroupMode, Root, SystemClock, procfs};
@@ -17,17 +21,20 @@ use kinsight::metrics::Collector;
 use kinsight::metrics::collect::{Cycle, Settings};
 use kinsight::metrics::compute::NodeAttributes;
 use kinsight::metrics::declare;
+use kinsight::metrics::record::RecordType;
 use kinsight::metrics::sample::Sampler;
+use kinsight::metrics::volumes::{self, VolumeScrape};
+use kinsight::runtime::{ContainerFs, ImageFs, fs_channel};
 use kinsight::telemetry::Telemetry;
 use serde_json::Value;
 
 type Pair = (String, Vec<String>);
 
-fn collector(root: &Path, enhanced: bool, destination: &str) -> Collector {
+fn collector(root: &Path, enhanced: bool, destination: &str) -> (Collector, PodIndex) {
     collector_with(root, enhanced, destination, Telemetry::new())
 }
 
-fn collector_with(root: &Path, enhanced: bool, destination: &str, telemetry: Telemetry) -> Collector {
+fn collector_with(root: &Path, enhanced: bool, destination: &str, telemetry: Telemetry) -> (Collector, PodIndex) {
     let json = format!(
         r#"{{"logs":{{"metrics_collected":{{"kubernetes":{{"cluster_name":"c","enhanced_container_insights":{enhanced}}}}}}},
             "kinsight":{{"metrics":{{"destination":"{destination}"}}}}}}"#
@@ -67,12 +74,94 @@ fn collector_with(root: &Path, enhanced: bool, destination: &str, telemetry: Tel
         instance_id: Some("i-0123456789abcdef0".into()),
         instance_type: Some("m5.large".into()),
     };
-    Collector::new(
+    let collector = Collector::new(
         Sampler::new(root, mode, telemetry),
         capacity,
         Settings::from_config(&cfg, attrs),
-        Some(index),
-    )
+        Some(index.clone()),
+    );
+    (collector, index)
+}
+
+/// The apiserver's `/metrics` at scrape `n` (1, 2, …): every family the table declares, with
+/// the labels of its dimension sets and values that grow with `n` (histograms for Seconds,
+/// counters for `_total`, gauges otherwise), and a `503` so that `apiserver_request_total_5xx`
+/// has a value.
+fn control_plane_text(n: u64) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds 1.7e9\n");
+    for d in declare::table(true)
+        .iter()
+        .filter(|d| d.record == RecordType::ControlPlane)
+    {
+        if d.metric == "apiserver_request_total_5xx" {
+            continue;
+        }
+        let labels: BTreeSet<&str> = d
+            .sets
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .filter(|l| *l != "ClusterName")
+            .collect();
+        let codes: &[&str] = if labels.contains("code") {
+            &["200", "503"]
+        } else {
+            &[""]
+        };
+        let m = d.metric;
+        let kind = if d.unit == kinsight::metrics::encode::datum::Unit::Seconds {
+            "histogram"
+        } else if m.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        let _ = writeln!(out, "# TYPE {m} {kind}");
+        for code in codes {
+            let l: Vec<String> = labels
+                .iter()
+                .map(|k| {
+                    if *k == "code" {
+                        format!("{k}=\"{code}\"")
+                    } else {
+                        format!("{k}=\"x\"")
+                    }
+                })
+                .collect();
+            let l = l.join(",");
+            let v = 10 * n;
+            if kind == "histogram" {
+                let _ = writeln!(out, "{m}_bucket{{{l},le=\"0.1\"}} {v}");
+                let _ = writeln!(out, "{m}_bucket{{{l},le=\"+Inf\"}} {v}");
+                let _ = writeln!(out, "{m}_sum{{{l}}} {n}");
+                let _ = writeln!(out, "{m}_count{{{l}}} {v}");
+            } else {
+                let _ = writeln!(out, "{m}{{{l}}} {v}");
+            }
+        }
+    }
+    out
+}
+
+/// The CSI node plugins at scrape `n`: one EBS and one instance-store volume with every field.
+fn volume_scrape(n: u64) -> VolumeScrape {
+    use std::fmt::Write as _;
+    let mut samples = Vec::new();
+    for e in &volumes::EXPORTERS {
+        let mut text = String::new();
+        for (f, _, counter) in e.fields {
+            let kind = if *counter { "counter" } else { "gauge" };
+            let _ = write!(
+                text,
+                "# TYPE {p}{f} {kind}\n{p}{f}{{instance_id=\"i-0123456789abcdef0\",volume_id=\"vol-{k}\"}} {v}\n",
+                p = e.prefix,
+                k = e.kind.as_str(),
+                v = 100 * n
+            );
+        }
+        samples.extend(volumes::parse(e, &text));
+    }
+    VolumeScrape { seq: n, samples }
 }
 
 /// Two cycles (the second has rates), the second one returned.
@@ -129,11 +218,41 @@ fn cycle(enhanced: bool, destination: &str) -> Cycle {
                            "metadata": {"name": "web", "namespace": "ns0"}}),
     ]);
     std::fs::write(&list_path, list.to_string()).unwrap();
-    let mut c = collector(dir.path(), enhanced, destination);
-    c.collect(&SystemClock);
-    node.advance();
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    c.collect(&SystemClock)
+    // The host's mount table: the root filesystem (the tree itself), for NodeFS.
+    std::fs::create_dir_all(dir.path().join("proc/1")).unwrap();
+    std::fs::write(
+        dir.path().join("proc/1/mountinfo"),
+        "23 1 259:1 / / rw,relatime shared:1 - xfs /dev/nvme0n1p1 rw,attr2\n",
+    )
+    .unwrap();
+    let (c, index) = collector(dir.path(), enhanced, destination);
+    // The background sources, as their views give them: the container runtime's writable
+    // layers (ContainerFS), the CSI node plugins (NodeEBS, NodeInstanceStore) and the
+    // apiserver's /metrics (ControlPlane), each scraped once per cycle.
+    let (fs_tx, fs_view) = fs_channel();
+    let usage = (0..3)
+        .flat_map(|p| (0..2).map(move |c| (synthetic::container_id(p, c), 4096 * (p as u64 + 1))))
+        .collect();
+    fs_tx.send_replace(Arc::new(ContainerFs {
+        usage_bytes: usage,
+        image_fs: Some(ImageFs {
+            capacity_bytes: 100 << 30,
+            available_bytes: 60 << 30,
+        }),
+    }));
+    let (volume_tx, volume_view) = volumes::volume_channel();
+    let mut c = c.with_container_fs(fs_view).with_volumes(volume_view);
+    for n in 1..=2 {
+        index.set_control_plane(Some(kube::parse_control_plane(&control_plane_text(n), n)));
+        volume_tx.send_replace(Arc::new(volume_scrape(n)));
+        let cycle = c.collect(&SystemClock);
+        if n == 2 {
+            return cycle;
+        }
+        node.advance();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    unreachable!()
 }
 
 fn datum_pairs(c: &Cycle) -> BTreeSet<Pair> {
@@ -194,17 +313,11 @@ fn every_declared_pair_is_sent_by_every_destination_in_every_mode() {
         let both = cycle(enhanced, "both");
         // The record types a node with pods produces, whatever the destination.
         let all: BTreeSet<String> = [&pmd, &emf, &both].iter().flat_map(|c| types(c)).collect();
-        // Every record type the table declares metrics for is made here, except those whose
-        // source the synthetic node lacks: the apiserver's `/metrics` (ControlPlane:
-        // tests/e2e_kube.rs), the container runtime (ContainerFS: tests/runtime_containerd.rs)
-        // mounted filesystems (NodeFS: tests/host_fixtures.rs, tests/e2e_cloudwatch.rs) and the
-        // CSI node plugins (NodeEBS: tests/metrics_volumes.rs; NodeInstanceStore: the same code
-        // with another prefix, `metrics::volumes` unit tests).
-        let elsewhere = ["ControlPlane", "ContainerFS", "NodeFS", "NodeEBS", "NodeInstanceStore"];
+        // Every record type the table declares metrics for is made here: this is a node with
+        // every source present.
         let declared_types: BTreeSet<String> = declare::table(enhanced)
             .iter()
             .map(|d| format!("{:?}", d.record))
-            .filter(|t| !elsewhere.contains(&t.as_str()))
             .collect();
         let missing_types: Vec<&String> = declared_types.difference(&all).collect();
         assert!(missing_types.is_empty(), "no records of {missing_types:?}: {all:?}");
@@ -237,7 +350,7 @@ fn the_billable_series_gauge_counts_the_distinct_series_sent() {
         let dir = tempfile::tempdir().unwrap();
         let mut node = synthetic::Node::create(dir.path(), 3, 2);
         let t = Telemetry::new();
-        let mut c = collector_with(dir.path(), enhanced, "put_metric_data", t.clone());
+        let (mut c, _) = collector_with(dir.path(), enhanced, "put_metric_data", t.clone());
         let first = c.collect(&SystemClock);
         node.advance();
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -262,5 +375,69 @@ fn the_billable_series_gauge_counts_the_distinct_series_sent() {
             series.len() as f64,
             "enhanced {enhanced}"
         );
+    }
+}
+
+/// The oracle end to end: what a run on this node with every source present sends — datums with
+/// `put_metric_data`, the directive with `emf` — is exactly the CloudWatch agent's own
+/// declarations (`tests/fixtures/upstream/declarations.json`, see `tests/metrics_upstream.rs`),
+/// apart from the groups `declare::MISSING_ENHANCED` names and two selectors that match no metric
+/// upstream either. Selectors match unanchored, as upstream's Go regular expressions.
+#[test]
+fn a_run_with_every_source_sends_exactly_the_upstream_declarations() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/upstream/declarations.json");
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let dead = [
+        "daemonset_status_number_available",
+        "daemonset_status_number_unavailable",
+    ];
+    for (mode, enhanced, accelerated) in [
+        ("standard", false, false),
+        ("enhanced", true, false),
+        ("enhanced_accelerated", true, true),
+    ] {
+        let upstream: BTreeSet<Pair> = fixture[mode]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let mut dims: Vec<String> = p[1]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_str().unwrap().to_string())
+                    .collect();
+                dims.sort();
+                (p[0].as_str().unwrap().to_string(), dims)
+            })
+            .collect();
+        for (destination, sent) in [
+            ("put_metric_data", datum_pairs(&cycle(enhanced, "put_metric_data"))),
+            ("emf", directive_pairs(&cycle(enhanced, "emf"))),
+        ] {
+            let unknown: Vec<&Pair> = sent
+                .iter()
+                .filter(|(m, d)| !upstream.iter().any(|(sel, ud)| m.contains(sel.as_str()) && ud == d))
+                .collect();
+            assert!(
+                unknown.is_empty(),
+                "{mode}/{destination}: sent, not declared upstream: {unknown:#?}"
+            );
+            let unsent: Vec<&Pair> = upstream
+                .iter()
+                .filter(|(sel, d)| !sent.iter().any(|(m, sd)| m.contains(sel.as_str()) && sd == d))
+                .filter(|(sel, _)| !dead.contains(&sel.as_str()))
+                .filter(|(sel, _)| {
+                    !(enhanced
+                        && declare::MISSING_ENHANCED
+                            .iter()
+                            .any(|g| (accelerated || !g.accelerated) && g.covers(sel)))
+                })
+                .collect();
+            assert!(
+                unsent.is_empty(),
+                "{mode}/{destination}: declared upstream, not sent: {unsent:#?}"
+            );
+        }
     }
 }

@@ -7,8 +7,12 @@
 //! `pod_interface_network_*_dropped` never reached `PutMetricData`) fails here. The last test
 //! holds the same run to the CloudWatch agent's own declarations.
 
+#[path = "support/pairs.rs"]
+mod pairs;
 #[path = "../benches/support/synthetic.rs"]
 mod synthetic;
+
+use pairs::{Pair, datum_pairs};
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -27,8 +31,6 @@ use kinsight::metrics::volumes::{self, VolumeScrape};
 use kinsight::runtime::{ContainerFs, ImageFs, fs_channel};
 use kinsight::telemetry::Telemetry;
 use serde_json::Value;
-
-type Pair = (String, Vec<String>);
 
 fn collector(root: &Path, enhanced: bool, destination: &str) -> (Collector, PodIndex) {
     collector_with(root, enhanced, destination, Telemetry::new())
@@ -255,38 +257,8 @@ fn cycle(enhanced: bool, destination: &str) -> Cycle {
     unreachable!()
 }
 
-fn datum_pairs(c: &Cycle) -> BTreeSet<Pair> {
-    c.datums
-        .iter()
-        .map(|d| {
-            (
-                d.metric_name.to_string(),
-                d.dimensions.iter().map(|(k, _)| (*k).to_string()).collect(),
-            )
-        })
-        .collect()
-}
-
 fn directive_pairs(c: &Cycle) -> BTreeSet<Pair> {
-    let mut out = BTreeSet::new();
-    for e in &c.events {
-        let v: Value = serde_json::from_str(&e.message.text()).unwrap();
-        for d in v["CloudWatchMetrics"].as_array().into_iter().flatten() {
-            for m in d["Metrics"].as_array().unwrap() {
-                for set in d["Dimensions"].as_array().unwrap() {
-                    let mut dims: Vec<String> = set
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|s| s.as_str().unwrap().to_string())
-                        .collect();
-                    dims.sort();
-                    out.insert((m["Name"].as_str().unwrap().to_string(), dims));
-                }
-            }
-        }
-    }
-    out
+    pairs::directive_pairs_of(c, |_| true)
 }
 
 fn declared(enhanced: bool, types: &BTreeSet<String>) -> BTreeSet<Pair> {
@@ -385,8 +357,6 @@ fn the_billable_series_gauge_counts_the_distinct_series_sent() {
 /// upstream either. Selectors match unanchored, as upstream's Go regular expressions.
 #[test]
 fn a_run_with_every_source_sends_exactly_the_upstream_declarations() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/upstream/declarations.json");
-    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let dead = [
         "daemonset_status_number_available",
         "daemonset_status_number_unavailable",
@@ -396,21 +366,7 @@ fn a_run_with_every_source_sends_exactly_the_upstream_declarations() {
         ("enhanced", true, false),
         ("enhanced_accelerated", true, true),
     ] {
-        let upstream: BTreeSet<Pair> = fixture[mode]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                let mut dims: Vec<String> = p[1]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|d| d.as_str().unwrap().to_string())
-                    .collect();
-                dims.sort();
-                (p[0].as_str().unwrap().to_string(), dims)
-            })
-            .collect();
+        let (_, upstream) = pairs::upstream(mode);
         for (destination, sent) in [
             ("put_metric_data", datum_pairs(&cycle(enhanced, "put_metric_data"))),
             ("emf", directive_pairs(&cycle(enhanced, "emf"))),

@@ -15,8 +15,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+#[path = "support/pairs.rs"]
+mod pairs;
+
 use kinsight::metrics::declare::{self, MISSING_ENHANCED};
-use serde_json::Value;
 
 type Dims = Vec<String>;
 
@@ -26,32 +28,14 @@ struct Upstream {
 }
 
 fn upstream() -> Upstream {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/upstream/declarations.json");
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut modes = BTreeMap::new();
+    let mut commit = String::new();
     for mode in ["standard", "enhanced", "enhanced_accelerated"] {
-        let pairs = v[mode]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                let sel = p[0].as_str().unwrap().to_string();
-                let mut dims: Dims = p[1]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|d| d.as_str().unwrap().to_string())
-                    .collect();
-                dims.sort();
-                (sel, dims)
-            })
-            .collect();
+        let (c, pairs) = pairs::upstream(mode);
+        commit = c;
         modes.insert(mode.to_string(), pairs);
     }
-    Upstream {
-        commit: v["commit"].as_str().unwrap().to_string(),
-        modes,
-    }
+    Upstream { commit, modes }
 }
 
 /// kinsight's declared (metric, dimension set) pairs for a mode.

@@ -5,6 +5,8 @@
 //! declared dimension sets. Standard mode neither scrapes nor sends; a plugin that refuses is
 //! counted and the agent goes on.
 
+#[path = "support/pairs.rs"]
+mod pairs;
 #[path = "../benches/support/synthetic.rs"]
 mod synthetic;
 
@@ -102,37 +104,13 @@ fn index(root: &std::path::Path, port: u16) -> PodIndex {
     index
 }
 
-type Pair = (String, Vec<String>);
+use pairs::Pair;
 
 /// The (metric, dimension set) pairs of the `NodeEBS` metrics a destination sends: the
 /// directive of the performance events with `emf`, the datums otherwise.
 fn sent_pairs(cycle: &kinsight::metrics::Cycle, destination: &str) -> BTreeSet<Pair> {
     if destination == "emf" {
-        cycle
-            .events
-            .iter()
-            .flat_map(|e| {
-                let v: Value = serde_json::from_str(&e.message.text()).unwrap();
-                let mut out = Vec::new();
-                if v["Type"] == "NodeEBS" {
-                    for d in v["CloudWatchMetrics"].as_array().unwrap() {
-                        for m in d["Metrics"].as_array().unwrap() {
-                            for set in d["Dimensions"].as_array().unwrap() {
-                                let mut dims: Vec<String> = set
-                                    .as_array()
-                                    .unwrap()
-                                    .iter()
-                                    .map(|s| s.as_str().unwrap().to_string())
-                                    .collect();
-                                dims.sort();
-                                out.push((m["Name"].as_str().unwrap().to_string(), dims));
-                            }
-                        }
-                    }
-                }
-                out
-            })
-            .collect()
+        pairs::directive_pairs_of(cycle, |t| t == "NodeEBS")
     } else {
         cycle
             .datums

@@ -58,6 +58,9 @@ pub struct NodeState {
     pub capacity_pods: Option<u64>,
     /// `status.allocatable.pods` (`node_status_allocatable_pods`).
     pub allocatable_pods: Option<u64>,
+    /// `status.capacity["nvidia.com/gpu"]` (`node_gpu_limit`), as upstream's pod store reads it
+    /// (`getNodeStatusCapacityGPUs` in awscontainerinsightreceiver `internal/stores/nodeinfo.go`).
+    pub capacity_gpus: Option<u64>,
     /// A `SageMaker` `HyperPod` node's health label (the leader's `hyperpod_node_health_status_*`):
     /// set only for an instance type `ml.*` that carries a known
     /// `sagemaker.amazonaws.com/node-health-status` value.
@@ -474,13 +477,16 @@ pub(crate) fn node_state(node: &Node) -> Option<NodeState> {
         })
         .collect();
     // The kubelet writes the pod count as a plain integer (`--max-pods`, default 110).
-    let pods = |m: Option<&BTreeMap<String, ApiQuantity>>| m?.get("pods")?.0.trim().parse::<u64>().ok();
+    // Device plugins advertise whole devices, also as plain integers.
+    let count = |m: Option<&BTreeMap<String, ApiQuantity>>, key: &str| m?.get(key)?.0.trim().parse::<u64>().ok();
     let status = node.status.as_ref();
+    let capacity = status.and_then(|s| s.capacity.as_ref());
     Some(NodeState {
         name,
         conditions,
-        capacity_pods: pods(status.and_then(|s| s.capacity.as_ref())),
-        allocatable_pods: pods(status.and_then(|s| s.allocatable.as_ref())),
+        capacity_pods: count(capacity, "pods"),
+        allocatable_pods: count(status.and_then(|s| s.allocatable.as_ref()), "pods"),
+        capacity_gpus: count(capacity, crate::kube::GPU_RESOURCE),
         hyperpod_health: hyperpod_health(node.metadata.labels.as_ref()),
     })
 }

@@ -13,7 +13,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
-use super::model::{ConditionStatus, ContainerInfo, ContainerState, LogExclusion, PodInfo, PodPhase};
+use super::model::{
+    Accelerators, ConditionStatus, ContainerInfo, ContainerState, GPU_RESOURCE, LogExclusion, PodInfo, PodPhase,
+};
 use super::podlist::{CONFIG_MIRROR_ANNOTATION, Warning};
 use super::quantity::Quantity;
 use super::service::ServiceSelector;
@@ -223,6 +225,23 @@ impl Join<'_> {
                     resource(res.limits.as_ref(), "memory"),
                     Quantity::value,
                 );
+                let accelerators = Accelerators {
+                    gpu_request: self.quantity(
+                        &c.name,
+                        "requests.nvidia.com/gpu",
+                        resource(res.requests.as_ref(), GPU_RESOURCE),
+                        Quantity::value,
+                    ),
+                    gpu_limit: self.quantity(
+                        &c.name,
+                        "limits.nvidia.com/gpu",
+                        resource(res.limits.as_ref(), GPU_RESOURCE),
+                        Quantity::value,
+                    ),
+                };
+                if accelerators != Accelerators::default() {
+                    info.accelerators = Some(Box::new(accelerators));
+                }
             }
             out.push(info);
         }

@@ -136,6 +136,36 @@ pub struct ContainerInfo {
     pub cpu_limit_millicores: Option<f64>,
     pub memory_request_bytes: Option<f64>,
     pub memory_limit_bytes: Option<f64>,
+    /// Accelerator device counts the spec asks for; `None` for the usual container that asks
+    /// for none (one pointer, so pods without accelerators pay 8 bytes per container).
+    pub accelerators: Option<Box<Accelerators>>,
+}
+
+/// The extended resource a GPU device plugin advertises (NVIDIA's `k8s-device-plugin`), and
+/// the one upstream's pod store sums (`gpuKey` in awscontainerinsightreceiver
+/// `internal/stores/podstore.go`).
+pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+
+/// Accelerator devices one spec container requests and limits (`resources.requests` /
+/// `resources.limits` of the device plugins' extended resources).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Accelerators {
+    /// `requests["nvidia.com/gpu"]`.
+    pub gpu_request: Option<f64>,
+    /// `limits["nvidia.com/gpu"]`.
+    pub gpu_limit: Option<f64>,
+}
+
+impl ContainerInfo {
+    /// The container's `nvidia.com/gpu` limit, if its spec sets one.
+    pub fn gpu_limit(&self) -> Option<f64> {
+        self.accelerators.as_ref()?.gpu_limit
+    }
+
+    /// The container's `nvidia.com/gpu` request, if its spec sets one.
+    pub fn gpu_request(&self) -> Option<f64> {
+        self.accelerators.as_ref()?.gpu_request
+    }
 }
 
 /// The node's capacity, which every pod's request and limit sums are clamped to.

@@ -477,3 +477,35 @@ mod runtime_merge {
         assert!(snap.by_container_id("c1").is_none(), "the source never published c1");
     }
 }
+
+#[test]
+fn gpu_resources_are_read_per_container_and_only_when_set() {
+    let text = r#"{"kind": "PodList", "items": [{
+        "metadata": {"name": "trainer-0", "namespace": "ml", "uid": "u1"},
+        "spec": {"nodeName": "n", "containers": [
+            {"name": "main", "resources": {"limits": {"nvidia.com/gpu": "2", "cpu": "1"},
+                                           "requests": {"nvidia.com/gpu": "2"}}},
+            {"name": "log", "resources": {"limits": {"cpu": "100m"}}}
+        ]},
+        "status": {"phase": "Running"}
+    }]}"#;
+    let (pods, warnings) = parse_pod_list(text).unwrap();
+    assert_eq!(warnings, vec![]);
+    let main = &pods[0].containers[0];
+    assert_eq!((main.gpu_request(), main.gpu_limit()), (Some(2.0), Some(2.0)));
+    assert_eq!(
+        pods[0].containers[1].accelerators, None,
+        "no box for a container without accelerators"
+    );
+}
+
+#[test]
+fn the_own_node_gpu_capacity_is_read() {
+    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "n"},
+        "status": {"capacity": {"pods": "110", "nvidia.com/gpu": "8"}, "allocatable": {"pods": "110"}}
+    }))
+    .unwrap();
+    let own = cluster::node_state(&node).unwrap();
+    assert_eq!((own.capacity_pods, own.capacity_gpus), (Some(110), Some(8)));
+}

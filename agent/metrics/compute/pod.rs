@@ -33,7 +33,7 @@ pub struct PodRead<'a> {
     pub memory: Option<MemoryStats>,
 }
 
-fn pod_attributes(r: &mut Record, owner: &Record, pod: &PodInfo, s: PodSettings) {
+pub(super) fn pod_attributes(r: &mut Record, owner: &Record, pod: &PodInfo, s: PodSettings) {
     // Sized once: the node's attributes, the pod's (at most 6), and about 40 fields.
     r.attributes.reserve(owner.attributes.len() + 6);
     r.attributes.extend(owner.attributes.iter().cloned());

@@ -14,6 +14,15 @@ use kinsight::metrics::record::RecordType;
 fn source(d: &Declaration) -> &'static str {
     let m = d.metric;
     match d.record {
+        RecordType::Node if m.contains("_gpu_") => {
+            "accelerated: pod index (nvidia.com/gpu requests, limits) and the Node object's GPU capacity"
+        }
+        RecordType::Pod if m.contains("_gpu_") => {
+            "accelerated: pod spec (nvidia.com/gpu) and the Node object's GPU capacity"
+        }
+        RecordType::ContainerGPU | RecordType::PodGPU | RecordType::NodeGPU => {
+            "accelerated: the node's DCGM exporter; holders from the kubelet's pod-resources API"
+        }
         RecordType::Node if m.starts_with("node_status_") => "this node's Node object (apiserver watch)",
         RecordType::Node if m.contains("reserved") => {
             "pod index (requests of this node's pods) over /proc/cpuinfo, /proc/meminfo"

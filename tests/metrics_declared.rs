@@ -19,6 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kinsight::config::{self, Inputs, OutputKind};
+use kinsight::host::accel::{GpuScrape, dcgm, gpu_channel};
 use kinsight::host::{CgroupMode, Root, SystemClock, procfs};
 use kinsight::kube::{self, PodIndex};
 use kinsight::metrics::Collector;
@@ -32,13 +33,16 @@ use kinsight::runtime::{ContainerFs, ImageFs, fs_channel};
 use kinsight::telemetry::Telemetry;
 use serde_json::Value;
 
-fn collector(root: &Path, enhanced: bool, destination: &str) -> (Collector, PodIndex) {
-    collector_with(root, enhanced, destination, Telemetry::new())
+fn collector(root: &Path, enhanced: bool, accelerated: bool, destination: &str) -> (Collector, PodIndex) {
+    collector_with(root, (enhanced, accelerated), destination, Telemetry::new())
 }
 
-fn collector_with(root: &Path, enhanced: bool, destination: &str, telemetry: Telemetry) -> (Collector, PodIndex) {
+/// `modes`: `enhanced_container_insights` and `accelerated_compute_metrics`.
+fn collector_with(root: &Path, modes: (bool, bool), destination: &str, telemetry: Telemetry) -> (Collector, PodIndex) {
+    let (enhanced, accelerated) = modes;
     let json = format!(
-        r#"{{"logs":{{"metrics_collected":{{"kubernetes":{{"cluster_name":"c","enhanced_container_insights":{enhanced}}}}}}},
+        r#"{{"logs":{{"metrics_collected":{{"kubernetes":{{"cluster_name":"c","enhanced_container_insights":{enhanced},
+            "accelerated_compute_metrics":{accelerated}}}}}}},
             "kinsight":{{"metrics":{{"destination":"{destination}"}}}}}}"#
     );
     let inputs = Inputs {
@@ -68,6 +72,7 @@ fn collector_with(root: &Path, enhanced: bool, destination: &str, telemetry: Tel
         ],
         capacity_pods: Some(110),
         allocatable_pods: Some(110),
+        capacity_gpus: Some(4),
         ..kube::NodeState::default()
     }));
     let attrs = NodeAttributes {
@@ -166,8 +171,12 @@ fn volume_scrape(n: u64) -> VolumeScrape {
     VolumeScrape { seq: n, samples }
 }
 
-/// Two cycles (the second has rates), the second one returned.
+/// Two cycles (the second has rates), the second one returned; accelerated compute metrics on.
 fn cycle(enhanced: bool, destination: &str) -> Cycle {
+    cycle_with(enhanced, true, destination)
+}
+
+fn cycle_with(enhanced: bool, accelerated: bool, destination: &str) -> Cycle {
     let dir = tempfile::tempdir().unwrap();
     let mut node = synthetic::Node::create(dir.path(), 3, 2);
     // A Service over the pods of `ns0`, so that the Service dimension sets have members.
@@ -219,6 +228,12 @@ fn cycle(enhanced: bool, destination: &str) -> Cycle {
         serde_json::json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
                            "metadata": {"name": "web", "namespace": "ns0"}}),
     ]);
+    // A GPU in each container of the first pod (the DCGM exporter fixture assigns nvidia0 to its
+    // container c0); upstream reports pod GPU fields only when every container has a limit.
+    for c in list["items"][0]["spec"]["containers"].as_array_mut().unwrap() {
+        c["resources"]["limits"]["nvidia.com/gpu"] = "1".into();
+        c["resources"]["requests"]["nvidia.com/gpu"] = "1".into();
+    }
     std::fs::write(&list_path, list.to_string()).unwrap();
     // The host's mount table: the root filesystem (the tree itself), for NodeFS.
     std::fs::create_dir_all(dir.path().join("proc/1")).unwrap();
@@ -227,7 +242,7 @@ fn cycle(enhanced: bool, destination: &str) -> Cycle {
         "23 1 259:1 / / rw,relatime shared:1 - xfs /dev/nvme0n1p1 rw,attr2\n",
     )
     .unwrap();
-    let (c, index) = collector(dir.path(), enhanced, destination);
+    let (c, index) = collector(dir.path(), enhanced, accelerated, destination);
     // The background sources, as their views give them: the container runtime's writable
     // layers (ContainerFS), the CSI node plugins (NodeEBS, NodeInstanceStore) and the
     // apiserver's /metrics (ControlPlane), each scraped once per cycle.
@@ -243,7 +258,15 @@ fn cycle(enhanced: bool, destination: &str) -> Cycle {
         }),
     }));
     let (volume_tx, volume_view) = volumes::volume_channel();
-    let mut c = c.with_container_fs(fs_view).with_volumes(volume_view);
+    // The node's DCGM exporter (ContainerGPU, PodGPU, NodeGPU): two GPUs, one held by the
+    // first pod (tests/support/dcgm.rs).
+    let (gpu_tx, gpu_view) = gpu_channel();
+    let gpus = dcgm::parse(include_str!("fixtures/accel/dcgm-exporter.txt")).unwrap();
+    gpu_tx.send_replace(Arc::new(GpuScrape { gpus }));
+    let mut c = c
+        .with_container_fs(fs_view)
+        .with_volumes(volume_view)
+        .with_gpus(gpu_view);
     for n in 1..=2 {
         index.set_control_plane(Some(kube::parse_control_plane(&control_plane_text(n), n)));
         volume_tx.send_replace(Arc::new(volume_scrape(n)));
@@ -265,8 +288,6 @@ fn declared(enhanced: bool, types: &BTreeSet<String>) -> BTreeSet<Pair> {
     declare::table(enhanced)
         .iter()
         .filter(|d| types.contains(&format!("{:?}", d.record)))
-        // GPU fields need GPUs on the node: tests/metrics_accel.rs checks them.
-        .filter(|d| !d.metric.contains("_gpu_"))
         .flat_map(|d| {
             d.sets
                 .iter()
@@ -324,7 +345,7 @@ fn the_billable_series_gauge_counts_the_distinct_series_sent() {
         let dir = tempfile::tempdir().unwrap();
         let mut node = synthetic::Node::create(dir.path(), 3, 2);
         let t = Telemetry::new();
-        let (mut c, _) = collector_with(dir.path(), enhanced, "put_metric_data", t.clone());
+        let (mut c, _) = collector_with(dir.path(), (enhanced, true), "put_metric_data", t.clone());
         let first = c.collect(&SystemClock);
         node.advance();
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -370,8 +391,11 @@ fn a_run_with_every_source_sends_exactly_the_upstream_declarations() {
     ] {
         let (_, upstream) = pairs::upstream(mode);
         for (destination, sent) in [
-            ("put_metric_data", datum_pairs(&cycle(enhanced, "put_metric_data"))),
-            ("emf", directive_pairs(&cycle(enhanced, "emf"))),
+            (
+                "put_metric_data",
+                datum_pairs(&cycle_with(enhanced, accelerated, "put_metric_data")),
+            ),
+            ("emf", directive_pairs(&cycle_with(enhanced, accelerated, "emf"))),
         ] {
             let unknown: Vec<&Pair> = sent
                 .iter()

@@ -35,6 +35,8 @@ pub(super) struct Parts {
     pub node: NodeMetadata,
     /// The container runtime source (always built; it copes with a missing socket).
     pub runtime: RuntimeSource,
+    /// Where the accelerator source publishes its DCGM scrapes (the collector reads them).
+    pub gpus: tokio::sync::watch::Sender<Arc<crate::host::accel::GpuScrape>>,
 }
 
 /// Whether the output needs AWS credentials.
@@ -161,6 +163,7 @@ pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry
     let metadata = pod_index(outside, cfg);
     let (fs_tx, fs_view) = crate::runtime::fs_channel();
     let (volume_tx, volume_view) = crate::metrics::volumes::volume_channel();
+    let (gpus, gpu_view) = crate::host::accel::gpu_channel();
     let collector = Collector::new(
         sampler,
         capacity,
@@ -168,7 +171,8 @@ pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry
         metadata.as_ref().map(|m| m.index().clone()),
     )
     .with_container_fs(fs_view.clone())
-    .with_volumes(volume_view);
+    .with_volumes(volume_view)
+    .with_gpus(gpu_view);
     // The runtime names pods for `runtime` and fills the apiserver's gaps; a pod list file is
     // the whole truth by design (tests and replays), so the runtime does not add to it.
     let runtime_index = match &metadata {
@@ -190,7 +194,29 @@ pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry
         metadata,
         node,
         runtime,
+        gpus,
     })
+}
+
+/// The accelerator source: asks `settings` (the live, reloaded collector settings) and the
+/// own Node object in `index` before each scrape.
+pub(super) fn accelerators(
+    parts: &Parts,
+    settings: tokio::sync::watch::Receiver<Settings>,
+    telemetry: &Telemetry,
+) -> crate::host::accel::AcceleratorSource {
+    let index = parts.metadata.as_ref().map(|m| m.index().clone());
+    let plan = move || {
+        let snapshot = index.as_ref().map(PodIndex::snapshot);
+        settings
+            .borrow()
+            .scrape_plan(snapshot.as_deref().and_then(kube::Snapshot::own_node))
+    };
+    crate::host::accel::AcceleratorSource {
+        plan: Arc::new(plan),
+        gpus: parts.gpus.clone(),
+        telemetry: telemetry.clone(),
+    }
 }
 
 /// Another collector over the node of `outside` with `settings`, reading `index`: `kinsight

@@ -498,6 +498,16 @@ pub(super) fn start_runtime(sup: &mut Supervisor, source: crate::runtime::Runtim
     });
 }
 
+/// Starts the accelerator source (restartable; an unreachable exporter is its normal case).
+pub(super) fn start_accelerators(
+    sup: &mut Supervisor,
+    source: crate::host::accel::AcceleratorSource,
+    inputs: &CancellationToken,
+) {
+    let token = inputs.clone();
+    sup.restartable_until("host::accel", inputs.clone(), move || source.clone().run(token.clone()));
+}
+
 pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) -> Result<(), AppError> {
     let telemetry = Telemetry::new();
     let stopping = CancellationToken::new();
@@ -542,6 +552,11 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
     // Metrics: the tick loop and the delivery of its cycles.
     let (settings_tx, settings_rx) = watch::channel(build::settings(&cfg, &parts.node));
     start_volumes(&mut sup, &parts, &settings_rx, &telemetry, &inputs);
+    start_accelerators(
+        &mut sup,
+        build::accelerators(&parts, settings_rx.clone(), &telemetry),
+        &inputs,
+    );
     let delivered = start_metrics(
         &mut sup,
         parts.collector,
@@ -629,6 +644,7 @@ pub async fn once(
     start_runtime(&mut sup, parts.runtime.clone(), &inputs);
     let (_settings_tx, settings_rx) = watch::channel(build::settings(&cfg, &parts.node));
     start_volumes(&mut sup, &parts, &settings_rx, &telemetry, &inputs);
+    start_accelerators(&mut sup, build::accelerators(&parts, settings_rx, &telemetry), &inputs);
     let clock: Arc<dyn Clock> = outside.clock.clone();
     let (collector, _priming, _) = tick::collect_off_thread(parts.collector, clock.clone()).await;
     tokio::select! {

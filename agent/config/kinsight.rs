@@ -76,6 +76,8 @@ pub(super) struct Given {
     pub logs_endpoint_override: Option<String>,
     /// `POD_IP`, parsed (an invalid value is already an error).
     pub pod_ip: Option<IpAddr>,
+    /// `HOST_IP` (downward API `status.hostIP`), for the default exporter URLs.
+    pub host_ip: Option<String>,
 }
 
 /// The `kinsight` section.
@@ -87,7 +89,12 @@ pub(super) fn section(mut o: Obj<'_>, cx: &mut Ctx, given: Given) -> Kinsight {
         // string, no default: the node name; wins over
         // logs.metrics_collected.kubernetes.host_name, HOST_NAME and the host name.
         node_name: o.parsed(cx, "node_name", values::node_name),
-        metrics: metrics(o.object(cx, "metrics"), cx, given.default_metadata_source),
+        metrics: metrics(
+            o.object(cx, "metrics"),
+            cx,
+            given.default_metadata_source,
+            given.host_ip.as_deref(),
+        ),
         logs: logs(
             o.object(cx, "logs"),
             cx,
@@ -103,8 +110,22 @@ pub(super) fn section(mut o: Obj<'_>, cx: &mut Ctx, given: Given) -> Kinsight {
     k
 }
 
+/// The DCGM exporter on this node: dcgm-exporter listens on 9400 (`--address :9400`, its
+/// default), reached through the node's IP since kinsight's pod is not in the host network.
+fn default_dcgm_url(host_ip: Option<&str>) -> url::Url {
+    let host = match host_ip.and_then(|ip| ip.parse::<IpAddr>().ok()) {
+        Some(IpAddr::V6(ip)) => format!("[{ip}]"),
+        Some(ip) => ip.to_string(),
+        None => Ipv4Addr::LOCALHOST.to_string(),
+    };
+    url::Url::parse(&format!("http://{host}:9400/metrics")).expect("an IP address and a port make a valid URL")
+}
+
 /// `kinsight.metrics`.
-fn metrics(mut o: Obj<'_>, cx: &mut Ctx, default_source: MetadataSource) -> Metrics {
+fn metrics(mut o: Obj<'_>, cx: &mut Ctx, default_source: MetadataSource, host_ip: Option<&str>) -> Metrics {
+    // http URL, default "http://$HOST_IP:9400/metrics" (127.0.0.1 without HOST_IP): the node's
+    // DCGM exporter (9400 is dcgm-exporter's default port).
+    let dcgm = o.parsed(cx, "dcgm_exporter_url", values::exporter_url);
     let m = Metrics {
         // "put_metric_data" | "emf" | "both", default "put_metric_data": how metrics reach CloudWatch.
         destination: o
@@ -141,6 +162,8 @@ fn metrics(mut o: Obj<'_>, cx: &mut Ctx, default_source: MetadataSource) -> Metr
             .into_iter()
             .filter_map(|e| metric_drop(e, cx))
             .collect(),
+        dcgm_exporter_url_set: dcgm.is_some(),
+        dcgm_exporter_url: dcgm.unwrap_or_else(|| default_dcgm_url(host_ip)),
     };
     o.finish(cx);
     m

@@ -152,6 +152,12 @@ pub struct Metrics {
     pub leader_lease: Duration,
     /// `kinsight.metrics.drop`: metrics or dimension sets not sent (the series budget).
     pub drop: Vec<MetricDrop>,
+    /// `kinsight.metrics.dcgm_exporter_url`: the node's DCGM exporter (GPU metrics), default
+    /// `http://$HOST_IP:9400/metrics` (loopback without `HOST_IP`).
+    pub dcgm_exporter_url: url::Url,
+    /// Whether the file names the DCGM exporter: then it is scraped even when the own Node
+    /// object is unknown or advertises no `nvidia.com/gpu`.
+    pub dcgm_exporter_url_set: bool,
 }
 
 /// One entry of `kinsight.metrics.drop`: a metric (every dimension set of it), a dimension set

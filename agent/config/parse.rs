@@ -164,6 +164,7 @@ fn validate(root: &Value, inputs: &Inputs) -> Result<Config, ConfigErrors> {
                 })
                 .ok()
         }),
+        host_ip: inputs.env.host_ip.clone(),
     };
     let kinsight = kinsight::section(top.object(&mut cx, "kinsight"), &mut cx, given);
     // The CloudWatch agent's other top-level sections: a pasted file loads, with a warning.

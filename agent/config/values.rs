@@ -238,6 +238,23 @@ pub(super) fn glob(s: &str) -> Result<String, ErrorKind> {
     Ok(s.to_owned())
 }
 
+/// A node-local exporter's URL: `http://host[:port]/path`. Plain HTTP only: the exporters
+/// (dcgm-exporter) serve plain HTTP on the node, and nothing secret is sent.
+pub(super) fn exporter_url(s: &str) -> Result<url::Url, ErrorKind> {
+    let u = url::Url::parse(s).map_err(|e| ErrorKind::invalid(format!("{s:?} is not a URL: {e}")))?;
+    if u.scheme() != "http" || u.host_str().is_none_or(str::is_empty) {
+        return Err(ErrorKind::invalid(format!(
+            "{s:?} must be an http://host[:port]/path URL"
+        )));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(ErrorKind::invalid(
+            "user information is not allowed in the URL".to_string(),
+        ));
+    }
+    Ok(u)
+}
+
 /// An absolute host path. `.` and `..` components are refused: every host path is resolved
 /// under `--host-root`, and a `..` could only mean leaving the directory it names.
 pub(super) fn absolute_path(s: &str) -> Result<PathBuf, ErrorKind> {

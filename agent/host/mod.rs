@@ -11,6 +11,7 @@
 //! The decision a newcomer would question: readers return typed errors that carry the path,
 //! and callers count and skip them; nothing here panics on what the kernel (or a fixture) says.
 
+pub mod accel;
 pub mod cgroup;
 mod clock;
 pub mod confined;

@@ -21,7 +21,7 @@ use crate::telemetry::events::{HeldObjects, PodsUnknown, ReadSource};
 
 use super::compute::cpumem::Tick;
 use super::compute::pod::{self, PodRead, PodSettings};
-use super::compute::{self, NodeAttributes, RateKey, net, node_record, storage};
+use super::compute::{self, NodeAttributes, RateKey, gpu, net, node_record, storage};
 use super::encode::datum::{self, Datum};
 use super::encode::emf::{self, EmfOptions, LogEvent};
 use super::rate::{RateCalculator, expiry_for};
@@ -47,6 +47,17 @@ pub struct Settings {
     pub produce: Produce,
     /// `kinsight.metrics.drop`: (metric, dimension set) pairs not sent.
     pub drop: Vec<crate::config::MetricDrop>,
+    pub accel: AccelSettings,
+}
+
+/// The accelerated compute settings of a cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccelSettings {
+    /// [E] with `accelerated_compute_metrics`: GPU records and fields.
+    pub enabled: bool,
+    /// The DCGM exporter, and whether the config names it explicitly.
+    pub dcgm_url: url::Url,
+    pub dcgm_url_set: bool,
 }
 
 /// What a cycle produces for the configured destination.
@@ -95,6 +106,26 @@ impl Settings {
             tag_service: k.tag_service,
             produce,
             drop: cfg.metrics.drop.clone(),
+            // Upstream declares every accelerated metric only with enhanced observability
+            // (`getGPUMetricDeclarations` in `kubernetes.go` checks both flags).
+            accel: AccelSettings {
+                enabled: k.enhanced_container_insights && k.accelerated_compute_metrics,
+                dcgm_url: cfg.metrics.dcgm_exporter_url.clone(),
+                dcgm_url_set: cfg.metrics.dcgm_exporter_url_set,
+            },
+        }
+    }
+
+    /// What the accelerator source scrapes next: the DCGM exporter when GPU metrics are on and
+    /// the node has GPUs — its Node object advertises `nvidia.com/gpu` — or the config names the
+    /// exporter. A node without GPUs is never scraped (and says nothing about it).
+    pub fn scrape_plan(&self, own: Option<&crate::kube::NodeState>) -> crate::host::accel::ScrapePlan {
+        let has_gpus = own.and_then(|n| n.capacity_gpus).is_some_and(|n| n > 0);
+        let a = &self.accel;
+        let dcgm = (a.enabled && (has_gpus || a.dcgm_url_set)).then(|| a.dcgm_url.clone());
+        crate::host::accel::ScrapePlan {
+            dcgm,
+            interval: self.interval,
         }
     }
 }
@@ -169,6 +200,8 @@ pub struct Collector {
     /// The CSI node plugins' last scrape and the counters' previous values, for the enhanced
     /// `NodeEBS` and `NodeInstanceStore` records.
     volumes: Option<(super::volumes::VolumeView, super::volumes::Volumes)>,
+    /// The accelerator source's last DCGM scrape, for the GPU records.
+    gpus: Option<crate::host::accel::GpuView>,
     /// Datums of the last cycle: the next one reserves that many at once instead of growing
     /// (and copying) a vector of tens of thousands of datums several times.
     last_datums: usize,
@@ -191,6 +224,7 @@ impl Collector {
             series: super::series::SeriesWindow::default(),
             container_fs: None,
             volumes: None,
+            gpus: None,
             last_datums: 0,
         }
     }
@@ -208,6 +242,13 @@ impl Collector {
     #[must_use]
     pub fn with_volumes(mut self, view: super::volumes::VolumeView) -> Self {
         self.volumes = Some((view, super::volumes::Volumes::default()));
+        self
+    }
+
+    /// Adds GPU records from the accelerator source's last scrape (read without waiting).
+    #[must_use]
+    pub fn with_gpus(mut self, view: crate::host::accel::GpuView) -> Self {
+        self.gpus = Some(view);
         self
     }
 
@@ -252,6 +293,11 @@ impl Collector {
                     memory_bytes: self.capacity.memory_bytes as f64,
                 };
                 pod::add_node_totals(&mut node, &snapshot.node_totals_clamped(&capacity), usage);
+                if self.settings.accel.enabled
+                    && let Some(own) = snapshot.own_node()
+                {
+                    gpu::add_node_fields(&mut node, snapshot.pods(), own);
+                }
                 self.collect_pods(&snapshot, &node, sample.at, &mut records);
                 // File mode with a cluster dump: this agent is the leader (see README).
                 if let Some(cluster) = snapshot.cluster() {
@@ -278,6 +324,20 @@ impl Collector {
                     }
                 }
             }
+        }
+        if self.settings.accel.enabled
+            && let Some(view) = &self.gpus
+        {
+            let scrape = Arc::clone(&view.borrow());
+            let snapshot = self.pods.as_ref().map(PodIndex::snapshot);
+            let s = &self.settings;
+            let pod_settings = PodSettings {
+                enhanced: s.enhanced,
+                prefer_full_pod_name: s.prefer_full_pod_name,
+                tag_service: s.tag_service,
+                kubernetes_object: false,
+            };
+            records.extend(gpu::records(&scrape.gpus, &node, snapshot.as_deref(), pod_settings));
         }
         let nets = net::add(
             &mut node,
@@ -362,6 +422,7 @@ impl Collector {
                 memory,
             };
             let (mut rec, _) = pod::pod_record(node, &read, restarts, pod_settings, &mut tick);
+            gpu::add_pod_fields(s.accel.enabled, &mut rec, pod, snapshot.own_node());
             let interfaces = self
                 .pids
                 .read_net_dev(root, &cg.uid)

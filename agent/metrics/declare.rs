@@ -22,6 +22,18 @@ pub const SET_S: &[&str] = &["ClusterName", "Namespace", "Service"];
 pub const SET_FP: &[&str] = &["ClusterName", "FullPodName", "Namespace", "PodName"];
 pub const SET_CT: &[&str] = &["ClusterName", "ContainerName", "Namespace", "PodName"];
 pub const SET_FCT: &[&str] = &["ClusterName", "ContainerName", "FullPodName", "Namespace", "PodName"];
+/// [E] accelerated compute sets: a GPU's own series (`getGPUMetricDeclarations` in
+/// `kubernetes.go`).
+pub const SET_FCT_GPU: &[&str] = &[
+    "ClusterName",
+    "ContainerName",
+    "FullPodName",
+    "GpuDevice",
+    "Namespace",
+    "PodName",
+];
+pub const SET_FP_GPU: &[&str] = &["ClusterName", "FullPodName", "GpuDevice", "Namespace", "PodName"];
+pub const SET_N_GPU: &[&str] = &["ClusterName", "GpuDevice", "InstanceId", "InstanceType", "NodeName"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Declaration {
@@ -47,8 +59,8 @@ const fn d(
 
 use RecordType::{
     Cluster, ClusterDaemonSet, ClusterDeployment, ClusterNamespace, ClusterPersistentVolumeClaim, ClusterReplicaSet,
-    ClusterService, ClusterStatefulSet, Container, ContainerFS, ControlPlane, HyperPodNode, Node, NodeDiskIO, NodeEBS,
-    NodeFS, NodeInstanceStore, NodeNet, Pod, PodNet,
+    ClusterService, ClusterStatefulSet, Container, ContainerFS, ContainerGPU, ControlPlane, HyperPodNode, Node,
+    NodeDiskIO, NodeEBS, NodeFS, NodeGPU, NodeInstanceStore, NodeNet, Pod, PodGPU, PodNet,
 };
 use Unit::{Bytes, BytesPerSecond, Count, CountPerSecond, None as NoUnit, Percent, Seconds};
 
@@ -123,10 +135,10 @@ const PVC: &[&[&str]] = &[
 /// `enhanced_container_insights` is on — the standard ones with the [E] sets added, plus the
 /// [E] groups kinsight implements (container, pod extras, pod state, node status from the own
 /// Node object, node net/disk/FS, the leader's workloads and control-plane scrape, the
-/// runtime's container filesystems, the leader's storage and `HyperPod` records). Groups that
-/// need external exporters (accelerated compute, EBS) are not here; [`MISSING_ENHANCED`] names
-/// them.
-pub const ENHANCED: [Declaration; 142] = [
+/// runtime's container filesystems, the leader's storage and `HyperPod` records, the CSI
+/// plugins' volume I/O, GPUs from the DCGM exporter and `nvidia.com/gpu` resources). Groups not
+/// implemented yet (Neuron, EFA) are not here; [`MISSING_ENHANCED`] names them.
+pub const ENHANCED: [Declaration; 172] = [
     // Node: the 11 standard node metrics, all with N and C.
     d("node_cpu_utilization", Node, Percent, N_C),
     d("node_memory_utilization", Node, Percent, N_C),
@@ -496,7 +508,51 @@ pub const ENHANCED: [Declaration; 142] = [
         Count,
         &[&["ClusterName", "priority_level"], SET_C],
     ),
+    // Accelerated compute (`accelerated_compute_metrics`, default true): GPUs, from the DCGM
+    // exporter (`getGPUMetricDeclarations` in `kubernetes.go`; units as upstream's GPU
+    // decorator sets them: power and temperature without a unit) and from the pods'
+    // `nvidia.com/gpu` resources and the Node's capacity (the accelerated additions of
+    // `getPodMetricDeclarations` and `getNodeMetricDeclarations`).
+    d("container_gpu_utilization", ContainerGPU, Percent, CONTAINER_GPU),
+    d("container_gpu_memory_utilization", ContainerGPU, Percent, CONTAINER_GPU),
+    d("container_gpu_memory_total", ContainerGPU, Bytes, CONTAINER_GPU),
+    d("container_gpu_memory_used", ContainerGPU, Bytes, CONTAINER_GPU),
+    d("container_gpu_power_draw", ContainerGPU, NoUnit, CONTAINER_GPU),
+    d("container_gpu_temperature", ContainerGPU, NoUnit, CONTAINER_GPU),
+    d(
+        "container_gpu_tensor_core_utilization",
+        ContainerGPU,
+        Percent,
+        CONTAINER_GPU,
+    ),
+    d("pod_gpu_utilization", PodGPU, Percent, POD_GPU),
+    d("pod_gpu_memory_utilization", PodGPU, Percent, POD_GPU),
+    d("pod_gpu_memory_total", PodGPU, Bytes, POD_GPU),
+    d("pod_gpu_memory_used", PodGPU, Bytes, POD_GPU),
+    d("pod_gpu_power_draw", PodGPU, NoUnit, POD_GPU),
+    d("pod_gpu_temperature", PodGPU, NoUnit, POD_GPU),
+    d("pod_gpu_tensor_core_utilization", PodGPU, Percent, POD_GPU),
+    d("node_gpu_utilization", NodeGPU, Percent, NODE_GPU),
+    d("node_gpu_memory_utilization", NodeGPU, Percent, NODE_GPU),
+    d("node_gpu_memory_total", NodeGPU, Bytes, NODE_GPU),
+    d("node_gpu_memory_used", NodeGPU, Bytes, NODE_GPU),
+    d("node_gpu_power_draw", NodeGPU, NoUnit, NODE_GPU),
+    d("node_gpu_temperature", NodeGPU, NoUnit, NODE_GPU),
+    d("node_gpu_tensor_core_utilization", NodeGPU, Percent, NODE_GPU),
+    d("pod_gpu_request", Pod, Count, POD_STATE_E),
+    d("pod_gpu_limit", Pod, Count, POD_STATE_E),
+    d("pod_gpu_usage_total", Pod, Count, POD_STATE_E),
+    d("pod_gpu_reserved_capacity", Pod, Percent, POD_STATE_E),
+    d("node_gpu_limit", Node, Count, N_C),
+    d("node_gpu_usage_total", Node, Count, N_C),
+    d("node_gpu_reserved_capacity", Node, Percent, N_C),
+    d("node_gpu_unreserved_capacity", Node, Percent, N_C),
+    d("node_gpu_available_capacity", Node, Count, N_C),
 ];
+
+const CONTAINER_GPU: &[&[&str]] = &[SET_C, SET_CT, SET_FCT, SET_FCT_GPU];
+const POD_GPU: &[&[&str]] = &[SET_C, SET_NS, SET_S, SET_P, SET_FP, SET_FP_GPU];
+const NODE_GPU: &[&[&str]] = &[SET_C, SET_N, SET_N_GPU];
 
 /// Control-plane dimension sets: `ClusterName` and one or two Prometheus labels, as upstream
 /// declares them (`getControlPlaneMetricDeclarations` in `kubernetes.go`).
@@ -532,11 +588,6 @@ impl MissingGroup {
 /// declarations the table does not cover.
 pub const MISSING_ENHANCED: &[MissingGroup] = &[
     MissingGroup {
-        name: "NVIDIA GPU (*_gpu_*)",
-        accelerated: true,
-        contains: &["_gpu_"],
-    },
-    MissingGroup {
         name: "AWS Neuron (*_neuroncore_*, *_neurondevice_*, node_neuron_*)",
         accelerated: true,
         contains: &["_neuron"],
@@ -547,6 +598,13 @@ pub const MISSING_ENHANCED: &[MissingGroup] = &[
         contains: &["_efa_"],
     },
 ];
+
+/// Whether `metric` belongs to the accelerated compute group, which upstream declares only
+/// with `accelerated_compute_metrics` on (`AcceleratedComputeMetricsEnabled` in `kubernetes.go`);
+/// kinsight builds those fields only then.
+pub fn is_accelerated(metric: &str) -> bool {
+    metric.contains("_gpu_")
+}
 
 /// The names of the missing groups that apply with `accelerated_compute_metrics` as given.
 pub fn missing_enhanced(accelerated: bool) -> Vec<&'static str> {
@@ -641,13 +699,19 @@ pub fn unit_of(field: &str) -> Unit {
         return Count;
     }
     if f == "number_of_container_restarts"
+        || f.ends_with("_gpu_power_draw")
+        || f.ends_with("_gpu_temperature")
         || f.contains("_cpu_usage_")
         || f.ends_with("_cpu_limit")
         || f.ends_with("_cpu_request")
     {
         return NoUnit;
     }
-    if f.ends_with("_utilization") || f.ends_with("_reserved_capacity") || f.contains("_over_") {
+    if f.ends_with("_utilization")
+        || f.ends_with("_reserved_capacity")
+        || f.ends_with("_unreserved_capacity")
+        || f.contains("_over_")
+    {
         return Percent;
     }
     if f.contains("_network_") && (f.ends_with("_bytes")) || f.contains("_io_service_bytes_") {

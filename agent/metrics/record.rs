@@ -32,6 +32,11 @@ pub enum RecordType {
     NodeEBS,
     /// One instance-store volume's NVMe statistics from its CSI node plugin (enhanced).
     NodeInstanceStore,
+    /// One GPU as a container, a pod and the node see it (DCGM exporter readings), as upstream's
+    /// `TypeContainerGPU`, `TypePodGPU`, `TypeNodeGPU` (`internal/aws/containerinsight/const.go`).
+    ContainerGPU,
+    PodGPU,
+    NodeGPU,
 }
 
 impl RecordType {
@@ -58,6 +63,9 @@ impl RecordType {
             RecordType::HyperPodNode => "HyperPodNode",
             RecordType::NodeEBS => "NodeEBS",
             RecordType::NodeInstanceStore => "NodeInstanceStore",
+            RecordType::ContainerGPU => "ContainerGPU",
+            RecordType::PodGPU => "PodGPU",
+            RecordType::NodeGPU => "NodeGPU",
         }
     }
 

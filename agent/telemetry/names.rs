@@ -84,6 +84,9 @@ pub enum Name {
     /// Scrapes of this node's CSI node plugins for volume I/O (enhanced observability), by
     /// `exporter` (`ebs` | `instance_store`) and `result` (`ok` | `error`).
     VolumeScrapes,
+    /// Scrapes of node-local accelerator exporters, by `exporter` (`dcgm`) and `result` (`ok` |
+    /// `unreachable` | `status` | `timeout` | `invalid`).
+    AcceleratorScrapes,
     /// Metric datums not delivered to `CloudWatch`, by `reason` (`queue_full` | `rejected` |
     /// `access_denied` | `invalid_value` | `out_of_window` | `shutdown`).
     MetricsDropped,
@@ -159,6 +162,7 @@ impl Name {
             Name::ClusterNodes => "kinsight_cluster_nodes",
             Name::ControlPlaneScrapes => "kinsight_control_plane_scrapes_total",
             Name::VolumeScrapes => "kinsight_volume_scrapes_total",
+            Name::AcceleratorScrapes => "kinsight_accelerator_scrapes_total",
             Name::BillableMetricSeries => "kinsight_billable_metric_series",
             Name::BillableEmfBytes => "kinsight_billable_emf_bytes_total",
             Name::AwsIdentityInfo => "kinsight_aws_identity_info",
@@ -221,6 +225,7 @@ impl Name {
             Name::VolumeScrapes => {
                 "Scrapes of this node's EBS and instance-store CSI node plugins, by exporter and result."
             }
+            Name::AcceleratorScrapes => "Scrapes of node-local accelerator exporters (DCGM), by exporter and result.",
             Name::BillableMetricSeries => "Distinct metric series (name and dimension values) sent in the last hour.",
             Name::BillableEmfBytes => {
                 "EMF performance event bytes accepted by CloudWatch Logs (message bytes + 26 per event)."

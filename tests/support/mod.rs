@@ -8,6 +8,7 @@
 //! - [`http_request`]: a tiny HTTP/1.1 client over `TcpStream`, for raw AWS calls and read-back.
 //! - [`kinsight`], [`run`], [`json_lines`], [`metrics`], [`find_metric`]: run the built binary
 //!   with a clean environment and read its `--output stdout` JSON lines.
+//! - [`dcgm::dcgm_exporter`]: a fake node-local DCGM exporter serving a real-format fixture.
 //! - [`wait_until`]: wait for a condition instead of sleeping for luck.
 //! - [`StrictCloudwatch`]: the strict local CloudWatch metrics endpoint (rpc-v2-cbor
 //!   `PutMetricData`, real limits, scripted faults), in-process; [`test_sdk_config`] points an SDK
@@ -23,6 +24,7 @@ mod cgroups;
 mod chaos;
 mod cloudwatch;
 mod cloudwatch_logs;
+pub mod dcgm;
 pub mod fake_server;
 mod http;
 pub mod imds;

@@ -1,0 +1,408 @@
+//! Accelerated compute (GPU): a node whose Node object advertises 4 `nvidia.com/gpu`, a pod
+//! asking for one, and a node-local DCGM exporter (the fixture of `tests/support/dcgm.rs`),
+//! run through the accelerator source and the collector. Every declared GPU (metric, dimension
+//! set) pair is sent and nothing else, with the values upstream's conversions give; without an
+//! exporter nothing is sent and the failure is said once.
+
+#![allow(clippy::float_cmp, reason = "fixture values are exact in f64")]
+
+mod support;
+#[path = "../benches/support/synthetic.rs"]
+mod synthetic;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kinsight::config::{self, Inputs, OutputKind};
+use kinsight::host::accel::{AcceleratorSource, ScrapePlan, gpu_channel};
+use kinsight::host::{CgroupMode, Root, SystemClock, procfs};
+use kinsight::kube::{self, NodeState, PodIndex};
+use kinsight::metrics::collect::{Cycle, Settings};
+use kinsight::metrics::compute::NodeAttributes;
+use kinsight::metrics::{Collector, Datum, Unit, declare};
+use kinsight::telemetry::{Name, Telemetry};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use support::dcgm::{DCGM_EXPORTER_TEXT, dcgm_exporter};
+
+const GPU_POD: &str = "web-7d4b9c8f6d-00000";
+const MIB: f64 = 1_048_576.0;
+
+fn own_node(gpus: Option<u64>) -> NodeState {
+    NodeState {
+        name: "node".into(),
+        capacity_gpus: gpus,
+        ..NodeState::default()
+    }
+}
+
+fn settings(dcgm_url: Option<&str>) -> Settings {
+    let url = dcgm_url.map_or(String::new(), |u| format!(r#","dcgm_exporter_url":"{u}""#));
+    let json = format!(
+        r#"{{"logs":{{"metrics_collected":{{"kubernetes":{{"cluster_name":"c","enhanced_container_insights":true}}}}}},
+            "kinsight":{{"metrics":{{"destination":"put_metric_data"{url}}}}}}}"#
+    );
+    let inputs = Inputs {
+        output_override: Some(OutputKind::Stdout),
+        host_name_fallback: "node".into(),
+        ..Inputs::default()
+    };
+    let cfg = config::load_str(&json, &inputs).unwrap();
+    let attrs = NodeAttributes {
+        cluster_name: cfg.cluster_name.clone(),
+        node_name: cfg.node_name.clone(),
+        instance_id: Some("i-0123456789abcdef0".into()),
+        instance_type: Some("g5.2xlarge".into()),
+    };
+    Settings::from_config(&cfg, attrs)
+}
+
+/// A synthetic node of two pods whose first pod's container `c0` has `nvidia.com/gpu: 1`, and
+/// a Service over `ns0` (so the `Service` sets have members).
+fn node_with_gpu_pod(dir: &Path) -> synthetic::Node {
+    let node = synthetic::Node::create(dir, 2, 1);
+    let list_path = node.pod_list_path();
+    let mut list: Value = serde_json::from_str(&std::fs::read_to_string(&list_path).unwrap()).unwrap();
+    let c0 = &mut list["items"][0]["spec"]["containers"][0]["resources"];
+    c0["limits"]["nvidia.com/gpu"] = "1".into();
+    c0["requests"]["nvidia.com/gpu"] = "1".into();
+    list["items"].as_array_mut().unwrap().push(serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "ns0"},
+        "spec": {"selector": {"app": "web"}, "publishNotReadyAddresses": true}
+    }));
+    std::fs::write(&list_path, list.to_string()).unwrap();
+    node
+}
+
+fn collector(root: &Path, settings: Settings, own: NodeState, telemetry: Telemetry) -> Collector {
+    let root = Root::new(root);
+    let mode = CgroupMode::detect(&root).unwrap();
+    let capacity = procfs::read_capacity(&root).unwrap();
+    let index = PodIndex::new(None);
+    kube::load_file_now(&root.path("/proc/podlist.json"), None, &index).unwrap();
+    index.set_own_node(Some(own));
+    Collector::new(
+        kinsight::metrics::sample::Sampler::new(root, mode, telemetry),
+        capacity,
+        settings,
+        Some(index),
+    )
+}
+
+/// Runs the accelerator source with `plan` until `done` holds (or 10 s pass), then stops it.
+async fn run_source(
+    plan: ScrapePlan,
+    telemetry: &Telemetry,
+    done: impl Fn(&kinsight::host::accel::GpuView, &Telemetry) -> bool,
+) -> kinsight::host::accel::GpuView {
+    let (tx, view) = gpu_channel();
+    let source = AcceleratorSource {
+        plan: Arc::new(move || plan.clone()),
+        gpus: tx,
+        telemetry: telemetry.clone(),
+    };
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(source.run(cancel.clone()));
+    let waited = tokio::time::timeout(Duration::from_secs(10), async {
+        while !done(&view, telemetry) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    cancel.cancel();
+    task.await.unwrap();
+    assert!(waited.is_ok(), "the source did not get there in 10 s");
+    view
+}
+
+/// Two cycles (the second has rates), the second one returned.
+fn two_cycles(mut c: Collector, node: &mut synthetic::Node) -> Cycle {
+    c.collect(&SystemClock);
+    node.advance();
+    std::thread::sleep(Duration::from_millis(20));
+    c.collect(&SystemClock)
+}
+
+fn is_gpu(metric: &str) -> bool {
+    metric.contains("_gpu_")
+}
+
+fn pairs(datums: &[Datum]) -> BTreeSet<(String, Vec<String>)> {
+    datums
+        .iter()
+        .filter(|d| is_gpu(d.metric_name))
+        .map(|d| {
+            (
+                d.metric_name.to_string(),
+                d.dimensions.iter().map(|(k, _)| (*k).to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// The one datum of `metric` with exactly the dimensions `dims` (name, value).
+fn datum<'a>(datums: &'a [Datum], metric: &str, dims: &[(&str, &str)]) -> &'a Datum {
+    let mut want: Vec<(&str, &str)> = dims.to_vec();
+    want.sort_unstable();
+    let found: Vec<&Datum> = datums
+        .iter()
+        .filter(|d| {
+            d.metric_name == metric
+                && d.dimensions.len() == want.len()
+                && d.dimensions
+                    .iter()
+                    .zip(&want)
+                    .all(|((k, v), (wk, wv))| k == wk && &**v == *wv)
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{metric} {dims:?}: {found:#?}");
+    found[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpu_records_reach_the_datums_with_upstreams_dimension_sets_and_units() {
+    let exporter = dcgm_exporter(DCGM_EXPORTER_TEXT);
+    let url = format!("{}/metrics", exporter.url());
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = node_with_gpu_pod(dir.path());
+    let s = settings(Some(&url));
+    let own = own_node(Some(4));
+    let plan = s.scrape_plan(Some(&own));
+    assert_eq!(plan.dcgm.as_ref().map(url::Url::as_str), Some(url.as_str()));
+    let telemetry = Telemetry::new();
+    let view = run_source(plan, &telemetry, |v, _| v.borrow().gpus.len() == 2).await;
+    let ok = telemetry.get(Name::AcceleratorScrapes, &[("exporter", "dcgm"), ("result", "ok")]);
+    assert!(ok >= 1.0, "{ok}");
+    assert!(exporter.requests().iter().all(|r| r.path == "/metrics"));
+
+    let c = collector(dir.path(), s, own, telemetry).with_gpus(view);
+    let cycle = tokio::task::spawn_blocking(move || two_cycles(c, &mut node))
+        .await
+        .unwrap();
+    let d = &cycle.datums;
+
+    // Every declared GPU pair is sent, and nothing else.
+    let declared: BTreeSet<(String, Vec<String>)> = declare::table(true)
+        .iter()
+        .filter(|decl| is_gpu(decl.metric))
+        .flat_map(|decl| {
+            decl.sets
+                .iter()
+                .map(|set| (decl.metric.to_string(), set.iter().map(|x| (*x).to_string()).collect()))
+        })
+        .collect();
+    assert_eq!(
+        declared.len(),
+        7 * 4 + 7 * 6 + 7 * 3 + 4 * 4 + 5 * 2,
+        "container 4, pod 6, node 3 sets"
+    );
+    let sent = pairs(d);
+    let missing: Vec<_> = declared.difference(&sent).collect();
+    let extra: Vec<_> = sent.difference(&declared).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "declared, not sent: {missing:#?}; sent, not declared: {extra:#?}"
+    );
+
+    exporter_values(d);
+    resource_values(d);
+}
+
+/// The DCGM fixture's values as upstream converts them.
+fn exporter_values(d: &[Datum]) {
+    // Node level, per GPU: DCGM's MiB in bytes, the used fraction in percent, watts and
+    // degrees without a unit.
+    let n0 = [
+        ("ClusterName", "c"),
+        ("GpuDevice", "nvidia0"),
+        ("InstanceId", "i-0123456789abcdef0"),
+        ("InstanceType", "g5.2xlarge"),
+        ("NodeName", "node"),
+    ];
+    let used = datum(d, "node_gpu_memory_used", &n0);
+    assert_eq!((used.value, used.unit), (8192.0 * MIB, Unit::Bytes));
+    assert_eq!(datum(d, "node_gpu_memory_total", &n0).value, 22528.0 * MIB);
+    let mem_util = datum(d, "node_gpu_memory_utilization", &n0);
+    assert_eq!((mem_util.value, mem_util.unit), (37.5, Unit::Percent));
+    let power = datum(d, "node_gpu_power_draw", &n0);
+    assert_eq!((power.value, power.unit), (182.5, Unit::None));
+    let mut n1 = n0;
+    n1[1].1 = "nvidia1";
+    let temp = datum(d, "node_gpu_temperature", &n1);
+    assert_eq!((temp.value, temp.unit), (30.0, Unit::None));
+    // Both GPUs add to the node-wide series.
+    let node_util: Vec<f64> = d
+        .iter()
+        .filter(|x| x.metric_name == "node_gpu_utilization" && x.dimensions.len() == 1)
+        .map(|x| x.value)
+        .collect();
+    assert_eq!(node_util, [87.0, 0.0]);
+
+    // Pod and container of the assigned GPU: `PodName` is the workload, `FullPodName` the pod.
+    let p0 = [
+        ("ClusterName", "c"),
+        ("FullPodName", GPU_POD),
+        ("GpuDevice", "nvidia0"),
+        ("Namespace", "ns0"),
+        ("PodName", "web"),
+    ];
+    assert_eq!(datum(d, "pod_gpu_utilization", &p0).value, 87.0);
+    let c0 = [
+        ("ClusterName", "c"),
+        ("ContainerName", "c0"),
+        ("FullPodName", GPU_POD),
+        ("GpuDevice", "nvidia0"),
+        ("Namespace", "ns0"),
+        ("PodName", "web"),
+    ];
+    let tensor = datum(d, "container_gpu_tensor_core_utilization", &c0);
+    assert_eq!((tensor.value, tensor.unit), (0.412, Unit::Percent));
+    let s0 = [("ClusterName", "c"), ("Namespace", "ns0"), ("Service", "web")];
+    assert_eq!(datum(d, "pod_gpu_memory_used", &s0).value, 8192.0 * MIB);
+    // The idle GPU has no pod.
+    assert!(
+        !d.iter()
+            .any(|x| x.metric_name.starts_with("pod_gpu_") && x.dimensions.iter().any(|(_, v)| &**v == "nvidia1"))
+    );
+}
+
+/// Requests, limits and capacity from the pod spec and the Node object.
+fn resource_values(d: &[Datum]) {
+    let fp = [
+        ("ClusterName", "c"),
+        ("FullPodName", GPU_POD),
+        ("Namespace", "ns0"),
+        ("PodName", "web"),
+    ];
+    for (metric, value, unit) in [
+        ("pod_gpu_request", 1.0, Unit::Count),
+        ("pod_gpu_limit", 1.0, Unit::Count),
+        ("pod_gpu_usage_total", 1.0, Unit::Count),
+        ("pod_gpu_reserved_capacity", 25.0, Unit::Percent),
+    ] {
+        let x = datum(d, metric, &fp);
+        assert_eq!((x.value, x.unit), (value, unit), "{metric}");
+    }
+    let other_pod = [
+        ("ClusterName", "c"),
+        ("FullPodName", "web-7d4b9c8f6d-00001"),
+        ("Namespace", "ns1"),
+        ("PodName", "web"),
+    ];
+    assert!(
+        !d.iter().any(|x| x.metric_name == "pod_gpu_limit"
+            && x.dimensions.len() == other_pod.len()
+            && x.dimensions.iter().any(|(_, v)| &**v == "web-7d4b9c8f6d-00001")),
+        "a pod without GPUs has no pod_gpu_* fields: {other_pod:?}"
+    );
+    let n = [
+        ("ClusterName", "c"),
+        ("InstanceId", "i-0123456789abcdef0"),
+        ("NodeName", "node"),
+    ];
+    for (metric, value) in [
+        ("node_gpu_limit", 4.0),
+        ("node_gpu_usage_total", 1.0),
+        ("node_gpu_reserved_capacity", 25.0),
+        ("node_gpu_unreserved_capacity", 75.0),
+        ("node_gpu_available_capacity", 3.0),
+    ] {
+        assert_eq!(datum(d, metric, &n).value, value, "{metric}");
+    }
+}
+
+/// A writer into a shared buffer, for reading what the source logged.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn without_an_exporter_nothing_is_sent_and_the_failure_is_said_once() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = node_with_gpu_pod(dir.path());
+    let s = settings(Some(&url));
+    let mut plan = s.scrape_plan(Some(&own_node(Some(4))));
+    plan.interval = Duration::from_millis(10);
+
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let telemetry = Telemetry::new();
+    let failed = |t: &Telemetry| {
+        ["unreachable", "timeout", "status", "invalid"]
+            .iter()
+            .map(|r| t.get(Name::AcceleratorScrapes, &[("exporter", "dcgm"), ("result", r)]))
+            .sum::<f64>()
+    };
+    let view = run_source(plan, &telemetry, |_, t| failed(t) >= 5.0).await;
+    assert!(view.borrow().gpus.is_empty());
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let kinds = ["unreachable", "timeout", "status", "invalid"]
+        .iter()
+        .filter(|r| telemetry.get(Name::AcceleratorScrapes, &[("exporter", "dcgm"), ("result", r)]) > 0.0)
+        .count();
+    assert_eq!(
+        text.matches("DCGM exporter not scraped").count(),
+        kinds,
+        "once per kind of failure, not per scrape: {text}"
+    );
+
+    let c = collector(dir.path(), s, own_node(Some(4)), telemetry).with_gpus(view);
+    let cycle = two_cycles(c, &mut node);
+    let gpu: Vec<&str> = cycle
+        .datums
+        .iter()
+        .map(|d| d.metric_name)
+        .filter(|m| m.contains("_gpu_") && !m.starts_with("pod_gpu_") && !m.starts_with("node_gpu_"))
+        .collect();
+    assert!(gpu.is_empty(), "{gpu:?}");
+    assert!(
+        !cycle.records.iter().any(|r| r.kind.as_str().ends_with("GPU")),
+        "no GPU records"
+    );
+}
+
+#[test]
+fn a_node_without_gpus_is_not_scraped_unless_the_config_names_the_exporter() {
+    let default = settings(None);
+    assert_eq!(default.scrape_plan(Some(&own_node(None))).dcgm, None);
+    assert_eq!(default.scrape_plan(Some(&own_node(Some(0)))).dcgm, None);
+    assert_eq!(default.scrape_plan(None).dcgm, None, "Node object unknown");
+    let plan = default.scrape_plan(Some(&own_node(Some(1))));
+    assert_eq!(
+        plan.dcgm.as_ref().map(url::Url::as_str),
+        Some("http://127.0.0.1:9400/metrics"),
+        "no HOST_IP here: loopback"
+    );
+    let named = settings(Some("http://10.0.0.7:9400/metrics"));
+    assert!(named.scrape_plan(None).dcgm.is_some());
+    let mut off = named;
+    off.accel.enabled = false;
+    assert_eq!(off.scrape_plan(Some(&own_node(Some(1)))).dcgm, None);
+}

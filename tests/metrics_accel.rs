@@ -12,7 +12,7 @@ mod synthetic;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use support::dcgm::{DCGM_EXPORTER_TEXT, dcgm_exporter};
+use support::pod_resources::{FakeKubelet, ListPodResourcesResponse, holding};
 
 const GPU_POD: &str = "web-7d4b9c8f6d-00000";
 const MIB: f64 = 1_048_576.0;
@@ -97,6 +98,7 @@ fn collector(root: &Path, settings: Settings, own: NodeState, telemetry: Telemet
 /// Runs the accelerator source with `plan` until `done` holds (or 10 s pass), then stops it.
 async fn run_source(
     plan: ScrapePlan,
+    pod_resources: Option<PathBuf>,
     telemetry: &Telemetry,
     done: impl Fn(&kinsight::host::accel::GpuView, &Telemetry) -> bool,
 ) -> kinsight::host::accel::GpuView {
@@ -104,6 +106,7 @@ async fn run_source(
     let source = AcceleratorSource {
         plan: Arc::new(move || plan.clone()),
         gpus: tx,
+        pod_resources,
         telemetry: telemetry.clone(),
     };
     let cancel = CancellationToken::new();
@@ -175,7 +178,7 @@ async fn gpu_records_reach_the_datums_with_upstreams_dimension_sets_and_units() 
     let plan = s.scrape_plan(Some(&own));
     assert_eq!(plan.dcgm.as_ref().map(url::Url::as_str), Some(url.as_str()));
     let telemetry = Telemetry::new();
-    let view = run_source(plan, &telemetry, |v, _| v.borrow().gpus.len() == 2).await;
+    let view = run_source(plan, None, &telemetry, |v, _| v.borrow().gpus.len() == 2).await;
     let ok = telemetry.get(Name::AcceleratorScrapes, &[("exporter", "dcgm"), ("result", "ok")]);
     assert!(ok >= 1.0, "{ok}");
     assert!(exporter.requests().iter().all(|r| r.path == "/metrics"));
@@ -316,6 +319,70 @@ fn resource_values(d: &[Datum]) {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubelets_pod_resources_name_the_gpu_holders_over_the_exporters_labels() {
+    let exporter = dcgm_exporter(DCGM_EXPORTER_TEXT);
+    let url = format!("{}/metrics", exporter.url());
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = node_with_gpu_pod(dir.path());
+    // The kubelet gives the GPU the exporter calls idle (nvidia1) to the second pod, as a
+    // time-slicing replica id; it says nothing of nvidia0, which keeps the exporter's labels.
+    let kubelet = FakeKubelet::start(
+        dir.path(),
+        &ListPodResourcesResponse {
+            pod_resources: vec![
+                holding(
+                    "ns1",
+                    "web-7d4b9c8f6d-00001",
+                    "c0",
+                    "nvidia.com/gpu",
+                    &["GPU-0d9b6a41-8e2f-4b7c-a3d5-6c1e9f2b4a87::1"],
+                ),
+                holding("ns1", "other", "c0", "vpc.amazonaws.com/efa", &["efa0"]),
+            ],
+        },
+    );
+    let s = settings(Some(&url));
+    let own = own_node(Some(4));
+    let telemetry = Telemetry::new();
+    let view = run_source(
+        s.scrape_plan(Some(&own)),
+        Some(kubelet.socket.clone()),
+        &telemetry,
+        |v, _| v.borrow().gpus.iter().filter(|g| g.assignment.is_some()).count() == 2,
+    )
+    .await;
+    assert!(kubelet.calls() >= 1);
+    let ok = telemetry.get(
+        Name::AcceleratorScrapes,
+        &[("exporter", "pod_resources"), ("result", "ok")],
+    );
+    assert!(ok >= 1.0, "{ok}");
+
+    let c = collector(dir.path(), s, own, telemetry).with_gpus(view);
+    let cycle = tokio::task::spawn_blocking(move || two_cycles(c, &mut node))
+        .await
+        .unwrap();
+    let d = &cycle.datums;
+    let holder = [
+        ("ClusterName", "c"),
+        ("ContainerName", "c0"),
+        ("FullPodName", "web-7d4b9c8f6d-00001"),
+        ("GpuDevice", "nvidia1"),
+        ("Namespace", "ns1"),
+        ("PodName", "web"),
+    ];
+    assert_eq!(datum(d, "container_gpu_temperature", &holder).value, 30.0);
+    let exporters = [
+        ("ClusterName", "c"),
+        ("FullPodName", GPU_POD),
+        ("GpuDevice", "nvidia0"),
+        ("Namespace", "ns0"),
+        ("PodName", "web"),
+    ];
+    assert_eq!(datum(d, "pod_gpu_temperature", &exporters).value, 62.0);
+}
+
 /// A writer into a shared buffer, for reading what the source logged.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -360,7 +427,7 @@ async fn without_an_exporter_nothing_is_sent_and_the_failure_is_said_once() {
             .map(|r| t.get(Name::AcceleratorScrapes, &[("exporter", "dcgm"), ("result", r)]))
             .sum::<f64>()
     };
-    let view = run_source(plan, &telemetry, |_, t| failed(t) >= 5.0).await;
+    let view = run_source(plan, None, &telemetry, |_, t| failed(t) >= 5.0).await;
     assert!(view.borrow().gpus.is_empty());
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     let kinds = ["unreachable", "timeout", "status", "invalid"]

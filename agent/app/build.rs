@@ -201,6 +201,7 @@ pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry
 /// The accelerator source: asks `settings` (the live, reloaded collector settings) and the
 /// own Node object in `index` before each scrape.
 pub(super) fn accelerators(
+    outside: &Outside,
     parts: &Parts,
     settings: tokio::sync::watch::Receiver<Settings>,
     telemetry: &Telemetry,
@@ -215,6 +216,7 @@ pub(super) fn accelerators(
     crate::host::accel::AcceleratorSource {
         plan: Arc::new(plan),
         gpus: parts.gpus.clone(),
+        pod_resources: Some(Root::new(&outside.host_root).path(crate::host::accel::podresources::SOCKET)),
         telemetry: telemetry.clone(),
     }
 }

@@ -554,7 +554,7 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
     start_volumes(&mut sup, &parts, &settings_rx, &telemetry, &inputs);
     start_accelerators(
         &mut sup,
-        build::accelerators(&parts, settings_rx.clone(), &telemetry),
+        build::accelerators(&outside, &parts, settings_rx.clone(), &telemetry),
         &inputs,
     );
     let delivered = start_metrics(
@@ -644,7 +644,11 @@ pub async fn once(
     start_runtime(&mut sup, parts.runtime.clone(), &inputs);
     let (_settings_tx, settings_rx) = watch::channel(build::settings(&cfg, &parts.node));
     start_volumes(&mut sup, &parts, &settings_rx, &telemetry, &inputs);
-    start_accelerators(&mut sup, build::accelerators(&parts, settings_rx, &telemetry), &inputs);
+    start_accelerators(
+        &mut sup,
+        build::accelerators(&outside, &parts, settings_rx, &telemetry),
+        &inputs,
+    );
     let clock: Arc<dyn Clock> = outside.clock.clone();
     let (collector, _priming, _) = tick::collect_off_thread(parts.collector, clock.clone()).await;
     tokio::select! {

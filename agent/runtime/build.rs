@@ -1,6 +1,8 @@
 //! Generates the containerd gRPC client (messages and the client stubs of the services kinsight
 //! calls) from the `.proto` files in `agent/runtime/proto`, copied from containerd's
-//! `api/` directory as the `containerd-client` crate 0.9.0 vendors them.
+//! `api/` directory as the `containerd-client` crate 0.9.0 vendors them, and the client of the
+//! kubelet's pod-resources API (`k8s.io/kubelet/pkg/apis/podresources/v1/api.proto`, the part
+//! kinsight reads; its header names the source), for the GPU metrics' pod attribution.
 //!
 //! The decision a newcomer would question: the `protoc` binary comes from the
 //! `protoc-bin-vendored` crate, so `cargo build` works on a machine with nothing installed by
@@ -21,6 +23,7 @@ const PROTOS: &[&str] = &[
     "github.com/containerd/containerd/api/services/version/v1/version.proto",
     "github.com/containerd/containerd/api/events/task.proto",
     "github.com/containerd/containerd/api/events/container.proto",
+    "k8s.io/kubelet/pkg/apis/podresources/v1/api.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

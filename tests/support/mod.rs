@@ -8,7 +8,8 @@
 //! - [`http_request`]: a tiny HTTP/1.1 client over `TcpStream`, for raw AWS calls and read-back.
 //! - [`kinsight`], [`run`], [`json_lines`], [`metrics`], [`find_metric`]: run the built binary
 //!   with a clean environment and read its `--output stdout` JSON lines.
-//! - [`dcgm::dcgm_exporter`]: a fake node-local DCGM exporter serving a real-format fixture.
+//! - [`dcgm::dcgm_exporter`]: a fake node-local DCGM exporter serving a real-format fixture;
+//!   [`pod_resources::FakeKubelet`]: the kubelet's pod-resources gRPC API on a Unix socket.
 //! - [`wait_until`]: wait for a condition instead of sleeping for luck.
 //! - [`StrictCloudwatch`]: the strict local CloudWatch metrics endpoint (rpc-v2-cbor
 //!   `PutMetricData`, real limits, scripted faults), in-process; [`test_sdk_config`] points an SDK
@@ -31,6 +32,7 @@ pub mod imds;
 mod kube_api;
 mod moto;
 pub mod pod_identity;
+pub mod pod_resources;
 mod process;
 pub mod sigv4;
 

@@ -6,6 +6,7 @@
 //! A failed scrape publishes an empty reading, so the tick never reports stale GPU figures.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::telemetry::{Name, Telemetry};
 
 use super::dcgm::{self, GpuReading};
+use super::podresources;
 use super::scrape::{self, ScrapeError};
 
 /// A scrape that takes longer is abandoned (an exporter answers in milliseconds).
@@ -49,6 +51,9 @@ pub struct AcceleratorSource {
     /// Asked before each scrape (the composition root reads the config and the pod index).
     pub plan: Arc<dyn Fn() -> ScrapePlan + Send + Sync>,
     pub gpus: watch::Sender<Arc<GpuScrape>>,
+    /// The kubelet's pod-resources socket (host root applied): who holds each GPU. Without it
+    /// the exporter's own pod labels are used.
+    pub pod_resources: Option<PathBuf>,
     pub telemetry: Telemetry,
 }
 
@@ -73,6 +78,7 @@ impl AcceleratorSource {
                 };
                 match result {
                     Ok(gpus) => {
+                        let gpus = self.attribute(gpus, timeout, &mut reported).await;
                         self.telemetry
                             .add(Name::AcceleratorScrapes, &[("exporter", "dcgm"), ("result", "ok")], 1);
                         if !was_ok {
@@ -92,6 +98,52 @@ impl AcceleratorSource {
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(plan.interval) => {}
+            }
+        }
+    }
+
+    /// The readings with the kubelet's assignment of GPUs, when its socket answers; else as the
+    /// exporter labelled them.
+    async fn attribute(
+        &self,
+        gpus: Vec<GpuReading>,
+        timeout: Duration,
+        reported: &mut HashSet<&'static str>,
+    ) -> Vec<GpuReading> {
+        let Some(socket) = &self.pod_resources else { return gpus };
+        match podresources::gpu_owners(socket, timeout).await {
+            Ok(owners) => {
+                self.telemetry.add(
+                    Name::AcceleratorScrapes,
+                    &[("exporter", "pod_resources"), ("result", "ok")],
+                    1,
+                );
+                podresources::attribute(gpus, &owners)
+            }
+            Err(e) => {
+                let kind = e.kind();
+                self.telemetry.add(
+                    Name::AcceleratorScrapes,
+                    &[("exporter", "pod_resources"), ("result", kind)],
+                    1,
+                );
+                let error = crate::telemetry::chain(&e);
+                // Its own set of kinds: "pod_resources unreachable" is not "dcgm unreachable".
+                let key = match kind {
+                    "unreachable" => "pod_resources_unreachable",
+                    "timeout" => "pod_resources_timeout",
+                    _ => "pod_resources_error",
+                };
+                if reported.insert(key) {
+                    tracing::warn!(
+                        %error,
+                        "kubelet pod-resources API not read: GPUs are attributed to pods by the DCGM exporter's own \
+                         labels; retrying every interval (said once per kind of failure)"
+                    );
+                } else {
+                    tracing::debug!(%error, "kubelet pod-resources API still not read");
+                }
+                gpus
             }
         }
     }

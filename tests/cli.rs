@@ -176,6 +176,43 @@ fn once_on_a_v2_fixture_tree_gives_exact_values() {
 }
 
 #[test]
+fn once_scrapes_the_configured_dcgm_exporter_into_gpu_datums() {
+    let exporter = support::dcgm::dcgm_exporter(support::dcgm::DCGM_EXPORTER_TEXT);
+    let dir = tempfile::tempdir().unwrap();
+    v2_fixture(dir.path());
+    let config = dir.path().join("cwagentconfig.json");
+    write(
+        &config,
+        &format!(
+            r#"{{"logs":{{"metrics_collected":{{"kubernetes":{{"enhanced_container_insights":true}}}}}},
+                "kinsight":{{"metrics":{{"metadata_source":"none","dcgm_exporter_url":"{}/metrics"}}}}}}"#,
+            exporter.url()
+        ),
+    );
+    let r = run(kinsight()
+        .args(["once", "--output", "stdout", "--interval", "500ms", "--host-root"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config));
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    let lines = json_lines(&r.stdout);
+    // Two GPUs, each with the {ClusterName} set (no InstanceId here).
+    let util: Vec<f64> = find_metric(&lines, "node_gpu_utilization")
+        .iter()
+        .map(|m| m["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(util, [87.0, 0.0], "{}", r.stderr);
+    // Without pod metadata the exporter's pod name stands for PodName.
+    let pod = find_metric(&lines, "pod_gpu_utilization");
+    assert!(
+        pod.iter()
+            .any(|m| m["dimensions"]["PodName"] == "web-7d4b9c8f6d-00000" && m["value"] == 87.0),
+        "{pod:?}"
+    );
+    assert!(exporter.requests().iter().all(|q| q.path == "/metrics"));
+}
+
+#[test]
 fn a_missing_host_mount_is_a_clear_runtime_error() {
     let dir = tempfile::tempdir().unwrap();
     write(&dir.path().join("proc/cpuinfo"), "processor\t: 0\n");

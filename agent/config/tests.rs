@@ -787,3 +787,37 @@ fn metric_drops_are_checked_against_the_declarations() {
     );
     assert!(errs[4].starts_with("kinsight.metrics.drop[4].dimension"), "{errs:#?}");
 }
+
+#[test]
+fn the_dcgm_exporter_defaults_to_the_node_ip_and_must_be_a_plain_http_url() {
+    let mut inputs = local();
+    let cfg = ok("{}", &inputs);
+    assert_eq!(cfg.metrics.dcgm_exporter_url.as_str(), "http://127.0.0.1:9400/metrics");
+    assert!(!cfg.metrics.dcgm_exporter_url_set);
+    inputs.env.host_ip = Some("10.0.3.17".into());
+    assert_eq!(
+        ok("{}", &inputs).metrics.dcgm_exporter_url.as_str(),
+        "http://10.0.3.17:9400/metrics"
+    );
+    let named = ok(
+        r#"{"kinsight":{"metrics":{"dcgm_exporter_url":"http://dcgm.local:9500/metrics"}}}"#,
+        &inputs,
+    );
+    assert_eq!(
+        named.metrics.dcgm_exporter_url.as_str(),
+        "http://dcgm.local:9500/metrics"
+    );
+    assert!(named.metrics.dcgm_exporter_url_set);
+    for bad in [
+        "https://10.0.0.1:9400/metrics",
+        "10.0.0.1:9400",
+        "http://u:p@10.0.0.1/metrics",
+    ] {
+        let text = format!(r#"{{"kinsight":{{"metrics":{{"dcgm_exporter_url":"{bad}"}}}}}}"#);
+        let e = errors(&text, &inputs);
+        assert!(
+            e.len() == 1 && e[0].starts_with("kinsight.metrics.dcgm_exporter_url: "),
+            "{bad}: {e:?}"
+        );
+    }
+}

@@ -1,10 +1,9 @@
 //! One plain-HTTP `GET` of a node-local exporter's `/metrics` (a CSI node plugin in a pod of this
-//! node), bounded in time and size.
+//! node, the DCGM exporter on the node's IP), bounded in time and size.
 //!
-//! The exporters speak plain HTTP on the pod network, as Prometheus scrapes them; nothing here
-//! goes beyond the node (the address is a pod of this node, from the pod index).
+//! The exporters speak plain HTTP, as Prometheus scrapes them; the addresses are this node's
+//! (a pod of it from the pod index, or its own IP).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,37 +16,36 @@ use tokio::net::TcpStream;
 #[derive(Debug, thiserror::Error)]
 pub enum ExporterError {
     #[error("connecting to {addr}: {source}")]
-    Connect { addr: SocketAddr, source: std::io::Error },
+    Connect { addr: String, source: std::io::Error },
     #[error("{addr}: {source}")]
-    Http { addr: SocketAddr, source: hyper::Error },
+    Http { addr: String, source: hyper::Error },
     #[error("{addr}: HTTP status {status}")]
-    Status { addr: SocketAddr, status: u16 },
+    Status { addr: String, status: u16 },
     #[error("{addr}: the response is larger than {limit} bytes or broke off: {reason}")]
-    Body {
-        addr: SocketAddr,
-        limit: usize,
-        reason: String,
-    },
+    Body { addr: String, limit: usize, reason: String },
     #[error("{addr}: no answer within {0:?}", .timeout)]
-    Timeout { addr: SocketAddr, timeout: Duration },
+    Timeout { addr: String, timeout: Duration },
 }
 
-/// `GET http://addr{path}` with `Connection: close`; the body, at most `limit` bytes, within
-/// `timeout` for the whole exchange.
-pub async fn get(addr: SocketAddr, path: &str, limit: usize, timeout: Duration) -> Result<Bytes, ExporterError> {
+/// `GET http://{addr}{path}` (`addr` is `host:port`, an IPv6 host in brackets) with
+/// `Connection: close`; the body, at most `limit` bytes, within `timeout` for the whole exchange.
+pub async fn get(addr: &str, path: &str, limit: usize, timeout: Duration) -> Result<Bytes, ExporterError> {
     let exchange = async {
+        let owned = || addr.to_string();
         let stream = TcpStream::connect(addr)
             .await
-            .map_err(|source| ExporterError::Connect { addr, source })?;
+            .map_err(|source| ExporterError::Connect { addr: owned(), source })?;
         let (mut send, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
             .await
-            .map_err(|source| ExporterError::Http { addr, source })?;
+            .map_err(|source| ExporterError::Http { addr: owned(), source })?;
         let request = Request::get(path)
-            .header(hyper::header::HOST, addr.to_string())
+            .header(hyper::header::HOST, addr)
+            // Prometheus' text format, which every exporter serves (no protobuf negotiation).
+            .header(hyper::header::ACCEPT, "text/plain;version=0.0.4")
             .header(hyper::header::CONNECTION, "close")
             .body(Empty::new())
             .map_err(|e| ExporterError::Body {
-                addr,
+                addr: owned(),
                 limit,
                 reason: e.to_string(),
             })?;
@@ -55,13 +53,13 @@ pub async fn get(addr: SocketAddr, path: &str, limit: usize, timeout: Duration) 
             let response = send
                 .send_request(request)
                 .await
-                .map_err(|source| ExporterError::Http { addr, source })?;
+                .map_err(|source| ExporterError::Http { addr: owned(), source })?;
             // Dropping the sender lets the connection end once the response is read.
             drop(send);
             let status = response.status();
             if !status.is_success() {
                 return Err(ExporterError::Status {
-                    addr,
+                    addr: owned(),
                     status: status.as_u16(),
                 });
             }
@@ -70,7 +68,7 @@ pub async fn get(addr: SocketAddr, path: &str, limit: usize, timeout: Duration) 
                 .await
                 .map(http_body_util::Collected::to_bytes)
                 .map_err(|e| ExporterError::Body {
-                    addr,
+                    addr: owned(),
                     limit,
                     reason: e.to_string(),
                 })
@@ -79,9 +77,12 @@ pub async fn get(addr: SocketAddr, path: &str, limit: usize, timeout: Duration) 
         let (_, body) = tokio::join!(conn, fetch);
         body
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .unwrap_or(Err(ExporterError::Timeout { addr, timeout }))
+    tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
+        Err(ExporterError::Timeout {
+            addr: addr.to_string(),
+            timeout,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -91,9 +92,9 @@ mod tests {
     use super::*;
 
     /// A one-shot server answering one connection with `response` (raw HTTP).
-    fn serve_once(response: &'static [u8]) -> SocketAddr {
+    fn serve_once(response: &'static [u8]) -> String {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
         std::thread::spawn(move || {
             if let Ok((mut s, _)) = listener.accept() {
                 let mut buf = [0u8; 1024];
@@ -107,32 +108,33 @@ mod tests {
     #[tokio::test]
     async fn a_body_within_the_limit_is_returned() {
         let addr = serve_once(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello");
-        let body = get(addr, "/metrics", 100, Duration::from_secs(5)).await.unwrap();
+        let body = get(&addr, "/metrics", 100, Duration::from_secs(5)).await.unwrap();
         assert_eq!(&body[..], b"hello");
     }
 
     #[tokio::test]
     async fn statuses_sizes_refusals_and_silence_are_errors() {
         let addr = serve_once(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
-        let e = get(addr, "/metrics", 100, Duration::from_secs(5)).await.unwrap_err();
+        let e = get(&addr, "/metrics", 100, Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(e, ExporterError::Status { status: 404, .. }), "{e}");
 
         let addr = serve_once(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n0123456789");
-        let e = get(addr, "/metrics", 4, Duration::from_secs(5)).await.unwrap_err();
+        let e = get(&addr, "/metrics", 4, Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(e, ExporterError::Body { limit: 4, .. }), "{e}");
 
         // Nothing listens: refused.
         let free = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
-            .unwrap();
-        let e = get(free, "/metrics", 4, Duration::from_secs(5)).await.unwrap_err();
+            .unwrap()
+            .to_string();
+        let e = get(&free, "/metrics", 4, Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(e, ExporterError::Connect { .. }), "{e}");
 
         // Accepted, never answered.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let e = get(addr, "/metrics", 4, Duration::from_millis(200)).await.unwrap_err();
+        let addr = listener.local_addr().unwrap().to_string();
+        let e = get(&addr, "/metrics", 4, Duration::from_millis(200)).await.unwrap_err();
         assert!(matches!(e, ExporterError::Timeout { .. }), "{e}");
         drop(listener);
     }

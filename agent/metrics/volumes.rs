@@ -267,7 +267,8 @@ impl VolumeSource {
             let mut samples = Vec::new();
             for (exporter, addr) in targets {
                 let kind = exporter.kind.as_str();
-                match crate::host::exporter::get(addr, PATH, BODY_LIMIT, interval.min(Duration::from_secs(10))).await {
+                let timeout = interval.min(Duration::from_secs(10));
+                match crate::host::exporter::get(&addr.to_string(), PATH, BODY_LIMIT, timeout).await {
                     Ok(body) => {
                         self.telemetry
                             .add(Name::VolumeScrapes, &[("exporter", kind), ("result", "ok")], 1);

@@ -1,10 +1,7 @@
-//! One plain-HTTP GET of a node-local exporter's `/metrics`, bounded in time and size.
+//! The DCGM exporter's URL to one bounded GET (`host::exporter`), and its failures as telemetry
+//! labels.
 
 use std::time::Duration;
-
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty, Limited};
-use hyper_util::rt::TokioIo;
 
 /// An exporter's answer larger than this is refused: dcgm-exporter writes a few kilobytes per
 /// GPU.
@@ -51,61 +48,32 @@ impl ScrapeError {
 /// `GET url` (an `http://host:port/path` URL, checked when the config was read) within
 /// `timeout`; the body as text (invalid UTF-8 replaced).
 pub async fn get(url: &url::Url, timeout: Duration) -> Result<String, ScrapeError> {
-    let text = url.to_string();
-    match tokio::time::timeout(timeout, get_unbounded(url)).await {
-        Ok(r) => r,
-        Err(_) => Err(ScrapeError::Timeout { url: text, timeout }),
-    }
-}
-
-async fn get_unbounded(url: &url::Url) -> Result<String, ScrapeError> {
+    use crate::host::exporter::{self, ExporterError};
     let text = url.to_string();
     let host = url.host_str().unwrap_or("127.0.0.1");
     let port = url.port_or_known_default().unwrap_or(80);
     let address = format!("{host}:{port}");
-    let stream = tokio::net::TcpStream::connect(&address)
-        .await
-        .map_err(|source| ScrapeError::Connect {
-            address: address.clone(),
-            source,
-        })?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|source| ScrapeError::Http {
-            url: text.clone(),
-            source,
-        })?;
     let path = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_string(),
     };
-    let request = hyper::Request::get(path)
-        .header(hyper::header::HOST, address.as_str())
-        .header(hyper::header::ACCEPT, "text/plain;version=0.0.4")
-        .header(hyper::header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())
-        .map_err(|_| ScrapeError::Body { url: text.clone() })?;
-    // The request owns the sender: when it is done the connection ends too, so both futures
-    // finish (no task is spawned for the connection).
-    let exchange = async move {
-        let response = sender.send_request(request).await.map_err(|source| ScrapeError::Http {
-            url: text.clone(),
-            source,
-        })?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(ScrapeError::Status {
+    let body = exporter::get(&address, &path, MAX_BODY_BYTES, timeout)
+        .await
+        .map_err(|e| match e {
+            ExporterError::Connect { addr, source } => ScrapeError::Connect { address: addr, source },
+            ExporterError::Http { source, .. } => ScrapeError::Http {
+                url: text.clone(),
+                source,
+            },
+            ExporterError::Status { status, .. } => ScrapeError::Status {
                 url: text.clone(),
                 status,
-            });
-        }
-        let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-            .map_err(|_| ScrapeError::Body { url: text.clone() })?
-            .to_bytes();
-        Ok(String::from_utf8_lossy(&body).into_owned())
-    };
-    let (result, _) = tokio::join!(exchange, connection);
-    result
+            },
+            ExporterError::Body { .. } => ScrapeError::Body { url: text.clone() },
+            ExporterError::Timeout { timeout, .. } => ScrapeError::Timeout {
+                url: text.clone(),
+                timeout,
+            },
+        })?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }

@@ -473,3 +473,35 @@ fn a_node_without_gpus_is_not_scraped_unless_the_config_names_the_exporter() {
     off.accel.enabled = false;
     assert_eq!(off.scrape_plan(Some(&own_node(Some(1)))).dcgm, None);
 }
+
+/// An exporter that answered and then fails: its last figures are dropped, not sent again.
+#[tokio::test]
+#[allow(clippy::float_cmp, reason = "counts, exact in f64")]
+async fn figures_of_an_exporter_that_stopped_answering_are_not_sent_again() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&served);
+    let exporter = support::fake_server::FakeServer::start(move |_| {
+        if count.fetch_add(1, Ordering::SeqCst) == 0 {
+            support::fake_server::Response::new(200, "text/plain; version=0.0.4", support::dcgm::DCGM_EXPORTER_TEXT)
+        } else {
+            support::fake_server::Response::text(503, "restarting")
+        }
+    });
+    let s = settings(Some(&format!("{}/metrics", exporter.url())));
+    let mut plan = s.scrape_plan(Some(&own_node(Some(4))));
+    plan.interval = Duration::from_millis(10);
+    let telemetry = Telemetry::new();
+    let ok = |t: &Telemetry| t.get(Name::AcceleratorScrapes, &[("exporter", "dcgm"), ("result", "ok")]);
+    let failed = |t: &Telemetry| t.get(Name::AcceleratorScrapes, &[("exporter", "dcgm"), ("result", "status")]);
+    // Seen after the answer: the exporter's two GPUs.
+    let seen = Arc::new(AtomicUsize::new(0));
+    let max = Arc::clone(&seen);
+    let view = run_source(plan, None, &telemetry, move |v, t| {
+        max.fetch_max(v.borrow().gpus.len(), Ordering::SeqCst);
+        ok(t) == 1.0 && failed(t) >= 1.0
+    })
+    .await;
+    assert_eq!(seen.load(Ordering::SeqCst), 2, "the answer was published");
+    assert!(view.borrow().gpus.is_empty(), "the first answer's GPUs are gone");
+}

@@ -6,6 +6,8 @@
 
 #![allow(clippy::float_cmp, reason = "fixture values are exact in f64")]
 
+#[path = "support/settings.rs"]
+mod settings;
 mod support;
 #[path = "../benches/support/synthetic.rs"]
 mod synthetic;
@@ -16,12 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kinsight::config::{self, Inputs, OutputKind};
 use kinsight::host::accel::{AcceleratorSource, ScrapePlan, gpu_channel};
 use kinsight::host::{CgroupMode, Root, SystemClock, procfs};
 use kinsight::kube::{self, NodeState, PodIndex};
 use kinsight::metrics::collect::{Cycle, Settings};
-use kinsight::metrics::compute::NodeAttributes;
 use kinsight::metrics::{Collector, Datum, Unit, declare};
 use kinsight::telemetry::{Name, Telemetry};
 use serde_json::Value;
@@ -47,19 +47,8 @@ fn settings(dcgm_url: Option<&str>) -> Settings {
         r#"{{"logs":{{"metrics_collected":{{"kubernetes":{{"cluster_name":"c","enhanced_container_insights":true}}}}}},
             "kinsight":{{"metrics":{{"destination":"put_metric_data"{url}}}}}}}"#
     );
-    let inputs = Inputs {
-        output_override: Some(OutputKind::Stdout),
-        host_name_fallback: "node".into(),
-        ..Inputs::default()
-    };
-    let cfg = config::load_str(&json, &inputs).unwrap();
-    let attrs = NodeAttributes {
-        cluster_name: cfg.cluster_name.clone(),
-        node_name: cfg.node_name.clone(),
-        instance_id: Some("i-0123456789abcdef0".into()),
-        instance_type: Some("g5.2xlarge".into()),
-    };
-    Settings::from_config(&cfg, attrs)
+    let cfg = settings::load(&json);
+    settings::settings(&cfg, "g5.2xlarge")
 }
 
 /// A synthetic node of two pods whose first pod's container `c0` has `nvidia.com/gpu: 1`, and

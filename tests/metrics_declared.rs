@@ -9,6 +9,8 @@
 
 #[path = "support/pairs.rs"]
 mod pairs;
+#[path = "support/settings.rs"]
+mod settings;
 #[path = "../benches/support/synthetic.rs"]
 mod synthetic;
 
@@ -18,13 +20,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use kinsight::config::{self, Inputs, OutputKind};
 use kinsight::host::accel::{GpuScrape, dcgm, gpu_channel};
 use kinsight::host::{CgroupMode, Root, SystemClock, procfs};
 use kinsight::kube::{self, PodIndex};
 use kinsight::metrics::Collector;
-use kinsight::metrics::collect::{Cycle, Settings};
-use kinsight::metrics::compute::NodeAttributes;
+use kinsight::metrics::collect::Cycle;
 use kinsight::metrics::declare;
 use kinsight::metrics::record::RecordType;
 use kinsight::metrics::sample::Sampler;
@@ -45,12 +45,7 @@ fn collector_with(root: &Path, modes: (bool, bool), destination: &str, telemetry
             "accelerated_compute_metrics":{accelerated}}}}}}},
             "kinsight":{{"metrics":{{"destination":"{destination}"}}}}}}"#
     );
-    let inputs = Inputs {
-        output_override: Some(OutputKind::Stdout),
-        host_name_fallback: "node".into(),
-        ..Inputs::default()
-    };
-    let cfg = config::load_str(&json, &inputs).unwrap();
+    let cfg = settings::load(&json);
     let root = Root::new(root);
     let mode = CgroupMode::detect(&root).unwrap();
     let capacity = procfs::read_capacity(&root).unwrap();
@@ -75,16 +70,10 @@ fn collector_with(root: &Path, modes: (bool, bool), destination: &str, telemetry
         capacity_gpus: Some(4),
         ..kube::NodeState::default()
     }));
-    let attrs = NodeAttributes {
-        cluster_name: cfg.cluster_name.clone(),
-        node_name: cfg.node_name.clone(),
-        instance_id: Some("i-0123456789abcdef0".into()),
-        instance_type: Some("m5.large".into()),
-    };
     let collector = Collector::new(
         Sampler::new(root, mode, telemetry),
         capacity,
-        Settings::from_config(&cfg, attrs),
+        settings::settings(&cfg, "m5.large"),
         Some(index.clone()),
     );
     (collector, index)

@@ -5,6 +5,8 @@
 //! declared dimension sets. Standard mode neither scrapes nor sends; a plugin that refuses is
 //! counted and the agent goes on.
 
+#[path = "support/settings.rs"]
+mod config;
 #[path = "support/pairs.rs"]
 mod pairs;
 #[path = "../benches/support/synthetic.rs"]
@@ -17,12 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use kinsight::config::{self, Inputs, OutputKind};
 use kinsight::host::{CgroupMode, Root, SystemClock, procfs};
 use kinsight::kube::{self, PodIndex};
 use kinsight::metrics::Collector;
 use kinsight::metrics::collect::Settings;
-use kinsight::metrics::compute::NodeAttributes;
 use kinsight::metrics::declare;
 use kinsight::metrics::record::RecordType;
 use kinsight::metrics::sample::Sampler;
@@ -71,19 +71,8 @@ fn settings(enhanced: bool, destination: &str) -> Settings {
         r#"{{"logs":{{"metrics_collected":{{"kubernetes":{{"cluster_name":"c","metrics_collection_interval":1,"enhanced_container_insights":{enhanced}}}}}}},
             "kinsight":{{"metrics":{{"destination":"{destination}"}}}}}}"#
     );
-    let inputs = Inputs {
-        output_override: Some(OutputKind::Stdout),
-        host_name_fallback: "node".into(),
-        ..Inputs::default()
-    };
-    let cfg = config::load_str(&json, &inputs).unwrap();
-    let attrs = NodeAttributes {
-        cluster_name: cfg.cluster_name.clone(),
-        node_name: cfg.node_name.clone(),
-        instance_id: Some("i-0123456789abcdef0".into()),
-        instance_type: Some("m5.large".into()),
-    };
-    Settings::from_config(&cfg, attrs)
+    let cfg = config::load(&json);
+    config::settings(&cfg, "m5.large")
 }
 
 /// This node's pods: the synthetic ones and the EBS CSI node plugin at 127.0.0.1:`port`.

@@ -23,6 +23,7 @@ pub mod net;
 pub mod pids;
 pub mod procfs;
 mod root;
+pub mod unix_grpc;
 
 #[cfg(test)]
 pub(crate) mod proptests;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::error::RuntimeError;
 use super::proto::containerd::services::containers::v1 as containers;
@@ -79,18 +79,7 @@ impl Client {
                 path: socket.to_path_buf(),
             });
         }
-        let path = socket.to_path_buf();
-        // The URI is required by tonic and ignored: the connector dials the Unix socket (as
-        // tonic's own `examples/src/uds/client.rs` does).
-        let endpoint = Endpoint::from_static("http://[::]:50051").connect_timeout(CONNECT_TIMEOUT);
-        let channel = endpoint
-            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-                let path = path.clone();
-                async move {
-                    let stream = tokio::net::UnixStream::connect(path).await?;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-                }
-            }))
+        let channel = crate::host::unix_grpc::channel(socket, Some(CONNECT_TIMEOUT))
             .await
             .map_err(|source| RuntimeError::Connect {
                 path: socket.to_path_buf(),

@@ -10,8 +10,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tonic::transport::Endpoint;
-
 use super::dcgm::{Assignment, GpuReading};
 use super::proto::v1::ListPodResourcesRequest;
 use super::proto::v1::pod_resources_lister_client::PodResourcesListerClient;
@@ -68,17 +66,7 @@ async fn list(socket: &Path) -> Result<GpuOwners, PodResourcesError> {
             path: socket.to_path_buf(),
         });
     }
-    let path = socket.to_path_buf();
-    // The URI is required by tonic and ignored: the connector dials the Unix socket (as the
-    // runtime client does).
-    let channel = Endpoint::from_static("http://[::]:50051")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-            }
-        }))
+    let channel = crate::host::unix_grpc::channel(socket, None)
         .await
         .map_err(|source| PodResourcesError::Connect {
             path: socket.to_path_buf(),

@@ -61,11 +61,28 @@ pub struct NodeState {
     /// `status.capacity["nvidia.com/gpu"]` (`node_gpu_limit`), as upstream's pod store reads it
     /// (`getNodeStatusCapacityGPUs` in awscontainerinsightreceiver `internal/stores/nodeinfo.go`).
     pub capacity_gpus: Option<u64>,
+    // AWS Neuron.
+    /// `status.capacity["aws.amazon.com/neuroncore"]` (`node_neuroncore_limit`): the cores the
+    /// Neuron device plugin advertises.
+    pub capacity_neuroncores: Option<u64>,
+    /// `status.capacity["aws.amazon.com/neurondevice"]` (else the older
+    /// `aws.amazon.com/neuron`): with the cores, how many cores a device request holds.
+    pub capacity_neurondevices: Option<u64>,
+    /// The `topology.k8s.aws/ultraserver-id` label (AWS's label of the instances of one
+    /// UltraServer): the `UltraServer` dimension of the node Neuron metrics.
+    pub ultraserver: Option<String>,
     /// A `SageMaker` `HyperPod` node's health label (the leader's `hyperpod_node_health_status_*`):
     /// set only for an instance type `ml.*` that carries a known
     /// `sagemaker.amazonaws.com/node-health-status` value.
     pub hyperpod_health: Option<HyperPodHealth>,
 }
+
+/// AWS's label naming the `UltraServer` an instance belongs to (`SageMaker` `HyperPod` and EKS
+/// topology labels). Upstream declares `UltraServer` dimension sets for the node Neuron metrics
+/// (`getAwsNeuronMetricDeclarations` in the CloudWatch agent's `kubernetes.go`) without a
+/// component of its own that sets the attribute at the revisions kinsight follows; kinsight
+/// takes it from this label.
+pub const ULTRASERVER_LABEL: &str = "topology.k8s.aws/ultraserver-id";
 
 /// The values of the `sagemaker.amazonaws.com/node-health-status` label `HyperPod` puts on its
 /// nodes, as upstream reads them (`HyperPodConditionTypeMap` in the receiver's
@@ -487,6 +504,18 @@ pub(crate) fn node_state(node: &Node) -> Option<NodeState> {
         capacity_pods: count(capacity, "pods"),
         allocatable_pods: count(status.and_then(|s| s.allocatable.as_ref()), "pods"),
         capacity_gpus: count(capacity, crate::kube::GPU_RESOURCE),
+        capacity_neuroncores: count(capacity, crate::kube::NEURONCORE_RESOURCE),
+        capacity_neurondevices: crate::kube::NEURONDEVICE_RESOURCES
+            .iter()
+            .find_map(|r| count(capacity, r)),
+        ultraserver: node
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(ULTRASERVER_LABEL))
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
         hyperpod_health: hyperpod_health(node.metadata.labels.as_ref()),
     })
 }

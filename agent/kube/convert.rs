@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use super::model::{
     Accelerators, ConditionStatus, ContainerInfo, ContainerState, GPU_RESOURCE, LogExclusion, PodInfo, PodPhase,
 };
+use super::model::{NEURONCORE_RESOURCE, NEURONDEVICE_RESOURCES};
 use super::podlist::{CONFIG_MIRROR_ANNOTATION, Warning};
 use super::quantity::Quantity;
 use super::service::ServiceSelector;
@@ -238,6 +239,21 @@ impl Join<'_> {
                         resource(res.limits.as_ref(), GPU_RESOURCE),
                         Quantity::value,
                     ),
+                    // AWS Neuron.
+                    neuroncore_request: self.quantity(
+                        &c.name,
+                        "requests.aws.amazon.com/neuroncore",
+                        resource(res.requests.as_ref(), NEURONCORE_RESOURCE),
+                        Quantity::value,
+                    ),
+                    neuroncore_limit: self.quantity(
+                        &c.name,
+                        "limits.aws.amazon.com/neuroncore",
+                        resource(res.limits.as_ref(), NEURONCORE_RESOURCE),
+                        Quantity::value,
+                    ),
+                    neurondevice_request: self.neuron_devices(&c.name, res.requests.as_ref(), "requests"),
+                    neurondevice_limit: self.neuron_devices(&c.name, res.limits.as_ref(), "limits"),
                 };
                 if accelerators != Accelerators::default() {
                     info.accelerators = Some(Box::new(accelerators));
@@ -266,6 +282,27 @@ impl Join<'_> {
 
     /// A quantity in the container's unit, or `None` when unset, negative (counts as unset) or
     /// garbage (with a warning).
+    /// AWS Neuron: whole devices under either name of the device plugin, summed.
+    fn neuron_devices(
+        &mut self,
+        container: &str,
+        map: Option<&BTreeMap<String, ApiQuantity>>,
+        kind: &'static str,
+    ) -> Option<f64> {
+        let [new, old] = NEURONDEVICE_RESOURCES;
+        let fields = if kind == "limits" {
+            ["limits.aws.amazon.com/neurondevice", "limits.aws.amazon.com/neuron"]
+        } else {
+            ["requests.aws.amazon.com/neurondevice", "requests.aws.amazon.com/neuron"]
+        };
+        let a = self.quantity(container, fields[0], resource(map, new), Quantity::value);
+        let b = self.quantity(container, fields[1], resource(map, old), Quantity::value);
+        match (a, b) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        }
+    }
+
     fn quantity(
         &mut self,
         container: &str,

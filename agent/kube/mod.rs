@@ -59,6 +59,7 @@ pub use model::{
     Accelerators, ConditionStatus, ContainerInfo, ContainerState, GPU_RESOURCE, LogExclusion, NodeTotals, PodInfo,
     PodPhase, PodResourceCeiling, PodResources,
 };
+pub use model::{NEURONCORE_RESOURCE, NEURONDEVICE_RESOURCES};
 pub use podlist::{CONFIG_MIRROR_ANNOTATION, ParsedList, Warning, parse_list, parse_pod_list};
 pub use quantity::Quantity;
 pub use restarts::{RESTART_EXPIRY, RestartTracker};

@@ -154,7 +154,23 @@ pub struct Accelerators {
     pub gpu_request: Option<f64>,
     /// `limits["nvidia.com/gpu"]`.
     pub gpu_limit: Option<f64>,
+    // AWS Neuron.
+    /// `requests["aws.amazon.com/neuroncore"]`.
+    pub neuroncore_request: Option<f64>,
+    /// `limits["aws.amazon.com/neuroncore"]`.
+    pub neuroncore_limit: Option<f64>,
+    /// `requests` of whole Neuron devices (`aws.amazon.com/neurondevice` plus the older
+    /// `aws.amazon.com/neuron`).
+    pub neurondevice_request: Option<f64>,
+    /// `limits` of whole Neuron devices, likewise.
+    pub neurondevice_limit: Option<f64>,
 }
+
+/// AWS Neuron: the extended resources the Neuron device plugin advertises, as upstream names
+/// them (`internal/neuron/pod_attribute_decorator.go` in awscontainerinsightreceiver): cores,
+/// and whole devices under two names.
+pub const NEURONCORE_RESOURCE: &str = "aws.amazon.com/neuroncore";
+pub const NEURONDEVICE_RESOURCES: [&str; 2] = ["aws.amazon.com/neurondevice", "aws.amazon.com/neuron"];
 
 impl ContainerInfo {
     /// The container's `nvidia.com/gpu` limit, if its spec sets one.

@@ -509,3 +509,43 @@ fn the_own_node_gpu_capacity_is_read() {
     let own = cluster::node_state(&node).unwrap();
     assert_eq!((own.capacity_pods, own.capacity_gpus), (Some(110), Some(8)));
 }
+
+#[test]
+fn neuron_resources_are_read_per_container_and_the_node_capacity_and_ultraserver() {
+    let text = r#"{"kind": "PodList", "items": [{
+        "metadata": {"name": "infer-0", "namespace": "ml", "uid": "u1"},
+        "spec": {"nodeName": "n", "containers": [
+            {"name": "main", "resources": {"limits": {"aws.amazon.com/neuroncore": "2", "aws.amazon.com/neuron": "1"},
+                                           "requests": {"aws.amazon.com/neuroncore": "2", "aws.amazon.com/neurondevice": "1",
+                                                        "aws.amazon.com/neuron": "1"}}},
+            {"name": "log", "resources": {"limits": {"cpu": "100m"}}}
+        ]},
+        "status": {"phase": "Running"}
+    }]}"#;
+    let (pods, warnings) = parse_pod_list(text).unwrap();
+    assert_eq!(warnings, vec![]);
+    let a = pods[0].containers[0].accelerators.as_deref().unwrap();
+    assert_eq!((a.neuroncore_request, a.neuroncore_limit), (Some(2.0), Some(2.0)));
+    assert_eq!(
+        (a.neurondevice_request, a.neurondevice_limit),
+        (Some(2.0), Some(1.0)),
+        "both device names, summed"
+    );
+    assert_eq!((a.gpu_request, a.gpu_limit), (None, None));
+    assert_eq!(pods[0].containers[1].accelerators, None);
+
+    let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "n", "labels": {"topology.k8s.aws/ultraserver-id": "us-0123"}},
+        "status": {"capacity": {"pods": "110", "aws.amazon.com/neuroncore": "32", "aws.amazon.com/neuron": "16"}}
+    }))
+    .unwrap();
+    let own = cluster::node_state(&node).unwrap();
+    assert_eq!(
+        (
+            own.capacity_neuroncores,
+            own.capacity_neurondevices,
+            own.ultraserver.as_deref()
+        ),
+        (Some(32), Some(16), Some("us-0123"))
+    );
+}

@@ -191,6 +191,7 @@ mod tests {
                 Box::new(Accelerators {
                     gpu_request: Some(n),
                     gpu_limit: Some(n),
+                    ..Accelerators::default()
                 })
             }),
             ..ContainerInfo::default()

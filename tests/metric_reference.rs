@@ -23,6 +23,22 @@ fn source(d: &Declaration) -> &'static str {
         RecordType::ContainerGPU | RecordType::PodGPU | RecordType::NodeGPU => {
             "accelerated: the node's DCGM exporter; holders from the kubelet's pod-resources API"
         }
+        // AWS Neuron.
+        RecordType::Node if m.contains("_neuroncore_") => {
+            "accelerated: pod index (aws.amazon.com/neuroncore, neurondevice requests, limits) and the Node object's Neuron capacity"
+        }
+        RecordType::Pod if m.contains("_neuroncore_") => {
+            "accelerated: pod spec (aws.amazon.com/neuroncore, neurondevice) and the Node object's Neuron capacity"
+        }
+        RecordType::ContainerAWSNeuronCore
+        | RecordType::PodAWSNeuronCore
+        | RecordType::NodeAWSNeuronCore
+        | RecordType::ContainerAWSNeuronDevice
+        | RecordType::PodAWSNeuronDevice
+        | RecordType::NodeAWSNeuronDevice
+        | RecordType::NodeAWSNeuron => {
+            "accelerated: the node's neuron-monitor; holders from the kubelet's pod-resources API"
+        }
         RecordType::Node if m.starts_with("node_status_") => "this node's Node object (apiserver watch)",
         RecordType::Node if m.contains("reserved") => {
             "pod index (requests of this node's pods) over /proc/cpuinfo, /proc/meminfo"

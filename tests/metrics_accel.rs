@@ -95,6 +95,7 @@ async fn run_source(
     let source = AcceleratorSource {
         plan: Arc::new(move || plan.clone()),
         gpus: tx,
+        neurons: kinsight::host::accel::neuron_channel().0,
         pod_resources,
         telemetry: telemetry.clone(),
     };

@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use kinsight::host::accel::{GpuScrape, dcgm, gpu_channel};
+use kinsight::host::accel::{GpuScrape, dcgm, gpu_channel, neuron, neuron_channel};
 use kinsight::host::{CgroupMode, Root, SystemClock, procfs};
 use kinsight::kube::{self, PodIndex};
 use kinsight::metrics::Collector;
@@ -68,6 +68,10 @@ fn collector_with(root: &Path, modes: (bool, bool), destination: &str, telemetry
         capacity_pods: Some(110),
         allocatable_pods: Some(110),
         capacity_gpus: Some(4),
+        // AWS Neuron: an inf2.24xlarge's 12 cores on 6 devices, in an UltraServer.
+        capacity_neuroncores: Some(12),
+        capacity_neurondevices: Some(6),
+        ultraserver: Some("us-0a1b2c".into()),
         ..kube::NodeState::default()
     }));
     let collector = Collector::new(
@@ -160,6 +164,46 @@ fn volume_scrape(n: u64) -> VolumeScrape {
     VolumeScrape { seq: n, samples }
 }
 
+/// AWS Neuron: a core in each container of the first pod too (`pod_neuroncore_*`; it is the one
+/// the Service selects), which holds cores 0 and 1 and device 0 of the neuron-monitor fixture
+/// ([`neuron_scrape`]). Its (namespace, pod, first container).
+fn neuron_pod(list: &mut Value) -> (String, String, String) {
+    let pod = &mut list["items"][0];
+    for c in pod["spec"]["containers"].as_array_mut().unwrap() {
+        c["resources"]["limits"]["aws.amazon.com/neuroncore"] = "1".into();
+        c["resources"]["requests"]["aws.amazon.com/neuroncore"] = "1".into();
+    }
+    let text = |v: &Value| v.as_str().unwrap().to_string();
+    (
+        text(&pod["metadata"]["namespace"]),
+        text(&pod["metadata"]["name"]),
+        text(&pod["spec"]["containers"][0]["name"]),
+    )
+}
+
+/// neuron-monitor's fixture at scrape `n` (its counters grown by `n`), cores 0 and 1 and device 0
+/// held by container `holder` (namespace, pod, container), as the kubelet would say.
+fn neuron_scrape(n: u64, holder: &(String, String, String)) -> neuron::NeuronScrape {
+    let mut s = neuron::parse(include_str!("fixtures/accel/neuron-monitor.txt")).unwrap();
+    s.seq = n;
+    let a = dcgm::Assignment {
+        namespace: holder.0.clone(),
+        pod: holder.1.clone(),
+        container: Some(holder.2.clone()),
+    };
+    for c in s.cores.iter_mut().filter(|c| c.core < 2) {
+        c.holder = Some(a.clone());
+    }
+    for d in &mut s.devices {
+        d.ecc_events += n as f64;
+        if d.device == 0 {
+            d.holder = Some(a.clone());
+        }
+    }
+    s.node.execution_errors = s.node.execution_errors.map(|e| e + n as f64);
+    s
+}
+
 /// Two cycles (the second has rates), the second one returned; accelerated compute metrics on.
 fn cycle(enhanced: bool, destination: &str) -> Cycle {
     cycle_with(enhanced, true, destination)
@@ -223,6 +267,7 @@ fn cycle_with(enhanced: bool, accelerated: bool, destination: &str) -> Cycle {
         c["resources"]["limits"]["nvidia.com/gpu"] = "1".into();
         c["resources"]["requests"]["nvidia.com/gpu"] = "1".into();
     }
+    let neuron_pod = neuron_pod(&mut list);
     std::fs::write(&list_path, list.to_string()).unwrap();
     // The host's mount table: the root filesystem (the tree itself), for NodeFS.
     std::fs::create_dir_all(dir.path().join("proc/1")).unwrap();
@@ -252,13 +297,18 @@ fn cycle_with(enhanced: bool, accelerated: bool, destination: &str) -> Cycle {
     let (gpu_tx, gpu_view) = gpu_channel();
     let gpus = dcgm::parse(include_str!("fixtures/accel/dcgm-exporter.txt")).unwrap();
     gpu_tx.send_replace(Arc::new(GpuScrape { gpus }));
+    // The node's neuron-monitor (the *AWSNeuron* records), scraped once per cycle: its counters
+    // need two scrapes.
+    let (neuron_tx, neuron_view) = neuron_channel();
     let mut c = c
         .with_container_fs(fs_view)
         .with_volumes(volume_view)
-        .with_gpus(gpu_view);
+        .with_gpus(gpu_view)
+        .with_neurons(neuron_view);
     for n in 1..=2 {
         index.set_control_plane(Some(kube::parse_control_plane(&control_plane_text(n), n)));
         volume_tx.send_replace(Arc::new(volume_scrape(n)));
+        neuron_tx.send_replace(Arc::new(neuron_scrape(n, &neuron_pod)));
         let cycle = c.collect(&SystemClock);
         if n == 2 {
             return cycle;

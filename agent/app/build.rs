@@ -37,6 +37,8 @@ pub(super) struct Parts {
     pub runtime: RuntimeSource,
     /// Where the accelerator source publishes its DCGM scrapes (the collector reads them).
     pub gpus: tokio::sync::watch::Sender<Arc<crate::host::accel::GpuScrape>>,
+    /// AWS Neuron: where the accelerator source publishes its neuron-monitor scrapes.
+    pub neurons: tokio::sync::watch::Sender<Arc<crate::host::accel::neuron::NeuronScrape>>,
 }
 
 /// Whether the output needs AWS credentials.
@@ -164,6 +166,7 @@ pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry
     let (fs_tx, fs_view) = crate::runtime::fs_channel();
     let (volume_tx, volume_view) = crate::metrics::volumes::volume_channel();
     let (gpus, gpu_view) = crate::host::accel::gpu_channel();
+    let (neurons, neuron_view) = crate::host::accel::neuron_channel();
     let collector = Collector::new(
         sampler,
         capacity,
@@ -172,7 +175,8 @@ pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry
     )
     .with_container_fs(fs_view.clone())
     .with_volumes(volume_view)
-    .with_gpus(gpu_view);
+    .with_gpus(gpu_view)
+    .with_neurons(neuron_view);
     // The runtime names pods for `runtime` and fills the apiserver's gaps; a pod list file is
     // the whole truth by design (tests and replays), so the runtime does not add to it.
     let runtime_index = match &metadata {
@@ -195,6 +199,7 @@ pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry
         node,
         runtime,
         gpus,
+        neurons,
     })
 }
 
@@ -216,6 +221,7 @@ pub(super) fn accelerators(
     crate::host::accel::AcceleratorSource {
         plan: Arc::new(plan),
         gpus: parts.gpus.clone(),
+        neurons: parts.neurons.clone(),
         pod_resources: Some(Root::new(&outside.host_root).path(crate::host::accel::podresources::SOCKET)),
         telemetry: telemetry.clone(),
     }

@@ -113,12 +113,25 @@ pub(super) fn section(mut o: Obj<'_>, cx: &mut Ctx, given: Given) -> Kinsight {
 /// The DCGM exporter on this node: dcgm-exporter listens on 9400 (`--address :9400`, its
 /// default), reached through the node's IP since kinsight's pod is not in the host network.
 fn default_dcgm_url(host_ip: Option<&str>) -> url::Url {
+    node_local_url(host_ip, 9400)
+}
+
+/// AWS Neuron: neuron-monitor on this node. Its Prometheus exporter listens on 8000, the port
+/// upstream scrapes (`neuron-monitor-service:8000` in the CloudWatch agent's
+/// `translator/translate/otel/pipeline/opentelemetry/containerinsights/neuron.yaml`), reached
+/// through the node's IP like the DCGM exporter.
+fn default_neuron_monitor_url(host_ip: Option<&str>) -> url::Url {
+    node_local_url(host_ip, 8000)
+}
+
+/// `http://$HOST_IP:port/metrics`, loopback without a (valid) `HOST_IP`.
+fn node_local_url(host_ip: Option<&str>, port: u16) -> url::Url {
     let host = match host_ip.and_then(|ip| ip.parse::<IpAddr>().ok()) {
         Some(IpAddr::V6(ip)) => format!("[{ip}]"),
         Some(ip) => ip.to_string(),
         None => Ipv4Addr::LOCALHOST.to_string(),
     };
-    url::Url::parse(&format!("http://{host}:9400/metrics")).expect("an IP address and a port make a valid URL")
+    url::Url::parse(&format!("http://{host}:{port}/metrics")).expect("an IP address and a port make a valid URL")
 }
 
 /// `kinsight.metrics`.
@@ -126,6 +139,9 @@ fn metrics(mut o: Obj<'_>, cx: &mut Ctx, default_source: MetadataSource, host_ip
     // http URL, default "http://$HOST_IP:9400/metrics" (127.0.0.1 without HOST_IP): the node's
     // DCGM exporter (9400 is dcgm-exporter's default port).
     let dcgm = o.parsed(cx, "dcgm_exporter_url", values::exporter_url);
+    // http URL, default "http://$HOST_IP:8000/metrics" (127.0.0.1 without HOST_IP): the node's
+    // neuron-monitor (AWS Neuron metrics; 8000 is the port upstream scrapes).
+    let neuron = o.parsed(cx, "neuron_monitor_url", values::exporter_url);
     let m = Metrics {
         // "put_metric_data" | "emf" | "both", default "put_metric_data": how metrics reach CloudWatch.
         destination: o
@@ -164,6 +180,8 @@ fn metrics(mut o: Obj<'_>, cx: &mut Ctx, default_source: MetadataSource, host_ip
             .collect(),
         dcgm_exporter_url_set: dcgm.is_some(),
         dcgm_exporter_url: dcgm.unwrap_or_else(|| default_dcgm_url(host_ip)),
+        neuron_monitor_url_set: neuron.is_some(),
+        neuron_monitor_url: neuron.unwrap_or_else(|| default_neuron_monitor_url(host_ip)),
     };
     o.finish(cx);
     m

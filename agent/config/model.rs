@@ -158,6 +158,12 @@ pub struct Metrics {
     /// Whether the file names the DCGM exporter: then it is scraped even when the own Node
     /// object is unknown or advertises no `nvidia.com/gpu`.
     pub dcgm_exporter_url_set: bool,
+    /// `kinsight.metrics.neuron_monitor_url`: the node's neuron-monitor (AWS Neuron metrics),
+    /// default `http://$HOST_IP:8000/metrics` (loopback without `HOST_IP`).
+    pub neuron_monitor_url: url::Url,
+    /// Whether the file names neuron-monitor: then it is scraped even when the own Node object
+    /// is unknown or advertises no `aws.amazon.com/neuroncore`.
+    pub neuron_monitor_url_set: bool,
 }
 
 /// One entry of `kinsight.metrics.drop`: a metric (every dimension set of it), a dimension set

@@ -821,3 +821,37 @@ fn the_dcgm_exporter_defaults_to_the_node_ip_and_must_be_a_plain_http_url() {
         );
     }
 }
+
+#[test]
+fn neuron_monitor_defaults_to_the_node_ip_on_8000_and_must_be_a_plain_http_url() {
+    let mut inputs = local();
+    let cfg = ok("{}", &inputs);
+    assert_eq!(cfg.metrics.neuron_monitor_url.as_str(), "http://127.0.0.1:8000/metrics");
+    assert!(!cfg.metrics.neuron_monitor_url_set);
+    inputs.env.host_ip = Some("10.0.3.17".into());
+    assert_eq!(
+        ok("{}", &inputs).metrics.neuron_monitor_url.as_str(),
+        "http://10.0.3.17:8000/metrics"
+    );
+    let named = ok(
+        r#"{"kinsight":{"metrics":{"neuron_monitor_url":"http://neuron.local:8001/metrics"}}}"#,
+        &inputs,
+    );
+    assert_eq!(
+        named.metrics.neuron_monitor_url.as_str(),
+        "http://neuron.local:8001/metrics"
+    );
+    assert!(named.metrics.neuron_monitor_url_set);
+    for bad in [
+        "https://10.0.0.1:8000/metrics",
+        "10.0.0.1:8000",
+        "http://u:p@10.0.0.1/metrics",
+    ] {
+        let text = format!(r#"{{"kinsight":{{"metrics":{{"neuron_monitor_url":"{bad}"}}}}}}"#);
+        let e = errors(&text, &inputs);
+        assert!(
+            e.len() == 1 && e[0].starts_with("kinsight.metrics.neuron_monitor_url: "),
+            "{bad}: {e:?}"
+        );
+    }
+}

@@ -239,7 +239,7 @@ pub(super) fn glob(s: &str) -> Result<String, ErrorKind> {
 }
 
 /// A node-local exporter's URL: `http://host[:port]/path`. Plain HTTP only: the exporters
-/// (dcgm-exporter) serve plain HTTP on the node, and nothing secret is sent.
+/// (dcgm-exporter, neuron-monitor) serve plain HTTP on the node, and nothing secret is sent.
 pub(super) fn exporter_url(s: &str) -> Result<url::Url, ErrorKind> {
     let u = url::Url::parse(s).map_err(|e| ErrorKind::invalid(format!("{s:?} is not a URL: {e}")))?;
     if u.scheme() != "http" || u.host_str().is_none_or(str::is_empty) {

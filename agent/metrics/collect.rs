@@ -58,6 +58,9 @@ pub struct AccelSettings {
     /// The DCGM exporter, and whether the config names it explicitly.
     pub dcgm_url: url::Url,
     pub dcgm_url_set: bool,
+    /// AWS Neuron: neuron-monitor, and whether the config names it explicitly.
+    pub neuron_url: url::Url,
+    pub neuron_url_set: bool,
 }
 
 /// What a cycle produces for the configured destination.
@@ -112,6 +115,8 @@ impl Settings {
                 enabled: k.enhanced_container_insights && k.accelerated_compute_metrics,
                 dcgm_url: cfg.metrics.dcgm_exporter_url.clone(),
                 dcgm_url_set: cfg.metrics.dcgm_exporter_url_set,
+                neuron_url: cfg.metrics.neuron_monitor_url.clone(),
+                neuron_url_set: cfg.metrics.neuron_monitor_url_set,
             },
         }
     }
@@ -123,8 +128,13 @@ impl Settings {
         let has_gpus = own.and_then(|n| n.capacity_gpus).is_some_and(|n| n > 0);
         let a = &self.accel;
         let dcgm = (a.enabled && (has_gpus || a.dcgm_url_set)).then(|| a.dcgm_url.clone());
+        // AWS Neuron: likewise, on a node whose Node object advertises
+        // `aws.amazon.com/neuroncore`, or when the config names neuron-monitor.
+        let has_neuron = own.and_then(|n| n.capacity_neuroncores).is_some_and(|n| n > 0);
+        let neuron = (a.enabled && (has_neuron || a.neuron_url_set)).then(|| a.neuron_url.clone());
         crate::host::accel::ScrapePlan {
             dcgm,
+            neuron,
             interval: self.interval,
         }
     }
@@ -143,6 +153,12 @@ fn sources(kind: RecordType) -> serde_json::Value {
         kind if kind.is_leader() => json!(["apiserver"]),
         _ => json!([]),
     }
+}
+
+/// The accelerated compute fields of a Pod record (GPUs, AWS Neuron).
+fn accelerated_pod_fields(enabled: bool, r: &mut Record, pod: &PodInfo, own: Option<&crate::kube::NodeState>) {
+    gpu::add_pod_fields(enabled, r, pod, own);
+    compute::neuron::add_pod_fields(enabled, r, pod, own);
 }
 
 /// CPU and memory of one cgroup, through its held directories when possible. A cgroup that
@@ -202,6 +218,8 @@ pub struct Collector {
     volumes: Option<(super::volumes::VolumeView, super::volumes::Volumes)>,
     /// The accelerator source's last DCGM scrape, for the GPU records.
     gpus: Option<crate::host::accel::GpuView>,
+    /// AWS Neuron: neuron-monitor's last scrape, and the counters' previous values.
+    neurons: Option<(crate::host::accel::NeuronView, compute::neuron::Neurons)>,
     /// Datums of the last cycle: the next one reserves that many at once instead of growing
     /// (and copying) a vector of tens of thousands of datums several times.
     last_datums: usize,
@@ -225,6 +243,7 @@ impl Collector {
             container_fs: None,
             volumes: None,
             gpus: None,
+            neurons: None,
             last_datums: 0,
         }
     }
@@ -250,6 +269,43 @@ impl Collector {
     pub fn with_gpus(mut self, view: crate::host::accel::GpuView) -> Self {
         self.gpus = Some(view);
         self
+    }
+
+    /// AWS Neuron: adds Neuron records from the accelerator source's last neuron-monitor scrape.
+    #[must_use]
+    pub fn with_neurons(mut self, view: crate::host::accel::NeuronView) -> Self {
+        self.neurons = Some((view, compute::neuron::Neurons::default()));
+        self
+    }
+
+    /// The records of the accelerator source's last scrapes (GPUs, AWS Neuron), when accelerated
+    /// compute metrics are on.
+    fn accelerated_records(&mut self, node: &Record, records: &mut Vec<Record>) {
+        if !self.settings.accel.enabled {
+            return;
+        }
+        let snapshot = self.pods.as_ref().map(PodIndex::snapshot);
+        let s = &self.settings;
+        let pod_settings = PodSettings {
+            enhanced: s.enhanced,
+            prefer_full_pod_name: s.prefer_full_pod_name,
+            tag_service: s.tag_service,
+            kubernetes_object: false,
+        };
+        if let Some(view) = &self.gpus {
+            let scrape = Arc::clone(&view.borrow());
+            records.extend(gpu::records(&scrape.gpus, node, snapshot.as_deref(), pod_settings));
+        }
+        // AWS Neuron.
+        if let Some((view, neurons)) = &mut self.neurons {
+            let scrape = Arc::clone(&view.borrow());
+            let cx = compute::neuron::Context {
+                node,
+                pods: snapshot.as_deref(),
+                settings: pod_settings,
+            };
+            records.extend(neurons.records(&scrape, cx));
+        }
     }
 
     /// Applies a reloaded configuration.
@@ -297,6 +353,7 @@ impl Collector {
                     && let Some(own) = snapshot.own_node()
                 {
                     gpu::add_node_fields(&mut node, snapshot.pods(), own);
+                    compute::neuron::add_node_fields(&mut node, snapshot.pods(), own);
                 }
                 self.collect_pods(&snapshot, &node, sample.at, &mut records);
                 // File mode with a cluster dump: this agent is the leader (see README).
@@ -325,20 +382,7 @@ impl Collector {
                 }
             }
         }
-        if self.settings.accel.enabled
-            && let Some(view) = &self.gpus
-        {
-            let scrape = Arc::clone(&view.borrow());
-            let snapshot = self.pods.as_ref().map(PodIndex::snapshot);
-            let s = &self.settings;
-            let pod_settings = PodSettings {
-                enhanced: s.enhanced,
-                prefer_full_pod_name: s.prefer_full_pod_name,
-                tag_service: s.tag_service,
-                kubernetes_object: false,
-            };
-            records.extend(gpu::records(&scrape.gpus, &node, snapshot.as_deref(), pod_settings));
-        }
+        self.accelerated_records(&node, &mut records);
         let nets = net::add(
             &mut node,
             &net::NODE_NET,
@@ -422,7 +466,7 @@ impl Collector {
                 memory,
             };
             let (mut rec, _) = pod::pod_record(node, &read, restarts, pod_settings, &mut tick);
-            gpu::add_pod_fields(s.accel.enabled, &mut rec, pod, snapshot.own_node());
+            accelerated_pod_fields(s.accel.enabled, &mut rec, pod, snapshot.own_node());
             let interfaces = self
                 .pids
                 .read_net_dev(root, &cg.uid)

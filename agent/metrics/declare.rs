@@ -62,6 +62,10 @@ use RecordType::{
     ClusterService, ClusterStatefulSet, Container, ContainerFS, ContainerGPU, ControlPlane, HyperPodNode, Node,
     NodeDiskIO, NodeEBS, NodeFS, NodeGPU, NodeInstanceStore, NodeNet, Pod, PodGPU, PodNet,
 };
+use RecordType::{
+    ContainerAWSNeuronCore, ContainerAWSNeuronDevice, NodeAWSNeuron, NodeAWSNeuronCore, NodeAWSNeuronDevice,
+    PodAWSNeuronCore, PodAWSNeuronDevice,
+};
 use Unit::{Bytes, BytesPerSecond, Count, CountPerSecond, None as NoUnit, Percent, Seconds};
 
 /// The 25 standard metrics.
@@ -136,9 +140,10 @@ const PVC: &[&[&str]] = &[
 /// [E] groups kinsight implements (container, pod extras, pod state, node status from the own
 /// Node object, node net/disk/FS, the leader's workloads and control-plane scrape, the
 /// runtime's container filesystems, the leader's storage and `HyperPod` records, the CSI
-/// plugins' volume I/O, GPUs from the DCGM exporter and `nvidia.com/gpu` resources). Groups not
-/// implemented yet (Neuron, EFA) are not here; [`MISSING_ENHANCED`] names them.
-pub const ENHANCED: [Declaration; 172] = [
+/// plugins' volume I/O, GPUs from the DCGM exporter and `nvidia.com/gpu` resources, AWS Neuron
+/// from neuron-monitor and `aws.amazon.com/neuroncore` resources). Groups not implemented yet
+/// (EFA) are not here; [`MISSING_ENHANCED`] names them.
+pub const ENHANCED: [Declaration; 172 + NEURON_ROWS] = [
     // Node: the 11 standard node metrics, all with N and C.
     d("node_cpu_utilization", Node, Percent, N_C),
     d("node_memory_utilization", Node, Percent, N_C),
@@ -548,7 +553,214 @@ pub const ENHANCED: [Declaration; 172] = [
     d("node_gpu_reserved_capacity", Node, Percent, N_C),
     d("node_gpu_unreserved_capacity", Node, Percent, N_C),
     d("node_gpu_available_capacity", Node, Count, N_C),
+    // AWS Neuron (`accelerated_compute_metrics`): neuron-monitor's cores, devices and runtime
+    // figures (`getAwsNeuronMetricDeclarations` in `kubernetes.go`; units as upstream's Neuron
+    // metric modifier sets them) and the pods' `aws.amazon.com/neuroncore` resources against the
+    // Node's capacity (the accelerated additions of the pod and node declarations).
+    d(
+        "container_neuroncore_utilization",
+        ContainerAWSNeuronCore,
+        Percent,
+        CONTAINER_NEURON_CORE,
+    ),
+    d(
+        "container_neuroncore_memory_usage_total",
+        ContainerAWSNeuronCore,
+        Bytes,
+        CONTAINER_NEURON_CORE,
+    ),
+    d(
+        "container_neuroncore_memory_usage_constants",
+        ContainerAWSNeuronCore,
+        Bytes,
+        CONTAINER_NEURON_CORE,
+    ),
+    d(
+        "container_neuroncore_memory_usage_model_code",
+        ContainerAWSNeuronCore,
+        Bytes,
+        CONTAINER_NEURON_CORE,
+    ),
+    d(
+        "container_neuroncore_memory_usage_model_shared_scratchpad",
+        ContainerAWSNeuronCore,
+        Bytes,
+        CONTAINER_NEURON_CORE,
+    ),
+    d(
+        "container_neuroncore_memory_usage_runtime_memory",
+        ContainerAWSNeuronCore,
+        Bytes,
+        CONTAINER_NEURON_CORE,
+    ),
+    d(
+        "container_neuroncore_memory_usage_tensors",
+        ContainerAWSNeuronCore,
+        Bytes,
+        CONTAINER_NEURON_CORE,
+    ),
+    d(
+        "container_neurondevice_hw_ecc_events_total",
+        ContainerAWSNeuronDevice,
+        Count,
+        CONTAINER_NEURON_DEVICE,
+    ),
+    d("pod_neuroncore_utilization", PodAWSNeuronCore, Percent, POD_NEURON_CORE),
+    d(
+        "pod_neuroncore_memory_usage_total",
+        PodAWSNeuronCore,
+        Bytes,
+        POD_NEURON_CORE,
+    ),
+    d(
+        "pod_neuroncore_memory_usage_constants",
+        PodAWSNeuronCore,
+        Bytes,
+        POD_NEURON_CORE,
+    ),
+    d(
+        "pod_neuroncore_memory_usage_model_code",
+        PodAWSNeuronCore,
+        Bytes,
+        POD_NEURON_CORE,
+    ),
+    d(
+        "pod_neuroncore_memory_usage_model_shared_scratchpad",
+        PodAWSNeuronCore,
+        Bytes,
+        POD_NEURON_CORE,
+    ),
+    d(
+        "pod_neuroncore_memory_usage_runtime_memory",
+        PodAWSNeuronCore,
+        Bytes,
+        POD_NEURON_CORE,
+    ),
+    d(
+        "pod_neuroncore_memory_usage_tensors",
+        PodAWSNeuronCore,
+        Bytes,
+        POD_NEURON_CORE,
+    ),
+    d(
+        "pod_neurondevice_hw_ecc_events_total",
+        PodAWSNeuronDevice,
+        Count,
+        POD_NEURON_DEVICE,
+    ),
+    d(
+        "node_neuroncore_utilization",
+        NodeAWSNeuronCore,
+        Percent,
+        NODE_NEURON_CORE,
+    ),
+    d(
+        "node_neuroncore_memory_usage_total",
+        NodeAWSNeuronCore,
+        Bytes,
+        NODE_NEURON_CORE,
+    ),
+    d(
+        "node_neuroncore_memory_usage_constants",
+        NodeAWSNeuronCore,
+        Bytes,
+        NODE_NEURON_CORE,
+    ),
+    d(
+        "node_neuroncore_memory_usage_model_code",
+        NodeAWSNeuronCore,
+        Bytes,
+        NODE_NEURON_CORE,
+    ),
+    d(
+        "node_neuroncore_memory_usage_model_shared_scratchpad",
+        NodeAWSNeuronCore,
+        Bytes,
+        NODE_NEURON_CORE,
+    ),
+    d(
+        "node_neuroncore_memory_usage_runtime_memory",
+        NodeAWSNeuronCore,
+        Bytes,
+        NODE_NEURON_CORE,
+    ),
+    d(
+        "node_neuroncore_memory_usage_tensors",
+        NodeAWSNeuronCore,
+        Bytes,
+        NODE_NEURON_CORE,
+    ),
+    d("node_neuron_execution_errors_total", NodeAWSNeuron, Count, NODE_NEURON),
+    d(
+        "node_neurondevice_runtime_memory_used_bytes",
+        NodeAWSNeuron,
+        Bytes,
+        NODE_NEURON,
+    ),
+    d("node_neuron_execution_latency", NodeAWSNeuron, Seconds, NODE_NEURON),
+    d(
+        "node_neurondevice_hw_ecc_events_total",
+        NodeAWSNeuronDevice,
+        Count,
+        NODE_NEURON_DEVICE,
+    ),
+    d("pod_neuroncore_request", Pod, Count, POD_STATE_E),
+    d("pod_neuroncore_limit", Pod, Count, POD_STATE_E),
+    d("pod_neuroncore_usage_total", Pod, Count, POD_STATE_E),
+    d("pod_neuroncore_reserved_capacity", Pod, Percent, POD_STATE_E),
+    d("node_neuroncore_limit", Node, Count, N_C),
+    d("node_neuroncore_usage_total", Node, Count, N_C),
+    d("node_neuroncore_reserved_capacity", Node, Percent, N_C),
+    d("node_neuroncore_unreserved_capacity", Node, Percent, N_C),
+    d("node_neuroncore_available_capacity", Node, Count, N_C),
 ];
+
+// AWS Neuron: the rows above and their dimension sets (`getAwsNeuronMetricDeclarations` in
+// `kubernetes.go`). `UltraServer` is the own Node's `topology.k8s.aws/ultraserver-id` label.
+const NEURON_ROWS: usize = 36;
+const SET_FCT_NEURON_CORE: &[&str] = &[
+    "ClusterName",
+    "ContainerName",
+    "FullPodName",
+    "Namespace",
+    "NeuronCore",
+    "NeuronDevice",
+    "PodName",
+];
+const SET_FCT_NEURON_DEVICE: &[&str] = &[
+    "ClusterName",
+    "ContainerName",
+    "FullPodName",
+    "Namespace",
+    "NeuronDevice",
+    "PodName",
+];
+const SET_FP_NEURON_CORE: &[&str] = &[
+    "ClusterName",
+    "FullPodName",
+    "Namespace",
+    "NeuronCore",
+    "NeuronDevice",
+    "PodName",
+];
+const SET_FP_NEURON_DEVICE: &[&str] = &["ClusterName", "FullPodName", "Namespace", "NeuronDevice", "PodName"];
+const SET_ULTRASERVER: &[&str] = &["ClusterName", "UltraServer"];
+const SET_N_NEURON_CORE: &[&str] = &[
+    "ClusterName",
+    "InstanceId",
+    "InstanceType",
+    "NeuronCore",
+    "NeuronDevice",
+    "NodeName",
+];
+const SET_N_NEURON_DEVICE: &[&str] = &["ClusterName", "InstanceId", "NeuronDevice", "NodeName"];
+const CONTAINER_NEURON_CORE: &[&[&str]] = &[SET_C, SET_CT, SET_FCT, SET_FCT_NEURON_CORE];
+const CONTAINER_NEURON_DEVICE: &[&[&str]] = &[SET_C, SET_CT, SET_FCT, SET_FCT_NEURON_DEVICE];
+const POD_NEURON_CORE: &[&[&str]] = &[SET_C, SET_NS, SET_S, SET_P, SET_FP, SET_FP_NEURON_CORE];
+const POD_NEURON_DEVICE: &[&[&str]] = &[SET_C, SET_NS, SET_S, SET_P, SET_FP, SET_FP_NEURON_DEVICE];
+const NODE_NEURON_CORE: &[&[&str]] = &[SET_C, SET_ULTRASERVER, SET_N, SET_N_NEURON_CORE];
+const NODE_NEURON: &[&[&str]] = &[SET_C, SET_ULTRASERVER, SET_N];
+const NODE_NEURON_DEVICE: &[&[&str]] = &[SET_C, SET_ULTRASERVER, SET_N, SET_N_NEURON_DEVICE];
 
 const CONTAINER_GPU: &[&[&str]] = &[SET_C, SET_CT, SET_FCT, SET_FCT_GPU];
 const POD_GPU: &[&[&str]] = &[SET_C, SET_NS, SET_S, SET_P, SET_FP, SET_FP_GPU];
@@ -586,24 +798,17 @@ impl MissingGroup {
 /// The [E] groups kinsight does not implement yet: said once at start and by `kinsight check`,
 /// never ignored silently. `tests/metrics_upstream.rs` holds this list to exactly the upstream
 /// declarations the table does not cover.
-pub const MISSING_ENHANCED: &[MissingGroup] = &[
-    MissingGroup {
-        name: "AWS Neuron (*_neuroncore_*, *_neurondevice_*, node_neuron_*)",
-        accelerated: true,
-        contains: &["_neuron"],
-    },
-    MissingGroup {
-        name: "Elastic Fabric Adapter (*_efa_*)",
-        accelerated: true,
-        contains: &["_efa_"],
-    },
-];
+pub const MISSING_ENHANCED: &[MissingGroup] = &[MissingGroup {
+    name: "Elastic Fabric Adapter (*_efa_*)",
+    accelerated: true,
+    contains: &["_efa_"],
+}];
 
 /// Whether `metric` belongs to the accelerated compute group, which upstream declares only
 /// with `accelerated_compute_metrics` on (`AcceleratedComputeMetricsEnabled` in `kubernetes.go`);
 /// kinsight builds those fields only then.
 pub fn is_accelerated(metric: &str) -> bool {
-    metric.contains("_gpu_")
+    metric.contains("_gpu_") || metric.contains("_neuron")
 }
 
 /// The names of the missing groups that apply with `accelerated_compute_metrics` as given.
@@ -697,6 +902,10 @@ pub fn unit_of(field: &str) -> Unit {
     // rates (upstream's `containerinsight` unit table lists `node_status_*` as Count).
     if f.starts_with("node_status_") {
         return Count;
+    }
+    // AWS Neuron: the p50 execution latency is in seconds (upstream's Neuron metric modifier).
+    if f == "node_neuron_execution_latency" {
+        return Seconds;
     }
     if f == "number_of_container_restarts"
         || f.ends_with("_gpu_power_draw")

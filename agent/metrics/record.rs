@@ -37,6 +37,19 @@ pub enum RecordType {
     ContainerGPU,
     PodGPU,
     NodeGPU,
+    // AWS Neuron: the `Type`s upstream's Neuron metric modifier writes (`duplicateMetricForType`
+    // in the CloudWatch agent's `plugins/processors/gpuattributes/internal/
+    // awsneuron_metric_modifier.go`: level + "AWSNeuron" + "Core" | "Device" | "").
+    /// One `NeuronCore` as its holding container, its pod and the node see it.
+    ContainerAWSNeuronCore,
+    PodAWSNeuronCore,
+    NodeAWSNeuronCore,
+    /// One Neuron device (its ECC events) as its holding container, its pod and the node see it.
+    ContainerAWSNeuronDevice,
+    PodAWSNeuronDevice,
+    NodeAWSNeuronDevice,
+    /// The node's Neuron runtime figures (execution errors and latency, device memory).
+    NodeAWSNeuron,
 }
 
 impl RecordType {
@@ -66,6 +79,14 @@ impl RecordType {
             RecordType::ContainerGPU => "ContainerGPU",
             RecordType::PodGPU => "PodGPU",
             RecordType::NodeGPU => "NodeGPU",
+            // AWS Neuron.
+            RecordType::ContainerAWSNeuronCore => "ContainerAWSNeuronCore",
+            RecordType::PodAWSNeuronCore => "PodAWSNeuronCore",
+            RecordType::NodeAWSNeuronCore => "NodeAWSNeuronCore",
+            RecordType::ContainerAWSNeuronDevice => "ContainerAWSNeuronDevice",
+            RecordType::PodAWSNeuronDevice => "PodAWSNeuronDevice",
+            RecordType::NodeAWSNeuronDevice => "NodeAWSNeuronDevice",
+            RecordType::NodeAWSNeuron => "NodeAWSNeuron",
         }
     }
 

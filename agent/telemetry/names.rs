@@ -84,7 +84,8 @@ pub enum Name {
     /// Scrapes of this node's CSI node plugins for volume I/O (enhanced observability), by
     /// `exporter` (`ebs` | `instance_store`) and `result` (`ok` | `error`).
     VolumeScrapes,
-    /// Scrapes of node-local accelerator exporters, by `exporter` (`dcgm`) and `result` (`ok` |
+    /// Scrapes of node-local accelerator exporters, by `exporter` (`dcgm` | `neuron_monitor` |
+    /// `pod_resources`) and `result` (`ok` |
     /// `unreachable` | `status` | `timeout` | `invalid`).
     AcceleratorScrapes,
     /// Metric datums not delivered to `CloudWatch`, by `reason` (`queue_full` | `rejected` |
@@ -225,7 +226,9 @@ impl Name {
             Name::VolumeScrapes => {
                 "Scrapes of this node's EBS and instance-store CSI node plugins, by exporter and result."
             }
-            Name::AcceleratorScrapes => "Scrapes of node-local accelerator exporters (DCGM), by exporter and result.",
+            Name::AcceleratorScrapes => {
+                "Scrapes of node-local accelerator exporters (DCGM, neuron-monitor) and the kubelet's pod-resources API, by exporter and result."
+            }
             Name::BillableMetricSeries => "Distinct metric series (name and dimension values) sent in the last hour.",
             Name::BillableEmfBytes => {
                 "EMF performance event bytes accepted by CloudWatch Logs (message bytes + 26 per event)."

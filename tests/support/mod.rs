@@ -9,7 +9,8 @@
 //! - [`kinsight`], [`run`], [`json_lines`], [`metrics`], [`find_metric`]: run the built binary
 //!   with a clean environment and read its `--output stdout` JSON lines.
 //! - [`dcgm::dcgm_exporter`]: a fake node-local DCGM exporter serving a real-format fixture;
-//!   [`pod_resources::FakeKubelet`]: the kubelet's pod-resources gRPC API on a Unix socket.
+//!   [`pod_resources::FakeKubelet`]: the kubelet's pod-resources gRPC API on a Unix socket;
+//!   [`neuron_monitor::neuron_monitor`]: a fake AWS neuron-monitor exporter (real-format fixture).
 //! - [`wait_until`]: wait for a condition instead of sleeping for luck.
 //! - [`StrictCloudwatch`]: the strict local CloudWatch metrics endpoint (rpc-v2-cbor
 //!   `PutMetricData`, real limits, scripted faults), in-process; [`test_sdk_config`] points an SDK
@@ -31,6 +32,7 @@ mod http;
 pub mod imds;
 mod kube_api;
 mod moto;
+pub mod neuron_monitor;
 pub mod pod_identity;
 pub mod pod_resources;
 mod process;

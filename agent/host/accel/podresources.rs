@@ -99,6 +99,68 @@ async fn list(socket: &Path) -> Result<GpuOwners, PodResourcesError> {
     Ok(owners)
 }
 
+// AWS Neuron (and any other device plugin's resources): the holders of device ids by resource
+// name, from the same List call.
+
+/// (resource name, device id) → the containers holding it.
+pub type DeviceOwners = HashMap<(String, String), Vec<Assignment>>;
+
+/// Asks the kubelet at `socket` which containers hold the devices of `resources` (e.g.
+/// `aws.amazon.com/neuroncore`, whose device ids are the core indices).
+pub async fn device_owners(
+    socket: &Path,
+    timeout: Duration,
+    resources: &[&str],
+) -> Result<DeviceOwners, PodResourcesError> {
+    let listed = match tokio::time::timeout(timeout, list_all(socket)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(PodResourcesError::Timeout(timeout)),
+    };
+    let mut owners = DeviceOwners::new();
+    for pod in listed.pod_resources {
+        for c in pod.containers {
+            for d in c
+                .devices
+                .iter()
+                .filter(|d| resources.contains(&d.resource_name.as_str()))
+            {
+                for id in &d.device_ids {
+                    let a = Assignment {
+                        namespace: pod.namespace.clone(),
+                        pod: pod.name.clone(),
+                        container: Some(c.name.clone()).filter(|n| !n.is_empty()),
+                    };
+                    let list = owners.entry((d.resource_name.clone(), id.clone())).or_default();
+                    if !list.contains(&a) {
+                        list.push(a);
+                    }
+                }
+            }
+        }
+    }
+    Ok(owners)
+}
+
+/// One `List` call, its whole answer.
+async fn list_all(socket: &Path) -> Result<super::proto::v1::ListPodResourcesResponse, PodResourcesError> {
+    if std::fs::symlink_metadata(socket).is_err() {
+        return Err(PodResourcesError::Missing {
+            path: socket.to_path_buf(),
+        });
+    }
+    let channel = crate::host::unix_grpc::channel(socket, None)
+        .await
+        .map_err(|source| PodResourcesError::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })?;
+    Ok(PodResourcesListerClient::new(channel)
+        .list(ListPodResourcesRequest {})
+        .await
+        .map_err(PodResourcesError::Call)?
+        .into_inner())
+}
+
 /// The readings with the kubelet's word on who holds each GPU: a GPU the kubelet names gets one
 /// reading per holder (its figures copied), replacing the exporter's own labels; a GPU it does
 /// not name keeps them.

@@ -1,4 +1,4 @@
-//! The DCGM exporter's URL to one bounded GET (`host::exporter`), and its failures as telemetry
+//! An accelerator exporter's URL (the DCGM exporter, neuron-monitor) to one bounded GET (`host::exporter`), and its failures as telemetry
 //! labels.
 
 use std::time::Duration;
@@ -30,6 +30,9 @@ pub enum ScrapeError {
     Body { url: String },
     #[error(transparent)]
     Parse(#[from] super::dcgm::ParseError),
+    /// AWS Neuron: neuron-monitor's answer.
+    #[error(transparent)]
+    NeuronParse(#[from] super::neuron::ParseError),
 }
 
 impl ScrapeError {
@@ -40,7 +43,10 @@ impl ScrapeError {
             ScrapeError::Connect { .. } => "unreachable",
             ScrapeError::Status { .. } => "status",
             ScrapeError::Timeout { .. } => "timeout",
-            ScrapeError::Http { .. } | ScrapeError::Body { .. } | ScrapeError::Parse(_) => "invalid",
+            ScrapeError::Http { .. }
+            | ScrapeError::Body { .. }
+            | ScrapeError::Parse(_)
+            | ScrapeError::NeuronParse(_) => "invalid",
         }
     }
 }

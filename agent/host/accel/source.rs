@@ -28,6 +28,8 @@ const MAX_SCRAPE_TIME: Duration = Duration::from_secs(10);
 pub struct ScrapePlan {
     /// The DCGM exporter to scrape; `None`: no GPU metrics wanted on this node.
     pub dcgm: Option<url::Url>,
+    /// AWS Neuron: neuron-monitor to scrape; `None`: no Neuron metrics wanted on this node.
+    pub neuron: Option<url::Url>,
     pub interval: Duration,
 }
 
@@ -51,6 +53,8 @@ pub struct AcceleratorSource {
     /// Asked before each scrape (the composition root reads the config and the pod index).
     pub plan: Arc<dyn Fn() -> ScrapePlan + Send + Sync>,
     pub gpus: watch::Sender<Arc<GpuScrape>>,
+    /// AWS Neuron: where neuron-monitor's scrapes go (`neuron_source.rs`).
+    pub neurons: watch::Sender<Arc<super::neuron::NeuronScrape>>,
     /// The kubelet's pod-resources socket (host root applied): who holds each GPU. Without it
     /// the exporter's own pod labels are used.
     pub pod_resources: Option<PathBuf>,
@@ -68,6 +72,7 @@ impl AcceleratorSource {
     pub async fn run(self, cancel: CancellationToken) {
         let mut reported: HashSet<&'static str> = HashSet::new();
         let mut was_ok = false;
+        let mut neuron = super::neuron_source::NeuronState::default();
         loop {
             let plan = (self.plan)();
             if let Some(url) = &plan.dcgm {
@@ -94,6 +99,10 @@ impl AcceleratorSource {
                 }
             } else if !self.gpus.borrow().gpus.is_empty() {
                 self.gpus.send_replace(Arc::new(GpuScrape::default()));
+            }
+            // AWS Neuron, in the same interval.
+            if !self.scrape_neuron(&plan, &cancel, &mut neuron, &mut reported).await {
+                return;
             }
             tokio::select! {
                 () = cancel.cancelled() => return,

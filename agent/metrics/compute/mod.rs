@@ -10,6 +10,7 @@ pub mod control_plane;
 pub mod cpumem;
 pub mod gpu;
 pub mod net;
+pub mod neuron;
 
 pub mod node;
 pub mod pod;

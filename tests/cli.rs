@@ -212,6 +212,46 @@ fn once_scrapes_the_configured_dcgm_exporter_into_gpu_datums() {
     assert!(exporter.requests().iter().all(|q| q.path == "/metrics"));
 }
 
+/// AWS Neuron: the wiring end to end, as for the DCGM exporter.
+#[test]
+fn once_scrapes_the_configured_neuron_monitor_into_neuron_datums() {
+    let (exporter, _answer) = support::neuron_monitor::neuron_monitor(support::neuron_monitor::NEURON_MONITOR_TEXT);
+    let dir = tempfile::tempdir().unwrap();
+    v2_fixture(dir.path());
+    let config = dir.path().join("cwagentconfig.json");
+    write(
+        &config,
+        &format!(
+            r#"{{"logs":{{"metrics_collected":{{"kubernetes":{{"enhanced_container_insights":true}}}}}},
+                "kinsight":{{"metrics":{{"metadata_source":"none","neuron_monitor_url":"{}/metrics"}}}}}}"#,
+            exporter.url()
+        ),
+    );
+    let r = run(kinsight()
+        .args(["once", "--output", "stdout", "--interval", "500ms", "--host-root"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config));
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    let lines = json_lines(&r.stdout);
+    // The four cores the runtime uses, each with the {ClusterName} set (no InstanceId here).
+    let util: Vec<f64> = find_metric(&lines, "node_neuroncore_utilization")
+        .iter()
+        .map(|m| m["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        util,
+        [0.8512 * 100.0, 0.4231 * 100.0, 0.0512 * 100.0, 0.0],
+        "{}",
+        r.stderr
+    );
+    let latency = find_metric(&lines, "node_neuron_execution_latency");
+    assert!(latency.iter().all(|m| m["value"] == 0.0016), "{latency:?}");
+    // No kubelet here: no pod records.
+    assert!(find_metric(&lines, "pod_neuroncore_utilization").is_empty());
+    assert!(exporter.requests().iter().all(|q| q.path == "/metrics"));
+}
+
 #[test]
 fn a_missing_host_mount_is_a_clear_runtime_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -97,6 +97,36 @@ pub struct Neurons {
     /// The increases of the current scrape; emptied once sent.
     errors_increase: Option<f64>,
     ecc_increase: HashMap<u32, f64>,
+    /// `core<N>` and `device<N>`, made once per index rather than once per record and tick.
+    names: Names,
+}
+
+/// The `NeuronCore` and `NeuronDevice` values by index.
+#[derive(Debug, Default)]
+struct Names {
+    cores: HashMap<u32, Arc<str>>,
+    devices: HashMap<u32, Arc<str>>,
+}
+
+impl Names {
+    /// More indices than any node has (a trn2.48xlarge has 128 cores) means the exporter's text
+    /// is odd: start again rather than grow.
+    const MAX: usize = 4096;
+
+    fn core(&mut self, i: u32) -> Arc<str> {
+        Self::get(&mut self.cores, "core", i)
+    }
+
+    fn device(&mut self, i: u32) -> Arc<str> {
+        Self::get(&mut self.devices, "device", i)
+    }
+
+    fn get(map: &mut HashMap<u32, Arc<str>>, prefix: &str, i: u32) -> Arc<str> {
+        if map.len() >= Self::MAX && !map.contains_key(&i) {
+            map.clear();
+        }
+        Arc::clone(map.entry(i).or_insert_with(|| Arc::from(format!("{prefix}{i}"))))
+    }
 }
 
 fn increase(before: Option<f64>, now: f64) -> Option<f64> {
@@ -121,7 +151,11 @@ impl Neurons {
     pub fn records(&mut self, scrape: &NeuronScrape, cx: Context<'_>) -> Vec<Record> {
         if scrape.seq == 0 {
             // No scrape, or the last one failed: the next answer starts the counters afresh.
-            *self = Neurons::default();
+            let names = std::mem::take(&mut self.names);
+            *self = Neurons {
+                names,
+                ..Neurons::default()
+            };
             return Vec::new();
         }
         if scrape.seq != self.last_seq {
@@ -145,8 +179,8 @@ impl Neurons {
         let mut out = Vec::with_capacity(scrape.cores.len() * 3 + scrape.devices.len() * 3 + 1);
         let mut pods = PodRecords::new(cx);
         for c in &scrape.cores {
-            let core: Arc<str> = Arc::from(format!("core{}", c.core));
-            let device: Option<Arc<str>> = c.device.map(|d| Arc::from(format!("device{d}")));
+            let core = self.names.core(c.core);
+            let device = c.device.map(|d| self.names.device(d));
             let mut n = node_level(RecordType::NodeAWSNeuronCore, cx.node, ultraserver);
             n.set_attribute("NeuronCore", Arc::clone(&core));
             if let Some(d) = &device {
@@ -174,7 +208,7 @@ impl Neurons {
         let ecc = std::mem::take(&mut self.ecc_increase);
         for d in &scrape.devices {
             let Some(&inc) = ecc.get(&d.device) else { continue };
-            let device: Arc<str> = Arc::from(format!("device{}", d.device));
+            let device = self.names.device(d.device);
             let mut n = node_level(RecordType::NodeAWSNeuronDevice, cx.node, ultraserver);
             n.set_attribute("NeuronDevice", Arc::clone(&device));
             n.set_field("node_neurondevice_hw_ecc_events_total", Some(inc));

@@ -368,6 +368,32 @@ system_memory_total_bytes{instance_id="i-0"} 5.32523487232e+11
         assert_eq!(s.node.runtime_memory_device_bytes, Some(0.0), "idle: zero");
     }
 
+    /// Lines of the exporter's families, for the fuzz test to damage.
+    const SAMPLES: &[&str] = &[
+        "neuron_hardware_info{neuron_device_count=\"16\",neuroncore_per_device_count=\"8\"} 1.0",
+        "neuron_hardware_info{neuron_device_count=\"4294967295\",neuroncore_per_device_count=\"4294967295\"} 1",
+        "neuroncore_utilization_ratio{neuroncore=\"4294967295\",runtime_tag=\"1\"} 0.5",
+        "neuroncore_memory_usage_tensors{memory_location=\"None\",neuroncore=\"3\"} 1e308",
+        "hardware_ecc_events_total{event_type=\"mem_ecc_corrected\",neuron_device_index=\"7\"} 864.0",
+        "execution_errors_total{error_type=\"generic\"} -1",
+        "execution_latency_seconds{percentile=\"p50\"} +Inf",
+        "# TYPE neuron_runtime_memory_used_bytes gauge",
+        "neuron_runtime_memory_used_bytes{memory_location=\"neuron_device\"} 9.0e+06",
+    ];
+
+    #[test]
+    fn damaged_exporter_text_never_panics_and_stays_bounded() {
+        use crate::host::proptests::{fuzz, inputs, lines};
+        fuzz("neuron-monitor", inputs(SAMPLES), |text| {
+            if let Ok(s) = parse(&text) {
+                // Cores: one per line, and the idle zeros of a topology (at most 1024).
+                proptest::prop_assert!(s.cores.len() <= lines(&text) + 1024);
+                proptest::prop_assert!(s.devices.len() <= lines(&text));
+            }
+            Ok(())
+        });
+    }
+
     #[test]
     fn an_idle_node_has_zeros_and_other_text_is_refused() {
         let idle = "neuron_hardware_info{neuron_device_count=\"1\",neuroncore_per_device_count=\"2\"} 1\n";

@@ -23,6 +23,16 @@ fn source(d: &Declaration) -> &'static str {
         RecordType::ContainerGPU | RecordType::PodGPU | RecordType::NodeGPU => {
             "accelerated: the node's DCGM exporter; holders from the kubelet's pod-resources API"
         }
+        RecordType::Node if m.contains("_efa_") => {
+            "accelerated: the Node object's vpc.amazonaws.com/efa capacity and the pod index"
+        }
+        RecordType::Pod if m.contains("_efa_") => {
+            "accelerated: pod spec (vpc.amazonaws.com/efa) and the Node object's EFA capacity"
+        }
+        RecordType::ContainerEFA | RecordType::PodEFA | RecordType::NodeEFA => {
+            "accelerated: /sys/class/infiniband/*/ports/*/hw_counters, per second; holders from the kubelet's \
+             pod-resources API, NetworkInterfaceId from IMDS"
+        }
         RecordType::Node if m.starts_with("node_status_") => "this node's Node object (apiserver watch)",
         RecordType::Node if m.contains("reserved") => {
             "pod index (requests of this node's pods) over /proc/cpuinfo, /proc/meminfo"

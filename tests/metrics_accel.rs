@@ -96,6 +96,8 @@ async fn run_source(
         plan: Arc::new(move || plan.clone()),
         gpus: tx,
         pod_resources,
+        host: None,
+        imds: None,
         telemetry: telemetry.clone(),
     };
     let cancel = CancellationToken::new();

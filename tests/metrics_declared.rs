@@ -20,6 +20,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
+use kinsight::host::accel::dcgm::Assignment;
+use kinsight::host::accel::efa::{COUNTERS, EfaReading};
 use kinsight::host::accel::{GpuScrape, dcgm, gpu_channel};
 use kinsight::host::{CgroupMode, Root, SystemClock, procfs};
 use kinsight::kube::{self, PodIndex};
@@ -68,6 +70,7 @@ fn collector_with(root: &Path, modes: (bool, bool), destination: &str, telemetry
         capacity_pods: Some(110),
         allocatable_pods: Some(110),
         capacity_gpus: Some(4),
+        capacity_efas: Some(2),
         ..kube::NodeState::default()
     }));
     let collector = Collector::new(
@@ -217,11 +220,14 @@ fn cycle_with(enhanced: bool, accelerated: bool, destination: &str) -> Cycle {
         serde_json::json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
                            "metadata": {"name": "web", "namespace": "ns0"}}),
     ]);
-    // A GPU in each container of the first pod (the DCGM exporter fixture assigns nvidia0 to its
-    // container c0); upstream reports pod GPU fields only when every container has a limit.
+    // A GPU and an EFA device in each container of the first pod (the DCGM exporter fixture
+    // assigns nvidia0 to its container c0); upstream reports pod device fields only when every
+    // container has a limit.
     for c in list["items"][0]["spec"]["containers"].as_array_mut().unwrap() {
         c["resources"]["limits"]["nvidia.com/gpu"] = "1".into();
         c["resources"]["requests"]["nvidia.com/gpu"] = "1".into();
+        c["resources"]["limits"]["vpc.amazonaws.com/efa"] = "1".into();
+        c["resources"]["requests"]["vpc.amazonaws.com/efa"] = "1".into();
     }
     std::fs::write(&list_path, list.to_string()).unwrap();
     // The host's mount table: the root filesystem (the tree itself), for NodeFS.
@@ -251,7 +257,10 @@ fn cycle_with(enhanced: bool, accelerated: bool, destination: &str) -> Cycle {
     // first pod (tests/support/dcgm.rs).
     let (gpu_tx, gpu_view) = gpu_channel();
     let gpus = dcgm::parse(include_str!("fixtures/accel/dcgm-exporter.txt")).unwrap();
-    gpu_tx.send_replace(Arc::new(GpuScrape { gpus }));
+    gpu_tx.send_replace(Arc::new(GpuScrape {
+        gpus,
+        efa: efa_devices(),
+    }));
     let mut c = c
         .with_container_fs(fs_view)
         .with_volumes(volume_view)
@@ -267,6 +276,21 @@ fn cycle_with(enhanced: bool, accelerated: bool, destination: &str) -> Cycle {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     unreachable!()
+}
+
+/// An EFA device held by the first pod's container `c0`, on a known network interface (`NodeEFA`,
+/// `PodEFA`, `ContainerEFA`), its rates as the second read of sysfs gives them.
+fn efa_devices() -> Vec<EfaReading> {
+    vec![EfaReading {
+        device: Arc::from("rdmap16s27"),
+        interface_id: Some(Arc::from("eni-0efa1234567890abc")),
+        rates: [Some(1.0); COUNTERS],
+        holders: vec![Assignment {
+            namespace: "ns0".into(),
+            pod: "web-7d4b9c8f6d-00000".into(),
+            container: Some("c0".into()),
+        }],
+    }]
 }
 
 fn directive_pairs(c: &Cycle) -> BTreeSet<Pair> {

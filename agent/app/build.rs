@@ -217,6 +217,8 @@ pub(super) fn accelerators(
         plan: Arc::new(plan),
         gpus: parts.gpus.clone(),
         pod_resources: Some(Root::new(&outside.host_root).path(crate::host::accel::podresources::SOCKET)),
+        host: Some(Root::new(&outside.host_root)),
+        imds: Some(outside.env.aws.clone()),
         telemetry: telemetry.clone(),
     }
 }

@@ -61,6 +61,8 @@ pub struct NodeState {
     /// `status.capacity["nvidia.com/gpu"]` (`node_gpu_limit`), as upstream's pod store reads it
     /// (`getNodeStatusCapacityGPUs` in awscontainerinsightreceiver `internal/stores/nodeinfo.go`).
     pub capacity_gpus: Option<u64>,
+    /// `status.capacity["vpc.amazonaws.com/efa"]` (`node_efa_limit`).
+    pub capacity_efas: Option<u64>,
     /// A `SageMaker` `HyperPod` node's health label (the leader's `hyperpod_node_health_status_*`):
     /// set only for an instance type `ml.*` that carries a known
     /// `sagemaker.amazonaws.com/node-health-status` value.
@@ -487,6 +489,7 @@ pub(crate) fn node_state(node: &Node) -> Option<NodeState> {
         capacity_pods: count(capacity, "pods"),
         allocatable_pods: count(status.and_then(|s| s.allocatable.as_ref()), "pods"),
         capacity_gpus: count(capacity, crate::kube::GPU_RESOURCE),
+        capacity_efas: count(capacity, crate::kube::EFA_RESOURCE),
         hyperpod_health: hyperpod_health(node.metadata.labels.as_ref()),
     })
 }

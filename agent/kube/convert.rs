@@ -14,7 +14,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
 use super::model::{
-    Accelerators, ConditionStatus, ContainerInfo, ContainerState, GPU_RESOURCE, LogExclusion, PodInfo, PodPhase,
+    Accelerators, ConditionStatus, ContainerInfo, ContainerState, EFA_RESOURCE, GPU_RESOURCE, LogExclusion, PodInfo,
+    PodPhase,
 };
 use super::podlist::{CONFIG_MIRROR_ANNOTATION, Warning};
 use super::quantity::Quantity;
@@ -236,6 +237,18 @@ impl Join<'_> {
                         &c.name,
                         "limits.nvidia.com/gpu",
                         resource(res.limits.as_ref(), GPU_RESOURCE),
+                        Quantity::value,
+                    ),
+                    efa_request: self.quantity(
+                        &c.name,
+                        "requests.vpc.amazonaws.com/efa",
+                        resource(res.requests.as_ref(), EFA_RESOURCE),
+                        Quantity::value,
+                    ),
+                    efa_limit: self.quantity(
+                        &c.name,
+                        "limits.vpc.amazonaws.com/efa",
+                        resource(res.limits.as_ref(), EFA_RESOURCE),
                         Quantity::value,
                     ),
                 };

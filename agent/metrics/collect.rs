@@ -118,13 +118,15 @@ impl Settings {
 
     /// What the accelerator source scrapes next: the DCGM exporter when GPU metrics are on and
     /// the node has GPUs — its Node object advertises `nvidia.com/gpu` — or the config names the
-    /// exporter. A node without GPUs is never scraped (and says nothing about it).
+    /// exporter. A node without GPUs is never scraped (and says nothing about it). The EFA
+    /// devices are looked for whenever accelerated metrics are on (a directory listing).
     pub fn scrape_plan(&self, own: Option<&crate::kube::NodeState>) -> crate::host::accel::ScrapePlan {
         let has_gpus = own.and_then(|n| n.capacity_gpus).is_some_and(|n| n > 0);
         let a = &self.accel;
         let dcgm = (a.enabled && (has_gpus || a.dcgm_url_set)).then(|| a.dcgm_url.clone());
         crate::host::accel::ScrapePlan {
             dcgm,
+            efa: a.enabled,
             interval: self.interval,
         }
     }
@@ -200,7 +202,7 @@ pub struct Collector {
     /// The CSI node plugins' last scrape and the counters' previous values, for the enhanced
     /// `NodeEBS` and `NodeInstanceStore` records.
     volumes: Option<(super::volumes::VolumeView, super::volumes::Volumes)>,
-    /// The accelerator source's last DCGM scrape, for the GPU records.
+    /// The accelerator source's last DCGM scrape and EFA read, for the GPU and EFA records.
     gpus: Option<crate::host::accel::GpuView>,
     /// Datums of the last cycle: the next one reserves that many at once instead of growing
     /// (and copying) a vector of tens of thousands of datums several times.
@@ -325,20 +327,7 @@ impl Collector {
                 }
             }
         }
-        if self.settings.accel.enabled
-            && let Some(view) = &self.gpus
-        {
-            let scrape = Arc::clone(&view.borrow());
-            let snapshot = self.pods.as_ref().map(PodIndex::snapshot);
-            let s = &self.settings;
-            let pod_settings = PodSettings {
-                enhanced: s.enhanced,
-                prefer_full_pod_name: s.prefer_full_pod_name,
-                tag_service: s.tag_service,
-                kubernetes_object: false,
-            };
-            records.extend(gpu::records(&scrape.gpus, &node, snapshot.as_deref(), pod_settings));
-        }
+        records.extend(self.accelerator_records(&node));
         let nets = net::add(
             &mut node,
             &net::NODE_NET,
@@ -364,6 +353,31 @@ impl Collector {
         records.insert(0, node);
         self.rates.evict_stale(sample.at);
         self.encode(records)
+    }
+
+    /// The GPU and EFA records of the accelerator source's last read ([E] with accelerated
+    /// compute metrics only).
+    fn accelerator_records(&self, node: &Record) -> Vec<Record> {
+        let s = &self.settings;
+        let Some(view) = self.gpus.as_ref().filter(|_| s.accel.enabled) else {
+            return Vec::new();
+        };
+        let scrape = Arc::clone(&view.borrow());
+        let snapshot = self.pods.as_ref().map(PodIndex::snapshot);
+        let pod_settings = PodSettings {
+            enhanced: s.enhanced,
+            prefer_full_pod_name: s.prefer_full_pod_name,
+            tag_service: s.tag_service,
+            kubernetes_object: false,
+        };
+        let mut out = gpu::records(&scrape.gpus, node, snapshot.as_deref(), pod_settings);
+        out.extend(compute::efa::records(
+            &scrape.efa,
+            node,
+            snapshot.as_deref(),
+            pod_settings,
+        ));
+        out
     }
 
     /// Pod, PodNet and Container records for every pod cgroup the index knows (an

@@ -37,6 +37,11 @@ pub enum RecordType {
     ContainerGPU,
     PodGPU,
     NodeGPU,
+    /// One EFA device as a container, a pod and the node see it (sysfs counters), as upstream's
+    /// `TypeContainerEFA`, `TypePodEFA`, `TypeNodeEFA`.
+    ContainerEFA,
+    PodEFA,
+    NodeEFA,
 }
 
 impl RecordType {
@@ -66,6 +71,9 @@ impl RecordType {
             RecordType::ContainerGPU => "ContainerGPU",
             RecordType::PodGPU => "PodGPU",
             RecordType::NodeGPU => "NodeGPU",
+            RecordType::ContainerEFA => "ContainerEFA",
+            RecordType::PodEFA => "PodEFA",
+            RecordType::NodeEFA => "NodeEFA",
         }
     }
 

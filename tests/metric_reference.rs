@@ -23,6 +23,16 @@ fn source(d: &Declaration) -> &'static str {
         RecordType::ContainerGPU | RecordType::PodGPU | RecordType::NodeGPU => {
             "accelerated: the node's DCGM exporter; holders from the kubelet's pod-resources API"
         }
+        RecordType::Node if m.contains("_efa_") => {
+            "accelerated: the Node object's vpc.amazonaws.com/efa capacity and the pod index"
+        }
+        RecordType::Pod if m.contains("_efa_") => {
+            "accelerated: pod spec (vpc.amazonaws.com/efa) and the Node object's EFA capacity"
+        }
+        RecordType::ContainerEFA | RecordType::PodEFA | RecordType::NodeEFA => {
+            "accelerated: /sys/class/infiniband/*/ports/*/hw_counters, per second; holders from the kubelet's \
+             pod-resources API, NetworkInterfaceId from IMDS"
+        }
         // AWS Neuron.
         RecordType::Node if m.contains("_neuroncore_") => {
             "accelerated: pod index (aws.amazon.com/neuroncore, neurondevice requests, limits) and the Node object's Neuron capacity"
@@ -132,6 +142,9 @@ fn render() -> String {
             g.name,
             if g.accelerated { " (accelerated compute)" } else { "" }
         );
+    }
+    if MISSING_ENHANCED.is_empty() {
+        out.push_str("None: every enhanced group upstream declares is sent.\n");
     }
     out
 }

@@ -97,6 +97,8 @@ async fn run_source(
         gpus: tx,
         neurons: kinsight::host::accel::neuron_channel().0,
         pod_resources,
+        host: None,
+        imds: None,
         telemetry: telemetry.clone(),
     };
     let cancel = CancellationToken::new();

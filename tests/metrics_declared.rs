@@ -20,6 +20,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
+use kinsight::host::accel::dcgm::Assignment;
+use kinsight::host::accel::efa::{COUNTERS, EfaReading};
 use kinsight::host::accel::{GpuScrape, dcgm, gpu_channel, neuron, neuron_channel};
 use kinsight::host::{CgroupMode, Root, SystemClock, procfs};
 use kinsight::kube::{self, PodIndex};
@@ -68,6 +70,7 @@ fn collector_with(root: &Path, modes: (bool, bool), destination: &str, telemetry
         capacity_pods: Some(110),
         allocatable_pods: Some(110),
         capacity_gpus: Some(4),
+        capacity_efas: Some(2),
         // AWS Neuron: an inf2.24xlarge's 12 cores on 6 devices, in an UltraServer.
         capacity_neuroncores: Some(12),
         capacity_neurondevices: Some(6),
@@ -261,11 +264,14 @@ fn cycle_with(enhanced: bool, accelerated: bool, destination: &str) -> Cycle {
         serde_json::json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
                            "metadata": {"name": "web", "namespace": "ns0"}}),
     ]);
-    // A GPU in each container of the first pod (the DCGM exporter fixture assigns nvidia0 to its
-    // container c0); upstream reports pod GPU fields only when every container has a limit.
+    // A GPU and an EFA device in each container of the first pod (the DCGM exporter fixture
+    // assigns nvidia0 to its container c0); upstream reports pod device fields only when every
+    // container has a limit.
     for c in list["items"][0]["spec"]["containers"].as_array_mut().unwrap() {
         c["resources"]["limits"]["nvidia.com/gpu"] = "1".into();
         c["resources"]["requests"]["nvidia.com/gpu"] = "1".into();
+        c["resources"]["limits"]["vpc.amazonaws.com/efa"] = "1".into();
+        c["resources"]["requests"]["vpc.amazonaws.com/efa"] = "1".into();
     }
     let neuron_pod = neuron_pod(&mut list);
     std::fs::write(&list_path, list.to_string()).unwrap();
@@ -296,7 +302,10 @@ fn cycle_with(enhanced: bool, accelerated: bool, destination: &str) -> Cycle {
     // first pod (tests/support/dcgm.rs).
     let (gpu_tx, gpu_view) = gpu_channel();
     let gpus = dcgm::parse(include_str!("fixtures/accel/dcgm-exporter.txt")).unwrap();
-    gpu_tx.send_replace(Arc::new(GpuScrape { gpus }));
+    gpu_tx.send_replace(Arc::new(GpuScrape {
+        gpus,
+        efa: efa_devices(),
+    }));
     // The node's neuron-monitor (the *AWSNeuron* records), scraped once per cycle: its counters
     // need two scrapes.
     let (neuron_tx, neuron_view) = neuron_channel();
@@ -317,6 +326,21 @@ fn cycle_with(enhanced: bool, accelerated: bool, destination: &str) -> Cycle {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     unreachable!()
+}
+
+/// An EFA device held by the first pod's container `c0`, on a known network interface (`NodeEFA`,
+/// `PodEFA`, `ContainerEFA`), its rates as the second read of sysfs gives them.
+fn efa_devices() -> Vec<EfaReading> {
+    vec![EfaReading {
+        device: Arc::from("rdmap16s27"),
+        interface_id: Some(Arc::from("eni-0efa1234567890abc")),
+        rates: [Some(1.0); COUNTERS],
+        holders: vec![Assignment {
+            namespace: "ns0".into(),
+            pod: "web-7d4b9c8f6d-00000".into(),
+            container: Some("c0".into()),
+        }],
+    }]
 }
 
 fn directive_pairs(c: &Cycle) -> BTreeSet<Pair> {

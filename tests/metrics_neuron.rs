@@ -121,6 +121,8 @@ fn start_source(
         gpus: gpu_channel().0,
         neurons: tx,
         pod_resources,
+        host: None,
+        imds: None,
         telemetry: telemetry.clone(),
     };
     let cancel = CancellationToken::new();

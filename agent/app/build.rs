@@ -223,6 +223,8 @@ pub(super) fn accelerators(
         gpus: parts.gpus.clone(),
         neurons: parts.neurons.clone(),
         pod_resources: Some(Root::new(&outside.host_root).path(crate::host::accel::podresources::SOCKET)),
+        host: Some(Root::new(&outside.host_root)),
+        imds: Some(outside.env.aws.clone()),
         telemetry: telemetry.clone(),
     }
 }

@@ -30,13 +30,9 @@ pub struct NodeMetadata {
     pub availability_zone: Option<String>,
 }
 
-/// Reads the four fields, concurrently, within [`LOOKUP_BUDGET`]. Nothing at all with
-/// `AWS_EC2_METADATA_DISABLED=true`.
-pub async fn node_metadata(aws: &AwsEnv) -> NodeMetadata {
-    if aws.ec2_metadata_disabled {
-        tracing::debug!("IMDS disabled (AWS_EC2_METADATA_DISABLED); no node metadata from it");
-        return NodeMetadata::default();
-    }
+/// The IMDS client of every lookup here: one attempt, short timeouts, the endpoint of
+/// `AWS_EC2_METADATA_SERVICE_ENDPOINT` when set; `None` when that endpoint is not a URL.
+fn client(aws: &AwsEnv) -> Option<Client> {
     let mut builder = Client::builder()
         .configure(&ProviderConfig::default())
         .max_attempts(1)
@@ -49,11 +45,44 @@ pub async fn node_metadata(aws: &AwsEnv) -> NodeMetadata {
             Ok(b) => builder = b,
             Err(e) => {
                 tracing::warn!(endpoint = %url, error = %e, "AWS_EC2_METADATA_SERVICE_ENDPOINT is not a URL; no node metadata from IMDS");
-                return NodeMetadata::default();
+                return None;
             }
         }
     }
-    let client = builder.build();
+    Some(builder.build())
+}
+
+/// The id of the network interface (`eni-…`) with MAC address `mac` (lower-case, colon
+/// separated, as IMDS lists them under `network/interfaces/macs/`), within [`LOOKUP_BUDGET`].
+/// The error says why, for a log line.
+pub async fn interface_id(aws: &AwsEnv, mac: &str) -> Result<String, String> {
+    if aws.ec2_metadata_disabled {
+        return Err("IMDS is disabled (AWS_EC2_METADATA_DISABLED)".into());
+    }
+    let client = client(aws).ok_or_else(|| "AWS_EC2_METADATA_SERVICE_ENDPOINT is not a URL".to_string())?;
+    let path = format!("/latest/meta-data/network/interfaces/macs/{mac}/interface-id");
+    match tokio::time::timeout(LOOKUP_BUDGET, client.get(path)).await {
+        Ok(Ok(v)) => Some(v.as_ref().trim().to_string())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| "IMDS answered an empty interface id".to_string()),
+        Ok(Err(e)) => Err(crate::telemetry::chain(&e)),
+        Err(_) => Err(format!(
+            "IMDS did not answer within {} s (hop limit 1 without hostNetwork?)",
+            LOOKUP_BUDGET.as_secs()
+        )),
+    }
+}
+
+/// Reads the four fields, concurrently, within [`LOOKUP_BUDGET`]. Nothing at all with
+/// `AWS_EC2_METADATA_DISABLED=true`.
+pub async fn node_metadata(aws: &AwsEnv) -> NodeMetadata {
+    if aws.ec2_metadata_disabled {
+        tracing::debug!("IMDS disabled (AWS_EC2_METADATA_DISABLED); no node metadata from it");
+        return NodeMetadata::default();
+    }
+    let Some(client) = client(aws) else {
+        return NodeMetadata::default();
+    };
     let get = |path: &'static str| {
         let client = client.clone();
         async move {

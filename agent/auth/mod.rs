@@ -45,5 +45,5 @@ pub use ec2::{
 };
 pub use error::AuthError;
 pub use identity::{ATTEMPT_TIMEOUT, CredentialsExpired, FORCE_DEBOUNCE, Identity, backoff, refresh_due};
-pub use imds::{LOOKUP_BUDGET, NodeMetadata, node_metadata};
+pub use imds::{LOOKUP_BUDGET, NodeMetadata, interface_id, node_metadata};
 pub use kind::{IdentityKind, ImdsSource, sanitise_session_name, session_name};

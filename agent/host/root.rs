@@ -203,7 +203,28 @@ impl Root {
     /// listed). Entries whose type the directory does not report are taken as directories: the
     /// caller's reads below them fail as "not found" if they are not.
     pub fn subdirectories(&self, host_path: impl AsRef<Path>) -> Result<Option<Vec<String>>, HostError> {
-        let host_path = host_path.as_ref();
+        self.list(host_path.as_ref(), |t| {
+            matches!(t, rustix::fs::FileType::Directory | rustix::fs::FileType::Unknown)
+        })
+    }
+
+    /// The directories and symbolic links in `host_path`, as [`Root::subdirectories`]: sysfs
+    /// class directories (`/sys/class/infiniband`) hold their devices as links into
+    /// `/sys/devices`, which later reads below them resolve inside the root.
+    pub fn subdirectories_and_links(&self, host_path: impl AsRef<Path>) -> Result<Option<Vec<String>>, HostError> {
+        self.list(host_path.as_ref(), |t| {
+            matches!(
+                t,
+                rustix::fs::FileType::Directory | rustix::fs::FileType::Symlink | rustix::fs::FileType::Unknown
+            )
+        })
+    }
+
+    fn list(
+        &self,
+        host_path: &Path,
+        accept: impl Fn(rustix::fs::FileType) -> bool,
+    ) -> Result<Option<Vec<String>>, HostError> {
         let fd = match self.open_flags(host_path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC) {
             Ok(fd) => fd,
             // Something that is not a directory where one should be is an error naming it, not
@@ -234,10 +255,7 @@ impl Root {
             if name == b"." || name == b".." {
                 continue;
             }
-            if !matches!(
-                entry.file_type(),
-                rustix::fs::FileType::Directory | rustix::fs::FileType::Unknown
-            ) {
+            if !accept(entry.file_type()) {
                 continue;
             }
             if let Ok(name) = std::str::from_utf8(name) {

@@ -61,6 +61,8 @@ pub struct NodeState {
     /// `status.capacity["nvidia.com/gpu"]` (`node_gpu_limit`), as upstream's pod store reads it
     /// (`getNodeStatusCapacityGPUs` in awscontainerinsightreceiver `internal/stores/nodeinfo.go`).
     pub capacity_gpus: Option<u64>,
+    /// `status.capacity["vpc.amazonaws.com/efa"]` (`node_efa_limit`).
+    pub capacity_efas: Option<u64>,
     // AWS Neuron.
     /// `status.capacity["aws.amazon.com/neuroncore"]` (`node_neuroncore_limit`): the cores the
     /// Neuron device plugin advertises.
@@ -516,6 +518,7 @@ pub(crate) fn node_state(node: &Node) -> Option<NodeState> {
             .map(|v| v.trim())
             .filter(|v| !v.is_empty())
             .map(str::to_string),
+        capacity_efas: count(capacity, crate::kube::EFA_RESOURCE),
         hyperpod_health: hyperpod_health(node.metadata.labels.as_ref()),
     })
 }

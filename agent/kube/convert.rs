@@ -9,12 +9,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState as ApiContainerState, ContainerStatus, Pod, PodSpec, PodStatus, Service,
+    Container, ContainerState as ApiContainerState, ContainerStatus, Pod, PodSpec, PodStatus, ResourceRequirements,
+    Service,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
 use super::model::{
-    Accelerators, ConditionStatus, ContainerInfo, ContainerState, GPU_RESOURCE, LogExclusion, PodInfo, PodPhase,
+    Accelerators, ConditionStatus, ContainerInfo, ContainerState, EFA_RESOURCE, GPU_RESOURCE, LogExclusion, PodInfo,
+    PodPhase,
 };
 use super::model::{NEURONCORE_RESOURCE, NEURONDEVICE_RESOURCES};
 use super::podlist::{CONFIG_MIRROR_ANNOTATION, Warning};
@@ -226,38 +228,7 @@ impl Join<'_> {
                     resource(res.limits.as_ref(), "memory"),
                     Quantity::value,
                 );
-                let accelerators = Accelerators {
-                    gpu_request: self.quantity(
-                        &c.name,
-                        "requests.nvidia.com/gpu",
-                        resource(res.requests.as_ref(), GPU_RESOURCE),
-                        Quantity::value,
-                    ),
-                    gpu_limit: self.quantity(
-                        &c.name,
-                        "limits.nvidia.com/gpu",
-                        resource(res.limits.as_ref(), GPU_RESOURCE),
-                        Quantity::value,
-                    ),
-                    // AWS Neuron.
-                    neuroncore_request: self.quantity(
-                        &c.name,
-                        "requests.aws.amazon.com/neuroncore",
-                        resource(res.requests.as_ref(), NEURONCORE_RESOURCE),
-                        Quantity::value,
-                    ),
-                    neuroncore_limit: self.quantity(
-                        &c.name,
-                        "limits.aws.amazon.com/neuroncore",
-                        resource(res.limits.as_ref(), NEURONCORE_RESOURCE),
-                        Quantity::value,
-                    ),
-                    neurondevice_request: self.neuron_devices(&c.name, res.requests.as_ref(), "requests"),
-                    neurondevice_limit: self.neuron_devices(&c.name, res.limits.as_ref(), "limits"),
-                };
-                if accelerators != Accelerators::default() {
-                    info.accelerators = Some(Box::new(accelerators));
-                }
+                info.accelerators = self.accelerators(&c.name, res);
             }
             out.push(info);
         }
@@ -282,6 +253,53 @@ impl Join<'_> {
 
     /// A quantity in the container's unit, or `None` when unset, negative (counts as unset) or
     /// garbage (with a warning).
+    /// The container's accelerator requests and limits (GPUs, EFA devices, AWS Neuron); `None`
+    /// when it asks for none.
+    fn accelerators(&mut self, name: &str, res: &ResourceRequirements) -> Option<Box<Accelerators>> {
+        let accelerators = Accelerators {
+            gpu_request: self.quantity(
+                name,
+                "requests.nvidia.com/gpu",
+                resource(res.requests.as_ref(), GPU_RESOURCE),
+                Quantity::value,
+            ),
+            gpu_limit: self.quantity(
+                name,
+                "limits.nvidia.com/gpu",
+                resource(res.limits.as_ref(), GPU_RESOURCE),
+                Quantity::value,
+            ),
+            // AWS Neuron.
+            neuroncore_request: self.quantity(
+                name,
+                "requests.aws.amazon.com/neuroncore",
+                resource(res.requests.as_ref(), NEURONCORE_RESOURCE),
+                Quantity::value,
+            ),
+            neuroncore_limit: self.quantity(
+                name,
+                "limits.aws.amazon.com/neuroncore",
+                resource(res.limits.as_ref(), NEURONCORE_RESOURCE),
+                Quantity::value,
+            ),
+            neurondevice_request: self.neuron_devices(name, res.requests.as_ref(), "requests"),
+            neurondevice_limit: self.neuron_devices(name, res.limits.as_ref(), "limits"),
+            efa_request: self.quantity(
+                name,
+                "requests.vpc.amazonaws.com/efa",
+                resource(res.requests.as_ref(), EFA_RESOURCE),
+                Quantity::value,
+            ),
+            efa_limit: self.quantity(
+                name,
+                "limits.vpc.amazonaws.com/efa",
+                resource(res.limits.as_ref(), EFA_RESOURCE),
+                Quantity::value,
+            ),
+        };
+        (accelerators != Accelerators::default()).then(|| Box::new(accelerators))
+    }
+
     /// AWS Neuron: whole devices under either name of the device plugin, summed.
     fn neuron_devices(
         &mut self,

@@ -56,8 +56,8 @@ pub use index::{DEPARTED_GRACE, PodIndex, Snapshot, is_bound_to};
 pub use leader::ClusterWatch;
 pub use lease::{DEFAULT_LEASE_DURATION, Elector};
 pub use model::{
-    Accelerators, ConditionStatus, ContainerInfo, ContainerState, GPU_RESOURCE, LogExclusion, NodeTotals, PodInfo,
-    PodPhase, PodResourceCeiling, PodResources,
+    Accelerators, ConditionStatus, ContainerInfo, ContainerState, EFA_RESOURCE, GPU_RESOURCE, LogExclusion, NodeTotals,
+    PodInfo, PodPhase, PodResourceCeiling, PodResources,
 };
 pub use model::{NEURONCORE_RESOURCE, NEURONDEVICE_RESOURCES};
 pub use podlist::{CONFIG_MIRROR_ANNOTATION, ParsedList, Warning, parse_list, parse_pod_list};

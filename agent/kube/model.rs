@@ -146,6 +146,10 @@ pub struct ContainerInfo {
 /// `internal/stores/podstore.go`).
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 
+/// The extended resource the EFA device plugin advertises (`aws-efa-k8s-device-plugin`), one
+/// per Elastic Fabric Adapter device.
+pub const EFA_RESOURCE: &str = "vpc.amazonaws.com/efa";
+
 /// Accelerator devices one spec container requests and limits (`resources.requests` /
 /// `resources.limits` of the device plugins' extended resources).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -154,6 +158,10 @@ pub struct Accelerators {
     pub gpu_request: Option<f64>,
     /// `limits["nvidia.com/gpu"]`.
     pub gpu_limit: Option<f64>,
+    /// `requests["vpc.amazonaws.com/efa"]`.
+    pub efa_request: Option<f64>,
+    /// `limits["vpc.amazonaws.com/efa"]`.
+    pub efa_limit: Option<f64>,
     // AWS Neuron.
     /// `requests["aws.amazon.com/neuroncore"]`.
     pub neuroncore_request: Option<f64>,
@@ -181,6 +189,16 @@ impl ContainerInfo {
     /// The container's `nvidia.com/gpu` request, if its spec sets one.
     pub fn gpu_request(&self) -> Option<f64> {
         self.accelerators.as_ref()?.gpu_request
+    }
+
+    /// The container's `vpc.amazonaws.com/efa` limit, if its spec sets one.
+    pub fn efa_limit(&self) -> Option<f64> {
+        self.accelerators.as_ref()?.efa_limit
+    }
+
+    /// The container's `vpc.amazonaws.com/efa` request, if its spec sets one.
+    pub fn efa_request(&self) -> Option<f64> {
+        self.accelerators.as_ref()?.efa_request
     }
 }
 

@@ -123,7 +123,8 @@ impl Settings {
 
     /// What the accelerator source scrapes next: the DCGM exporter when GPU metrics are on and
     /// the node has GPUs — its Node object advertises `nvidia.com/gpu` — or the config names the
-    /// exporter. A node without GPUs is never scraped (and says nothing about it).
+    /// exporter. A node without GPUs is never scraped (and says nothing about it). The EFA
+    /// devices are looked for whenever accelerated metrics are on (a directory listing).
     pub fn scrape_plan(&self, own: Option<&crate::kube::NodeState>) -> crate::host::accel::ScrapePlan {
         let has_gpus = own.and_then(|n| n.capacity_gpus).is_some_and(|n| n > 0);
         let a = &self.accel;
@@ -134,6 +135,7 @@ impl Settings {
         let neuron = (a.enabled && (has_neuron || a.neuron_url_set)).then(|| a.neuron_url.clone());
         crate::host::accel::ScrapePlan {
             dcgm,
+            efa: a.enabled,
             neuron,
             interval: self.interval,
         }
@@ -155,7 +157,7 @@ fn sources(kind: RecordType) -> serde_json::Value {
     }
 }
 
-/// The accelerated compute fields of a Pod record (GPUs, AWS Neuron).
+/// The accelerated compute fields of a Pod record (GPUs and EFA devices, AWS Neuron).
 fn accelerated_pod_fields(enabled: bool, r: &mut Record, pod: &PodInfo, own: Option<&crate::kube::NodeState>) {
     gpu::add_pod_fields(enabled, r, pod, own);
     compute::neuron::add_pod_fields(enabled, r, pod, own);
@@ -216,7 +218,7 @@ pub struct Collector {
     /// The CSI node plugins' last scrape and the counters' previous values, for the enhanced
     /// `NodeEBS` and `NodeInstanceStore` records.
     volumes: Option<(super::volumes::VolumeView, super::volumes::Volumes)>,
-    /// The accelerator source's last DCGM scrape, for the GPU records.
+    /// The accelerator source's last DCGM scrape and EFA read, for the GPU and EFA records.
     gpus: Option<crate::host::accel::GpuView>,
     /// AWS Neuron: neuron-monitor's last scrape, and the counters' previous values.
     neurons: Option<(crate::host::accel::NeuronView, compute::neuron::Neurons)>,
@@ -278,34 +280,26 @@ impl Collector {
         self
     }
 
-    /// The records of the accelerator source's last scrapes (GPUs, AWS Neuron), when accelerated
-    /// compute metrics are on.
-    fn accelerated_records(&mut self, node: &Record, records: &mut Vec<Record>) {
-        if !self.settings.accel.enabled {
-            return;
-        }
-        let snapshot = self.pods.as_ref().map(PodIndex::snapshot);
+    /// AWS Neuron: the records of the accelerator source's last neuron-monitor scrape ([E] with
+    /// accelerated compute metrics only).
+    fn neuron_records(&mut self, node: &Record, records: &mut Vec<Record>) {
         let s = &self.settings;
-        let pod_settings = PodSettings {
-            enhanced: s.enhanced,
-            prefer_full_pod_name: s.prefer_full_pod_name,
-            tag_service: s.tag_service,
-            kubernetes_object: false,
+        let Some((view, neurons)) = self.neurons.as_mut().filter(|_| s.accel.enabled) else {
+            return;
         };
-        if let Some(view) = &self.gpus {
-            let scrape = Arc::clone(&view.borrow());
-            records.extend(gpu::records(&scrape.gpus, node, snapshot.as_deref(), pod_settings));
-        }
-        // AWS Neuron.
-        if let Some((view, neurons)) = &mut self.neurons {
-            let scrape = Arc::clone(&view.borrow());
-            let cx = compute::neuron::Context {
-                node,
-                pods: snapshot.as_deref(),
-                settings: pod_settings,
-            };
-            records.extend(neurons.records(&scrape, cx));
-        }
+        let scrape = Arc::clone(&view.borrow());
+        let snapshot = self.pods.as_ref().map(PodIndex::snapshot);
+        let cx = compute::neuron::Context {
+            node,
+            pods: snapshot.as_deref(),
+            settings: PodSettings {
+                enhanced: s.enhanced,
+                prefer_full_pod_name: s.prefer_full_pod_name,
+                tag_service: s.tag_service,
+                kubernetes_object: false,
+            },
+        };
+        records.extend(neurons.records(&scrape, cx));
     }
 
     /// Applies a reloaded configuration.
@@ -382,7 +376,8 @@ impl Collector {
                 }
             }
         }
-        self.accelerated_records(&node, &mut records);
+        records.extend(self.accelerator_records(&node));
+        self.neuron_records(&node, &mut records);
         let nets = net::add(
             &mut node,
             &net::NODE_NET,
@@ -408,6 +403,31 @@ impl Collector {
         records.insert(0, node);
         self.rates.evict_stale(sample.at);
         self.encode(records)
+    }
+
+    /// The GPU and EFA records of the accelerator source's last read ([E] with accelerated
+    /// compute metrics only).
+    fn accelerator_records(&self, node: &Record) -> Vec<Record> {
+        let s = &self.settings;
+        let Some(view) = self.gpus.as_ref().filter(|_| s.accel.enabled) else {
+            return Vec::new();
+        };
+        let scrape = Arc::clone(&view.borrow());
+        let snapshot = self.pods.as_ref().map(PodIndex::snapshot);
+        let pod_settings = PodSettings {
+            enhanced: s.enhanced,
+            prefer_full_pod_name: s.prefer_full_pod_name,
+            tag_service: s.tag_service,
+            kubernetes_object: false,
+        };
+        let mut out = gpu::records(&scrape.gpus, node, snapshot.as_deref(), pod_settings);
+        out.extend(compute::efa::records(
+            &scrape.efa,
+            node,
+            snapshot.as_deref(),
+            pod_settings,
+        ));
+        out
     }
 
     /// Pod, PodNet and Container records for every pod cgroup the index knows (an

@@ -34,6 +34,30 @@ pub const SET_FCT_GPU: &[&str] = &[
 ];
 pub const SET_FP_GPU: &[&str] = &["ClusterName", "FullPodName", "GpuDevice", "Namespace", "PodName"];
 pub const SET_N_GPU: &[&str] = &["ClusterName", "GpuDevice", "InstanceId", "InstanceType", "NodeName"];
+/// [E] accelerated compute sets: an EFA device's network interface (`getEFAMetricDeclarations`
+/// in `kubernetes.go`).
+pub const SET_FCT_ENI: &[&str] = &[
+    "ClusterName",
+    "ContainerName",
+    "FullPodName",
+    "Namespace",
+    "NetworkInterfaceId",
+    "PodName",
+];
+pub const SET_FP_ENI: &[&str] = &[
+    "ClusterName",
+    "FullPodName",
+    "Namespace",
+    "NetworkInterfaceId",
+    "PodName",
+];
+pub const SET_N_ENI: &[&str] = &[
+    "ClusterName",
+    "InstanceId",
+    "InstanceType",
+    "NetworkInterfaceId",
+    "NodeName",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Declaration {
@@ -59,8 +83,8 @@ const fn d(
 
 use RecordType::{
     Cluster, ClusterDaemonSet, ClusterDeployment, ClusterNamespace, ClusterPersistentVolumeClaim, ClusterReplicaSet,
-    ClusterService, ClusterStatefulSet, Container, ContainerFS, ContainerGPU, ControlPlane, HyperPodNode, Node,
-    NodeDiskIO, NodeEBS, NodeFS, NodeGPU, NodeInstanceStore, NodeNet, Pod, PodGPU, PodNet,
+    ClusterService, ClusterStatefulSet, Container, ContainerEFA, ContainerFS, ContainerGPU, ControlPlane, HyperPodNode,
+    Node, NodeDiskIO, NodeEBS, NodeEFA, NodeFS, NodeGPU, NodeInstanceStore, NodeNet, Pod, PodEFA, PodGPU, PodNet,
 };
 use RecordType::{
     ContainerAWSNeuronCore, ContainerAWSNeuronDevice, NodeAWSNeuron, NodeAWSNeuronCore, NodeAWSNeuronDevice,
@@ -140,10 +164,11 @@ const PVC: &[&[&str]] = &[
 /// [E] groups kinsight implements (container, pod extras, pod state, node status from the own
 /// Node object, node net/disk/FS, the leader's workloads and control-plane scrape, the
 /// runtime's container filesystems, the leader's storage and `HyperPod` records, the CSI
-/// plugins' volume I/O, GPUs from the DCGM exporter and `nvidia.com/gpu` resources, AWS Neuron
-/// from neuron-monitor and `aws.amazon.com/neuroncore` resources). Groups not implemented yet
-/// (EFA) are not here; [`MISSING_ENHANCED`] names them.
-pub const ENHANCED: [Declaration; 172 + NEURON_ROWS] = [
+/// plugins' volume I/O, GPUs from the DCGM exporter and `nvidia.com/gpu` resources, EFA devices
+/// from sysfs and `vpc.amazonaws.com/efa` resources, AWS Neuron from neuron-monitor and
+/// `aws.amazon.com/neuroncore` resources). Groups not implemented yet would not be here;
+/// [`MISSING_ENHANCED`] would name them.
+pub const ENHANCED: [Declaration; 214 + NEURON_ROWS] = [
     // Node: the 11 standard node metrics, all with N and C.
     d("node_cpu_utilization", Node, Percent, N_C),
     d("node_memory_utilization", Node, Percent, N_C),
@@ -553,6 +578,97 @@ pub const ENHANCED: [Declaration; 172 + NEURON_ROWS] = [
     d("node_gpu_reserved_capacity", Node, Percent, N_C),
     d("node_gpu_unreserved_capacity", Node, Percent, N_C),
     d("node_gpu_available_capacity", Node, Count, N_C),
+    // EFA devices, from sysfs (`getEFAMetricDeclarations` in `kubernetes.go`; units as
+    // upstream's `EfaRxBytes`… in `internal/aws/containerinsight/const.go`: bytes per second,
+    // packets and events per second), and the pods' `vpc.amazonaws.com/efa` resources and the
+    // Node's capacity, declared with the GPU ones' sets.
+    d(
+        "container_efa_rdma_read_bytes",
+        ContainerEFA,
+        BytesPerSecond,
+        CONTAINER_EFA,
+    ),
+    d(
+        "container_efa_rdma_write_bytes",
+        ContainerEFA,
+        BytesPerSecond,
+        CONTAINER_EFA,
+    ),
+    d(
+        "container_efa_rdma_write_recv_bytes",
+        ContainerEFA,
+        BytesPerSecond,
+        CONTAINER_EFA,
+    ),
+    d("container_efa_rx_bytes", ContainerEFA, BytesPerSecond, CONTAINER_EFA),
+    d("container_efa_rx_dropped", ContainerEFA, CountPerSecond, CONTAINER_EFA),
+    d("container_efa_tx_bytes", ContainerEFA, BytesPerSecond, CONTAINER_EFA),
+    d(
+        "container_efa_retrans_bytes",
+        ContainerEFA,
+        BytesPerSecond,
+        CONTAINER_EFA,
+    ),
+    d(
+        "container_efa_retrans_pkts",
+        ContainerEFA,
+        CountPerSecond,
+        CONTAINER_EFA,
+    ),
+    d(
+        "container_efa_retrans_timeout_events",
+        ContainerEFA,
+        CountPerSecond,
+        CONTAINER_EFA,
+    ),
+    d(
+        "container_efa_impaired_remote_conn_events",
+        ContainerEFA,
+        CountPerSecond,
+        CONTAINER_EFA,
+    ),
+    d(
+        "container_efa_unresponsive_remote_events",
+        ContainerEFA,
+        CountPerSecond,
+        CONTAINER_EFA,
+    ),
+    d("pod_efa_rdma_read_bytes", PodEFA, BytesPerSecond, POD_EFA),
+    d("pod_efa_rdma_write_bytes", PodEFA, BytesPerSecond, POD_EFA),
+    d("pod_efa_rdma_write_recv_bytes", PodEFA, BytesPerSecond, POD_EFA),
+    d("pod_efa_rx_bytes", PodEFA, BytesPerSecond, POD_EFA),
+    d("pod_efa_rx_dropped", PodEFA, CountPerSecond, POD_EFA),
+    d("pod_efa_tx_bytes", PodEFA, BytesPerSecond, POD_EFA),
+    d("pod_efa_retrans_bytes", PodEFA, BytesPerSecond, POD_EFA),
+    d("pod_efa_retrans_pkts", PodEFA, CountPerSecond, POD_EFA),
+    d("pod_efa_retrans_timeout_events", PodEFA, CountPerSecond, POD_EFA),
+    d("pod_efa_impaired_remote_conn_events", PodEFA, CountPerSecond, POD_EFA),
+    d("pod_efa_unresponsive_remote_events", PodEFA, CountPerSecond, POD_EFA),
+    d("node_efa_rdma_read_bytes", NodeEFA, BytesPerSecond, NODE_EFA),
+    d("node_efa_rdma_write_bytes", NodeEFA, BytesPerSecond, NODE_EFA),
+    d("node_efa_rdma_write_recv_bytes", NodeEFA, BytesPerSecond, NODE_EFA),
+    d("node_efa_rx_bytes", NodeEFA, BytesPerSecond, NODE_EFA),
+    d("node_efa_rx_dropped", NodeEFA, CountPerSecond, NODE_EFA),
+    d("node_efa_tx_bytes", NodeEFA, BytesPerSecond, NODE_EFA),
+    d("node_efa_retrans_bytes", NodeEFA, BytesPerSecond, NODE_EFA),
+    d("node_efa_retrans_pkts", NodeEFA, CountPerSecond, NODE_EFA),
+    d("node_efa_retrans_timeout_events", NodeEFA, CountPerSecond, NODE_EFA),
+    d(
+        "node_efa_impaired_remote_conn_events",
+        NodeEFA,
+        CountPerSecond,
+        NODE_EFA,
+    ),
+    d("node_efa_unresponsive_remote_events", NodeEFA, CountPerSecond, NODE_EFA),
+    d("pod_efa_request", Pod, Count, POD_STATE_E),
+    d("pod_efa_limit", Pod, Count, POD_STATE_E),
+    d("pod_efa_usage_total", Pod, Count, POD_STATE_E),
+    d("pod_efa_reserved_capacity", Pod, Percent, POD_STATE_E),
+    d("node_efa_limit", Node, Count, N_C),
+    d("node_efa_usage_total", Node, Count, N_C),
+    d("node_efa_reserved_capacity", Node, Percent, N_C),
+    d("node_efa_unreserved_capacity", Node, Percent, N_C),
+    d("node_efa_available_capacity", Node, Count, N_C),
     // AWS Neuron (`accelerated_compute_metrics`): neuron-monitor's cores, devices and runtime
     // figures (`getAwsNeuronMetricDeclarations` in `kubernetes.go`; units as upstream's Neuron
     // metric modifier sets them) and the pods' `aws.amazon.com/neuroncore` resources against the
@@ -765,6 +881,9 @@ const NODE_NEURON_DEVICE: &[&[&str]] = &[SET_C, SET_ULTRASERVER, SET_N, SET_N_NE
 const CONTAINER_GPU: &[&[&str]] = &[SET_C, SET_CT, SET_FCT, SET_FCT_GPU];
 const POD_GPU: &[&[&str]] = &[SET_C, SET_NS, SET_S, SET_P, SET_FP, SET_FP_GPU];
 const NODE_GPU: &[&[&str]] = &[SET_C, SET_N, SET_N_GPU];
+const CONTAINER_EFA: &[&[&str]] = &[SET_C, SET_CT, SET_FCT, SET_FCT_ENI];
+const POD_EFA: &[&[&str]] = &[SET_C, SET_NS, SET_S, SET_P, SET_FP, SET_FP_ENI];
+const NODE_EFA: &[&[&str]] = &[SET_C, SET_N, SET_N_ENI];
 
 /// Control-plane dimension sets: `ClusterName` and one or two Prometheus labels, as upstream
 /// declares them (`getControlPlaneMetricDeclarations` in `kubernetes.go`).
@@ -798,17 +917,13 @@ impl MissingGroup {
 /// The [E] groups kinsight does not implement yet: said once at start and by `kinsight check`,
 /// never ignored silently. `tests/metrics_upstream.rs` holds this list to exactly the upstream
 /// declarations the table does not cover.
-pub const MISSING_ENHANCED: &[MissingGroup] = &[MissingGroup {
-    name: "Elastic Fabric Adapter (*_efa_*)",
-    accelerated: true,
-    contains: &["_efa_"],
-}];
+pub const MISSING_ENHANCED: &[MissingGroup] = &[];
 
 /// Whether `metric` belongs to the accelerated compute group, which upstream declares only
 /// with `accelerated_compute_metrics` on (`AcceleratedComputeMetricsEnabled` in `kubernetes.go`);
 /// kinsight builds those fields only then.
 pub fn is_accelerated(metric: &str) -> bool {
-    metric.contains("_gpu_") || metric.contains("_neuron")
+    metric.contains("_gpu_") || metric.contains("_efa_") || metric.contains("_neuron")
 }
 
 /// The names of the missing groups that apply with `accelerated_compute_metrics` as given.
@@ -892,10 +1007,12 @@ pub fn check_drop(metric: Option<&str>, dimensions: Option<&[String]>) -> Result
 pub fn unit_of(field: &str) -> Unit {
     let f = field;
     // Units upstream sets by descriptor or by its scraper's unit table, not by suffix.
-    if let Some(d) = ENHANCED
-        .iter()
-        .find(|d| matches!(d.record, ControlPlane | NodeEBS | NodeInstanceStore) && d.metric == f)
-    {
+    if let Some(d) = ENHANCED.iter().find(|d| {
+        matches!(
+            d.record,
+            ControlPlane | NodeEBS | NodeInstanceStore | ContainerEFA | PodEFA | NodeEFA
+        ) && d.metric == f
+    }) {
         return d.unit;
     }
     // Conditions and pod counts; `memory_pressure` and `network_unavailable` are no bytes or

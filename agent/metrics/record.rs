@@ -37,6 +37,11 @@ pub enum RecordType {
     ContainerGPU,
     PodGPU,
     NodeGPU,
+    /// One EFA device as a container, a pod and the node see it (sysfs counters), as upstream's
+    /// `TypeContainerEFA`, `TypePodEFA`, `TypeNodeEFA`.
+    ContainerEFA,
+    PodEFA,
+    NodeEFA,
     // AWS Neuron: the `Type`s upstream's Neuron metric modifier writes (`duplicateMetricForType`
     // in the CloudWatch agent's `plugins/processors/gpuattributes/internal/
     // awsneuron_metric_modifier.go`: level + "AWSNeuron" + "Core" | "Device" | "").
@@ -79,6 +84,9 @@ impl RecordType {
             RecordType::ContainerGPU => "ContainerGPU",
             RecordType::PodGPU => "PodGPU",
             RecordType::NodeGPU => "NodeGPU",
+            RecordType::ContainerEFA => "ContainerEFA",
+            RecordType::PodEFA => "PodEFA",
+            RecordType::NodeEFA => "NodeEFA",
             // AWS Neuron.
             RecordType::ContainerAWSNeuronCore => "ContainerAWSNeuronCore",
             RecordType::PodAWSNeuronCore => "PodAWSNeuronCore",

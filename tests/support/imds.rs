@@ -6,7 +6,7 @@
 //!   echoed in the same response header;
 //! - `GET` with `x-aws-ec2-metadata-token: <token>` (else 401): the role name, its credentials
 //!   (with `Expiration`), region, instance id and type, availability zone, and the instance
-//!   identity document.
+//!   identity document, and the interface id of one network interface by its MAC.
 
 use super::fake_server::{FakeServer, Request, Response, expiration_in};
 
@@ -19,6 +19,9 @@ pub const IMDS_INSTANCE_ID: &str = "i-0abc123def4567890";
 pub const IMDS_INSTANCE_TYPE: &str = "m5.large";
 pub const IMDS_REGION: &str = "eu-west-1";
 pub const IMDS_AZ: &str = "eu-west-1b";
+/// The one network interface IMDS lists (an EFA's: `tests/support/efa.rs` writes its GID).
+pub const IMDS_MAC: &str = "0e:11:22:33:44:55";
+pub const IMDS_ENI: &str = "eni-0efa1234567890abc";
 
 /// The running fake.
 #[derive(Debug)]
@@ -87,6 +90,9 @@ fn answer(req: &Request) -> Response {
         "/latest/meta-data/placement/availability-zone" => Response::text(200, IMDS_AZ),
         "/latest/meta-data/instance-id" => Response::text(200, IMDS_INSTANCE_ID),
         "/latest/meta-data/instance-type" => Response::text(200, IMDS_INSTANCE_TYPE),
+        p if p == format!("/latest/meta-data/network/interfaces/macs/{IMDS_MAC}/interface-id") => {
+            Response::text(200, IMDS_ENI)
+        }
         "/latest/dynamic/instance-identity/document" => Response::new(
             200,
             "application/json",

@@ -10,6 +10,7 @@
 //!   with a clean environment and read its `--output stdout` JSON lines.
 //! - [`dcgm::dcgm_exporter`]: a fake node-local DCGM exporter serving a real-format fixture;
 //!   [`pod_resources::FakeKubelet`]: the kubelet's pod-resources gRPC API on a Unix socket;
+//!   [`efa::EfaDevice`]: EFA devices' sysfs counters under a test's host root.
 //!   [`neuron_monitor::neuron_monitor`]: a fake AWS neuron-monitor exporter (real-format fixture).
 //! - [`wait_until`]: wait for a condition instead of sleeping for luck.
 //! - [`StrictCloudwatch`]: the strict local CloudWatch metrics endpoint (rpc-v2-cbor
@@ -27,6 +28,7 @@ mod chaos;
 mod cloudwatch;
 mod cloudwatch_logs;
 pub mod dcgm;
+pub mod efa;
 pub mod fake_server;
 mod http;
 pub mod imds;

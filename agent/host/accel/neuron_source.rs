@@ -1,35 +1,28 @@
 //! AWS Neuron in the accelerator source: once an interval, beside the DCGM scrape, neuron-monitor
-//! is scraped, its cores and devices given their holders by the kubelet's pod-resources API, and
-//! the result published for the metrics tick.
+//! is scraped, its cores and devices given their holders by the kubelet's pod-resources API (the
+//! same `List` answer as the GPUs and EFA devices), and the result published for the metrics
+//! tick.
 //!
 //! neuron-monitor knows nothing of pods; the holders are the Neuron device plugin's allocations,
 //! as upstream finds them (`PodAttributesDecoratorConsumer` in awscontainerinsightreceiver
 //! `internal/neuron/pod_attribute_decorator.go`): a core by its index under
 //! `aws.amazon.com/neuroncore`, else by its device; a device by its index under
-//! `aws.amazon.com/neurondevice`, else under `aws.amazon.com/neuron` (the older name, which the
-//! device plugin still advertises).
+//! `aws.amazon.com/neurondevice` or `aws.amazon.com/neuron` (the older name, which the device
+//! plugin still advertises).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::Name;
 
 use super::dcgm::Assignment;
 use super::neuron::{self, NeuronScrape};
-use super::podresources::{self, DeviceOwners};
+use super::podresources::DeviceOwners;
 use super::scrape::{self, ScrapeError};
-use super::source::{AcceleratorSource, ScrapePlan};
-
-/// A scrape that takes longer is abandoned (neuron-monitor answers in milliseconds).
-const MAX_SCRAPE_TIME: Duration = Duration::from_secs(10);
-
-const CORE_RESOURCE: &str = "aws.amazon.com/neuroncore";
-/// In the order upstream asks for them.
-const DEVICE_RESOURCES: [&str; 2] = ["aws.amazon.com/neurondevice", "aws.amazon.com/neuron"];
+use super::source::AcceleratorSource;
 
 /// The receiving side the metrics collector holds: the last neuron-monitor scrape (empty before
 /// the first and after a failure).
@@ -55,42 +48,18 @@ pub async fn scrape_neuron_monitor(url: &url::Url, timeout: Duration) -> Result<
 }
 
 impl AcceleratorSource {
-    /// Scrapes neuron-monitor when `plan` names it (else clears what was published). `false`
-    /// when cancelled.
+    /// One scrape of neuron-monitor; `None` after a failure (said once per kind, counted as
+    /// `exporter="neuron_monitor"`).
     pub(super) async fn scrape_neuron(
         &self,
-        plan: &ScrapePlan,
-        cancel: &CancellationToken,
+        url: &url::Url,
+        timeout: Duration,
         state: &mut NeuronState,
         reported: &mut HashSet<&'static str>,
-    ) -> bool {
-        let Some(url) = &plan.neuron else {
-            if !self.neurons.borrow().is_empty() {
-                self.neurons.send_replace(Arc::new(NeuronScrape::default()));
-            }
-            return true;
-        };
-        let timeout = MAX_SCRAPE_TIME.min(plan.interval);
-        let result = tokio::select! {
-            () = cancel.cancelled() => return false,
-            r = scrape_neuron_monitor(url, timeout) => r,
-        };
-        match result {
-            Ok(mut scrape) => {
-                if let Some(socket) = &self.pod_resources {
-                    let kubelet = tokio::select! {
-                        () = cancel.cancelled() => return false,
-                        r = podresources::device_owners(socket, timeout, &[CORE_RESOURCE, DEVICE_RESOURCES[0], DEVICE_RESOURCES[1]]) => r,
-                    };
-                    match kubelet {
-                        Ok(owners) => {
-                            self.count("pod_resources", "ok");
-                            attribute(&mut scrape, &owners);
-                        }
-                        Err(e) => self.kubelet_failed(&e, reported),
-                    }
-                }
-                self.count("neuron_monitor", "ok");
+    ) -> Option<NeuronScrape> {
+        match scrape_neuron_monitor(url, timeout).await {
+            Ok(scrape) => {
+                self.count("ok");
                 if !state.was_ok {
                     tracing::info!(
                         url = %url,
@@ -100,30 +69,52 @@ impl AcceleratorSource {
                     );
                 }
                 state.was_ok = true;
-                state.seq += 1;
-                scrape.seq = state.seq;
-                self.neurons.send_replace(Arc::new(scrape));
+                Some(scrape)
             }
             Err(e) => {
                 state.was_ok = false;
                 self.neuron_failed(&e, url, reported);
+                None
             }
         }
-        true
     }
 
-    fn count(&self, exporter: &'static str, result: &'static str) {
+    /// Publishes `scrape` with its holders (numbered), or an empty scrape after a failure or when
+    /// no scrape is wanted (once: an empty view stays as it is).
+    pub(super) fn publish_neuron(
+        &self,
+        scrape: Option<NeuronScrape>,
+        owners: Option<&DeviceOwners>,
+        state: &mut NeuronState,
+    ) {
+        match scrape {
+            Some(mut s) => {
+                if let Some(o) = owners {
+                    attribute(&mut s, &o.neuron_cores, &o.neuron_devices);
+                }
+                state.seq += 1;
+                s.seq = state.seq;
+                self.neurons.send_replace(Arc::new(s));
+            }
+            None => {
+                if self.neurons.borrow().seq != 0 {
+                    self.neurons.send_replace(Arc::new(NeuronScrape::default()));
+                }
+            }
+        }
+    }
+
+    fn count(&self, result: &'static str) {
         self.telemetry.add(
             Name::AcceleratorScrapes,
-            &[("exporter", exporter), ("result", result)],
+            &[("exporter", "neuron_monitor"), ("result", result)],
             1,
         );
     }
 
     fn neuron_failed(&self, e: &ScrapeError, url: &url::Url, reported: &mut HashSet<&'static str>) {
         let kind = e.kind();
-        self.count("neuron_monitor", kind);
-        self.neurons.send_replace(Arc::new(NeuronScrape::default()));
+        self.count(kind);
         // Its own set of kinds: "neuron-monitor unreachable" is not "DCGM unreachable".
         let key = match kind {
             "unreachable" => "neuron_monitor_unreachable",
@@ -143,49 +134,27 @@ impl AcceleratorSource {
             tracing::debug!(%error, "neuron-monitor still not scraped");
         }
     }
-
-    fn kubelet_failed(&self, e: &podresources::PodResourcesError, reported: &mut HashSet<&'static str>) {
-        let kind = e.kind();
-        self.count("pod_resources", kind);
-        let key = match kind {
-            "unreachable" => "neuron_pod_resources_unreachable",
-            "timeout" => "neuron_pod_resources_timeout",
-            _ => "neuron_pod_resources_error",
-        };
-        let error = crate::telemetry::chain(e);
-        if reported.insert(key) {
-            tracing::warn!(
-                %error,
-                "kubelet pod-resources API not read: Neuron cores and devices are sent for the node only, \
-                 not for the pods holding them; retrying every interval (said once per kind of failure)"
-            );
-        } else {
-            tracing::debug!(%error, "kubelet pod-resources API still not read (Neuron)");
-        }
-    }
 }
 
-/// The first container the kubelet names for `id` under one of `resources`.
-fn holder(owners: &DeviceOwners, resources: &[&str], id: u32) -> Option<Assignment> {
-    let id = id.to_string();
-    resources.iter().find_map(|r| {
-        owners
-            .get(&((*r).to_string(), id.clone()))
-            .and_then(|h| h.first().cloned())
-    })
+/// Index → holders, for one kind of Neuron resource.
+type Holders = HashMap<String, Vec<Assignment>>;
+
+/// The first container the kubelet names for index `id`.
+fn holder(owners: &Holders, id: u32) -> Option<Assignment> {
+    owners.get(&id.to_string()).and_then(|h| h.first().cloned())
 }
 
-/// Gives each core and device of `scrape` its holder.
-pub(super) fn attribute(scrape: &mut NeuronScrape, owners: &DeviceOwners) {
-    if owners.is_empty() {
+/// Gives each core and device of `scrape` its holder: cores by core index, else by their
+/// device's; devices by device index.
+pub(super) fn attribute(scrape: &mut NeuronScrape, cores: &Holders, devices: &Holders) {
+    if cores.is_empty() && devices.is_empty() {
         return;
     }
     for c in &mut scrape.cores {
-        c.holder = holder(owners, &[CORE_RESOURCE], c.core)
-            .or_else(|| c.device.and_then(|d| holder(owners, &DEVICE_RESOURCES, d)));
+        c.holder = holder(cores, c.core).or_else(|| c.device.and_then(|d| holder(devices, d)));
     }
     for d in &mut scrape.devices {
-        d.holder = holder(owners, &DEVICE_RESOURCES, d.device);
+        d.holder = holder(devices, d.device);
     }
 }
 
@@ -203,11 +172,9 @@ mod tests {
     }
 
     #[test]
-    fn cores_by_core_id_else_by_device_and_devices_by_either_resource_name() {
-        let owners = DeviceOwners::from([
-            (("aws.amazon.com/neuroncore".into(), "0".into()), vec![a("by-core")]),
-            (("aws.amazon.com/neuron".into(), "1".into()), vec![a("by-device")]),
-        ]);
+    fn cores_by_core_id_else_by_device_and_devices_by_device_id() {
+        let cores = Holders::from([("0".into(), vec![a("by-core")])]);
+        let devices = Holders::from([("1".into(), vec![a("by-device")])]);
         let core = |core, device| CoreReading {
             core,
             device: Some(device),
@@ -227,7 +194,7 @@ mod tests {
             ],
             ..NeuronScrape::default()
         };
-        attribute(&mut s, &owners);
+        attribute(&mut s, &cores, &devices);
         let pods: Vec<Option<&str>> = s
             .cores
             .iter()

@@ -1,10 +1,14 @@
-//! Which pod and container hold each GPU, from the kubelet's pod-resources API
+//! Which pod and container hold each GPU, EFA device and AWS Neuron core or device, from the
+//! kubelet's pod-resources API
 //! (`PodResourcesLister.List` over `/var/lib/kubelet/pod-resources/kubelet.sock`, GA since
 //! Kubernetes 1.20: <https://kubernetes.io/docs/concepts/extend-kubernetes/compute-storage-net/device-plugins/#monitoring-device-plugin-resources>).
 //!
 //! The device ids of `nvidia.com/gpu` are the GPUs' UUIDs (NVIDIA's `k8s-device-plugin`), the
 //! `UUID` label of dcgm-exporter's series. With time slicing the plugin advertises replicas,
 //! `<UUID>::<n>`: the replica suffix is dropped, so a shared GPU names every pod using it.
+//! The device ids of `vpc.amazonaws.com/efa` are the RDMA device names of
+//! `/sys/class/infiniband` (`rdmap16s27`), as upstream matches them
+//! (`internal/efa/efaSysfs.go` in awscontainerinsightreceiver).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,9 +24,31 @@ pub const SOCKET: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
 
 /// The extended resource of NVIDIA GPUs.
 const GPU_RESOURCE: &str = "nvidia.com/gpu";
+/// The extended resource of EFA devices (the `aws-efa-k8s-device-plugin`).
+pub const EFA_RESOURCE: &str = "vpc.amazonaws.com/efa";
 
 /// GPU UUID → the containers holding it.
 pub type GpuOwners = HashMap<String, Vec<Assignment>>;
+
+/// Device id → the containers holding it, per kind of device.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceOwners {
+    pub gpus: GpuOwners,
+    /// EFA device name → holders.
+    pub efa: HashMap<String, Vec<Assignment>>,
+    /// AWS Neuron: core index (`aws.amazon.com/neuroncore`) → holders.
+    pub neuron_cores: HashMap<String, Vec<Assignment>>,
+    /// AWS Neuron: device index (`aws.amazon.com/neurondevice`, or the older
+    /// `aws.amazon.com/neuron`) → holders.
+    pub neuron_devices: HashMap<String, Vec<Assignment>>,
+}
+
+/// AWS Neuron: the extended resources of the Neuron device plugin, whose device ids are core
+/// and device indices (as upstream reads them, `internal/neuron/pod_attribute_decorator.go` in
+/// awscontainerinsightreceiver).
+const NEURONCORE_RESOURCE: &str = "aws.amazon.com/neuroncore";
+const NEURONDEVICE_RESOURCE: &str = "aws.amazon.com/neurondevice";
+const NEURON_RESOURCE: &str = "aws.amazon.com/neuron";
 
 /// Why the kubelet could not be asked; [`PodResourcesError::kind`] is the telemetry label.
 #[derive(Debug, thiserror::Error)]
@@ -52,15 +78,16 @@ impl PodResourcesError {
     }
 }
 
-/// Asks the kubelet at `socket` (host root applied) which containers hold which GPUs.
-pub async fn gpu_owners(socket: &Path, timeout: Duration) -> Result<GpuOwners, PodResourcesError> {
+/// Asks the kubelet at `socket` (host root applied) which containers hold which GPUs and EFA
+/// devices.
+pub async fn owners(socket: &Path, timeout: Duration) -> Result<DeviceOwners, PodResourcesError> {
     match tokio::time::timeout(timeout, list(socket)).await {
         Ok(r) => r,
         Err(_) => Err(PodResourcesError::Timeout(timeout)),
     }
 }
 
-async fn list(socket: &Path) -> Result<GpuOwners, PodResourcesError> {
+async fn list(socket: &Path) -> Result<DeviceOwners, PodResourcesError> {
     if std::fs::symlink_metadata(socket).is_err() {
         return Err(PodResourcesError::Missing {
             path: socket.to_path_buf(),
@@ -77,18 +104,25 @@ async fn list(socket: &Path) -> Result<GpuOwners, PodResourcesError> {
         .await
         .map_err(PodResourcesError::Call)?
         .into_inner();
-    let mut owners = GpuOwners::new();
+    let mut owners = DeviceOwners::default();
     for pod in response.pod_resources {
         for c in pod.containers {
-            for d in c.devices.iter().filter(|d| d.resource_name == GPU_RESOURCE) {
+            for d in &c.devices {
+                let (map, gpu) = match d.resource_name.as_str() {
+                    GPU_RESOURCE => (&mut owners.gpus, true),
+                    EFA_RESOURCE => (&mut owners.efa, false),
+                    NEURONCORE_RESOURCE => (&mut owners.neuron_cores, false),
+                    NEURONDEVICE_RESOURCE | NEURON_RESOURCE => (&mut owners.neuron_devices, false),
+                    _ => continue,
+                };
                 for id in &d.device_ids {
-                    let uuid = id.split("::").next().unwrap_or(id);
+                    let id = if gpu { id.split("::").next().unwrap_or(id) } else { id };
                     let a = Assignment {
                         namespace: pod.namespace.clone(),
                         pod: pod.name.clone(),
                         container: Some(c.name.clone()).filter(|n| !n.is_empty()),
                     };
-                    let list = owners.entry(uuid.to_string()).or_default();
+                    let list = map.entry(id.to_string()).or_default();
                     if !list.contains(&a) {
                         list.push(a);
                     }
@@ -97,68 +131,6 @@ async fn list(socket: &Path) -> Result<GpuOwners, PodResourcesError> {
         }
     }
     Ok(owners)
-}
-
-// AWS Neuron (and any other device plugin's resources): the holders of device ids by resource
-// name, from the same List call.
-
-/// (resource name, device id) → the containers holding it.
-pub type DeviceOwners = HashMap<(String, String), Vec<Assignment>>;
-
-/// Asks the kubelet at `socket` which containers hold the devices of `resources` (e.g.
-/// `aws.amazon.com/neuroncore`, whose device ids are the core indices).
-pub async fn device_owners(
-    socket: &Path,
-    timeout: Duration,
-    resources: &[&str],
-) -> Result<DeviceOwners, PodResourcesError> {
-    let listed = match tokio::time::timeout(timeout, list_all(socket)).await {
-        Ok(r) => r?,
-        Err(_) => return Err(PodResourcesError::Timeout(timeout)),
-    };
-    let mut owners = DeviceOwners::new();
-    for pod in listed.pod_resources {
-        for c in pod.containers {
-            for d in c
-                .devices
-                .iter()
-                .filter(|d| resources.contains(&d.resource_name.as_str()))
-            {
-                for id in &d.device_ids {
-                    let a = Assignment {
-                        namespace: pod.namespace.clone(),
-                        pod: pod.name.clone(),
-                        container: Some(c.name.clone()).filter(|n| !n.is_empty()),
-                    };
-                    let list = owners.entry((d.resource_name.clone(), id.clone())).or_default();
-                    if !list.contains(&a) {
-                        list.push(a);
-                    }
-                }
-            }
-        }
-    }
-    Ok(owners)
-}
-
-/// One `List` call, its whole answer.
-async fn list_all(socket: &Path) -> Result<super::proto::v1::ListPodResourcesResponse, PodResourcesError> {
-    if std::fs::symlink_metadata(socket).is_err() {
-        return Err(PodResourcesError::Missing {
-            path: socket.to_path_buf(),
-        });
-    }
-    let channel = crate::host::unix_grpc::channel(socket, None)
-        .await
-        .map_err(|source| PodResourcesError::Connect {
-            path: socket.to_path_buf(),
-            source,
-        })?;
-    Ok(PodResourcesListerClient::new(channel)
-        .list(ListPodResourcesRequest {})
-        .await
-        .map_err(PodResourcesError::Call)?
-        .into_inner())
 }
 
 /// The readings with the kubelet's word on who holds each GPU: a GPU the kubelet names gets one
@@ -237,7 +209,7 @@ mod tests {
     #[tokio::test]
     async fn a_missing_socket_is_unreachable() {
         let dir = tempfile::tempdir().unwrap();
-        let e = gpu_owners(&dir.path().join("kubelet.sock"), Duration::from_secs(1))
+        let e = owners(&dir.path().join("kubelet.sock"), Duration::from_secs(1))
             .await
             .unwrap_err();
         assert_eq!(e.kind(), "unreachable");

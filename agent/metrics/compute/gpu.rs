@@ -6,15 +6,15 @@
 //!   `translator/tocwconfig/sampleConfig/emf_and_kubernetes_with_gpu_config.yaml`: the same
 //!   DCGM series becomes a container, a pod and a node metric, `Type` `ContainerGPU` / `PodGPU` /
 //!   `NodeGPU`, memory in MiB scaled by 1048576, `DCGM_FI_DEV_FB_USED_PERCENT` by 100);
-//! - `pod_gpu_*` and `node_gpu_*` request, limit, usage and reserved-capacity fields on the Pod
-//!   and Node records, from the pods' `nvidia.com/gpu` resources and the Node's capacity
-//!   (`decorateGPU` and `decorateNode` in awscontainerinsightreceiver
-//!   `internal/stores/podstore.go`).
+//! - `pod_{gpu,efa}_*` and `node_{gpu,efa}_*` request, limit, usage and reserved-capacity fields
+//!   on the Pod and Node records, from the pods' `nvidia.com/gpu` and `vpc.amazonaws.com/efa`
+//!   resources and the Node's capacity (`decorateGPU` and `decorateNode` in
+//!   awscontainerinsightreceiver `internal/stores/podstore.go`).
 
 use std::sync::Arc;
 
-use crate::host::accel::dcgm::{GpuReading, GpuValues};
-use crate::kube::{NodeState, PodInfo, PodPhase, Snapshot};
+use crate::host::accel::dcgm::{Assignment, GpuReading, GpuValues};
+use crate::kube::{ContainerInfo, NodeState, PodInfo, PodPhase, Snapshot};
 use crate::metrics::record::{Record, RecordType};
 
 use super::pod::{PodSettings, pod_attributes};
@@ -91,24 +91,8 @@ pub fn records(gpus: &[GpuReading], node: &Record, pods: Option<&Snapshot>, s: P
             out.push(with_device(r, g));
         }
         let Some(a) = &g.assignment else { continue };
-        let known = pods.and_then(|p| {
-            p.pods()
-                .iter()
-                .find(|pod| pod.namespace == a.namespace && pod.name == a.pod)
-        });
-        let mut pod = Record::new(RecordType::PodGPU, node.timestamp_ms);
-        if let Some(info) = known {
-            pod_attributes(&mut pod, node, info, s);
-        } else {
-            pod.attributes.extend(node.attributes.iter().cloned());
-            pod.set_attribute("Namespace", a.namespace.as_str());
-            pod.set_attribute("PodName", a.pod.as_str());
-            pod.set_attribute("FullPodName", a.pod.as_str());
-        }
-        let container = a.container.as_deref().map(|name| {
-            let mut c = Record::new(RecordType::ContainerGPU, node.timestamp_ms);
-            c.attributes.extend(pod.attributes.iter().cloned());
-            c.set_attribute("ContainerName", name);
+        let (mut pod, container) = holder_records(a, (RecordType::PodGPU, RecordType::ContainerGPU), node, pods, s);
+        let container = container.map(|mut c| {
             set_values(&mut c, &CONTAINER, &g.values);
             with_device(c, g)
         });
@@ -119,69 +103,183 @@ pub fn records(gpus: &[GpuReading], node: &Record, pods: Option<&Snapshot>, s: P
     out
 }
 
-/// The pod's `nvidia.com/gpu` limit and request sums, when **every** spec container sets a
-/// limit (upstream's `getResourceSettingForPod` with `getLimitForContainer`: a pod with one
+/// The records of the pod (and, when named, the container) holding a device, with their
+/// attributes and no fields yet: `kinds` are the pod's and the container's record types. The
+/// pod's `PodName` and `Service` come from the pod index when it knows the pod; else the
+/// holder's pod name stands for both `PodName` and `FullPodName`.
+pub(super) fn holder_records(
+    a: &Assignment,
+    kinds: (RecordType, RecordType),
+    node: &Record,
+    pods: Option<&Snapshot>,
+    s: PodSettings,
+) -> (Record, Option<Record>) {
+    let known = pods.and_then(|p| {
+        p.pods()
+            .iter()
+            .find(|pod| pod.namespace == a.namespace && pod.name == a.pod)
+    });
+    let mut pod = Record::new(kinds.0, node.timestamp_ms);
+    if let Some(info) = known {
+        pod_attributes(&mut pod, node, info, s);
+    } else {
+        pod.attributes.extend(node.attributes.iter().cloned());
+        pod.set_attribute("Namespace", a.namespace.as_str());
+        pod.set_attribute("PodName", a.pod.as_str());
+        pod.set_attribute("FullPodName", a.pod.as_str());
+    }
+    let container = a.container.as_deref().map(|name| {
+        let mut c = Record::new(kinds.1, node.timestamp_ms);
+        c.attributes.extend(pod.attributes.iter().cloned());
+        c.set_attribute("ContainerName", name);
+        c
+    });
+    (pod, container)
+}
+
+/// A device plugin's extended resource as the Pod and Node records report it: how a spec
+/// container requests and limits it, the Node's capacity of it, and the field names. The GPU
+/// fields follow upstream's pod store (`decorateGPU` in awscontainerinsightreceiver
+/// `internal/stores/podstore.go`); the EFA fields, which upstream declares with the same
+/// dimension sets (`pod_efa_*`, `node_efa_*` in the CloudWatch agent's `kubernetes.go`), are
+/// computed the same way from `vpc.amazonaws.com/efa`.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceResource {
+    limit: fn(&ContainerInfo) -> Option<f64>,
+    request: fn(&ContainerInfo) -> Option<f64>,
+    capacity: fn(&NodeState) -> Option<u64>,
+    /// `request`, `limit`, `usage_total`, `reserved_capacity`.
+    pod: [&'static str; 4],
+    /// `request`, `limit`, `usage_total`, `reserved_capacity`, `unreserved_capacity`,
+    /// `available_capacity`.
+    node: [&'static str; 6],
+}
+
+/// `nvidia.com/gpu`.
+pub const GPU: DeviceResource = DeviceResource {
+    limit: ContainerInfo::gpu_limit,
+    request: ContainerInfo::gpu_request,
+    capacity: |n| n.capacity_gpus,
+    pod: [
+        "pod_gpu_request",
+        "pod_gpu_limit",
+        "pod_gpu_usage_total",
+        "pod_gpu_reserved_capacity",
+    ],
+    node: [
+        "node_gpu_request",
+        "node_gpu_limit",
+        "node_gpu_usage_total",
+        "node_gpu_reserved_capacity",
+        "node_gpu_unreserved_capacity",
+        "node_gpu_available_capacity",
+    ],
+};
+
+/// `vpc.amazonaws.com/efa`.
+pub const EFA: DeviceResource = DeviceResource {
+    limit: ContainerInfo::efa_limit,
+    request: ContainerInfo::efa_request,
+    capacity: |n| n.capacity_efas,
+    pod: [
+        "pod_efa_request",
+        "pod_efa_limit",
+        "pod_efa_usage_total",
+        "pod_efa_reserved_capacity",
+    ],
+    node: [
+        "node_efa_request",
+        "node_efa_limit",
+        "node_efa_usage_total",
+        "node_efa_reserved_capacity",
+        "node_efa_unreserved_capacity",
+        "node_efa_available_capacity",
+    ],
+};
+
+/// The device resources the Pod and Node records report.
+pub const RESOURCES: [DeviceResource; 2] = [GPU, EFA];
+
+/// The pod's limit and request sums of `res`, when **every** spec container sets a limit
+/// (upstream's `getResourceSettingForPod` with `getLimitForContainer`: a pod with one
 /// container lacking the limit reports nothing — **Quirk**, parity).
-fn pod_gpus(pod: &PodInfo) -> Option<(f64, f64)> {
+fn pod_devices(pod: &PodInfo, res: &DeviceResource) -> Option<(f64, f64)> {
     let mut spec = pod.containers.iter().filter(|c| c.in_spec && !c.is_init).peekable();
     spec.peek()?;
     let (mut limit, mut request) = (0.0, 0.0);
     for c in spec {
-        limit += c.gpu_limit()?;
-        request += c.gpu_request().unwrap_or(0.0);
+        limit += (res.limit)(c)?;
+        request += (res.request)(c).unwrap_or(0.0);
     }
     Some((limit, request))
 }
 
-/// `pod_gpu_{request,limit,usage_total,reserved_capacity}` on a Pod record: for pods not yet
-/// finished whose containers all set a GPU limit. The usage is the limit while the pod runs
-/// (the GPUs are the pod's), else 0; the reserved capacity divides the limit by the Node's GPU
-/// capacity.
+/// `pod_gpu_*` and `pod_efa_*` `{request,limit,usage_total,reserved_capacity}` on a Pod record:
+/// for pods not yet finished whose containers all set a limit of the resource. The usage is
+/// the limit while the pod runs (the devices are the pod's), else 0; the reserved capacity
+/// divides the limit by the Node's capacity.
 /// Nothing when not `enabled` (accelerated compute metrics off).
 pub fn add_pod_fields(enabled: bool, r: &mut Record, pod: &PodInfo, own: Option<&NodeState>) {
     if !enabled || pod.phase.is_terminal() {
         return;
     }
-    let Some((limit, request)) = pod_gpus(pod) else { return };
-    r.set_field("pod_gpu_request", Some(request));
-    r.set_field("pod_gpu_limit", Some(limit));
-    let usage = if pod.phase == PodPhase::Running { limit } else { 0.0 };
-    r.set_field("pod_gpu_usage_total", Some(usage));
-    let capacity = own.and_then(|n| n.capacity_gpus).filter(|&c| c > 0);
-    r.set_field("pod_gpu_reserved_capacity", capacity.map(|c| limit / c as f64 * 100.0));
+    for res in &RESOURCES {
+        let Some((limit, request)) = pod_devices(pod, res) else {
+            continue;
+        };
+        let [request_name, limit_name, usage_name, reserved_name] = res.pod;
+        r.set_field(request_name, Some(request));
+        r.set_field(limit_name, Some(limit));
+        let usage = if pod.phase == PodPhase::Running { limit } else { 0.0 };
+        r.set_field(usage_name, Some(usage));
+        let capacity = own.and_then(res.capacity).filter(|&c| c > 0);
+        r.set_field(reserved_name, capacity.map(|c| limit / c as f64 * 100.0));
+    }
 }
 
-/// `node_gpu_*` on the Node record, when the Node advertises `nvidia.com/gpu` capacity:
-/// the capacity (`node_gpu_limit`), the requests of unfinished pods, the limits of running
-/// pods (`node_gpu_usage_total`), requests over capacity in percent (`reserved`), its
+/// `node_gpu_*` and `node_efa_*` on the Node record, for each resource the Node advertises:
+/// the capacity (`*_limit`), the requests of unfinished pods, the limits of running
+/// pods (`*_usage_total`), requests over capacity in percent (`reserved`), its
 /// complement (`unreserved`) and the devices no running pod holds (`available`).
 pub fn add_node_fields(r: &mut Record, pods: &[Arc<PodInfo>], own: &NodeState) {
-    let Some(capacity) = own.capacity_gpus.filter(|&c| c > 0) else {
-        return;
-    };
-    let capacity = capacity as f64;
-    let (mut request, mut usage) = (0.0, 0.0);
-    for pod in pods.iter().filter(|p| !p.phase.is_terminal()) {
-        let Some((limit, req)) = pod_gpus(pod) else { continue };
-        request += req;
-        if pod.phase == PodPhase::Running {
-            usage += limit;
+    for res in &RESOURCES {
+        let Some(capacity) = (res.capacity)(own).filter(|&c| c > 0) else {
+            continue;
+        };
+        let capacity = capacity as f64;
+        let (mut request, mut usage) = (0.0, 0.0);
+        for pod in pods.iter().filter(|p| !p.phase.is_terminal()) {
+            let Some((limit, req)) = pod_devices(pod, res) else {
+                continue;
+            };
+            request += req;
+            if pod.phase == PodPhase::Running {
+                usage += limit;
+            }
         }
+        let reserved = request / capacity * 100.0;
+        let [
+            request_name,
+            limit_name,
+            usage_name,
+            reserved_name,
+            unreserved_name,
+            available_name,
+        ] = res.node;
+        r.set_field(request_name, Some(request));
+        r.set_field(limit_name, Some(capacity));
+        r.set_field(usage_name, Some(usage));
+        r.set_field(reserved_name, Some(reserved));
+        r.set_field(unreserved_name, Some((100.0 - reserved).max(0.0)));
+        r.set_field(available_name, Some((capacity - usage).max(0.0)));
     }
-    let reserved = request / capacity * 100.0;
-    r.set_field("node_gpu_request", Some(request));
-    r.set_field("node_gpu_limit", Some(capacity));
-    r.set_field("node_gpu_usage_total", Some(usage));
-    r.set_field("node_gpu_reserved_capacity", Some(reserved));
-    r.set_field("node_gpu_unreserved_capacity", Some((100.0 - reserved).max(0.0)));
-    r.set_field("node_gpu_available_capacity", Some((capacity - usage).max(0.0)));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::host::accel::dcgm::Assignment;
-    use crate::kube::{Accelerators, ContainerInfo};
+    use crate::kube::Accelerators;
 
     fn container(name: &str, gpus: Option<f64>) -> ContainerInfo {
         ContainerInfo {

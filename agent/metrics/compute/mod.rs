@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod control_plane;
 pub mod cpumem;
+pub mod efa;
 pub mod gpu;
 pub mod net;
 pub mod neuron;

@@ -144,5 +144,8 @@ fn every_missing_group_covers_some_upstream_metric() {
     // Without accelerated compute metrics, the list only loses the accelerated groups (it is
     // empty since GPU, EFA and AWS Neuron are all sent).
     let (plain, accelerated) = (declare::missing_enhanced(false), declare::missing_enhanced(true));
-    assert!(plain.iter().all(|g| accelerated.contains(g)), "{plain:?} / {accelerated:?}");
+    assert!(
+        plain.iter().all(|g| accelerated.contains(g)),
+        "{plain:?} / {accelerated:?}"
+    );
 }

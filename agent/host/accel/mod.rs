@@ -1,5 +1,5 @@
-//! Accelerated compute: the node-local exporters of GPU figures and the EFA devices' counters,
-//! read once an interval.
+//! Accelerated compute: the node-local exporters of GPU and AWS Neuron figures and the EFA
+//! devices' counters, read once an interval.
 //!
 //! Owns: the plain-HTTP scrape of NVIDIA's DCGM exporter (`/metrics`, Prometheus text, parsed by
 //! the `prometheus-parse` crate) into typed per-GPU readings ([`dcgm`]), the EFA devices'
@@ -9,9 +9,8 @@
 //! ([`AcceleratorSource`], read by the tick as a [`GpuView`]). AWS Neuron likewise: the
 //! node's neuron-monitor exporter ([`neuron`]), its cores and devices given their holders by the
 //! same pod-resources API, in the same source ([`NeuronView`]).
-//! Must not: know metric names or dimension sets (that is `metrics::compute::gpu` and
-//! `metrics::compute::neuron`), or block a
-//! tick.
+//! Must not: know metric names or dimension sets (that is `metrics::compute::{gpu, efa,
+//! neuron}`), or block a tick.
 //!
 //! Inputs: the exporter's URL (`kinsight.metrics.dcgm_exporter_url`, default
 //! `http://$HOST_IP:9400/metrics`: dcgm-exporter's port, reached through the node's address

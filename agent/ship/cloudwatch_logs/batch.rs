@@ -1,6 +1,7 @@
 //! The events of one log stream → `PutLogEvents` requests within the API limits.
 //! <https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutLogEvents.html>
 
+use std::ops::Range;
 use std::time::Duration;
 
 use super::super::payload::LogEvent;
@@ -65,27 +66,33 @@ pub fn check(e: &LogEvent, now_ms: i64) -> Result<(), Unsendable> {
 
 /// Sorts one stream's events by timestamp (stable: equal timestamps keep their order) and splits
 /// them into requests of at most [`MAX_EVENTS_PER_PUT`] events, [`MAX_BATCH_BYTES`] bytes and a
-/// [`MAX_SPAN`] span. Every event must have passed [`check`].
-pub fn split(mut events: Vec<LogEvent>) -> Vec<Vec<LogEvent>> {
-    events.sort_by_key(|e| e.timestamp_ms);
+/// [`MAX_SPAN`] span, as ranges of `events`: the events stay where they are (a request is sent
+/// from a slice), so nothing is moved or allocated per request. Every event must have passed
+/// [`check`].
+pub fn split(events: &mut [LogEvent]) -> Vec<Range<usize>> {
+    // One file's lines arrive in time order: the common case needs no sort (whose scratch
+    // buffer would be an allocation per stream and round).
+    if !events.is_sorted_by_key(|e| e.timestamp_ms) {
+        events.sort_by_key(|e| e.timestamp_ms);
+    }
     let span = i64::try_from(MAX_SPAN.as_millis()).unwrap_or(i64::MAX);
     let mut out = Vec::new();
-    let mut cur: Vec<LogEvent> = Vec::new();
+    let mut start = 0;
     let mut bytes = 0;
-    for e in events {
-        let size = event_bytes(&e);
-        let full = cur.len() == MAX_EVENTS_PER_PUT
+    for (i, e) in events.iter().enumerate() {
+        let size = event_bytes(e);
+        let full = i - start == MAX_EVENTS_PER_PUT
             || bytes + size > MAX_BATCH_BYTES
-            || cur.first().is_some_and(|f| e.timestamp_ms - f.timestamp_ms > span);
-        if !cur.is_empty() && full {
-            out.push(std::mem::take(&mut cur));
+            || e.timestamp_ms - events[start].timestamp_ms > span;
+        if i > start && full {
+            out.push(start..i);
+            start = i;
             bytes = 0;
         }
         bytes += size;
-        cur.push(e);
     }
-    if !cur.is_empty() {
-        out.push(cur);
+    if start < events.len() {
+        out.push(start..events.len());
     }
     out
 }
@@ -106,8 +113,8 @@ mod tests {
 
     #[test]
     fn splits_at_10000_events() {
-        let batches = split((0..25_000).map(|i| ev(i, 10)).collect());
-        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        let mut events: Vec<LogEvent> = (0..25_000).map(|i| ev(i, 10)).collect();
+        let sizes: Vec<usize> = split(&mut events).iter().map(ExactSizeIterator::len).collect();
         assert_eq!(sizes, [10_000, 10_000, 5_000]);
     }
 
@@ -115,21 +122,23 @@ mod tests {
     fn splits_at_1_mib_counting_26_bytes_per_event() {
         // 1,000 events of 1,022 bytes: 1,048 bytes each with overhead, so 1,000 fit exactly in
         // 1,048,000 ≤ 1,048,576, and one more 1,048-byte event does not.
-        let batches = split((0..1001).map(|i| ev(i, 1022)).collect());
-        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        let mut events: Vec<LogEvent> = (0..1001).map(|i| ev(i, 1022)).collect();
+        let batches = split(&mut events);
+        let sizes: Vec<usize> = batches.iter().map(ExactSizeIterator::len).collect();
         assert_eq!(sizes, [1000, 1]);
-        for b in &batches {
-            assert!(b.iter().map(event_bytes).sum::<usize>() <= MAX_BATCH_BYTES);
+        for b in batches {
+            assert!(events[b].iter().map(event_bytes).sum::<usize>() <= MAX_BATCH_BYTES);
         }
     }
 
     #[test]
     fn sorts_chronologically_and_splits_at_24_hours() {
         let h = 3_600_000;
-        let batches = split(vec![ev(30 * h, 1), ev(0, 1), ev(24 * h, 1), ev(24 * h + 1, 1)]);
+        let mut events = vec![ev(30 * h, 1), ev(0, 1), ev(24 * h, 1), ev(24 * h + 1, 1)];
+        let batches = split(&mut events);
         let ts: Vec<Vec<i64>> = batches
-            .iter()
-            .map(|b| b.iter().map(|e| e.timestamp_ms).collect())
+            .into_iter()
+            .map(|b| events[b].iter().map(|e| e.timestamp_ms).collect())
             .collect();
         assert_eq!(ts, vec![vec![0, 24 * h], vec![24 * h + 1, 30 * h]]);
     }
@@ -140,8 +149,11 @@ mod tests {
         a.message = "a".into();
         let mut b = ev(5, 1);
         b.message = "b".into();
-        let batches = split(vec![a, b]);
-        assert_eq!(batches[0][0].message.text(), "a");
+        let mut events = vec![ev(9, 1), a, b];
+        let batches = split(&mut events);
+        assert_eq!(batches, vec![Range { start: 0, end: 3 }]);
+        assert_eq!(events[0].message.text(), "a");
+        assert_eq!(events[1].message.text(), "b");
     }
 
     #[test]

@@ -80,6 +80,10 @@ type StreamKey = (Arc<str>, Arc<str>);
 /// a large fleet within the account's request quota).
 pub const PUT_CONCURRENCY: usize = 8;
 
+/// The most events the per-stream vectors kept between rounds can hold together: about a
+/// megabyte of `LogEvent`s, more than a round of the default logs budget needs.
+const POOLED_EVENTS: usize = 12_288;
+
 /// Performance events held between flushes: about 40 intervals of a 250-pod node in standard
 /// mode.
 pub const DEFAULT_PERFORMANCE_CAPACITY: usize = 50_000;
@@ -281,6 +285,8 @@ impl Shipper {
             client,
             opts,
             bodies: Mutex::new(Vec::new()),
+            spare: VecDeque::new(),
+            streams: Vec::new(),
         };
         (Shipper { shared }, Box::pin(sender.run()))
     }
@@ -459,6 +465,12 @@ struct Sender {
     opts: ShipperOptions,
     /// Request body buffers, reused.
     bodies: Mutex<Vec<BytesMut>>,
+    /// The queue a round takes its events from is swapped with this one (empty, its capacity
+    /// kept), and each stream's events of a round go to a vector of `streams`: a round
+    /// allocates nothing for its events. A fresh vector per round cost a mapping and its page
+    /// faults each time under glibc's fixed `MALLOC_MMAP_THRESHOLD_` (the image sets one).
+    spare: VecDeque<LogEvent>,
+    streams: Vec<Vec<LogEvent>>,
 }
 
 /// How one request ended.
@@ -478,14 +490,16 @@ impl Sender {
                 () = self.shared.flush_now.notified() => {}
                 () = self.shared.stop.cancelled() => break,
             }
-            let events: Vec<LogEvent> = {
+            let mut events = {
+                let spare = std::mem::take(&mut self.spare);
                 let mut st = self.shared.lock();
                 st.in_flight = !st.pending.is_empty();
                 st.queued.clear();
-                st.pending.drain(..).collect()
+                std::mem::replace(&mut st.pending, spare)
             };
             if !events.is_empty() {
-                let unsent = self.send_all(events).await;
+                let unsent = self.send_all(&mut events).await;
+                self.spare = events;
                 let mut st = self.shared.lock();
                 st.in_flight = false;
                 if !unsent.is_empty() {
@@ -502,8 +516,9 @@ impl Sender {
     }
 
     /// One round: per log stream (in order of first appearance), check, sort, split and send.
-    /// Returns the events not sent because the shipper stopped.
-    async fn send_all(&mut self, events: Vec<LogEvent>) -> Vec<LogEvent> {
+    /// Takes every event out of `events`; returns the events not sent because the shipper
+    /// stopped.
+    async fn send_all(&mut self, events: &mut VecDeque<LogEvent>) -> Vec<LogEvent> {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -513,7 +528,7 @@ impl Sender {
         let mut per_stream: Vec<(StreamKey, Vec<LogEvent>)> = Vec::new();
         let mut index: HashMap<StreamKey, usize> = HashMap::new();
         let mut last: Option<usize> = None;
-        for e in events {
+        for e in events.drain(..) {
             if let Err(why) = batch::check(&e, now_ms) {
                 let (outcome, detail) = match why {
                     Unsendable::Old => (Outcome::Rejected(Rejection::TooOld), "older than 14 days"),
@@ -534,7 +549,8 @@ impl Sender {
             let i = match last {
                 Some(i) if Arc::ptr_eq(&per_stream[i].0.0, &e.group) && Arc::ptr_eq(&per_stream[i].0.1, &e.stream) => i,
                 _ => *index.entry((e.group.clone(), e.stream.clone())).or_insert_with(|| {
-                    per_stream.push(((e.group.clone(), e.stream.clone()), Vec::new()));
+                    let buf = self.streams.pop().unwrap_or_default();
+                    per_stream.push(((e.group.clone(), e.stream.clone()), buf));
                     per_stream.len() - 1
                 }),
             };
@@ -553,49 +569,68 @@ impl Sender {
         )
         .buffer_unordered(PUT_CONCURRENCY);
         let mut unsent = Vec::new();
-        while let Some(back) = running.next().await {
+        let mut emptied = Vec::new();
+        while let Some((buf, back)) = running.next().await {
             unsent.extend(back);
+            emptied.push(buf);
+        }
+        drop(running);
+        // Kept for the next rounds, up to a bound on the events they can hold together (a round
+        // over 500 busy files would otherwise keep 500 vectors).
+        let mut kept: usize = self.streams.iter().map(Vec::capacity).sum();
+        for buf in emptied {
+            if kept + buf.capacity() <= POOLED_EVENTS {
+                kept += buf.capacity();
+                self.streams.push(buf);
+            }
         }
         unsent
     }
 
-    /// One stream's events, in requests within the API limits, one after the other. Returns the
-    /// events not sent because the shipper stopped.
-    async fn send_stream(&self, group: &str, stream: &str, events: Vec<LogEvent>) -> Vec<LogEvent> {
+    /// One stream's events, in requests within the API limits, one after the other, each sent
+    /// from a slice of `events`. Returns `events` emptied (for reuse) and the events not sent
+    /// because the shipper stopped.
+    async fn send_stream(
+        &self,
+        group: &str,
+        stream: &str,
+        mut events: Vec<LogEvent>,
+    ) -> (Vec<LogEvent>, Vec<LogEvent>) {
         let mut unsent = Vec::new();
-        for b in batch::split(events) {
+        for b in batch::split(&mut events) {
+            let batch = &events[b];
             if self.shared.stop.is_cancelled() {
-                unsent.extend(b);
+                unsent.extend_from_slice(batch);
                 continue;
             }
-            if let Some(back) = self.send_splitting(group, stream, b).await {
+            if let Some(back) = self.send_splitting(group, stream, batch).await {
                 unsent.extend(back);
             }
         }
-        unsent
+        events.clear();
+        (events, unsent)
     }
 
     /// Sends one request; when it is refused, splits it in half once and sends both halves,
     /// dropping a half that is refused again (Fluent Bit and Vector give up on the whole request;
     /// a split saves the good half). Returns events not sent because the shipper stopped.
-    async fn send_splitting(&self, group: &str, stream: &str, events: Vec<LogEvent>) -> Option<Vec<LogEvent>> {
-        let f = match self.send(group, stream, &events).await {
+    async fn send_splitting(&self, group: &str, stream: &str, events: &[LogEvent]) -> Option<Vec<LogEvent>> {
+        let f = match self.send(group, stream, events).await {
             Sent::Done => return None,
-            Sent::Stopped => return Some(events),
+            Sent::Stopped => return Some(events.to_vec()),
             Sent::Refused(f) => f,
         };
         if events.len() < 2 || f.class == ErrorClass::AccessDenied {
-            self.refused(group, &events, &f);
+            self.refused(group, events, &f);
             return None;
         }
-        let mut first = events;
-        let second = first.split_off(first.len() / 2);
+        let (first, second) = events.split_at(events.len() / 2);
         let mut unsent = Vec::new();
         for half in [first, second] {
-            match self.send(group, stream, &half).await {
+            match self.send(group, stream, half).await {
                 Sent::Done => {}
-                Sent::Stopped => unsent.extend(half),
-                Sent::Refused(f) => self.refused(group, &half, &f),
+                Sent::Stopped => unsent.extend_from_slice(half),
+                Sent::Refused(f) => self.refused(group, half, &f),
             }
         }
         (!unsent.is_empty()).then_some(unsent)

@@ -6,6 +6,8 @@
 
 #![allow(clippy::float_cmp, reason = "fixture values are exact in f64")]
 
+#[path = "support/accel_node.rs"]
+mod accel_node;
 #[path = "support/settings.rs"]
 mod settings;
 mod support;
@@ -19,18 +21,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kinsight::host::accel::{AcceleratorSource, ScrapePlan, gpu_channel};
-use kinsight::host::{CgroupMode, Root, SystemClock, procfs};
-use kinsight::kube::{self, NodeState, PodIndex};
-use kinsight::metrics::collect::{Cycle, Settings};
-use kinsight::metrics::{Collector, Datum, Unit, declare};
+use kinsight::kube::NodeState;
+use kinsight::metrics::collect::Settings;
+use kinsight::metrics::{Datum, Unit, declare};
 use kinsight::telemetry::{Name, Telemetry};
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use accel_node::{DEVICE_POD as GPU_POD, collector, datum, node_with_device_pod, two_cycles};
 use support::dcgm::{DCGM_EXPORTER_TEXT, dcgm_exporter};
 use support::pod_resources::{FakeKubelet, ListPodResourcesResponse, holding};
 
-const GPU_POD: &str = "web-7d4b9c8f6d-00000";
 const MIB: f64 = 1_048_576.0;
 
 fn own_node(gpus: Option<u64>) -> NodeState {
@@ -49,39 +49,6 @@ fn settings(dcgm_url: Option<&str>) -> Settings {
     );
     let cfg = settings::load(&json);
     settings::settings(&cfg, "g5.2xlarge")
-}
-
-/// A synthetic node of two pods whose first pod's container `c0` has `nvidia.com/gpu: 1`, and
-/// a Service over `ns0` (so the `Service` sets have members).
-fn node_with_gpu_pod(dir: &Path) -> synthetic::Node {
-    let node = synthetic::Node::create(dir, 2, 1);
-    let list_path = node.pod_list_path();
-    let mut list: Value = serde_json::from_str(&std::fs::read_to_string(&list_path).unwrap()).unwrap();
-    let c0 = &mut list["items"][0]["spec"]["containers"][0]["resources"];
-    c0["limits"]["nvidia.com/gpu"] = "1".into();
-    c0["requests"]["nvidia.com/gpu"] = "1".into();
-    list["items"].as_array_mut().unwrap().push(serde_json::json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "web", "namespace": "ns0"},
-        "spec": {"selector": {"app": "web"}, "publishNotReadyAddresses": true}
-    }));
-    std::fs::write(&list_path, list.to_string()).unwrap();
-    node
-}
-
-fn collector(root: &Path, settings: Settings, own: NodeState, telemetry: Telemetry) -> Collector {
-    let root = Root::new(root);
-    let mode = CgroupMode::detect(&root).unwrap();
-    let capacity = procfs::read_capacity(&root).unwrap();
-    let index = PodIndex::new(None);
-    kube::load_file_now(&root.path("/proc/podlist.json"), None, &index).unwrap();
-    index.set_own_node(Some(own));
-    Collector::new(
-        kinsight::metrics::sample::Sampler::new(root, mode, telemetry),
-        capacity,
-        settings,
-        Some(index),
-    )
 }
 
 /// Runs the accelerator source with `plan` until `done` holds (or 10 s pass), then stops it.
@@ -115,48 +82,17 @@ async fn run_source(
     view
 }
 
-/// Two cycles (the second has rates), the second one returned.
-fn two_cycles(mut c: Collector, node: &mut synthetic::Node) -> Cycle {
-    c.collect(&SystemClock);
-    node.advance();
-    std::thread::sleep(Duration::from_millis(20));
-    c.collect(&SystemClock)
-}
-
 fn is_gpu(metric: &str) -> bool {
     metric.contains("_gpu_")
 }
 
-fn pairs(datums: &[Datum]) -> BTreeSet<(String, Vec<String>)> {
-    datums
-        .iter()
-        .filter(|d| is_gpu(d.metric_name))
-        .map(|d| {
-            (
-                d.metric_name.to_string(),
-                d.dimensions.iter().map(|(k, _)| (*k).to_string()).collect(),
-            )
-        })
-        .collect()
+fn pairs(d: &[Datum]) -> BTreeSet<(String, Vec<String>)> {
+    accel_node::pairs(d, is_gpu)
 }
 
-/// The one datum of `metric` with exactly the dimensions `dims` (name, value).
-fn datum<'a>(datums: &'a [Datum], metric: &str, dims: &[(&str, &str)]) -> &'a Datum {
-    let mut want: Vec<(&str, &str)> = dims.to_vec();
-    want.sort_unstable();
-    let found: Vec<&Datum> = datums
-        .iter()
-        .filter(|d| {
-            d.metric_name == metric
-                && d.dimensions.len() == want.len()
-                && d.dimensions
-                    .iter()
-                    .zip(&want)
-                    .all(|((k, v), (wk, wv))| k == wk && &**v == *wv)
-        })
-        .collect();
-    assert_eq!(found.len(), 1, "{metric} {dims:?}: {found:#?}");
-    found[0]
+/// A node whose first pod's container `c0` has `nvidia.com/gpu: 1`.
+fn node_with_gpu_pod(dir: &Path) -> synthetic::Node {
+    node_with_device_pod(dir, "nvidia.com/gpu", "1")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

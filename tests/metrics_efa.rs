@@ -7,6 +7,8 @@
 
 #![allow(clippy::float_cmp, reason = "fixture values are exact in f64")]
 
+#[path = "support/accel_node.rs"]
+mod accel_node;
 #[path = "support/settings.rs"]
 mod settings;
 mod support;
@@ -19,21 +21,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kinsight::config::AwsEnv;
+use kinsight::host::Root;
 use kinsight::host::accel::{AcceleratorSource, GpuView, ScrapePlan, gpu_channel};
-use kinsight::host::{CgroupMode, Root, SystemClock, procfs};
-use kinsight::kube::{self, NodeState, PodIndex};
-use kinsight::metrics::collect::{Cycle, Settings};
-use kinsight::metrics::{Collector, Datum, Unit, declare};
+use kinsight::kube::NodeState;
+use kinsight::metrics::collect::Settings;
+use kinsight::metrics::{Datum, Unit, declare};
 use kinsight::telemetry::{Name, Telemetry};
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use accel_node::{DEVICE_POD as EFA_POD, collector, datum, datums, node_with_device_pod, two_cycles};
 use support::Imds;
 use support::efa::EfaDevice;
 use support::imds::IMDS_ENI;
 use support::pod_resources::{FakeKubelet, ListPodResourcesResponse, holding};
 
-const EFA_POD: &str = "web-7d4b9c8f6d-00000";
 /// The device the kubelet gives the pod, with the GID IMDS knows.
 const HELD: &str = "rdmap16s27";
 /// A device nobody holds, without a GID.
@@ -55,39 +56,6 @@ fn settings(accelerated: bool) -> Settings {
     );
     let cfg = settings::load(&json);
     settings::settings(&cfg, "p5.48xlarge")
-}
-
-/// A synthetic node of two pods whose first pod's container `c0` has
-/// `vpc.amazonaws.com/efa: 1`, and a Service over `ns0`.
-fn node_with_efa_pod(dir: &Path) -> synthetic::Node {
-    let node = synthetic::Node::create(dir, 2, 1);
-    let list_path = node.pod_list_path();
-    let mut list: Value = serde_json::from_str(&std::fs::read_to_string(&list_path).unwrap()).unwrap();
-    let c0 = &mut list["items"][0]["spec"]["containers"][0]["resources"];
-    c0["limits"]["vpc.amazonaws.com/efa"] = "1".into();
-    c0["requests"]["vpc.amazonaws.com/efa"] = "1".into();
-    list["items"].as_array_mut().unwrap().push(serde_json::json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "web", "namespace": "ns0"},
-        "spec": {"selector": {"app": "web"}, "publishNotReadyAddresses": true}
-    }));
-    std::fs::write(&list_path, list.to_string()).unwrap();
-    node
-}
-
-fn collector(root: &Path, settings: Settings, own: NodeState, telemetry: Telemetry) -> Collector {
-    let root = Root::new(root);
-    let mode = CgroupMode::detect(&root).unwrap();
-    let capacity = procfs::read_capacity(&root).unwrap();
-    let index = PodIndex::new(None);
-    kube::load_file_now(&root.path("/proc/podlist.json"), None, &index).unwrap();
-    index.set_own_node(Some(own));
-    Collector::new(
-        kinsight::metrics::sample::Sampler::new(root, mode, telemetry),
-        capacity,
-        settings,
-        Some(index),
-    )
 }
 
 struct SourceRun<'a> {
@@ -139,29 +107,17 @@ fn efa_reads(t: &Telemetry, result: &'static str) -> f64 {
     t.get(Name::AcceleratorScrapes, &[("exporter", "efa"), ("result", result)])
 }
 
-/// Two cycles, the second one returned.
-fn two_cycles(mut c: Collector, node: &mut synthetic::Node) -> Cycle {
-    c.collect(&SystemClock);
-    node.advance();
-    std::thread::sleep(Duration::from_millis(20));
-    c.collect(&SystemClock)
-}
-
 fn is_efa(metric: &str) -> bool {
     metric.contains("_efa_")
 }
 
-fn pairs(datums: &[Datum]) -> BTreeSet<(String, Vec<String>)> {
-    datums
-        .iter()
-        .filter(|d| is_efa(d.metric_name))
-        .map(|d| {
-            (
-                d.metric_name.to_string(),
-                d.dimensions.iter().map(|(k, _)| (*k).to_string()).collect(),
-            )
-        })
-        .collect()
+fn pairs(d: &[Datum]) -> BTreeSet<(String, Vec<String>)> {
+    accel_node::pairs(d, is_efa)
+}
+
+/// A node whose first pod's container `c0` has `vpc.amazonaws.com/efa: 1`.
+fn node_with_efa_pod(dir: &Path) -> synthetic::Node {
+    node_with_device_pod(dir, "vpc.amazonaws.com/efa", "1")
 }
 
 fn declared() -> BTreeSet<(String, Vec<String>)> {
@@ -174,28 +130,6 @@ fn declared() -> BTreeSet<(String, Vec<String>)> {
                 .map(|set| (decl.metric.to_string(), set.iter().map(|x| (*x).to_string()).collect()))
         })
         .collect()
-}
-
-/// The datums of `metric` with exactly the dimensions `dims` (name, value).
-fn datums<'a>(d: &'a [Datum], metric: &str, dims: &[(&str, &str)]) -> Vec<&'a Datum> {
-    let mut want: Vec<(&str, &str)> = dims.to_vec();
-    want.sort_unstable();
-    d.iter()
-        .filter(|x| {
-            x.metric_name == metric
-                && x.dimensions.len() == want.len()
-                && x.dimensions
-                    .iter()
-                    .zip(&want)
-                    .all(|((k, v), (wk, wv))| k == wk && &**v == *wv)
-        })
-        .collect()
-}
-
-fn datum<'a>(d: &'a [Datum], metric: &str, dims: &[(&str, &str)]) -> &'a Datum {
-    let found = datums(d, metric, dims);
-    assert_eq!(found.len(), 1, "{metric} {dims:?}: {found:#?}");
-    found[0]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,8 @@
 
 #![allow(clippy::float_cmp, reason = "fixture values are exact in f64")]
 
+#[path = "support/accel_node.rs"]
+mod accel_node;
 #[path = "support/pairs.rs"]
 mod pairs;
 #[path = "support/settings.rs"]
@@ -23,19 +25,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kinsight::host::SystemClock;
 use kinsight::host::accel::{AcceleratorSource, NeuronView, ScrapePlan, gpu_channel, neuron_channel};
-use kinsight::host::{CgroupMode, Root, SystemClock, procfs};
-use kinsight::kube::{self, NodeState, PodIndex};
+use kinsight::kube::NodeState;
 use kinsight::metrics::collect::{Cycle, Settings};
 use kinsight::metrics::{Collector, Datum, Unit};
 use kinsight::telemetry::{Name, Telemetry};
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use accel_node::{DEVICE_POD as NEURON_POD, datum, node_with_device_pod};
 use support::neuron_monitor::{NEURON_MONITOR_TEXT, neuron_monitor};
 use support::pod_resources::{FakeKubelet, ListPodResourcesResponse, holding};
 
-const NEURON_POD: &str = "web-7d4b9c8f6d-00000";
 const OTHER_POD: &str = "web-7d4b9c8f6d-00001";
 
 fn own_node(cores: Option<u64>) -> NodeState {
@@ -58,22 +59,9 @@ fn settings(neuron_url: Option<&str>) -> Settings {
     settings::settings(&cfg, "inf2.24xlarge")
 }
 
-/// A synthetic node of two pods whose first pod's container `c0` asks for 2 Neuron cores, and a
-/// Service over `ns0` (so the `Service` sets have members).
+/// A node whose first pod's container `c0` asks for 2 Neuron cores.
 fn node_with_neuron_pod(dir: &Path) -> synthetic::Node {
-    let node = synthetic::Node::create(dir, 2, 1);
-    let list_path = node.pod_list_path();
-    let mut list: Value = serde_json::from_str(&std::fs::read_to_string(&list_path).unwrap()).unwrap();
-    let c0 = &mut list["items"][0]["spec"]["containers"][0]["resources"];
-    c0["limits"]["aws.amazon.com/neuroncore"] = "2".into();
-    c0["requests"]["aws.amazon.com/neuroncore"] = "2".into();
-    list["items"].as_array_mut().unwrap().push(serde_json::json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "web", "namespace": "ns0"},
-        "spec": {"selector": {"app": "web"}, "publishNotReadyAddresses": true}
-    }));
-    std::fs::write(&list_path, list.to_string()).unwrap();
-    node
+    node_with_device_pod(dir, "aws.amazon.com/neuroncore", "2")
 }
 
 /// The kubelet: cores 0 and 1 and device 0 to the first pod's `c0` (by core and by device),
@@ -94,19 +82,7 @@ fn kubelet(dir: &Path) -> FakeKubelet {
 }
 
 fn collector(root: &Path, settings: Settings, own: NodeState, telemetry: Telemetry, view: NeuronView) -> Collector {
-    let root = Root::new(root);
-    let mode = CgroupMode::detect(&root).unwrap();
-    let capacity = procfs::read_capacity(&root).unwrap();
-    let index = PodIndex::new(None);
-    kube::load_file_now(&root.path("/proc/podlist.json"), None, &index).unwrap();
-    index.set_own_node(Some(own));
-    Collector::new(
-        kinsight::metrics::sample::Sampler::new(root, mode, telemetry),
-        capacity,
-        settings,
-        Some(index),
-    )
-    .with_neurons(view)
+    accel_node::collector(root, settings, own, telemetry).with_neurons(view)
 }
 
 /// The accelerator source with `plan`, running until the returned token is cancelled.
@@ -155,25 +131,6 @@ async fn cycle(mut c: Collector, node: synthetic::Node) -> (Collector, synthetic
 
 fn is_neuron(metric: &str) -> bool {
     metric.contains("_neuron")
-}
-
-/// The one datum of `metric` with exactly the dimensions `dims` (name, value).
-fn datum<'a>(datums: &'a [Datum], metric: &str, dims: &[(&str, &str)]) -> &'a Datum {
-    let mut want: Vec<(&str, &str)> = dims.to_vec();
-    want.sort_unstable();
-    let found: Vec<&Datum> = datums
-        .iter()
-        .filter(|d| {
-            d.metric_name == metric
-                && d.dimensions.len() == want.len()
-                && d.dimensions
-                    .iter()
-                    .zip(&want)
-                    .all(|((k, v), (wk, wv))| k == wk && &**v == *wv)
-        })
-        .collect();
-    assert_eq!(found.len(), 1, "{metric} {dims:?}: {found:#?}");
-    found[0]
 }
 
 /// The fixture with every counter grown by `by`.

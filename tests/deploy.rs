@@ -891,11 +891,17 @@ fn the_dockerfile_builds_the_binary_the_daemon_set_runs_and_nothing_else() {
         "the runtime image holds the binary only"
     );
 
-    // The allocator setting the leader's memory figures were measured with ships in the image.
+    // The allocator settings the leader's memory and the log benchmark's figures were measured
+    // with ship in the image.
     assert!(
         ins.iter()
             .any(|i| i.stage == 2 && i.op == "ENV" && i.args == "MALLOC_MMAP_THRESHOLD_=131072"),
         "the runtime stage sets MALLOC_MMAP_THRESHOLD_"
+    );
+    assert!(
+        ins.iter()
+            .any(|i| i.stage == 2 && i.op == "ENV" && i.args == "MALLOC_ARENA_MAX=1"),
+        "the runtime stage sets MALLOC_ARENA_MAX (the log benchmark's peak RSS was measured with it)"
     );
 
     // User, entrypoint and arguments agree with the DaemonSet.

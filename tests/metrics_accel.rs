@@ -8,6 +8,8 @@
 
 #[path = "support/accel_node.rs"]
 mod accel_node;
+#[path = "support/pairs.rs"]
+mod pairs;
 #[path = "support/settings.rs"]
 mod settings;
 mod support;
@@ -23,7 +25,7 @@ use std::time::Duration;
 use kinsight::host::accel::{AcceleratorSource, ScrapePlan, gpu_channel};
 use kinsight::kube::NodeState;
 use kinsight::metrics::collect::Settings;
-use kinsight::metrics::{Datum, Unit, declare};
+use kinsight::metrics::{Cycle, Datum, Unit};
 use kinsight::telemetry::{Name, Telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -86,8 +88,8 @@ fn is_gpu(metric: &str) -> bool {
     metric.contains("_gpu_")
 }
 
-fn pairs(d: &[Datum]) -> BTreeSet<(String, Vec<String>)> {
-    accel_node::pairs(d, is_gpu)
+fn gpu_pairs(c: &Cycle) -> BTreeSet<pairs::Pair> {
+    pairs::datum_pairs(c).into_iter().filter(|(m, _)| is_gpu(m)).collect()
 }
 
 /// A node whose first pod's container `c0` has `nvidia.com/gpu: 1`.
@@ -118,27 +120,13 @@ async fn gpu_records_reach_the_datums_with_upstreams_dimension_sets_and_units() 
     let d = &cycle.datums;
 
     // Every declared GPU pair is sent, and nothing else.
-    let declared: BTreeSet<(String, Vec<String>)> = declare::table(true)
-        .iter()
-        .filter(|decl| is_gpu(decl.metric))
-        .flat_map(|decl| {
-            decl.sets
-                .iter()
-                .map(|set| (decl.metric.to_string(), set.iter().map(|x| (*x).to_string()).collect()))
-        })
-        .collect();
+    let declared = pairs::declared_pairs(is_gpu);
     assert_eq!(
         declared.len(),
         7 * 4 + 7 * 6 + 7 * 3 + 4 * 4 + 5 * 2,
         "container 4, pod 6, node 3 sets"
     );
-    let sent = pairs(d);
-    let missing: Vec<_> = declared.difference(&sent).collect();
-    let extra: Vec<_> = sent.difference(&declared).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "declared, not sent: {missing:#?}; sent, not declared: {extra:#?}"
-    );
+    pairs::assert_same_pairs(&declared, &gpu_pairs(&cycle));
 
     exporter_values(d);
     resource_values(d);

@@ -9,6 +9,8 @@
 
 #[path = "support/accel_node.rs"]
 mod accel_node;
+#[path = "support/pairs.rs"]
+mod pairs;
 #[path = "support/settings.rs"]
 mod settings;
 mod support;
@@ -25,7 +27,7 @@ use kinsight::host::Root;
 use kinsight::host::accel::{AcceleratorSource, GpuView, ScrapePlan, gpu_channel};
 use kinsight::kube::NodeState;
 use kinsight::metrics::collect::Settings;
-use kinsight::metrics::{Datum, Unit, declare};
+use kinsight::metrics::{Cycle, Datum, Unit};
 use kinsight::telemetry::{Name, Telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -111,25 +113,13 @@ fn is_efa(metric: &str) -> bool {
     metric.contains("_efa_")
 }
 
-fn pairs(d: &[Datum]) -> BTreeSet<(String, Vec<String>)> {
-    accel_node::pairs(d, is_efa)
+fn efa_pairs(c: &Cycle) -> BTreeSet<pairs::Pair> {
+    pairs::datum_pairs(c).into_iter().filter(|(m, _)| is_efa(m)).collect()
 }
 
 /// A node whose first pod's container `c0` has `vpc.amazonaws.com/efa: 1`.
 fn node_with_efa_pod(dir: &Path) -> synthetic::Node {
     node_with_device_pod(dir, "vpc.amazonaws.com/efa", "1")
-}
-
-fn declared() -> BTreeSet<(String, Vec<String>)> {
-    declare::table(true)
-        .iter()
-        .filter(|decl| is_efa(decl.metric))
-        .flat_map(|decl| {
-            decl.sets
-                .iter()
-                .map(|set| (decl.metric.to_string(), set.iter().map(|x| (*x).to_string()).collect()))
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,19 +182,13 @@ async fn efa_devices_reach_the_datums_with_upstreams_dimension_sets_and_units() 
     let d = &cycle.datums;
 
     // Every declared EFA pair is sent, and nothing else.
-    let declared = declared();
+    let declared = pairs::declared_pairs(is_efa);
     assert_eq!(
         declared.len(),
         11 * 4 + 11 * 6 + 11 * 3 + 4 * 4 + 5 * 2,
         "container 4, pod 6, node 3 sets; pod and node resources"
     );
-    let sent = pairs(d);
-    let missing: Vec<_> = declared.difference(&sent).collect();
-    let extra: Vec<_> = sent.difference(&declared).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "declared, not sent: {missing:#?}; sent, not declared: {extra:#?}"
-    );
+    pairs::assert_same_pairs(&declared, &efa_pairs(&cycle));
 
     device_values(d);
     resource_values(d);
@@ -352,7 +336,7 @@ async fn a_node_without_efa_sends_nothing_and_says_nothing() {
     let cycle = tokio::task::spawn_blocking(move || two_cycles(c, &mut node))
         .await
         .unwrap();
-    assert!(pairs(&cycle.datums).is_empty(), "{:?}", pairs(&cycle.datums));
+    assert!(efa_pairs(&cycle).is_empty(), "{:?}", efa_pairs(&cycle));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,5 +350,5 @@ async fn accelerated_metrics_off_reads_no_device() {
     let cycle = tokio::task::spawn_blocking(move || two_cycles(c, &mut node))
         .await
         .unwrap();
-    assert!(pairs(&cycle.datums).is_empty(), "no pod_efa_*/node_efa_* fields either");
+    assert!(efa_pairs(&cycle).is_empty(), "no pod_efa_*/node_efa_* fields either");
 }

@@ -210,12 +210,7 @@ async fn neuron_records_reach_the_datums_with_upstreams_pairs_values_and_units()
         .into_iter()
         .filter(|(m, _)| is_neuron(m))
         .collect();
-    let missing: Vec<_> = want.difference(&sent).collect();
-    let extra: Vec<_> = sent.difference(&want).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "upstream, not sent: {missing:#?}; sent, not upstream: {extra:#?}"
-    );
+    pairs::assert_same_pairs(&want, &sent);
 
     monitor_values(d);
     resource_values(d);

@@ -180,6 +180,36 @@ pub struct Accelerators {
 pub const NEURONCORE_RESOURCE: &str = "aws.amazon.com/neuroncore";
 pub const NEURONDEVICE_RESOURCES: [&str; 2] = ["aws.amazon.com/neurondevice", "aws.amazon.com/neuron"];
 
+#[cfg(test)]
+impl PodInfo {
+    /// A pod `name` in `namespace` with `containers` and nothing else set: its own workload, no
+    /// owners, labels, annotations or Service (the unit tests' starting point).
+    pub(crate) fn for_tests(name: &str, namespace: &str, phase: PodPhase, containers: Vec<ContainerInfo>) -> PodInfo {
+        PodInfo {
+            uid: format!("uid-{name}"),
+            name: name.into(),
+            namespace: namespace.into(),
+            node_name: None,
+            phase,
+            workload_name: name.into(),
+            owners: vec![],
+            workload_name_preferring_full: name.into(),
+            owners_preferring_full: vec![],
+            labels: BTreeMap::new(),
+            host_network: false,
+            mirror_of: None,
+            log_exclusions: Vec::new(),
+            annotations: BTreeMap::new(),
+            containers,
+            init_containers: Vec::new(),
+            service: None,
+            ready: None,
+            scheduled: None,
+            metrics_endpoint: None,
+        }
+    }
+}
+
 impl ContainerInfo {
     /// The container's `nvidia.com/gpu` limit, if its spec sets one.
     pub fn gpu_limit(&self) -> Option<f64> {

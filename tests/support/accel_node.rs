@@ -5,7 +5,6 @@
 
 #![allow(dead_code, reason = "each test includes this file and uses part of it")]
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -62,20 +61,6 @@ pub fn two_cycles(mut c: Collector, node: &mut synthetic::Node) -> Cycle {
     node.advance();
     std::thread::sleep(Duration::from_millis(20));
     c.collect(&SystemClock)
-}
-
-/// The (metric, dimension names) pairs of the datums whose metric `keep` selects.
-pub fn pairs(datums: &[Datum], keep: impl Fn(&str) -> bool) -> BTreeSet<(String, Vec<String>)> {
-    datums
-        .iter()
-        .filter(|d| keep(d.metric_name))
-        .map(|d| {
-            (
-                d.metric_name.to_string(),
-                d.dimensions.iter().map(|(k, _)| (*k).to_string()).collect(),
-            )
-        })
-        .collect()
 }
 
 /// The datums of `metric` with exactly the dimensions `dims` (name, value).

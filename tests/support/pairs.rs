@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use kinsight::metrics::Cycle;
+use kinsight::metrics::{Cycle, declare};
 use serde_json::Value;
 
 /// A metric (or upstream selector) and its dimension names, sorted.
@@ -54,6 +54,29 @@ pub fn datum_pairs(c: &Cycle) -> BTreeSet<Pair> {
             )
         })
         .collect()
+}
+
+/// The enhanced declaration table's pairs of the metrics `keep` selects.
+pub fn declared_pairs(keep: impl Fn(&str) -> bool) -> BTreeSet<Pair> {
+    declare::table(true)
+        .iter()
+        .filter(|d| keep(d.metric))
+        .flat_map(|d| {
+            d.sets
+                .iter()
+                .map(|set| (d.metric.to_string(), set.iter().map(|x| (*x).to_string()).collect()))
+        })
+        .collect()
+}
+
+/// Fails, naming both differences, unless `sent` is exactly `want`.
+pub fn assert_same_pairs(want: &BTreeSet<Pair>, sent: &BTreeSet<Pair>) {
+    let missing: Vec<_> = want.difference(sent).collect();
+    let extra: Vec<_> = sent.difference(want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "wanted, not sent: {missing:#?}; sent, not wanted: {extra:#?}"
+    );
 }
 
 /// The upstream fixture: its commit, and the (selector, dimension set) pairs of `mode`

@@ -297,28 +297,7 @@ mod tests {
     }
 
     fn pod(name: &str, phase: PodPhase, containers: Vec<ContainerInfo>) -> PodInfo {
-        PodInfo {
-            uid: format!("uid-{name}"),
-            name: name.into(),
-            namespace: "ml".into(),
-            node_name: None,
-            phase,
-            workload_name: "trainer".into(),
-            owners: vec![],
-            workload_name_preferring_full: name.into(),
-            owners_preferring_full: vec![],
-            labels: std::collections::BTreeMap::new(),
-            host_network: false,
-            mirror_of: None,
-            log_exclusions: Vec::new(),
-            annotations: std::collections::BTreeMap::new(),
-            containers,
-            init_containers: Vec::new(),
-            service: None,
-            ready: None,
-            scheduled: None,
-            metrics_endpoint: None,
-        }
+        PodInfo::for_tests(name, "ml", phase, containers)
     }
 
     fn own(gpus: Option<u64>) -> NodeState {

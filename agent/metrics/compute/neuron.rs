@@ -559,28 +559,7 @@ mod tests {
     }
 
     fn pod(phase: PodPhase, containers: Vec<ContainerInfo>) -> PodInfo {
-        PodInfo {
-            uid: "u".into(),
-            name: "p".into(),
-            namespace: "ml".into(),
-            node_name: None,
-            phase,
-            workload_name: "p".into(),
-            owners: vec![],
-            workload_name_preferring_full: "p".into(),
-            owners_preferring_full: vec![],
-            labels: std::collections::BTreeMap::new(),
-            host_network: false,
-            mirror_of: None,
-            log_exclusions: Vec::new(),
-            annotations: std::collections::BTreeMap::new(),
-            containers,
-            init_containers: Vec::new(),
-            service: None,
-            ready: None,
-            scheduled: None,
-            metrics_endpoint: None,
-        }
+        PodInfo::for_tests("p", "ml", phase, containers)
     }
 
     fn own(cores: Option<u64>, devices: Option<u64>) -> NodeState {

@@ -499,7 +499,6 @@ impl Sender {
             };
             if !events.is_empty() {
                 let unsent = self.send_all(&mut events).await;
-                self.spare = events;
                 let mut st = self.shared.lock();
                 st.in_flight = false;
                 if !unsent.is_empty() {
@@ -509,6 +508,8 @@ impl Sender {
                     }
                 }
             }
+            // Emptied by the round (or empty already): the next round's spare, capacity kept.
+            self.spare = events;
             self.shared.settled.notify_waiters();
         }
         self.shared.lock().flusher_done = true;

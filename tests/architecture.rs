@@ -160,13 +160,48 @@ fn comments_do_not_point_outside_the_repository() {
     );
 }
 
+/// The keys in backticks of a markdown table cell.
+fn keys_in(cell: &str) -> std::collections::BTreeSet<String> {
+    cell.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
 #[test]
-fn every_restart_key_is_documented() {
+fn the_reload_tables_of_the_docs_are_the_codes() {
     let docs = std::fs::read_to_string(repo().join("docs/configuration.md")).unwrap();
-    for (key, _) in kinsight::app::RESTART_KEYS {
-        assert!(
-            docs.contains(&format!("`{key}`")) && docs.contains("needs a restart"),
-            "docs/configuration.md must name `{key}` as needing a restart"
-        );
-    }
+    let set = |keys: &[kinsight::app::Key]| {
+        keys.iter()
+            .map(|(k, _)| (*k).to_owned())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    // "| keys | the output is rebuilt …" and "| keys | the AWS identity …" rows.
+    let row = |what: &str| {
+        let line = docs
+            .lines()
+            .find(|l| l.contains(&format!("| {what}")))
+            .unwrap_or_else(|| panic!("no row \"{what}\" in docs/configuration.md"));
+        keys_in(line.split(" | ").next().unwrap())
+    };
+    assert_eq!(
+        row("the output is rebuilt"),
+        set(kinsight::app::OUTPUT_KEYS),
+        "output keys"
+    );
+    assert_eq!(
+        row("the AWS identity"),
+        set(kinsight::app::IDENTITY_KEYS),
+        "identity keys"
+    );
+    // The table after "Keys that need a restart".
+    let table = docs
+        .split("Keys that need a restart")
+        .nth(1)
+        .expect("the restart table");
+    let restart: std::collections::BTreeSet<String> = table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter(|l| l.starts_with("| `"))
+        .flat_map(|l| keys_in(l.split(" | ").next().unwrap()))
+        .collect();
+    assert_eq!(restart, set(kinsight::app::RESTART_KEYS), "restart keys");
 }

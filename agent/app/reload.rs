@@ -83,6 +83,16 @@ pub const RESTART_KEYS: &[Key] = &[
     ("kinsight.logs.disk_pressure_free_percent", |a, b| {
         a.logs.disk_pressure_free_percent != b.logs.disk_pressure_free_percent
     }),
+    ("kinsight.logs.honour_exclude_annotation", |a, b| {
+        a.logs.honour_exclude_annotation != b.logs.honour_exclude_annotation
+    }),
+    // The journal reader is built once with these.
+    ("kinsight.logs.dataplane_units", |a, b| {
+        a.logs.dataplane_units != b.logs.dataplane_units
+    }),
+    ("kinsight.logs.host_source", |a, b| {
+        a.logs.host_source != b.logs.host_source
+    }),
     ("logs.logs_collected.files.collect_list", |a, b| {
         a.logs.collect_list != b.logs.collect_list
     }),
@@ -128,6 +138,12 @@ pub const OUTPUT_KEYS: &[Key] = &[
     }),
     ("kinsight.logs.retention_days", |a, b| {
         a.logs.retention_days != b.logs.retention_days
+    }),
+    ("kinsight.logs.create_log_groups", |a, b| {
+        a.logs.create_log_groups != b.logs.create_log_groups
+    }),
+    ("kinsight.logs.buffer_mib", |a, b| {
+        a.logs.buffer_bytes != b.logs.buffer_bytes
     }),
 ];
 
@@ -193,6 +209,28 @@ mod tests {
         let plan = Plan::of(&old, &new);
         assert_eq!(plan.output, vec!["kinsight.metrics.destination"]);
         assert!(plan.rebuilds_output() && plan.restart.is_empty());
+    }
+
+    #[test]
+    fn log_shipping_keys_rebuild_the_output() {
+        let old = cfg("");
+        for (extra, key) in [
+            (
+                r#""logs": {"create_log_groups": false}"#,
+                "kinsight.logs.create_log_groups",
+            ),
+            (r#""logs": {"buffer_mib": 16}"#, "kinsight.logs.buffer_mib"),
+            (r#""logs": {"retention_days": 7}"#, "kinsight.logs.retention_days"),
+            (
+                r#""logs": {"flush_interval_secs": 2}"#,
+                "kinsight.logs.flush_interval_secs",
+            ),
+        ] {
+            let plan = Plan::of(&old, &cfg(extra));
+            assert_eq!(plan.output, vec![key], "{extra}");
+            assert!(plan.restart.is_empty() && plan.identity.is_empty());
+        }
+        assert_eq!(cfg(r#""logs": {"buffer_mib": 16}"#).logs.buffer_bytes, 16 << 20);
     }
 
     #[test]

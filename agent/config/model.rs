@@ -307,6 +307,9 @@ pub struct Logs {
     pub oversize_event: OversizeEvent,
     pub flush_interval: Duration,
     pub create_log_groups: bool,
+    /// `kinsight.logs.buffer_mib` in bytes: log events held in memory (read, not yet settled by
+    /// CloudWatch Logs) before the readers pause.
+    pub buffer_bytes: usize,
     /// Retention applied to log groups kinsight creates; one of `CloudWatch Logs`' allowed values.
     pub retention_days: Option<u32>,
     pub shutdown_grace: Duration,

@@ -62,6 +62,7 @@ fn an_empty_object_takes_every_default() {
     let l = &cfg.logs;
     assert!(l.enabled && l.create_log_groups && !l.honour_exclude_annotation);
     assert_eq!(l.disk_pressure_free_percent, 15);
+    assert_eq!(l.buffer_bytes, 4 << 20);
     assert!(
         !l.labels && !l.annotations,
         "the Fluent Bit set-up has Labels Off, Annotations Off"
@@ -489,13 +490,14 @@ fn kinsight_values_are_checked() {
         "logs": {"host_files": ["var/log/messages", "/var/log/../../etc/shadow"], "retention_days": 2,
                  "exclude_container_globs": ["a/b"],
                  "multiline": {"container_globs": ["*"]},
-                 "max_event_bytes": 1048551, "disk_pressure_free_percent": 51},
+                 "max_event_bytes": 1048551, "disk_pressure_free_percent": 51, "buffer_mib": 0},
         "paths": {"state_dir": "state"},
         "telemetry": {"listen_address": 9464, "log_format": "xml"}
     }}"#;
     assert_eq!(
         errors(text, &local()),
         [
+            "kinsight.logs.buffer_mib: must be 1..=256 MiB, got 0",
             "kinsight.logs.disk_pressure_free_percent: must be 0..=50 percent, got 51",
             "kinsight.logs.exclude_container_globs[0]: invalid glob \"a/b\": matches a file \
              name, so it cannot contain '/'",

@@ -19,9 +19,7 @@ use crate::telemetry::Telemetry;
 use crate::telemetry::events::{EmfEventsDropped, MetricsDropped, ShipDropReason};
 
 use super::super::ShipError;
-use super::super::cloudwatch_logs::{
-    DEFAULT_LOGS_CAPACITY_BYTES, DEFAULT_PERFORMANCE_CAPACITY, Lane, Shipper, ShipperOptions, logs_client,
-};
+use super::super::cloudwatch_logs::{DEFAULT_PERFORMANCE_CAPACITY, Lane, Shipper, ShipperOptions, logs_client};
 use super::super::output::{BoxFuture, Output, OutputTask};
 use super::super::payload::{Acknowledge, Datum, Leftover, LogEvent};
 use super::super::retry::Backoff;
@@ -81,7 +79,7 @@ pub fn build_cloudwatch(
         group_rules: crate::config::collect::GroupRule::of(&cfg.logs.collect_list),
         create_groups: cfg.logs.create_log_groups,
         flush_interval: cfg.logs.flush_interval,
-        capacity: DEFAULT_LOGS_CAPACITY_BYTES,
+        capacity: cfg.logs.buffer_bytes,
         backoff: Backoff::default(),
     };
     let (logs, task) = Shipper::new(client, opts, telemetry.clone(), ack);

@@ -88,10 +88,11 @@ const POOLED_EVENTS: usize = 12_288;
 /// mode.
 pub const DEFAULT_PERFORMANCE_CAPACITY: usize = 50_000;
 
-/// Log bytes held in memory and not yet settled. With the Fluent Bit record shape an encoded
-/// event is about three times its log line, so 4 MiB is about 1.3 MB of log input: four full
-/// requests, or 80 KiB for each of 50 busy streams. In the throughput benchmark 8 MiB sent no
-/// faster than 4 and cost 13 MiB more peak RSS (against a 40 MiB target).
+/// Log bytes held in memory and not yet settled, by default (`kinsight.logs.buffer_mib`). With
+/// the Fluent Bit record shape an encoded event is about three times its log line, so 4 MiB is
+/// about 1.3 MB of log input: four full requests, or 80 KiB for each of 50 busy streams. In the
+/// throughput benchmark 8 MiB sent no faster than 4 and cost 13 MiB more peak RSS (against a
+/// 40 MiB target).
 pub const DEFAULT_LOGS_CAPACITY_BYTES: usize = 4 << 20;
 
 #[derive(Debug)]

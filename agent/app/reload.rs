@@ -48,6 +48,13 @@ pub const RESTART_KEYS: &[Key] = &[
     ("logs.metrics_collected.kubernetes.kube_config_path", |a, b| {
         a.kubernetes.kube_config_path != b.kubernetes.kube_config_path
     }),
+    // Metrics take a new node or cluster name at their next tick, but the pod metadata source
+    // watches the node it was started for, and the log pipeline names its groups
+    // (`/aws/containerinsights/<cluster>/…`) and records once.
+    ("kinsight.node_name", |a, b| a.node_name != b.node_name),
+    ("logs.metrics_collected.kubernetes.cluster_name", |a, b| {
+        a.logs.enabled && a.cluster_name != b.cluster_name
+    }),
     // The log pipeline's tailer is built once with these (its files, parsers and record shapes
     // would otherwise change under records being assembled).
     ("kinsight.logs.enabled", |a, b| a.logs.enabled != b.logs.enabled),
@@ -209,6 +216,31 @@ mod tests {
         let plan = Plan::of(&old, &new);
         assert_eq!(plan.output, vec!["kinsight.metrics.destination"]);
         assert!(plan.rebuilds_output() && plan.restart.is_empty());
+    }
+
+    #[test]
+    fn a_cluster_rename_needs_a_restart_for_the_log_groups_only_with_logs_on() {
+        let key = "logs.metrics_collected.kubernetes.cluster_name";
+        let named = |name: &str, logs: bool| {
+            config::load_str(
+                &format!(
+                    r#"{{"logs": {{"metrics_collected": {{"kubernetes": {{"cluster_name": "{name}"}}}}}},
+                        "kinsight": {{"logs": {{"enabled": {logs}}}}}}}"#
+                ),
+                &Inputs {
+                    output_override: Some(OutputKind::Stdout),
+                    host_name_fallback: "n".into(),
+                    ..Inputs::default()
+                },
+            )
+            .unwrap()
+        };
+        assert_eq!(Plan::of(&named("a", true), &named("b", true)).restart, vec![key]);
+        assert!(Plan::of(&named("a", true), &named("a", true)).restart.is_empty());
+        assert!(
+            Plan::of(&named("a", false), &named("b", false)).restart.is_empty(),
+            "without logs, metrics take the new name at their next tick"
+        );
     }
 
     #[test]

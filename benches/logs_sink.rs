@@ -8,7 +8,9 @@
 //! requests and bytes into `STATS_FILE.metrics` (`<requests> <bytes>`), for the whole-agent
 //! footprint benchmark.
 //!
-//! `logs_sink PORT_FILE STATS_FILE`: binds 127.0.0.1:0, writes the port to `PORT_FILE`.
+//! `logs_sink PORT_FILE STATS_FILE [LATENCY_MS]`: binds 127.0.0.1:0, writes the port to
+//! `PORT_FILE`. With `LATENCY_MS`, each `PutLogEvents` is answered that much later, as a
+//! distant or busy CloudWatch Logs would (its events count as arrived when the answer goes out).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -73,6 +75,7 @@ async fn handle(
     req: Request<hyper::body::Incoming>,
     stats: Arc<Stats>,
     path: Arc<String>,
+    latency: std::time::Duration,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let is_metrics = req.uri().path().ends_with("/operation/PutMetricData");
     let target = req
@@ -106,6 +109,9 @@ async fn handle(
         return Ok(resp);
     }
     let reply = if target.ends_with("PutLogEvents") {
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         stats.events.fetch_add(count(&body), Ordering::SeqCst);
         stats.bytes.fetch_add(body.len() as u64, Ordering::SeqCst);
         let now = now_ms();
@@ -151,6 +157,7 @@ async fn handle(
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (port_file, stats_file) = (args[1].clone(), Arc::new(args[2].clone()));
+    let latency = std::time::Duration::from_millis(args.get(3).and_then(|a| a.parse().ok()).unwrap_or(0));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -165,7 +172,7 @@ fn main() {
             };
             let (stats, path) = (stats.clone(), stats_file.clone());
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| handle(req, stats.clone(), path.clone()));
+                let service = hyper::service::service_fn(move |req| handle(req, stats.clone(), path.clone(), latency));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;

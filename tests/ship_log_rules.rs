@@ -567,6 +567,93 @@ async fn performance_lane_sends_25000_events_as_10000_10000_5000() {
     requests_hold_at_most_10000_events(Lane::Performance).await;
 }
 
+/// A stream whose request gets no answer holds one request slot, not the other streams: their
+/// later events still go out at the flush interval, and the slow stream's own later events wait
+/// for its answer (one request at a time per stream keeps its requests in order). Sending in
+/// rounds over all streams held every stream behind the slowest answer of the round.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_answer_holds_back_only_its_own_stream() {
+    let rig = Rig::start(Lane::Logs);
+    let group = "/aws/containerinsights/slow/application";
+    let now = now_ms();
+    rig.server.hold("slow");
+    rig.ship(vec![
+        event(group, "slow", now, 1, "s1".into()),
+        event(group, "fast", now, 2, "f1".into()),
+    ])
+    .await;
+    wait_for("the slow stream's request to wait", || rig.server.held_requests() == 1);
+    wait_for("the fast stream's first event", || {
+        rig.messages(group, "fast") == ["f1"]
+    });
+    for i in 3..=5 {
+        rig.ship(vec![
+            event(group, "fast", now + i, i.unsigned_abs(), format!("f{i}")),
+            event(group, "slow", now + i, 100 + i.unsigned_abs(), format!("s{i}")),
+        ])
+        .await;
+        wait_for("the fast stream's later event while the slow answer is held", || {
+            rig.messages(group, "fast").len() == usize::try_from(i - 1).unwrap()
+        });
+    }
+    assert_eq!(
+        rig.server.held_requests(),
+        1,
+        "the slow stream's next request waits for its answer"
+    );
+    assert!(rig.messages(group, "slow").is_empty());
+    rig.server.release("slow");
+    rig.settle().await;
+    assert_eq!(rig.messages(group, "fast"), ["f1", "f3", "f4", "f5"]);
+    assert_eq!(rig.messages(group, "slow"), ["s1", "s3", "s4", "s5"]);
+    let outcomes = rig.ack.outcomes();
+    assert_eq!(outcomes.len(), 8);
+    assert!(outcomes.values().all(|o| *o == Outcome::Accepted), "{outcomes:?}");
+}
+
+/// With a flush interval of an hour, only the budget sends early: three quarters of it held
+/// sends every stream that holds events then (the small one too, though the pressure is over
+/// once the large one is out), and a producer waiting for room sends what is held so that it can
+/// go in. Without these a reader would wait the whole interval.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_buffer_under_pressure_sends_before_the_interval() {
+    let rig = Rig::with(ShipperOptions {
+        flush_interval: Duration::from_hours(1),
+        capacity: 10_000,
+        ..options(Lane::Logs)
+    });
+    let group = "/aws/containerinsights/pressure/application";
+    let now = now_ms();
+    // 126 bytes held: no pressure, nothing is sent for an hour.
+    rig.ship(vec![event(group, "small", now, 1, sized_message(1, 100))])
+        .await;
+    // 7,652 bytes: three quarters of 10,000 held.
+    rig.ship(vec![event(group, "large", now, 2, sized_message(2, 7_500))])
+        .await;
+    wait_for("both streams sent", || {
+        rig.messages(group, "large").len() == 1 && rig.messages(group, "small").len() == 1
+    });
+
+    // 5,026 bytes held, then a producer of 6,026 waits: what is held goes, and it goes in.
+    rig.ship(vec![event(group, "large", now + 1, 3, sized_message(3, 5_000))])
+        .await;
+    let waiting = tokio::time::timeout(
+        Duration::from_secs(30),
+        rig.ship(vec![event(group, "small", now + 1, 4, sized_message(4, 6_000))]),
+    )
+    .await;
+    assert!(waiting.is_ok(), "the waiting producer got in");
+    assert_eq!(rig.messages(group, "large").len(), 2, "sent to make room");
+    assert_eq!(
+        rig.messages(group, "small").len(),
+        1,
+        "6,026 of 10,000 held: no pressure"
+    );
+    rig.settle().await;
+    assert_eq!(rig.messages(group, "small").len(), 2);
+    assert_eq!(rig.ack.outcomes().len(), 4);
+}
+
 /// Events every 6 minutes over 30 hours, handed over out of order: the first request spans
 /// exactly 24 hours (the limit is "more than 24 hours"), the rest go in a second one.
 async fn requests_span_at_most_24_hours(lane: Lane) {

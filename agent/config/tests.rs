@@ -62,7 +62,7 @@ fn an_empty_object_takes_every_default() {
     let l = &cfg.logs;
     assert!(l.enabled && l.create_log_groups && !l.honour_exclude_annotation);
     assert_eq!(l.disk_pressure_free_percent, 15);
-    assert_eq!(l.buffer_bytes, 4 << 20);
+    assert_eq!(l.buffer_bytes, 3 << 20);
     assert!(
         !l.labels && !l.annotations,
         "the Fluent Bit set-up has Labels Off, Annotations Off"

@@ -41,8 +41,8 @@ use super::settle::Settlements;
 
 /// Bytes read from one file per round.
 pub const QUANTUM: usize = 256 * 1024;
-/// Bytes of events one round hands to the output at most: a quarter of the log lane's capacity
-/// (`DEFAULT_LOGS_CAPACITY_BYTES`), so that the next round is read while earlier ones are sent,
+/// Bytes of events one round hands to the output at most: a third of the log lane's default
+/// capacity (`DEFAULT_LOGS_CAPACITY_BYTES`), so that the next round is read while earlier ones are sent,
 /// without a second capacity's worth of events waiting in memory.
 pub const ROUND_BYTES: usize = 1 << 20;
 /// A rotated file that has not grown for this long is finished once read (kubelet checks sizes

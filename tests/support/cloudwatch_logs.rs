@@ -24,7 +24,7 @@
 //!   expired events too (they are out of the group's window), and that a missing
 //!   `rejectedLogEventsInfo` field means "none of that kind".
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -168,6 +168,13 @@ struct State {
     requests: Vec<LogsRequest>,
     /// Added to the wall clock: the endpoint's "now".
     clock_offset_ms: i64,
+    /// Streams whose `PutLogEvents` requests wait for an answer until released, as a slow
+    /// endpoint keeps them waiting.
+    held: BTreeSet<String>,
+    /// Woken when `held` shrinks.
+    released: Arc<tokio::sync::Notify>,
+    /// Requests waiting in `held` now.
+    holding: usize,
 }
 
 impl State {
@@ -254,6 +261,24 @@ impl StrictLogs {
             Some(f) => st.sticky.insert(action.to_string(), f),
             None => st.sticky.remove(action),
         };
+    }
+
+    /// Holds the answers to `PutLogEvents` requests for `stream` (any group) until
+    /// [`StrictLogs::release`]: the request is read, then the connection waits.
+    pub fn hold(&self, stream: &str) {
+        self.lock().held.insert(stream.to_string());
+    }
+
+    /// `PutLogEvents` requests waiting for their answer in [`StrictLogs::hold`] now.
+    pub fn held_requests(&self) -> usize {
+        self.lock().holding
+    }
+
+    /// Answers the held requests of `stream`, and its later ones at once.
+    pub fn release(&self, stream: &str) {
+        let mut st = self.lock();
+        st.held.remove(stream);
+        st.released.notify_waiters();
     }
 
     /// Moves the endpoint's clock `offset_ms` away from the wall clock (negative: behind). The
@@ -432,6 +457,33 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         .unwrap_or("")
         .to_string();
     let content_type = header("content-type").unwrap_or("").to_string();
+    let body: Option<Value> = serde_json::from_slice(&raw).ok();
+    if let Some(stream) = body
+        .as_ref()
+        .and_then(|b| b.get("logStreamName"))
+        .and_then(Value::as_str)
+        && action == "PutLogEvents"
+    {
+        let released = state.lock().unwrap_or_else(PoisonError::into_inner).released.clone();
+        let mut counted = false;
+        loop {
+            let woken = released.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            {
+                let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+                if !st.held.contains(stream) {
+                    st.holding -= usize::from(counted);
+                    break;
+                }
+                if !counted {
+                    st.holding += 1;
+                    counted = true;
+                }
+            }
+            woken.await;
+        }
+    }
 
     let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
     let index = st.requests.len();
@@ -452,7 +504,6 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         error: None,
         message: None,
     };
-    let body: Option<Value> = serde_json::from_slice(&raw).ok();
     if let Some(b) = &body {
         rec.group = b.get("logGroupName").and_then(Value::as_str).map(str::to_string);
         rec.stream = b.get("logStreamName").and_then(Value::as_str).map(str::to_string);

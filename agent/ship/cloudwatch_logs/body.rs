@@ -24,11 +24,8 @@ use super::shipper::EMF_HEADER;
 /// protocol 1.1): `{"logGroupName":…,"logStreamName":…,"logEvents":[{"timestamp":…,"message":…}]}`,
 /// written into `out` (cleared first). Messages are kept escaped, so each is one copy.
 pub fn put_body(out: &mut BytesMut, group: &str, stream: &str, events: &[LogEvent]) {
-    // `,{"timestamp":` + at most 20 digits + `,"message":"` + `"}`
-    const EVENT_MARKUP: usize = 48;
-    let size: usize = events.iter().map(|e| e.message.escaped().len() + EVENT_MARKUP).sum();
     out.clear();
-    out.reserve(size + 2 * (group.len() + stream.len()) + 64);
+    out.reserve(size_hint(events) + 2 * (group.len() + stream.len()));
     out.extend_from_slice(b"{\"logGroupName\":");
     push_json_str(out, group);
     out.extend_from_slice(b",\"logStreamName\":");
@@ -45,6 +42,18 @@ pub fn put_body(out: &mut BytesMut, group: &str, stream: &str, events: &[LogEven
         out.extend_from_slice(b"\"}");
     }
     out.extend_from_slice(b"]}");
+}
+
+/// At least the size of the body of `events`, but for the group and stream names (twice their
+/// length covers their escaping).
+pub fn size_hint(events: &[LogEvent]) -> usize {
+    // `,{"timestamp":` + at most 20 digits + `,"message":"` + `"}`
+    const EVENT_MARKUP: usize = 48;
+    events
+        .iter()
+        .map(|e| e.message.escaped().len() + EVENT_MARKUP)
+        .sum::<usize>()
+        + 64
 }
 
 /// `n` in decimal, without going through `fmt` (once per event of every request).

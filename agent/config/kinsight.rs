@@ -280,7 +280,7 @@ fn logs(mut o: Obj<'_>, cx: &mut Ctx, force_flush_interval: Duration, endpoint_o
         flush_interval: o.secs(cx, "flush_interval_secs", 1..=60, 5),
         // bool, default true: create a missing log group.
         create_log_groups: o.bool(cx, "create_log_groups", true),
-        // integer MiB 1..=256, default 4: log events held in memory, read and not yet accepted
+        // integer MiB 1..=256, default 3: log events held in memory, read and not yet accepted
         // by CloudWatch Logs, before the readers pause (the files on the node are the buffer).
         buffer_bytes: o
             .uint(cx, "buffer_mib", 1..=256, "MiB")

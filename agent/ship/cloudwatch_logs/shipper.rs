@@ -86,8 +86,9 @@ const POOLED_EVENTS: usize = 12_288;
 
 /// The largest emptied vector kept for reuse, in events (about 88 KiB of `LogEvent`s, under the
 /// image's 128 KiB `MALLOC_MMAP_THRESHOLD_`). Every stream holds a vector while it has events;
-/// handing the large ones around let every stream's vector grow to the largest any stream
-/// needed (2–3 MiB more peak RSS with 50 files in the cold catch-up benchmark).
+/// without this bound, handing large vectors to small streams could let every stream's vector
+/// grow to the largest any stream needed. A worst-case bound: it made no measurable difference
+/// to the peak RSS of the cold catch-up benchmark.
 const POOLED_VEC_EVENTS: usize = 1024;
 
 /// Performance events held between flushes: about 40 intervals of a 250-pod node in standard
@@ -235,8 +236,7 @@ impl State {
 /// past the flush interval; then one marked urgent (it held events while the budget was under
 /// pressure, or a flush was asked for). Within each, the stream waiting longest first: the
 /// oldest lines are the latency that counts, and log messages are cut from shared 64 KiB chunks
-/// that a straggler keeps alive (the fullest stream first cost 3 MiB more peak RSS in the cold
-/// catch-up benchmark).
+/// that a straggler keeps alive.
 type Priority = (u8, Option<Instant>);
 
 fn priority(q: &StreamQueue, now: Instant, interval: Duration) -> Option<Priority> {
@@ -942,7 +942,7 @@ impl Sender {
 
     /// A kept body buffer for a body of about `size` bytes: the smallest that holds it, else the
     /// largest (it grows). Taking any buffer let small bodies use the large buffers and large
-    /// bodies grow the small ones, until every kept buffer was a megabyte.
+    /// bodies grow the small ones, so that every kept buffer could end up a megabyte.
     fn body_buffer(&self, size: usize) -> BytesMut {
         let mut pool = self.bodies.lock().unwrap_or_else(PoisonError::into_inner);
         let fits = pool

@@ -1,8 +1,8 @@
 //! A fast local CloudWatch Logs endpoint for the log throughput benchmark (`scripts/bench logs`):
 //! it answers `CreateLogGroup`, `CreateLogStream` and `PutLogEvents` at once, so the benchmark
 //! measures the agent, not the server. It counts accepted events (the `"timestamp":` keys of the
-//! request) and bytes, and writes `<events> <bytes> <p50 ms> <p99 ms> <max ms>` to the stats file
-//! after every request: the latencies from each event's own time to its arrival.
+//! request), bytes and requests, and writes `<events> <bytes> <p50 ms> <p99 ms> <max ms> <requests>`
+//! to the stats file after every request: the latencies from each event's own time to its arrival.
 //!
 //! It also answers `PutMetricData` (the rpc-v2-cbor protocol: an empty CBOR map), counting
 //! requests and bytes into `STATS_FILE.metrics` (`<requests> <bytes>`), for the whole-agent
@@ -24,6 +24,7 @@ use hyper::{Request, Response};
 struct Stats {
     events: AtomicU64,
     bytes: AtomicU64,
+    requests: AtomicU64,
     metric_requests: AtomicU64,
     metric_bytes: AtomicU64,
     /// Milliseconds from each event's own time (the line's runtime timestamp, written when the
@@ -114,6 +115,7 @@ async fn handle(
         }
         stats.events.fetch_add(count(&body), Ordering::SeqCst);
         stats.bytes.fetch_add(body.len() as u64, Ordering::SeqCst);
+        stats.requests.fetch_add(1, Ordering::SeqCst);
         let now = now_ms();
         let (p50, p99, max) = {
             let mut h = stats
@@ -135,9 +137,10 @@ async fn handle(
         let _ = std::fs::write(
             path.as_str(),
             format!(
-                "{} {} {p50} {p99} {max}\n",
+                "{} {} {p50} {p99} {max} {}\n",
                 stats.events.load(Ordering::SeqCst),
-                stats.bytes.load(Ordering::SeqCst)
+                stats.bytes.load(Ordering::SeqCst),
+                stats.requests.load(Ordering::SeqCst)
             ),
         );
         "{}"

@@ -1037,3 +1037,28 @@ fn a_pod_deleted_in_the_apiserver_while_its_log_is_read_keeps_its_metadata() {
     assert_eq!(record["kubernetes"]["container_image"], "shop/web:1.2", "{record}");
     cancel.cancel();
 }
+
+#[test]
+fn a_round_fills_the_vector_the_output_handed_back() {
+    let mut node = Node::new();
+    let live = format!("{POD_DIR}/0.log");
+    for n in 0..10 {
+        node.append(&live, &cri(n));
+    }
+    node.tailer.discover(node.now);
+    let (events, _) = node.tailer.read_round(node.now, WALL);
+    assert_eq!(events.len(), 10);
+    let mut emptied = events;
+    emptied.clear();
+    emptied.reserve(64);
+    let (ptr, cap) = (emptied.as_ptr(), emptied.capacity());
+    node.tailer.recycle(emptied);
+    node.append(&live, &cri(10));
+    let (events, _) = node.tailer.read_round(node.now, WALL);
+    assert_eq!(logs(&events).len(), 1);
+    assert_eq!((events.as_ptr(), events.capacity()), (ptr, cap), "the same allocation");
+    // A vector grown by a round of many small events is given back down to a bound.
+    node.tailer.recycle(Vec::with_capacity(1 << 20));
+    let (events, _) = node.tailer.read_round(node.now, WALL);
+    assert!(events.capacity() < 1 << 20, "capacity {}", events.capacity());
+}

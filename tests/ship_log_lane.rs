@@ -183,7 +183,11 @@ async fn local_outputs_acknowledge_log_events_once_written() {
         event("/g", "s", 1_764_300_000_000, 7),
         event("/g", "s", 1_764_300_000_001, 8),
     ];
-    out.send_logs(events).await.unwrap();
+    let emptied = out.send_logs(events).await.unwrap();
+    assert!(
+        emptied.is_empty() && emptied.capacity() >= 2,
+        "the vector comes back for reuse"
+    );
     assert_eq!(
         ack.outcomes().into_iter().collect::<Vec<_>>(),
         [(7, Outcome::Accepted), (8, Outcome::Accepted)]

@@ -145,7 +145,10 @@ impl Rig {
     /// Hands `events` over in one call (so one flush round takes them all).
     async fn ship(&self, events: Vec<LogEvent>) {
         match self.lane {
-            Lane::Logs => self.shipper.enqueue_waiting(events).await.expect("the shipper runs"),
+            Lane::Logs => {
+                let emptied = self.shipper.enqueue_waiting(events).await.expect("the shipper runs");
+                assert!(emptied.is_empty(), "the shipper hands the vector back emptied");
+            }
             Lane::Performance => self.shipper.enqueue_dropping(events),
         }
     }

@@ -251,8 +251,13 @@ impl LogPipeline {
                 }
             }
             let (events, waiting) = self.tailer.read_round(now, self.clock.wall_ms());
-            if !events.is_empty() && !send(handle, output, events, inputs) {
-                break;
+            if events.is_empty() {
+                self.tailer.recycle(events);
+            } else {
+                match send(handle, output, events, inputs) {
+                    Some(emptied) => self.tailer.recycle(emptied),
+                    None => break,
+                }
             }
             self.tailer.commit(now, false);
             self.tailer.relieve_disk_pressure();
@@ -325,21 +330,22 @@ impl LogPipeline {
 }
 
 /// Hands `events` to the current output, waiting while it is full. An output replaced by a
-/// reload hands back what it could not take; they go to the new one. Returns false when the
-/// inputs stopped meanwhile (the events stay unsettled and are read again after a restart).
+/// reload hands back what it could not take; they go to the new one. Returns the vector emptied,
+/// or `None` when the inputs stopped meanwhile (the events stay unsettled and are read again
+/// after a restart).
 fn send(
     handle: &tokio::runtime::Handle,
     output: &watch::Receiver<Arc<dyn Output>>,
     mut events: Vec<crate::ship::LogEvent>,
     inputs: &CancellationToken,
-) -> bool {
+) -> Option<Vec<crate::ship::LogEvent>> {
     loop {
         let out = output.borrow().clone();
         match handle.block_on(out.send_logs(events)) {
-            Ok(()) => return true,
+            Ok(emptied) => return Some(emptied),
             Err(back) => {
                 if inputs.is_cancelled() {
-                    return false;
+                    return None;
                 }
                 events = back;
                 handle.block_on(async {

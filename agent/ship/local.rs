@@ -182,7 +182,7 @@ impl Output for LocalOutput {
         self.write(&self.performance, "emf", &events, |b, e| write_event(b, "emf", e))
     }
 
-    fn send_logs(&self, events: Vec<LogEvent>) -> BoxFuture<'_, Result<(), Vec<LogEvent>>> {
+    fn send_logs(&self, mut events: Vec<LogEvent>) -> BoxFuture<'_, Result<Vec<LogEvent>, Vec<LogEvent>>> {
         let written = events.is_empty()
             || self
                 .write(&self.logs, "log", &events, |b, e| write_event(b, "log", e))
@@ -196,7 +196,8 @@ impl Output for LocalOutput {
             };
             ack.settled(&tokens, outcome);
         }
-        Box::pin(std::future::ready(Ok(())))
+        events.clear();
+        Box::pin(std::future::ready(Ok(events)))
     }
 
     /// Writes are synchronous: nothing is ever queued.

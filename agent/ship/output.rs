@@ -34,9 +34,11 @@ pub trait Output: Send + Sync + std::fmt::Debug {
     fn send_performance(&self, events: Vec<LogEvent>) -> Result<(), ShipError>;
 
     /// Log events. Waits while the output holds as many unsettled bytes as it may
-    /// (backpressure: the producer stops reading its files). Returns the events back, unsent,
-    /// if the output stopped meanwhile.
-    fn send_logs(&self, events: Vec<LogEvent>) -> BoxFuture<'_, Result<(), Vec<LogEvent>>>;
+    /// (backpressure: the producer stops reading its files). Returns the vector emptied, for the
+    /// producer's next batch (a fresh vector of a read round's events is over glibc's mmap
+    /// threshold, and cost its page faults every round), or the events back, unsent, if the
+    /// output stopped meanwhile.
+    fn send_logs(&self, events: Vec<LogEvent>) -> BoxFuture<'_, Result<Vec<LogEvent>, Vec<LogEvent>>>;
 
     /// Sends what is queued, waiting at most until `deadline`, then stops. What was left is
     /// counted as dropped (datums, performance events) or handed back (log events).

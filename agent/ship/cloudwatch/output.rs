@@ -132,7 +132,7 @@ impl Output for CloudwatchOutput {
         Ok(())
     }
 
-    fn send_logs(&self, events: Vec<LogEvent>) -> BoxFuture<'_, Result<(), Vec<LogEvent>>> {
+    fn send_logs(&self, events: Vec<LogEvent>) -> BoxFuture<'_, Result<Vec<LogEvent>, Vec<LogEvent>>> {
         Box::pin(self.logs.enqueue_waiting(events))
     }
 

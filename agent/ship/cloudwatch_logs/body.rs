@@ -24,8 +24,14 @@ use super::shipper::EMF_HEADER;
 /// protocol 1.1): `{"logGroupName":…,"logStreamName":…,"logEvents":[{"timestamp":…,"message":…}]}`,
 /// written into `out` (cleared first). Messages are kept escaped, so each is one copy.
 pub fn put_body(out: &mut BytesMut, group: &str, stream: &str, events: &[LogEvent]) {
-    out.clear();
-    out.reserve(size_hint(events) + 2 * (group.len() + stream.len()));
+    let need = size_hint(events) + 2 * (group.len() + stream.len());
+    if out.capacity() < need {
+        // A fresh buffer rather than growing the old one: `realloc` would copy all of the old
+        // buffer's bytes, though none of them is kept.
+        *out = BytesMut::with_capacity(need.next_multiple_of(BODY_GRAIN));
+    } else {
+        out.clear();
+    }
     out.extend_from_slice(b"{\"logGroupName\":");
     push_json_str(out, group);
     out.extend_from_slice(b",\"logStreamName\":");
@@ -43,6 +49,10 @@ pub fn put_body(out: &mut BytesMut, group: &str, stream: &str, events: &[LogEven
     }
     out.extend_from_slice(b"]}");
 }
+
+/// New body buffers are sized in steps of this, so that a kept buffer fits the next bodies of
+/// about its size, not only smaller ones.
+pub const BODY_GRAIN: usize = 256 << 10;
 
 /// At least the size of the body of `events`, but for the group and stream names (twice their
 /// length covers their escaping).
@@ -131,6 +141,25 @@ mod tests {
         assert_eq!(v["logEvents"][0]["timestamp"], 1);
         assert_eq!(v["logEvents"][0]["message"], "{\"log\":\"q\\\"\"}");
         assert_eq!(v["logEvents"][1]["message"], "line\n\u{1}é");
+    }
+
+    #[test]
+    fn a_large_enough_buffer_is_reused_and_a_small_one_replaced_in_steps() {
+        let events = [LogEvent {
+            group: "g".into(),
+            stream: "s".into(),
+            timestamp_ms: 1,
+            message: "m".repeat(1000).as_str().into(),
+            token: 0,
+        }];
+        let mut body = BytesMut::with_capacity(4096);
+        let before = body.as_ptr();
+        put_body(&mut body, "g", "s", &events);
+        assert_eq!(body.as_ptr(), before, "the buffer's own allocation");
+        let mut small = BytesMut::with_capacity(16);
+        put_body(&mut small, "g", "s", &events);
+        assert_eq!(small, body);
+        assert!(small.capacity() >= BODY_GRAIN && small.capacity().is_multiple_of(BODY_GRAIN));
     }
 
     #[test]

@@ -163,12 +163,12 @@ struct State {
 }
 
 impl State {
-    /// Adds `events` to their streams' queues; returns whether a stream now holds a full
-    /// request.
-    fn queue(&mut self, events: Vec<LogEvent>, now: Instant) -> bool {
+    /// Moves `events` to their streams' queues (`events` is left empty, its capacity kept);
+    /// returns whether a stream now holds a full request.
+    fn queue(&mut self, events: &mut Vec<LogEvent>, now: Instant) -> bool {
         let mut full = false;
         self.queued += events.len();
-        let mut events = events.into_iter().peekable();
+        let mut events = events.drain(..).peekable();
         // Runs of one stream (a read round hands over each file's events together) are looked up
         // once.
         while let Some(first) = events.next() {
@@ -402,7 +402,7 @@ impl Shipper {
 
     /// Performance lane: buffers `events` for the next flush and never waits; when the buffer is
     /// full the oldest events are dropped and counted.
-    pub fn enqueue_dropping(&self, events: Vec<LogEvent>) {
+    pub fn enqueue_dropping(&self, mut events: Vec<LogEvent>) {
         if self.shared.stop.is_cancelled() {
             let group = events.first().map(|e| e.group.clone()).unwrap_or_default();
             self.shared.settle(
@@ -416,7 +416,7 @@ impl Shipper {
         }
         let (evicted, full) = {
             let mut st = self.shared.lock();
-            let full = st.queue(events, Instant::now());
+            let full = st.queue(&mut events, Instant::now());
             (st.evict(self.shared.capacity), full)
         };
         if let Some(first) = evicted.first() {
@@ -435,9 +435,10 @@ impl Shipper {
     }
 
     /// Logs lane: queues `events`, first waiting while the bytes held are at capacity (a batch
-    /// larger than the whole capacity goes in once nothing else is held). Returns the events
-    /// back if the shipper stopped meanwhile: they were not sent.
-    pub async fn enqueue_waiting(&self, events: Vec<LogEvent>) -> Result<(), Vec<LogEvent>> {
+    /// larger than the whole capacity goes in once nothing else is held). Returns the vector
+    /// emptied (for reuse), or the events back if the shipper stopped meanwhile: they were not
+    /// sent.
+    pub async fn enqueue_waiting(&self, mut events: Vec<LogEvent>) -> Result<Vec<LogEvent>, Vec<LogEvent>> {
         let bytes: usize = events.iter().map(batch::event_bytes).sum();
         // Counts this producer in `State::waiting` from its first wait until it leaves, however
         // it leaves (the future can be dropped): the sender sends early while someone waits.
@@ -453,7 +454,7 @@ impl Shipper {
                 let mut st = self.shared.lock();
                 if st.held_bytes == 0 || st.held_bytes + bytes <= self.shared.capacity {
                     st.held_bytes += bytes;
-                    let full = st.queue(events, Instant::now());
+                    let full = st.queue(&mut events, Instant::now());
                     // This producer leaves the waiting ones now.
                     let others_wait = st.waiting > usize::from(waiting.is_some());
                     let pressure = others_wait || st.held_bytes >= self.shared.capacity / 4 * 3;
@@ -468,7 +469,7 @@ impl Shipper {
                         // many files.
                         self.shared.flush_now.notify_one();
                     }
-                    return Ok(());
+                    return Ok(events);
                 }
                 if waiting.is_none() {
                     st.waiting += 1;
@@ -926,13 +927,16 @@ impl Sender {
         };
         let result = self.put_body_now(group, stream, events, prepared).await;
         // The buffer back for the next request, when nothing else holds it any more: a body is
-        // up to about a megabyte, and a fresh one costs page faults on every request. The kept
-        // buffers together stay within the logs budget: the bodies in flight at once are copies
-        // of at most the budget's events.
+        // up to about a megabyte, and a fresh one costs page faults on every request. The bodies
+        // in flight at once are copies of at most the budget's events, which their escaping
+        // makes up to about a tenth larger, in buffers rounded up to `body::BODY_GRAIN`: the
+        // kept ones may hold the budget and two full requests more. With only the budget, a
+        // 1 GiB catch-up (`scripts/bench logs`) took 125,000-145,000 page faults instead of
+        // 29,000-37,000, and about 5 % more CPU.
         if let Ok(mut buf) = body.try_into_mut() {
             let mut pool = self.bodies.lock().unwrap_or_else(PoisonError::into_inner);
             let kept: usize = pool.iter().map(BytesMut::capacity).sum();
-            if pool.len() < PUT_CONCURRENCY && kept + buf.capacity() <= self.shared.capacity.max(MAX_BATCH_BYTES * 2) {
+            if pool.len() < PUT_CONCURRENCY && kept + buf.capacity() <= self.shared.capacity + 2 * MAX_BATCH_BYTES {
                 buf.clear();
                 pool.push(buf);
             }
@@ -941,8 +945,9 @@ impl Sender {
     }
 
     /// A kept body buffer for a body of about `size` bytes: the smallest that holds it, else the
-    /// largest (it grows). Taking any buffer let small bodies use the large buffers and large
-    /// bodies grow the small ones, so that every kept buffer could end up a megabyte.
+    /// largest, which `body::put_body` replaces by a larger one (kept after the request in its
+    /// place). Taking any buffer let small bodies use the large buffers and large bodies grow the
+    /// small ones, so that every kept buffer could end up a megabyte.
     fn body_buffer(&self, size: usize) -> BytesMut {
         let mut pool = self.bodies.lock().unwrap_or_else(PoisonError::into_inner);
         let fits = pool
@@ -1071,15 +1076,15 @@ mod tests {
         let mut st = State::default();
         // 1.2 MB over two streams: no stream has a full request.
         let half = MAX_BATCH_BYTES / 2 - 1000;
-        assert!(!st.queue(vec![e(&a, half), e(&b, half), e(&b, 100)], now));
-        assert!(!st.queue(vec![e(&b, 100)], now));
+        assert!(!st.queue(&mut vec![e(&a, half), e(&b, half), e(&b, 100)], now));
+        assert!(!st.queue(&mut vec![e(&b, 100)], now));
         // Stream a reaches 1,048,576 bytes counting 26 per event.
-        assert!(st.queue(vec![e(&a, MAX_BATCH_BYTES - half - 2 * 26)], now));
+        assert!(st.queue(&mut vec![e(&a, MAX_BATCH_BYTES - half - 2 * 26)], now));
         assert_eq!(st.queued, 5);
         assert_eq!(st.streams.len(), 2);
         let mut st = State::default();
-        let many: Vec<LogEvent> = (0..MAX_EVENTS_PER_PUT).map(|_| e(&b, 1)).collect();
-        assert!(st.queue(many, now));
+        let mut many: Vec<LogEvent> = (0..MAX_EVENTS_PER_PUT).map(|_| e(&b, 1)).collect();
+        assert!(st.queue(&mut many, now));
     }
 
     #[test]
@@ -1094,8 +1099,8 @@ mod tests {
         };
         let t0 = Instant::now();
         let mut st = State::default();
-        st.queue(vec![e(&b, 1), e(&b, 2)], t0 + Duration::from_secs(1));
-        st.queue(vec![e(&a, 3), e(&a, 4), e(&a, 5)], t0);
+        st.queue(&mut vec![e(&b, 1), e(&b, 2)], t0 + Duration::from_secs(1));
+        st.queue(&mut vec![e(&a, 3), e(&a, 4), e(&a, 5)], t0);
         let evicted: Vec<u64> = st.evict(2).iter().map(|e| e.token).collect();
         assert_eq!(evicted, [3, 4, 5], "stream a has waited since t0");
         assert_eq!(st.queued, 2);

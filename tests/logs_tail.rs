@@ -260,15 +260,21 @@ fn copytruncate_is_read_again_from_the_start_and_counted() {
     assert_eq!(node.tailer.counts.truncations, 1);
 }
 
-#[test]
-fn a_restart_resumes_at_the_committed_offset_and_reads_unsettled_lines_again() {
+/// A node whose one container file holds 10 lines, discovered by the tailer; and that file.
+fn ten_lines_found() -> (Node, String) {
     let mut node = Node::new();
     let live = format!("{POD_DIR}/0.log");
     for n in 0..10 {
         node.append(&live, &cri(n));
     }
-    // Read everything, but only the first 4 events were accepted when the agent stopped.
     node.tailer.discover(node.now);
+    (node, live)
+}
+
+#[test]
+fn a_restart_resumes_at_the_committed_offset_and_reads_unsettled_lines_again() {
+    let (mut node, live) = ten_lines_found();
+    // Read everything, but only the first 4 events were accepted when the agent stopped.
     let (events, _) = node.tailer.read_round(node.now, WALL);
     assert_eq!(events.len(), 10);
     let tokens: Vec<u64> = events[..4].iter().map(|e| e.token).collect();
@@ -1040,12 +1046,7 @@ fn a_pod_deleted_in_the_apiserver_while_its_log_is_read_keeps_its_metadata() {
 
 #[test]
 fn a_round_fills_the_vector_the_output_handed_back() {
-    let mut node = Node::new();
-    let live = format!("{POD_DIR}/0.log");
-    for n in 0..10 {
-        node.append(&live, &cri(n));
-    }
-    node.tailer.discover(node.now);
+    let (mut node, live) = ten_lines_found();
     let (events, _) = node.tailer.read_round(node.now, WALL);
     assert_eq!(events.len(), 10);
     let mut emptied = events;

@@ -45,6 +45,7 @@ fn options(emf_header: bool) -> ShipperOptions {
         create_groups: true,
         flush_interval: Duration::from_millis(200),
         capacity: 100_000,
+        concurrency: kinsight::ship::cloudwatch_logs::DEFAULT_PUT_CONCURRENCY,
         backoff: Backoff {
             base: Duration::from_millis(5),
             max: Duration::from_millis(50),

@@ -62,6 +62,7 @@ fn options(capacity: usize) -> ShipperOptions {
         create_groups: true,
         flush_interval: Duration::from_millis(100),
         capacity,
+        concurrency: kinsight::ship::cloudwatch_logs::DEFAULT_PUT_CONCURRENCY,
         backoff: Backoff {
             base: Duration::from_millis(5),
             max: Duration::from_millis(50),

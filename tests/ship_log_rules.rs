@@ -99,6 +99,7 @@ fn options(lane: Lane) -> ShipperOptions {
             Lane::Logs => 64 << 20,
             Lane::Performance => 100_000,
         },
+        concurrency: kinsight::ship::cloudwatch_logs::DEFAULT_PUT_CONCURRENCY,
         backoff: Backoff {
             base: Duration::from_millis(5),
             max: Duration::from_millis(50),
@@ -612,6 +613,42 @@ async fn a_slow_answer_holds_back_only_its_own_stream() {
     let outcomes = rig.ack.outcomes();
     assert_eq!(outcomes.len(), 8);
     assert!(outcomes.values().all(|o| *o == Outcome::Accepted), "{outcomes:?}");
+}
+
+/// `put_concurrency` bounds the requests in flight: with every answer held and 2 slots, of 3
+/// streams due at once 2 are sent, and the third once an answer frees a slot.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_in_flight_are_bounded_by_put_concurrency() {
+    let rig = Rig::with(ShipperOptions {
+        concurrency: 2,
+        ..options(Lane::Logs)
+    });
+    let group = "/aws/containerinsights/slots/application";
+    let now = now_ms();
+    for s in ["a", "b", "c"] {
+        rig.server.hold(s);
+    }
+    rig.ship(vec![
+        event(group, "a", now, 1, "a1".into()),
+        event(group, "b", now, 2, "b1".into()),
+        event(group, "c", now, 3, "c1".into()),
+    ])
+    .await;
+    wait_for("two requests waiting for their answers", || {
+        rig.server.held_requests() == 2
+    });
+    // Whichever two went first, answering them frees the slots for the third.
+    rig.server.release("a");
+    rig.server.release("b");
+    wait_for("the third stream's request", || {
+        rig.server.held_requests() == 1 || !rig.messages(group, "c").is_empty()
+    });
+    rig.server.release("c");
+    rig.settle().await;
+    for (s, m) in [("a", "a1"), ("b", "b1"), ("c", "c1")] {
+        assert_eq!(rig.messages(group, s), [m]);
+    }
+    assert_eq!(rig.server.most_held_requests(), 2, "never more than 2 in flight");
 }
 
 /// With a flush interval of an hour, only the budget sends early: three quarters of it held

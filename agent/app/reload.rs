@@ -152,6 +152,9 @@ pub const OUTPUT_KEYS: &[Key] = &[
     ("kinsight.logs.buffer_mib", |a, b| {
         a.logs.buffer_bytes != b.logs.buffer_bytes
     }),
+    ("kinsight.logs.put_concurrency", |a, b| {
+        a.logs.put_concurrency != b.logs.put_concurrency
+    }),
 ];
 
 /// How long a retired output may keep sending what it held.
@@ -252,6 +255,7 @@ mod tests {
                 "kinsight.logs.create_log_groups",
             ),
             (r#""logs": {"buffer_mib": 16}"#, "kinsight.logs.buffer_mib"),
+            (r#""logs": {"put_concurrency": 16}"#, "kinsight.logs.put_concurrency"),
             (r#""logs": {"retention_days": 7}"#, "kinsight.logs.retention_days"),
             (
                 r#""logs": {"flush_interval_secs": 2}"#,
@@ -263,6 +267,7 @@ mod tests {
             assert!(plan.restart.is_empty() && plan.identity.is_empty());
         }
         assert_eq!(cfg(r#""logs": {"buffer_mib": 16}"#).logs.buffer_bytes, 16 << 20);
+        assert_eq!(cfg(r#""logs": {"put_concurrency": 16}"#).logs.put_concurrency, 16);
     }
 
     #[test]

@@ -286,6 +286,17 @@ fn logs(mut o: Obj<'_>, cx: &mut Ctx, force_flush_interval: Duration, endpoint_o
             .uint(cx, "buffer_mib", 1..=256, "MiB")
             .and_then(|m| usize::try_from(m << 20).ok())
             .unwrap_or(crate::ship::cloudwatch_logs::DEFAULT_LOGS_CAPACITY_BYTES),
+        // integer 1..=16, default 8: PutLogEvents requests in flight at once, each for another
+        // log stream; at most 16 a node keeps a large fleet within the account's request quota.
+        put_concurrency: o
+            .uint(
+                cx,
+                "put_concurrency",
+                1..=crate::ship::cloudwatch_logs::MAX_PUT_CONCURRENCY as u64,
+                "requests",
+            )
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(crate::ship::cloudwatch_logs::DEFAULT_PUT_CONCURRENCY),
         // integer days or null, default null (never expire): retention of groups kinsight
         // creates; one of PutRetentionPolicy's values.
         retention_days: retention_days(cx, &mut o),

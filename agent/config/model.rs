@@ -310,6 +310,9 @@ pub struct Logs {
     /// `kinsight.logs.buffer_mib` in bytes: log events held in memory (read, not yet settled by
     /// CloudWatch Logs) before the readers pause.
     pub buffer_bytes: usize,
+    /// `kinsight.logs.put_concurrency`: `PutLogEvents` requests in flight at once (one per log
+    /// stream).
+    pub put_concurrency: usize,
     /// Retention applied to log groups kinsight creates; one of `CloudWatch Logs`' allowed values.
     pub retention_days: Option<u32>,
     pub shutdown_grace: Duration,

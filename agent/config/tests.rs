@@ -63,6 +63,7 @@ fn an_empty_object_takes_every_default() {
     assert!(l.enabled && l.create_log_groups && !l.honour_exclude_annotation);
     assert_eq!(l.disk_pressure_free_percent, 15);
     assert_eq!(l.buffer_bytes, 3 << 20);
+    assert_eq!(l.put_concurrency, 8);
     assert!(
         !l.labels && !l.annotations,
         "the Fluent Bit set-up has Labels Off, Annotations Off"
@@ -490,7 +491,8 @@ fn kinsight_values_are_checked() {
         "logs": {"host_files": ["var/log/messages", "/var/log/../../etc/shadow"], "retention_days": 2,
                  "exclude_container_globs": ["a/b"],
                  "multiline": {"container_globs": ["*"]},
-                 "max_event_bytes": 1048551, "disk_pressure_free_percent": 51, "buffer_mib": 0},
+                 "max_event_bytes": 1048551, "disk_pressure_free_percent": 51, "buffer_mib": 0,
+                 "put_concurrency": 17},
         "paths": {"state_dir": "state"},
         "telemetry": {"listen_address": 9464, "log_format": "xml"}
     }}"#;
@@ -506,6 +508,7 @@ fn kinsight_values_are_checked() {
              allowed (paths are resolved under the host root)",
             "kinsight.logs.max_event_bytes: must be 1..=1048550 bytes, got 1048551",
             "kinsight.logs.multiline.first_line_regex: required key is missing",
+            "kinsight.logs.put_concurrency: must be 1..=16 requests, got 17",
             "kinsight.logs.retention_days: must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, \
              180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653 (days, as \
              PutRetentionPolicy allows), got 2",

@@ -175,6 +175,8 @@ struct State {
     released: Arc<tokio::sync::Notify>,
     /// Requests waiting in `held` now.
     holding: usize,
+    /// The most requests that waited in `held` at once.
+    most_holding: usize,
 }
 
 impl State {
@@ -272,6 +274,11 @@ impl StrictLogs {
     /// `PutLogEvents` requests waiting for their answer in [`StrictLogs::hold`] now.
     pub fn held_requests(&self) -> usize {
         self.lock().holding
+    }
+
+    /// The most `PutLogEvents` requests that waited in [`StrictLogs::hold`] at once.
+    pub fn most_held_requests(&self) -> usize {
+        self.lock().most_holding
     }
 
     /// Answers the held requests of `stream`, and its later ones at once.
@@ -478,6 +485,7 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
                 }
                 if !counted {
                     st.holding += 1;
+                    st.most_holding = st.most_holding.max(st.holding);
                     counted = true;
                 }
             }

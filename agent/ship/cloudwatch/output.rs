@@ -19,7 +19,9 @@ use crate::telemetry::Telemetry;
 use crate::telemetry::events::{EmfEventsDropped, MetricsDropped, ShipDropReason};
 
 use super::super::ShipError;
-use super::super::cloudwatch_logs::{DEFAULT_PERFORMANCE_CAPACITY, Lane, Shipper, ShipperOptions, logs_client};
+use super::super::cloudwatch_logs::{
+    DEFAULT_PERFORMANCE_CAPACITY, DEFAULT_PUT_CONCURRENCY, Lane, Shipper, ShipperOptions, logs_client,
+};
 use super::super::output::{BoxFuture, Output, OutputTask};
 use super::super::payload::{Acknowledge, Datum, Leftover, LogEvent};
 use super::super::retry::Backoff;
@@ -66,6 +68,7 @@ pub fn build_cloudwatch(
             create_groups: cfg.logs.create_log_groups,
             flush_interval: cfg.logs.force_flush_interval,
             capacity: DEFAULT_PERFORMANCE_CAPACITY,
+            concurrency: DEFAULT_PUT_CONCURRENCY,
             backoff: Backoff::default(),
         };
         let (s, task) = Shipper::new(client.clone(), opts, telemetry.clone(), None);
@@ -80,6 +83,7 @@ pub fn build_cloudwatch(
         create_groups: cfg.logs.create_log_groups,
         flush_interval: cfg.logs.flush_interval,
         capacity: cfg.logs.buffer_bytes,
+        concurrency: cfg.logs.put_concurrency,
         backoff: Backoff::default(),
     };
     let (logs, task) = Shipper::new(client, opts, telemetry.clone(), ack);

@@ -17,8 +17,8 @@ mod shipper;
 
 pub use batch::{EVENT_OVERHEAD_BYTES, MAX_BATCH_BYTES, MAX_EVENTS_PER_PUT, event_bytes};
 pub use shipper::{
-    DEFAULT_LOGS_CAPACITY_BYTES, DEFAULT_PERFORMANCE_CAPACITY, EMF_HEADER, Flusher, Lane, Shipper, ShipperOptions,
-    outcome_label,
+    DEFAULT_LOGS_CAPACITY_BYTES, DEFAULT_PERFORMANCE_CAPACITY, DEFAULT_PUT_CONCURRENCY, EMF_HEADER, Flusher, Lane,
+    MAX_PUT_CONCURRENCY, Shipper, ShipperOptions, outcome_label,
 };
 
 use aws_sdk_cloudwatchlogs::Client;

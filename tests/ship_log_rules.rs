@@ -18,9 +18,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata as _;
 use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsOutput;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use bytes::BytesMut;
 use kinsight::ship::cloudwatch::Backoff;
 use kinsight::ship::cloudwatch_logs::{Lane, Shipper, ShipperOptions, logs_client};
-use kinsight::ship::{Acknowledge, DropReason, LogEvent, Outcome, Rejection};
+use kinsight::ship::{Acknowledge, DropReason, LogEvent, Message, Outcome, Rejection};
 use kinsight::telemetry::{Name, Telemetry};
 use support::{
     LOGS_MAX_BATCH_BYTES, LOGS_MAX_EVENTS, LOGS_MAX_MESSAGE_BYTES, LogsFault, LogsRequest, RejectedInfo, StrictLogs,
@@ -1513,6 +1514,75 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for ChangeBodyAfter
         *req.body_mut() = aws_smithy_types::body::SdkBody::from(changed);
         Ok(())
     }
+}
+
+/// Messages framed as the log encoder writes them (`ship::Message::framed`): each after the one
+/// before in one buffer per `per_buffer` events, `(timestamp, text)` each.
+fn framed_events(group: &str, stream: &str, texts: &[(i64, String)], per_buffer: usize) -> Vec<LogEvent> {
+    let mut out = Vec::new();
+    for (n, chunk) in texts.chunks(per_buffer).enumerate() {
+        let mut buf = BytesMut::new();
+        let mut at = Vec::new();
+        for (ts, text) in chunk {
+            let a = buf.len();
+            buf.extend_from_slice(format!(",{{\"timestamp\":{ts},\"message\":\"").as_bytes());
+            let start = buf.len();
+            let escaped = serde_json::to_string(text).unwrap();
+            buf.extend_from_slice(&escaped.as_bytes()[1..escaped.len() - 1]);
+            at.push((a, start, buf.len()));
+            buf.extend_from_slice(b"\"}");
+        }
+        let buf = buf.freeze();
+        let n32 = |x: usize| u32::try_from(x).unwrap();
+        for (i, ((ts, text), (a, start, end))) in chunk.iter().zip(at).enumerate() {
+            out.push(LogEvent {
+                group: group.into(),
+                stream: stream.into(),
+                timestamp_ms: *ts,
+                message: Message::framed(buf.clone(), n32(a), n32(start), n32(end), text.len()),
+                token: (n * per_buffer + i + 1) as u64,
+            });
+        }
+    }
+    out
+}
+
+/// Runs of framed messages are sent from the encoder's buffers as they are, the body in parts,
+/// with its SHA-256 computed over the parts for the signer: the endpoint verifies the signature
+/// over the body it received and stores every event once, in order, also where framed runs,
+/// a gap in a run and an unframed event meet in one request.
+#[tokio::test(flavor = "multi_thread")]
+async fn framed_messages_are_sent_in_parts_and_signed_over_the_whole_body() {
+    let rig = Rig::start(Lane::Logs);
+    let g = "/aws/containerinsights/framed/application";
+    let now = now_ms();
+    let texts: Vec<(i64, String)> = (0..300i64)
+        .map(|i| (now - 1000 + i, format!("{{\"log\":\"q\\\"{i}\\n\",\"é\":\"\\u0001\"}}")))
+        .collect();
+    let mut events = framed_events(g, "s", &texts, 64);
+    // A gap in the first run, and an unframed event among the framed ones.
+    let gone = events.remove(10);
+    events.insert(100, event(g, "s", now - 1000 + 99, 1000, "plain".into()));
+    let mut want: Vec<(i64, String)> = texts.clone();
+    want.retain(|(ts, _)| *ts != gone.timestamp_ms);
+    want.push((now - 1000 + 99, "plain".into()));
+    want.sort_by_key(|(ts, _)| *ts);
+    rig.ship(events).await;
+    rig.settle().await;
+    let requests = rig.server.requests();
+    assert!(
+        requests.iter().any(|r| r.action == PUT) && requests.iter().all(|r| r.signature_ok == Some(true)),
+        "{}",
+        summary(&requests)
+    );
+    let stored: Vec<(i64, String)> = rig
+        .server
+        .events(g, "s")
+        .into_iter()
+        .map(|e| (e.timestamp_ms, e.message))
+        .collect();
+    // Equal timestamps keep their order: "plain" goes after the framed event of its time.
+    assert_eq!(stored, want);
 }
 
 /// Both lanes' requests, created groups and streams included, carry signatures that verify over

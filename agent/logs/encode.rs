@@ -26,10 +26,11 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::config::{OversizeEvent, RecordProfile};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use crate::ship::Message;
-use crate::ship::json_lines::{push_escaped, push_escaped_twice};
+use crate::ship::json_lines::{push_decimal, push_escaped, push_escaped_twice};
+use crate::ship::payload::FRAME_END;
 
 use super::parse::{Record, Stream, SyslogLine};
 
@@ -227,27 +228,113 @@ fn json_object(content: &str) -> Option<String> {
     v.is_object().then(|| v.to_string())
 }
 
-/// Where messages are written: a buffer that each message is cut from as a `Bytes` slice, so an
-/// event costs no allocation (nor free) of its own. A chunk is freed when the last message cut
-/// from it is; chunks are small so that a few events held long (a stream that keeps failing)
-/// pin little memory.
+/// Where messages are written: a buffer that messages are cut from, so an event costs no
+/// allocation (nor free) of its own. Each message is written framed, inside its `PutLogEvents`
+/// event object (see `ship::Message`), so that a request body takes a run of them as it is.
+///
+/// A message is first a [`Pending`]: where it is in the buffer. [`Arena::seal`] freezes what was
+/// written since the last seal into one shared buffer and turns the pending messages into
+/// [`Message`]s of it: one freeze per file read rather than per message, and the messages of one
+/// seal are one contiguous buffer. A chunk is freed when the last message cut from it is; chunks
+/// are small so that a few events held long (a stream that keeps failing) pin little memory.
 #[derive(Debug, Default)]
 pub struct Arena {
+    /// The current chunk: what was written since the last seal, then room.
     buf: BytesMut,
+    /// Earlier chunks' unsealed parts (the chunk ran out of room before the seal).
+    full: Vec<Bytes>,
+    /// Seals so far: a pending message names the seal it belongs to.
+    seals: u32,
 }
 
 /// Bytes of one arena chunk: about a hundred records of the Fluent Bit shape.
 const ARENA_CHUNK: usize = 64 << 10;
 
+/// The most bytes of a message's frame: `,{"timestamp":` (14), 20 digits and a sign, and
+/// `,"message":"` (12) before it; `"}` after.
+const FRAME_BYTES: usize = 14 + 21 + 12 + 2;
+
+/// A message written to an [`Arena`] and not yet sealed.
+#[derive(Debug, Clone, Copy)]
+pub struct Pending {
+    /// The seal that makes it a message (`Arena::seals` when it was written).
+    seal: u32,
+    /// Index of its chunk among the unsealed ones (`Arena::full`, then the current chunk).
+    chunk: u32,
+    at: u32,
+    start: u32,
+    end: u32,
+    len: u32,
+}
+
+impl Pending {
+    /// UTF-8 bytes of the message text.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 impl Arena {
-    /// A message of about `estimate` escaped bytes (it may grow past it).
-    fn message(&mut self, estimate: usize) -> Escaped<'_> {
-        if self.buf.capacity() - self.buf.len() < estimate {
-            self.buf = BytesMut::with_capacity(estimate.max(ARENA_CHUNK));
+    /// A message of the event at `timestamp_ms`, of about `estimate` escaped bytes (it may grow
+    /// past it).
+    fn message(&mut self, timestamp_ms: i64, estimate: usize) -> Escaped<'_> {
+        let need = estimate + FRAME_BYTES;
+        if self.buf.capacity() - self.buf.len() < need {
+            if !self.buf.is_empty() {
+                self.full.push(self.buf.split().freeze());
+            }
+            self.buf = BytesMut::with_capacity(need.max(ARENA_CHUNK));
         }
+        let at = self.buf.len();
+        self.buf.extend_from_slice(b",{\"timestamp\":");
+        push_decimal(&mut self.buf, timestamp_ms);
+        self.buf.extend_from_slice(b",\"message\":\"");
+        let start = self.buf.len();
         Escaped {
             out: &mut self.buf,
+            seal: self.seals,
+            chunk: self.full.len(),
+            at,
+            start,
             len: 0,
+        }
+    }
+
+    /// Freezes what was written since the last seal; `take` turns the pending messages written
+    /// meanwhile into messages. A pending message from before the last seal gives an empty
+    /// message (which the output drops and counts), never another one's bytes.
+    pub fn seal(&mut self) -> Sealed {
+        if !self.buf.is_empty() {
+            self.full.push(self.buf.split().freeze());
+        }
+        let seal = self.seals;
+        self.seals = self.seals.wrapping_add(1);
+        Sealed {
+            seal,
+            chunks: std::mem::take(&mut self.full),
+        }
+    }
+}
+
+/// The chunks of one [`Arena::seal`].
+#[derive(Debug)]
+pub struct Sealed {
+    seal: u32,
+    chunks: Vec<Bytes>,
+}
+
+impl Sealed {
+    pub fn take(&self, p: Pending) -> Message {
+        match self.chunks.get(p.chunk as usize).filter(|_| p.seal == self.seal) {
+            Some(chunk) => Message::framed(chunk.clone(), p.at, p.start, p.end, p.len as usize),
+            None => {
+                debug_assert!(false, "a message from before the last seal");
+                Message::default()
+            }
         }
     }
 }
@@ -255,6 +342,10 @@ impl Arena {
 /// A message being written in its escaped form, with the length of the text it stands for.
 struct Escaped<'a> {
     out: &'a mut BytesMut,
+    seal: u32,
+    chunk: usize,
+    at: usize,
+    start: usize,
     len: usize,
 }
 
@@ -286,8 +377,19 @@ impl Escaped<'_> {
         self.len += s.len;
     }
 
-    fn finish(self) -> Message {
-        Message::from_escaped(self.out.split().freeze(), self.len)
+    fn finish(self) -> Pending {
+        let end = self.out.len();
+        self.out.extend_from_slice(FRAME_END);
+        // Chunks are at most a record's cap plus its escapes and frame: far below 4 GiB.
+        let off = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Pending {
+            seal: self.seal,
+            chunk: off(self.chunk),
+            at: off(self.at),
+            start: off(self.start),
+            end: off(end),
+            len: off(self.len),
+        }
     }
 }
 
@@ -310,8 +412,8 @@ fn container_message(
     part: Option<(usize, usize)>,
     merge: bool,
     arena: &mut Arena,
-) -> Message {
-    let mut out = arena.message(estimate(content, shape));
+) -> Pending {
+    let mut out = arena.message(r.timestamp_ms, estimate(content, shape));
     match shape {
         Shape::Application {
             profile: RecordProfile::Fluentd,
@@ -395,7 +497,7 @@ pub fn container_record(
     content: &str,
     rules: SizeRules,
     arena: &mut Arena,
-    out: &mut Vec<Message>,
+    out: &mut Vec<Pending>,
 ) -> Encoded {
     let full = container_message(shape, r, content, r.truncated, None, true, arena);
     if full.len() <= rules.max_event_bytes {
@@ -473,10 +575,10 @@ pub fn container_record(
 }
 
 /// A container line that did not parse as CRI or Docker: the raw line under `log`, with the
-/// `kubernetes` object when the shape has one.
-pub fn unparsed_line(shape: &Shape, line: &str, rules: SizeRules, arena: &mut Arena) -> Message {
+/// `kubernetes` object when the shape has one, as an event at `timestamp_ms`.
+pub fn unparsed_line(shape: &Shape, line: &str, timestamp_ms: i64, rules: SizeRules, arena: &mut Arena) -> Pending {
     let line = floor(line, rules.max_event_bytes.saturating_sub(1024).max(1));
-    let mut out = arena.message(estimate(line, shape));
+    let mut out = arena.message(timestamp_ms, estimate(line, shape));
     out.lit(r#"{\"log\":"#);
     out.string(line);
     match shape {
@@ -540,9 +642,11 @@ mod tests {
 
     fn container_record(shape: &Shape, r: &Record<'_>, content: &str, rules: SizeRules) -> Out {
         let mut out = Vec::new();
-        let e = super::container_record(shape, r, content, rules, &mut Arena::default(), &mut out);
+        let mut arena = Arena::default();
+        let e = super::container_record(shape, r, content, rules, &mut arena, &mut out);
+        let sealed = arena.seal();
         Out {
-            messages: out.iter().map(Message::text).collect(),
+            messages: out.into_iter().map(|p| sealed.take(p).text()).collect(),
             truncated: e.truncated,
             split: e.split,
         }
@@ -678,7 +782,14 @@ mod tests {
             r.closed = closed;
             let mut arena = Arena::default();
             let got = container_message(&shape, &r, &content, truncated, part, merge, &mut arena);
+            let got = arena.seal().take(got);
             let want = reference_message(&shape, &r, &content, truncated, part, merge, &suffix_text);
+            // The frame around it is the PutLogEvents event, after a comma.
+            let (buf, frame) = got.frame().unwrap();
+            prop_assert_eq!(buf[frame.start], b',');
+            let event: serde_json::Value = serde_json::from_slice(&buf[frame.start + 1..frame.end]).unwrap();
+            prop_assert_eq!(&event["timestamp"], r.timestamp_ms);
+            prop_assert_eq!(event["message"].as_str().unwrap(), want.as_str());
             let mut want_escaped = String::new();
             push_escaped(&mut want_escaped, &want);
             prop_assert_eq!(std::str::from_utf8(got.escaped()).unwrap(), want_escaped.as_str());
@@ -714,9 +825,53 @@ mod tests {
     }
 
     #[test]
+    fn a_seal_makes_contiguous_framed_messages_across_chunks() {
+        let shape = app(RecordProfile::FluentBit);
+        let mut arena = Arena::default();
+        let mut pending = Vec::new();
+        // About 700 bytes each: 300 fill more than three 64 KiB chunks.
+        for i in 0..300 {
+            let content = format!("line {i} \"quoted\" {}", "x".repeat(i % 50));
+            let mut r = record(content.as_bytes());
+            r.timestamp_ms += i64::try_from(i).unwrap();
+            super::container_record(&shape, &r, &content, RULES, &mut arena, &mut pending);
+        }
+        let sealed = arena.seal();
+        let messages: Vec<Message> = pending.iter().map(|p| sealed.take(*p)).collect();
+        let mut buffers = 1;
+        for (i, pair) in messages.windows(2).enumerate() {
+            let ((a, fa), (b, fb)) = (pair[0].frame().unwrap(), pair[1].frame().unwrap());
+            if a.as_ptr() == b.as_ptr() {
+                assert_eq!(fa.end, fb.start, "message {i} and the next are one run");
+            } else {
+                buffers += 1;
+            }
+        }
+        assert!(buffers >= 3, "{buffers} buffers");
+        for (i, m) in messages.iter().enumerate() {
+            let (buf, f) = m.frame().unwrap();
+            let event: serde_json::Value = serde_json::from_slice(&buf[f.start + 1..f.end]).unwrap();
+            assert_eq!(event["timestamp"], record(b"").timestamp_ms + i64::try_from(i).unwrap());
+            assert_eq!(event["message"].as_str().unwrap(), m.text());
+        }
+        // A pending message of an earlier seal is never another message's bytes.
+        let mut later = Vec::new();
+        super::container_record(&shape, &record(b"later"), "later", RULES, &mut arena, &mut later);
+        let sealed = arena.seal();
+        assert_eq!(sealed.take(later[0]).text(), messages_text_of(&shape, "later"));
+    }
+
+    /// The text of the message of a record of `content` at the test record's time.
+    fn messages_text_of(shape: &Shape, content: &str) -> String {
+        container_record(shape, &record(content.as_bytes()), content, RULES).messages[0].clone()
+    }
+
+    #[test]
     fn unparsed_lines_carry_the_escaped_suffix() {
         let shape = app(RecordProfile::FluentBit);
-        let m = unparsed_line(&shape, "not \"cri\"\u{1}", RULES, &mut Arena::default());
+        let mut arena = Arena::default();
+        let m = unparsed_line(&shape, "not \"cri\"\u{1}", 7, RULES, &mut arena);
+        let m = arena.seal().take(m);
         let v: serde_json::Value = serde_json::from_str(&m.text()).unwrap();
         assert_eq!(v["log"], "not \"cri\"\u{1}");
         assert_eq!(v["kubernetes"]["pod_name"], "web-5468c5d4d7-n2swr");

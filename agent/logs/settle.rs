@@ -49,6 +49,18 @@ struct Source {
 }
 
 impl Source {
+    /// Registers the next event, starting at byte `start`; returns its sequence number.
+    fn push(&mut self, start: u64) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.events.push_back(InFlight {
+            seq,
+            start,
+            settled: false,
+        });
+        seq
+    }
+
     fn settle(&mut self, seq: u64) {
         let Some(front) = self.events.front() else { return };
         let Some(i) = seq.checked_sub(front.seq).and_then(|i| usize::try_from(i).ok()) else {
@@ -106,15 +118,23 @@ impl Settlements {
     pub fn hand_over(&self, source: u32, start: u64, now_s: f64) -> u64 {
         let mut map = self.lock();
         let s = map.entry(source).or_default();
-        let seq = s.next_seq;
-        s.next_seq += 1;
-        s.events.push_back(InFlight {
-            seq,
-            start,
-            settled: false,
-        });
         s.oldest_handed.get_or_insert(now_s);
-        token(source, seq)
+        token(source, s.push(start))
+    }
+
+    /// Registers the next events of `source`, one for each of `starts` (the bytes each starts
+    /// at, in the order they were read), under one lock, and appends their tokens to `tokens`:
+    /// the tailer hands a file's records over together after each read (one lock per event was
+    /// about 1.5 % of the agent's CPU in the 1 GiB catch-up benchmark, with the shipper's
+    /// settling contending for it).
+    pub fn hand_over_all(&self, source: u32, starts: impl Iterator<Item = u64>, now_s: f64, tokens: &mut Vec<u64>) {
+        let mut map = self.lock();
+        let s = map.entry(source).or_default();
+        let before = tokens.len();
+        tokens.extend(starts.map(|start| token(source, s.push(start))));
+        if tokens.len() > before {
+            s.oldest_handed.get_or_insert(now_s);
+        }
     }
 
     /// The tailer's read position for `source`: see the module doc.
@@ -177,6 +197,29 @@ mod tests {
         assert_eq!(s.commit_point(1), Some((0, false)), "b [0,150) still unsettled");
         s.settled(&[b], Outcome::Accepted);
         assert_eq!(s.commit_point(1), Some((150, true)));
+    }
+
+    #[test]
+    fn records_handed_over_together_get_the_tokens_of_one_by_one() {
+        let (one, all) = (Settlements::default(), Settlements::default());
+        for s in [&one, &all] {
+            s.open(3, 0);
+        }
+        let starts = [0u64, 40, 10, 90];
+        let singles: Vec<u64> = starts.iter().map(|&st| one.hand_over(3, st, 5.0)).collect();
+        let mut tokens = vec![42];
+        all.hand_over_all(3, starts.iter().copied(), 5.0, &mut tokens);
+        assert_eq!(tokens[0], 42, "appended");
+        assert_eq!(&tokens[1..], singles.as_slice());
+        for s in [&one, &all] {
+            s.set_watermark(3, 100);
+            s.settled(&singles[1..], Outcome::Accepted);
+            assert_eq!(s.commit_point(3), Some((0, false)), "the first is not settled");
+            s.settled(&singles[..1], Outcome::Accepted);
+            assert_eq!(s.commit_point(3), Some((100, true)));
+        }
+        all.hand_over_all(3, std::iter::empty(), 9.0, &mut tokens);
+        assert_eq!(tokens.len(), 5);
     }
 
     #[test]

@@ -1381,9 +1381,20 @@ struct Encoding {
     /// A record's content repaired to UTF-8, when it was not.
     repair: String,
     arena: encode::Arena,
-    /// The records' messages, with their timestamp and start offset, until they are handed over.
-    records: Vec<(i64, u64, Message)>,
-    messages: Vec<Message>,
+    /// The records' messages, with their timestamp and start offset, until they are handed over
+    /// (at the end of each file's read, so that the arena is sealed once per read).
+    records: Vec<(i64, u64, Msg)>,
+    messages: Vec<encode::Pending>,
+    /// The settle table's tokens of `records` as they are handed over.
+    tokens: Vec<u64>,
+}
+
+/// A record's message before it is handed over.
+#[derive(Debug)]
+enum Msg {
+    /// Written to the arena, framed: it becomes a message when the arena is sealed.
+    Arena(encode::Pending),
+    Ready(Message),
 }
 
 /// The commit watermark of a source after a read: the end of the last complete line, or the
@@ -1403,7 +1414,8 @@ fn watermark(s: &Source) -> u64 {
     .unwrap_or(complete)
 }
 
-/// Splits `data` (read at `base`) into lines, with the source's unfinished line in front.
+/// Splits `data` (read at `base`) into lines, with the source's unfinished line in front, and
+/// hands their records over.
 #[allow(clippy::too_many_arguments)]
 fn process(
     s: &mut Source,
@@ -1415,6 +1427,20 @@ fn process(
     scratch: &mut Vec<u8>,
     events: &mut Vec<LogEvent>,
     bytes: &mut usize,
+) {
+    split_lines(s, data, base, now, wall_ms, &mut ctx, scratch);
+    hand_over(s, now.as_secs_f64(), &mut ctx, events, bytes);
+}
+
+/// [`process`] but the hand-over: each line's records are left in `ctx.enc.records`.
+fn split_lines(
+    s: &mut Source,
+    data: &[u8],
+    base: u64,
+    now: Duration,
+    wall_ms: i64,
+    ctx: &mut Ctx<'_>,
+    scratch: &mut Vec<u8>,
 ) {
     // The cap of one physical line: a record's content plus room for the CRI or Docker
     // envelope and escapes.
@@ -1431,18 +1457,7 @@ fn process(
                 } else {
                     s.carry.extend_from_slice(&rest[..nl]);
                     let line = std::mem::take(&mut s.carry);
-                    handle_line(
-                        s,
-                        &line,
-                        line_start,
-                        base + nl as u64 + 1,
-                        now,
-                        wall_ms,
-                        &mut ctx,
-                        scratch,
-                        events,
-                        bytes,
-                    );
+                    handle_line(s, &line, line_start, base + nl as u64 + 1, now, wall_ms, ctx, scratch);
                     s.carry = line;
                     s.carry.clear();
                 }
@@ -1452,7 +1467,7 @@ fn process(
             None => {
                 if s.discard_from.is_none() {
                     s.carry.extend_from_slice(rest);
-                    over_long(s, cap, now, wall_ms, &mut ctx, scratch, events, bytes);
+                    over_long(s, cap, now, wall_ms, ctx, scratch);
                 }
                 return;
             }
@@ -1460,24 +1475,13 @@ fn process(
     }
     while let Some(nl) = memchr::memchr(b'\n', rest) {
         let line = &rest[..nl];
-        handle_line(
-            s,
-            line,
-            pos,
-            pos + nl as u64 + 1,
-            now,
-            wall_ms,
-            &mut ctx,
-            scratch,
-            events,
-            bytes,
-        );
+        handle_line(s, line, pos, pos + nl as u64 + 1, now, wall_ms, ctx, scratch);
         rest = &rest[nl + 1..];
         pos += nl as u64 + 1;
     }
     if !rest.is_empty() {
         s.carry.extend_from_slice(rest);
-        over_long(s, cap, now, wall_ms, &mut ctx, scratch, events, bytes);
+        over_long(s, cap, now, wall_ms, ctx, scratch);
     }
 }
 
@@ -1485,23 +1489,14 @@ fn process(
 /// content is then over the record cap, so the joiner marks it truncated); the rest of the line
 /// is skipped up to its end and counted.
 #[allow(clippy::too_many_arguments)]
-fn over_long(
-    s: &mut Source,
-    cap: usize,
-    now: Duration,
-    wall_ms: i64,
-    ctx: &mut Ctx<'_>,
-    scratch: &mut Vec<u8>,
-    events: &mut Vec<LogEvent>,
-    bytes: &mut usize,
-) {
+fn over_long(s: &mut Source, cap: usize, now: Duration, wall_ms: i64, ctx: &mut Ctx<'_>, scratch: &mut Vec<u8>) {
     if s.carry.len() <= cap {
         return;
     }
     ctx.counts.long_lines += 1;
     let start = s.offset - s.carry.len() as u64;
     let line = std::mem::take(&mut s.carry);
-    handle_line(s, &line, start, s.offset, now, wall_ms, ctx, scratch, events, bytes);
+    handle_line(s, &line, start, s.offset, now, wall_ms, ctx, scratch);
     s.discard_from = Some(start);
 }
 
@@ -1516,8 +1511,6 @@ fn handle_line(
     wall_ms: i64,
     ctx: &mut Ctx<'_>,
     scratch: &mut Vec<u8>,
-    events: &mut Vec<LogEvent>,
-    bytes: &mut usize,
 ) {
     ctx.counts.lines += 1;
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -1530,8 +1523,7 @@ fn handle_line(
             let parsed = if syslog { parse_syslog(line, wall_ms) } else { None };
             let ts = parsed.as_ref().map_or(wall_ms, |p| p.timestamp_ms);
             let msg = encode::host_line(&s.shape, text.text, parsed.as_ref(), ctx.settings.size);
-            let token = ctx.settlements.hand_over(s.id, start, now.as_secs_f64());
-            push_event(s, ts, Message::new(&msg), token, events, bytes, ctx.counts);
+            ctx.enc.records.push((ts, start, Msg::Ready(Message::new(&msg))));
         }
         Kind::Collect { entry } => {
             let Some(rule) = ctx.settings.places.collect.get(entry) else {
@@ -1560,37 +1552,32 @@ fn handle_line(
                 let counts = &mut *ctx.counts;
                 ml.push(rec, now, |r| encode_collected(rule, &r, settings, counts, records));
             }
-            hand_over(s, now.as_secs_f64(), ctx, events, bytes);
         }
         Kind::Container => match s.parser.parse(line, scratch) {
             Ok(l) if s.excluded[l.stream.index()] => ctx.counts.excluded += 1,
             Ok(l) => {
-                {
-                    let Source {
-                        joiner,
-                        multiline,
-                        shape,
-                        ..
-                    } = &mut *s;
-                    let settings = ctx.settings;
-                    let counts = &mut *ctx.counts;
-                    let enc = &mut *ctx.enc;
-                    let mut emit = |r: Record<'_>| encode_record(shape, &r, settings, counts, enc);
-                    match multiline {
-                        Some(ml) => joiner.push(l, start, end, now, |r| ml.push(r, now, &mut emit)),
-                        None => joiner.push(l, start, end, now, &mut emit),
-                    }
+                let Source {
+                    joiner,
+                    multiline,
+                    shape,
+                    ..
+                } = &mut *s;
+                let settings = ctx.settings;
+                let counts = &mut *ctx.counts;
+                let enc = &mut *ctx.enc;
+                let mut emit = |r: Record<'_>| encode_record(shape, &r, settings, counts, enc);
+                match multiline {
+                    Some(ml) => joiner.push(l, start, end, now, |r| ml.push(r, now, &mut emit)),
+                    None => joiner.push(l, start, end, now, &mut emit),
                 }
-                hand_over(s, now.as_secs_f64(), ctx, events, bytes);
             }
             Err(_) => {
                 // Never dropped: the raw line goes out with the read time, counted.
                 ctx.counts.parse_errors += 1;
                 let Encoding { repair: buf, arena, .. } = &mut *ctx.enc;
                 let text = repair(line, buf);
-                let msg = encode::unparsed_line(&s.shape, text.text, ctx.settings.size, arena);
-                let token = ctx.settlements.hand_over(s.id, start, now.as_secs_f64());
-                push_event(s, wall_ms, msg, token, events, bytes, ctx.counts);
+                let msg = encode::unparsed_line(&s.shape, text.text, wall_ms, ctx.settings.size, arena);
+                ctx.enc.records.push((wall_ms, start, Msg::Arena(msg)));
             }
         },
     }
@@ -1675,6 +1662,7 @@ fn encode_record(shape: &Shape, r: &Record<'_>, settings: &TailSettings, counts:
         arena,
         records,
         messages,
+        ..
     } = enc;
     let text = repair(r.content, buf);
     if text.repaired {
@@ -1687,7 +1675,7 @@ fn encode_record(shape: &Shape, r: &Record<'_>, settings: &TailSettings, counts:
     if e.split {
         counts.split_records += 1;
     }
-    records.extend(messages.drain(..).map(|m| (r.timestamp_ms, r.start, m)));
+    records.extend(messages.drain(..).map(|m| (r.timestamp_ms, r.start, Msg::Arena(m))));
 }
 
 /// A `collect_list` record: the line(s) themselves, timestamped, filtered and sized.
@@ -1696,7 +1684,7 @@ fn encode_collected(
     r: &Record<'_>,
     settings: &TailSettings,
     counts: &mut Counts,
-    out: &mut Vec<(i64, u64, Message)>,
+    out: &mut Vec<(i64, u64, Msg)>,
 ) {
     // The record's own time is when its first line was read: the clock for year-less times.
     let Some(event) = rule.event(r, r.timestamp_ms, settings.size) else {
@@ -1716,15 +1704,29 @@ fn encode_collected(
         event
             .messages
             .iter()
-            .map(|m| (event.timestamp_ms, r.start, Message::new(m))),
+            .map(|m| (event.timestamp_ms, r.start, Msg::Ready(Message::new(m)))),
     );
 }
 
-/// Registers encoded records with the settle table and queues them for the output.
+/// Registers encoded records with the settle table and queues them for the output: the arena
+/// is sealed, and its messages are those of the records in `ctx.enc.records`.
 fn hand_over(s: &Source, handed_s: f64, ctx: &mut Ctx<'_>, events: &mut Vec<LogEvent>, bytes: &mut usize) {
-    for (ts, start, m) in ctx.enc.records.drain(..) {
-        let token = ctx.settlements.hand_over(s.id, start, handed_s);
-        push_event(s, ts, m, token, events, bytes, ctx.counts);
+    if ctx.enc.records.is_empty() {
+        return;
+    }
+    let Encoding {
+        arena, records, tokens, ..
+    } = &mut *ctx.enc;
+    tokens.clear();
+    ctx.settlements
+        .hand_over_all(s.id, records.iter().map(|r| r.1), handed_s, tokens);
+    let sealed = arena.seal();
+    for ((ts, _, m), &token) in records.drain(..).zip(tokens.iter()) {
+        let message = match m {
+            Msg::Arena(p) => sealed.take(p),
+            Msg::Ready(m) => m,
+        };
+        push_event(s, ts, message, token, events, bytes, ctx.counts);
     }
 }
 

@@ -69,6 +69,11 @@ pub fn push_json_str(out: &mut impl JsonOut, s: &str) {
     out.put_ascii(b'"');
 }
 
+/// `n` in decimal, without going through `fmt` (once per event): `itoa`, two digits a step.
+pub fn push_decimal(out: &mut bytes::BytesMut, n: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
 /// Appends the inside of `s`'s JSON string (no quotes): what [`push_json_str`] writes between
 /// them.
 pub fn push_escaped(out: &mut impl JsonOut, s: &str) {

@@ -42,24 +42,35 @@ impl fmt::Debug for LogEvent {
 /// quotes): a `PutLogEvents` body and a JSON-lines output copy it as it is. A log record is
 /// itself JSON, so escaping it as it is sent meant a second pass over every byte of every record;
 /// the log encoder writes records in this form directly, in one pass, into shared buffers that
-/// messages are cut from (a `Bytes` slice: no allocation of its own).
-#[derive(Clone, Default, PartialEq, Eq)]
+/// messages are cut from (a `Bytes` handle: no allocation of its own).
+///
+/// A message of the log encoder is also *framed*: the encoder writes the `PutLogEvents` event
+/// object around it, `,{"timestamp":T,"message":"` before and `"}` after, and keeps its whole
+/// buffer. The events of one file written one after the other are then one contiguous run of
+/// that buffer, which a request body takes as it is, without copying (`Message::framed`).
+#[derive(Clone, Default)]
 pub struct Message {
-    /// Valid UTF-8.
-    escaped: Bytes,
-    /// UTF-8 bytes of the text itself: what `PutLogEvents` counts against its limits.
-    len: usize,
+    /// Valid UTF-8. Unframed: the escaped text. Framed: a buffer of the encoder, the text at
+    /// `start..end`, its event object at `at..end + 2`.
+    buf: Bytes,
+    at: u32,
+    start: u32,
+    /// 0 when unframed (a framed text starts after its frame, so its end is never 0).
+    end: u32,
+    /// UTF-8 bytes of the text itself: what `PutLogEvents` counts against its limits. A text of
+    /// 4 GiB or more counts as `u32::MAX`, far over any limit, so it is refused as too large.
+    len: u32,
 }
+
+/// The bytes that end a framed message's event object.
+pub const FRAME_END: &[u8] = b"\"}";
 
 impl Message {
     /// The message `text`.
     pub fn new(text: &str) -> Message {
         let mut escaped = BytesMut::with_capacity(text.len() + text.len() / 8);
         super::json_lines::push_escaped(&mut escaped, text);
-        Message {
-            escaped: escaped.freeze(),
-            len: text.len(),
-        }
+        Message::from_escaped(escaped.freeze(), text.len())
     }
 
     /// A message already escaped: `escaped` must be what [`push_escaped`] makes of a text of
@@ -71,12 +82,49 @@ impl Message {
             unescape(&escaped).is_some_and(|t| t.len() == len),
             "not an escaped text of {len} bytes"
         );
-        Message { escaped, len }
+        Message {
+            buf: escaped,
+            at: 0,
+            start: 0,
+            end: 0,
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// A framed message: `buf[at..start]` is `,{"timestamp":T,"message":"` for the event's
+    /// timestamp T, `buf[start..end]` the escaped form of a text of `len` bytes, and
+    /// `buf[end..end + 2]` is `"}`. Offsets that do not say so give an unframed message of
+    /// `buf[start..end]` (never the case for the log encoder, which writes them; a debug build
+    /// asserts it).
+    pub fn framed(buf: Bytes, at: u32, start: u32, end: u32, len: usize) -> Message {
+        let (a, s, e) = (at as usize, start as usize, end as usize);
+        let ok = a < s
+            && s <= e
+            && e + FRAME_END.len() <= buf.len()
+            && buf[a..s].starts_with(b",{\"timestamp\":")
+            && buf[a..s].ends_with(b",\"message\":\"")
+            && &buf[e..e + FRAME_END.len()] == FRAME_END;
+        debug_assert!(ok, "not a framed message");
+        if !ok {
+            let text = buf.get(s..e).map(|t| buf.slice_ref(t)).unwrap_or_default();
+            return Message::from_escaped(text, len);
+        }
+        debug_assert!(
+            unescape(&buf[s..e]).is_some_and(|t| t.len() == len),
+            "not an escaped text of {len} bytes"
+        );
+        Message {
+            buf,
+            at,
+            start,
+            end,
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+        }
     }
 
     /// UTF-8 bytes of the text.
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     pub fn is_empty(&self) -> bool {
@@ -85,14 +133,33 @@ impl Message {
 
     /// The escaped form, for a JSON string (valid UTF-8).
     pub fn escaped(&self) -> &[u8] {
-        &self.escaped
+        if self.end == 0 {
+            &self.buf
+        } else {
+            &self.buf[self.start as usize..self.end as usize]
+        }
+    }
+
+    /// A framed message's buffer and where its event object is in it (with its leading comma):
+    /// `None` for an unframed one.
+    pub fn frame(&self) -> Option<(&Bytes, std::ops::Range<usize>)> {
+        (self.end != 0).then(|| (&self.buf, self.at as usize..self.end as usize + FRAME_END.len()))
     }
 
     /// The text itself (unescaped again: for tests and the rare reader, not the send path).
     pub fn text(&self) -> String {
-        unescape(&self.escaped).unwrap_or_default()
+        unescape(self.escaped()).unwrap_or_default()
     }
 }
+
+impl PartialEq for Message {
+    /// The same text, framed or not.
+    fn eq(&self, other: &Message) -> bool {
+        self.len == other.len && self.escaped() == other.escaped()
+    }
+}
+
+impl Eq for Message {}
 
 fn unescape(escaped: &[u8]) -> Option<String> {
     let mut quoted = Vec::with_capacity(escaped.len() + 2);

@@ -921,28 +921,28 @@ impl Sender {
 
     /// One `PutLogEvents` call under [`REQUEST_TIMEOUT`], with the EMF header when asked.
     async fn put(&self, group: &str, stream: &str, events: &[LogEvent]) -> Result<PutLogEventsOutput, Failure> {
-        // The request body is written here, each message copied as it is (events keep their
-        // messages escaped): the SDK's serializer escapes byte by byte and would first need a
-        // copy of every message (a quarter of the pipeline's CPU in the throughput benchmark),
-        // then escape the records, which are JSON, a second time. The SDK still signs
-        // the body (`body::PreparedBody` runs before signing), sends it, and parses the answer;
-        // it is given one placeholder event, which the body replaces.
-        let mut buf = self.body_buffer(body::size_hint(events));
-        body::put_body(&mut buf, group, stream, events);
-        let body = buf.freeze();
+        // The request body is built here (`body::put_body`): runs of the log encoder's framed
+        // messages as they are, the rest written escaped as it is. The SDK's serializer escapes
+        // byte by byte and would first need a copy of every message (a quarter of the pipeline's
+        // CPU in the throughput benchmark), then escape the records, which are JSON, a second
+        // time. The SDK still signs the body (`body::PreparedBody` runs before signing), sends
+        // it, and parses the answer; it is given one placeholder event, which the body replaces.
+        let buf = self.body_buffer(body::size_hint(events));
+        let (body, written) = body::put_body(buf, group, stream, events);
         let prepared = body::PreparedBody {
-            body: body.clone(),
+            sha256_hex: body.sha256_hex(),
+            body,
             emf: self.opts.emf_header,
         };
         let result = self.put_body_now(group, stream, events, prepared).await;
-        // The buffer back for the next request, when nothing else holds it any more: a body is
-        // up to about a megabyte, and a fresh one costs page faults on every request. The bodies
-        // in flight at once are copies of at most the budget's events, which their escaping
-        // makes up to about a tenth larger, in buffers rounded up to `body::BODY_GRAIN`: the
-        // kept ones may hold the budget and two full requests more. With only the budget, a
-        // 1 GiB catch-up (`scripts/bench logs`) took 125,000-145,000 page faults instead of
+        // The scratch buffer back for the next request, when nothing else holds it any more:
+        // a fresh one costs page faults on every request. For the logs lane it holds only a
+        // body's head and tail (the messages are sent from the encoder's buffers); for
+        // performance events, whole bodies. The kept ones may hold the budget and two full
+        // requests more. With only the budget, when log bodies were copied whole, a 1 GiB
+        // catch-up (`scripts/bench logs`) took 125,000-145,000 page faults instead of
         // 29,000-37,000, and about 5 % more CPU.
-        if let Ok(mut buf) = body.try_into_mut() {
+        if let Ok(mut buf) = written.try_into_mut() {
             let mut pool = self.bodies.lock().unwrap_or_else(PoisonError::into_inner);
             let kept: usize = pool.iter().map(BytesMut::capacity).sum();
             if pool.len() < self.opts.concurrency && kept + buf.capacity() <= self.shared.capacity + 2 * MAX_BATCH_BYTES

@@ -634,14 +634,14 @@ fn the_daemon_set_is_confined_scheduled_everywhere_and_sized_by_the_benchmarks()
         m.as_ref().unwrap()[k].0.clone()
     };
     // `scripts/bench footprint`: the whole agent on a busy node.
-    let (footprint_peak, footprint_millicores) = (41.6, 55.0);
+    let (footprint_peak, footprint_millicores) = (31.2, 36.8);
     assert!(mebibytes(&q(&r.requests, "memory")) >= footprint_peak);
     assert!(mebibytes(&q(&r.limits, "memory")) >= 2.0 * footprint_peak);
     assert!(millicores(&q(&r.requests, "cpu")) >= footprint_millicores);
     assert!(millicores(&q(&r.limits, "cpu")) > millicores(&q(&r.requests, "cpu")));
     let source = read("manifests/daemonset.yaml");
     let perf = read("docs/performance.md");
-    for figure in ["41.6 MiB", "5.5 %", "12.2 MiB", "141", "173"] {
+    for figure in ["31.2 MiB", "3.68 %", "12.2 MiB", "188", "197"] {
         assert!(source.contains(figure), "daemonset.yaml cites {figure}");
         assert!(perf.contains(figure), "docs/performance.md no longer says {figure}");
     }

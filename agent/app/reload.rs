@@ -255,7 +255,7 @@ mod tests {
                 "kinsight.logs.create_log_groups",
             ),
             (r#""logs": {"buffer_mib": 16}"#, "kinsight.logs.buffer_mib"),
-            (r#""logs": {"put_concurrency": 16}"#, "kinsight.logs.put_concurrency"),
+            (r#""logs": {"put_concurrency": 4}"#, "kinsight.logs.put_concurrency"),
             (r#""logs": {"retention_days": 7}"#, "kinsight.logs.retention_days"),
             (
                 r#""logs": {"flush_interval_secs": 2}"#,
@@ -267,7 +267,7 @@ mod tests {
             assert!(plan.restart.is_empty() && plan.identity.is_empty());
         }
         assert_eq!(cfg(r#""logs": {"buffer_mib": 16}"#).logs.buffer_bytes, 16 << 20);
-        assert_eq!(cfg(r#""logs": {"put_concurrency": 16}"#).logs.put_concurrency, 16);
+        assert_eq!(cfg(r#""logs": {"put_concurrency": 4}"#).logs.put_concurrency, 4);
     }
 
     #[test]

@@ -63,7 +63,7 @@ fn an_empty_object_takes_every_default() {
     assert!(l.enabled && l.create_log_groups && !l.honour_exclude_annotation);
     assert_eq!(l.disk_pressure_free_percent, 15);
     assert_eq!(l.buffer_bytes, 3 << 20);
-    assert_eq!(l.put_concurrency, 8);
+    assert_eq!(l.put_concurrency, 16);
     assert!(
         !l.labels && !l.annotations,
         "the Fluent Bit set-up has Labels Off, Annotations Off"

@@ -511,10 +511,16 @@ async fn flush_gives_up_at_its_deadline_and_counts_what_is_left() {
     // the sender counts the batch it had in flight as it stops
     let deadline = Instant::now() + FLUSH;
     while dropped(&t, "shutdown") < 1500.0 {
-        assert!(Instant::now() < deadline, "dropped {}", dropped(&t, "shutdown"));
+        assert!(
+            Instant::now() < deadline,
+            "dropped {} (queue_full {})",
+            dropped(&t, "shutdown"),
+            dropped(&t, "queue_full")
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(dropped(&t, "shutdown"), 1500.0, "queued plus in flight");
+    assert_eq!(dropped(&t, "queue_full"), 0.0, "a stop is not an eviction");
     assert!(server.accepted().is_empty());
     // once stopped, new intervals are counted, not queued
     out.enqueue(interval("b", 3));

@@ -60,6 +60,26 @@ impl Shared {
         st.queue.is_empty() && !st.in_flight
     }
 
+    /// Why batch `id`, taken before, must no longer be sent, if it must not: the queue evicted
+    /// its interval, or the output stopped. A stop also marks every interval evicted (see
+    /// `IntervalQueue::clear`), and the backoff sleep can end in the same tick as the stop; the
+    /// batch then counts as `shutdown`, as `flush` promises, not as `queue_full`.
+    fn evicted(&self, id: u64) -> Option<(ShipDropReason, &'static str)> {
+        let evicted = self.lock().queue.is_evicted(id);
+        // `stop` cancels before it clears the queue under the lock, so an eviction seen here
+        // that came from a stop always sees the cancellation too.
+        if self.stop.is_cancelled() {
+            Some((ShipDropReason::Shutdown, "stopped while retrying"))
+        } else if evicted {
+            Some((
+                ShipDropReason::QueueFull,
+                "the queue filled while the batch was being retried",
+            ))
+        } else {
+            None
+        }
+    }
+
     fn dropped(&self, reason: ShipDropReason, count: usize, code: Option<&str>, detail: &str, log: bool) {
         MetricsDropped {
             reason,
@@ -203,14 +223,8 @@ impl Sender {
             }
             // A full queue evicted this interval while it was retrying: it is the oldest, and
             // newer intervals matter more than finishing it.
-            if self.shared.lock().queue.is_evicted(id) {
-                self.shared.dropped(
-                    ShipDropReason::QueueFull,
-                    n,
-                    Some(&code),
-                    "the queue filled while the batch was being retried",
-                    true,
-                );
+            if let Some((reason, detail)) = self.shared.evicted(id) {
+                self.shared.dropped(reason, n, Some(&code), detail, true);
                 return;
             }
         }
@@ -275,6 +289,53 @@ pub fn unit(u: Unit) -> StandardUnit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shared(queue: usize) -> Shared {
+        Shared {
+            state: Mutex::new(State {
+                queue: IntervalQueue::new(queue),
+                in_flight: false,
+            }),
+            wake: Notify::new(),
+            settled: Notify::new(),
+            stop: CancellationToken::new(),
+            telemetry: Telemetry::new(),
+        }
+    }
+
+    fn one_batch() -> Vec<Vec<Datum>> {
+        vec![vec![Datum {
+            metric_name: "node_cpu_limit",
+            dimensions: vec![("ClusterName", "c".into())].into(),
+            value: 1.0,
+            stats: None,
+            unit: Unit::None,
+            timestamp_ms: 1_700_000_000_000,
+        }]]
+    }
+
+    /// The stop that `flush` makes at its deadline also marks the in-flight interval evicted; a
+    /// retry that wakes in the same tick must count its batch as `shutdown`.
+    #[test]
+    fn a_batch_stopped_while_retrying_counts_as_shutdown_not_as_evicted() {
+        let s = shared(1);
+        s.lock().queue.push(one_batch());
+        let (id, _) = s.lock().queue.take_next().unwrap();
+        assert_eq!(s.evicted(id), None);
+        // `CloudwatchMetrics::stop`: cancel, then clear under the lock.
+        s.stop.cancel();
+        s.lock().queue.clear();
+        assert_eq!(s.evicted(id).map(|(r, _)| r), Some(ShipDropReason::Shutdown));
+    }
+
+    #[test]
+    fn a_batch_whose_interval_was_pushed_out_counts_as_queue_full() {
+        let s = shared(1);
+        s.lock().queue.push(one_batch());
+        let (id, _) = s.lock().queue.take_next().unwrap();
+        s.lock().queue.push(one_batch());
+        assert_eq!(s.evicted(id).map(|(r, _)| r), Some(ShipDropReason::QueueFull));
+    }
 
     #[test]
     fn units_map_to_the_standard_units_of_the_same_spelling() {

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::dates::Date;
 use support::{Chaos, Moto, StrictCloudwatch, copy_dir, kinsight, repo, wait_until};
 
 const NODE: &str = "ip-10-0-1-23.eu-west-1.compute.internal";
@@ -138,13 +139,14 @@ impl Drop for Agent {
     }
 }
 
+/// Appends `text`, its fixture date 2026-12-06 moved to yesterday ([`Date::shift`]).
 fn append(path: &Path, text: &str) {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
+    f.write_all(Date::yesterday().shift(text).as_bytes()).unwrap();
 }
 
 /// Every event of a stream, through the pages of `GetLogEvents`.
@@ -195,9 +197,12 @@ fn profile_run(profile: &str) {
     let (Some(moto), metrics) = (Moto::start(), StrictCloudwatch::start()) else {
         return;
     };
-    let node = Node::new(&json!({"record_profile": profile, "stream_names": profile}));
+    let node = Node::new(&json!({"record_profile": profile, "stream_names": profile,
+        "multiline": [{"preset": "java", "container_globs": ["orders-*"]}],
+        "partial_flush_timeout_ms": 1000}));
     let web = node.container("shop", "web-1", "uid-1", "web", ID);
     let proxy = node.container("kube-system", "aws-node-abc", "uid-2", "aws-node", ID2);
+    let trace = write_java_trace(&node);
     // Interleaved partial lines of stdout and stderr, and one that never parses.
     append(
         &web,
@@ -267,11 +272,12 @@ fn profile_run(profile: &str) {
         assert!(first.get("time").is_none());
     } else {
         assert_eq!(first["stream"], "stderr");
-        assert_eq!(first["time"], "2026-12-06T10:00:00.1Z");
+        assert_eq!(first["time"], Date::yesterday().shift("2026-12-06T10:00:00.1Z"));
         assert_eq!(first["kubernetes"]["docker_id"], ID);
         assert_eq!(first["kubernetes"]["namespace_name"], "shop");
         assert_eq!(by_log("{\"msg\":\"json\",\"n\":1}")["log_processed"]["n"], 1);
     }
+    assert_one_event_per_trace(&moto, &app_group, profile, trace);
     let dp = messages(&events(&moto, &node.group("dataplane"), &proxy_stream));
     assert_eq!(dp.len(), 1, "aws-node goes to dataplane");
     assert_eq!(dp[0]["log"], "ipamd started");
@@ -290,6 +296,39 @@ fn profile_run(profile: &str) {
     assert_eq!(host[0]["message"], "node ready");
     let status = stop(agent);
     assert!(status.success(), "{status:?}\n{}", node.agent_log());
+}
+
+/// A Java stack trace and a line after it in `orders-1`, a container the `java` preset applies
+/// to; returns the trace as one event's text.
+fn write_java_trace(node: &Node) -> &'static str {
+    let orders = node.container("shop", "orders-1", "uid-3", "orders", ID2);
+    append(
+        &orders,
+        "2026-12-06T10:00:00Z stdout F java.lang.IllegalStateException: no stock\n\
+         2026-12-06T10:00:00Z stdout F \tat shop.Orders.take(Orders.java:42)\n\
+         2026-12-06T10:00:01Z stdout F order 2 taken\n",
+    );
+    "java.lang.IllegalStateException: no stock\n\tat shop.Orders.take(Orders.java:42)"
+}
+
+/// The `orders-1` container's stack trace arrived as one event, the line after it as another.
+fn assert_one_event_per_trace(moto: &Moto, group: &str, profile: &str, trace: &str) {
+    let stream = if profile == "fluentd" {
+        format!("orders-1_shop_orders-{ID2}")
+    } else {
+        format!("{NODE}-application.var.log.containers.orders-1_shop_orders-{ID2}.log")
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), Duration::from_millis(200), || events(
+            moto, group, &stream
+        )
+        .len()
+            >= 2),
+        "the orders events did not arrive"
+    );
+    let orders = messages(&events(moto, group, &stream));
+    let orders: Vec<&str> = orders.iter().map(|m| m["log"].as_str().unwrap()).collect();
+    assert_eq!(orders, [trace, "order 2 taken"]);
 }
 
 #[test]
@@ -504,9 +543,17 @@ fn collect_list_files_reach_cloudwatch_logs_as_the_agent_sent_them() {
     std::fs::create_dir_all(&app).unwrap();
     std::fs::create_dir_all(&jobs).unwrap();
     // Latin-1 bytes (0xe9 is é) and a Java stack trace.
-    let mut bytes = b"10.0.0.1 [06/Dec/2026:10:00:00 +0000] caf\xe9 ok\n".to_vec();
-    bytes.extend_from_slice(b"10.0.0.1 [06/Dec/2026:10:00:01 +0000] GET /healthz\n");
-    bytes.extend_from_slice(b"10.0.0.1 [06/Dec/2026:10:00:02 +0000] java.lang.Error: x\n\tat a.B(B.java:1)\n");
+    let day = Date::yesterday();
+    let mut bytes = day.shift("10.0.0.1 [06/Dec/2026:10:00:00 +0000] caf").into_bytes();
+    bytes.extend_from_slice(b"\xe9 ok\n");
+    bytes.extend_from_slice(
+        day.shift("10.0.0.1 [06/Dec/2026:10:00:01 +0000] GET /healthz\n")
+            .as_bytes(),
+    );
+    bytes.extend_from_slice(
+        day.shift("10.0.0.1 [06/Dec/2026:10:00:02 +0000] java.lang.Error: x\n\tat a.B(B.java:1)\n")
+            .as_bytes(),
+    );
     std::fs::write(app.join("access.log"), &bytes).unwrap();
     append(&jobs.join("a.log"), "job a\n");
     append(&jobs.join("b.log"), "job b\n");
@@ -530,18 +577,20 @@ fn collect_list_files_reach_cloudwatch_logs_as_the_agent_sent_them() {
         .iter()
         .map(|e| (e["message"].as_str().unwrap(), e["timestamp"].as_i64().unwrap()))
         .collect();
-    let t0 = 1_796_551_200_000; // 2026-12-06T10:00:00Z
-    assert_eq!(
-        lines,
-        [
-            ("10.0.0.1 [06/Dec/2026:10:00:00 +0000] café ok", t0),
-            (
-                "10.0.0.1 [06/Dec/2026:10:00:02 +0000] java.lang.Error: x\n\tat a.B(B.java:1)",
-                t0 + 2000
-            ),
-            ("10.0.0.1 [06/Dec/2026:10:00:03 +0000] after start", t0 + 3000),
-        ]
-    );
+    let t0 = day.midnight_ms + 10 * 3_600_000; // 10:00:00Z
+    let expected: Vec<(String, i64)> = [
+        ("10.0.0.1 [06/Dec/2026:10:00:00 +0000] café ok", t0),
+        (
+            "10.0.0.1 [06/Dec/2026:10:00:02 +0000] java.lang.Error: x\n\tat a.B(B.java:1)",
+            t0 + 2000,
+        ),
+        ("10.0.0.1 [06/Dec/2026:10:00:03 +0000] after start", t0 + 3000),
+    ]
+    .into_iter()
+    .map(|(m, t)| (day.shift(m), t))
+    .collect();
+    let lines: Vec<(String, i64)> = lines.into_iter().map(|(m, t)| (m.to_owned(), t)).collect();
+    assert_eq!(lines, expected);
     let (_, groups) = moto.logs_call("DescribeLogGroups", &json!({"logGroupNamePrefix": "/e2e/app"}));
     assert_eq!(groups["logGroups"][0]["retentionInDays"], 7, "{groups}");
     for name in ["a", "b"] {

@@ -74,7 +74,7 @@ fn tailer(root: &Path) -> (Tailer, Arc<Settlements>) {
         annotations: false,
         exclude_globs: vec![],
         dataplane_globs: vec![],
-        multiline: None,
+        multiline: Vec::new(),
         limits: Limits::default(),
         size: size_rules(1_048_550, OversizeEvent::Truncate),
         own_pod: None,

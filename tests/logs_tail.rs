@@ -41,7 +41,7 @@ fn settings() -> TailSettings {
         annotations: false,
         exclude_globs: vec![],
         dataplane_globs: vec!["aws-node*".into(), "kube-proxy*".into()],
-        multiline: None,
+        multiline: Vec::new(),
         limits: Limits {
             max_record_bytes: 1_048_550,
             flush_timeout: Duration::from_secs(5),
@@ -437,6 +437,89 @@ fn the_agents_own_pod_is_excluded_and_aws_node_goes_to_dataplane() {
             .starts_with("node-a-dataplane.tail.var.log.containers.aws-node-xyz_kube-system_aws-node-"),
         "{}",
         node.got[0].stream
+    );
+}
+
+/// Multiline rules are chosen per container by its `/var/log/containers` basename, the first
+/// matching rule wins, and a container no rule matches keeps one record per line.
+#[test]
+fn multiline_rules_apply_per_container_by_basename_first_match_wins() {
+    use kinsight::logs::parse::{MultilineRule, Preset};
+    let dir = tempfile::tempdir().unwrap();
+    let containers = [("orders-7", "orders"), ("ml-3", "worker"), ("web-1", "web")];
+    for (pod, c) in containers {
+        std::fs::create_dir_all(dir.path().join(format!("var/log/pods/shop_{pod}_u-{pod}/{c}"))).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join("var/log/containers")).unwrap();
+    for (pod, c) in containers {
+        std::os::unix::fs::symlink(
+            format!("/var/log/pods/shop_{pod}_u-{pod}/{c}/0.log"),
+            dir.path().join(format!("var/log/containers/{pod}_shop_{c}-{ID}.log")),
+        )
+        .unwrap();
+    }
+    let mut s = settings();
+    // The Java rule comes first: `orders-7` matches both and takes it. `web-*` matches neither.
+    s.multiline = vec![
+        (MultilineRule::preset(Preset::Java), vec!["orders-*".into()]),
+        (
+            MultilineRule::start_pattern(r"^\d{4}-").unwrap(),
+            vec!["orders-*".into(), "ml-*".into()],
+        ),
+    ];
+    let (tailer, settlements) = Node::tailer_over(dir.path(), s);
+    let mut node = Node {
+        dir,
+        tailer,
+        settlements,
+        now: Duration::ZERO,
+        got: Vec::new(),
+    };
+    let cri = |lines: &[&str]| -> String {
+        use std::fmt::Write as _;
+        lines.iter().fold(String::new(), |mut out, l| {
+            writeln!(out, "2026-12-06T10:00:00Z stdout F {l}").unwrap();
+            out
+        })
+    };
+    let trace = [
+        "java.lang.IllegalStateException: no stock",
+        "\tat shop.Orders.take(Orders.java:42)",
+        "\tat shop.Main.main(Main.java:7)",
+    ];
+    node.append(
+        "var/log/pods/shop_orders-7_u-orders-7/orders/0.log",
+        &cri(&[&["order 1 taken"][..], &trace[..], &["order 2 taken"]].concat()),
+    );
+    let python = [
+        "2026-12-06 10:00:00 job failed",
+        "  retrying in 5 s",
+        "2026-12-06 10:00:05 job ok",
+    ];
+    node.append("var/log/pods/shop_ml-3_u-ml-3/worker/0.log", &cri(&python));
+    node.append(
+        "var/log/pods/shop_web-1_u-web-1/web/0.log",
+        &cri(&["GET /", "  indented, but no rule applies"]),
+    );
+    node.step(true);
+    // The last record of each joined file stays open until the flush timeout.
+    node.advance(Duration::from_secs(6));
+    node.step(true);
+    let by_stream = |needle: &str| -> Vec<String> {
+        let events: Vec<LogEvent> = node.got.iter().filter(|e| e.stream.contains(needle)).cloned().collect();
+        logs(&events)
+    };
+    assert_eq!(
+        by_stream("orders-7_shop_orders"),
+        ["order 1 taken".to_owned(), trace.join("\n"), "order 2 taken".to_owned()]
+    );
+    assert_eq!(
+        by_stream("ml-3_shop_worker"),
+        [python[..2].join("\n"), python[2].to_owned()]
+    );
+    assert_eq!(
+        by_stream("web-1_shop_web"),
+        ["GET /", "  indented, but no rule applies"]
     );
 }
 

@@ -12,8 +12,9 @@ use serde_json::Value;
 
 use super::error::ErrorKind;
 use super::model::{
-    HostLogSource, LogFormat, Logs, MetadataSource, MetricDrop, Metrics, MetricsDestination, Multiline, OutputKind,
-    OversizeEvent, Paths, Prices, RecordProfile, StreamNames, TelemetrySettings,
+    HostLogSource, LogFormat, Logs, MetadataSource, MetricDrop, Metrics, MetricsDestination, Multiline,
+    MultilinePreset, MultilineStart, OutputKind, OversizeEvent, Paths, Prices, RecordProfile, StreamNames,
+    TelemetrySettings,
 };
 use super::upstream;
 use super::values;
@@ -259,8 +260,8 @@ fn logs(mut o: Obj<'_>, cx: &mut Ctx, force_flush_interval: Duration, endpoint_o
         host_files: o
             .str_list(cx, "host_files", values::absolute_path)
             .unwrap_or_else(|| DEFAULT_HOST_FILES.iter().map(PathBuf::from).collect()),
-        // object, default none: multiline joining; see `multiline`.
-        multiline: multiline(o.object(cx, "multiline"), cx),
+        // object or array of objects, default none: multiline rules; see `multiline_rules`.
+        multiline: multiline_rules(&mut o, cx),
         // integer milliseconds 1..=600000, default 5000: flush of pending partial (P/F) and
         // multiline records.
         partial_flush_timeout: Duration::from_millis(
@@ -323,27 +324,65 @@ fn owned(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// `kinsight.logs.multiline`: absent means no multiline rule in the file.
+/// `kinsight.logs.multiline`: one rule (an object) or several (an array, the first rule whose
+/// globs match a container applies); absent means no rule.
+fn multiline_rules(o: &mut Obj<'_>, cx: &mut Ctx) -> Vec<Multiline> {
+    match o.value("multiline") {
+        Some(Value::Array(_)) => o
+            .objects(cx, "multiline")
+            .into_iter()
+            .filter_map(|rule| multiline(rule, cx))
+            .collect(),
+        None | Some(Value::Object(_)) => multiline(o.object(cx, "multiline"), cx).into_iter().collect(),
+        Some(other) => {
+            cx.error(
+                o.path_of("multiline"),
+                wrong_type("an object or an array of objects", other),
+            );
+            Vec::new()
+        }
+    }
+}
+
+const MULTILINE_PRESETS: [(&str, MultilinePreset); 3] = [
+    ("java", MultilinePreset::Java),
+    ("python", MultilinePreset::Python),
+    ("go", MultilinePreset::Go),
+];
+
+/// One multiline rule: `first_line_regex` or `preset`, exactly one, and its containers.
 fn multiline(mut o: Obj<'_>, cx: &mut Ctx) -> Option<Multiline> {
     if !o.is_present() {
         o.finish(cx);
         return None;
     }
-    let present = o.value("first_line_regex").is_some();
-    // string, required: a line matching this regex (Rust `regex` syntax) starts a new record.
-    let first_line_regex = o.parsed(cx, "first_line_regex", values::regex);
-    if !present {
-        cx.error(o.path_of("first_line_regex"), ErrorKind::MissingKey);
-    }
+    let given = (o.value("first_line_regex").is_some(), o.value("preset").is_some());
+    // string: a line matching this regex (Rust `regex` syntax) starts a new record.
+    let regex = o.parsed(cx, "first_line_regex", values::regex);
+    // "java" | "python" | "go": Fluent Bit's built-in multiline parser of that name.
+    let preset = o.choice(cx, "preset", &MULTILINE_PRESETS);
     // [glob], default ["*"]: the containers (by /var/log/containers basename) it applies to.
     let container_globs = o
         .str_list(cx, "container_globs", values::glob)
         .unwrap_or_else(|| vec!["*".to_owned()]);
+    let path = o.path().to_owned();
     o.finish(cx);
-    Some(Multiline {
-        first_line_regex: first_line_regex?,
-        container_globs,
-    })
+    let start = match given {
+        (true, true) => {
+            cx.error(path, ErrorKind::invalid("set first_line_regex or preset, not both"));
+            return None;
+        }
+        (false, false) => {
+            cx.error(
+                path,
+                ErrorKind::invalid("needs first_line_regex (a pattern) or preset (java, python or go)"),
+            );
+            return None;
+        }
+        (true, false) => MultilineStart::FirstLineRegex(regex?),
+        (false, true) => MultilineStart::Preset(preset?),
+    };
+    Some(Multiline { start, container_globs })
 }
 
 fn retention_days(cx: &mut Ctx, o: &mut Obj<'_>) -> Option<u32> {

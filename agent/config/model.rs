@@ -114,13 +114,31 @@ pub enum HostLogSource {
 /// Format of kinsight's own diagnostic log lines (stderr): defined by `telemetry`, which owns logging.
 pub use crate::telemetry::LogFormat;
 
-/// Multiline joining for application logs.
+/// One multiline rule for container logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Multiline {
-    /// A line matching this regular expression starts a new record; other lines are appended.
-    pub first_line_regex: String,
+    pub start: MultilineStart,
     /// Only containers whose `/var/log/containers` basename matches one of these globs.
     pub container_globs: Vec<String>,
+}
+
+/// How a multiline rule finds where a record starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MultilineStart {
+    /// `first_line_regex`: a line matching this regular expression starts a new record; other
+    /// lines are appended.
+    FirstLineRegex(String),
+    /// `preset`: one of Fluent Bit's built-in multiline parsers.
+    Preset(MultilinePreset),
+}
+
+/// Fluent Bit's built-in multiline parsers for stack traces (`multiline.parser java`, `python`,
+/// `go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MultilinePreset {
+    Java,
+    Python,
+    Go,
 }
 
 #[expect(clippy::struct_excessive_bools, reason = "one field per boolean key of the file")]
@@ -299,9 +317,10 @@ pub struct Logs {
     pub dataplane_units: Vec<String>,
     pub host_source: HostLogSource,
     pub host_files: Vec<PathBuf>,
-    /// `None`: the file sets no rule (a record profile's default rule, such as fluentd's `^\S`,
-    /// is not applied here).
-    pub multiline: Option<Multiline>,
+    /// The container multiline rules, in order: a container takes the first whose globs match
+    /// its basename. Empty: the file sets no rule (a record profile's default rule, such as
+    /// fluentd's `^\S`, is not applied here).
+    pub multiline: Vec<Multiline>,
     pub partial_flush_timeout: Duration,
     pub max_event_bytes: usize,
     pub oversize_event: OversizeEvent,

@@ -84,7 +84,7 @@ fn an_empty_object_takes_every_default() {
         .map(PathBuf::from)
         .collect();
     assert_eq!(l.host_files, host_files);
-    assert_eq!(l.multiline, None);
+    assert!(l.multiline.is_empty());
     assert_eq!(l.partial_flush_timeout, Duration::from_secs(5));
     assert_eq!(l.max_event_bytes, 1_048_550);
     assert_eq!(l.oversize_event, OversizeEvent::Truncate);
@@ -483,6 +483,59 @@ fn collect_list_errors_name_the_entry_and_the_field() {
     );
 }
 
+/// `kinsight.logs.multiline` takes one rule or a list of them, each a pattern or a preset.
+#[test]
+fn multiline_rules_are_a_pattern_or_a_preset_one_or_several() {
+    let one = ok(
+        r#"{"kinsight":{"logs":{"multiline":{"first_line_regex":"^\\S"}}}}"#,
+        &local(),
+    );
+    assert_eq!(
+        one.logs.multiline,
+        [Multiline {
+            start: MultilineStart::FirstLineRegex(r"^\S".to_owned()),
+            container_globs: vec!["*".to_owned()],
+        }]
+    );
+    let several = ok(
+        r#"{"kinsight":{"logs":{"multiline":[
+            {"preset":"java","container_globs":["orders-*","billing-*"]},
+            {"preset":"python","container_globs":["ml-*"]},
+            {"preset":"go"},
+            {"first_line_regex":"^\\d{4}-","container_globs":["legacy-*"]}]}}}"#,
+        &local(),
+    );
+    let starts: Vec<_> = several.logs.multiline.iter().map(|m| m.start.clone()).collect();
+    assert_eq!(
+        starts,
+        [
+            MultilineStart::Preset(MultilinePreset::Java),
+            MultilineStart::Preset(MultilinePreset::Python),
+            MultilineStart::Preset(MultilinePreset::Go),
+            MultilineStart::FirstLineRegex(r"^\d{4}-".to_owned()),
+        ]
+    );
+    assert_eq!(several.logs.multiline[0].container_globs, ["orders-*", "billing-*"]);
+    assert_eq!(several.logs.multiline[2].container_globs, ["*"]);
+
+    let text = r#"{"kinsight":{"logs":{"multiline":[
+        {"preset":"java","first_line_regex":"^x"},
+        {"preset":"ruby"},
+        {"container_globs":["a"]},
+        {"first_line_regex":"(x"},
+        "^x"]}}}"#;
+    assert_eq!(
+        errors(text, &local()),
+        [
+            "kinsight.logs.multiline[0]: set first_line_regex or preset, not both",
+            "kinsight.logs.multiline[1].preset: invalid value \"ruby\"; expected one of \"java\", \"python\", \"go\"",
+            "kinsight.logs.multiline[2]: needs first_line_regex (a pattern) or preset (java, python or go)",
+            "kinsight.logs.multiline[3].first_line_regex: invalid regular expression \"(x\": unclosed group",
+            "kinsight.logs.multiline[4]: expected an object, got a string",
+        ]
+    );
+}
+
 #[test]
 fn kinsight_values_are_checked() {
     let text = r#"{"kinsight":{
@@ -507,7 +560,7 @@ fn kinsight_values_are_checked() {
             "kinsight.logs.host_files[1]: \"/var/log/../../etc/shadow\": '.' and '..' components are not \
              allowed (paths are resolved under the host root)",
             "kinsight.logs.max_event_bytes: must be 1..=1048550 bytes, got 1048551",
-            "kinsight.logs.multiline.first_line_regex: required key is missing",
+            "kinsight.logs.multiline: needs first_line_regex (a pattern) or preset (java, python or go)",
             "kinsight.logs.put_concurrency: must be 1..=16 requests, got 17",
             "kinsight.logs.retention_days: must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, \
              180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653 (days, as \
@@ -584,7 +637,7 @@ fn odd_documents_give_errors_not_panics() {
         ),
         (
             r#"{"kinsight":{"logs":{"multiline":"^x"}}}"#,
-            "kinsight.logs.multiline: expected an object, got a string",
+            "kinsight.logs.multiline: expected an object or an array of objects, got a string",
         ),
         (r#"{"agent":{"metrics_collection_interval":1e400}}"#, ""),
         (

@@ -83,6 +83,11 @@ impl<'v> Obj<'v> {
         }
     }
 
+    /// The path of this object itself (`kinsight.logs.multiline[1]`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// The path of `key` inside this object.
     pub fn path_of(&self, key: &str) -> String {
         if self.path.is_empty() {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, MultilinePreset, MultilineStart};
 use crate::host::Clock;
 use crate::host::confined::ConfinedRoot;
 use crate::kube::PodIndex;
@@ -28,7 +28,7 @@ use super::checkpoint::Store;
 use super::collect::{CollectRule, Placeholders};
 use super::discover::Places;
 use super::encode::NodeFacts;
-use super::parse::{Limits, MultilineRule};
+use super::parse::{Limits, MultilineRule, Preset};
 use super::settle::Settlements;
 use super::tail::{Counts, JournalSettings, TailSettings, Tailer, size_rules};
 use super::watch::DirWatch;
@@ -67,8 +67,12 @@ pub enum LogsError {
         #[source]
         source: crate::host::confined::ConfinedError,
     },
-    #[error("multiline rule kinsight.logs.multiline.first_line_regex does not compile")]
-    Multiline(#[source] regex::Error),
+    #[error("multiline rule kinsight.logs.multiline[{index}].first_line_regex does not compile")]
+    Multiline {
+        index: usize,
+        #[source]
+        source: regex::Error,
+    },
     #[error("logs.logs_collected.files.collect_list cannot be used")]
     Collect(#[source] super::collect::CollectError),
 }
@@ -103,13 +107,24 @@ pub fn settings(
         units: l.dataplane_units.clone(),
         host: journald_host,
     });
-    let multiline = match &l.multiline {
-        Some(m) => Some((
-            MultilineRule::start_pattern(&m.first_line_regex).map_err(LogsError::Multiline)?,
-            m.container_globs.clone(),
-        )),
-        None => None,
-    };
+    let multiline = l
+        .multiline
+        .iter()
+        .enumerate()
+        .map(|(index, m)| {
+            let rule = match &m.start {
+                MultilineStart::FirstLineRegex(re) => {
+                    MultilineRule::start_pattern(re).map_err(|source| LogsError::Multiline { index, source })?
+                }
+                MultilineStart::Preset(p) => MultilineRule::preset(match p {
+                    MultilinePreset::Java => Preset::Java,
+                    MultilinePreset::Python => Preset::Python,
+                    MultilinePreset::Go => Preset::Go,
+                }),
+            };
+            Ok((rule, m.container_globs.clone()))
+        })
+        .collect::<Result<Vec<_>, LogsError>>()?;
     Ok(TailSettings {
         cluster: cfg.cluster_name.clone(),
         node: cfg.node_name.clone(),

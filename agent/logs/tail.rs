@@ -69,8 +69,9 @@ pub struct TailSettings {
     pub annotations: bool,
     pub exclude_globs: Vec<String>,
     pub dataplane_globs: Vec<String>,
-    /// Multiline rule and the basename globs it applies to.
-    pub multiline: Option<(MultilineRule, Vec<String>)>,
+    /// Multiline rules and the basename globs each applies to: a container takes the first
+    /// rule that matches.
+    pub multiline: Vec<(MultilineRule, Vec<String>)>,
     pub limits: Limits,
     pub size: SizeRules,
     /// Log files of this pod (`K8S_NAMESPACE`, `POD_NAME`) are not shipped: a failing agent must
@@ -161,7 +162,11 @@ enum State {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Container,
+    /// A container's log; `multiline` is the index of the first `TailSettings::multiline` rule
+    /// whose globs match its `/var/log/containers` basename.
+    Container {
+        multiline: Option<usize>,
+    },
     Host {
         syslog: bool,
     },
@@ -683,7 +688,7 @@ impl Tailer {
             discard_from: None,
             parser: LineParser::new(),
             joiner: Joiner::new(s.limits),
-            multiline: None,
+            multiline: multiline_of(s, kind),
             kind,
             shape,
             route,
@@ -793,6 +798,12 @@ impl Tailer {
                 } else {
                     Group::Application
                 };
+                // Matched against the basename, as the exclusion and dataplane globs are (not
+                // against the stream name, which starts with the node's name).
+                let multiline = s
+                    .multiline
+                    .iter()
+                    .position(|(_, globs)| globs.iter().any(|g| route::glob_match(g, &name)));
                 let stream =
                     route::valid_stream_name(&route::container_stream(s.stream_names, group, &s.node, &name)).0;
                 let shape = match group {
@@ -810,7 +821,7 @@ impl Tailer {
                     stream: stream.into(),
                 };
                 (
-                    Kind::Container,
+                    Kind::Container { multiline },
                     route,
                     shape,
                     Some(cf.clone()),
@@ -918,7 +929,7 @@ impl Tailer {
         {
             fingerprint = fp;
         }
-        let multiline = multiline_of(s, kind, &route);
+        let multiline = multiline_of(s, kind);
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.settlements.open(id, offset);
@@ -1157,7 +1168,7 @@ impl Tailer {
     pub fn refresh_metadata(&mut self) {
         let mut updates = Vec::new();
         for (i, s) in self.sources.iter().enumerate() {
-            if s.enriched || s.kind != Kind::Container {
+            if s.enriched || !matches!(s.kind, Kind::Container { .. }) {
                 continue;
             }
             let Some(cf) = &s.container else { continue };
@@ -1334,21 +1345,17 @@ impl Tailer {
 }
 
 /// The multiline stage of a new source: its `collect_list` entry's rule, or the container rule
-/// when the file's stream name matches its globs.
-fn multiline_of(s: &TailSettings, kind: Kind, route: &Route) -> Option<Multiline> {
+/// chosen for it by its basename (`Tailer::route_of`).
+fn multiline_of(s: &TailSettings, kind: Kind) -> Option<Multiline> {
     match kind {
         Kind::Collect { entry } => s
             .places
             .collect
             .get(entry)
             .map(|rule| Multiline::new(rule.multiline.clone(), s.limits)),
-        Kind::Container => s.multiline.as_ref().and_then(|(rule, globs)| {
-            let name = route.stream.as_ref();
-            globs
-                .iter()
-                .any(|g| route::glob_match(g, name) || g == "*")
-                .then(|| Multiline::new(rule.clone(), s.limits))
-        }),
+        Kind::Container { multiline } => multiline
+            .and_then(|i| s.multiline.get(i))
+            .map(|(rule, _)| Multiline::new(rule.clone(), s.limits)),
         Kind::Host { .. } => None,
     }
 }
@@ -1553,7 +1560,7 @@ fn handle_line(
                 ml.push(rec, now, |r| encode_collected(rule, &r, settings, counts, records));
             }
         }
-        Kind::Container => match s.parser.parse(line, scratch) {
+        Kind::Container { .. } => match s.parser.parse(line, scratch) {
             Ok(l) if s.excluded[l.stream.index()] => ctx.counts.excluded += 1,
             Ok(l) => {
                 let Source {
@@ -1613,7 +1620,7 @@ fn flush_expired(
     bytes: &mut usize,
 ) {
     let collect = match s.kind {
-        Kind::Container => None,
+        Kind::Container { .. } => None,
         Kind::Host { .. } => return,
         Kind::Collect { entry } => Some(ctx.settings.places.collect.get(entry).cloned()),
     };

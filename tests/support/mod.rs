@@ -27,6 +27,7 @@ mod cgroups;
 mod chaos;
 mod cloudwatch;
 mod cloudwatch_logs;
+pub mod dates;
 pub mod dcgm;
 pub mod efa;
 pub mod fake_server;

@@ -197,9 +197,7 @@ fn profile_run(profile: &str) {
     let (Some(moto), metrics) = (Moto::start(), StrictCloudwatch::start()) else {
         return;
     };
-    let node = Node::new(&json!({"record_profile": profile, "stream_names": profile,
-        "multiline": [{"preset": "java", "container_globs": ["orders-*"]}],
-        "partial_flush_timeout_ms": 1000}));
+    let node = Node::new(&profile_settings(profile));
     let web = node.container("shop", "web-1", "uid-1", "web", ID);
     let proxy = node.container("kube-system", "aws-node-abc", "uid-2", "aws-node", ID2);
     let trace = write_java_trace(&node);
@@ -298,7 +296,18 @@ fn profile_run(profile: &str) {
     assert!(status.success(), "{status:?}\n{}", node.agent_log());
 }
 
-/// A Java stack trace and a line after it in `orders-1`, a container the `java` preset applies
+/// `kinsight.logs` for a profile run. The fluentd profile's default multiline rule (`^\S`:
+/// an indented line continues a record) joins the Java trace of [`write_java_trace`];
+/// fluent-bit joins nothing by default, so the `java` preset is set for it.
+fn profile_settings(profile: &str) -> Value {
+    let mut logs = json!({"record_profile": profile, "stream_names": profile, "partial_flush_timeout_ms": 1000});
+    if profile != "fluentd" {
+        logs["multiline"] = json!([{"preset": "java", "container_globs": ["orders-*"]}]);
+    }
+    logs
+}
+
+/// A Java stack trace and a line after it in `orders-1`, a container a multiline rule applies
 /// to; returns the trace as one event's text.
 fn write_java_trace(node: &Node) -> &'static str {
     let orders = node.container("shop", "orders-1", "uid-3", "orders", ID2);

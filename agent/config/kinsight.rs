@@ -260,7 +260,8 @@ fn logs(mut o: Obj<'_>, cx: &mut Ctx, force_flush_interval: Duration, endpoint_o
         host_files: o
             .str_list(cx, "host_files", values::absolute_path)
             .unwrap_or_else(|| DEFAULT_HOST_FILES.iter().map(PathBuf::from).collect()),
-        // object or array of objects, default none: multiline rules; see `multiline_rules`.
+        // object or array of objects, default the record profile's: multiline rules; see
+        // `multiline_rules`.
         multiline: multiline_rules(&mut o, cx),
         // integer milliseconds 1..=600000, default 5000: flush of pending partial (P/F) and
         // multiline records.
@@ -325,21 +326,23 @@ fn owned(items: &[&str]) -> Vec<String> {
 }
 
 /// `kinsight.logs.multiline`: one rule (an object) or several (an array, the first rule whose
-/// globs match a container applies); absent means no rule.
-fn multiline_rules(o: &mut Obj<'_>, cx: &mut Ctx) -> Vec<Multiline> {
+/// globs match a container applies); absent means the record profile's default.
+fn multiline_rules(o: &mut Obj<'_>, cx: &mut Ctx) -> Option<Vec<Multiline>> {
     match o.value("multiline") {
-        Some(Value::Array(_)) => o
-            .objects(cx, "multiline")
-            .into_iter()
-            .filter_map(|rule| multiline(rule, cx))
-            .collect(),
-        None | Some(Value::Object(_)) => multiline(o.object(cx, "multiline"), cx).into_iter().collect(),
+        None => None,
+        Some(Value::Array(_)) => Some(
+            o.objects(cx, "multiline")
+                .into_iter()
+                .filter_map(|rule| multiline(rule, cx))
+                .collect(),
+        ),
+        Some(Value::Object(_)) => Some(multiline(o.object(cx, "multiline"), cx).into_iter().collect()),
         Some(other) => {
             cx.error(
                 o.path_of("multiline"),
                 wrong_type("an object or an array of objects", other),
             );
-            Vec::new()
+            None
         }
     }
 }

@@ -318,9 +318,9 @@ pub struct Logs {
     pub host_source: HostLogSource,
     pub host_files: Vec<PathBuf>,
     /// The container multiline rules, in order: a container takes the first whose globs match
-    /// its basename. Empty: the file sets no rule (a record profile's default rule, such as
-    /// fluentd's `^\S`, is not applied here).
-    pub multiline: Vec<Multiline>,
+    /// its basename. `None`: the file sets none, and the record profile's default applies
+    /// (`logs::pipeline`: fluentd's `^\S`, none for fluent-bit); an empty list turns them off.
+    pub multiline: Option<Vec<Multiline>>,
     pub partial_flush_timeout: Duration,
     pub max_event_bytes: usize,
     pub oversize_event: OversizeEvent,

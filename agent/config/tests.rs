@@ -84,7 +84,7 @@ fn an_empty_object_takes_every_default() {
         .map(PathBuf::from)
         .collect();
     assert_eq!(l.host_files, host_files);
-    assert!(l.multiline.is_empty());
+    assert_eq!(l.multiline, None, "the record profile's default");
     assert_eq!(l.partial_flush_timeout, Duration::from_secs(5));
     assert_eq!(l.max_event_bytes, 1_048_550);
     assert_eq!(l.oversize_event, OversizeEvent::Truncate);
@@ -491,7 +491,7 @@ fn multiline_rules_are_a_pattern_or_a_preset_one_or_several() {
         &local(),
     );
     assert_eq!(
-        one.logs.multiline,
+        one.logs.multiline.unwrap(),
         [Multiline {
             start: MultilineStart::FirstLineRegex(r"^\S".to_owned()),
             container_globs: vec!["*".to_owned()],
@@ -505,7 +505,8 @@ fn multiline_rules_are_a_pattern_or_a_preset_one_or_several() {
             {"first_line_regex":"^\\d{4}-","container_globs":["legacy-*"]}]}}}"#,
         &local(),
     );
-    let starts: Vec<_> = several.logs.multiline.iter().map(|m| m.start.clone()).collect();
+    let several = several.logs.multiline.unwrap();
+    let starts: Vec<_> = several.iter().map(|m| m.start.clone()).collect();
     assert_eq!(
         starts,
         [
@@ -515,8 +516,14 @@ fn multiline_rules_are_a_pattern_or_a_preset_one_or_several() {
             MultilineStart::FirstLineRegex(r"^\d{4}-".to_owned()),
         ]
     );
-    assert_eq!(several.logs.multiline[0].container_globs, ["orders-*", "billing-*"]);
-    assert_eq!(several.logs.multiline[2].container_globs, ["*"]);
+    assert_eq!(several[0].container_globs, ["orders-*", "billing-*"]);
+    assert_eq!(several[2].container_globs, ["*"]);
+    let none = ok(r#"{"kinsight":{"logs":{"multiline":[]}}}"#, &local());
+    assert_eq!(
+        none.logs.multiline,
+        Some(Vec::new()),
+        "an empty list turns the default off"
+    );
 
     let text = r#"{"kinsight":{"logs":{"multiline":[
         {"preset":"java","first_line_regex":"^x"},

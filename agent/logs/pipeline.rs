@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, MultilinePreset, MultilineStart};
+use crate::config::{Config, Multiline, MultilinePreset, MultilineStart, RecordProfile};
 use crate::host::Clock;
 use crate::host::confined::ConfinedRoot;
 use crate::kube::PodIndex;
@@ -77,6 +77,26 @@ pub enum LogsError {
     Collect(#[source] super::collect::CollectError),
 }
 
+/// The multiline rules of a record profile, for a file that sets none. The fluentd profile joins
+/// as the Container Insights fluentd set-up did (`containers.conf` of
+/// `aws-samples/amazon-cloudwatch-container-insights`: a `concat` filter with
+/// `multiline_start_regexp /^\S/` and `flush_interval 5` for every container, and
+/// `/^\d{4}[-/]\d{1,2}[-/]\d{1,2}/` for the CloudWatch agent's own); the fluent-bit profile joins
+/// nothing, as the Fluent Bit set-up only joins CRI and Docker partial lines.
+fn default_multiline(profile: RecordProfile) -> Vec<Multiline> {
+    let rule = |re: &str, glob: &str| Multiline {
+        start: MultilineStart::FirstLineRegex(re.to_owned()),
+        container_globs: vec![glob.to_owned()],
+    };
+    match profile {
+        RecordProfile::FluentBit => Vec::new(),
+        RecordProfile::Fluentd => vec![
+            rule(r"^\d{4}[-/]\d{1,2}[-/]\d{1,2}", "cloudwatch-agent*"),
+            rule(r"^\S", "*"),
+        ],
+    }
+}
+
 /// The tailer's settings for `cfg`.
 pub fn settings(
     cfg: &Config,
@@ -107,8 +127,11 @@ pub fn settings(
         units: l.dataplane_units.clone(),
         host: journald_host,
     });
-    let multiline = l
+    let rules = l
         .multiline
+        .clone()
+        .unwrap_or_else(|| default_multiline(l.record_profile));
+    let multiline = rules
         .iter()
         .enumerate()
         .map(|(index, m)| {
@@ -370,6 +393,32 @@ fn send(
                     }
                 });
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fluentd_profile_joins_as_the_fluentd_set_up_did_and_fluent_bit_does_not() {
+        assert!(default_multiline(RecordProfile::FluentBit).is_empty());
+        let rules = default_multiline(RecordProfile::Fluentd);
+        let starts: Vec<_> = rules
+            .iter()
+            .map(|m| match &m.start {
+                MultilineStart::FirstLineRegex(re) => (re.as_str(), m.container_globs[0].as_str()),
+                MultilineStart::Preset(p) => panic!("no preset expected: {p:?}"),
+            })
+            .collect();
+        // The agent's own rule comes first: the first matching rule wins.
+        assert_eq!(
+            starts,
+            [(r"^\d{4}[-/]\d{1,2}[-/]\d{1,2}", "cloudwatch-agent*"), (r"^\S", "*")]
+        );
+        for (re, _) in starts {
+            assert!(MultilineRule::start_pattern(re).is_ok(), "{re}");
         }
     }
 }

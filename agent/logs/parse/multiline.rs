@@ -334,9 +334,16 @@ impl Assembly {
             // Restored once for the whole record; the buffer is cleared when the next one opens.
             self.content.push(b'\n');
         }
+        // A multiline record has no end mark of its own: a start-pattern record ends where the
+        // next starts, a preset's where a line does not continue it, and the last one before a
+        // pause at the flush timeout or at the end of the file. Its lines were whole either way
+        // (Fluent Bit and fluentd's `concat` ship it as they would any other), so it is
+        // incomplete (`_p: P`, `logtag: P`) only when one of its pieces was, or the cap cut it.
         let closed = match reason {
-            CloseReason::Terminated => self.inherited.unwrap_or(CloseReason::Terminated),
-            other => other,
+            CloseReason::Cap => CloseReason::Cap,
+            CloseReason::Terminated | CloseReason::Timeout | CloseReason::Finished => {
+                self.inherited.unwrap_or(CloseReason::Terminated)
+            }
         };
         emit(Record {
             time: &self.time,
@@ -545,7 +552,8 @@ mod tests {
         assert_eq!((out[0].start, out[0].end, out[0].pieces), (0, 23, 3));
         assert_eq!((out[1].start, out[1].end), (23, 30));
         assert_eq!(out[1].closed, CloseReason::Terminated);
-        assert_eq!(out[2].closed, CloseReason::Finished);
+        // Closed by the end of the file, but every line of it was whole.
+        assert_eq!(out[2].closed, CloseReason::Terminated);
         // The first record keeps its first line's timestamp.
         assert_eq!(out[0].timestamp_ms, 0);
     }
@@ -616,7 +624,7 @@ mod tests {
         );
         assert_eq!(out[1].pieces, 6);
         assert_eq!(out[1].closed, CloseReason::Terminated);
-        assert_eq!(out[3].closed, CloseReason::Finished);
+        assert_eq!(out[3].closed, CloseReason::Terminated);
     }
 
     #[test]
@@ -768,7 +776,11 @@ mod tests {
         assert!(out.is_empty());
         m.flush_expired(6 * S, collect(&mut out));
         assert_eq!(texts(&out), ["a\n b"]);
-        assert_eq!(out[0].closed, CloseReason::Timeout);
+        assert_eq!(
+            out[0].closed,
+            CloseReason::Terminated,
+            "whole lines make a whole record"
+        );
         assert_eq!(m.take_counters().timed_out, 1);
         // A late continuation line opens a record of its own.
         m.push(rec(Stream::Stdout, b" c", 5), 7 * S, collect(&mut out));

@@ -11,7 +11,9 @@ pub enum CloseReason {
     /// Its last piece arrived (a CRI `F` line, a Docker `log` ending in `\n`, or the multiline rule
     /// saw the record end). A complete record, even if its content was cut at the cap.
     Terminated,
-    /// No piece arrived for the flush timeout; later pieces start a new record.
+    /// No piece arrived for the flush timeout; later pieces start a new record. (The multiline
+    /// stage closes its records this way too, but reports them `Terminated` unless one of their
+    /// pieces was incomplete: a multiline record has no end mark to miss.)
     Timeout,
     /// The size cap was reached before the record's end. The joiner cuts the content at the cap and
     /// discards the record's remaining pieces; the multiline stage closes the record before the line

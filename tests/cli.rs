@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
@@ -672,6 +672,93 @@ fn a_new_log_file_is_found_through_inotify() {
         "{line}"
     );
     assert!(scans("inotify") >= 1, "found by the timer, not by inotify");
+    assert!(agent.terminate().success());
+}
+
+/// A changed `kinsight.logs.multiline` reaches the running log pipeline: a container's stack
+/// traces, shipped line by line before, arrive as one event after the ConfigMap changed.
+#[test]
+fn a_multiline_rule_applies_without_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    v2_fixture(root.path());
+    let cfg = root.path().join("c.json");
+    let config = |multiline: &str| {
+        format!(
+            r#"{{"agent":{{"metrics_collection_interval":60}},
+                "kinsight":{{"output":"stdout","metrics":{{"metadata_source":"none"}},
+                             "logs":{{"host_files":[]{multiline}}},
+                             "paths":{{"state_dir":"/state"}},
+                             "telemetry":{{"listen_address":null}}}}}}"#
+        )
+    };
+    write(&cfg, &config(""));
+    let log = root.path().join("var/log/pods/shop_orders-1_uid-1/orders/0.log");
+    write(&log, "");
+    std::fs::create_dir_all(root.path().join("var/log/containers")).unwrap();
+    std::os::unix::fs::symlink(
+        "/var/log/pods/shop_orders-1_uid-1/orders/0.log",
+        root.path().join(format!(
+            "var/log/containers/orders-1_shop_orders-{}.log",
+            "a".repeat(64)
+        )),
+    )
+    .unwrap();
+    let agent = Agent::start(&["run"], &cfg, root.path());
+    // Writes a trace and a line after it (which ends the trace under the java rule); returns the
+    // `log` of every record up to and including that line.
+    let trace_then = |n: u32| -> Vec<String> {
+        let t = support::fake_server::expiration_in(0);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        write!(
+            f,
+            "{t} stdout F java.lang.IllegalStateException: try {n}\n\
+             {t} stdout F \tat shop.Orders.take(Orders.java:42)\n\
+             {t} stdout F done {n}\n"
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        let end = format!("done {n}");
+        wait_until(Duration::from_secs(15), Duration::from_millis(1), || {
+            if let Ok(v) = agent.lines.recv_timeout(Duration::from_millis(100))
+                && v["kind"] == "log"
+            {
+                let record: Value = serde_json::from_str(v["message"].as_str().unwrap()).unwrap();
+                got.push(record["log"].as_str().unwrap().to_owned());
+            }
+            got.last().is_some_and(|l| *l == end)
+        });
+        got
+    };
+    assert_eq!(
+        trace_then(0),
+        [
+            "java.lang.IllegalStateException: try 0",
+            "\tat shop.Orders.take(Orders.java:42)",
+            "done 0"
+        ],
+        "no rule: one event per line"
+    );
+    write(
+        &cfg,
+        &config(r#","multiline":[{"preset":"java","container_globs":["orders-*"]}]"#),
+    );
+    // The reload is picked up within a moment; until then a try still arrives line by line.
+    let mut joined = None;
+    for n in 1..=20 {
+        let got = trace_then(n);
+        if got.len() == 2 {
+            joined = Some((n, got));
+            break;
+        }
+    }
+    let (n, got) = joined.expect("the java rule was not applied after the reload");
+    assert_eq!(
+        got,
+        [
+            format!("java.lang.IllegalStateException: try {n}\n\tat shop.Orders.take(Orders.java:42)"),
+            format!("done {n}")
+        ]
+    );
     assert!(agent.terminate().success());
 }
 

@@ -523,6 +523,44 @@ fn multiline_rules_apply_per_container_by_basename_first_match_wins() {
     );
 }
 
+/// New multiline rules (a reload) reach files already open: the record the old rule holds open
+/// is shipped as it is, and the next lines follow the new rule; nothing is lost or pinned.
+#[test]
+fn new_multiline_rules_apply_to_open_files_at_a_record_boundary() {
+    use kinsight::logs::parse::MultilineRule;
+    let mut node = Node::new();
+    let log = format!("{POD_DIR}/0.log");
+    let indented = || vec![(MultilineRule::start_pattern(r"^\S").unwrap(), vec!["web-*".to_owned()])];
+    node.tailer.set_multiline(indented());
+    node.append(
+        &log,
+        "2026-12-06T10:00:00Z stdout F a\n2026-12-06T10:00:00Z stdout F  b\n",
+    );
+    assert!(node.step(true).is_empty(), "the record stays open for its next line");
+    // The rule removed: the open record goes out whole, and later lines stand alone.
+    node.tailer.set_multiline(Vec::new());
+    node.append(&log, "2026-12-06T10:00:01Z stdout F  c\n");
+    node.step(true);
+    assert_eq!(logs(&node.got), ["a\n b", " c"]);
+    // And back: the rule joins again from the next record on.
+    node.tailer.set_multiline(indented());
+    node.append(
+        &log,
+        "2026-12-06T10:00:02Z stdout F d\n2026-12-06T10:00:02Z stdout F  e\n2026-12-06T10:00:03Z stdout F f\n",
+    );
+    node.step(true);
+    assert_eq!(logs(&node.got), ["a\n b", " c", "d\n e"]);
+    node.advance(Duration::from_secs(6));
+    node.step(true);
+    assert_eq!(logs(&node.got), ["a\n b", " c", "d\n e", "f"]);
+    let committed = checkpoint(node.dir.path())["files"][0]["offset"].as_u64().unwrap();
+    assert_eq!(
+        committed,
+        std::fs::metadata(node.path(&log)).unwrap().len(),
+        "committed to the end"
+    );
+}
+
 fn gzip(path: &Path) {
     let data = std::fs::read(path).unwrap();
     let gz = std::fs::File::create(format!("{}.gz", path.display())).unwrap();

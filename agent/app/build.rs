@@ -310,6 +310,17 @@ pub(super) fn log_startup(cfg: &Config, outside: &Outside) {
     );
 }
 
+/// Where a reload sends the log pipeline new container multiline rules (`Running::reload`).
+pub(super) fn multiline_updates(
+    pipeline: &mut crate::logs::LogPipeline,
+    cfg: &Config,
+) -> Option<tokio::sync::watch::Sender<Arc<crate::logs::pipeline::ContainerRules>>> {
+    // The pipeline was built from these same rules, so they compile.
+    crate::logs::pipeline::container_rules(&cfg.logs.multiline, cfg.logs.record_profile)
+        .ok()
+        .map(|rules| pipeline.multiline_updates(rules))
+}
+
 /// The log pipeline and the acknowledger the output reports to, when log collection is on. A
 /// pipeline that cannot start (the host root cannot be opened, a bad multiline pattern) is
 /// reported and the agent goes on with metrics.

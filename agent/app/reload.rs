@@ -1,7 +1,8 @@
 //! Reload: what a new configuration changes, and how.
 //!
 //! - Collector settings (interval, destination, enhanced, pod names, node attributes) go to the
-//!   tick loop at once.
+//!   tick loop at once; container multiline rules (`kinsight.logs.multiline`) to the log
+//!   pipeline, which applies them before its next round.
 //! - A key that shapes an output ([`OUTPUT_KEYS`]) rebuilds the output through the same build
 //!   function startup uses; keys that shape the identity ([`IDENTITY_KEYS`]) rebuild the AWS
 //!   context first. The old output is retired: it flushes for a few seconds while the new one
@@ -73,7 +74,6 @@ pub const RESTART_KEYS: &[Key] = &[
     ("kinsight.logs.host_files", |a, b| {
         a.logs.host_files != b.logs.host_files
     }),
-    ("kinsight.logs.multiline", |a, b| a.logs.multiline != b.logs.multiline),
     ("kinsight.logs.partial_flush_timeout_ms", |a, b| {
         a.logs.partial_flush_timeout != b.logs.partial_flush_timeout
     }),

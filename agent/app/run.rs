@@ -104,6 +104,8 @@ struct Running {
     output_tx: watch::Sender<Arc<dyn Output>>,
     settings_tx: watch::Sender<Settings>,
     credentials_tx: watch::Sender<Option<crate::auth::Identity>>,
+    /// The log pipeline's container multiline rules, when it runs.
+    multiline_tx: Option<watch::Sender<Arc<crate::logs::pipeline::ContainerRules>>>,
     ack: Option<Arc<dyn Acknowledge>>,
     telemetry: Telemetry,
     stopping: CancellationToken,
@@ -117,6 +119,20 @@ impl Running {
             tracing::warn!(key, "this setting needs a restart; the running value stays until then");
         }
         self.settings_tx.send_replace(build::settings(&new, &self.node));
+        if new.logs.multiline != self.cfg.logs.multiline
+            && let Some(tx) = &self.multiline_tx
+        {
+            // With the running record profile: a new profile needs a restart, and so does the
+            // default rule it brings.
+            match crate::logs::pipeline::container_rules(&new.logs.multiline, self.cfg.logs.record_profile) {
+                Ok(rules) => {
+                    tx.send_replace(Arc::new(rules));
+                }
+                Err(e) => {
+                    tracing::error!(error = %telemetry::chain(&e), "the new multiline rules cannot be used; the running ones stay");
+                }
+            }
+        }
         if plan.rebuilds_output() {
             let mut changed = plan.identity.clone();
             changed.extend(&plan.output);
@@ -537,7 +553,8 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
     }
 
     // Logs first: the output acknowledges log events to the pipeline's settle table.
-    let (logs, ack) = build::logs(&outside, &cfg, &parts, &telemetry);
+    let (mut logs, ack) = build::logs(&outside, &cfg, &parts, &telemetry);
+    let multiline_tx = logs.as_mut().and_then(|l| build::multiline_updates(l, &cfg));
     // Output.
     let (output, tasks) = build::output(&cfg, aws.as_ref(), &telemetry, ack.clone())?;
     let installed = install(&mut sup, output.clone(), tasks, &stopping);
@@ -588,6 +605,7 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
         output_tx,
         settings_tx,
         credentials_tx,
+        multiline_tx,
         ack,
         telemetry: telemetry.clone(),
         stopping: stopping.clone(),

@@ -56,6 +56,8 @@ pub struct LogPipeline {
     clock: Arc<dyn Clock>,
     /// The host root, for inotify watches.
     host_root: std::path::PathBuf,
+    /// New container multiline rules from a configuration reload.
+    rules: Option<watch::Receiver<Arc<ContainerRules>>>,
 }
 
 /// Why the pipeline cannot run at all (reported, and the agent goes on without logs).
@@ -97,6 +99,42 @@ fn default_multiline(profile: RecordProfile) -> Vec<Multiline> {
     }
 }
 
+/// Container multiline rules, compiled, with the basename globs each applies to.
+pub type ContainerRules = Vec<(MultilineRule, Vec<String>)>;
+
+/// The container multiline rules: `configured` (`kinsight.logs.multiline`), or `profile`'s
+/// default when the file sets none.
+pub fn container_rules(
+    configured: &Option<Vec<Multiline>>,
+    profile: RecordProfile,
+) -> Result<ContainerRules, LogsError> {
+    let default;
+    let rules = match configured {
+        Some(rules) => rules,
+        None => {
+            default = default_multiline(profile);
+            &default
+        }
+    };
+    rules
+        .iter()
+        .enumerate()
+        .map(|(index, m)| {
+            let rule = match &m.start {
+                MultilineStart::FirstLineRegex(re) => {
+                    MultilineRule::start_pattern(re).map_err(|source| LogsError::Multiline { index, source })?
+                }
+                MultilineStart::Preset(p) => MultilineRule::preset(match p {
+                    MultilinePreset::Java => Preset::Java,
+                    MultilinePreset::Python => Preset::Python,
+                    MultilinePreset::Go => Preset::Go,
+                }),
+            };
+            Ok((rule, m.container_globs.clone()))
+        })
+        .collect()
+}
+
 /// The tailer's settings for `cfg`.
 pub fn settings(
     cfg: &Config,
@@ -127,27 +165,7 @@ pub fn settings(
         units: l.dataplane_units.clone(),
         host: journald_host,
     });
-    let rules = l
-        .multiline
-        .clone()
-        .unwrap_or_else(|| default_multiline(l.record_profile));
-    let multiline = rules
-        .iter()
-        .enumerate()
-        .map(|(index, m)| {
-            let rule = match &m.start {
-                MultilineStart::FirstLineRegex(re) => {
-                    MultilineRule::start_pattern(re).map_err(|source| LogsError::Multiline { index, source })?
-                }
-                MultilineStart::Preset(p) => MultilineRule::preset(match p {
-                    MultilinePreset::Java => Preset::Java,
-                    MultilinePreset::Python => Preset::Python,
-                    MultilinePreset::Go => Preset::Go,
-                }),
-            };
-            Ok((rule, m.container_globs.clone()))
-        })
-        .collect::<Result<Vec<_>, LogsError>>()?;
+    let multiline = container_rules(&l.multiline, l.record_profile)?;
     Ok(TailSettings {
         cluster: cfg.cluster_name.clone(),
         node: cfg.node_name.clone(),
@@ -225,9 +243,18 @@ impl LogPipeline {
                 telemetry,
                 clock,
                 host_root: host_root.to_path_buf(),
+                rules: None,
             },
             settlements,
         ))
+    }
+
+    /// Where a configuration reload sends new container multiline rules: the running pipeline
+    /// applies them before its next round (`Tailer::set_multiline`).
+    pub fn multiline_updates(&mut self, current: ContainerRules) -> watch::Sender<Arc<ContainerRules>> {
+        let (tx, rx) = watch::channel(Arc::new(current));
+        self.rules = Some(rx);
+        tx
     }
 
     /// Runs until `inputs` is cancelled, then hands over the records still being assembled,
@@ -268,6 +295,13 @@ impl LogPipeline {
             }
         };
         while !inputs.is_cancelled() {
+            if let Some(rx) = &mut self.rules
+                && rx.has_changed().unwrap_or(false)
+            {
+                let rules = rx.borrow_and_update().as_ref().clone();
+                self.tailer.set_multiline(rules);
+                tracing::info!("new multiline rules applied to container logs");
+            }
             let now = self.clock.monotonic() - started;
             let every = match &watch {
                 Some(w) if !w.degraded => RESCAN_WATCHED,

@@ -160,11 +160,12 @@ enum State {
     Deleted,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
-    /// A container's log; `multiline` is the index of the first `TailSettings::multiline` rule
-    /// whose globs match its `/var/log/containers` basename.
+    /// A container's log, `name` its `/var/log/containers` basename; `multiline` is the index of
+    /// the first `TailSettings::multiline` rule whose globs match that name.
     Container {
+        name: Arc<str>,
         multiline: Option<usize>,
     },
     Host {
@@ -287,6 +288,9 @@ pub struct Tailer {
     /// Where the next round starts among the files of a state: a round cut at
     /// [`ROUND_BYTES`] leaves the files after the cut for the next one, which starts with them.
     round_start: usize,
+    /// The container multiline rules changed (a reload): open container files switch at the start
+    /// of the next round.
+    rules_changed: bool,
     /// Events the last round handed over: the next round's vector starts that large instead of
     /// doubling its way up (each doubling a copy, and past 128 KiB a fresh mapping).
     last_round_events: usize,
@@ -327,6 +331,7 @@ impl Tailer {
             dirs: Vec::new(),
             round_start: 0,
             last_round_events: 0,
+            rules_changed: false,
             spare: Vec::new(),
         }
         .with_journal()
@@ -688,7 +693,7 @@ impl Tailer {
             discard_from: None,
             parser: LineParser::new(),
             joiner: Joiner::new(s.limits),
-            multiline: multiline_of(s, kind),
+            multiline: multiline_of(s, &kind),
             kind,
             shape,
             route,
@@ -800,10 +805,7 @@ impl Tailer {
                 };
                 // Matched against the basename, as the exclusion and dataplane globs are (not
                 // against the stream name, which starts with the node's name).
-                let multiline = s
-                    .multiline
-                    .iter()
-                    .position(|(_, globs)| globs.iter().any(|g| route::glob_match(g, &name)));
+                let multiline = rule_for(&s.multiline, &name);
                 let stream =
                     route::valid_stream_name(&route::container_stream(s.stream_names, group, &s.node, &name)).0;
                 let shape = match group {
@@ -821,7 +823,10 @@ impl Tailer {
                     stream: stream.into(),
                 };
                 (
-                    Kind::Container { multiline },
+                    Kind::Container {
+                        name: name.into(),
+                        multiline,
+                    },
                     route,
                     shape,
                     Some(cf.clone()),
@@ -929,7 +934,7 @@ impl Tailer {
         {
             fingerprint = fp;
         }
-        let multiline = multiline_of(s, kind);
+        let multiline = multiline_of(s, &kind);
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.settlements.open(id, offset);
@@ -996,6 +1001,19 @@ impl Tailer {
         });
     }
 
+    /// Takes new container multiline rules (a configuration reload). New files take them at
+    /// once; open container files at the start of the next round (see `switch_multiline`).
+    /// `collect_list` files keep the rule of their entry.
+    pub fn set_multiline(&mut self, rules: Vec<(MultilineRule, Vec<String>)>) {
+        self.settings.multiline = rules;
+        for s in &mut self.sources {
+            if let Kind::Container { name, multiline } = &mut s.kind {
+                *multiline = rule_for(&self.settings.multiline, name);
+            }
+        }
+        self.rules_changed = true;
+    }
+
     /// One round: reads every file once (bounded), returns the events for the output and
     /// whether data is still waiting (a file or the journal not read to its end, or the round
     /// cut at [`ROUND_BYTES`]): the caller reads again at once rather than after a pause.
@@ -1004,6 +1022,22 @@ impl Tailer {
         events.reserve(self.last_round_events);
         let mut bytes = 0usize;
         let mut any = false;
+        let switch = std::mem::take(&mut self.rules_changed);
+        // Every container file, even one whose rule index stayed: the rule at that index may be
+        // another one now.
+        for s in self
+            .sources
+            .iter_mut()
+            .filter(|s| switch && matches!(s.kind, Kind::Container { .. }))
+        {
+            let ctx = Ctx {
+                settlements: &self.settlements,
+                settings: &self.settings,
+                counts: &mut self.counts,
+                enc: &mut self.enc,
+            };
+            switch_multiline(s, now.as_secs_f64(), ctx, &mut events, &mut bytes);
+        }
         // Rotated and deleted files first: they pin disk space. Within each, from where the last
         // round stopped: with many busy files a round is cut before it reaches them all, and
         // starting each round with the same files would keep the last ones waiting.
@@ -1344,16 +1378,42 @@ impl Tailer {
     }
 }
 
+/// The first of the container multiline `rules` whose globs match `name`, a `/var/log/containers`
+/// basename. Matched against the basename, as the exclusion and dataplane globs are (not against
+/// the stream name, which starts with the node's name).
+fn rule_for(rules: &[(MultilineRule, Vec<String>)], name: &str) -> Option<usize> {
+    rules
+        .iter()
+        .position(|(_, globs)| globs.iter().any(|g| route::glob_match(g, name)))
+}
+
+/// A container file's switch to the multiline rules of a reload: the record its old rule holds
+/// open is shipped as it is (its lines were whole; an open partial line stays with the joiner),
+/// and the new rule applies from the next record on.
+fn switch_multiline(s: &mut Source, handed_s: f64, mut ctx: Ctx<'_>, events: &mut Vec<LogEvent>, bytes: &mut usize) {
+    {
+        let Source { multiline, shape, .. } = &mut *s;
+        if let Some(ml) = multiline {
+            let settings = ctx.settings;
+            let counts = &mut *ctx.counts;
+            let enc = &mut *ctx.enc;
+            ml.finish(|r| encode_record(shape, &r, settings, counts, enc));
+        }
+    }
+    s.multiline = multiline_of(ctx.settings, &s.kind);
+    hand_over(s, handed_s, &mut ctx, events, bytes);
+}
+
 /// The multiline stage of a new source: its `collect_list` entry's rule, or the container rule
 /// chosen for it by its basename (`Tailer::route_of`).
-fn multiline_of(s: &TailSettings, kind: Kind) -> Option<Multiline> {
+fn multiline_of(s: &TailSettings, kind: &Kind) -> Option<Multiline> {
     match kind {
         Kind::Collect { entry } => s
             .places
             .collect
-            .get(entry)
+            .get(*entry)
             .map(|rule| Multiline::new(rule.multiline.clone(), s.limits)),
-        Kind::Container { multiline } => multiline
+        Kind::Container { multiline, .. } => multiline
             .and_then(|i| s.multiline.get(i))
             .map(|(rule, _)| Multiline::new(rule.clone(), s.limits)),
         Kind::Host { .. } => None,

@@ -1022,21 +1022,22 @@ impl Tailer {
         events.reserve(self.last_round_events);
         let mut bytes = 0usize;
         let mut any = false;
-        let switch = std::mem::take(&mut self.rules_changed);
-        // Every container file, even one whose rule index stayed: the rule at that index may be
-        // another one now.
-        for s in self
-            .sources
-            .iter_mut()
-            .filter(|s| switch && matches!(s.kind, Kind::Container { .. }))
-        {
-            let ctx = Ctx {
-                settlements: &self.settlements,
-                settings: &self.settings,
-                counts: &mut self.counts,
-                enc: &mut self.enc,
-            };
-            switch_multiline(s, now.as_secs_f64(), ctx, &mut events, &mut bytes);
+        if std::mem::take(&mut self.rules_changed) {
+            // Every container file, even one whose rule index stayed: the rule at that index may
+            // be another one now.
+            for s in self
+                .sources
+                .iter_mut()
+                .filter(|s| matches!(s.kind, Kind::Container { .. }))
+            {
+                let ctx = Ctx {
+                    settlements: &self.settlements,
+                    settings: &self.settings,
+                    counts: &mut self.counts,
+                    enc: &mut self.enc,
+                };
+                switch_multiline(s, now.as_secs_f64(), ctx, &mut events, &mut bytes);
+            }
         }
         // Rotated and deleted files first: they pin disk space. Within each, from where the last
         // round stopped: with many busy files a round is cut before it reaches them all, and

@@ -187,6 +187,11 @@ fn the_reload_tables_of_the_docs_are_the_codes() {
         "output keys"
     );
     assert_eq!(
+        row("the log pipeline is replaced"),
+        set(kinsight::app::LOG_KEYS),
+        "log keys"
+    );
+    assert_eq!(
         row("the AWS identity"),
         set(kinsight::app::IDENTITY_KEYS),
         "identity keys"

@@ -762,6 +762,180 @@ fn a_multiline_rule_applies_without_a_restart() {
     assert!(agent.terminate().success());
 }
 
+/// The `log` field of every record in a `dir:` output's `logs.jsonl`.
+fn logged(out: &Path) -> Vec<String> {
+    std::fs::read_to_string(out.join("logs.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let record: Value = serde_json::from_str(v["message"].as_str().unwrap()).unwrap();
+            record["log"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// A counter of the agent's `/metrics`, 0 while it is absent or unreachable.
+fn counter(port: u16, series: &str) -> u64 {
+    let Ok((_, m)) = try_http_request("GET", &format!("http://127.0.0.1:{port}/metrics"), &[], "") else {
+        return 0;
+    };
+    m.lines()
+        .find_map(|l| l.strip_prefix(&format!("{series} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// An empty container log `var/log/pods/shop_<pod>-1_uid-<pod>/<pod>/0.log` below `root`, with
+/// its `/var/log/containers` link.
+fn pod_log(root: &Path, pod: &str) -> PathBuf {
+    let log = root.join(format!("var/log/pods/shop_{pod}-1_uid-{pod}/{pod}/0.log"));
+    write(&log, "");
+    std::fs::create_dir_all(root.join("var/log/containers")).unwrap();
+    std::os::unix::fs::symlink(
+        format!("/var/log/pods/shop_{pod}-1_uid-{pod}/{pod}/0.log"),
+        root.join(format!("var/log/containers/{pod}-1_shop_{pod}-{}.log", "a".repeat(64))),
+    )
+    .unwrap();
+    log
+}
+
+/// Appends one CRI line of `text`, stamped now.
+fn append_cri(log: &Path, text: &str) {
+    let t = support::fake_server::expiration_in(0);
+    let mut f = std::fs::OpenOptions::new().append(true).open(log).unwrap();
+    writeln!(f, "{t} stdout F {text}").unwrap();
+}
+
+/// A thread appending `orders N` lines to a log, N from 0, until stopped.
+struct Appender {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    written: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Appender {
+    fn start(log: PathBuf) -> Appender {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let (s, w) = (stop.clone(), written.clone());
+        let thread = std::thread::spawn(move || {
+            let mut n = 0;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                append_cri(&log, &format!("orders {n}"));
+                n += 1;
+                w.store(n, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        Appender { stop, written, thread }
+    }
+
+    /// Stops the thread; returns how many lines it wrote.
+    fn stop(self) -> u32 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap();
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Keys the tailer is built with apply without a restart: the log pipeline is replaced and
+/// resumes from its checkpoints. Logs turned on, a container excluded, then let in again while a
+/// writer appends to another container throughout: every one of its lines arrives exactly once,
+/// the excluded container's lines only once it is let in (from its file's start, as after a
+/// restart).
+#[test]
+fn log_settings_apply_without_a_restart_and_lose_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    v2_fixture(root.path());
+    let cm = root.path().join("configmap");
+    let out = root.path().join("out");
+    let port = free_port();
+    let config = |logs: &str| {
+        format!(
+            r#"{{"agent":{{"metrics_collection_interval":1}},
+                "kinsight":{{"output":"dir:{}","metrics":{{"metadata_source":"none"}},
+                             "logs":{{"host_files":[],{logs}}},
+                             "paths":{{"state_dir":"/state"}},
+                             "telemetry":{{"listen_address":"127.0.0.1:{port}"}}}}}}"#,
+            out.display()
+        )
+    };
+    let (orders, noisy) = (pod_log(root.path(), "orders"), pod_log(root.path(), "noisy"));
+    append_cri(&noisy, "noisy 0");
+    configmap_swap(&cm, 1, &config(r#""enabled":false"#));
+    let agent = Agent::start(&["run"], &cm.join("cwagentconfig.json"), root.path());
+    assert!(
+        wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
+            counter(port, "kinsight_config_reloads_total{result=\"applied\"}") == 0
+                && std::fs::read_to_string(out.join("metrics.jsonl")).is_ok_and(|t| !t.is_empty())
+        }),
+        "the agent did not start"
+    );
+
+    // A writer appends to `orders` until told to stop, across both rebuilds.
+    let writer = Appender::start(orders);
+    let written = writer.written.clone();
+    let arrived = |line: &str| {
+        let line = line.to_owned();
+        let out = out.clone();
+        move || logged(&out).contains(&line)
+    };
+    // Whether an `orders` line written after now arrives: by then the agent read past this point.
+    let read_past_now = || {
+        let after = format!("orders {}", written.load(std::sync::atomic::Ordering::Relaxed) + 5);
+        wait_until(Duration::from_secs(15), Duration::from_millis(20), arrived(&after))
+    };
+    assert!(logged(&out).is_empty(), "logs were off");
+
+    // Logs on, `noisy` excluded: the pipeline starts, and reads `orders` from its start.
+    configmap_swap(&cm, 2, &config(r#""exclude_container_globs":["noisy-*"]"#));
+    assert!(
+        wait_until(Duration::from_secs(15), Duration::from_millis(50), arrived("orders 0")),
+        "turning logs on did not start the pipeline"
+    );
+    append_cri(&noisy, "noisy 1");
+    assert!(read_past_now(), "orders stopped arriving");
+    assert!(
+        !logged(&out).iter().any(|l| l.starts_with("noisy")),
+        "an excluded container was shipped"
+    );
+
+    // Let `noisy` in again: the pipeline is replaced and ships its file from the start.
+    configmap_swap(&cm, 3, &config(r#""exclude_container_globs":[]"#));
+    assert!(
+        wait_until(Duration::from_secs(15), Duration::from_millis(50), arrived("noisy 1")),
+        "the new exclusion globs were not applied"
+    );
+    assert!(read_past_now(), "orders stopped arriving after the rebuild");
+    let n = writer.stop();
+    let last = format!("orders {}", n - 1);
+    assert!(
+        wait_until(Duration::from_secs(15), Duration::from_millis(20), arrived(&last)),
+        "the last line did not arrive"
+    );
+    assert_eq!(
+        counter(port, "kinsight_log_pipeline_rebuilds_total{result=\"rebuilt\"}"),
+        2
+    );
+    assert!(agent.terminate().success());
+
+    let got = logged(&out);
+    let mut seen = vec![0_u32; n as usize];
+    for l in &got {
+        if let Some(i) = l.strip_prefix("orders ") {
+            seen[i.parse::<usize>().unwrap()] += 1;
+        }
+    }
+    let wrong: Vec<_> = seen.iter().enumerate().filter(|(_, c)| **c != 1).collect();
+    assert!(
+        wrong.is_empty(),
+        "orders lines not exactly once (line, times): {wrong:?}"
+    );
+    let noisy_lines: Vec<_> = got.iter().filter(|l| l.starts_with("noisy")).collect();
+    assert_eq!(noisy_lines, ["noisy 0", "noisy 1"]);
+}
+
 /// `check` names each `collect_list` entry's files and group, or warns that nothing matches.
 #[test]
 fn check_reports_collect_list_entries() {

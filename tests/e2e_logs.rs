@@ -422,6 +422,28 @@ impl Writer {
     }
 }
 
+/// A [`Writer`] for the `shop/web-1` container, with its log group and stream.
+fn web_writer(node: &Node) -> (Writer, String, String) {
+    let w = Writer {
+        file: node.container("shop", "web-1", "uid-1", "web", ID),
+        next: 0,
+        since_rotation: 0,
+        rotations: 0,
+    };
+    let stream = format!("{NODE}-application.var.log.containers.web-1_shop_web-{ID}.log");
+    (w, node.group("application"), stream)
+}
+
+/// How many times each of the [`Writer`]'s line numbers arrived in `group`/`stream`.
+fn line_counts(moto: &Moto, group: &str, stream: &str) -> BTreeMap<usize, usize> {
+    let mut seen = BTreeMap::new();
+    for m in messages(&events(moto, group, stream)) {
+        let n: usize = m["log"].as_str().unwrap()[5..11].parse().unwrap();
+        *seen.entry(n).or_default() += 1;
+    }
+    seen
+}
+
 #[test]
 fn nothing_is_lost_through_an_outage_throttling_and_kill_9() {
     let (Some(moto), metrics) = (Moto::start(), StrictCloudwatch::start()) else {
@@ -429,15 +451,7 @@ fn nothing_is_lost_through_an_outage_throttling_and_kill_9() {
     };
     let chaos = Chaos::start(moto.addr());
     let node = Node::new(&json!({}));
-    let file = node.container("shop", "web-1", "uid-1", "web", ID);
-    let mut w = Writer {
-        file,
-        next: 0,
-        since_rotation: 0,
-        rotations: 0,
-    };
-    let group = node.group("application");
-    let stream = format!("{NODE}-application.var.log.containers.web-1_shop_web-{ID}.log");
+    let (mut w, group, stream) = web_writer(&node);
     let count = |m: &Moto| events(m, &group, &stream).len();
 
     let mut agent = node.start(&chaos.url(), &metrics, &moto);
@@ -490,13 +504,7 @@ fn nothing_is_lost_through_an_outage_throttling_and_kill_9() {
     wait_until(Duration::from_mins(1), Duration::from_millis(250), || {
         count(&moto) >= total
     });
-    let got = messages(&events(&moto, &group, &stream));
-    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
-    for m in &got {
-        let log = m["log"].as_str().unwrap();
-        let n: usize = log[5..11].parse().unwrap();
-        *seen.entry(n).or_default() += 1;
-    }
+    let seen = line_counts(&moto, &group, &stream);
     let missing: Vec<usize> = (0..total).filter(|n| !seen.contains_key(n)).collect();
     assert!(
         missing.is_empty(),
@@ -524,6 +532,64 @@ fn nothing_is_lost_through_an_outage_throttling_and_kill_9() {
         before_kill + 2,
         "exactly the two rotations of the scenario while down"
     );
+    let status = stop(agent);
+    assert!(status.success(), "{status:?}");
+}
+
+/// A reload that replaces the log pipeline while CloudWatch Logs refuses every call loses nothing:
+/// the old pipeline commits only what was accepted, the new one reads the rest again, and once
+/// the endpoint is back every line arrives; the ones unsent at the rebuild arrive twice (the old
+/// output still sends them), as the agent warns.
+#[test]
+fn a_log_pipeline_replaced_during_an_outage_loses_nothing() {
+    let (Some(moto), metrics) = (Moto::start(), StrictCloudwatch::start()) else {
+        return;
+    };
+    let chaos = Chaos::start(moto.addr());
+    let node = Node::new(&json!({}));
+    let (mut w, group, stream) = web_writer(&node);
+    let count = |m: &Moto| events(m, &group, &stream).len();
+    let agent = node.start(&chaos.url(), &metrics, &moto);
+    w.write(500);
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(200), || count(&moto)
+            >= 500),
+        "normal shipping; agent log:\n{}",
+        node.agent_log()
+    );
+    // CloudWatch Logs throttles every call: the next lines are read and handed over, but not
+    // accepted (a refused connection would not show that they were read).
+    chaos.throttle(100);
+    w.write(500);
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(50), || chaos.counts().1
+            > 0),
+        "the lines written during the outage were not sent"
+    );
+    // A tailer key changes while they are held unsent.
+    node.write_config(&json!({"exclude_container_globs": ["nothing-matches-*"]}));
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(100), || node
+            .agent_log()
+            .contains("log pipeline rebuilt")),
+        "the pipeline was not replaced; agent log:\n{}",
+        node.agent_log()
+    );
+    w.write(500);
+    chaos.throttle(0);
+    let total = w.next;
+    wait_until(Duration::from_mins(1), Duration::from_millis(250), || {
+        count(&moto) >= total
+    });
+    let seen = line_counts(&moto, &group, &stream);
+    let missing: Vec<usize> = (0..total).filter(|n| !seen.contains_key(n)).collect();
+    assert!(missing.is_empty(), "{} lines lost: {missing:?}", missing.len());
+    let duplicates: usize = seen.values().map(|c| c - 1).sum();
+    // Only lines written during the outage were handed over unsent at the rebuild; the old
+    // output still sends them when the endpoint is back, and the new pipeline read them again.
+    assert!((1..=500).contains(&duplicates), "{duplicates} duplicates");
+    assert!(node.agent_log().contains("may arrive twice"), "{}", node.agent_log());
+    eprintln!("{total} lines, {duplicates} duplicates after a rebuild during an outage");
     let status = stop(agent);
     assert!(status.success(), "{status:?}");
 }

@@ -321,57 +321,67 @@ pub(super) fn multiline_updates(
         .map(|rules| pipeline.multiline_updates(rules))
 }
 
-/// The log pipeline and the acknowledger the output reports to, when log collection is on. A
-/// pipeline that cannot start (the host root cannot be opened, a bad multiline pattern) is
-/// reported and the agent goes on with metrics.
-pub(super) fn logs(
+/// The tailer's settings for `cfg`, or `None` when log collection is off. An error (a multiline
+/// pattern or a `collect_list` entry that cannot be used) leaves logs off at startup, and the
+/// running pipeline in place on a reload.
+pub(super) fn log_settings(
     outside: &Outside,
     cfg: &Config,
-    parts: &Parts,
-    telemetry: &Telemetry,
-) -> (Option<crate::logs::LogPipeline>, Option<Arc<dyn Acknowledge>>) {
+    node: &NodeMetadata,
+) -> Result<Option<crate::logs::tail::TailSettings>, crate::logs::LogsError> {
     if !cfg.logs.enabled {
-        tracing::info!("log collection is off (kinsight.logs.enabled: false)");
-        return (None, None);
+        return Ok(None);
     }
     let own_pod = match (&outside.env.k8s_namespace, &outside.env.pod_name) {
         (Some(ns), Some(pod)) => Some((ns.clone(), pod.clone())),
         _ => None,
     };
     let facts = crate::logs::encode::NodeFacts {
-        az: parts.node.availability_zone.clone(),
-        instance_id: parts.node.instance_id.clone(),
+        az: node.availability_zone.clone(),
+        instance_id: node.instance_id.clone(),
     };
     let placeholders = crate::logs::collect::Placeholders::of(
         &cfg.node_name,
-        parts.node.instance_id.as_deref(),
+        node.instance_id.as_deref(),
         outside.env.host_ip.as_deref(),
         &cfg.logs.collect_list,
     );
-    let built =
-        crate::logs::pipeline::settings(cfg, &outside.host_root, own_pod, facts, &placeholders).and_then(|settings| {
-            crate::logs::LogPipeline::build(
-                settings,
-                &outside.host_root,
-                &cfg.paths.state_dir,
-                parts.metadata.as_ref().map(|m| m.index().clone()),
-                telemetry.clone(),
-                outside.clock.clone(),
-            )
-        });
+    crate::logs::pipeline::settings(cfg, &outside.host_root, own_pod, facts, &placeholders).map(Some)
+}
+
+/// The log pipeline for `settings`, reporting to `settlements` (the table the output
+/// acknowledges to). One that cannot start (the host root cannot be opened) is reported and the
+/// agent goes on with metrics.
+pub(super) fn logs(
+    outside: &Outside,
+    cfg: &Config,
+    settings: crate::logs::tail::TailSettings,
+    pods: Option<PodIndex>,
+    settlements: &Arc<crate::logs::Settlements>,
+    telemetry: &Telemetry,
+) -> Option<crate::logs::LogPipeline> {
+    let built = crate::logs::LogPipeline::build(
+        settings,
+        &outside.host_root,
+        &cfg.paths.state_dir,
+        pods,
+        settlements.clone(),
+        telemetry.clone(),
+        outside.clock.clone(),
+    );
     match built {
-        Ok((pipeline, settlements)) => {
+        Ok(pipeline) => {
             tracing::info!(
                 pod_logs_dir = %cfg.paths.pod_logs_dir.display(),
                 host_files = ?cfg.logs.host_files,
                 collect_list = cfg.logs.collect_list.len(),
                 "log collection on"
             );
-            (Some(pipeline), Some(settlements as Arc<dyn Acknowledge>))
+            Some(pipeline)
         }
         Err(e) => {
             tracing::error!(error = %crate::telemetry::chain(&e), "log collection cannot start; metrics go on");
-            (None, None)
+            None
         }
     }
 }

@@ -28,7 +28,7 @@ use crate::ship::ShipError;
 
 pub use cost::cost;
 pub use load::{Loaded, inputs, load, load_config};
-pub use reload::{IDENTITY_KEYS, Key, OUTPUT_KEYS, RESTART_KEYS};
+pub use reload::{IDENTITY_KEYS, Key, LOG_KEYS, OUTPUT_KEYS, RESTART_KEYS};
 pub use run::{once, run};
 pub use supervise::TaskFailed;
 

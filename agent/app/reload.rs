@@ -22,12 +22,6 @@ pub const RESTART_KEYS: &[Key] = &[
     ("kinsight.paths.state_dir", |a, b| {
         a.paths.state_dir != b.paths.state_dir
     }),
-    ("kinsight.paths.pod_logs_dir", |a, b| {
-        a.paths.pod_logs_dir != b.paths.pod_logs_dir
-    }),
-    ("kinsight.paths.container_logs_dir", |a, b| {
-        a.paths.container_logs_dir != b.paths.container_logs_dir
-    }),
     ("kinsight.paths.containerd_socket", |a, b| {
         a.paths.containerd_socket != b.paths.containerd_socket
     }),
@@ -49,16 +43,28 @@ pub const RESTART_KEYS: &[Key] = &[
     ("logs.metrics_collected.kubernetes.kube_config_path", |a, b| {
         a.kubernetes.kube_config_path != b.kubernetes.kube_config_path
     }),
-    // Metrics take a new node or cluster name at their next tick, but the pod metadata source
-    // watches the node it was started for, and the log pipeline names its groups
-    // (`/aws/containerinsights/<cluster>/…`) and records once.
+    // Metrics take a new node name at their next tick, but the pod metadata source watches the
+    // node it was started for (and log records would name a node the metadata does not).
     ("kinsight.node_name", |a, b| a.node_name != b.node_name),
-    ("logs.metrics_collected.kubernetes.cluster_name", |a, b| {
-        a.logs.enabled && a.cluster_name != b.cluster_name
-    }),
-    // The log pipeline's tailer is built once with these (its files, parsers and record shapes
-    // would otherwise change under records being assembled).
+];
+
+/// Keys the log pipeline is built with: with logs on before or after, a change replaces the
+/// pipeline (`Running::rebuild_logs`). Its tailer holds them in records being assembled, open
+/// files' routes and shapes, and the journal reader, so they are not changed under it: the old
+/// pipeline stops reading, the output sends what it handed over, the checkpoints are committed,
+/// and a new pipeline starts from them, as after a restart.
+pub const LOG_KEYS: &[Key] = &[
     ("kinsight.logs.enabled", |a, b| a.logs.enabled != b.logs.enabled),
+    // The log groups are `/aws/containerinsights/<cluster>/…`.
+    ("logs.metrics_collected.kubernetes.cluster_name", |a, b| {
+        a.cluster_name != b.cluster_name
+    }),
+    ("kinsight.paths.pod_logs_dir", |a, b| {
+        a.paths.pod_logs_dir != b.paths.pod_logs_dir
+    }),
+    ("kinsight.paths.container_logs_dir", |a, b| {
+        a.paths.container_logs_dir != b.paths.container_logs_dir
+    }),
     ("kinsight.logs.record_profile", |a, b| {
         a.logs.record_profile != b.logs.record_profile
     }),
@@ -178,6 +184,8 @@ pub struct Plan {
     pub identity: Vec<&'static str>,
     /// Changed keys that rebuild the output.
     pub output: Vec<&'static str>,
+    /// Changed keys that replace the log pipeline.
+    pub logs: Vec<&'static str>,
 }
 
 impl Plan {
@@ -186,6 +194,12 @@ impl Plan {
             restart: changed(RESTART_KEYS, old, new),
             identity: changed(IDENTITY_KEYS, old, new),
             output: changed(OUTPUT_KEYS, old, new),
+            // Without logs before or after, nothing runs that these keys shape.
+            logs: if old.logs.enabled || new.logs.enabled {
+                changed(LOG_KEYS, old, new)
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -222,7 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_rename_needs_a_restart_for_the_log_groups_only_with_logs_on() {
+    fn a_cluster_rename_replaces_the_log_pipeline_only_with_logs_on() {
         let key = "logs.metrics_collected.kubernetes.cluster_name";
         let named = |name: &str, logs: bool| {
             config::load_str(
@@ -238,11 +252,48 @@ mod tests {
             )
             .unwrap()
         };
-        assert_eq!(Plan::of(&named("a", true), &named("b", true)).restart, vec![key]);
-        assert!(Plan::of(&named("a", true), &named("a", true)).restart.is_empty());
-        assert!(
-            Plan::of(&named("a", false), &named("b", false)).restart.is_empty(),
+        let plan = Plan::of(&named("a", true), &named("b", true));
+        assert_eq!(plan.logs, vec![key]);
+        assert!(plan.restart.is_empty() && !plan.rebuilds_output());
+        assert_eq!(Plan::of(&named("a", true), &named("a", true)), Plan::default());
+        assert_eq!(
+            Plan::of(&named("a", false), &named("b", false)),
+            Plan::default(),
             "without logs, metrics take the new name at their next tick"
+        );
+        assert_eq!(
+            Plan::of(&named("a", false), &named("b", true)).logs,
+            vec!["kinsight.logs.enabled", key],
+            "turning logs on starts a pipeline"
+        );
+    }
+
+    #[test]
+    fn tailer_keys_replace_the_log_pipeline_and_need_no_restart() {
+        let old = cfg("");
+        for (extra, key) in [
+            (
+                r#""logs": {"exclude_container_globs": ["noisy-*"]}"#,
+                "kinsight.logs.exclude_container_globs",
+            ),
+            (r#""logs": {"labels": true}"#, "kinsight.logs.labels"),
+            (r#""logs": {"host_files": []}"#, "kinsight.logs.host_files"),
+            (
+                r#""paths": {"pod_logs_dir": "/logs/pods"}"#,
+                "kinsight.paths.pod_logs_dir",
+            ),
+        ] {
+            let plan = Plan::of(&old, &cfg(extra));
+            assert_eq!(plan.logs, vec![key], "{extra}");
+            assert!(plan.restart.is_empty() && !plan.rebuilds_output(), "{extra}");
+        }
+        let off = cfg(r#""logs": {"enabled": false}"#);
+        assert_eq!(Plan::of(&old, &off).logs, vec!["kinsight.logs.enabled"]);
+        let off_labels = cfg(r#""logs": {"enabled": false, "labels": true}"#);
+        assert_eq!(
+            Plan::of(&off, &off_labels),
+            Plan::default(),
+            "a tailer key changed while logs stay off replaces nothing"
         );
     }
 

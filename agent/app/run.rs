@@ -19,7 +19,9 @@ use crate::kube;
 use crate::metrics::collect::Settings;
 use crate::metrics::{Cycle, tick};
 use crate::ship::{Acknowledge, Output};
-use crate::telemetry::events::{ConfigReloaded, CycleCompleted, OutputRebuilt, ReloadResult};
+use crate::telemetry::events::{
+    ConfigReloaded, CycleCompleted, LogPipelineOutcome, LogPipelineRebuilt, OutputRebuilt, ReloadResult,
+};
 use crate::telemetry::{self, Heartbeat, Telemetry};
 
 use super::load::{Loaded, resolve_cluster_name};
@@ -85,13 +87,19 @@ async fn deliver(
     }
 }
 
-/// The log pipeline's drain hand-shake: `flushed` tells it the output is done, `done` says it
-/// committed its checkpoints.
+/// The running log pipeline, if any: its stop hand-shake (`crate::logs::Stop`), `done` once it
+/// committed its checkpoints, and where a reload sends it new multiline rules.
 #[derive(Debug)]
 struct LogsTask {
-    flushed: CancellationToken,
+    stop: crate::logs::Stop,
     done: CancellationToken,
+    multiline_tx: Option<watch::Sender<Arc<crate::logs::pipeline::ContainerRules>>>,
 }
+
+/// How long a log pipeline being replaced by a reload may take to hand over what it was
+/// assembling and for the output to send what it handed over. What is still unsent then is read
+/// again by the new pipeline from the committed checkpoints.
+const LOG_HANDOVER_GRACE: Duration = RETIRE_GRACE;
 
 /// Everything the run loop changes on reload.
 struct Running {
@@ -104,11 +112,15 @@ struct Running {
     output_tx: watch::Sender<Arc<dyn Output>>,
     settings_tx: watch::Sender<Settings>,
     credentials_tx: watch::Sender<Option<crate::auth::Identity>>,
-    /// The log pipeline's container multiline rules, when it runs.
-    multiline_tx: Option<watch::Sender<Arc<crate::logs::pipeline::ContainerRules>>>,
-    ack: Option<Arc<dyn Acknowledge>>,
+    logs: LogsTask,
+    /// The settle table every log pipeline of the process reports to; the output acknowledges
+    /// to it.
+    settlements: Arc<crate::logs::Settlements>,
+    /// The pod index log records are enriched from.
+    pods: Option<kube::PodIndex>,
     telemetry: Telemetry,
     stopping: CancellationToken,
+    inputs: CancellationToken,
 }
 
 impl Running {
@@ -119,11 +131,12 @@ impl Running {
             tracing::warn!(key, "this setting needs a restart; the running value stays until then");
         }
         self.settings_tx.send_replace(build::settings(&new, &self.node));
-        if new.logs.multiline != self.cfg.logs.multiline
-            && let Some(tx) = &self.multiline_tx
+        if plan.logs.is_empty()
+            && new.logs.multiline != self.cfg.logs.multiline
+            && let Some(tx) = &self.logs.multiline_tx
         {
-            // With the running record profile: a new profile needs a restart, and so does the
-            // default rule it brings.
+            // With the running record profile: a new one replaces the pipeline (below), which
+            // then takes that profile's default rules.
             match crate::logs::pipeline::container_rules(&new.logs.multiline, self.cfg.logs.record_profile) {
                 Ok(rules) => {
                     tx.send_replace(Arc::new(rules));
@@ -149,6 +162,9 @@ impl Running {
                 .emit(&self.telemetry),
             }
         }
+        if !plan.logs.is_empty() {
+            self.rebuild_logs(sup, &new, &plan.logs).await;
+        }
         tracing::info!(interval_s = new.interval.as_secs(), output = ?new.output, "configuration applied");
         self.cfg = new;
     }
@@ -165,7 +181,8 @@ impl Running {
             fresh_aws = Some((aws, owner));
         }
         let aws = fresh_aws.as_ref().map(|(a, _)| a).or(self.aws.as_ref());
-        let (output, tasks) = build::output(new, aws, &self.telemetry, self.ack.clone())?;
+        let ack: Arc<dyn Acknowledge> = self.settlements.clone();
+        let (output, tasks) = build::output(new, aws, &self.telemetry, Some(ack))?;
         if let Some((aws, owner)) = fresh_aws {
             self.aws_owner.cancel();
             self.aws_owner = owner;
@@ -176,6 +193,69 @@ impl Running {
         self.output_tx.send_replace(output.clone());
         retire(old, &output).await;
         Ok(())
+    }
+}
+
+impl Running {
+    /// Replaces the log pipeline for `new` (see `reload::LOG_KEYS`): the running one stops
+    /// reading and hands over what it was assembling, the output sends what it holds (within
+    /// [`LOG_HANDOVER_GRACE`]), the checkpoints are committed, and a pipeline built from `new`
+    /// starts from them, as after a restart. Nothing is lost; what the output had not sent by
+    /// then is read again, and may arrive twice.
+    async fn rebuild_logs(&mut self, sup: &mut Supervisor, new: &Config, changed: &[&'static str]) {
+        // Settings first: a configuration the pipeline cannot use leaves the running one alone.
+        let settings = match build::log_settings(&self.outside, new, &self.node) {
+            Ok(s) => s,
+            Err(e) => {
+                LogPipelineRebuilt {
+                    changed,
+                    outcome: LogPipelineOutcome::Failed(&telemetry::chain(&e)),
+                }
+                .emit(&self.telemetry);
+                return;
+            }
+        };
+        let unsent = self.stop_logs().await;
+        let pipeline = settings.and_then(|s| {
+            build::logs(
+                &self.outside,
+                new,
+                s,
+                self.pods.clone(),
+                &self.settlements,
+                &self.telemetry,
+            )
+        });
+        let on = pipeline.is_some();
+        self.logs = start_logs(sup, pipeline, new, &self.output_tx.subscribe(), &self.inputs);
+        let outcome = match (on, new.logs.enabled) {
+            (true, _) => LogPipelineOutcome::Rebuilt { unsent },
+            (false, false) => LogPipelineOutcome::Off,
+            (false, true) => LogPipelineOutcome::Failed("the new log pipeline cannot start (logged above)"),
+        };
+        LogPipelineRebuilt { changed, outcome }.emit(&self.telemetry);
+    }
+
+    /// Stops the running log pipeline, if any: reading first, then what it handed over is sent,
+    /// then it commits. Returns how many of its events were still unsent (they are read again).
+    async fn stop_logs(&self) -> usize {
+        let logs = &self.logs;
+        logs.stop.inputs.cancel();
+        let deadline = Instant::now() + LOG_HANDOVER_GRACE;
+        tokio::select! {
+            () = logs.stop.handed.cancelled() => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+        self.installed.output.flush_logs(deadline).await;
+        let unsent = self.settlements.unsettled();
+        logs.stop.flushed.cancel();
+        tokio::select! {
+            () = logs.done.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_secs(5)) => {
+                tracing::warn!("the replaced log pipeline did not commit its checkpoints in time");
+            }
+        }
+        unsent
     }
 }
 
@@ -246,25 +326,55 @@ fn start_metrics(
     delivered
 }
 
-/// Starts the log pipeline (must-run until the inputs stop), or marks it done at once when
-/// there is none.
+/// The log pipeline at startup, or `None` when log collection is off or cannot start (reported;
+/// metrics go on).
+fn first_logs(
+    outside: &Outside,
+    cfg: &Config,
+    node: &NodeMetadata,
+    pods: Option<kube::PodIndex>,
+    settlements: &Arc<crate::logs::Settlements>,
+    telemetry: &Telemetry,
+) -> Option<crate::logs::LogPipeline> {
+    match build::log_settings(outside, cfg, node) {
+        Ok(Some(settings)) => build::logs(outside, cfg, settings, pods, settlements, telemetry),
+        Ok(None) => {
+            tracing::info!("log collection is off (kinsight.logs.enabled: false)");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %telemetry::chain(&e), "log collection cannot start; metrics go on");
+            None
+        }
+    }
+}
+
+/// Starts the log pipeline (must-run until the inputs stop, or a reload replaces it), or marks
+/// it done at once when there is none.
 fn start_logs(
     sup: &mut Supervisor,
     logs: Option<crate::logs::LogPipeline>,
+    cfg: &Config,
     output: &watch::Receiver<Arc<dyn Output>>,
     inputs: &CancellationToken,
 ) -> LogsTask {
-    let task = LogsTask {
-        flushed: CancellationToken::new(),
+    let mut task = LogsTask {
+        stop: crate::logs::Stop {
+            inputs: inputs.child_token(),
+            ..crate::logs::Stop::default()
+        },
         done: CancellationToken::new(),
+        multiline_tx: None,
     };
-    let Some(pipeline) = logs else {
+    let Some(mut pipeline) = logs else {
+        task.stop.handed.cancel();
         task.done.cancel();
         return task;
     };
-    let (out, token, flushed, done) = (output.clone(), inputs.clone(), task.flushed.clone(), task.done.clone());
-    sup.must_run_until("logs::tail", inputs.clone(), async move {
-        pipeline.run(out, token, flushed).await;
+    task.multiline_tx = build::multiline_updates(&mut pipeline, cfg);
+    let (out, stop, done) = (output.clone(), task.stop.clone(), task.done.clone());
+    sup.must_run_until("logs::tail", task.stop.inputs.clone(), async move {
+        pipeline.run(out, stop).await;
         done.cancel();
     });
     task
@@ -307,7 +417,8 @@ fn watch_config(
 }
 
 /// The drain after the run loop: inputs first, then the output, checkpoints last.
-async fn drain(running: &Running, inputs: &CancellationToken, delivered: &CancellationToken, logs: &LogsTask) {
+async fn drain(running: &Running, inputs: &CancellationToken, delivered: &CancellationToken) {
+    let logs = &running.logs;
     // Phase 1: stop the inputs; the delivery task hands over what they made, then ends.
     let deadline = Instant::now() + running.cfg.logs.shutdown_grace;
     inputs.cancel();
@@ -326,7 +437,7 @@ async fn drain(running: &Running, inputs: &CancellationToken, delivered: &Cancel
     }
     // Phase 3: the log pipeline commits its checkpoints last, once the output said what it
     // accepted; what it did not is read again after the restart.
-    logs.flushed.cancel();
+    logs.stop.flushed.cancel();
     tokio::select! {
         () = logs.done.cancelled() => {}
         () = tokio::time::sleep(Duration::from_secs(5)) => {
@@ -524,6 +635,31 @@ pub(super) fn start_accelerators(
     sup.restartable_until("host::accel", inputs.clone(), move || source.clone().run(token.clone()));
 }
 
+/// Starts the telemetry endpoint, when one is configured, and names the readiness conditions
+/// not met yet.
+fn serve_telemetry(
+    cfg: &Config,
+    telemetry: &Telemetry,
+    stopping: &CancellationToken,
+    aws: bool,
+) -> Result<(), AppError> {
+    if let Some(addr) = cfg.telemetry.listen_address {
+        let (bound, _thread) = telemetry::serve(
+            addr,
+            telemetry::ServerLimits::default(),
+            telemetry.clone(),
+            stopping.clone(),
+        )
+        .map_err(|source| AppError::Telemetry { addr, source })?;
+        tracing::info!(address = %bound, "telemetry endpoint listening (/healthz, /readyz, /metrics)");
+    }
+    telemetry.expect_condition("cycle", "no collection cycle has completed yet");
+    if aws {
+        telemetry.expect_condition("credentials", "not checked yet");
+    }
+    Ok(())
+}
+
 pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) -> Result<(), AppError> {
     let telemetry = Telemetry::new();
     let stopping = CancellationToken::new();
@@ -537,30 +673,20 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
         parts,
     } = started;
     let cfg = Arc::new(cfg);
-    if let Some(addr) = cfg.telemetry.listen_address {
-        let (bound, _thread) = telemetry::serve(
-            addr,
-            telemetry::ServerLimits::default(),
-            telemetry.clone(),
-            stopping.clone(),
-        )
-        .map_err(|source| AppError::Telemetry { addr, source })?;
-        tracing::info!(address = %bound, "telemetry endpoint listening (/healthz, /readyz, /metrics)");
-    }
-    telemetry.expect_condition("cycle", "no collection cycle has completed yet");
-    if aws.is_some() {
-        telemetry.expect_condition("credentials", "not checked yet");
-    }
+    serve_telemetry(&cfg, &telemetry, &stopping, aws.is_some())?;
 
-    // Logs first: the output acknowledges log events to the pipeline's settle table.
-    let (mut logs, ack) = build::logs(&outside, &cfg, &parts, &telemetry);
-    let multiline_tx = logs.as_mut().and_then(|l| build::multiline_updates(l, &cfg));
+    // Logs first: the output acknowledges log events to the settle table, which every log
+    // pipeline of the process shares (a reload may replace the pipeline, or start one).
+    let settlements = Arc::new(crate::logs::Settlements::default());
+    let pods = parts.metadata.as_ref().map(|m| m.index().clone());
+    let logs = first_logs(&outside, &cfg, &parts.node, pods.clone(), &settlements, &telemetry);
     // Output.
-    let (output, tasks) = build::output(&cfg, aws.as_ref(), &telemetry, ack.clone())?;
+    let ack: Arc<dyn Acknowledge> = settlements.clone();
+    let (output, tasks) = build::output(&cfg, aws.as_ref(), &telemetry, Some(ack))?;
     let installed = install(&mut sup, output.clone(), tasks, &stopping);
     let (output_tx, output_rx) = watch::channel(output);
     let (credentials_tx, credentials_rx) = watch::channel(aws.as_ref().map(|a| a.identity.clone()));
-    let logs_task = start_logs(&mut sup, logs, &output_rx, &inputs);
+    let logs_task = start_logs(&mut sup, logs, &cfg, &output_rx, &inputs);
 
     // Pod metadata.
     start_metadata(&mut sup, parts.metadata.clone(), &cfg, &outside, &telemetry, &inputs);
@@ -605,10 +731,12 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
         output_tx,
         settings_tx,
         credentials_tx,
-        multiline_tx,
-        ack,
+        logs: logs_task,
+        settlements,
+        pods,
         telemetry: telemetry.clone(),
         stopping: stopping.clone(),
+        inputs: inputs.clone(),
     };
     let failed = loop {
         tokio::select! {
@@ -627,7 +755,7 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
         tracing::info!("kinsight stopping: inputs first, then the output, checkpoints last");
     }
 
-    drain(&running, &inputs, &delivered, &logs_task).await;
+    drain(&running, &inputs, &delivered).await;
     sup.shutdown(Instant::now() + Duration::from_secs(2)).await;
     match failed {
         Some(f) => Err(AppError::Task(f)),

@@ -29,5 +29,5 @@ pub mod settle;
 pub mod tail;
 pub mod watch;
 
-pub use pipeline::{LogPipeline, LogsError};
+pub use pipeline::{LogPipeline, LogsError, Stop};
 pub use settle::Settlements;

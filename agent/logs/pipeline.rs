@@ -60,6 +60,19 @@ pub struct LogPipeline {
     rules: Option<watch::Receiver<Arc<ContainerRules>>>,
 }
 
+/// How the app stops a running pipeline (at shutdown, or to replace it on a reload).
+#[derive(Debug, Clone, Default)]
+pub struct Stop {
+    /// Cancelled by the app: stop reading.
+    pub inputs: CancellationToken,
+    /// Cancelled by the pipeline once it handed the records still being assembled to the
+    /// output.
+    pub handed: CancellationToken,
+    /// Cancelled by the app once the output sent what it held (or gave up): the pipeline then
+    /// commits its checkpoints.
+    pub flushed: CancellationToken,
+}
+
 /// Why the pipeline cannot run at all (reported, and the agent goes on without logs).
 #[derive(Debug, thiserror::Error)]
 pub enum LogsError {
@@ -206,14 +219,18 @@ impl LogPipeline {
     /// Opens the host root and the checkpoint store (`state_dir` below the host root). A state
     /// directory that cannot be used is reported and the pipeline runs without checkpoints: it
     /// still ships, but a restart reads the files again from their start.
+    ///
+    /// `settlements` is the table the output reports outcomes to; one serves every pipeline the
+    /// process builds (see [`Settlements`]).
     pub fn build(
         settings: TailSettings,
         host_root: &Path,
         state_dir: &Path,
         pods: Option<PodIndex>,
+        settlements: Arc<Settlements>,
         telemetry: Telemetry,
         clock: Arc<dyn Clock>,
-    ) -> Result<(LogPipeline, Arc<Settlements>), LogsError> {
+    ) -> Result<LogPipeline, LogsError> {
         let root = ConfinedRoot::open(host_root).map_err(|source| LogsError::Root {
             path: host_root.display().to_string(),
             source,
@@ -234,19 +251,15 @@ impl LogPipeline {
                 None
             }
         };
-        let settlements = Arc::new(Settlements::default());
         let tailer = Tailer::new(settings, root, pods, settlements.clone(), store);
-        Ok((
-            LogPipeline {
-                tailer,
-                settlements: settlements.clone(),
-                telemetry,
-                clock,
-                host_root: host_root.to_path_buf(),
-                rules: None,
-            },
+        Ok(LogPipeline {
+            tailer,
             settlements,
-        ))
+            telemetry,
+            clock,
+            host_root: host_root.to_path_buf(),
+            rules: None,
+        })
     }
 
     /// Where a configuration reload sends new container multiline rules: the running pipeline
@@ -257,16 +270,12 @@ impl LogPipeline {
         tx
     }
 
-    /// Runs until `inputs` is cancelled, then hands over the records still being assembled,
-    /// waits for `flushed` (the output flushed, or gave up) and commits the checkpoints last.
-    pub async fn run(
-        self,
-        output: watch::Receiver<Arc<dyn Output>>,
-        inputs: CancellationToken,
-        flushed: CancellationToken,
-    ) {
+    /// Runs until `stop.inputs` is cancelled, then hands over the records still being assembled
+    /// (and says so on `stop.handed`), waits for `stop.flushed` (the output sent them, or gave
+    /// up) and commits the checkpoints last. Its sources then leave the settle table.
+    pub async fn run(self, output: watch::Receiver<Arc<dyn Output>>, stop: Stop) {
         let handle = tokio::runtime::Handle::current();
-        let task = tokio::task::spawn_blocking(move || self.run_blocking(&handle, &output, &inputs, &flushed));
+        let task = tokio::task::spawn_blocking(move || self.run_blocking(&handle, &output, &stop));
         if let Err(e) = task.await
             && e.is_panic()
         {
@@ -274,13 +283,8 @@ impl LogPipeline {
         }
     }
 
-    fn run_blocking(
-        mut self,
-        handle: &tokio::runtime::Handle,
-        output: &watch::Receiver<Arc<dyn Output>>,
-        inputs: &CancellationToken,
-        flushed: &CancellationToken,
-    ) {
+    fn run_blocking(mut self, handle: &tokio::runtime::Handle, output: &watch::Receiver<Arc<dyn Output>>, stop: &Stop) {
+        let inputs = &stop.inputs;
         let started = self.clock.monotonic();
         let mut last_scan: Option<Duration> = None;
         let mut last_prune = Duration::ZERO;
@@ -352,15 +356,25 @@ impl LogPipeline {
         let pending = self.tailer.flush_pending();
         if !pending.is_empty() {
             let out = output.borrow().clone();
-            let _ = handle.block_on(out.send_logs(pending));
+            // An output that stays full (CloudWatch Logs unreachable) would hold this forever;
+            // the app gives up on it with `flushed`, and the records are read again.
+            handle.block_on(async {
+                tokio::select! {
+                    biased;
+                    _ = out.send_logs(pending) => {}
+                    () = stop.flushed.cancelled() => {}
+                }
+            });
         }
-        handle.block_on(flushed.cancelled());
+        stop.handed.cancel();
+        handle.block_on(stop.flushed.cancelled());
         let now = self.clock.monotonic() - started;
         self.tailer.commit(now, true);
         self.report(&mut reported, now);
+        let unsettled = self.tailer.release();
         tracing::info!(
-            unsettled = self.settlements.unsettled(),
-            "log checkpoints committed; unsettled events are read again after the restart"
+            unsettled,
+            "log checkpoints committed; unsettled events are read again by the next start"
         );
     }
 
@@ -413,7 +427,17 @@ fn send(
 ) -> Option<Vec<crate::ship::LogEvent>> {
     loop {
         let out = output.borrow().clone();
-        match handle.block_on(out.send_logs(events)) {
+        // Waiting for room ends when the inputs stop: an output that stays full (CloudWatch Logs
+        // unreachable) must not keep a pipeline being replaced by a reload from stopping. The
+        // events dropped then were never queued (`send_logs` can be dropped while it waits).
+        let sent = handle.block_on(async {
+            tokio::select! {
+                biased;
+                sent = out.send_logs(events) => Some(sent),
+                () = inputs.cancelled() => None,
+            }
+        });
+        match sent? {
             Ok(emptied) => return Some(emptied),
             Err(back) => {
                 if inputs.is_cancelled() {

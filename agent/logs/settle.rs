@@ -13,6 +13,7 @@
 //! event.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::ship::{Acknowledge, Outcome};
@@ -20,6 +21,8 @@ use crate::ship::{Acknowledge, Outcome};
 /// Bits of a token that hold the sequence number; the rest hold the source id.
 const SEQ_BITS: u32 = 40;
 const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+/// The source ids a token can hold (the bits above the sequence number).
+const SOURCE_MASK: u32 = (1 << (64 - SEQ_BITS)) - 1;
 
 /// The token of event `seq` of `source`.
 pub fn token(source: u32, seq: u64) -> u64 {
@@ -88,14 +91,31 @@ impl Source {
 }
 
 /// The settle table of every source: the `Acknowledge` the log output is built with.
+///
+/// One table serves the process: a reload that rebuilds the log pipeline gives the new tailer the
+/// same table. Source ids come from the table ([`Settlements::new_source`]) and are never
+/// reused while a source could still be open, so a late outcome of a replaced tailer's event
+/// (still queued in the output) finds no source and settles nothing of the new one's.
 #[derive(Debug, Default)]
 pub struct Settlements {
     sources: Mutex<HashMap<u32, Source>>,
+    last_id: AtomicU32,
 }
 
 impl Settlements {
     fn lock(&self) -> MutexGuard<'_, HashMap<u32, Source>> {
         self.sources.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A source id not handed out before (ids wrap after 16,777,215, far more files than a node
+    /// opens while one stays open; 0 is never returned).
+    pub fn new_source(&self) -> u32 {
+        loop {
+            let id = self.last_id.fetch_add(1, Ordering::Relaxed).wrapping_add(1) & SOURCE_MASK;
+            if id != 0 {
+                return id;
+            }
+        }
     }
 
     /// Starts tracking `source`, whose bytes before `offset` are already committed.
@@ -159,6 +179,16 @@ impl Settlements {
             .sum()
     }
 
+    /// Events handed over and not settled, over `sources`.
+    pub fn unsettled_of(&self, sources: &[u32]) -> usize {
+        let map = self.lock();
+        sources
+            .iter()
+            .filter_map(|id| map.get(id))
+            .map(|s| s.events.iter().filter(|e| !e.settled).count())
+            .sum()
+    }
+
     /// When the oldest unsettled event was handed over (the tailer's clock, seconds).
     pub fn oldest_handed(&self) -> Option<f64> {
         self.lock().values().filter_map(|s| s.oldest_handed).reduce(f64::min)
@@ -182,6 +212,39 @@ impl Acknowledge for Settlements {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reload gives a new tailer the same table: the outcome of an event of a released source,
+    /// arriving late from the output, must settle nothing of a source opened after it.
+    #[test]
+    fn a_late_outcome_of_a_released_source_settles_nothing_of_a_new_one() {
+        let s = Settlements::default();
+        let old = s.new_source();
+        s.open(old, 0);
+        let late = s.hand_over(old, 0, 0.0);
+        s.set_watermark(old, 100);
+        assert_eq!(s.unsettled_of(&[old]), 1);
+        s.close(old);
+        let new = s.new_source();
+        assert_ne!(new, old);
+        s.open(new, 0);
+        let first = s.hand_over(new, 0, 0.0);
+        s.set_watermark(new, 50);
+        assert_ne!(late, first, "the same sequence number of another source");
+        s.settled(&[late], Outcome::Accepted);
+        assert_eq!(s.commit_point(new), Some((0, false)), "still waiting for its own event");
+        s.settled(&[first], Outcome::Accepted);
+        assert_eq!(s.commit_point(new), Some((50, true)));
+    }
+
+    #[test]
+    fn source_ids_fit_a_token_and_skip_zero() {
+        let s = Settlements::default();
+        s.last_id.store(SOURCE_MASK - 1, Ordering::Relaxed);
+        assert_eq!(s.new_source(), SOURCE_MASK);
+        assert_eq!(s.new_source(), 1, "0 is skipped when the ids wrap");
+        let t = token(SOURCE_MASK, 7);
+        assert_eq!(split(t), (SOURCE_MASK, 7));
+    }
 
     #[test]
     fn the_commit_point_waits_for_the_earliest_unsettled_start() {

@@ -108,6 +108,8 @@ pub struct JournalSettings {
 /// The journal as one source: its position is the number of entries read (all records of one
 /// entry share it), committed as the cursor of the last entry before the earliest unsettled one.
 struct JournalTail {
+    /// Its settle-table id.
+    id: u32,
     source: JournalSource,
     /// Entries handed over so far; the next entry's position.
     next_seq: u64,
@@ -129,9 +131,6 @@ impl std::fmt::Debug for JournalTail {
             .finish_non_exhaustive()
     }
 }
-
-/// The settle-table id of the journal (files count from 1).
-const JOURNAL_SOURCE: u32 = 0;
 
 /// Journal entries read per round at most.
 const JOURNAL_BATCH: usize = 2000;
@@ -267,7 +266,6 @@ pub struct Tailer {
     settlements: Arc<Settlements>,
     store: Option<Store>,
     sources: Vec<Source>,
-    next_id: u32,
     /// Identities already read to the end in an earlier run, or excluded: not opened again.
     /// Keyed by identity and checked by the head's fingerprint: a freed inode is soon reused for
     /// another file, which must not be skipped for it.
@@ -319,7 +317,6 @@ impl Tailer {
             settlements,
             store,
             sources: Vec::new(),
-            next_id: 1,
             skip,
             reported: HashSet::new(),
             buf: vec![0; QUANTUM],
@@ -369,8 +366,10 @@ impl Tailer {
                     extra.push_str(",\"ec2_instance_id\":");
                     encode::push_json_str(&mut extra, id);
                 }
-                self.settlements.open(JOURNAL_SOURCE, 0);
+                let id = self.settlements.new_source();
+                self.settlements.open(id, 0);
                 self.journal = Some(JournalTail {
+                    id,
                     source,
                     next_seq: 0,
                     cursors: VecDeque::new(),
@@ -428,9 +427,7 @@ impl Tailer {
                 _ => j.host.clone(),
             };
             let message = Message::new(&journal::record_message(r, &j.extra));
-            let token = self
-                .settlements
-                .hand_over(JOURNAL_SOURCE, j.next_seq - 1, now.as_secs_f64());
+            let token = self.settlements.hand_over(j.id, j.next_seq - 1, now.as_secs_f64());
             *bytes += message.len() + 26;
             self.counts.events += 1;
             events.push(LogEvent {
@@ -441,14 +438,14 @@ impl Tailer {
                 token,
             });
         }
-        self.settlements.set_watermark(JOURNAL_SOURCE, j.next_seq);
+        self.settlements.set_watermark(j.id, j.next_seq);
         j.source.has_more()
     }
 
     /// Commits the journal cursor of the last entry before the earliest unsettled one.
     fn commit_journal(&mut self) {
         let Some(j) = &mut self.journal else { return };
-        let Some((point, _)) = self.settlements.commit_point(JOURNAL_SOURCE) else {
+        let Some((point, _)) = self.settlements.commit_point(j.id) else {
             return;
         };
         let mut last = None;
@@ -679,8 +676,7 @@ impl Tailer {
             });
         }
         let s = &self.settings;
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let id = self.settlements.new_source();
         self.settlements.open(id, e.offset);
         self.sources.push(Source {
             id,
@@ -935,8 +931,7 @@ impl Tailer {
             fingerprint = fp;
         }
         let multiline = multiline_of(s, &kind);
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let id = self.settlements.new_source();
         self.settlements.open(id, offset);
         self.counts.opened += 1;
         tracing::debug!(path = %f.rel.display(), offset, group = %route.group_name, stream = %route.stream, "tailing");
@@ -1314,6 +1309,24 @@ impl Tailer {
             flush_expired(s, Duration::MAX, 0.0, ctx, &mut events, &mut bytes);
         }
         events
+    }
+
+    /// After the last commit: takes this tailer's sources out of the settle table, which outlives
+    /// it when a reload rebuilds the pipeline. Returns how many of its events were still
+    /// unsettled; their bytes were not committed, so the next tailer reads them again (and any
+    /// the output still sends later arrive twice).
+    pub fn release(&mut self) -> usize {
+        let ids: Vec<u32> = self
+            .sources
+            .iter()
+            .map(|s| s.id)
+            .chain(self.journal.as_ref().map(|j| j.id))
+            .collect();
+        let unsettled = self.settlements.unsettled_of(&ids);
+        for id in ids {
+            self.settlements.close(id);
+        }
+        unsettled
     }
 
     /// The disk-pressure bound, the only thing that gives up unread data. A deleted file that

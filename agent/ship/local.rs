@@ -201,6 +201,11 @@ impl Output for LocalOutput {
     }
 
     /// Writes are synchronous: nothing is ever queued.
+    fn flush_logs(&self, _deadline: tokio::time::Instant) -> BoxFuture<'_, bool> {
+        Box::pin(std::future::ready(true))
+    }
+
+    /// Writes are synchronous: nothing is ever queued.
     fn flush(&self, _deadline: tokio::time::Instant) -> BoxFuture<'_, Leftover> {
         Box::pin(std::future::ready(Leftover::default()))
     }

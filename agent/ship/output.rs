@@ -40,6 +40,11 @@ pub trait Output: Send + Sync + std::fmt::Debug {
     /// output stopped meanwhile.
     fn send_logs(&self, events: Vec<LogEvent>) -> BoxFuture<'_, Result<Vec<LogEvent>, Vec<LogEvent>>>;
 
+    /// Sends the log events held now, waiting at most until `deadline`; the output keeps
+    /// running. Returns whether every one was settled by then (a reload waits on this before it
+    /// replaces the log pipeline).
+    fn flush_logs(&self, deadline: tokio::time::Instant) -> BoxFuture<'_, bool>;
+
     /// Sends what is queued, waiting at most until `deadline`, then stops. What was left is
     /// counted as dropped (datums, performance events) or handed back (log events).
     fn flush(&self, deadline: tokio::time::Instant) -> BoxFuture<'_, Leftover>;

@@ -595,6 +595,55 @@ impl OutputRebuilt<'_> {
     }
 }
 
+/// What became of the log pipeline a reload replaced.
+#[derive(Debug, Clone, Copy)]
+pub enum LogPipelineOutcome<'a> {
+    /// A new pipeline runs; `unsent` events of the old one were not sent by then and are read
+    /// again (the output may still send them: they may arrive twice).
+    Rebuilt { unsent: usize },
+    /// Log collection is now off.
+    Off,
+    /// The new configuration cannot be used (the running pipeline stays), or the new pipeline
+    /// cannot start (log collection stops until the next reload or restart).
+    Failed(&'a str),
+}
+
+/// A reload replaced the log pipeline (`kinsight_log_pipeline_rebuilds_total{result}`).
+#[derive(Debug)]
+pub struct LogPipelineRebuilt<'a> {
+    /// The keys whose change caused it.
+    pub changed: &'a [&'static str],
+    pub outcome: LogPipelineOutcome<'a>,
+}
+
+impl LogPipelineRebuilt<'_> {
+    pub fn emit(&self, t: &Telemetry) {
+        let result = match self.outcome {
+            LogPipelineOutcome::Rebuilt { unsent: 0 } => {
+                tracing::info!(changed = ?self.changed, "log pipeline rebuilt for the new configuration; it resumed from the checkpoints");
+                "rebuilt"
+            }
+            LogPipelineOutcome::Rebuilt { unsent } => {
+                tracing::warn!(
+                    changed = ?self.changed,
+                    unsent,
+                    "log pipeline rebuilt for the new configuration; events CloudWatch Logs had not accepted yet are read again and may arrive twice"
+                );
+                "rebuilt"
+            }
+            LogPipelineOutcome::Off => {
+                tracing::info!(changed = ?self.changed, "log collection stopped for the new configuration; checkpoints committed");
+                "off"
+            }
+            LogPipelineOutcome::Failed(error) => {
+                tracing::error!(changed = ?self.changed, error, "cannot rebuild the log pipeline for the new configuration");
+                "failed"
+            }
+        };
+        t.add(Name::LogPipelineRebuilds, &[("result", result)], 1);
+    }
+}
+
 /// A scan of the log directories, and what started it.
 #[derive(Debug, Clone, Copy)]
 pub struct LogScan {

@@ -106,6 +106,9 @@ pub enum Name {
     TaskRestarts,
     /// Outputs rebuilt by a configuration reload, by `result` (`rebuilt` | `failed`).
     OutputRebuilds,
+    /// Log pipelines replaced by a configuration reload, by `result` (`rebuilt` | `off` |
+    /// `failed`).
+    LogPipelineRebuilds,
     /// Log lines read from files.
     LogLinesRead,
     /// Log bytes read from files.
@@ -177,6 +180,7 @@ impl Name {
             Name::LogBytesSettled => "kinsight_log_bytes_settled_total",
             Name::TaskRestarts => "kinsight_task_restarts_total",
             Name::OutputRebuilds => "kinsight_output_rebuilds_total",
+            Name::LogPipelineRebuilds => "kinsight_log_pipeline_rebuilds_total",
             Name::LogLinesRead => "kinsight_log_lines_read_total",
             Name::LogBytesRead => "kinsight_log_bytes_read_total",
             Name::LogRecordAnomalies => "kinsight_log_records_total",
@@ -244,6 +248,7 @@ impl Name {
             Name::LogBytesSettled => "PutLogEvents bytes (message + 26 per event) of settled log events, by outcome.",
             Name::TaskRestarts => "Restarts of restartable background tasks, by task.",
             Name::OutputRebuilds => "Outputs rebuilt after a configuration reload, by result.",
+            Name::LogPipelineRebuilds => "Log pipelines replaced after a configuration reload, by result.",
             Name::LogLinesRead => "Log lines read from files.",
             Name::LogBytesRead => "Log bytes read from files.",
             Name::LogRecordAnomalies => {

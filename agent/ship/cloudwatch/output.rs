@@ -140,6 +140,10 @@ impl Output for CloudwatchOutput {
         Box::pin(self.logs.enqueue_waiting(events))
     }
 
+    fn flush_logs(&self, deadline: Instant) -> BoxFuture<'_, bool> {
+        Box::pin(self.logs.flush(deadline))
+    }
+
     fn flush(&self, deadline: Instant) -> BoxFuture<'_, Leftover> {
         Box::pin(async move {
             let m = async {

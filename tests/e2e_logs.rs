@@ -594,6 +594,65 @@ fn a_log_pipeline_replaced_during_an_outage_loses_nothing() {
     assert!(status.success(), "{status:?}");
 }
 
+/// SIGTERM while a reload replaces the log pipeline and CloudWatch Logs refuses every call: the
+/// rebuild gives way to the drain, the agent exits within its shutdown grace, and after a
+/// restart every line arrives.
+#[test]
+fn a_shutdown_during_a_log_pipeline_rebuild_drains_and_loses_nothing() {
+    let (Some(moto), metrics) = (Moto::start(), StrictCloudwatch::start()) else {
+        return;
+    };
+    let chaos = Chaos::start(moto.addr());
+    let node = Node::new(&json!({"shutdown_grace_secs": 2}));
+    let (mut w, group, stream) = web_writer(&node);
+    let count = |m: &Moto| events(m, &group, &stream).len();
+    let agent = node.start(&chaos.url(), &metrics, &moto);
+    w.write(300);
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(200), || count(&moto)
+            >= 300),
+        "normal shipping; agent log:\n{}",
+        node.agent_log()
+    );
+    chaos.throttle(100);
+    w.write(300);
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(50), || chaos.counts().1
+            > 0),
+        "the new lines were not sent"
+    );
+    node.write_config(&json!({"shutdown_grace_secs": 2, "labels": true}));
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(20), || node
+            .agent_log()
+            .contains("replacing the log pipeline")),
+        "the rebuild did not start; agent log:\n{}",
+        node.agent_log()
+    );
+    let started = std::time::SystemTime::now();
+    let status = stop(agent);
+    assert!(status.success(), "{status:?}");
+    // The drain's 2 s grace and the checkpoints' 5 s bound, not the rebuild's 5 s first.
+    let took = started.elapsed().unwrap();
+    assert!(took < Duration::from_secs(12), "took {took:?}");
+    assert!(
+        node.agent_log().contains("stopping during a log pipeline rebuild"),
+        "{}",
+        node.agent_log()
+    );
+    chaos.throttle(0);
+    let agent = node.start(&chaos.url(), &metrics, &moto);
+    let total = w.next;
+    wait_until(Duration::from_mins(1), Duration::from_millis(250), || {
+        count(&moto) >= total
+    });
+    let seen = line_counts(&moto, &group, &stream);
+    let missing: Vec<usize> = (0..total).filter(|n| !seen.contains_key(n)).collect();
+    assert!(missing.is_empty(), "{} lines lost: {missing:?}", missing.len());
+    let status = stop(agent);
+    assert!(status.success(), "{status:?}");
+}
+
 /// A CloudWatch agent `collect_list` works as it did with the agent: files to the named group and
 /// stream, lines joined and timestamped, filtered, decoded, the group created with its retention;
 /// and every matching file to its own stream with `publish_multi_logs`.

@@ -121,6 +121,8 @@ struct Running {
     telemetry: Telemetry,
     stopping: CancellationToken,
     inputs: CancellationToken,
+    /// SIGTERM/SIGINT: a log pipeline rebuild gives way to the drain.
+    shutdown: CancellationToken,
 }
 
 impl Running {
@@ -215,7 +217,11 @@ impl Running {
                 return;
             }
         };
-        let unsent = self.stop_logs().await;
+        tracing::info!(changed = ?changed, "replacing the log pipeline for the new configuration");
+        let Some(unsent) = self.stop_logs().await else {
+            tracing::info!("stopping during a log pipeline rebuild: the drain finishes the running one");
+            return;
+        };
         let pipeline = settings.and_then(|s| {
             build::logs(
                 &self.outside,
@@ -237,16 +243,22 @@ impl Running {
     }
 
     /// Stops the running log pipeline, if any: reading first, then what it handed over is sent,
-    /// then it commits. Returns how many of its events were still unsent (they are read again).
-    async fn stop_logs(&self) -> usize {
+    /// then it commits. Returns how many of its events were still unsent (they are read again),
+    /// or `None` when the agent began to stop meanwhile: the drain then finishes the pipeline
+    /// with the output's whole shutdown grace.
+    async fn stop_logs(&self) -> Option<usize> {
         let logs = &self.logs;
         logs.stop.inputs.cancel();
         let deadline = Instant::now() + LOG_HANDOVER_GRACE;
+        let sent = async {
+            logs.stop.handed.cancelled().await;
+            self.installed.output.flush_logs(deadline).await;
+        };
         tokio::select! {
-            () = logs.stop.handed.cancelled() => {}
+            () = sent => {}
             () = tokio::time::sleep_until(deadline) => {}
+            () = self.shutdown.cancelled() => return None,
         }
-        self.installed.output.flush_logs(deadline).await;
         let unsent = self.settlements.unsettled();
         logs.stop.flushed.cancel();
         tokio::select! {
@@ -255,7 +267,7 @@ impl Running {
                 tracing::warn!("the replaced log pipeline did not commit its checkpoints in time");
             }
         }
-        unsent
+        Some(unsent)
     }
 }
 
@@ -737,6 +749,7 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
         telemetry: telemetry.clone(),
         stopping: stopping.clone(),
         inputs: inputs.clone(),
+        shutdown: cancel.clone(),
     };
     let failed = loop {
         tokio::select! {

@@ -200,10 +200,12 @@ impl Acknowledge for Settlements {
     /// counted by the output). Only unsent events keep the commit point back.
     fn settled(&self, tokens: &[u64], _outcome: Outcome) {
         let mut map = self.lock();
-        for &t in tokens {
-            let (source, seq) = split(t);
-            if let Some(s) = map.get_mut(&source) {
-                s.settle(seq);
+        // A request's events come in runs of one source (one file's read): one lookup a run.
+        for run in tokens.chunk_by(|a, b| a >> SEQ_BITS == b >> SEQ_BITS) {
+            if let Some(s) = map.get_mut(&split(run[0]).0) {
+                for &t in run {
+                    s.settle(split(t).1);
+                }
             }
         }
     }

@@ -936,6 +936,61 @@ fn log_settings_apply_without_a_restart_and_lose_nothing() {
     assert_eq!(noisy_lines, ["noisy 0", "noisy 1"]);
 }
 
+/// `agent.debug` changed in the ConfigMap turns kinsight's debug lines on in the running process.
+#[test]
+fn agent_debug_applies_without_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    v2_fixture(root.path());
+    let cm = root.path().join("configmap");
+    let out = root.path().join("out");
+    let config = |debug: bool| {
+        format!(
+            r#"{{"agent":{{"metrics_collection_interval":1,"debug":{debug}}},
+                "kinsight":{{"output":"dir:{}","metrics":{{"metadata_source":"none"}},"logs":{{"enabled":false}},
+                             "telemetry":{{"listen_address":null}}}}}}"#,
+            out.display()
+        )
+    };
+    configmap_swap(&cm, 1, &config(false));
+    let stderr = root.path().join("stderr");
+    let mut child = kinsight()
+        .args(["run", "--config"])
+        .arg(cm.join("cwagentconfig.json"))
+        .arg("--host-root")
+        .arg(root.path())
+        .env_remove("KINSIGHT_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let cycles = || {
+        std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("node_memory_utilization"))
+            .count()
+    };
+    let logged = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(15), Duration::from_millis(50), || cycles() >= 2),
+        "no cycles: {}",
+        logged()
+    );
+    assert!(
+        !logged().contains("collection cycle done"),
+        "debug was off: {}",
+        logged()
+    );
+    configmap_swap(&cm, 2, &config(true));
+    let on = wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
+        logged().contains("collection cycle done")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(on, "debug lines did not start: {}", logged());
+    assert!(logged().contains("agent.debug applied"), "{}", logged());
+}
+
 /// `check` names each `collect_list` entry's files and group, or warns that nothing matches.
 #[test]
 fn check_reports_collect_list_entries() {

@@ -31,7 +31,6 @@ pub const RESTART_KEYS: &[Key] = &[
     ("kinsight.telemetry.log_format", |a, b| {
         a.telemetry.log_format != b.telemetry.log_format
     }),
-    ("agent.debug", |a, b| a.debug != b.debug),
     ("kinsight.metrics.metadata_source", |a, b| {
         a.metrics.metadata_source != b.metrics.metadata_source
     }),

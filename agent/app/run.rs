@@ -133,6 +133,19 @@ impl Running {
             tracing::warn!(key, "this setting needs a restart; the running value stays until then");
         }
         self.settings_tx.send_replace(build::settings(&new, &self.node));
+        if new.debug != self.cfg.debug {
+            if telemetry::set_debug(new.debug) {
+                tracing::info!(
+                    debug = new.debug,
+                    "agent.debug applied: kinsight's own log level changed"
+                );
+            } else {
+                tracing::warn!(
+                    debug = new.debug,
+                    "agent.debug changed, but KINSIGHT_LOG sets the log filter; it stays"
+                );
+            }
+        }
         if plan.logs.is_empty()
             && new.logs.multiline != self.cfg.logs.multiline
             && let Some(tx) = &self.logs.multiline_tx

@@ -1,10 +1,12 @@
 //! Diagnostic logs on stderr (stdout is the `stdout` output's data channel).
 
+use std::sync::OnceLock;
+
 use tracing::level_filters::LevelFilter;
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Registry, reload};
 
 /// Format of kinsight's own log lines on stderr (`kinsight.telemetry.log_format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,27 +33,60 @@ pub const CAPPED_AT_WARN: [&str; 8] = [
     "notify",
 ];
 
+/// Changes the level of the installed subscriber's filter (`agent.debug` on a reload).
+#[derive(Debug, Clone)]
+pub struct LevelSwitch {
+    handle: reload::Handle<EnvFilter, Registry>,
+    /// `KINSIGHT_LOG` set the filter: it wins over `agent.debug`, at start and on a reload.
+    overridden: bool,
+}
+
+impl LevelSwitch {
+    /// Debug or info for kinsight's own events (the capped crates stay at warn). Returns whether
+    /// the filter changed: not under `KINSIGHT_LOG`.
+    pub fn set_debug(&self, debug: bool) -> bool {
+        !self.overridden && self.handle.reload(EnvFilter::new(level(debug))).is_ok()
+    }
+}
+
+/// The switch of the subscriber [`init_logging`] installed.
+static SWITCH: OnceLock<LevelSwitch> = OnceLock::new();
+
 /// Sets the global subscriber once at start. `filter_override` is `KINSIGHT_LOG` (an
 /// `EnvFilter` directive string), read by `main`.
 pub fn init_logging(format: LogFormat, debug: bool, filter_override: Option<&str>) {
+    let (subscriber, switch) = subscriber(format, debug, filter_override, std::io::stderr);
     // try_init: a second call (tests running several agents in one process) keeps the first.
-    let _ = subscriber(format, debug, filter_override, std::io::stderr).try_init();
+    if subscriber.try_init().is_ok() {
+        let _ = SWITCH.set(switch);
+    }
 }
 
-/// The subscriber [`init_logging`] installs, writing to `writer`.
+/// Turns debug logging on or off in the running process (`agent.debug` changed by a reload).
+/// Returns whether it changed: not when `KINSIGHT_LOG` chose the filter, or before
+/// [`init_logging`].
+pub fn set_debug(debug: bool) -> bool {
+    SWITCH.get().is_some_and(|s| s.set_debug(debug))
+}
+
+fn level(debug: bool) -> &'static str {
+    if debug { "debug" } else { "info" }
+}
+
+/// The subscriber [`init_logging`] installs, writing to `writer`, and its level switch.
 fn subscriber<W>(
     format: LogFormat,
     debug: bool,
     filter_override: Option<&str>,
     writer: W,
-) -> impl tracing::Subscriber + Send + Sync + 'static
+) -> (impl tracing::Subscriber + Send + Sync + 'static, LevelSwitch)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let level = if debug { "debug" } else { "info" };
-    let filter = filter_override
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(level));
+    let overridden = filter_override.and_then(|f| EnvFilter::try_new(f).ok());
+    let switch_overridden = overridden.is_some();
+    let filter = overridden.unwrap_or_else(|| EnvFilter::new(level(debug)));
+    let (filter, handle) = reload::Layer::new(filter);
     let cap = CAPPED_AT_WARN
         .iter()
         .fold(Targets::new().with_default(LevelFilter::TRACE), |t, prefix| {
@@ -63,7 +98,14 @@ where
         LogFormat::Text => layer.with_ansi(false).boxed(),
     };
     // Two global filters: an event is logged only when both enable it.
-    tracing_subscriber::registry().with(filter).with(cap).with(layer)
+    let subscriber = tracing_subscriber::registry().with(filter).with(cap).with(layer);
+    (
+        subscriber,
+        LevelSwitch {
+            handle,
+            overridden: switch_overridden,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -88,7 +130,7 @@ mod tests {
     fn logged(filter: Option<&str>, debug: bool) -> String {
         let buffer = Buffer::default();
         let out = buffer.clone();
-        let subscriber = subscriber(LogFormat::Text, debug, filter, move || out.clone());
+        let (subscriber, _) = subscriber(LogFormat::Text, debug, filter, move || out.clone());
         tracing::subscriber::with_default(subscriber, || {
             tracing::trace!(target: "aws_sigv4::http_request::sign", "canonical request AKIA-TRACE");
             tracing::debug!(target: "aws_smithy_runtime::client::orchestrator", "authorization AKIA-DEBUG");
@@ -120,5 +162,29 @@ mod tests {
         assert!(logged(Some("trace"), false).contains("own trace (shown at trace)"));
         assert!(logged(None, true).contains("own debug (shown at debug)"));
         assert!(!logged(None, false).contains("own debug"));
+    }
+
+    /// `agent.debug` changed by a reload turns kinsight's debug lines on and off; the capped
+    /// crates stay at warn, and `KINSIGHT_LOG` keeps its filter.
+    #[test]
+    fn the_level_switch_turns_debug_on_and_off_but_not_under_kinsight_log() {
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let (installed, switch) = subscriber(LogFormat::Text, false, None, move || out.clone());
+        tracing::subscriber::with_default(installed, || {
+            tracing::debug!(target: "kinsight::app", "first debug");
+            assert!(switch.set_debug(true));
+            tracing::debug!(target: "kinsight::app", "second debug");
+            tracing::debug!(target: "aws_smithy_runtime::client", "authorization AKIA-DEBUG");
+            assert!(switch.set_debug(false));
+            tracing::debug!(target: "kinsight::app", "third debug");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("first debug") && !text.contains("third debug"), "{text}");
+        assert!(text.contains("second debug"), "{text}");
+        assert!(!text.contains("AKIA"), "{text}");
+
+        let (_, pinned) = subscriber(LogFormat::Text, false, Some("warn"), std::io::sink);
+        assert!(!pinned.set_debug(true), "KINSIGHT_LOG wins over agent.debug");
     }
 }

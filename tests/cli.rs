@@ -936,22 +936,23 @@ fn log_settings_apply_without_a_restart_and_lose_nothing() {
     assert_eq!(noisy_lines, ["noisy 0", "noisy 1"]);
 }
 
-/// `agent.debug` changed in the ConfigMap turns kinsight's debug lines on in the running process.
+/// `agent.debug` and `kinsight.telemetry.log_format` changed in the ConfigMap apply to the running
+/// process: debug lines appear, as JSON.
 #[test]
-fn agent_debug_applies_without_a_restart() {
+fn own_log_settings_apply_without_a_restart() {
     let root = tempfile::tempdir().unwrap();
     v2_fixture(root.path());
     let cm = root.path().join("configmap");
     let out = root.path().join("out");
-    let config = |debug: bool| {
+    let config = |debug: bool, format: &str| {
         format!(
             r#"{{"agent":{{"metrics_collection_interval":1,"debug":{debug}}},
                 "kinsight":{{"output":"dir:{}","metrics":{{"metadata_source":"none"}},"logs":{{"enabled":false}},
-                             "telemetry":{{"listen_address":null}}}}}}"#,
+                             "telemetry":{{"listen_address":null,"log_format":"{format}"}}}}}}"#,
             out.display()
         )
     };
-    configmap_swap(&cm, 1, &config(false));
+    configmap_swap(&cm, 1, &config(false, "text"));
     let stderr = root.path().join("stderr");
     let mut child = kinsight()
         .args(["run", "--config"])
@@ -981,13 +982,16 @@ fn agent_debug_applies_without_a_restart() {
         "debug was off: {}",
         logged()
     );
-    configmap_swap(&cm, 2, &config(true));
+    configmap_swap(&cm, 2, &config(true, "json"));
     let on = wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
-        logged().contains("collection cycle done")
+        logged()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| v["message"] == "collection cycle done" && v["level"] == "DEBUG")
     });
     let _ = child.kill();
     let _ = child.wait();
-    assert!(on, "debug lines did not start: {}", logged());
+    assert!(on, "no debug lines as JSON: {}", logged());
     assert!(logged().contains("agent.debug applied"), "{}", logged());
 }
 

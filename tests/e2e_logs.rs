@@ -536,6 +536,41 @@ fn nothing_is_lost_through_an_outage_throttling_and_kill_9() {
     assert!(status.success(), "{status:?}");
 }
 
+/// Writes `n` lines and waits until they arrived; then CloudWatch Logs throttles every call and
+/// `n` more are written, and this returns once they were read and sent (and refused), so they
+/// are held unsent (a refused connection would not show that they were read).
+fn ship_then_hold(node: &Node, w: &mut Writer, moto: &Moto, chaos: &Chaos, group: &str, stream: &str, n: usize) {
+    w.write(n);
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(200), || events(
+            moto, group, stream
+        )
+        .len()
+            >= n),
+        "normal shipping; agent log:\n{}",
+        node.agent_log()
+    );
+    chaos.throttle(100);
+    w.write(n);
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(50), || chaos.counts().1
+            > 0),
+        "the lines written while every call is throttled were not sent"
+    );
+}
+
+/// Waits (a minute at most) until the [`Writer`]'s first `total` lines arrived, asserts none is
+/// missing, and returns how many times each arrived.
+fn all_arrive(moto: &Moto, group: &str, stream: &str, total: usize) -> BTreeMap<usize, usize> {
+    wait_until(Duration::from_mins(1), Duration::from_millis(250), || {
+        events(moto, group, stream).len() >= total
+    });
+    let seen = line_counts(moto, group, stream);
+    let missing: Vec<usize> = (0..total).filter(|n| !seen.contains_key(n)).collect();
+    assert!(missing.is_empty(), "{} lines lost: {missing:?}", missing.len());
+    seen
+}
+
 /// A reload that replaces the log pipeline while CloudWatch Logs refuses every call loses nothing:
 /// the old pipeline commits only what was accepted, the new one reads the rest again, and once
 /// the endpoint is back every line arrives; the ones unsent at the rebuild arrive twice (the old
@@ -548,24 +583,8 @@ fn a_log_pipeline_replaced_during_an_outage_loses_nothing() {
     let chaos = Chaos::start(moto.addr());
     let node = Node::new(&json!({}));
     let (mut w, group, stream) = web_writer(&node);
-    let count = |m: &Moto| events(m, &group, &stream).len();
     let agent = node.start(&chaos.url(), &metrics, &moto);
-    w.write(500);
-    assert!(
-        wait_until(Duration::from_secs(30), Duration::from_millis(200), || count(&moto)
-            >= 500),
-        "normal shipping; agent log:\n{}",
-        node.agent_log()
-    );
-    // CloudWatch Logs throttles every call: the next lines are read and handed over, but not
-    // accepted (a refused connection would not show that they were read).
-    chaos.throttle(100);
-    w.write(500);
-    assert!(
-        wait_until(Duration::from_secs(30), Duration::from_millis(50), || chaos.counts().1
-            > 0),
-        "the lines written during the outage were not sent"
-    );
+    ship_then_hold(&node, &mut w, &moto, &chaos, &group, &stream, 500);
     // A tailer key changes while they are held unsent.
     node.write_config(&json!({"exclude_container_globs": ["nothing-matches-*"]}));
     assert!(
@@ -578,12 +597,7 @@ fn a_log_pipeline_replaced_during_an_outage_loses_nothing() {
     w.write(500);
     chaos.throttle(0);
     let total = w.next;
-    wait_until(Duration::from_mins(1), Duration::from_millis(250), || {
-        count(&moto) >= total
-    });
-    let seen = line_counts(&moto, &group, &stream);
-    let missing: Vec<usize> = (0..total).filter(|n| !seen.contains_key(n)).collect();
-    assert!(missing.is_empty(), "{} lines lost: {missing:?}", missing.len());
+    let seen = all_arrive(&moto, &group, &stream, total);
     let duplicates: usize = seen.values().map(|c| c - 1).sum();
     // Only lines written during the outage were handed over unsent at the rebuild; the old
     // output still sends them when the endpoint is back, and the new pipeline read them again.
@@ -605,22 +619,8 @@ fn a_shutdown_during_a_log_pipeline_rebuild_drains_and_loses_nothing() {
     let chaos = Chaos::start(moto.addr());
     let node = Node::new(&json!({"shutdown_grace_secs": 2}));
     let (mut w, group, stream) = web_writer(&node);
-    let count = |m: &Moto| events(m, &group, &stream).len();
     let agent = node.start(&chaos.url(), &metrics, &moto);
-    w.write(300);
-    assert!(
-        wait_until(Duration::from_secs(30), Duration::from_millis(200), || count(&moto)
-            >= 300),
-        "normal shipping; agent log:\n{}",
-        node.agent_log()
-    );
-    chaos.throttle(100);
-    w.write(300);
-    assert!(
-        wait_until(Duration::from_secs(30), Duration::from_millis(50), || chaos.counts().1
-            > 0),
-        "the new lines were not sent"
-    );
+    ship_then_hold(&node, &mut w, &moto, &chaos, &group, &stream, 300);
     node.write_config(&json!({"shutdown_grace_secs": 2, "labels": true}));
     assert!(
         wait_until(Duration::from_secs(30), Duration::from_millis(20), || node
@@ -643,12 +643,7 @@ fn a_shutdown_during_a_log_pipeline_rebuild_drains_and_loses_nothing() {
     chaos.throttle(0);
     let agent = node.start(&chaos.url(), &metrics, &moto);
     let total = w.next;
-    wait_until(Duration::from_mins(1), Duration::from_millis(250), || {
-        count(&moto) >= total
-    });
-    let seen = line_counts(&moto, &group, &stream);
-    let missing: Vec<usize> = (0..total).filter(|n| !seen.contains_key(n)).collect();
-    assert!(missing.is_empty(), "{} lines lost: {missing:?}", missing.len());
+    all_arrive(&moto, &group, &stream, total);
     let status = stop(agent);
     assert!(status.success(), "{status:?}");
 }

@@ -28,9 +28,6 @@ pub const RESTART_KEYS: &[Key] = &[
     ("kinsight.telemetry.listen_address", |a, b| {
         a.telemetry.listen_address != b.telemetry.listen_address
     }),
-    ("kinsight.telemetry.log_format", |a, b| {
-        a.telemetry.log_format != b.telemetry.log_format
-    }),
     ("kinsight.metrics.metadata_source", |a, b| {
         a.metrics.metadata_source != b.metrics.metadata_source
     }),

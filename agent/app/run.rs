@@ -133,19 +133,7 @@ impl Running {
             tracing::warn!(key, "this setting needs a restart; the running value stays until then");
         }
         self.settings_tx.send_replace(build::settings(&new, &self.node));
-        if new.debug != self.cfg.debug {
-            if telemetry::set_debug(new.debug) {
-                tracing::info!(
-                    debug = new.debug,
-                    "agent.debug applied: kinsight's own log level changed"
-                );
-            } else {
-                tracing::warn!(
-                    debug = new.debug,
-                    "agent.debug changed, but KINSIGHT_LOG sets the log filter; it stays"
-                );
-            }
-        }
+        apply_logging(&self.cfg, &new);
         if plan.logs.is_empty()
             && new.logs.multiline != self.cfg.logs.multiline
             && let Some(tx) = &self.logs.multiline_tx
@@ -281,6 +269,26 @@ impl Running {
             }
         }
         Some(unsent)
+    }
+}
+
+/// Applies a changed `agent.debug` and `kinsight.telemetry.log_format` to kinsight's own log.
+fn apply_logging(old: &Config, new: &Config) {
+    if new.telemetry.log_format != old.telemetry.log_format && telemetry::set_format(new.telemetry.log_format) {
+        tracing::info!(format = ?new.telemetry.log_format, "kinsight.telemetry.log_format applied");
+    }
+    if new.debug != old.debug {
+        if telemetry::set_debug(new.debug) {
+            tracing::info!(
+                debug = new.debug,
+                "agent.debug applied: kinsight's own log level changed"
+            );
+        } else {
+            tracing::warn!(
+                debug = new.debug,
+                "agent.debug changed, but KINSIGHT_LOG sets the log filter; it stays"
+            );
+        }
     }
 }
 

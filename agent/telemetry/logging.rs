@@ -5,8 +5,9 @@ use std::sync::OnceLock;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::Layered;
 use tracing_subscriber::prelude::*;
-use tracing_subscriber::{EnvFilter, Registry, reload};
+use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 /// Format of kinsight's own log lines on stderr (`kinsight.telemetry.log_format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,24 +34,45 @@ pub const CAPPED_AT_WARN: [&str; 8] = [
     "notify",
 ];
 
-/// Changes the level of the installed subscriber's filter (`agent.debug` on a reload).
-#[derive(Debug, Clone)]
-pub struct LevelSwitch {
-    handle: reload::Handle<EnvFilter, Registry>,
+/// The subscriber below the output layer: the reloadable level filter and the cap.
+type Filtered = Layered<Targets, Layered<reload::Layer<EnvFilter, Registry>, Registry>>;
+/// The output layer, text or JSON.
+type Output = Box<dyn Layer<Filtered> + Send + Sync>;
+
+/// Changes the installed subscriber's level (`agent.debug`) and format
+/// (`kinsight.telemetry.log_format`) on a reload.
+pub struct LogSwitch {
+    level: reload::Handle<EnvFilter, Registry>,
     /// `KINSIGHT_LOG` set the filter: it wins over `agent.debug`, at start and on a reload.
     overridden: bool,
+    output: reload::Handle<Output, Filtered>,
+    /// Builds the output layer for a format, on the subscriber's writer.
+    make_output: Box<dyn Fn(LogFormat) -> Output + Send + Sync>,
 }
 
-impl LevelSwitch {
+impl std::fmt::Debug for LogSwitch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSwitch")
+            .field("overridden", &self.overridden)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogSwitch {
     /// Debug or info for kinsight's own events (the capped crates stay at warn). Returns whether
     /// the filter changed: not under `KINSIGHT_LOG`.
     pub fn set_debug(&self, debug: bool) -> bool {
-        !self.overridden && self.handle.reload(EnvFilter::new(level(debug))).is_ok()
+        !self.overridden && self.level.reload(EnvFilter::new(level(debug))).is_ok()
+    }
+
+    /// Text or JSON lines from the next event on.
+    pub fn set_format(&self, format: LogFormat) -> bool {
+        self.output.reload((self.make_output)(format)).is_ok()
     }
 }
 
 /// The switch of the subscriber [`init_logging`] installed.
-static SWITCH: OnceLock<LevelSwitch> = OnceLock::new();
+static SWITCH: OnceLock<LogSwitch> = OnceLock::new();
 
 /// Sets the global subscriber once at start. `filter_override` is `KINSIGHT_LOG` (an
 /// `EnvFilter` directive string), read by `main`.
@@ -69,43 +91,57 @@ pub fn set_debug(debug: bool) -> bool {
     SWITCH.get().is_some_and(|s| s.set_debug(debug))
 }
 
+/// Switches the running process's log lines to `format` (`kinsight.telemetry.log_format`
+/// changed by a reload). Returns whether it changed (not before [`init_logging`]).
+pub fn set_format(format: LogFormat) -> bool {
+    SWITCH.get().is_some_and(|s| s.set_format(format))
+}
+
 fn level(debug: bool) -> &'static str {
     if debug { "debug" } else { "info" }
 }
 
-/// The subscriber [`init_logging`] installs, writing to `writer`, and its level switch.
+/// The output layer for `format`, writing to `writer`.
+fn output<W>(format: LogFormat, writer: W) -> Output
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer).with_target(true);
+    match format {
+        LogFormat::Json => layer.json().flatten_event(true).boxed(),
+        LogFormat::Text => layer.with_ansi(false).boxed(),
+    }
+}
+
+/// The subscriber [`init_logging`] installs, writing to `writer`, and its switch.
 fn subscriber<W>(
     format: LogFormat,
     debug: bool,
     filter_override: Option<&str>,
     writer: W,
-) -> (impl tracing::Subscriber + Send + Sync + 'static, LevelSwitch)
+) -> (impl tracing::Subscriber + Send + Sync + 'static, LogSwitch)
 where
-    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    W: for<'w> MakeWriter<'w> + Clone + Send + Sync + 'static,
 {
     let overridden = filter_override.and_then(|f| EnvFilter::try_new(f).ok());
     let switch_overridden = overridden.is_some();
     let filter = overridden.unwrap_or_else(|| EnvFilter::new(level(debug)));
-    let (filter, handle) = reload::Layer::new(filter);
+    let (filter, level_handle) = reload::Layer::new(filter);
     let cap = CAPPED_AT_WARN
         .iter()
         .fold(Targets::new().with_default(LevelFilter::TRACE), |t, prefix| {
             t.with_target(*prefix, LevelFilter::WARN)
         });
-    let layer = tracing_subscriber::fmt::layer().with_writer(writer).with_target(true);
-    let layer = match format {
-        LogFormat::Json => layer.json().flatten_event(true).boxed(),
-        LogFormat::Text => layer.with_ansi(false).boxed(),
-    };
+    let (layer, output_handle) = reload::Layer::new(output(format, writer.clone()));
     // Two global filters: an event is logged only when both enable it.
     let subscriber = tracing_subscriber::registry().with(filter).with(cap).with(layer);
-    (
-        subscriber,
-        LevelSwitch {
-            handle,
-            overridden: switch_overridden,
-        },
-    )
+    let switch = LogSwitch {
+        level: level_handle,
+        overridden: switch_overridden,
+        output: output_handle,
+        make_output: Box::new(move |format| output(format, writer.clone())),
+    };
+    (subscriber, switch)
 }
 
 #[cfg(test)]
@@ -186,5 +222,27 @@ mod tests {
 
         let (_, pinned) = subscriber(LogFormat::Text, false, Some("warn"), std::io::sink);
         assert!(!pinned.set_debug(true), "KINSIGHT_LOG wins over agent.debug");
+    }
+
+    /// `kinsight.telemetry.log_format` changed by a reload: JSON lines from the next event on.
+    #[test]
+    fn the_switch_changes_the_format_of_the_next_lines() {
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let (installed, switch) = subscriber(LogFormat::Text, false, None, move || out.clone());
+        tracing::subscriber::with_default(installed, || {
+            tracing::info!(target: "kinsight::app", n = 1, "as text");
+            assert!(switch.set_format(LogFormat::Json));
+            tracing::info!(target: "kinsight::app", n = 2, "as json");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].contains("as text") && serde_json::from_str::<serde_json::Value>(lines[0]).is_err());
+        let json: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(
+            (json["message"].as_str(), json["n"].as_u64()),
+            (Some("as json"), Some(2))
+        );
     }
 }

@@ -20,7 +20,7 @@ mod registry;
 
 pub use health::Heartbeat;
 pub use http::{MAX_BUF_BYTES, ServerLimits, serve};
-pub use logging::{CAPPED_AT_WARN, LogFormat, init_logging, set_debug};
+pub use logging::{CAPPED_AT_WARN, LogFormat, init_logging, set_debug, set_format};
 pub use names::Name;
 pub use registry::Telemetry;
 

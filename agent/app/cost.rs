@@ -548,7 +548,7 @@ pub fn month_of(before: Counted, now: Counted, window: Duration, series: u64, p:
 
 /// Once an hour, the month the last hour's real counters add up to, for this node, at info level
 /// (`kinsight cost` estimates it before deploying; this is what the agent really sent).
-pub async fn log_hourly(telemetry: Telemetry, prices: Prices, cancel: CancellationToken) {
+pub async fn log_hourly(telemetry: Telemetry, prices: tokio::sync::watch::Receiver<Prices>, cancel: CancellationToken) {
     const HOUR: Duration = Duration::from_hours(1);
     let mut before = Counted::read(&telemetry);
     loop {
@@ -558,6 +558,8 @@ pub async fn log_hourly(telemetry: Telemetry, prices: Prices, cancel: Cancellati
         }
         let now = Counted::read(&telemetry);
         let series = telemetry.get(crate::telemetry::Name::BillableMetricSeries, &[]);
+        // The prices of now: a reload may have changed them since the last line.
+        let prices = prices.borrow().clone();
         #[expect(
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss,
@@ -580,6 +582,61 @@ pub async fn log_hourly(telemetry: Telemetry, prices: Prices, cancel: Cancellati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A reload's new `kinsight.cost` prices reach the running hourly line at its next hour.
+    #[tokio::test(start_paused = true)]
+    async fn the_hourly_line_takes_new_prices_at_its_next_hour() {
+        use crate::telemetry::Name;
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let telemetry = Telemetry::new();
+        let (tx, rx) = tokio::sync::watch::channel(Prices::default());
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(log_hourly(telemetry.clone(), rx, cancel.clone()));
+        let accepted = [("group", "application"), ("outcome", "accepted")];
+        let hour = |telemetry: &Telemetry| {
+            // 1 GiB accepted in the hour: 730 hours a month at $0.50, then at $1.00 per GB.
+            telemetry.add(Name::LogBytesSettled, &accepted, 1 << 30);
+            tokio::time::advance(Duration::from_hours(1))
+        };
+        tokio::task::yield_now().await;
+        hour(&telemetry).await;
+        tokio::task::yield_now().await;
+        tx.send_replace(Prices {
+            log_ingestion_per_gb: 1.0,
+            ..Prices::default()
+        });
+        hour(&telemetry).await;
+        tokio::task::yield_now().await;
+        cancel.cancel();
+        task.await.unwrap();
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let logs: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split("logs_usd=").nth(1))
+            .map(|v| v.split_whitespace().next().unwrap().trim_matches('"'))
+            .collect();
+        let month = HOURS_PER_MONTH;
+        assert_eq!(logs, [format!("{:.2}", month * 0.5), format!("{month:.2}")], "{text}");
+    }
 
     #[test]
     fn tiers_price_each_band_at_its_rate() {

@@ -34,8 +34,6 @@ pub const RESTART_KEYS: &[Key] = &[
     ("kinsight.metrics.leader_lease_secs", |a, b| {
         a.metrics.leader_lease != b.metrics.leader_lease
     }),
-    // The hourly cost line takes its prices at start.
-    ("kinsight.cost", |a, b| a.prices != b.prices),
     ("logs.metrics_collected.kubernetes.kube_config_path", |a, b| {
         a.kubernetes.kube_config_path != b.kubernetes.kube_config_path
     }),

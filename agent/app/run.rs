@@ -111,6 +111,8 @@ struct Running {
     installed: Installed,
     output_tx: watch::Sender<Arc<dyn Output>>,
     settings_tx: watch::Sender<Settings>,
+    /// The hourly cost line's prices (`kinsight.cost`).
+    prices_tx: watch::Sender<crate::config::Prices>,
     credentials_tx: watch::Sender<Option<crate::auth::Identity>>,
     logs: LogsTask,
     /// The settle table every log pipeline of the process reports to; the output acknowledges
@@ -134,6 +136,9 @@ impl Running {
         }
         self.settings_tx.send_replace(build::settings(&new, &self.node));
         apply_logging(&self.cfg, &new);
+        if new.prices != self.cfg.prices {
+            self.prices_tx.send_replace(new.prices.clone());
+        }
         if plan.logs.is_empty()
             && new.logs.multiline != self.cfg.logs.multiline
             && let Some(tx) = &self.logs.multiline_tx
@@ -308,6 +313,21 @@ async fn retire(old: Installed, new: &Arc<dyn Output>) {
     }
 }
 
+/// Starts the hourly cost line (restartable); a reload sends new prices on the returned sender.
+fn start_cost(
+    sup: &mut Supervisor,
+    cfg: &Config,
+    telemetry: &Telemetry,
+    inputs: &CancellationToken,
+) -> watch::Sender<crate::config::Prices> {
+    let (tx, rx) = watch::channel(cfg.prices.clone());
+    let (t, token) = (telemetry.clone(), inputs.clone());
+    sup.restartable_until("cost::hourly", inputs.clone(), move || {
+        super::cost::log_hourly(t.clone(), rx.clone(), token.clone())
+    });
+    tx
+}
+
 /// Starts the tick loop and the delivery of its cycles (both must-run until the inputs stop).
 /// The returned token fires once delivery has handed over the last cycle.
 #[expect(
@@ -346,12 +366,6 @@ fn start_metrics(
         telemetry.heartbeat("ship::deliver_cycles", bound),
         delivered.clone(),
     );
-    {
-        let (t, prices, token) = (telemetry.clone(), cfg.prices.clone(), inputs.clone());
-        sup.restartable_until("cost::hourly", inputs.clone(), move || {
-            super::cost::log_hourly(t.clone(), prices.clone(), token.clone())
-        });
-    }
     sup.must_run_until("ship::deliver_cycles", inputs.clone(), async move {
         deliver(cycle_rx, output, credentials, t, hb).await;
         done.cancel();
@@ -733,6 +747,7 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
         build::accelerators(&outside, &parts, settings_rx.clone(), &telemetry),
         &inputs,
     );
+    let prices_tx = start_cost(&mut sup, &cfg, &telemetry, &inputs);
     let delivered = start_metrics(
         &mut sup,
         parts.collector,
@@ -763,6 +778,7 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
         installed,
         output_tx,
         settings_tx,
+        prices_tx,
         credentials_tx,
         logs: logs_task,
         settlements,

@@ -583,24 +583,11 @@ pub async fn log_hourly(telemetry: Telemetry, prices: tokio::sync::watch::Receiv
 mod tests {
     use super::*;
 
-    #[derive(Clone, Default)]
-    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// A reload's new `kinsight.cost` prices reach the running hourly line at its next hour.
     #[tokio::test(start_paused = true)]
     async fn the_hourly_line_takes_new_prices_at_its_next_hour() {
         use crate::telemetry::Name;
-        let buffer = Buffer::default();
+        let buffer = crate::telemetry::LogBuffer::default();
         let out = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || out.clone())
@@ -628,7 +615,7 @@ mod tests {
         tokio::task::yield_now().await;
         cancel.cancel();
         task.await.unwrap();
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let text = buffer.text();
         let logs: Vec<&str> = text
             .lines()
             .filter_map(|l| l.split("logs_usd=").nth(1))

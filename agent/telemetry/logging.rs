@@ -146,22 +146,10 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
 
     use super::*;
 
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use super::super::LogBuffer as Buffer;
 
     fn logged(filter: Option<&str>, debug: bool) -> String {
         let buffer = Buffer::default();
@@ -177,7 +165,7 @@ mod tests {
             tracing::trace!(target: "kinsight::auth", "own trace (shown at trace)");
             tracing::debug!(target: "kinsight::auth", "own debug (shown at debug)");
         });
-        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+        buffer.text()
     }
 
     #[test]
@@ -215,7 +203,7 @@ mod tests {
             assert!(switch.set_debug(false));
             tracing::debug!(target: "kinsight::app", "third debug");
         });
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let text = buffer.text();
         assert!(!text.contains("first debug") && !text.contains("third debug"), "{text}");
         assert!(text.contains("second debug"), "{text}");
         assert!(!text.contains("AKIA"), "{text}");
@@ -235,7 +223,7 @@ mod tests {
             assert!(switch.set_format(LogFormat::Json));
             tracing::info!(target: "kinsight::app", n = 2, "as json");
         });
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let text = buffer.text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines[0].contains("as text") && serde_json::from_str::<serde_json::Value>(lines[0]).is_err());

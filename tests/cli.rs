@@ -762,11 +762,15 @@ fn a_multiline_rule_applies_without_a_restart() {
     assert!(agent.terminate().success());
 }
 
-/// The `log` field of every record in a `dir:` output's `logs.jsonl`.
+/// The `log` field of every complete record in a `dir:` output's `logs.jsonl`.
+///
+/// The agent may be writing while this reads: a last line without its newline is still being
+/// written, so it is left for the next read.
 fn logged(out: &Path) -> Vec<String> {
     std::fs::read_to_string(out.join("logs.jsonl"))
         .unwrap_or_default()
-        .lines()
+        .split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
             let record: Value = serde_json::from_str(v["message"].as_str().unwrap()).unwrap();

@@ -1036,6 +1036,48 @@ fn check_reports_collect_list_entries() {
     );
 }
 
+/// `check` names the application group a template makes, and warns when the shipped IAM policy
+/// does not cover it.
+#[test]
+fn check_reports_the_application_group_template() {
+    let dir = tempfile::tempdir().unwrap();
+    v2_fixture(dir.path());
+    let pod = dir.path().join("var/log/pods/shop_web-1_uid-1/web");
+    std::fs::create_dir_all(&pod).unwrap();
+    std::fs::write(pod.join("0.log"), "").unwrap();
+    let cfg = dir.path().join("c.json");
+    let check = |template: &str| {
+        write(
+            &cfg,
+            &serde_json::json!({"logs": {"metrics_collected": {"kubernetes": {"cluster_name": "c"}}},
+                    "kinsight": {"node_name": "node-1", "telemetry": {"listen_address": null},
+                                 "logs": {"application_log_group": template}}})
+            .to_string(),
+        );
+        let mut cmd = kinsight();
+        cmd.args(["check", "--output", "stdout", "--host-root"])
+            .arg(dir.path())
+            .arg("--config")
+            .arg(&cfg);
+        run(&mut cmd).stderr
+    };
+    let inside = check("/aws/containerinsights/{cluster_name}/application/{namespace_name}");
+    assert!(
+        inside.contains(
+            "OK    application    logs to /aws/containerinsights/{cluster_name}/application/{namespace_name}, \
+             e.g. /aws/containerinsights/c/application/shop\n"
+        ),
+        "{inside}"
+    );
+    let outside = check("/eks/{namespace_name}");
+    assert!(
+        outside.contains(
+            "WARN  application    logs to /eks/{namespace_name}, e.g. /eks/shop: outside /aws/containerinsights/c/"
+        ),
+        "{outside}"
+    );
+}
+
 /// Issue #9: a fixture whose `proc/sys/kernel/hostname` is a symlink to a file outside the
 /// host root made `check` print that file. Reads now resolve inside the root.
 #[test]

@@ -113,6 +113,17 @@ impl Node {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
 
+    /// Waits until a reload replaced the log pipeline.
+    fn wait_for_rebuild(&self) {
+        assert!(
+            wait_until(Duration::from_secs(30), Duration::from_millis(100), || self
+                .agent_log()
+                .contains("log pipeline rebuilt")),
+            "the pipeline was not replaced; agent log:\n{}",
+            self.agent_log()
+        );
+    }
+
     fn group(&self, kind: &str) -> String {
         format!("/aws/containerinsights/{}/{kind}", self.cluster)
     }
@@ -587,13 +598,7 @@ fn a_log_pipeline_replaced_during_an_outage_loses_nothing() {
     ship_then_hold(&node, &mut w, &moto, &chaos, &group, &stream, 500);
     // A tailer key changes while they are held unsent.
     node.write_config(&json!({"exclude_container_globs": ["nothing-matches-*"]}));
-    assert!(
-        wait_until(Duration::from_secs(30), Duration::from_millis(100), || node
-            .agent_log()
-            .contains("log pipeline rebuilt")),
-        "the pipeline was not replaced; agent log:\n{}",
-        node.agent_log()
-    );
+    node.wait_for_rebuild();
     w.write(500);
     chaos.throttle(0);
     let total = w.next;
@@ -646,6 +651,86 @@ fn a_shutdown_during_a_log_pipeline_rebuild_drains_and_loses_nothing() {
     all_arrive(&moto, &group, &stream, total);
     let status = stop(agent);
     assert!(status.success(), "{status:?}");
+}
+
+/// `kinsight.logs.application_log_group` with the namespace in it: each namespace's application
+/// logs reach a group kinsight creates for it (with the retention), dataplane containers stay in
+/// the dataplane group, and a reload back to the Container Insights group moves the next lines
+/// there, none lost or sent twice.
+#[test]
+fn application_logs_go_to_a_group_per_namespace_and_back() {
+    let (Some(moto), metrics) = (Moto::start(), StrictCloudwatch::start()) else {
+        return;
+    };
+    let template = json!({
+        "application_log_group": "/aws/containerinsights/{cluster_name}/application/{namespace_name}",
+        "retention_days": 7
+    });
+    let node = Node::new(&template);
+    let web = node.container("shop", "web-1", "uid-1", "web", ID);
+    let billing = node.container("billing", "invoices-7", "uid-2", "invoices", ID2);
+    let aws_node = node.container("kube-system", "aws-node-x", "uid-3", "aws-node", ID);
+    append(&web, "2026-12-06T10:00:00Z stdout F shop 1\n");
+    append(&billing, "2026-12-06T10:00:00Z stdout F billing 1\n");
+    append(&aws_node, "2026-12-06T10:00:00Z stdout F ipamd 1\n");
+    let agent = node.start(&moto.endpoint, &metrics, &moto);
+
+    let web_stream = format!("{NODE}-application.var.log.containers.web-1_shop_web-{ID}.log");
+    let billing_stream = format!("{NODE}-application.var.log.containers.invoices-7_billing_invoices-{ID2}.log");
+    let aws_node_stream = format!("{NODE}-dataplane.tail.var.log.containers.aws-node-x_kube-system_aws-node-{ID}.log");
+    let logs = |group: &str, stream: &str| -> Vec<String> {
+        messages(&events(&moto, group, stream))
+            .iter()
+            .map(|m| m["log"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let shop = format!("{}/shop", node.group("application"));
+    let billing_group = format!("{}/billing", node.group("application"));
+    assert!(
+        wait_until(Duration::from_secs(40), Duration::from_millis(200), || {
+            logs(&shop, &web_stream).len() == 1
+                && logs(&billing_group, &billing_stream).len() == 1
+                && logs(&node.group("dataplane"), &aws_node_stream).len() == 1
+        }),
+        "per-namespace groups not filled; agent log:\n{}",
+        node.agent_log()
+    );
+    assert_eq!(logs(&shop, &web_stream), ["shop 1"]);
+    assert_eq!(logs(&billing_group, &billing_stream), ["billing 1"]);
+    let (_, groups) = moto.logs_call(
+        "DescribeLogGroups",
+        &json!({"logGroupNamePrefix": node.group("application")}),
+    );
+    let mut made: Vec<(&str, &Value)> = groups["logGroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["logGroupName"].as_str().unwrap(), &g["retentionInDays"]))
+        .collect();
+    made.sort_by_key(|(name, _)| *name);
+    assert_eq!(
+        made,
+        [(billing_group.as_str(), &json!(7)), (shop.as_str(), &json!(7))],
+        "only the namespaces' groups, with the retention: {groups}"
+    );
+
+    // Back to the Container Insights group: the log pipeline is replaced and resumes from its
+    // checkpoints, so the next line goes to the new group and the first is not sent again.
+    node.write_config(&json!({"retention_days": 7}));
+    node.wait_for_rebuild();
+    append(&web, "2026-12-06T10:00:01Z stdout F shop 2\n");
+    assert!(
+        wait_until(Duration::from_secs(40), Duration::from_millis(200), || !logs(
+            &node.group("application"),
+            &web_stream
+        )
+        .is_empty()),
+        "the reload did not move the container back; agent log:\n{}",
+        node.agent_log()
+    );
+    assert_eq!(logs(&node.group("application"), &web_stream), ["shop 2"]);
+    assert_eq!(logs(&shop, &web_stream), ["shop 1"]);
+    assert!(stop(agent).success());
 }
 
 /// A CloudWatch agent `collect_list` works as it did with the agent: files to the named group and

@@ -40,6 +40,7 @@ fn settings() -> TailSettings {
         labels: false,
         annotations: false,
         exclude_globs: vec![],
+        application_group: None,
         dataplane_globs: vec!["aws-node*".into(), "kube-proxy*".into()],
         multiline: Vec::new(),
         limits: Limits {
@@ -438,6 +439,57 @@ fn the_agents_own_pod_is_excluded_and_aws_node_goes_to_dataplane() {
         "{}",
         node.got[0].stream
     );
+}
+
+/// `application_log_group` places each container's application logs by its pod directory; a
+/// name too long for CloudWatch Logs falls back to the Container Insights group, counted, and the
+/// dataplane containers keep their group.
+#[test]
+fn application_groups_follow_the_template_and_fall_back_when_too_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let long_pod = format!("w{}", "x".repeat(40));
+    let pods = [
+        ("shop", "web-1".to_owned(), "web"),
+        ("shop", long_pod.clone(), "web"),
+        ("kube-system", "aws-node-z".to_owned(), "aws-node"),
+    ];
+    for (ns, pod, c) in &pods {
+        std::fs::create_dir_all(dir.path().join(format!("var/log/pods/{ns}_{pod}_u-{pod}/{c}"))).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join("var/log/containers")).unwrap();
+    let mut s = settings();
+    // 490 characters before the pod name: `web-1` fits in 512, the 41-character pod does not.
+    let prefix = format!("/{}", "p".repeat(489));
+    s.application_group = Some(format!("{prefix}/{{namespace_name}}/{{pod_name}}"));
+    let mut node = Node::over(dir, s);
+    for (ns, pod, c) in &pods {
+        node.append(
+            &format!("var/log/pods/{ns}_{pod}_u-{pod}/{c}/0.log"),
+            &format!("2026-12-06T10:00:00Z stdout F from {pod}\n"),
+        );
+    }
+    node.step(true);
+    let mut got: Vec<(String, String)> = node
+        .got
+        .iter()
+        .map(|e| (logs(std::slice::from_ref(e))[0].clone(), e.group.to_string()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "from aws-node-z".to_owned(),
+                "/aws/containerinsights/c/dataplane".to_owned()
+            ),
+            ("from web-1".to_owned(), format!("{prefix}/shop/web-1")),
+            (
+                format!("from {long_pod}"),
+                "/aws/containerinsights/c/application".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(node.tailer.counts.group_fallbacks, 1);
 }
 
 /// Multiline rules are chosen per container by its `/var/log/containers` basename, the first

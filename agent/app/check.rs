@@ -386,6 +386,7 @@ fn log_sources(r: &mut Report, o: &Outside, cfg: &crate::config::Config) {
             cfg.paths.container_logs_dir.display()
         ),
     );
+    application_group(r, cfg, &scan);
     for h in &cfg.logs.host_files {
         let present = scan
             .found
@@ -423,6 +424,41 @@ fn log_sources(r: &mut Report, o: &Outside, cfg: &crate::config::Config) {
             Verdict::Ok,
             "journal",
             format!("{} read for {:?}", journals.join(" and "), cfg.logs.dataplane_units),
+        );
+    }
+}
+
+/// Where application logs go with `kinsight.logs.application_log_group`: the template, the group
+/// of the first container found, and whether the policy kinsight ships covers it (it grants
+/// `/aws/containerinsights/<cluster>/*` only).
+fn application_group(r: &mut Report, cfg: &crate::config::Config, scan: &crate::logs::discover::Scan) {
+    let Some(template) = &cfg.logs.application_log_group else {
+        return;
+    };
+    let example = scan.found.iter().find_map(|f| match &f.what {
+        crate::logs::discover::What::Container { file, .. } => {
+            crate::logs::route::application_group(template, &cfg.cluster_name, file)
+        }
+        _ => None,
+    });
+    let example = example.map_or_else(String::new, |g| format!(", e.g. {g}"));
+    let covered = [
+        format!("/aws/containerinsights/{}/", cfg.cluster_name),
+        "/aws/containerinsights/{cluster_name}/".to_owned(),
+    ]
+    .iter()
+    .any(|p| template.starts_with(p.as_str()));
+    if covered {
+        r.push(Verdict::Ok, "application", format!("logs to {template}{example}"));
+    } else {
+        r.push(
+            Verdict::Warn,
+            "application",
+            format!(
+                "logs to {template}{example}: outside /aws/containerinsights/{}/, which is all \
+                 deploy/iam-policy.json grants; add a statement for these groups (docs/identity.md)",
+                cfg.cluster_name
+            ),
         );
     }
 }

@@ -68,6 +68,9 @@ pub const LOG_KEYS: &[Key] = &[
     ("kinsight.logs.exclude_container_globs", |a, b| {
         a.logs.exclude_container_globs != b.logs.exclude_container_globs
     }),
+    ("kinsight.logs.application_log_group", |a, b| {
+        a.logs.application_log_group != b.logs.application_log_group
+    }),
     ("kinsight.logs.dataplane_container_globs", |a, b| {
         a.logs.dataplane_container_globs != b.logs.dataplane_container_globs
     }),

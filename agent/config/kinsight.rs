@@ -242,6 +242,9 @@ fn logs(mut o: Obj<'_>, cx: &mut Ctx, force_flush_interval: Duration, endpoint_o
         exclude_container_globs: o
             .str_list(cx, "exclude_container_globs", values::glob)
             .unwrap_or_default(),
+        // group template, default none (`/aws/containerinsights/<cluster>/application`): the
+        // group of application container logs, e.g. one per namespace.
+        application_log_group: o.parsed(cx, "application_log_group", values::application_group_template),
         // [glob], default ["aws-node*", "kube-proxy*"]: container logs routed to `dataplane`.
         dataplane_container_globs: o
             .str_list(cx, "dataplane_container_globs", values::glob)

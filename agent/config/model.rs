@@ -313,6 +313,10 @@ pub struct Logs {
     pub annotations: bool,
     /// Container log files (by `/var/log/containers` basename glob) that are not shipped.
     pub exclude_container_globs: Vec<String>,
+    /// `kinsight.logs.application_log_group`: the group of application container logs, a
+    /// template (`logs::route::APPLICATION_GROUP_PLACEHOLDERS`); `None`: the Container Insights
+    /// group `/aws/containerinsights/<cluster>/application`.
+    pub application_log_group: Option<String>,
     pub dataplane_container_globs: Vec<String>,
     pub dataplane_units: Vec<String>,
     pub host_source: HostLogSource,

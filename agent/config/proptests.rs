@@ -39,6 +39,7 @@ const KEYS: &[&str] = &[
     "multiline",
     "first_line_regex",
     "retention_days",
+    "application_log_group",
     "output",
     "node_name",
     "destination",

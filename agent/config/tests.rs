@@ -90,6 +90,7 @@ fn an_empty_object_takes_every_default() {
     assert_eq!(l.oversize_event, OversizeEvent::Truncate);
     assert_eq!(l.flush_interval, Duration::from_secs(5));
     assert_eq!(l.retention_days, None);
+    assert_eq!(l.application_log_group, None);
     assert_eq!(l.shutdown_grace, Duration::from_secs(25));
     assert_eq!(l.force_flush_interval, Duration::from_secs(5));
     assert_eq!(l.endpoint_override, None);
@@ -550,6 +551,7 @@ fn kinsight_values_are_checked() {
         "metrics": {"queue_intervals": 61, "endpoint_override": "ftp://x", "leader_lease_secs": 2},
         "logs": {"host_files": ["var/log/messages", "/var/log/../../etc/shadow"], "retention_days": 2,
                  "exclude_container_globs": ["a/b"],
+                 "application_log_group": "/eks/{namespace}",
                  "multiline": {"container_globs": ["*"]},
                  "max_event_bytes": 1048551, "disk_pressure_free_percent": 51, "buffer_mib": 0,
                  "put_concurrency": 17},
@@ -559,6 +561,8 @@ fn kinsight_values_are_checked() {
     assert_eq!(
         errors(text, &local()),
         [
+            "kinsight.logs.application_log_group: unknown placeholder {namespace}; known are \
+             {cluster_name}, {namespace_name}, {pod_name}, {container_name}",
             "kinsight.logs.buffer_mib: must be 1..=256 MiB, got 0",
             "kinsight.logs.disk_pressure_free_percent: must be 0..=50 percent, got 51",
             "kinsight.logs.exclude_container_globs[0]: invalid glob \"a/b\": matches a file \

@@ -50,6 +50,35 @@ pub(super) fn cluster_name(s: &str) -> Result<String, ErrorKind> {
     Ok(s.to_owned())
 }
 
+/// `kinsight.logs.application_log_group`: a log group name with the placeholders of
+/// `logs::route::APPLICATION_GROUP_PLACEHOLDERS`. Valid when it is a group name with each
+/// placeholder one character long; a name that grows too long once filled in falls back to the
+/// Container Insights group at run time (`logs::route::application_group`).
+pub(super) fn application_group_template(s: &str) -> Result<String, ErrorKind> {
+    let filled = crate::logs::route::APPLICATION_GROUP_PLACEHOLDERS
+        .iter()
+        .fold(s.to_owned(), |t, p| t.replace(p, "x"));
+    if let Some(open) = filled.find('{') {
+        let close = filled[open..].find('}').map_or(filled.len(), |c| open + c + 1);
+        return Err(ErrorKind::invalid(format!(
+            "unknown placeholder {}; known are {}",
+            &filled[open..close],
+            crate::logs::route::APPLICATION_GROUP_PLACEHOLDERS.join(", ")
+        )));
+    }
+    if let Some(c) = filled.chars().find(|c| !is_log_group_char(*c)) {
+        return Err(ErrorKind::invalid(format!(
+            "{c:?} cannot appear in a log group name; allowed are letters, digits and . - _ / #"
+        )));
+    }
+    if filled.is_empty() || filled.len() > MAX_LOG_GROUP_NAME {
+        return Err(ErrorKind::invalid(format!(
+            "a log group name is 1 to {MAX_LOG_GROUP_NAME} characters"
+        )));
+    }
+    Ok(s.to_owned())
+}
+
 pub(super) fn is_log_group_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '#')
 }
@@ -360,6 +389,31 @@ pub(super) fn metadata_source(s: &str) -> Result<MetadataSource, ErrorKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn application_group_templates_are_group_names_with_known_placeholders() {
+        let ok = "/aws/containerinsights/{cluster_name}/application/{namespace_name}";
+        assert_eq!(application_group_template(ok).unwrap(), ok);
+        assert!(application_group_template("/eks/{namespace_name}/{pod_name}/{container_name}").is_ok());
+        assert_eq!(
+            application_group_template("/eks/{namespace}").unwrap_err().to_string(),
+            "unknown placeholder {namespace}; known are {cluster_name}, {namespace_name}, {pod_name}, {container_name}"
+        );
+        assert!(
+            application_group_template("/eks/{pod_name")
+                .unwrap_err()
+                .to_string()
+                .starts_with("unknown placeholder {pod_name;")
+        );
+        assert!(
+            application_group_template("/eks/{pod_name}:x")
+                .unwrap_err()
+                .to_string()
+                .starts_with("':' cannot appear")
+        );
+        assert!(application_group_template("").is_err());
+        assert!(application_group_template(&"a".repeat(513)).is_err());
+    }
 
     #[test]
     fn cluster_names_follow_the_log_group_rule() {

@@ -198,6 +198,7 @@ pub fn settings(
         annotations: l.annotations,
         stream_names: l.stream_names,
         exclude_globs: l.exclude_container_globs.clone(),
+        application_group: l.application_log_group.clone(),
         dataplane_globs: l.dataplane_container_globs.clone(),
         multiline,
         limits: Limits {
@@ -405,6 +406,7 @@ impl LogPipeline {
             open_failed: c.open_errors - last.open_errors,
             resumed_gzip: c.resumed_gzip - last.resumed_gzip,
             lost_at_restart: c.lost_at_restart - last.lost_at_restart,
+            group_fallbacks: c.group_fallbacks - last.group_fallbacks,
             abandoned: c.abandoned - last.abandoned,
             files: self.tailer.files(),
             bytes_behind: self.tailer.bytes_behind(),

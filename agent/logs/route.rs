@@ -154,6 +154,36 @@ impl Group {
     }
 }
 
+/// The placeholders of `kinsight.logs.application_log_group`, as Fluent Bit's Kubernetes record
+/// fields name them; each is filled from the pod log directory
+/// (`<namespace>_<pod>_<uid>/<container>/`), so it is known when the file is found, before any
+/// metadata.
+pub const APPLICATION_GROUP_PLACEHOLDERS: [&str; 4] =
+    ["{cluster_name}", "{namespace_name}", "{pod_name}", "{container_name}"];
+
+/// A log group name is 1 to 512 characters of `[\.\-_/#A-Za-z0-9]` (CloudWatch Logs API
+/// reference, `CreateLogGroup`).
+pub fn valid_group_name(name: &str) -> bool {
+    (1..=512).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/' | b'#'))
+}
+
+/// The application group of a container file with `template` (`kinsight.logs.application_log_group`),
+/// or `None` when the filled-in name is not a valid group name (over 512 characters with a long
+/// cluster and pod name, or a pod directory kubelet did not make): the caller falls back to the
+/// Container Insights group, as Fluent Bit falls back to `log_group_name` when its
+/// `log_group_template` cannot be filled.
+pub fn application_group(template: &str, cluster: &str, cf: &ContainerFile) -> Option<String> {
+    let values = [cluster, &cf.namespace, &cf.pod_name, &cf.container];
+    let name = APPLICATION_GROUP_PLACEHOLDERS
+        .iter()
+        .zip(values)
+        .fold(template.to_owned(), |t, (p, v)| t.replace(p, v));
+    valid_group_name(&name).then_some(name)
+}
+
 /// A source's group and stream, shared by all its events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -321,6 +351,30 @@ mod tests {
             format!("host.secure-{n}")
         );
         assert_eq!(Group::Host.name("c"), "/aws/containerinsights/c/host");
+    }
+
+    #[test]
+    fn application_groups_are_filled_from_the_pod_directory() {
+        let (cf, _) = ContainerFile::parse("shop_web-1_uid-1/web/0.log").unwrap();
+        let t = "/aws/containerinsights/{cluster_name}/application/{namespace_name}";
+        assert_eq!(
+            application_group(t, "prod", &cf).as_deref(),
+            Some("/aws/containerinsights/prod/application/shop")
+        );
+        assert_eq!(
+            application_group("/eks/{namespace_name}/{pod_name}/{container_name}", "prod", &cf).as_deref(),
+            Some("/eks/shop/web-1/web")
+        );
+        // A name CloudWatch Logs would refuse is not made: the caller falls back.
+        let long = format!("/{}/{{pod_name}}", "a".repeat(300));
+        let (long_pod, _) = ContainerFile::parse(&format!("shop_{}_uid/web/0.log", "p".repeat(253))).unwrap();
+        assert_eq!(application_group(&long, "prod", &cf).map(|g| g.len()), Some(307));
+        assert_eq!(application_group(&long, "prod", &long_pod), None);
+        let (odd, _) = ContainerFile::parse("shop_web:1_uid/web/0.log").unwrap();
+        assert_eq!(application_group("/eks/{pod_name}", "prod", &odd), None);
+        assert!(!valid_group_name(""));
+        assert!(valid_group_name(&"a".repeat(512)));
+        assert!(!valid_group_name(&"a".repeat(513)));
     }
 
     #[test]

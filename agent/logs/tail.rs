@@ -68,6 +68,9 @@ pub struct TailSettings {
     pub labels: bool,
     pub annotations: bool,
     pub exclude_globs: Vec<String>,
+    /// `kinsight.logs.application_log_group`: the template of the application group (see
+    /// `route::application_group`); `None`, the Container Insights group.
+    pub application_group: Option<String>,
     pub dataplane_globs: Vec<String>,
     /// Multiline rules and the basename globs each applies to: a container takes the first
     /// rule that matches.
@@ -255,6 +258,8 @@ pub struct Counts {
     pub excluded: u64,
     /// `collect_list` records a filter held back.
     pub filtered: u64,
+    /// Container files whose `application_log_group` made no valid group name.
+    pub group_fallbacks: u64,
 }
 
 /// The tailer's state. Synchronous: the pipeline runs it on a blocking thread.
@@ -780,8 +785,7 @@ impl Tailer {
 
     /// The route and shape of a found file, or `None` when it is excluded.
     #[expect(clippy::type_complexity, reason = "one use: the parts of a new source")]
-    fn route_of(&self, f: &Found) -> Option<(Kind, Route, Shape, Option<ContainerFile>, Option<String>, bool)> {
-        let s = &self.settings;
+    fn route_of(&mut self, f: &Found) -> Option<(Kind, Route, Shape, Option<ContainerFile>, Option<String>, bool)> {
         Some(match &f.what {
             What::Container { file: cf, basename, .. } => {
                 let basename_id = basename.as_deref().and_then(route::container_id_of_basename);
@@ -794,11 +798,17 @@ impl Tailer {
                 if self.excluded(cf, &name) {
                     return None;
                 }
-                let group = if s.dataplane_globs.iter().any(|g| route::glob_match(g, &name)) {
-                    Group::Dataplane
+                let dataplane = self
+                    .settings
+                    .dataplane_globs
+                    .iter()
+                    .any(|g| route::glob_match(g, &name));
+                let (group, group_name) = if dataplane {
+                    (Group::Dataplane, Group::Dataplane.name(&self.settings.cluster))
                 } else {
-                    Group::Application
+                    (Group::Application, self.application_group(cf))
                 };
+                let s = &self.settings;
                 // Matched against the basename, as the exclusion and dataplane globs are (not
                 // against the stream name, which starts with the node's name).
                 let multiline = rule_for(&s.multiline, &name);
@@ -815,7 +825,7 @@ impl Tailer {
                     },
                 };
                 let route = Route {
-                    group_name: group.name(&s.cluster).into(),
+                    group_name: group_name.into(),
                     stream: stream.into(),
                 };
                 (
@@ -831,6 +841,7 @@ impl Tailer {
                 )
             }
             What::Host { name } => {
+                let s = &self.settings;
                 let syslog = name != "dmesg";
                 let shape = if syslog {
                     Shape::HostSyslog {
@@ -850,6 +861,7 @@ impl Tailer {
                 (Kind::Host { syslog }, route, shape, None, None, true)
             }
             What::Collected { entry, .. } => {
+                let s = &self.settings;
                 let rule = s.places.collect.get(*entry)?;
                 let (group, stream) = rule.route(&f.rel);
                 let route = Route {
@@ -863,6 +875,32 @@ impl Tailer {
                 (Kind::Collect { entry: *entry }, route, shape, None, None, true)
             }
         })
+    }
+
+    /// The application group of a container file: `kinsight.logs.application_log_group` filled
+    /// in, or the Container Insights group when there is no template or the name it makes is not
+    /// a valid group name (logged and counted once per file).
+    fn application_group(&mut self, cf: &ContainerFile) -> String {
+        let s = &self.settings;
+        let Some(template) = &s.application_group else {
+            return Group::Application.name(&s.cluster);
+        };
+        if let Some(name) = route::application_group(template, &s.cluster, cf) {
+            return name;
+        }
+        let fallback = Group::Application.name(&s.cluster);
+        tracing::warn!(
+            template = %template,
+            namespace = %cf.namespace,
+            pod = %cf.pod_name,
+            container = %cf.container,
+            group = %fallback,
+            "kinsight.logs.application_log_group makes no valid log group name for this container \
+             (over 512 characters, or a character CloudWatch Logs refuses); its logs go to the \
+             Container Insights group"
+        );
+        self.counts.group_fallbacks += 1;
+        fallback
     }
 
     fn open(&mut self, f: Found, now: Duration) {

@@ -680,6 +680,9 @@ pub struct LogsRound {
     pub lost_at_restart: u64,
     /// Deleted files given up under disk pressure.
     pub abandoned: u64,
+    /// Container files sent to the Container Insights application group because
+    /// `kinsight.logs.application_log_group` made no valid group name for them.
+    pub group_fallbacks: u64,
     pub files: usize,
     pub bytes_behind: u64,
     pub oldest_unacknowledged_s: f64,
@@ -713,6 +716,7 @@ impl LogsRound {
             ("resumed_gzip", self.resumed_gzip),
             ("lost_at_restart", self.lost_at_restart),
             ("abandoned_disk_pressure", self.abandoned),
+            ("application_group_fallback", self.group_fallbacks),
         ] {
             if n > 0 {
                 t.add(Name::LogFileEvents, &[("event", event)], n);

@@ -117,7 +117,8 @@ pub enum Name {
     /// `split` | `long_line`).
     LogRecordAnomalies,
     /// Log file events, by `event` (`opened` | `finished` | `rotated` | `truncated` |
-    /// `open_failed` | `resumed_gzip` | `lost_at_restart`).
+    /// `open_failed` | `resumed_gzip` | `lost_at_restart` | `abandoned_disk_pressure` |
+    /// `application_group_fallback`).
     LogFileEvents,
     /// Scans of the log directories, by `trigger` (`inotify` | `timer`).
     LogScans,

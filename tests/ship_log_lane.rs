@@ -17,7 +17,7 @@ use kinsight::ship::cloudwatch_logs::{Lane, Shipper, ShipperOptions, logs_client
 use kinsight::ship::{Acknowledge, LogEvent, Outcome, Rejection, build_local};
 use kinsight::telemetry::{Name, Telemetry};
 use serde_json::json;
-use support::{Moto, test_sdk_config};
+use support::{Chaos, Moto, test_sdk_config};
 use tokio::time::Instant;
 
 /// Records every outcome by token, and fails the test on a second outcome for one token.
@@ -198,4 +198,57 @@ async fn local_outputs_acknowledge_log_events_once_written() {
         text.lines().next().unwrap(),
         r#"{"kind":"log","log_group":"/g","log_stream":"s","timestamp":1764300000000,"message":"{\"log\":\"line 7\"}"}"#
     );
+}
+
+/// What a reload that replaces the log pipeline during an outage asks of the output: every event
+/// it holds, queued or being retried, is given up without an outcome (its file offset stays, so
+/// the new pipeline reads it again), its budget is freed, and the lane goes on with what comes
+/// after: the withdrawn events are never sent, even once CloudWatch Logs is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn withdrawn_events_are_neither_sent_nor_settled_and_the_lane_goes_on() {
+    let Some(moto) = Moto::start() else { return };
+    let chaos = Chaos::start(moto.addr());
+    chaos.throttle(100);
+    let t = Telemetry::new();
+    let ack = Arc::new(Recorder::default());
+    let lane = logs_lane(&chaos.url(), 1 << 20, &t, ack.clone());
+    let group = "/aws/containerinsights/withdraw/application";
+    let now = now_ms();
+    let held: Vec<LogEvent> = (1..=5)
+        .map(|i| event(group, "a", now, i))
+        .chain((6..=8).map(|i| event(group, "b", now, i)))
+        .collect();
+    lane.enqueue_waiting(held).await.unwrap();
+    // Both streams are being retried: each has been throttled twice.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while chaos.counts().1 < 4 {
+        assert!(Instant::now() < deadline, "no request reached the proxy");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(lane.withdraw().await, 8);
+    assert_eq!(lane.held_bytes(), 0, "the withdrawn events' budget is free");
+    chaos.throttle(0);
+    lane.enqueue_waiting(vec![event(group, "a", now, 9)]).await.unwrap();
+    assert!(lane.flush(Instant::now() + Duration::from_secs(30)).await);
+    assert_eq!(
+        ack.outcomes().into_iter().collect::<Vec<_>>(),
+        [(9, Outcome::Accepted)],
+        "withdrawn events get no outcome"
+    );
+    let (_, a) = moto.logs_call(
+        "GetLogEvents",
+        &json!({"logGroupName": group, "logStreamName": "a", "startFromHead": true}),
+    );
+    let got: Vec<&str> = a["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ["{\"log\":\"line 9\"}"]);
+    let (status, b) = moto.logs_call(
+        "GetLogEvents",
+        &json!({"logGroupName": group, "logStreamName": "b", "startFromHead": true}),
+    );
+    assert_ne!(status, 200, "stream b was never written: {b}");
 }

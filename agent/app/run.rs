@@ -209,7 +209,7 @@ impl Running {
     /// reading and hands over what it was assembling, the output sends what it holds (within
     /// [`LOG_HANDOVER_GRACE`]), the checkpoints are committed, and a pipeline built from `new`
     /// starts from them, as after a restart. Nothing is lost; what the output had not sent by
-    /// then is read again, and may arrive twice.
+    /// then is withdrawn from it and read again, so it is sent once.
     async fn rebuild_logs(&mut self, sup: &mut Supervisor, new: &Config, changed: &[&'static str]) {
         // Settings first: a configuration the pipeline cannot use leaves the running one alone.
         let settings = match build::log_settings(&self.outside, new, &self.node) {
@@ -249,9 +249,9 @@ impl Running {
     }
 
     /// Stops the running log pipeline, if any: reading first, then what it handed over is sent,
-    /// then it commits. Returns how many of its events were still unsent (they are read again),
-    /// or `None` when the agent began to stop meanwhile: the drain then finishes the pipeline
-    /// with the output's whole shutdown grace.
+    /// then it commits. Returns how many of its events were still unsent (withdrawn from the
+    /// output and read again), or `None` when the agent began to stop meanwhile: the drain then
+    /// finishes the pipeline with the output's whole shutdown grace.
     async fn stop_logs(&self) -> Option<usize> {
         let logs = &self.logs;
         logs.stop.inputs.cancel();
@@ -272,6 +272,17 @@ impl Running {
             () = tokio::time::sleep(Duration::from_secs(5)) => {
                 tracing::warn!("the replaced log pipeline did not commit its checkpoints in time");
             }
+        }
+        if unsent > 0 {
+            // CloudWatch Logs slow or down: the output would send these later, and the new
+            // pipeline reads them again from the checkpoints; only one of the two may. The old
+            // pipeline is done (it can hand over nothing more) and the new one has not started,
+            // so everything the output holds is the old one's.
+            let withdrawn = self.installed.output.withdraw_logs().await;
+            tracing::info!(
+                withdrawn,
+                "the output gave up the unsent events of the replaced log pipeline; they are read again"
+            );
         }
         Some(unsent)
     }

@@ -1351,8 +1351,8 @@ impl Tailer {
 
     /// After the last commit: takes this tailer's sources out of the settle table, which outlives
     /// it when a reload rebuilds the pipeline. Returns how many of its events were still
-    /// unsettled; their bytes were not committed, so the next tailer reads them again (and any
-    /// the output still sends later arrive twice).
+    /// unsettled; their bytes were not committed, so the next tailer reads them again (the app
+    /// withdraws them from the output first, so they are sent once).
     pub fn release(&mut self) -> usize {
         let ids: Vec<u32> = self
             .sources

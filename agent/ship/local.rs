@@ -206,6 +206,11 @@ impl Output for LocalOutput {
     }
 
     /// Writes are synchronous: nothing is ever queued.
+    fn withdraw_logs(&self) -> BoxFuture<'_, usize> {
+        Box::pin(std::future::ready(0))
+    }
+
+    /// Writes are synchronous: nothing is ever queued.
     fn flush(&self, _deadline: tokio::time::Instant) -> BoxFuture<'_, Leftover> {
         Box::pin(std::future::ready(Leftover::default()))
     }

@@ -45,6 +45,11 @@ pub trait Output: Send + Sync + std::fmt::Debug {
     /// replaces the log pipeline).
     fn flush_logs(&self, deadline: tokio::time::Instant) -> BoxFuture<'_, bool>;
 
+    /// Gives up the log events held now, queued or being sent, without settling them, and
+    /// returns how many; the output keeps running. Their producer reads them again (a reload
+    /// that replaced the log pipeline after `flush_logs` ran out of time), so they are sent once.
+    fn withdraw_logs(&self) -> BoxFuture<'_, usize>;
+
     /// Sends what is queued, waiting at most until `deadline`, then stops. What was left is
     /// counted as dropped (datums, performance events) or handed back (log events).
     fn flush(&self, deadline: tokio::time::Instant) -> BoxFuture<'_, Leftover>;

@@ -598,8 +598,8 @@ impl OutputRebuilt<'_> {
 /// What became of the log pipeline a reload replaced.
 #[derive(Debug, Clone, Copy)]
 pub enum LogPipelineOutcome<'a> {
-    /// A new pipeline runs; `unsent` events of the old one were not sent by then and are read
-    /// again (the output may still send them: they may arrive twice).
+    /// A new pipeline runs; `unsent` events of the old one were not accepted by then: the output
+    /// gave them up, and they are read again.
     Rebuilt { unsent: usize },
     /// Log collection is now off.
     Off,
@@ -627,7 +627,7 @@ impl LogPipelineRebuilt<'_> {
                 tracing::warn!(
                     changed = ?self.changed,
                     unsent,
-                    "log pipeline rebuilt for the new configuration; events CloudWatch Logs had not accepted yet are read again and may arrive twice"
+                    "log pipeline rebuilt for the new configuration; events CloudWatch Logs had not accepted yet were withdrawn from the output and are read again"
                 );
                 "rebuilt"
             }

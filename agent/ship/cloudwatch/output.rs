@@ -144,6 +144,10 @@ impl Output for CloudwatchOutput {
         Box::pin(self.logs.flush(deadline))
     }
 
+    fn withdraw_logs(&self) -> BoxFuture<'_, usize> {
+        Box::pin(self.logs.withdraw())
+    }
+
     fn flush(&self, deadline: Instant) -> BoxFuture<'_, Leftover> {
         Box::pin(async move {
             let m = async {

@@ -171,6 +171,12 @@ struct State {
     /// mapping and its page faults each time under glibc's fixed `MALLOC_MMAP_THRESHOLD_` (the
     /// image sets one).
     pool: Vec<Vec<LogEvent>>,
+    /// Cancelled to stop the sends in progress without stopping the shipper
+    /// ([`Shipper::withdraw`]); a child of `Shared::stop`, replaced by a fresh one each time.
+    /// Each stream's send takes the one current when it starts.
+    halt: CancellationToken,
+    /// [`Shipper::withdraw`] is waiting for the sends in progress: nothing new is sent.
+    withdrawing: bool,
 }
 
 impl State {
@@ -391,12 +397,16 @@ impl Shipper {
         telemetry: Telemetry,
         ack: Option<Arc<dyn Acknowledge>>,
     ) -> (Shipper, Flusher) {
+        let stop = CancellationToken::new();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                halt: stop.child_token(),
+                ..State::default()
+            }),
             flush_now: Notify::new(),
             settled: Notify::new(),
             space: Notify::new(),
-            stop: CancellationToken::new(),
+            stop,
             telemetry,
             ack,
             lane: opts.lane,
@@ -519,6 +529,48 @@ impl Shipper {
         }
     }
 
+    /// Logs lane: gives up every event held now, queued or being sent, without settling it, and
+    /// returns how many there were; the shipper keeps running. Their producer reads them again:
+    /// a reload that replaces the log pipeline while CloudWatch Logs is down calls this, so that
+    /// the events the old pipeline read are sent once, by the new one, rather than by both. A
+    /// request whose answer was still awaited may have been accepted; only those can arrive twice.
+    pub async fn withdraw(&self) -> usize {
+        let halted = {
+            let mut st = self.shared.lock();
+            st.withdrawing = true;
+            std::mem::replace(&mut st.halt, self.shared.stop.child_token())
+        };
+        // However this future ends (it may be dropped while it waits), the flusher sends again.
+        let _resume = Withdrawing(&self.shared);
+        halted.cancel();
+        // The sends in progress notice at once and put their events back in the queues.
+        self.sends_back().await;
+        let mut st = self.shared.lock();
+        let mut kept = HashMap::new();
+        let mut withdrawn = Vec::new();
+        for (key, q) in st.streams.drain() {
+            if q.sending {
+                // Still being sent after the wait (never seen): it settles as usual.
+                kept.insert(key, q);
+            } else {
+                withdrawn.push(q);
+            }
+        }
+        st.streams = kept;
+        let (mut events, mut bytes) = (0, 0);
+        for q in withdrawn {
+            events += q.events.len();
+            bytes += q.bytes;
+            st.pool(q.events);
+        }
+        st.queued -= events;
+        st.held_bytes = st.held_bytes.saturating_sub(bytes);
+        drop(st);
+        self.shared.space.notify_waiters();
+        self.shared.settled.notify_waiters();
+        events
+    }
+
     /// [`Shipper::flush`], then stop: returns what was left (performance events counted as
     /// dropped, log events handed back unsent).
     pub async fn drain(&self, deadline: Instant) -> Leftover {
@@ -532,6 +584,14 @@ impl Shipper {
         self.shared.space.notify_waiters();
         // The flusher puts back what it was sending; wait for that (it reacts to the cancel at
         // once), but never hang on a flusher that is not running at all.
+        self.sends_back().await;
+        self.stop_now()
+    }
+
+    /// Waits until no stream is being sent (the sends told to stop put their events back at
+    /// once), or the flusher ended; never longer than 2 s, and never hangs on a flusher that is
+    /// not running at all.
+    async fn sends_back(&self) {
         let wait = async {
             loop {
                 let settled = self.shared.settled.notified();
@@ -547,7 +607,6 @@ impl Shipper {
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
-        self.stop_now()
     }
 
     fn stop_now(&self) -> Leftover {
@@ -577,6 +636,16 @@ impl Shipper {
             }
             Lane::Logs => Leftover { dropped: 0, logs: left },
         }
+    }
+}
+
+/// [`Shipper::withdraw`] in progress: the flusher sends nothing new until this is dropped.
+struct Withdrawing<'a>(&'a Shared);
+
+impl Drop for Withdrawing<'_> {
+    fn drop(&mut self) {
+        self.0.lock().withdrawing = false;
+        self.0.flush_now.notify_one();
     }
 }
 
@@ -612,7 +681,7 @@ enum Sent {
     Done,
     /// `InvalidParameterException` or another refusal of the request: the caller may split it.
     Refused(Failure),
-    /// The shipper stopped; the events were not sent.
+    /// The shipper stopped, or withdrew the events; they were not sent.
     Stopped,
 }
 
@@ -662,7 +731,7 @@ impl Sender {
         if st.queued == 0 && st.sending == 0 {
             st.flush_all = false;
         }
-        if st.queued == 0 {
+        if st.queued == 0 || st.withdrawing {
             return next;
         }
         if st.flush_all || self.shared.pressure(&st) {
@@ -763,6 +832,7 @@ impl Sender {
     /// One stream's events: those that cannot be sent are settled here; the rest go in requests
     /// within the API limits, one after the other, each sent from a slice of `events`.
     async fn send_stream(&self, key: StreamKey, mut events: Vec<LogEvent>) -> StreamDone {
+        let halt = self.shared.lock().halt.clone();
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -788,11 +858,11 @@ impl Sender {
         let mut unsent = Vec::new();
         for b in batch::split(&mut events) {
             let batch = &events[b];
-            if self.shared.stop.is_cancelled() {
+            if halt.is_cancelled() {
                 unsent.extend_from_slice(batch);
                 continue;
             }
-            if let Some(back) = self.send_splitting(group, &key.1, batch).await {
+            if let Some(back) = self.send_splitting(group, &key.1, batch, &halt).await {
                 unsent.extend(back);
             }
         }
@@ -803,8 +873,14 @@ impl Sender {
     /// Sends one request; when it is refused, splits it in half once and sends both halves,
     /// dropping a half that is refused again (Fluent Bit and Vector give up on the whole request;
     /// a split saves the good half). Returns events not sent because the shipper stopped.
-    async fn send_splitting(&self, group: &str, stream: &str, events: &[LogEvent]) -> Option<Vec<LogEvent>> {
-        let f = match self.send(group, stream, events).await {
+    async fn send_splitting(
+        &self,
+        group: &str,
+        stream: &str,
+        events: &[LogEvent],
+        halt: &CancellationToken,
+    ) -> Option<Vec<LogEvent>> {
+        let f = match self.send(group, stream, events, halt).await {
             Sent::Done => return None,
             Sent::Stopped => return Some(events.to_vec()),
             Sent::Refused(f) => f,
@@ -816,7 +892,7 @@ impl Sender {
         let (first, second) = events.split_at(events.len() / 2);
         let mut unsent = Vec::new();
         for half in [first, second] {
-            match self.send(group, stream, half).await {
+            match self.send(group, stream, half, halt).await {
                 Sent::Done => {}
                 Sent::Stopped => unsent.extend_from_slice(half),
                 Sent::Refused(f) => self.refused(group, half, &f),
@@ -837,15 +913,16 @@ impl Sender {
         self.shared.release(bytes);
     }
 
-    /// One `PutLogEvents` request, retried on transient errors until it succeeds or the shipper
-    /// stops; the stream (and group) are created on `ResourceNotFoundException`.
-    async fn send(&self, group: &str, stream: &str, events: &[LogEvent]) -> Sent {
+    /// One `PutLogEvents` request, retried on transient errors until it succeeds or `halt` (the
+    /// shipper stopped, or withdrew its events); the stream (and group) are created on
+    /// `ResourceNotFoundException`.
+    async fn send(&self, group: &str, stream: &str, events: &[LogEvent], halt: &CancellationToken) -> Sent {
         let mut attempt: u32 = 0;
         let mut created = false;
         loop {
             let result = tokio::select! {
                 r = self.put(group, stream, events) => r,
-                () = self.shared.stop.cancelled() => return Sent::Stopped,
+                () = halt.cancelled() => return Sent::Stopped,
             };
             let f = match result {
                 Ok(out) => {
@@ -917,7 +994,7 @@ impl Sender {
             let delay = self.opts.backoff.delay(attempt - 1);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = self.shared.stop.cancelled() => return Sent::Stopped,
+                () = halt.cancelled() => return Sent::Stopped,
             }
         }
     }

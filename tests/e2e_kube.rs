@@ -274,3 +274,50 @@ fn the_leader_sends_control_plane_increases_as_statistic_sets() {
             && v["statistic_values"]["Sum"] == 80.0
     });
 }
+
+/// A reload that turns enhanced observability on and changes the Lease duration restarts the
+/// apiserver task with them: the leader starts scraping the control plane, and the Lease it
+/// takes again carries the new duration. Before, both waited for a restart.
+#[test]
+fn a_reload_restarts_the_apiserver_watch_with_the_new_settings() {
+    let (api, _dir, config) = oracle_cluster(1);
+    api.set_control_plane_metrics(&control_plane_text([100, 40], [5, 9, 10, 10], 2.0));
+    let agent = Agent::start(&config, NODES[0], "kinsight-a");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while agent.cluster_counts().is_empty() {
+        assert!(Instant::now() < deadline, "no cluster record: the agent never led");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let scrapes = || api.requests().iter().filter(|q| q.resource == "/metrics").count();
+    assert_eq!(scrapes(), 0, "standard observability scrapes no control plane");
+    let lease = |field: &str| api.get("Lease", "amazon-cloudwatch", "kinsight-leader").unwrap()["spec"][field].clone();
+    assert_eq!(lease("leaseDurationSeconds"), LEASE_SECS);
+
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    cfg["logs"]["metrics_collected"]["kubernetes"]["enhanced_container_insights"] = Value::Bool(true);
+    cfg["kinsight"]["metrics"]["leader_lease_secs"] = serde_json::json!(LEASE_SECS + 2);
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let objects = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the control plane was not scraped after the reload"
+        );
+        if let Some((_, v)) = agent
+            .lines
+            .try_iter()
+            .find(|(_, v)| v["metric_name"] == "apiserver_storage_objects")
+        {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(objects["value"], 4000.0);
+    assert!(scrapes() > 0);
+    assert_eq!(lease("leaseDurationSeconds"), LEASE_SECS + 2);
+    assert!(
+        lease("holderIdentity").as_str().unwrap().ends_with("/kinsight-a"),
+        "{}",
+        lease("holderIdentity")
+    );
+}

@@ -69,8 +69,9 @@ pub(super) async fn aws(
 pub(super) enum Metadata {
     /// The pod list file to keep re-reading (metadata source `file:`).
     File(PathBuf, PodIndex),
-    /// The apiserver watch, through `kube_config_path` when set, else in-cluster/`KUBECONFIG`.
-    Apiserver(PodIndex, Option<PathBuf>),
+    /// The apiserver watch, through `kube_config_path` when set, else in-cluster/`KUBECONFIG`
+    /// (`run::start_apiserver` reads it from the configuration, which a reload may change).
+    Apiserver(PodIndex),
     /// The container runtime alone (the runtime source fills the index).
     Runtime(PodIndex),
 }
@@ -78,7 +79,7 @@ pub(super) enum Metadata {
 impl Metadata {
     pub(super) fn index(&self) -> &PodIndex {
         match self {
-            Metadata::File(_, i) | Metadata::Apiserver(i, _) | Metadata::Runtime(i) => i,
+            Metadata::File(_, i) | Metadata::Apiserver(i) | Metadata::Runtime(i) => i,
         }
     }
 }
@@ -109,10 +110,7 @@ fn pod_index(outside: &Outside, cfg: &Config) -> Option<Metadata> {
         }
         MetadataSource::Apiserver => {
             tracing::info!(node = %cfg.node_name, "metadata source apiserver: watching this node's pods");
-            Some(Metadata::Apiserver(
-                PodIndex::new(Some(cfg.node_name.clone())),
-                cfg.kubernetes.kube_config_path.clone(),
-            ))
+            Some(Metadata::Apiserver(PodIndex::new(Some(cfg.node_name.clone()))))
         }
         MetadataSource::Runtime => {
             tracing::info!("metadata source runtime: pods and containers from containerd's labels");
@@ -180,7 +178,7 @@ pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry
     // The runtime names pods for `runtime` and fills the apiserver's gaps; a pod list file is
     // the whole truth by design (tests and replays), so the runtime does not add to it.
     let runtime_index = match &metadata {
-        Some(Metadata::Runtime(i) | Metadata::Apiserver(i, _)) => Some(i.clone()),
+        Some(Metadata::Runtime(i) | Metadata::Apiserver(i)) => Some(i.clone()),
         _ => None,
     };
     let runtime = RuntimeSource {

@@ -31,12 +31,6 @@ pub const RESTART_KEYS: &[Key] = &[
     ("kinsight.metrics.metadata_source", |a, b| {
         a.metrics.metadata_source != b.metrics.metadata_source
     }),
-    ("kinsight.metrics.leader_lease_secs", |a, b| {
-        a.metrics.leader_lease != b.metrics.leader_lease
-    }),
-    ("logs.metrics_collected.kubernetes.kube_config_path", |a, b| {
-        a.kubernetes.kube_config_path != b.kubernetes.kube_config_path
-    }),
     // Metrics take a new node name at their next tick, but the pod metadata source watches the
     // node it was started for (and log records would name a node the metadata does not).
     ("kinsight.node_name", |a, b| a.node_name != b.node_name),

@@ -120,6 +120,8 @@ struct Running {
     settlements: Arc<crate::logs::Settlements>,
     /// The pod index log records are enriched from.
     pods: Option<kube::PodIndex>,
+    /// The apiserver task, with metadata source `apiserver`.
+    apiserver: Option<ApiserverTask>,
     telemetry: Telemetry,
     stopping: CancellationToken,
     inputs: CancellationToken,
@@ -173,6 +175,7 @@ impl Running {
         if !plan.logs.is_empty() {
             self.rebuild_logs(sup, &new, &plan.logs).await;
         }
+        self.restart_apiserver(sup, &new);
         tracing::info!(interval_s = new.interval.as_secs(), output = ?new.output, "configuration applied");
         self.cfg = new;
     }
@@ -205,6 +208,33 @@ impl Running {
 }
 
 impl Running {
+    /// Restarts the apiserver task when `new` changes what it was started with (the kubeconfig,
+    /// the Lease duration, what the cluster watch watches): the running one stops (its elector
+    /// releases the Lease), and one started for `new` lists this node's pods again into the same
+    /// index, which the collector and the log pipeline keep reading meanwhile.
+    fn restart_apiserver(&mut self, sup: &mut Supervisor, new: &Config) {
+        let Some(task) = &self.apiserver else { return };
+        let settings = ApiserverSettings::of(new);
+        if settings == task.settings {
+            return;
+        }
+        tracing::info!(
+            from = ?task.settings,
+            to = ?settings,
+            "restarting the apiserver watch for the new configuration"
+        );
+        task.owner.cancel();
+        let index = task.index.clone();
+        self.apiserver = Some(start_apiserver(
+            sup,
+            index,
+            new,
+            &self.outside,
+            &self.telemetry,
+            &self.inputs,
+        ));
+    }
+
     /// Replaces the log pipeline for `new` (see `reload::LOG_KEYS`): the running one stops
     /// reading and hands over what it was assembling, the output sends what it holds (within
     /// [`LOG_HANDOVER_GRACE`]), the checkpoints are committed, and a pipeline built from `new`
@@ -554,7 +584,7 @@ pub(super) fn start_metadata(
     outside: &Outside,
     telemetry: &Telemetry,
     inputs: &CancellationToken,
-) {
+) -> Option<ApiserverTask> {
     match metadata {
         Some(build::Metadata::File(path, index)) => {
             let scope = kube::NodeScope::NodeOfClusterDump(cfg.node_name.clone());
@@ -565,92 +595,137 @@ pub(super) fn start_metadata(
                 source.run(token.clone())
             });
         }
-        Some(build::Metadata::Apiserver(index, kubeconfig)) => {
-            let (t, token) = (telemetry.clone(), inputs.clone());
-            let (node, tag_service) = (cfg.node_name.clone(), cfg.kubernetes.tag_service);
-            let allow_plain_http = outside.env.allow_plain_http_endpoints;
-            let namespace = outside
-                .env
-                .k8s_namespace
-                .clone()
-                .unwrap_or_else(|| "amazon-cloudwatch".to_string());
-            // Unique per agent pod: during a rolling update with surge two run on one node.
-            let identity = format!(
-                "{node}/{}",
-                outside
-                    .env
-                    .pod_name
-                    .clone()
-                    .unwrap_or_else(|| format!("pid-{}", std::process::id()))
-            );
-            let lease = cfg.metrics.leader_lease;
-            // Workload records are performance events (and [E] metrics): not watched when
-            // neither is written.
-            let enhanced = cfg.kubernetes.enhanced_container_insights;
-            let workloads = enhanced || cfg.metrics.destination != crate::config::MetricsDestination::PutMetricData;
-            // The control plane is an [E] group: scraped once an interval, by the leader only.
-            let control_plane = enhanced.then_some(cfg.interval);
+        Some(build::Metadata::Apiserver(index)) => {
             telemetry.expect_condition(
                 kube::API_CONDITION,
                 "the apiserver pod watch has not completed its first list",
             );
-            sup.restartable_until("kube::apiserver", inputs.clone(), move || {
-                let (t, token, index, node, kubeconfig) = (
-                    t.clone(),
-                    token.clone(),
-                    index.clone(),
-                    node.clone(),
-                    kubeconfig.clone(),
-                );
-                let (namespace, identity) = (namespace.clone(), identity.clone());
-                async move {
-                    match kube::connect_apiserver(kubeconfig.as_deref(), allow_plain_http).await {
-                        Ok(client) => {
-                            let source = kube::ApiSource {
-                                client: client.clone(),
-                                node,
-                                index: index.clone(),
-                                telemetry: t.clone(),
-                                tag_service,
-                            };
-                            let elector = kube::Elector {
-                                client: client.clone(),
-                                namespace,
-                                identity,
-                                duration: lease,
-                                telemetry: t.clone(),
-                            };
-                            let cluster = kube::ClusterWatch {
-                                client,
-                                index,
-                                telemetry: t,
-                                workloads,
-                                pending_pods: enhanced,
-                                storage: enhanced,
-                                control_plane,
-                            };
-                            let (leading_tx, leading_rx) = watch::channel(false);
-                            tokio::join!(
-                                source.run(token.clone()),
-                                elector.run(leading_tx, token.clone()),
-                                cluster.run(leading_rx, token),
-                            );
-                        }
-                        Err(e) => {
-                            // Not retried: a missing kubeconfig or service account does not appear
-                            // by waiting. Metrics and logs go on without pod metadata.
-                            let error = crate::telemetry::chain(&e);
-                            tracing::error!(%error, "no apiserver client; pod metadata is unavailable");
-                            t.set_condition(kube::API_CONDITION, false, &format!("no apiserver client: {error}"));
-                            token.cancelled().await;
-                        }
-                    }
-                }
-            });
+            return Some(start_apiserver(sup, index, cfg, outside, telemetry, inputs));
         }
         // The runtime source fills this index itself (`start_runtime`).
         Some(build::Metadata::Runtime(_)) | None => {}
     }
+    None
+}
+
+/// What the apiserver task is started with from the configuration: a reload that changes any of
+/// it restarts the task (`Running::restart_apiserver`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ApiserverSettings {
+    kubeconfig: Option<std::path::PathBuf>,
+    lease: Duration,
+    /// Services are watched for the `Service` dimension.
+    tag_service: bool,
+    /// Pending pods and the storage records: enhanced observability.
+    enhanced: bool,
+    /// Workload records are performance events (and enhanced metrics): not watched when neither
+    /// is written.
+    workloads: bool,
+    /// The control plane is an enhanced group: scraped once an interval, by the leader only.
+    control_plane: Option<Duration>,
+}
+
+impl ApiserverSettings {
+    pub(super) fn of(cfg: &Config) -> ApiserverSettings {
+        let enhanced = cfg.kubernetes.enhanced_container_insights;
+        ApiserverSettings {
+            kubeconfig: cfg.kubernetes.kube_config_path.clone(),
+            lease: cfg.metrics.leader_lease,
+            tag_service: cfg.kubernetes.tag_service,
+            enhanced,
+            workloads: enhanced || cfg.metrics.destination != crate::config::MetricsDestination::PutMetricData,
+            control_plane: enhanced.then_some(cfg.interval),
+        }
+    }
+}
+
+/// The running apiserver task: the pod watch, the leader election and the cluster watch.
+#[derive(Debug)]
+pub(super) struct ApiserverTask {
+    /// Cancelled to stop it (a child of the inputs' token).
+    owner: CancellationToken,
+    index: kube::PodIndex,
+    settings: ApiserverSettings,
+}
+
+/// Starts the apiserver task for `cfg`, filling `index`.
+fn start_apiserver(
+    sup: &mut Supervisor,
+    index: kube::PodIndex,
+    cfg: &Config,
+    outside: &Outside,
+    telemetry: &Telemetry,
+    inputs: &CancellationToken,
+) -> ApiserverTask {
+    let settings = ApiserverSettings::of(cfg);
+    let owner = inputs.child_token();
+    let (t, token) = (telemetry.clone(), owner.clone());
+    let node = cfg.node_name.clone();
+    let allow_plain_http = outside.env.allow_plain_http_endpoints;
+    let namespace = outside
+        .env
+        .k8s_namespace
+        .clone()
+        .unwrap_or_else(|| "amazon-cloudwatch".to_string());
+    // Unique per agent pod: during a rolling update with surge two run on one node.
+    let identity = format!(
+        "{node}/{}",
+        outside
+            .env
+            .pod_name
+            .clone()
+            .unwrap_or_else(|| format!("pid-{}", std::process::id()))
+    );
+    let s = settings.clone();
+    let task_index = index.clone();
+    sup.restartable_until("kube::apiserver", owner.clone(), move || {
+        let (t, token, index, node, s) = (t.clone(), token.clone(), task_index.clone(), node.clone(), s.clone());
+        let (namespace, identity) = (namespace.clone(), identity.clone());
+        async move {
+            match kube::connect_apiserver(s.kubeconfig.as_deref(), allow_plain_http).await {
+                Ok(client) => {
+                    let source = kube::ApiSource {
+                        client: client.clone(),
+                        node,
+                        index: index.clone(),
+                        telemetry: t.clone(),
+                        tag_service: s.tag_service,
+                    };
+                    let elector = kube::Elector {
+                        client: client.clone(),
+                        namespace,
+                        identity,
+                        duration: s.lease,
+                        telemetry: t.clone(),
+                    };
+                    let cluster = kube::ClusterWatch {
+                        client,
+                        index,
+                        telemetry: t,
+                        workloads: s.workloads,
+                        pending_pods: s.enhanced,
+                        storage: s.enhanced,
+                        control_plane: s.control_plane,
+                    };
+                    let (leading_tx, leading_rx) = watch::channel(false);
+                    tokio::join!(
+                        source.run(token.clone()),
+                        elector.run(leading_tx, token.clone()),
+                        cluster.run(leading_rx, token),
+                    );
+                }
+                Err(e) => {
+                    // Not retried: a missing kubeconfig or service account does not appear
+                    // by waiting. Metrics and logs go on without pod metadata.
+                    let error = crate::telemetry::chain(&e);
+                    tracing::error!(%error, "no apiserver client; pod metadata is unavailable");
+                    t.set_condition(kube::API_CONDITION, false, &format!("no apiserver client: {error}"));
+                    token.cancelled().await;
+                }
+            }
+        }
+    });
+    ApiserverTask { owner, index, settings }
 }
 
 /// Starts the scrapes of this node's CSI node plugins (enhanced volume I/O) when there is a pod
@@ -747,7 +822,7 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
     let logs_task = start_logs(&mut sup, logs, &cfg, &output_rx, &inputs);
 
     // Pod metadata.
-    start_metadata(&mut sup, parts.metadata.clone(), &cfg, &outside, &telemetry, &inputs);
+    let apiserver = start_metadata(&mut sup, parts.metadata.clone(), &cfg, &outside, &telemetry, &inputs);
     start_runtime(&mut sup, parts.runtime.clone(), &inputs);
 
     // Metrics: the tick loop and the delivery of its cycles.
@@ -794,6 +869,7 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
         logs: logs_task,
         settlements,
         pods,
+        apiserver,
         telemetry: telemetry.clone(),
         stopping: stopping.clone(),
         inputs: inputs.clone(),

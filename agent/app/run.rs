@@ -63,15 +63,29 @@ fn supervise_aws(sup: &mut Supervisor, aws: &mut AwsContext, owner: &Cancellatio
     }
 }
 
-/// Hands each cycle of the tick loop to the current output, and keeps `/readyz` current.
+/// Hands each cycle of the tick loop to the current output, and keeps `/readyz` current. Its
+/// heartbeat's bound follows the interval: it beats once a cycle, so a reload that lengthens the
+/// interval would otherwise fail `/healthz` (and kubelet's liveness probe would restart the pod).
 async fn deliver(
     mut cycles: mpsc::Receiver<Cycle>,
     output: watch::Receiver<Arc<dyn Output>>,
     credentials: watch::Receiver<Option<crate::auth::Identity>>,
+    mut settings: watch::Receiver<Settings>,
     telemetry: Telemetry,
     heartbeat: Heartbeat,
 ) {
-    while let Some(cycle) = cycles.recv().await {
+    loop {
+        let cycle = tokio::select! {
+            cycle = cycles.recv() => match cycle {
+                Some(c) => c,
+                None => return,
+            },
+            Ok(()) = settings.changed() => {
+                let interval = settings.borrow_and_update().interval;
+                heartbeat.set_bound(tick::stuck_bound(interval));
+                continue;
+            }
+        };
         let out = output.borrow().clone();
         // A failed write was counted by the output; the next interval goes on.
         let _ = out.send_metrics(cycle.datums);
@@ -388,6 +402,7 @@ fn start_metrics(
 ) -> CancellationToken {
     let (cycle_tx, cycle_rx) = mpsc::channel(tick::CYCLE_QUEUE);
     let bound = tick::stuck_bound(cfg.interval);
+    let deliver_settings = settings.clone();
     sup.must_run_until(
         "metrics::tick",
         inputs.clone(),
@@ -408,7 +423,7 @@ fn start_metrics(
         delivered.clone(),
     );
     sup.must_run_until("ship::deliver_cycles", inputs.clone(), async move {
-        deliver(cycle_rx, output, credentials, t, hb).await;
+        deliver(cycle_rx, output, credentials, deliver_settings, t, hb).await;
         done.cancel();
     });
     delivered
@@ -969,4 +984,53 @@ pub async fn once(
     installed.owner.cancel();
     sup.shutdown(Instant::now() + Duration::from_secs(2)).await;
     written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, Inputs, OutputKind};
+
+    fn settings(interval_s: u64) -> Settings {
+        let inputs = Inputs {
+            env: config::Env::default(),
+            output_override: Some(OutputKind::Stdout),
+            host_name_fallback: "n".into(),
+            tagged_cluster_name: None,
+            defer_missing_cluster_name: false,
+        };
+        let text = format!("{{\"agent\": {{\"metrics_collection_interval\": {interval_s}}}}}");
+        let cfg = config::load_str(&text, &inputs).unwrap();
+        build::settings(&cfg, &NodeMetadata::default())
+    }
+
+    /// A reload from a 60 s to a 600 s interval: cycles now come 600 s apart, and the delivery's
+    /// heartbeat must not be called stuck in between (its bound was 4 minutes).
+    #[tokio::test(start_paused = true)]
+    async fn the_delivery_heartbeat_follows_a_longer_interval() {
+        let telemetry = Telemetry::new();
+        let (settings_tx, settings_rx) = watch::channel(settings(60));
+        let (cycle_tx, cycle_rx) = mpsc::channel(1);
+        let local: Arc<dyn Output> =
+            Arc::from(crate::ship::build_local(&OutputKind::Dir(std::env::temp_dir()), &telemetry, None).unwrap());
+        let (_output_tx, output_rx) = watch::channel(local);
+        let (_credentials_tx, credentials_rx) = watch::channel(None);
+        let heartbeat = telemetry.heartbeat("ship::deliver_cycles", tick::stuck_bound(Duration::from_mins(1)));
+        let task = tokio::spawn(deliver(
+            cycle_rx,
+            output_rx,
+            credentials_rx,
+            settings_rx,
+            telemetry.clone(),
+            heartbeat,
+        ));
+        settings_tx.send_replace(settings(600));
+        tokio::time::sleep(Duration::from_mins(5)).await;
+        assert!(telemetry.liveness().is_ok(), "{:?}", telemetry.liveness());
+        // Still bounded: three of the new intervals and a minute.
+        tokio::time::sleep(Duration::from_mins(27)).await;
+        assert!(telemetry.liveness().is_err());
+        drop(cycle_tx);
+        task.await.unwrap();
+    }
 }

@@ -843,6 +843,50 @@ impl Appender {
     }
 }
 
+/// `kinsight.logs.filters` from the configuration reaches the running pipeline: the excluded
+/// health checks of `web` are counted and never written, `web`'s other lines and every line of
+/// `api` are.
+#[test]
+fn log_filters_drop_the_records_they_name_and_count_them() {
+    let root = tempfile::tempdir().unwrap();
+    v2_fixture(root.path());
+    let cm = root.path().join("configmap");
+    let out = root.path().join("out");
+    let port = free_port();
+    let (web, api) = (pod_log(root.path(), "web"), pod_log(root.path(), "api"));
+    for log in [&web, &api] {
+        append_cri(log, "GET /healthz 200");
+        append_cri(log, "GET /orders 200");
+    }
+    configmap_swap(
+        &cm,
+        1,
+        &format!(
+            r#"{{"agent":{{"metrics_collection_interval":1}},
+                "kinsight":{{"output":"dir:{}","metrics":{{"metadata_source":"none"}},
+                             "logs":{{"host_files":[],
+                                      "filters":[{{"type":"exclude","expression":"GET /healthz",
+                                                   "container_globs":["web-*"]}}]}},
+                             "paths":{{"state_dir":"/state"}},
+                             "telemetry":{{"listen_address":"127.0.0.1:{port}"}}}}}}"#,
+            out.display()
+        ),
+    );
+    let agent = Agent::start(&["run"], &cm.join("cwagentconfig.json"), root.path());
+    assert!(
+        wait_until(Duration::from_secs(15), Duration::from_millis(50), || logged(&out)
+            .len()
+            == 3
+            && counter(port, "kinsight_log_records_total{kind=\"filtered\"}") == 1),
+        "got {:?}",
+        logged(&out)
+    );
+    let mut got = logged(&out);
+    got.sort();
+    assert_eq!(got, ["GET /healthz 200", "GET /orders 200", "GET /orders 200"]);
+    assert!(agent.terminate().success());
+}
+
 /// Keys the tailer is built with apply without a restart: the log pipeline is replaced and
 /// resumes from its checkpoints. Logs turned on, a container excluded, then let in again while a
 /// writer appends to another container throughout: every one of its lines arrives exactly once,

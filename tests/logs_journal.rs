@@ -73,6 +73,7 @@ fn tailer(root: &Path) -> (Tailer, Arc<Settlements>) {
         labels: false,
         annotations: false,
         exclude_globs: vec![],
+        filters: Vec::new(),
         application_group: None,
         dataplane_globs: vec![],
         multiline: Vec::new(),

@@ -40,6 +40,7 @@ fn settings() -> TailSettings {
         labels: false,
         annotations: false,
         exclude_globs: vec![],
+        filters: Vec::new(),
         application_group: None,
         dataplane_globs: vec!["aws-node*".into(), "kube-proxy*".into()],
         multiline: Vec::new(),
@@ -439,6 +440,71 @@ fn the_agents_own_pod_is_excluded_and_aws_node_goes_to_dataplane() {
         "{}",
         node.got[0].stream
     );
+}
+
+/// `kinsight.logs.filters` per container: an exclude filter drops the matching records of the
+/// containers its globs match (a multiline record as a whole), the others keep theirs, and the
+/// dropped records are counted and committed like shipped ones.
+#[test]
+fn container_filters_drop_whole_records_of_their_containers_and_commit_them() {
+    use kinsight::logs::parse::{MultilineRule, Preset};
+    use kinsight::logs::tail::ContainerFilterRule;
+    let dir = tempfile::tempdir().unwrap();
+    for (pod, c) in [("web-1", "web"), ("api-2", "api")] {
+        std::fs::create_dir_all(dir.path().join(format!("var/log/pods/shop_{pod}_u-{pod}/{c}"))).unwrap();
+    }
+    let mut s = settings();
+    s.filters = vec![ContainerFilterRule {
+        include: false,
+        regex: regex::Regex::new("GET /healthz|NoStock").unwrap(),
+        globs: vec!["web-*".into()],
+    }];
+    s.multiline = vec![(MultilineRule::preset(Preset::Java), vec!["*".into()])];
+    let mut node = Node::over(dir, s.clone());
+    let lines = [
+        "GET /orders 200",
+        "GET /healthz 200",
+        "java.lang.IllegalStateException: NoStock",
+        "\tat shop.Orders.take(Orders.java:42)",
+        "GET /cart 200",
+    ];
+    for (pod, c) in [("web-1", "web"), ("api-2", "api")] {
+        let text = lines.iter().fold(String::new(), |mut t, l| {
+            t.push_str("2026-12-06T10:00:00Z stdout F ");
+            t.push_str(l);
+            t.push('\n');
+            t
+        });
+        node.append(&format!("var/log/pods/shop_{pod}_u-{pod}/{c}/0.log"), &text);
+    }
+    node.step(true);
+    node.advance(Duration::from_secs(10));
+    node.step(true);
+    let of = |pod: &str| -> Vec<String> {
+        node.got
+            .iter()
+            .filter(|e| e.stream.contains(pod))
+            .map(|e| logs(std::slice::from_ref(e))[0].clone())
+            .collect()
+    };
+    assert_eq!(of("web-1"), ["GET /orders 200", "GET /cart 200"]);
+    assert_eq!(
+        of("api-2"),
+        [
+            "GET /orders 200",
+            "GET /healthz 200",
+            "java.lang.IllegalStateException: NoStock\n\tat shop.Orders.take(Orders.java:42)",
+            "GET /cart 200"
+        ]
+    );
+    assert_eq!(node.tailer.counts.filtered, 2, "the health check and the whole trace");
+    // Committed past the dropped records: a new tailer reads nothing again.
+    let (tailer, settlements) = Node::tailer_over(node.dir.path(), s);
+    node.tailer = tailer;
+    node.settlements = settlements;
+    node.got.clear();
+    node.step(true);
+    assert!(node.got.is_empty(), "{:?}", logs(&node.got));
 }
 
 /// `application_log_group` places each container's application logs by its pod directory; a

@@ -62,6 +62,7 @@ pub const LOG_KEYS: &[Key] = &[
     ("kinsight.logs.exclude_container_globs", |a, b| {
         a.logs.exclude_container_globs != b.logs.exclude_container_globs
     }),
+    ("kinsight.logs.filters", |a, b| a.logs.filters != b.logs.filters),
     ("kinsight.logs.application_log_group", |a, b| {
         a.logs.application_log_group != b.logs.application_log_group
     }),

@@ -161,26 +161,34 @@ fn collect_file(mut o: Obj<'_>, cx: &mut Ctx, default_stream: Option<&str>) -> O
 fn filters(o: &mut Obj<'_>, cx: &mut Ctx) -> Vec<LogFilter> {
     let mut filters = Vec::new();
     for mut f in o.objects(cx, "filters") {
-        let include = f.choice(cx, "type", &[("include", true), ("exclude", false)]);
-        if f.value("type").is_none() {
-            cx.error(
-                f.path_of("type"),
-                ErrorKind::invalid("required: \"include\" or \"exclude\""),
-            );
-        }
-        let expression = f.parsed(cx, "expression", values::regex);
-        if f.value("expression").is_none() {
-            cx.error(
-                f.path_of("expression"),
-                ErrorKind::invalid("required: a regular expression"),
-            );
-        }
-        if let (Some(include), Some(expression)) = (include, expression) {
-            filters.push(LogFilter { include, expression });
+        if let Some(filter) = filter(&mut f, cx) {
+            filters.push(filter);
         }
         f.finish(cx);
     }
     filters
+}
+
+/// The `type` and `expression` of one filter object (the caller reads its other keys and
+/// finishes it): the CloudWatch agent's `collect_list` filters, and `kinsight.logs.filters`.
+pub(super) fn filter(f: &mut Obj<'_>, cx: &mut Ctx) -> Option<LogFilter> {
+    let include = f.choice(cx, "type", &[("include", true), ("exclude", false)]);
+    if f.value("type").is_none() {
+        cx.error(
+            f.path_of("type"),
+            ErrorKind::invalid("required: \"include\" or \"exclude\""),
+        );
+    }
+    let expression = f.parsed(cx, "expression", values::regex);
+    if f.value("expression").is_none() {
+        cx.error(
+            f.path_of("expression"),
+            ErrorKind::invalid("required: a regular expression"),
+        );
+    }
+    include
+        .zip(expression)
+        .map(|(include, expression)| LogFilter { include, expression })
 }
 
 /// Keys with no meaning for kinsight: one warning each.

@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use super::error::ErrorKind;
 use super::model::{
-    HostLogSource, LogFormat, Logs, MetadataSource, MetricDrop, Metrics, MetricsDestination, Multiline,
-    MultilinePreset, MultilineStart, OutputKind, OversizeEvent, Paths, Prices, RecordProfile, StreamNames,
+    ContainerFilter, HostLogSource, LogFormat, Logs, MetadataSource, MetricDrop, Metrics, MetricsDestination,
+    Multiline, MultilinePreset, MultilineStart, OutputKind, OversizeEvent, Paths, Prices, RecordProfile, StreamNames,
     TelemetrySettings,
 };
 use super::upstream;
@@ -242,6 +242,9 @@ fn logs(mut o: Obj<'_>, cx: &mut Ctx, force_flush_interval: Duration, endpoint_o
         exclude_container_globs: o
             .str_list(cx, "exclude_container_globs", values::glob)
             .unwrap_or_default(),
+        // [{type, expression, container_globs}], default []: container log records shipped
+        // only if every filter of their container lets them through (Fluent Bit's `grep`).
+        filters: container_filters(&mut o, cx),
         // group template, default none (`/aws/containerinsights/<cluster>/application`): the
         // group of application container logs, e.g. one per namespace.
         application_log_group: o.parsed(cx, "application_log_group", values::application_group_template),
@@ -389,6 +392,27 @@ fn multiline(mut o: Obj<'_>, cx: &mut Ctx) -> Option<Multiline> {
         (false, true) => MultilineStart::Preset(preset?),
     };
     Some(Multiline { start, container_globs })
+}
+
+/// `kinsight.logs.filters`: `type` ("include" | "exclude") and `expression` as in a
+/// `collect_list` entry's filters, and the containers each applies to.
+fn container_filters(o: &mut Obj<'_>, cx: &mut Ctx) -> Vec<ContainerFilter> {
+    let mut out = Vec::new();
+    for mut f in o.objects(cx, "filters") {
+        let filter = super::collect::filter(&mut f, cx);
+        // [glob], default ["*"]: the containers (by /var/log/containers basename) it applies to.
+        let container_globs = f
+            .str_list(cx, "container_globs", values::glob)
+            .unwrap_or_else(|| vec!["*".to_owned()]);
+        f.finish(cx);
+        if let Some(filter) = filter {
+            out.push(ContainerFilter {
+                filter,
+                container_globs,
+            });
+        }
+    }
+    out
 }
 
 fn retention_days(cx: &mut Ctx, o: &mut Obj<'_>) -> Option<u32> {

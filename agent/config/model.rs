@@ -289,6 +289,14 @@ impl LogGroupClass {
     }
 }
 
+/// One `kinsight.logs.filters` entry: a filter for the container logs its globs match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerFilter {
+    pub filter: LogFilter,
+    /// `/var/log/containers` basenames (`<pod>_<namespace>_<container>-<id>.log`).
+    pub container_globs: Vec<String>,
+}
+
 /// One `filters` entry of a `collect_list` entry; every filter must let a record through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogFilter {
@@ -313,6 +321,9 @@ pub struct Logs {
     pub annotations: bool,
     /// Container log files (by `/var/log/containers` basename glob) that are not shipped.
     pub exclude_container_globs: Vec<String>,
+    /// `kinsight.logs.filters`: container log records shipped only if every filter whose globs
+    /// match the container lets them through.
+    pub filters: Vec<ContainerFilter>,
     /// `kinsight.logs.application_log_group`: the group of application container logs, a
     /// template (`logs::route::APPLICATION_GROUP_PLACEHOLDERS`); `None`: the Container Insights
     /// group `/aws/containerinsights/<cluster>/application`.

@@ -552,6 +552,8 @@ fn kinsight_values_are_checked() {
         "logs": {"host_files": ["var/log/messages", "/var/log/../../etc/shadow"], "retention_days": 2,
                  "exclude_container_globs": ["a/b"],
                  "application_log_group": "/eks/{namespace}",
+                 "filters": [{"type": "drop", "expression": "(x", "container_globs": ["a/b"]},
+                             {"expression": "ok"}],
                  "multiline": {"container_globs": ["*"]},
                  "max_event_bytes": 1048551, "disk_pressure_free_percent": 51, "buffer_mib": 0,
                  "put_concurrency": 17},
@@ -567,6 +569,11 @@ fn kinsight_values_are_checked() {
             "kinsight.logs.disk_pressure_free_percent: must be 0..=50 percent, got 51",
             "kinsight.logs.exclude_container_globs[0]: invalid glob \"a/b\": matches a file \
              name, so it cannot contain '/'",
+            "kinsight.logs.filters[0].container_globs[0]: invalid glob \"a/b\": matches a file \
+             name, so it cannot contain '/'",
+            "kinsight.logs.filters[0].expression: invalid regular expression \"(x\": unclosed group",
+            "kinsight.logs.filters[0].type: invalid value \"drop\"; expected one of \"include\", \"exclude\"",
+            "kinsight.logs.filters[1].type: required: \"include\" or \"exclude\"",
             "kinsight.logs.host_files[0]: must be an absolute path, got \"var/log/messages\"",
             "kinsight.logs.host_files[1]: \"/var/log/../../etc/shadow\": '.' and '..' components are not \
              allowed (paths are resolved under the host root)",

@@ -88,6 +88,12 @@ pub enum LogsError {
         #[source]
         source: regex::Error,
     },
+    #[error("filter kinsight.logs.filters[{index}].expression does not compile")]
+    Filter {
+        index: usize,
+        #[source]
+        source: regex::Error,
+    },
     #[error("logs.logs_collected.files.collect_list cannot be used")]
     Collect(#[source] super::collect::CollectError),
 }
@@ -198,6 +204,19 @@ pub fn settings(
         annotations: l.annotations,
         stream_names: l.stream_names,
         exclude_globs: l.exclude_container_globs.clone(),
+        filters: l
+            .filters
+            .iter()
+            .enumerate()
+            .map(|(index, f)| {
+                Ok(super::tail::ContainerFilterRule {
+                    include: f.filter.include,
+                    regex: regex::Regex::new(&f.filter.expression)
+                        .map_err(|source| LogsError::Filter { index, source })?,
+                    globs: f.container_globs.clone(),
+                })
+            })
+            .collect::<Result<_, LogsError>>()?,
         application_group: l.application_log_group.clone(),
         dataplane_globs: l.dataplane_container_globs.clone(),
         multiline,

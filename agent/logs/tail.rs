@@ -68,6 +68,9 @@ pub struct TailSettings {
     pub labels: bool,
     pub annotations: bool,
     pub exclude_globs: Vec<String>,
+    /// `kinsight.logs.filters`, compiled: a container's records are shipped only if every filter
+    /// whose globs match its basename lets them through.
+    pub filters: Vec<ContainerFilterRule>,
     /// `kinsight.logs.application_log_group`: the template of the application group (see
     /// `route::application_group`); `None`, the Container Insights group.
     pub application_group: Option<String>,
@@ -90,6 +93,16 @@ pub struct TailSettings {
     pub disk_pressure_free_percent: u8,
     /// The free space of the filesystem holding a file: `fstatvfs`, replaceable in tests.
     pub disk_space: fn(&std::fs::File) -> Option<crate::host::fs::FsStats>,
+}
+
+/// One `kinsight.logs.filters` entry: `include` ships only the records `regex` matches, an
+/// exclude filter only those it does not; for the containers whose `/var/log/containers`
+/// basename a glob matches.
+#[derive(Debug, Clone)]
+pub struct ContainerFilterRule {
+    pub include: bool,
+    pub regex: regex::Regex,
+    pub globs: Vec<String>,
 }
 
 /// [`TailSettings::disk_space`] on a real node.
@@ -162,13 +175,16 @@ enum State {
     Deleted,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Kind {
     /// A container's log, `name` its `/var/log/containers` basename; `multiline` is the index of
     /// the first `TailSettings::multiline` rule whose globs match that name.
     Container {
         name: Arc<str>,
         multiline: Option<usize>,
+        /// The `TailSettings::filters` whose globs match `name` (include?, pattern); `None` when
+        /// none does.
+        filters: Option<Arc<[(bool, regex::Regex)]>>,
     },
     Host {
         syslog: bool,
@@ -812,6 +828,12 @@ impl Tailer {
                 // Matched against the basename, as the exclusion and dataplane globs are (not
                 // against the stream name, which starts with the node's name).
                 let multiline = rule_for(&s.multiline, &name);
+                let filters: Vec<(bool, regex::Regex)> = s
+                    .filters
+                    .iter()
+                    .filter(|f| f.globs.iter().any(|g| route::glob_match(g, &name)))
+                    .map(|f| (f.include, f.regex.clone()))
+                    .collect();
                 let stream =
                     route::valid_stream_name(&route::container_stream(s.stream_names, group, &s.node, &name)).0;
                 let shape = match group {
@@ -832,6 +854,7 @@ impl Tailer {
                     Kind::Container {
                         name: name.into(),
                         multiline,
+                        filters: (!filters.is_empty()).then(|| filters.into()),
                     },
                     route,
                     shape,
@@ -1040,7 +1063,7 @@ impl Tailer {
     pub fn set_multiline(&mut self, rules: Vec<(MultilineRule, Vec<String>)>) {
         self.settings.multiline = rules;
         for s in &mut self.sources {
-            if let Kind::Container { name, multiline } = &mut s.kind {
+            if let Kind::Container { name, multiline, .. } = &mut s.kind {
                 *multiline = rule_for(&self.settings.multiline, name);
             }
         }
@@ -1444,12 +1467,15 @@ fn rule_for(rules: &[(MultilineRule, Vec<String>)], name: &str) -> Option<usize>
 /// and the new rule applies from the next record on.
 fn switch_multiline(s: &mut Source, handed_s: f64, mut ctx: Ctx<'_>, events: &mut Vec<LogEvent>, bytes: &mut usize) {
     {
-        let Source { multiline, shape, .. } = &mut *s;
+        let Source {
+            multiline, shape, kind, ..
+        } = &mut *s;
         if let Some(ml) = multiline {
             let settings = ctx.settings;
             let counts = &mut *ctx.counts;
             let enc = &mut *ctx.enc;
-            ml.finish(|r| encode_record(shape, &r, settings, counts, enc));
+            let filters = filters_of(kind);
+            ml.finish(|r| encode_record(shape, filters, &r, settings, counts, enc));
         }
     }
     s.multiline = multiline_of(ctx.settings, &s.kind);
@@ -1679,12 +1705,14 @@ fn handle_line(
                     joiner,
                     multiline,
                     shape,
+                    kind,
                     ..
                 } = &mut *s;
                 let settings = ctx.settings;
                 let counts = &mut *ctx.counts;
                 let enc = &mut *ctx.enc;
-                let mut emit = |r: Record<'_>| encode_record(shape, &r, settings, counts, enc);
+                let filters = filters_of(kind);
+                let mut emit = |r: Record<'_>| encode_record(shape, filters, &r, settings, counts, enc);
                 match multiline {
                     Some(ml) => joiner.push(l, start, end, now, |r| ml.push(r, now, &mut emit)),
                     None => joiner.push(l, start, end, now, &mut emit),
@@ -1742,15 +1770,17 @@ fn flush_expired(
             joiner,
             multiline,
             shape,
+            kind,
             ..
         } = &mut *s;
         let settings = ctx.settings;
         let counts = &mut *ctx.counts;
         let enc = &mut *ctx.enc;
+        let filters = filters_of(kind);
         let mut emit = |r: Record<'_>| match &collect {
             Some(Some(rule)) => encode_collected(rule, &r, settings, counts, &mut enc.records),
             Some(None) => {}
-            None => encode_record(shape, &r, settings, counts, enc),
+            None => encode_record(shape, filters, &r, settings, counts, enc),
         };
         match multiline {
             Some(ml) => {
@@ -1774,8 +1804,25 @@ fn flush_expired(
     hand_over(s, handed_s, &mut ctx, events, bytes);
 }
 
-/// Encodes one record: its content repaired to UTF-8, then the message(s) of its shape.
-fn encode_record(shape: &Shape, r: &Record<'_>, settings: &TailSettings, counts: &mut Counts, enc: &mut Encoding) {
+/// The filters of a container source, if any matched it.
+fn filters_of(kind: &Kind) -> Option<&[(bool, regex::Regex)]> {
+    match kind {
+        Kind::Container { filters, .. } => filters.as_deref(),
+        _ => None,
+    }
+}
+
+/// Encodes one record: its content repaired to UTF-8, then the message(s) of its shape; or
+/// nothing when one of its container's `filters` holds it back (counted as `filtered`; its bytes
+/// are committed with the records around it).
+fn encode_record(
+    shape: &Shape,
+    filters: Option<&[(bool, regex::Regex)]>,
+    r: &Record<'_>,
+    settings: &TailSettings,
+    counts: &mut Counts,
+    enc: &mut Encoding,
+) {
     let Encoding {
         repair: buf,
         arena,
@@ -1786,6 +1833,12 @@ fn encode_record(shape: &Shape, r: &Record<'_>, settings: &TailSettings, counts:
     let text = repair(r.content, buf);
     if text.repaired {
         counts.utf8_repaired += 1;
+    }
+    if let Some(filters) = filters
+        && !filters.iter().all(|(include, re)| re.is_match(text.text) == *include)
+    {
+        counts.filtered += 1;
+        return;
     }
     let e = encode::container_record(shape, r, text.text, settings.size, arena, messages);
     if e.truncated {

@@ -262,32 +262,21 @@ impl Agent {
     /// With `kubeconfig`, `metadata_source: apiserver` (the runtime beside it); else `runtime`.
     fn start_with(dir: &Path, sock: &str, kubeconfig: Option<&Path>) -> Agent {
         let port = support::free_port();
-        let config = dir.join("cwagentconfig.json");
-        let mut kubernetes = json!({"cluster_name": "rt", "enhanced_container_insights": true});
-        let source = match kubeconfig {
-            Some(k) => {
-                kubernetes["kube_config_path"] = json!(k);
-                "apiserver"
-            }
-            None => "runtime",
-        };
-        std::fs::write(
-            &config,
-            json!({
-                "agent": {"metrics_collection_interval": 2},
-                "logs": {"metrics_collected": {"kubernetes": kubernetes}},
-                "kinsight": {"output": "stdout", "node_name": NODE,
-                             "metrics": {"metadata_source": source, "destination": "both"},
-                             "paths": {"containerd_socket": sock},
-                             "logs": {"enabled": false},
-                             "telemetry": {"listen_address": format!("127.0.0.1:{port}")}}
-            })
-            .to_string(),
-        )
-        .unwrap();
+        write_config(dir, sock, kubeconfig, 2, port);
+        Agent::spawn(&dir.join("cwagentconfig.json"), port)
+    }
+
+    /// With metadata source `runtime` and an interval of `interval_s`; returns its telemetry port.
+    fn start_every(dir: &Path, sock: &str, interval_s: u64) -> (Agent, u16) {
+        let port = support::free_port();
+        write_config(dir, sock, None, interval_s, port);
+        (Agent::spawn(&dir.join("cwagentconfig.json"), port), port)
+    }
+
+    fn spawn(config: &Path, port: u16) -> Agent {
         let mut child = support::kinsight()
             .args(["run", "--host-root", "/", "--config"])
-            .arg(&config)
+            .arg(config)
             .env("RUST_LOG", "info")
             .env("POD_NAME", "kinsight-rt")
             .env("K8S_NAMESPACE", "amazon-cloudwatch")
@@ -349,6 +338,33 @@ impl Agent {
     fn is_running(&mut self) -> bool {
         self.child.try_wait().ok().flatten().is_none()
     }
+}
+
+/// The agent's configuration in `dir`: with `kubeconfig`, metadata source `apiserver` (the
+/// runtime beside it), else `runtime`; enhanced observability, destination `both`, no logs.
+fn write_config(dir: &Path, sock: &str, kubeconfig: Option<&Path>, interval_s: u64, port: u16) {
+    let mut kubernetes = json!({"cluster_name": "rt", "enhanced_container_insights": true});
+    let source = match kubeconfig {
+        Some(k) => {
+            kubernetes["kube_config_path"] = json!(k);
+            "apiserver"
+        }
+        None => "runtime",
+    };
+    std::fs::write(
+        dir.join("cwagentconfig.json"),
+        json!({
+            "agent": {"metrics_collection_interval": interval_s},
+            "logs": {"metrics_collected": {"kubernetes": kubernetes}},
+            "kinsight": {"output": "stdout", "node_name": NODE,
+                         "metrics": {"metadata_source": source, "destination": "both"},
+                         "paths": {"containerd_socket": sock},
+                         "logs": {"enabled": false},
+                         "telemetry": {"listen_address": format!("127.0.0.1:{port}")}}
+        })
+        .to_string(),
+    )
+    .unwrap();
 }
 
 impl Drop for Agent {
@@ -624,4 +640,24 @@ fn beside_the_apiserver_the_runtime_names_a_container_the_watch_has_not_publishe
     );
     let datum = found.unwrap();
     assert_eq!(dim(&datum, "FullPodName"), Some(pod.name.as_str()), "{datum}");
+}
+
+/// A reload that shortens the interval reaches the runtime source at once: it measures the
+/// writable layers at the new interval, not first after the old one (two minutes here).
+#[test]
+fn a_reloaded_interval_reaches_the_writable_layer_measurements() {
+    let Some(image) = prerequisites() else { return };
+    let mut ctd = Containerd::start();
+    ctd.ctr_ok(&["images", "import", &image]);
+    let pod = TestPod::new("reload");
+    let idle = ctd.run_container(&pod, "idle", &[], "exec sleep 600");
+    assert!(support::wait_until(WAIT, POLL, || ctd.running_pid(&idle).is_some()));
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, port) = Agent::start_every(dir.path(), &ctd.sock, 120);
+    // Connected, listed and measured once; the next measurement is an interval away.
+    let usage = "kinsight_runtime_calls_total{call=\"Snapshots.Usage\"}";
+    agent.wait_metric(usage, 1.0);
+    let before = agent.own_metric(usage).unwrap_or(0.0);
+    write_config(dir.path(), &ctd.sock, None, 1, port);
+    agent.wait_metric(usage, before + 2.0);
 }

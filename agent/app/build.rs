@@ -35,6 +35,8 @@ pub(super) struct Parts {
     pub node: NodeMetadata,
     /// The container runtime source (always built; it copes with a missing socket).
     pub runtime: RuntimeSource,
+    /// Where a reload sends the runtime source a new interval (its writable-layer measurements).
+    pub runtime_interval: tokio::sync::watch::Sender<std::time::Duration>,
     /// Where the accelerator source publishes its DCGM scrapes (the collector reads them).
     pub gpus: tokio::sync::watch::Sender<Arc<crate::host::accel::GpuScrape>>,
     /// AWS Neuron: where the accelerator source publishes its neuron-monitor scrapes.
@@ -181,13 +183,14 @@ pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry
         Some(Metadata::Runtime(i) | Metadata::Apiserver(i)) => Some(i.clone()),
         _ => None,
     };
+    let (runtime_interval, usage_every) = tokio::sync::watch::channel(cfg.interval);
     let runtime = RuntimeSource {
         socket: runtime_root.path(&cfg.paths.containerd_socket),
         root: runtime_root,
         index: runtime_index,
         fs: fs_tx,
         telemetry: telemetry.clone(),
-        usage_every: cfg.interval,
+        usage_every,
     };
     Ok(Parts {
         collector,
@@ -196,6 +199,7 @@ pub(super) async fn parts(outside: &Outside, cfg: &Config, telemetry: &Telemetry
         metadata,
         node,
         runtime,
+        runtime_interval,
         gpus,
         neurons,
     })

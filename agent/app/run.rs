@@ -136,6 +136,8 @@ struct Running {
     pods: Option<kube::PodIndex>,
     /// The apiserver task, with metadata source `apiserver`.
     apiserver: Option<ApiserverTask>,
+    /// The runtime source's measuring interval.
+    runtime_interval: watch::Sender<Duration>,
     telemetry: Telemetry,
     stopping: CancellationToken,
     inputs: CancellationToken,
@@ -151,6 +153,11 @@ impl Running {
             tracing::warn!(key, "this setting needs a restart; the running value stays until then");
         }
         self.settings_tx.send_replace(build::settings(&new, &self.node));
+        self.runtime_interval.send_if_modified(|every| {
+            let changed = *every != new.interval;
+            *every = new.interval;
+            changed
+        });
         apply_logging(&self.cfg, &new);
         if new.prices != self.cfg.prices {
             self.prices_tx.send_replace(new.prices.clone());
@@ -885,6 +892,7 @@ pub async fn run(outside: Outside, loaded: Loaded, cancel: CancellationToken) ->
         settlements,
         pods,
         apiserver,
+        runtime_interval: parts.runtime_interval,
         telemetry: telemetry.clone(),
         stopping: stopping.clone(),
         inputs: inputs.clone(),

@@ -61,8 +61,8 @@ pub struct RuntimeSource {
     pub index: Option<PodIndex>,
     pub fs: watch::Sender<Arc<ContainerFs>>,
     pub telemetry: Telemetry,
-    /// How often writable layers are measured: the metrics interval.
-    pub usage_every: Duration,
+    /// How often writable layers are measured: the metrics interval, which a reload may change.
+    pub usage_every: watch::Receiver<Duration>,
 }
 
 /// What survives a reconnect.
@@ -149,8 +149,13 @@ impl RuntimeSource {
         }
         held.ever_connected = true;
         held.reported = false;
-        let mut usage = tokio::time::interval_at(Instant::now() + self.usage_every, self.usage_every);
-        usage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut every_rx = self.usage_every.clone();
+        let usage_at = |every: Duration| {
+            let mut usage = tokio::time::interval_at(Instant::now() + every, every);
+            usage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            usage
+        };
+        let mut usage = usage_at(*every_rx.borrow_and_update());
         let mut relist_at: Option<Instant> = None;
         let mut listed_at = Instant::now();
         loop {
@@ -184,6 +189,8 @@ impl RuntimeSource {
                     listed_at = Instant::now();
                     self.measure(&client, &mut st).await?;
                 }
+                // A reload changed the interval: measure at the new one from now on.
+                Ok(()) = every_rx.changed() => usage = usage_at(*every_rx.borrow_and_update()),
             }
         }
     }

@@ -272,7 +272,8 @@ pub struct Counts {
     pub journal_entries: u64,
     /// Lines not shipped because of a `fluentbit.io/exclude…` annotation.
     pub excluded: u64,
-    /// `collect_list` records a filter held back.
+    /// Records a filter held back: `kinsight.logs.filters` (container logs) and `collect_list`
+    /// filters.
     pub filtered: u64,
     /// Container files whose `application_log_group` made no valid group name.
     pub group_fallbacks: u64,

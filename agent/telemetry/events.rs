@@ -667,7 +667,7 @@ pub struct LogsRound {
     pub utf8_repaired: u64,
     pub truncated: u64,
     pub excluded: u64,
-    /// `collect_list` records a filter held back.
+    /// Records a filter held back (`kinsight.logs.filters`, `collect_list` filters).
     pub filtered: u64,
     pub split: u64,
     pub long_lines: u64,

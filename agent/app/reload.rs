@@ -204,17 +204,10 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, Inputs, MetricsDestination, OutputKind};
+    use crate::config::{self, Inputs, MetricsDestination};
 
     fn cfg(extra: &str) -> Config {
-        let inputs = Inputs {
-            env: config::Env::default(),
-            output_override: Some(OutputKind::Stdout),
-            host_name_fallback: "n".into(),
-            tagged_cluster_name: None,
-            defer_missing_cluster_name: false,
-        };
-        config::load_str(&format!("{{\"kinsight\": {{{extra}}}}}"), &inputs).unwrap()
+        config::load_str(&format!("{{\"kinsight\": {{{extra}}}}}"), &Inputs::local_test()).unwrap()
     }
 
     #[test]
@@ -236,11 +229,7 @@ mod tests {
                     r#"{{"logs": {{"metrics_collected": {{"kubernetes": {{"cluster_name": "{name}"}}}}}},
                         "kinsight": {{"logs": {{"enabled": {logs}}}}}}}"#
                 ),
-                &Inputs {
-                    output_override: Some(OutputKind::Stdout),
-                    host_name_fallback: "n".into(),
-                    ..Inputs::default()
-                },
+                &Inputs::local_test(),
             )
             .unwrap()
         };
@@ -345,11 +334,7 @@ mod tests {
         let logs = config::load_str(
             r#"{"logs": {"endpoint_override": "https://logs.example",
                          "credentials": {"role_arn": "arn:aws:iam::123456789012:role/l"}}}"#,
-            &Inputs {
-                output_override: Some(OutputKind::Stdout),
-                host_name_fallback: "n".into(),
-                ..Inputs::default()
-            },
+            &Inputs::local_test(),
         )
         .unwrap();
         assert_eq!(

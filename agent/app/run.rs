@@ -1000,15 +1000,8 @@ mod tests {
     use crate::config::{self, Inputs, OutputKind};
 
     fn settings(interval_s: u64) -> Settings {
-        let inputs = Inputs {
-            env: config::Env::default(),
-            output_override: Some(OutputKind::Stdout),
-            host_name_fallback: "n".into(),
-            tagged_cluster_name: None,
-            defer_missing_cluster_name: false,
-        };
         let text = format!("{{\"agent\": {{\"metrics_collection_interval\": {interval_s}}}}}");
-        let cfg = config::load_str(&text, &inputs).unwrap();
+        let cfg = config::load_str(&text, &Inputs::local_test()).unwrap();
         build::settings(&cfg, &NodeMetadata::default())
     }
 

@@ -67,6 +67,18 @@ pub struct Inputs {
     pub defer_missing_cluster_name: bool,
 }
 
+impl Inputs {
+    /// A local run's inputs for tests: `--output stdout`, host name `n`, an empty environment.
+    #[cfg(test)]
+    pub(crate) fn local_test() -> Inputs {
+        Inputs {
+            output_override: Some(OutputKind::Stdout),
+            host_name_fallback: "n".into(),
+            ..Inputs::default()
+        }
+    }
+}
+
 /// Parses and validates `text`. Pure: no IO. Returns every error found, sorted by path.
 pub fn load_str(text: &str, inputs: &Inputs) -> Result<Config, ConfigErrors> {
     if text.len() > MAX_FILE_BYTES {
